@@ -1,0 +1,297 @@
+//! Supports of distributions and of parameters, as `torch.distributions.constraints`.
+
+use std::fmt;
+
+use candle_core::{DType, Tensor};
+
+use crate::error::Result;
+
+/// A bound of an interval constraint: a number, or a tensor that broadcasts against the value
+/// (Uniform's `low`/`high`, Pareto's `scale`).
+#[derive(Clone, Debug)]
+pub enum Bound {
+    /// The same bound for every element.
+    Scalar(f64),
+    /// Per-element bounds (broadcast against the value).
+    Tensor(Tensor),
+}
+
+impl From<f64> for Bound {
+    fn from(v: f64) -> Self {
+        Bound::Scalar(v)
+    }
+}
+
+impl From<Tensor> for Bound {
+    fn from(t: Tensor) -> Self {
+        Bound::Tensor(t)
+    }
+}
+
+impl From<&Tensor> for Bound {
+    fn from(t: &Tensor) -> Self {
+        Bound::Tensor(t.clone())
+    }
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Bound::Scalar(v) => write!(f, "{v}"),
+            Bound::Tensor(t) => write!(f, "tensor{:?}", t.dims()),
+        }
+    }
+}
+
+/// The set a value (or a parameter) must lie in.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::Constraint;
+/// let x = Tensor::new(&[0.5f64, -1.0], &Device::Cpu)?;
+/// let ok = Constraint::Positive.check(&x)?.to_vec1::<u8>()?;
+/// assert_eq!(ok, vec![1, 0]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Constraint {
+    /// All reals (not NaN).
+    Real,
+    /// `x > 0`.
+    Positive,
+    /// `x >= 0`.
+    NonNegative,
+    /// `0 <= x <= 1`.
+    UnitInterval,
+    /// `low <= x <= high`.
+    Interval {
+        /// Lower bound.
+        low: Bound,
+        /// Upper bound.
+        high: Bound,
+    },
+    /// `low <= x < high`, as torch's `half_open_interval`.
+    HalfOpenInterval {
+        /// Lower bound.
+        low: Bound,
+        /// Upper bound.
+        high: Bound,
+    },
+    /// `x > bound`.
+    GreaterThan(Bound),
+    /// `x >= bound`.
+    GreaterThanEq(Bound),
+    /// `x < bound`.
+    LessThan(Bound),
+    /// 0 or 1.
+    Boolean,
+    /// 0, 1, 2, …
+    NonNegativeInteger,
+    /// Integers in `low..=high`.
+    IntegerInterval {
+        /// Lower bound.
+        low: Bound,
+        /// Upper bound.
+        high: Bound,
+    },
+    /// Vectors of non-negative numbers summing to 1 (last dim).
+    Simplex,
+    /// One-hot vectors (last dim).
+    OneHot,
+    /// Lower-triangular matrices with positive diagonal (last two dims).
+    LowerCholesky,
+    /// Symmetric positive-definite matrices (last two dims).
+    PositiveDefinite,
+    /// `base` applied elementwise, with the last `event_dims` dims reinterpreted as one event.
+    Independent {
+        /// The elementwise constraint.
+        base: Box<Constraint>,
+        /// How many trailing dims form one event.
+        event_dims: usize,
+    },
+}
+
+impl Constraint {
+    /// `interval(low, high)`.
+    pub fn interval(low: impl Into<Bound>, high: impl Into<Bound>) -> Self {
+        Constraint::Interval {
+            low: low.into(),
+            high: high.into(),
+        }
+    }
+
+    /// `greater_than(bound)`.
+    pub fn greater_than(bound: impl Into<Bound>) -> Self {
+        Constraint::GreaterThan(bound.into())
+    }
+
+    /// `independent(self, event_dims)`: the same set, checked per event.
+    pub fn independent(self, event_dims: usize) -> Self {
+        if event_dims == 0 {
+            return self;
+        }
+        match self {
+            Constraint::Independent { base, event_dims: n } => Constraint::Independent {
+                base,
+                event_dims: n + event_dims,
+            },
+            other => Constraint::Independent {
+                base: Box::new(other),
+                event_dims,
+            },
+        }
+    }
+
+    /// How many trailing dims of a value one check covers (1 for simplex, 2 for matrices).
+    pub fn event_dim(&self) -> usize {
+        match self {
+            Constraint::Simplex | Constraint::OneHot => 1,
+            Constraint::LowerCholesky | Constraint::PositiveDefinite => 2,
+            Constraint::Independent { base, event_dims } => base.event_dim() + event_dims,
+            _ => 0,
+        }
+    }
+
+    /// Whether the set is discrete (integer valued).
+    pub fn is_discrete(&self) -> bool {
+        match self {
+            Constraint::Boolean
+            | Constraint::NonNegativeInteger
+            | Constraint::IntegerInterval { .. }
+            | Constraint::OneHot => true,
+            Constraint::Independent { base, .. } => base.is_discrete(),
+            _ => false,
+        }
+    }
+
+    /// Elementwise (per event) membership, as a `u8` tensor of shape
+    /// `value.shape[..rank - event_dim]` holding 1 where the value is in the set.
+    pub fn check(&self, value: &Tensor) -> Result<Tensor> {
+        let x = value;
+        let dtype = x.dtype();
+        let bound = |b: &Bound| -> Result<Tensor> {
+            Ok(match b {
+                Bound::Scalar(v) => Tensor::full(*v, (), x.device())?.to_dtype(dtype)?,
+                Bound::Tensor(t) => t.to_dtype(dtype)?,
+            })
+        };
+        let not_nan = || -> Result<Tensor> { Ok(x.eq(x)?) };
+        let and = |a: &Tensor, b: &Tensor| -> Result<Tensor> { Ok(a.broadcast_mul(b)?) };
+        let is_integer = || -> Result<Tensor> { Ok(x.eq(&x.floor()?)?) };
+        let out = match self {
+            Constraint::Real => not_nan()?,
+            Constraint::Positive => x.gt(0.0)?,
+            Constraint::NonNegative => x.ge(0.0)?,
+            Constraint::UnitInterval => and(&x.ge(0.0)?, &x.le(1.0)?)?,
+            Constraint::Interval { low, high } => and(
+                &x.broadcast_ge(&bound(low)?)?,
+                &x.broadcast_le(&bound(high)?)?,
+            )?,
+            Constraint::HalfOpenInterval { low, high } => and(
+                &x.broadcast_ge(&bound(low)?)?,
+                &x.broadcast_lt(&bound(high)?)?,
+            )?,
+            Constraint::GreaterThan(b) => x.broadcast_gt(&bound(b)?)?,
+            Constraint::GreaterThanEq(b) => x.broadcast_ge(&bound(b)?)?,
+            Constraint::LessThan(b) => x.broadcast_lt(&bound(b)?)?,
+            Constraint::Boolean => x.eq(0.0)?.add(&x.eq(1.0)?)?,
+            Constraint::NonNegativeInteger => and(&x.ge(0.0)?, &is_integer()?)?,
+            Constraint::IntegerInterval { low, high } => and(
+                &and(
+                    &x.broadcast_ge(&bound(low)?)?,
+                    &x.broadcast_le(&bound(high)?)?,
+                )?,
+                &is_integer()?,
+            )?,
+            Constraint::Simplex => {
+                let last = x.rank().saturating_sub(1);
+                let nonneg = x.ge(0.0)?.min_keepdim(last)?.squeeze(last)?;
+                let tol = if dtype == DType::F64 { 1e-6 } else { 1e-4 };
+                let sum_ok = x
+                    .sum(last)?
+                    .affine(1.0, -1.0)?
+                    .abs()?
+                    .le(tol)?;
+                and(&nonneg, &sum_ok)?
+            }
+            Constraint::OneHot => {
+                let last = x.rank().saturating_sub(1);
+                let binary = x.eq(0.0)?.add(&x.eq(1.0)?)?.min_keepdim(last)?.squeeze(last)?;
+                let one = x.sum(last)?.eq(1.0)?;
+                and(&binary, &one)?
+            }
+            Constraint::LowerCholesky => {
+                let r = x.rank();
+                if r < 2 {
+                    return Err(crate::DistError::Invalid {
+                        dist: "lower_cholesky",
+                        msg: format!("needs a matrix, got shape {:?}", x.dims()),
+                    });
+                }
+                let n = x.dims()[r - 1];
+                let upper = Tensor::triu2(n, dtype, x.device())?
+                    .sub(&Tensor::eye(n, dtype, x.device())?)?;
+                let upper_zero = x
+                    .broadcast_mul(&upper)?
+                    .eq(0.0)?
+                    .min_keepdim(r - 1)?
+                    .min_keepdim(r - 2)?
+                    .squeeze(r - 1)?
+                    .squeeze(r - 2)?;
+                let diag = crate::ops::diagonal(x)?;
+                let diag_pos = diag.gt(0.0)?.min_keepdim(r - 2)?.squeeze(r - 2)?;
+                and(&upper_zero, &diag_pos)?
+            }
+            Constraint::PositiveDefinite => crate::ops::is_positive_definite(x)?,
+            Constraint::Independent { base, event_dims } => {
+                let mut c = base.check(x)?;
+                for _ in 0..*event_dims {
+                    let last = c.rank().saturating_sub(1);
+                    c = c.min_keepdim(last)?.squeeze(last)?;
+                }
+                c
+            }
+        };
+        Ok(out)
+    }
+
+    /// Whether every element (event) of `value` is in the set: one host sync.
+    pub fn all(&self, value: &Tensor) -> Result<bool> {
+        let c = self.check(value)?;
+        if c.elem_count() == 0 {
+            return Ok(true);
+        }
+        Ok(c.flatten_all()?.min(0)?.to_scalar::<u8>()? == 1)
+    }
+}
+
+impl fmt::Display for Constraint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Constraint::Real => write!(f, "real"),
+            Constraint::Positive => write!(f, "positive"),
+            Constraint::NonNegative => write!(f, "nonnegative"),
+            Constraint::UnitInterval => write!(f, "unit_interval"),
+            Constraint::Interval { low, high } => write!(f, "interval({low}, {high})"),
+            Constraint::HalfOpenInterval { low, high } => {
+                write!(f, "half_open_interval({low}, {high})")
+            }
+            Constraint::GreaterThan(b) => write!(f, "greater_than({b})"),
+            Constraint::GreaterThanEq(b) => write!(f, "greater_than_eq({b})"),
+            Constraint::LessThan(b) => write!(f, "less_than({b})"),
+            Constraint::Boolean => write!(f, "boolean"),
+            Constraint::NonNegativeInteger => write!(f, "nonnegative_integer"),
+            Constraint::IntegerInterval { low, high } => {
+                write!(f, "integer_interval({low}, {high})")
+            }
+            Constraint::Simplex => write!(f, "simplex"),
+            Constraint::OneHot => write!(f, "one_hot"),
+            Constraint::LowerCholesky => write!(f, "lower_cholesky"),
+            Constraint::PositiveDefinite => write!(f, "positive_definite"),
+            Constraint::Independent { base, event_dims } => {
+                write!(f, "independent({base}, {event_dims})")
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The `Distribution` trait that every family and wrapper implements.
+
+use std::any::Any;
+use std::fmt::Debug;
+
+use candle_core::{DType, Device, Tensor};
+use rand::RngCore;
+
+use crate::constraint::Constraint;
+use crate::error::{DistError, Result};
+use crate::wrappers::{Independent, Masked};
+
+/// A batch of probability distributions over tensor-valued events, as
+/// `torch.distributions.Distribution`.
+///
+/// Shapes follow torch: a draw has shape `sample_shape + batch_shape + event_shape`;
+/// `log_prob` of such a value has shape `sample_shape + batch_shape`. The trait is object safe
+/// so that a trace can hold any distribution as `Box<dyn Distribution>`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use rand::SeedableRng;
+/// use vi_dist::{Distribution, Normal};
+/// let loc = Tensor::zeros(3, candle_core::DType::F64, &Device::Cpu)?;
+/// let scale = Tensor::ones(3, candle_core::DType::F64, &Device::Cpu)?;
+/// let d = Normal::new(&loc, &scale)?.to_event(1)?;
+/// assert_eq!((d.batch_shape(), d.event_shape()), (&[][..], &[3][..]));
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let x = d.rsample(&[5], &mut rng)?;
+/// assert_eq!(x.dims(), &[5, 3]);
+/// assert_eq!(d.log_prob(&x)?.dims(), &[5]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub trait Distribution: Debug + Send + Sync + 'static {
+    /// The family name, as torch spells it (`"Normal"`, `"Independent"`, …).
+    fn name(&self) -> &'static str;
+
+    /// The shape of the batch of independent, non-identical distributions.
+    fn batch_shape(&self) -> &[usize];
+
+    /// The shape of one event (a single draw of one distribution of the batch).
+    fn event_shape(&self) -> &[usize];
+
+    /// The dtype of draws and of `log_prob`.
+    fn dtype(&self) -> DType;
+
+    /// The device the parameters live on.
+    fn device(&self) -> &Device;
+
+    /// Draw `sample_shape` samples without gradient.
+    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor>;
+
+    /// Whether [`rsample`](Self::rsample) is available.
+    fn has_rsample(&self) -> bool {
+        false
+    }
+
+    /// Draw `sample_shape` reparameterised samples: differentiable in the parameters.
+    fn rsample(&self, _sample_shape: &[usize], _rng: &mut dyn RngCore) -> Result<Tensor> {
+        Err(DistError::NoRsample { dist: self.name() })
+    }
+
+    /// Log density (or mass) of `value`, whose shape must end in `event_shape` and broadcast
+    /// with `batch_shape`; the result has the broadcast batch shape.
+    fn log_prob(&self, value: &Tensor) -> Result<Tensor>;
+
+    /// Entropy, shape `batch_shape`.
+    fn entropy(&self) -> Result<Tensor>;
+
+    /// Mean, shape `batch_shape + event_shape` (may be `inf`/`nan` where undefined, as torch).
+    fn mean(&self) -> Result<Tensor>;
+
+    /// Variance, shape `batch_shape + event_shape`.
+    fn variance(&self) -> Result<Tensor>;
+
+    /// The set draws lie in.
+    fn support(&self) -> Constraint;
+
+    /// The same family with batch shape broadcast to `batch_shape` (parameters are views).
+    fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>>;
+
+    /// A boxed copy (cheap: tensors share storage).
+    fn clone_box(&self) -> Box<dyn Distribution>;
+
+    /// For KL dispatch on the concrete type.
+    fn as_any(&self) -> &dyn Any;
+
+    /// Reinterpret the rightmost `n` batch dims as event dims, as Pyro's `.to_event(n)`.
+    fn to_event(&self, n: usize) -> Result<Independent> {
+        Independent::new(self.clone_box(), n)
+    }
+
+    /// Mask `log_prob` with a boolean (`u8`) tensor broadcastable to the batch shape, as
+    /// Pyro's `.mask(m)`: masked-out elements contribute 0.
+    fn mask(&self, mask: &Tensor) -> Result<Masked> {
+        Masked::new(self.clone_box(), mask)
+    }
+
+    /// `sample_shape + batch_shape + event_shape`.
+    fn extended_shape(&self, sample_shape: &[usize]) -> Vec<usize> {
+        crate::broadcast::extended_shape(sample_shape, self.batch_shape(), self.event_shape())
+    }
+}
+
+impl Clone for Box<dyn Distribution> {
+    fn clone(&self) -> Self {
+        self.clone_box()
+    }
+}
+
+/// Check a value against a distribution before `log_prob`, as torch's `_validate_sample`:
+/// its trailing dims must equal the event shape and the rest must broadcast with the batch
+/// shape (always checked); with validation on, it must lie in the support.
+///
+/// Returns the shape of the result of `log_prob` (`broadcast(value batch dims, batch_shape)`).
+pub fn validate_value(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>> {
+    let event = d.event_shape();
+    let batch = d.batch_shape();
+    let dims = value.dims();
+    let shape_err = || DistError::ValueShape {
+        dist: d.name(),
+        value: dims.to_vec(),
+        batch: batch.to_vec(),
+        event: event.to_vec(),
+    };
+    if dims.len() < event.len() || &dims[dims.len() - event.len()..] != event {
+        return Err(shape_err());
+    }
+    let value_batch = &dims[..dims.len() - event.len()];
+    let out = crate::broadcast::broadcast_shapes(&[value_batch, batch]).ok_or_else(shape_err)?;
+    if crate::validation::validation_enabled() {
+        let support = d.support();
+        if !support.all(value)? {
+            return Err(DistError::ValueSupport {
+                dist: d.name(),
+                constraint: support.to_string(),
+                shape: dims.to_vec(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// With validation on, check that a parameter lies in `constraint` (one host sync).
+pub fn validate_param(
+    dist: &'static str,
+    param: &'static str,
+    value: &Tensor,
+    constraint: &Constraint,
+) -> Result<()> {
+    if crate::validation::validation_enabled() && !constraint.all(value)? {
+        return Err(DistError::ParamSupport {
+            dist,
+            param,
+            constraint: constraint.to_string(),
+            shape: value.dims().to_vec(),
+        });
+    }
+    Ok(())
+}

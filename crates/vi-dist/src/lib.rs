@@ -1,0 +1,49 @@
+//! Batched, differentiable probability distributions on [candle](candle_core), as
+//! `torch.distributions` and Pyro's `pyro.distributions`.
+//!
+//! Every family implements the object-safe [`Distribution`] trait: batch and event shapes,
+//! `sample` / `rsample` from a seeded host RNG, `log_prob`, `entropy`, `mean`, `variance`,
+//! `support`, `expand`, and the wrappers `to_event` and `mask`. Parameters are candle tensors,
+//! so gradients flow from `log_prob` and `rsample` to whatever produced them.
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use rand::SeedableRng;
+//! use vi_dist::{Distribution, Normal};
+//!
+//! let loc = candle_core::Var::zeros(3, DType::F64, &Device::Cpu)?;
+//! let scale = Tensor::ones(3, DType::F64, &Device::Cpu)?;
+//! let d = Normal::new(loc.as_tensor(), &scale)?.to_event(1)?;
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+//! let x = d.rsample(&[], &mut rng)?;
+//! let grads = d.log_prob(&x)?.backward()?;
+//! assert!(grads.get(loc.as_tensor()).is_some());
+//! # Ok::<(), vi_dist::DistError>(())
+//! ```
+#![deny(missing_docs)]
+
+mod broadcast;
+mod constraint;
+mod delta;
+mod distribution;
+mod error;
+mod family;
+mod normal;
+pub mod ops;
+mod rng;
+mod spec;
+mod validation;
+mod wrappers;
+
+pub use broadcast::{
+    ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
+};
+pub use constraint::{Bound, Constraint};
+pub use delta::Delta;
+pub use distribution::{Distribution, validate_param, validate_value};
+pub use error::{DistError, Result};
+pub use normal::Normal;
+pub use rng::{host_tensor, standard_normal, uniform_open01};
+pub use spec::DistSpec;
+pub use validation::{set_validation, validation_enabled, with_validation};
+pub use wrappers::{Expanded, Independent, Masked};

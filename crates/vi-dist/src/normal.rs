@@ -1,0 +1,105 @@
+//! The normal distribution.
+
+use std::f64::consts::PI;
+
+use candle_core::Tensor;
+use rand::RngCore;
+
+use crate::broadcast::broadcast_params;
+use crate::constraint::Constraint;
+use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::error::Result;
+use crate::family::{dist_common, expand_param};
+use crate::rng::standard_normal;
+
+/// `Normal(loc, scale)`: density `exp(−(x − loc)² / (2 scale²)) / (scale √(2π))`, as
+/// `torch.distributions.Normal`. Reparameterised: `loc + scale · ε`, `ε ~ N(0, 1)`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{Distribution, Normal};
+/// let d = Normal::new(&Tensor::new(0.0f64, &Device::Cpu)?, &Tensor::new(1.0f64, &Device::Cpu)?)?;
+/// let lp = d.log_prob(&Tensor::new(0.0f64, &Device::Cpu)?)?.to_scalar::<f64>()?;
+/// assert!((lp + 0.5 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Normal {
+    loc: Tensor,
+    scale: Tensor,
+    batch: Vec<usize>,
+}
+
+impl Normal {
+    /// Build from `loc` and `scale` (> 0); the two broadcast against each other.
+    pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
+        let ([loc, scale], batch) =
+            broadcast_params("Normal", [("loc", loc, 0), ("scale", scale, 0)])?;
+        validate_param("Normal", "loc", &loc, &Constraint::Real)?;
+        validate_param("Normal", "scale", &scale, &Constraint::Positive)?;
+        Ok(Self { loc, scale, batch })
+    }
+
+    /// The mean parameter, broadcast to the batch shape.
+    pub fn loc(&self) -> &Tensor {
+        &self.loc
+    }
+
+    /// The standard deviation, broadcast to the batch shape.
+    pub fn scale(&self) -> &Tensor {
+        &self.scale
+    }
+}
+
+impl Distribution for Normal {
+    dist_common!("Normal", loc);
+
+    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        Ok(self.rsample(sample_shape, rng)?.detach())
+    }
+
+    fn has_rsample(&self) -> bool {
+        true
+    }
+
+    fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        let shape = self.extended_shape(sample_shape);
+        let eps = standard_normal(&shape, self.dtype(), self.device(), rng)?;
+        Ok(eps.broadcast_mul(&self.scale)?.broadcast_add(&self.loc)?)
+    }
+
+    fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
+        validate_value(self, value)?;
+        let z = value.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
+        let lp = z
+            .sqr()?
+            .affine(-0.5, -0.5 * (2.0 * PI).ln())?
+            .broadcast_sub(&self.scale.log()?)?;
+        Ok(lp)
+    }
+
+    fn entropy(&self) -> Result<Tensor> {
+        Ok(self.scale.log()?.affine(1.0, 0.5 + 0.5 * (2.0 * PI).ln())?)
+    }
+
+    fn mean(&self) -> Result<Tensor> {
+        Ok(self.loc.clone())
+    }
+
+    fn variance(&self) -> Result<Tensor> {
+        Ok(self.scale.sqr()?)
+    }
+
+    fn support(&self) -> Constraint {
+        Constraint::Real
+    }
+
+    fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
+        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+        Ok(Box::new(Normal {
+            loc: e(&self.loc)?,
+            scale: e(&self.scale)?,
+            batch: batch_shape.to_vec(),
+        }))
+    }
+}

@@ -1,0 +1,118 @@
+//! The special functions composed from candle ops, so they run (and differentiate through
+//! autograd) on any device. The CPU uses the host kernels in [`super::special`]; these are the
+//! path for CUDA and Metal, and are tested against the kernels on the CPU.
+
+use std::f64::consts::PI;
+
+use candle_core::Tensor;
+
+use crate::error::Result;
+
+/// Lanczos coefficients (g = 7, n = 9), the standard published set.
+const LANCZOS_G: f64 = 7.0;
+const LANCZOS: [f64; 9] = [
+    0.999_999_999_999_809_9,
+    676.520_368_121_885_1,
+    -1_259.139_216_722_402_8,
+    771.323_428_777_653_1,
+    -176.615_029_162_140_6,
+    12.507_343_278_686_905,
+    -0.138_571_095_265_720_12,
+    9.984_369_578_019_572e-6,
+    1.505_632_735_149_311_6e-7,
+];
+
+/// `ln Γ(x)` by the Lanczos approximation, with the reflection formula below 0.5.
+pub fn lgamma(x: &Tensor) -> Result<Tensor> {
+    let reflect = x.lt(0.5)?;
+    let one_minus = x.affine(-1.0, 1.0)?;
+    let z = reflect.where_cond(&one_minus, x)?.affine(1.0, -1.0)?;
+    let mut a = z.ones_like()?.affine(LANCZOS[0], 0.0)?;
+    for (i, c) in LANCZOS.iter().enumerate().skip(1) {
+        a = (a + z.affine(1.0, i as f64)?.recip()?.affine(*c, 0.0)?)?;
+    }
+    let t = z.affine(1.0, LANCZOS_G + 0.5)?;
+    let lg = ((z.affine(1.0, 0.5)? * t.log()?)? - &t)?
+        .add(&a.log()?)?
+        .affine(1.0, 0.5 * (2.0 * PI).ln())?;
+    let sin = x.affine(PI, 0.0)?.sin()?.abs()?;
+    let reflected = (sin.log()?.neg()?.affine(1.0, PI.ln())? - &lg)?;
+    Ok(reflect.where_cond(&reflected, &lg)?)
+}
+
+/// Shift `x` up by `n` with the recurrence, returning the shifted value and the sum of
+/// `term(x + k)` for `k < n`.
+fn shift(x: &Tensor, n: usize, term: impl Fn(&Tensor) -> Result<Tensor>) -> Result<(Tensor, Tensor)> {
+    let mut acc = x.zeros_like()?;
+    for k in 0..n {
+        acc = (acc + term(&x.affine(1.0, k as f64)?)?)?;
+    }
+    Ok((x.affine(1.0, n as f64)?, acc))
+}
+
+/// ψ(x): shift to x ≥ 10 by ψ(x) = ψ(x + 1) − 1/x, then the asymptotic series; reflection
+/// ψ(1 − x) − π / tan(πx) for negative x.
+pub fn digamma(x: &Tensor) -> Result<Tensor> {
+    let neg = x.lt(0.0)?;
+    let xp = neg.where_cond(&x.affine(-1.0, 1.0)?, x)?;
+    let (y, acc) = shift(&xp, 10, |t| Ok(t.recip()?))?;
+    let z = y.sqr()?.recip()?;
+    // ln y − 1/(2y) − z (1/12 − z (1/120 − z (1/252 − z (1/240 − z/132))))
+    let poly = z.affine(-1.0 / 132.0, 1.0 / 240.0)?;
+    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 252.0)?;
+    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 120.0)?;
+    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 12.0)?;
+    let psi = ((y.log()? - y.recip()?.affine(0.5, 0.0)?)? - (z * poly)?)?;
+    let psi = (psi - acc)?;
+    let pix = x.affine(PI, 0.0)?;
+    let reflected = (&psi - (pix.cos()? / pix.sin()?)?.affine(PI, 0.0)?)?;
+    Ok(neg.where_cond(&reflected, &psi)?)
+}
+
+/// ψ'(x) for x > 0: shift to x ≥ 10, then the asymptotic series.
+pub fn trigamma(x: &Tensor) -> Result<Tensor> {
+    let (y, acc) = shift(x, 10, |t| Ok(t.sqr()?.recip()?))?;
+    let z = y.sqr()?.recip()?;
+    // 1/y + z/2 + (z/y)(1/6 − z (1/30 − z (1/42 − z/30)))
+    let poly = z.affine(-1.0 / 30.0, 1.0 / 42.0)?;
+    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 30.0)?;
+    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 6.0)?;
+    let series = ((z.clone() * poly)? / &y)?;
+    Ok(((y.recip()? + z.affine(0.5, 0.0)?)? + series)?.add(&acc)?)
+}
+
+/// `ln(1 + x)` by Goldberg's trick: `ln(u) · x / (u − 1)` with `u = 1 + x` rounded.
+pub fn log1p(x: &Tensor) -> Result<Tensor> {
+    let u = x.affine(1.0, 1.0)?;
+    let um1 = u.affine(1.0, -1.0)?;
+    let exact = um1.eq(0.0)?;
+    // where u − 1 == 0 the quotient is 0/0: divide by one instead and select x.
+    let safe = exact.where_cond(&um1.ones_like()?, &um1)?;
+    let tricky = ((u.log()? * x)? / safe)?;
+    Ok(exact.where_cond(x, &tricky)?)
+}
+
+/// `eˣ − 1`: `(u − 1) · x / ln(u)` with `u = eˣ` for small |x|, `eˣ − 1` otherwise.
+pub fn expm1(x: &Tensor) -> Result<Tensor> {
+    let small = x.abs()?.lt(0.5)?;
+    let xs = small.where_cond(x, &x.zeros_like()?)?;
+    let u = xs.exp()?;
+    let lnu = u.log()?;
+    let exact = lnu.eq(0.0)?;
+    let safe = exact.where_cond(&lnu.ones_like()?, &lnu)?;
+    let tricky = ((u.affine(1.0, -1.0)? * &xs)? / safe)?;
+    let small_val = exact.where_cond(&xs, &tricky)?;
+    Ok(small.where_cond(&small_val, &x.exp()?.affine(1.0, -1.0)?)?)
+}
+
+/// `max(x, 0) + ln(1 + e^{−|x|})`.
+pub fn softplus(x: &Tensor) -> Result<Tensor> {
+    Ok((x.relu()? + log1p(&x.abs()?.neg()?.exp()?)?)?)
+}
+
+/// `1 / (1 + e⁻ˣ)` through `e = e^{−|x|}` so nothing overflows.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    let e = x.abs()?.neg()?.exp()?;
+    let num = x.ge(0.0)?.where_cond(&e.ones_like()?, &e)?;
+    Ok((num / e.affine(1.0, 1.0)?)?)
+}

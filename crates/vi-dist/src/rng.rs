@@ -1,0 +1,88 @@
+//! Drawing on the host from a seeded RNG and moving the draws to the device, so the same seed
+//! gives the same numbers on every device and in every dtype.
+
+use candle_core::{DType, Device, Tensor};
+use rand::RngCore;
+use rand_distr::{Distribution as _, StandardNormal};
+
+use crate::error::Result;
+
+/// A tensor of `shape` filled by `draw` (called once per element, row-major) from `rng`,
+/// built as f64 on the host, then cast to `dtype` and moved to `device`.
+///
+/// ```
+/// use rand::SeedableRng;
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let t = vi_dist::host_tensor(&[2, 3], candle_core::DType::F32, &candle_core::Device::Cpu,
+///     &mut rng, |_| 1.5)?;
+/// assert_eq!(t.dims(), &[2, 3]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn host_tensor(
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+    rng: &mut dyn RngCore,
+    mut draw: impl FnMut(&mut dyn RngCore) -> f64,
+) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let data: Vec<f64> = (0..n).map(|_| draw(rng)).collect();
+    from_host(data, shape, dtype, device)
+}
+
+/// Build a tensor from host f64 data in `dtype` on `device`.
+pub(crate) fn from_host(data: Vec<f64>, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+    let t = Tensor::from_vec(data, shape, &Device::Cpu)?;
+    let t = if dtype == DType::F64 { t } else { t.to_dtype(dtype)? };
+    Ok(if device.is_cpu() { t } else { t.to_device(device)? })
+}
+
+/// Standard normal draws of `shape`.
+///
+/// ```
+/// use rand::SeedableRng;
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let e = vi_dist::standard_normal(&[1000], candle_core::DType::F64, &candle_core::Device::Cpu, &mut rng)?;
+/// let m = e.mean_all()?.to_scalar::<f64>()?;
+/// assert!(m.abs() < 0.15);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn standard_normal(
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+    rng: &mut dyn RngCore,
+) -> Result<Tensor> {
+    host_tensor(shape, dtype, device, rng, |r| StandardNormal.sample(r))
+}
+
+/// Uniform draws on the open interval (0, 1) (never exactly 0 or 1, so `ln u` is finite).
+///
+/// ```
+/// use rand::SeedableRng;
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let u = vi_dist::uniform_open01(&[100], candle_core::DType::F64, &candle_core::Device::Cpu, &mut rng)?;
+/// assert!(u.min_all()?.to_scalar::<f64>()? > 0.0);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn uniform_open01(
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+    rng: &mut dyn RngCore,
+) -> Result<Tensor> {
+    // The largest value below 1 that survives the cast to `dtype`.
+    let top = match dtype {
+        DType::F64 => 1.0 - f64::EPSILON / 2.0,
+        _ => 1.0 - f64::from(f32::EPSILON) / 2.0,
+    };
+    host_tensor(shape, dtype, device, rng, |r| {
+        let u: f64 = rand_distr::Open01.sample(r);
+        u.min(top)
+    })
+}
+
+/// Read a tensor back to the host as f64, row-major (a device sync).
+pub(crate) fn to_host(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+}

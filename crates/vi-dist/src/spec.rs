@@ -1,0 +1,105 @@
+//! Build a distribution from its torch name, parameterisation and named parameter tensors:
+//! how the conformance tests read `reference/*.json`, and a way to describe a distribution as
+//! data.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+
+use crate::distribution::Distribution;
+use crate::error::{DistError, Result};
+use crate::*;
+
+/// A distribution described as data: torch's class name, the parameterisation (`form`), the
+/// parameters by torch's names, and how many batch dims become event dims (`to_event`).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::DistSpec;
+/// let spec = DistSpec::new("Normal")
+///     .param("loc", Tensor::new(&[0.0f64, 1.0], &Device::Cpu)?)
+///     .param("scale", Tensor::new(&[1.0f64, 2.0], &Device::Cpu)?)
+///     .event_dims(1);
+/// let d = spec.build()?;
+/// assert_eq!(d.event_shape(), &[2]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct DistSpec {
+    /// torch's class name, e.g. `"MultivariateNormal"`.
+    pub family: String,
+    /// The parameterisation where a family has several: `"probs"` (Bernoulli, Categorical,
+    /// …), `"covariance"`, `"precision"` (MultivariateNormal); `None` is torch's default
+    /// (`logits`, `scale_tril`).
+    pub form: Option<String>,
+    /// Parameters by torch's names.
+    pub params: BTreeMap<String, Tensor>,
+    /// `to_event(event_dims)` applied after building, when > 0.
+    pub event_dims: usize,
+}
+
+impl DistSpec {
+    /// A spec for `family` with no parameters yet.
+    pub fn new(family: &str) -> Self {
+        Self {
+            family: family.to_string(),
+            form: None,
+            params: BTreeMap::new(),
+            event_dims: 0,
+        }
+    }
+
+    /// Set the parameterisation.
+    pub fn form(mut self, form: &str) -> Self {
+        self.form = Some(form.to_string());
+        self
+    }
+
+    /// Add a parameter.
+    pub fn param(mut self, name: &str, value: Tensor) -> Self {
+        self.params.insert(name.to_string(), value);
+        self
+    }
+
+    /// Set the number of reinterpreted batch dims.
+    pub fn event_dims(mut self, n: usize) -> Self {
+        self.event_dims = n;
+        self
+    }
+
+    fn get(&self, name: &'static str) -> Result<&Tensor> {
+        self.params.get(name).ok_or_else(|| DistError::Invalid {
+            dist: "DistSpec",
+            msg: format!(
+                "{} needs parameter `{name}`, given {:?}",
+                self.family,
+                self.params.keys().collect::<Vec<_>>()
+            ),
+        })
+    }
+
+    /// Build the distribution.
+    pub fn build(&self) -> Result<Box<dyn Distribution>> {
+        let p = |n| self.get(n);
+        let form = self.form.as_deref();
+        let d: Box<dyn Distribution> = match (self.family.as_str(), form) {
+            ("Normal", None) => Box::new(Normal::new(p("loc")?, p("scale")?)?),
+            ("Delta", None) => Box::new(Delta::new(
+                p("v")?,
+                self.params.get("log_density"),
+                0,
+            )?),
+            (family, form) => {
+                return Err(DistError::Invalid {
+                    dist: "DistSpec",
+                    msg: format!("no family `{family}` with form {form:?}"),
+                });
+            }
+        };
+        if self.event_dims > 0 {
+            Ok(Box::new(d.to_event(self.event_dims)?))
+        } else {
+            Ok(d)
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! `Independent`: reinterpret batch dims as event dims (Pyro's `.to_event(n)`).
+
+use std::any::Any;
+
+use candle_core::{DType, Device, Tensor};
+use rand::RngCore;
+
+use crate::constraint::Constraint;
+use crate::distribution::Distribution;
+use crate::error::{DistError, Result};
+
+/// The rightmost `reinterpreted_batch_ndims` batch dims of `base` treated as one event:
+/// `log_prob` sums over them, as `torch.distributions.Independent`.
+///
+/// Nested wrappers collapse: `Independent(Independent(d, m), n)` is `Independent(d, m + n)`.
+///
+/// ```
+/// use candle_core::{Device, Tensor, DType};
+/// use vi_dist::{Distribution, Normal};
+/// let n = Normal::new(&Tensor::zeros((4, 3), DType::F64, &Device::Cpu)?,
+///                     &Tensor::ones((4, 3), DType::F64, &Device::Cpu)?)?;
+/// let d = n.to_event(1)?;
+/// assert_eq!(d.batch_shape(), &[4]);
+/// assert_eq!(d.event_shape(), &[3]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Independent {
+    base: Box<dyn Distribution>,
+    reinterpreted: usize,
+    batch: Vec<usize>,
+    event: Vec<usize>,
+}
+
+impl Independent {
+    /// Wrap `base`, moving its last `reinterpreted_batch_ndims` batch dims into the event.
+    pub fn new(base: Box<dyn Distribution>, reinterpreted_batch_ndims: usize) -> Result<Self> {
+        let n = reinterpreted_batch_ndims;
+        let base_batch = base.batch_shape();
+        if n > base_batch.len() {
+            return Err(DistError::ToEvent {
+                dist: base.name(),
+                n,
+                batch: base_batch.to_vec(),
+            });
+        }
+        // Flatten nested wrappers so KL rules see one level.
+        let (base, n) = match base.as_any().downcast_ref::<Independent>() {
+            Some(inner) => (inner.base.clone(), inner.reinterpreted + n),
+            None => (base, n),
+        };
+        let base_batch = base.batch_shape();
+        let split = base_batch.len() - n;
+        let batch = base_batch[..split].to_vec();
+        let event = base_batch[split..]
+            .iter()
+            .chain(base.event_shape())
+            .copied()
+            .collect();
+        Ok(Self {
+            base,
+            reinterpreted: n,
+            batch,
+            event,
+        })
+    }
+
+    /// The wrapped distribution.
+    pub fn base(&self) -> &dyn Distribution {
+        self.base.as_ref()
+    }
+
+    /// How many of the base's batch dims are reinterpreted as event dims.
+    pub fn reinterpreted_batch_ndims(&self) -> usize {
+        self.reinterpreted
+    }
+
+    /// Sum the last `reinterpreted` dims of `t`.
+    fn sum_rightmost(&self, t: Tensor) -> Result<Tensor> {
+        let mut t = t;
+        for _ in 0..self.reinterpreted {
+            let last = t.rank() - 1;
+            t = t.sum(last)?;
+        }
+        Ok(t)
+    }
+}
+
+impl Distribution for Independent {
+    fn name(&self) -> &'static str {
+        "Independent"
+    }
+    fn batch_shape(&self) -> &[usize] {
+        &self.batch
+    }
+    fn event_shape(&self) -> &[usize] {
+        &self.event
+    }
+    fn dtype(&self) -> DType {
+        self.base.dtype()
+    }
+    fn device(&self) -> &Device {
+        self.base.device()
+    }
+    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        self.base.sample(sample_shape, rng)
+    }
+    fn has_rsample(&self) -> bool {
+        self.base.has_rsample()
+    }
+    fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        self.base.rsample(sample_shape, rng)
+    }
+    fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
+        self.sum_rightmost(self.base.log_prob(value)?)
+    }
+    fn entropy(&self) -> Result<Tensor> {
+        self.sum_rightmost(self.base.entropy()?)
+    }
+    fn mean(&self) -> Result<Tensor> {
+        self.base.mean()
+    }
+    fn variance(&self) -> Result<Tensor> {
+        self.base.variance()
+    }
+    fn support(&self) -> Constraint {
+        self.base.support().independent(self.reinterpreted)
+    }
+    fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
+        let split = self.base.batch_shape().len() - self.reinterpreted;
+        let base_shape: Vec<usize> = batch_shape
+            .iter()
+            .chain(&self.base.batch_shape()[split..])
+            .copied()
+            .collect();
+        let base = self.base.expand(&base_shape).map_err(|_| DistError::Expand {
+            dist: self.name(),
+            from: self.batch.clone(),
+            to: batch_shape.to_vec(),
+        })?;
+        Ok(Box::new(Independent::new(base, self.reinterpreted)?))
+    }
+    fn clone_box(&self) -> Box<dyn Distribution> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,142 @@
+//! `Masked`: zero the `log_prob` of masked-out batch elements (Pyro's `.mask(m)`).
+
+use std::any::Any;
+
+use candle_core::{DType, Device, Tensor};
+use rand::RngCore;
+
+use crate::broadcast::broadcast_shapes;
+use crate::constraint::Constraint;
+use crate::distribution::Distribution;
+use crate::error::{DistError, Result};
+
+/// `base` with `log_prob` set to 0 where `mask` is 0, as Pyro's `MaskedDistribution`.
+///
+/// The batch shape is the broadcast of the base's batch shape and the mask's shape. Sampling,
+/// mean, variance and entropy are the base's (broadcast); only scores are masked.
+///
+/// ```
+/// use candle_core::{Device, Tensor, DType};
+/// use vi_dist::{Distribution, Normal};
+/// let n = Normal::new(&Tensor::zeros(2, DType::F64, &Device::Cpu)?,
+///                     &Tensor::ones(2, DType::F64, &Device::Cpu)?)?;
+/// let m = n.mask(&Tensor::new(&[1u8, 0], &Device::Cpu)?)?;
+/// let lp = m.log_prob(&Tensor::zeros(2, DType::F64, &Device::Cpu)?)?.to_vec1::<f64>()?;
+/// assert_eq!(lp[1], 0.0);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Masked {
+    base: Box<dyn Distribution>,
+    mask: Tensor,
+    batch: Vec<usize>,
+}
+
+impl Masked {
+    /// Mask `base` with `mask` (any dtype; nonzero means keep).
+    pub fn new(base: Box<dyn Distribution>, mask: &Tensor) -> Result<Self> {
+        let batch = broadcast_shapes(&[base.batch_shape(), mask.dims()]).ok_or_else(|| {
+            DistError::MaskShape {
+                dist: base.name(),
+                mask: mask.dims().to_vec(),
+                batch: base.batch_shape().to_vec(),
+            }
+        })?;
+        if !mask.device().same_device(base.device()) {
+            return Err(DistError::Invalid {
+                dist: "Masked",
+                msg: format!(
+                    "mask is on {}, the distribution on {}",
+                    crate::error::device_name(mask.device()),
+                    crate::error::device_name(base.device())
+                ),
+            });
+        }
+        let mask = if mask.dtype() == DType::U8 {
+            mask.clone()
+        } else {
+            mask.ne(0.0)?
+        };
+        let base = if base.batch_shape() == batch.as_slice() {
+            base
+        } else {
+            base.expand(&batch)?
+        };
+        Ok(Self { base, mask, batch })
+    }
+
+    /// The wrapped distribution.
+    pub fn base(&self) -> &dyn Distribution {
+        self.base.as_ref()
+    }
+
+    /// The mask (`u8`, broadcastable to the batch shape).
+    pub fn mask_tensor(&self) -> &Tensor {
+        &self.mask
+    }
+
+    /// Zero `t` (shape `.. + batch_shape`) where the mask is 0.
+    pub fn apply(&self, t: &Tensor) -> Result<Tensor> {
+        let zeros = t.zeros_like()?;
+        let mask = self.mask.broadcast_as(t.shape())?;
+        Ok(mask.where_cond(t, &zeros)?)
+    }
+}
+
+impl Distribution for Masked {
+    fn name(&self) -> &'static str {
+        "Masked"
+    }
+    fn batch_shape(&self) -> &[usize] {
+        &self.batch
+    }
+    fn event_shape(&self) -> &[usize] {
+        self.base.event_shape()
+    }
+    fn dtype(&self) -> DType {
+        self.base.dtype()
+    }
+    fn device(&self) -> &Device {
+        self.base.device()
+    }
+    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        self.base.sample(sample_shape, rng)
+    }
+    fn has_rsample(&self) -> bool {
+        self.base.has_rsample()
+    }
+    fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        self.base.rsample(sample_shape, rng)
+    }
+    fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
+        self.apply(&self.base.log_prob(value)?)
+    }
+    fn entropy(&self) -> Result<Tensor> {
+        self.base.entropy()
+    }
+    fn mean(&self) -> Result<Tensor> {
+        self.base.mean()
+    }
+    fn variance(&self) -> Result<Tensor> {
+        self.base.variance()
+    }
+    fn support(&self) -> Constraint {
+        self.base.support()
+    }
+    fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
+        if !crate::broadcast::broadcasts_to(&self.batch, batch_shape) {
+            return Err(DistError::Expand {
+                dist: self.name(),
+                from: self.batch.clone(),
+                to: batch_shape.to_vec(),
+            });
+        }
+        Ok(Box::new(Masked::new(self.base.expand(batch_shape)?, &self.mask)?))
+    }
+    fn clone_box(&self) -> Box<dyn Distribution> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

@@ -1,0 +1,3 @@
+//! The integration tests of vi-dist, one binary with a module per topic.
+
+mod conformance;
