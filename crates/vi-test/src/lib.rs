@@ -2,6 +2,8 @@
 //! `reference/` (or `$VI_REFERENCE_DIR`), the tolerances their README gives, a conformance
 //! report that lists every failure, the devices to run on, and finite differences.
 
+pub mod stats;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
