@@ -35,9 +35,7 @@ mod spec;
 mod validation;
 mod wrappers;
 
-pub use broadcast::{
-    ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
-};
+pub use broadcast::{ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape};
 pub use constraint::{Bound, Constraint};
 pub use delta::Delta;
 pub use distribution::{Distribution, validate_param, validate_value};
