@@ -22,6 +22,7 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bernoulli;
 mod broadcast;
 mod constraint;
 mod delta;
@@ -30,11 +31,13 @@ mod error;
 mod family;
 mod normal;
 pub mod ops;
+mod probs;
 mod rng;
 mod spec;
 mod validation;
 mod wrappers;
 
+pub use bernoulli::Bernoulli;
 pub use broadcast::{
     ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
 };

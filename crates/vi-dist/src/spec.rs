@@ -89,6 +89,8 @@ impl DistSpec {
                 self.params.get("log_density"),
                 0,
             )?),
+            ("Bernoulli", None) => Box::new(Bernoulli::from_logits(p("logits")?)?),
+            ("Bernoulli", Some("probs")) => Box::new(Bernoulli::from_probs(p("probs")?)?),
             (family, form) => {
                 return Err(DistError::Invalid {
                     dist: "DistSpec",
