@@ -24,12 +24,14 @@
 
 mod bernoulli;
 mod broadcast;
+mod categorical;
 mod constraint;
 mod delta;
 mod distribution;
 mod error;
 mod family;
 mod normal;
+mod one_hot_categorical;
 pub mod ops;
 mod probs;
 mod rng;
@@ -38,6 +40,7 @@ mod validation;
 mod wrappers;
 
 pub use bernoulli::Bernoulli;
+pub use categorical::Categorical;
 pub use broadcast::{
     ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
 };
@@ -46,6 +49,7 @@ pub use delta::Delta;
 pub use distribution::{Distribution, validate_param, validate_value};
 pub use error::{DistError, Result};
 pub use normal::Normal;
+pub use one_hot_categorical::OneHotCategorical;
 pub use rng::{host_tensor, standard_normal, uniform_open01};
 pub use spec::DistSpec;
 pub use validation::{set_validation, validation_enabled, with_validation};

@@ -91,6 +91,14 @@ impl DistSpec {
             )?),
             ("Bernoulli", None) => Box::new(Bernoulli::from_logits(p("logits")?)?),
             ("Bernoulli", Some("probs")) => Box::new(Bernoulli::from_probs(p("probs")?)?),
+            ("Categorical", None) => Box::new(Categorical::from_logits(p("logits")?)?),
+            ("Categorical", Some("probs")) => Box::new(Categorical::from_probs(p("probs")?)?),
+            ("OneHotCategorical", None) => {
+                Box::new(OneHotCategorical::from_logits(p("logits")?)?)
+            }
+            ("OneHotCategorical", Some("probs")) => {
+                Box::new(OneHotCategorical::from_probs(p("probs")?)?)
+            }
             (family, form) => {
                 return Err(DistError::Invalid {
                     dist: "DistSpec",
