@@ -99,6 +99,15 @@ impl DistSpec {
             ("OneHotCategorical", Some("probs")) => {
                 Box::new(OneHotCategorical::from_probs(p("probs")?)?)
             }
+            ("Poisson", None) => Box::new(Poisson::new(p("rate")?)?),
+            ("Binomial", None) => {
+                Box::new(Binomial::from_logits(p("total_count")?, p("logits")?)?)
+            }
+            ("Binomial", Some("probs")) => {
+                Box::new(Binomial::from_probs(p("total_count")?, p("probs")?)?)
+            }
+            ("Geometric", None) => Box::new(Geometric::from_probs(p("probs")?)?),
+            ("Geometric", Some("logits")) => Box::new(Geometric::from_logits(p("logits")?)?),
             (family, form) => {
                 return Err(DistError::Invalid {
                     dist: "DistSpec",
