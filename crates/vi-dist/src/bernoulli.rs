@@ -102,7 +102,8 @@ impl Distribution for Bernoulli {
         let samplers = to_host(&self.probs()?)?
             .into_iter()
             .map(|p| {
-                rand_distr::Bernoulli::new(p).map_err(|_| bad_sampler_param(self.name(), "probs", p))
+                rand_distr::Bernoulli::new(p)
+                    .map_err(|_| bad_sampler_param(self.name(), "probs", p))
             })
             .collect::<Result<Vec<_>>>()?;
         draw_per_element(

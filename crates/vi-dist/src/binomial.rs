@@ -144,8 +144,7 @@ impl Binomial {
         let log_factorial = |x: &Tensor| lgamma(&x.affine(1.0, 1.0)?);
         let n_minus_k = n.broadcast_sub(k)?;
         let normaliser = ((n * softplus(&logits)?)? - log_factorial(n)?)?;
-        Ok(k
-            .broadcast_mul(&logits)?
+        Ok(k.broadcast_mul(&logits)?
             .broadcast_sub(&log_factorial(k)?)?
             .broadcast_sub(&log_factorial(&n_minus_k)?)?
             .broadcast_sub(&normaliser)?)

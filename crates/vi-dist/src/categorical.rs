@@ -11,8 +11,7 @@ use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
 use crate::probs::{
-    Form, categorical_logits, enumerate_layout, finite_min, float_value,
-    log_softmax,
+    Form, categorical_logits, enumerate_layout, finite_min, float_value, log_softmax,
 };
 use crate::rng::to_host;
 use crate::validation::validation_enabled;

@@ -87,7 +87,8 @@ impl Distribution for Geometric {
         let samplers = to_host(&self.probs()?)?
             .into_iter()
             .map(|p| {
-                rand_distr::Geometric::new(p).map_err(|_| bad_sampler_param(self.name(), "probs", p))
+                rand_distr::Geometric::new(p)
+                    .map_err(|_| bad_sampler_param(self.name(), "probs", p))
             })
             .collect::<Result<Vec<_>>>()?;
         draw_per_element(

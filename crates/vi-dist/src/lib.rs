@@ -44,10 +44,10 @@ mod wrappers;
 
 pub use bernoulli::Bernoulli;
 pub use binomial::Binomial;
-pub use categorical::Categorical;
 pub use broadcast::{
     ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
 };
+pub use categorical::Categorical;
 pub use constraint::{Bound, Constraint};
 pub use delta::Delta;
 pub use distribution::{Distribution, validate_param, validate_value};

@@ -93,16 +93,12 @@ impl DistSpec {
             ("Bernoulli", Some("probs")) => Box::new(Bernoulli::from_probs(p("probs")?)?),
             ("Categorical", None) => Box::new(Categorical::from_logits(p("logits")?)?),
             ("Categorical", Some("probs")) => Box::new(Categorical::from_probs(p("probs")?)?),
-            ("OneHotCategorical", None) => {
-                Box::new(OneHotCategorical::from_logits(p("logits")?)?)
-            }
+            ("OneHotCategorical", None) => Box::new(OneHotCategorical::from_logits(p("logits")?)?),
             ("OneHotCategorical", Some("probs")) => {
                 Box::new(OneHotCategorical::from_probs(p("probs")?)?)
             }
             ("Poisson", None) => Box::new(Poisson::new(p("rate")?)?),
-            ("Binomial", None) => {
-                Box::new(Binomial::from_logits(p("total_count")?, p("logits")?)?)
-            }
+            ("Binomial", None) => Box::new(Binomial::from_logits(p("total_count")?, p("logits")?)?),
             ("Binomial", Some("probs")) => {
                 Box::new(Binomial::from_probs(p("total_count")?, p("probs")?)?)
             }

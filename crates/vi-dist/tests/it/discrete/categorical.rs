@@ -1,7 +1,7 @@
 //! Categorical and OneHotCategorical.
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use vi_dist::{DistError, Distribution, Categorical, OneHotCategorical, with_validation};
+use vi_dist::{Categorical, DistError, Distribution, OneHotCategorical, with_validation};
 use vi_test::stats::{check_chi_square, check_moments};
 
 use super::*;
@@ -28,7 +28,11 @@ fn categorical_sampler(device: &Device, dtype: DType) -> TestResult {
     let d = Categorical::from_probs(&cat_probs(device, dtype)?)?;
     let moments = |row: &[f64; 4]| {
         let m: f64 = row.iter().enumerate().map(|(k, p)| k as f64 * p).sum();
-        let v: f64 = row.iter().enumerate().map(|(k, p)| (k as f64 - m).powi(2) * p).sum();
+        let v: f64 = row
+            .iter()
+            .enumerate()
+            .map(|(k, p)| (k as f64 - m).powi(2) * p)
+            .sum();
         (m, v)
     };
     let (m0, v0) = moments(&CAT_P[0]);
@@ -88,20 +92,42 @@ fn categorical_errors(device: &Device, dtype: DType) -> TestResult {
         Err(DistError::ParamShape { .. })
     ));
     let d = Categorical::from_probs(&cat_probs(device, dtype)?)?;
-    assert!(is_value_support(d.log_prob(&t(&[4.0, 0.0], device, dtype)?)));
-    assert!(is_value_support(d.log_prob(&t(&[1.5, 0.0], device, dtype)?)));
-    assert!(is_value_shape(d.log_prob(&t(&[1.0, 0.0, 1.0], device, dtype)?)));
+    assert!(is_value_support(d.log_prob(&t(
+        &[4.0, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_support(d.log_prob(&t(
+        &[1.5, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_shape(d.log_prob(&t(
+        &[1.0, 0.0, 1.0],
+        device,
+        dtype
+    )?)));
     // with validation off an index outside 0..k is still an error, never a panic
     with_validation(false, || -> TestResult {
         for v in [[4.0, 0.0], [-1.0, 0.0], [f64::NAN, 0.0], [1e10, 0.0]] {
-            assert!(is_value_support(d.log_prob(&t(&v, device, dtype)?)), "{v:?}");
+            assert!(
+                is_value_support(d.log_prob(&t(&v, device, dtype)?)),
+                "{v:?}"
+            );
         }
         let big = Tensor::new(&[7u32, 1], &Device::Cpu)?.to_device(device)?;
         assert!(is_value_support(d.log_prob(&big)));
-        assert!(is_value_shape(d.log_prob(&t(&[1.0, 0.0, 1.0], device, dtype)?)));
+        assert!(is_value_shape(d.log_prob(&t(
+            &[1.0, 0.0, 1.0],
+            device,
+            dtype
+        )?)));
         Ok(())
     })?;
-    assert!(matches!(d.rsample(&[1], &mut rng(0)), Err(DistError::NoRsample { .. })));
+    assert!(matches!(
+        d.rsample(&[1], &mut rng(0)),
+        Err(DistError::NoRsample { .. })
+    ));
     check_expand(&d, &[3, 2], &t(&[1.0, 0.0], device, dtype)?)
 }
 vi_test::test_device!(categorical_errors);

@@ -11,7 +11,14 @@ fn bernoulli_sampler(device: &Device, dtype: DType) -> TestResult {
     let p = [0.3, 0.85];
     let d = Bernoulli::from_probs(&t(&p, device, dtype)?)?;
     let var: Vec<f64> = p.iter().map(|p| p * (1.0 - p)).collect();
-    check_sampler(&d, &p, &var, 2, |j, k| if k == 1 { p[j] } else { 1.0 - p[j] }, 1)
+    check_sampler(
+        &d,
+        &p,
+        &var,
+        2,
+        |j, k| if k == 1 { p[j] } else { 1.0 - p[j] },
+        1,
+    )
 }
 vi_test::test_device!(bernoulli_sampler);
 
@@ -35,20 +42,46 @@ fn bernoulli_enumerate_and_forms(device: &Device, dtype: DType) -> TestResult {
 vi_test::test_device!(bernoulli_enumerate_and_forms);
 
 fn bernoulli_errors(device: &Device, dtype: DType) -> TestResult {
-    assert!(is_param_support(Bernoulli::from_probs(&t(&[0.5, 1.5], device, dtype)?)));
-    assert!(is_param_support(Bernoulli::from_probs(&t(&[-0.1], device, dtype)?)));
-    assert!(is_param_support(Bernoulli::from_logits(&t(&[f64::NAN], device, dtype)?)));
+    assert!(is_param_support(Bernoulli::from_probs(&t(
+        &[0.5, 1.5],
+        device,
+        dtype
+    )?)));
+    assert!(is_param_support(Bernoulli::from_probs(&t(
+        &[-0.1],
+        device,
+        dtype
+    )?)));
+    assert!(is_param_support(Bernoulli::from_logits(&t(
+        &[f64::NAN],
+        device,
+        dtype
+    )?)));
     let d = Bernoulli::from_logits(&t(&[0.0, 1.0], device, dtype)?)?;
-    assert!(is_value_support(d.log_prob(&t(&[2.0, 0.0], device, dtype)?)));
-    assert!(is_value_support(d.log_prob(&t(&[0.5, 0.0], device, dtype)?)));
-    assert!(is_value_shape(d.log_prob(&t(&[1.0, 0.0, 1.0], device, dtype)?)));
+    assert!(is_value_support(d.log_prob(&t(
+        &[2.0, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_support(d.log_prob(&t(
+        &[0.5, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_shape(d.log_prob(&t(
+        &[1.0, 0.0, 1.0],
+        device,
+        dtype
+    )?)));
     assert!(matches!(
         d.rsample(&[1], &mut rng(0)),
         Err(DistError::NoRsample { .. })
     ));
     assert!(!d.has_rsample());
     // validation off: no error for a value outside the support
-    with_validation(false, || d.log_prob(&t(&[2.0, 0.0], device, dtype)?).map(|_| ()))?;
+    with_validation(false, || {
+        d.log_prob(&t(&[2.0, 0.0], device, dtype)?).map(|_| ())
+    })?;
     Ok(())
 }
 vi_test::test_device!(bernoulli_errors);
@@ -58,7 +91,6 @@ fn bernoulli_expand(device: &Device, dtype: DType) -> TestResult {
     check_expand(&d, &[3, 2], &t(&[1.0, 0.0], device, dtype)?)
 }
 vi_test::test_device!(bernoulli_expand);
-
 
 /// `ln Γ(x + 1)` for the pmfs below.
 fn ln_factorial(k: usize) -> f64 {
@@ -93,7 +125,11 @@ fn poisson_sampler(device: &Device, dtype: DType) -> TestResult {
     check_sampler(&d, &rate, &rate, 40, pmf, 5)?;
     // rate 0: always 0
     let z = Poisson::new(&t(&[0.0], device, dtype)?)?;
-    assert!(host(&z.sample(&[100], &mut rng(0))?)?.iter().all(|&x| x == 0.0));
+    assert!(
+        host(&z.sample(&[100], &mut rng(0))?)?
+            .iter()
+            .all(|&x| x == 0.0)
+    );
     Ok(())
 }
 vi_test::test_device!(poisson_sampler);
@@ -112,7 +148,10 @@ fn poisson_log_prob(device: &Device, dtype: DType) -> TestResult {
     let z = Poisson::new(rate.as_tensor())?;
     let lp = z.log_prob(&t(&[0.0, 1.0], device, dtype)?)?;
     assert_eq!(host(&lp)?, vec![0.0, f64::NEG_INFINITY]);
-    let g = z.log_prob(&t(&[0.0, 0.0], device, dtype)?)?.sum_all()?.backward()?;
+    let g = z
+        .log_prob(&t(&[0.0, 0.0], device, dtype)?)?
+        .sum_all()?
+        .backward()?;
     let g = g.get(rate.as_tensor()).ok_or("no gradient")?;
     assert_eq!(host(g)?, vec![-1.0, -1.0]);
     Ok(())
@@ -120,13 +159,36 @@ fn poisson_log_prob(device: &Device, dtype: DType) -> TestResult {
 vi_test::test_device!(poisson_log_prob);
 
 fn poisson_errors(device: &Device, dtype: DType) -> TestResult {
-    assert!(is_param_support(Poisson::new(&t(&[1.0, -0.5], device, dtype)?)));
-    assert!(is_param_support(Poisson::new(&t(&[f64::NAN], device, dtype)?)));
+    assert!(is_param_support(Poisson::new(&t(
+        &[1.0, -0.5],
+        device,
+        dtype
+    )?)));
+    assert!(is_param_support(Poisson::new(&t(
+        &[f64::NAN],
+        device,
+        dtype
+    )?)));
     let d = Poisson::new(&t(&[1.0, 2.0], device, dtype)?)?;
-    assert!(is_value_support(d.log_prob(&t(&[1.5, 0.0], device, dtype)?)));
-    assert!(is_value_support(d.log_prob(&t(&[-1.0, 0.0], device, dtype)?)));
-    assert!(is_value_shape(d.log_prob(&t(&[1.0, 0.0, 1.0], device, dtype)?)));
-    assert!(matches!(d.rsample(&[1], &mut rng(0)), Err(DistError::NoRsample { .. })));
+    assert!(is_value_support(d.log_prob(&t(
+        &[1.5, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_support(d.log_prob(&t(
+        &[-1.0, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_shape(d.log_prob(&t(
+        &[1.0, 0.0, 1.0],
+        device,
+        dtype
+    )?)));
+    assert!(matches!(
+        d.rsample(&[1], &mut rng(0)),
+        Err(DistError::NoRsample { .. })
+    ));
     check_expand(&d, &[3, 2], &t(&[1.0, 0.0], device, dtype)?)
 }
 vi_test::test_device!(poisson_errors);
@@ -169,7 +231,11 @@ fn binomial_enumerate_and_forms(device: &Device, dtype: DType) -> TestResult {
     let h = host(&a.entropy()?)?;
     for j in 0..3 {
         let want: f64 = (0..7).map(|k| -lp[k * 3 + j].exp() * lp[k * 3 + j]).sum();
-        assert!((h[j] - want).abs() < 1e-5 * (1.0 + want.abs()), "{j}: {} vs {want}", h[j]);
+        assert!(
+            (h[j] - want).abs() < 1e-5 * (1.0 + want.abs()),
+            "{j}: {} vs {want}",
+            h[j]
+        );
     }
     let ints = Tensor::new(&[0u32, 3, 6], &Device::Cpu)?.to_device(device)?;
     assert_eq!(
@@ -186,7 +252,10 @@ fn binomial_mixed_counts(device: &Device, dtype: DType) -> TestResult {
     let logits = Var::from_tensor(&t(&[0.3, -1.2], device, dtype)?)?;
     let counts = Var::from_tensor(&t(&[3.0, 9.0], device, dtype)?)?;
     let d = Binomial::from_logits(counts.as_tensor(), logits.as_tensor())?;
-    assert!(matches!(d.enumerate_support(false), Err(DistError::Invalid { .. })));
+    assert!(matches!(
+        d.enumerate_support(false),
+        Err(DistError::Invalid { .. })
+    ));
     let h = d.entropy()?;
     for (j, n) in [3.0, 9.0].into_iter().enumerate() {
         let one = Binomial::from_logits(
@@ -194,7 +263,10 @@ fn binomial_mixed_counts(device: &Device, dtype: DType) -> TestResult {
             &logits.as_tensor().narrow(0, j, 1)?,
         )?;
         let (got, want) = (host(&h)?[j], host(&one.entropy()?)?[0]);
-        assert!((got - want).abs() < 1e-6 * (1.0 + want.abs()), "{j}: {got} vs {want}");
+        assert!(
+            (got - want).abs() < 1e-6 * (1.0 + want.abs()),
+            "{j}: {got} vs {want}"
+        );
     }
     let grads = h.sum_all()?.backward()?;
     let g = host(grads.get(logits.as_tensor()).ok_or("no gradient")?)?;
@@ -208,21 +280,52 @@ vi_test::test_device!(binomial_mixed_counts);
 
 fn binomial_errors(device: &Device, dtype: DType) -> TestResult {
     let half = t(&[0.5, 0.5], device, dtype)?;
-    assert!(is_param_support(Binomial::from_probs(&t(&[3.0, -1.0], device, dtype)?, &half)));
-    assert!(is_param_support(Binomial::from_probs(&t(&[3.0, 2.5], device, dtype)?, &half)));
+    assert!(is_param_support(Binomial::from_probs(
+        &t(&[3.0, -1.0], device, dtype)?,
+        &half
+    )));
+    assert!(is_param_support(Binomial::from_probs(
+        &t(&[3.0, 2.5], device, dtype)?,
+        &half
+    )));
     let n = t(&[3.0, 4.0], device, dtype)?;
-    assert!(is_param_support(Binomial::from_probs(&n, &t(&[0.5, 1.2], device, dtype)?)));
-    assert!(is_param_support(Binomial::from_logits(&n, &t(&[0.5, f64::NAN], device, dtype)?)));
+    assert!(is_param_support(Binomial::from_probs(
+        &n,
+        &t(&[0.5, 1.2], device, dtype)?
+    )));
+    assert!(is_param_support(Binomial::from_logits(
+        &n,
+        &t(&[0.5, f64::NAN], device, dtype)?
+    )));
     assert!(matches!(
         Binomial::from_logits(&n, &t(&[0.0, 0.0, 0.0], device, dtype)?),
         Err(DistError::Broadcast { .. })
     ));
     let d = Binomial::from_probs(&n, &half)?;
-    assert!(is_value_support(d.log_prob(&t(&[4.0, 0.0], device, dtype)?)));
-    assert!(is_value_support(d.log_prob(&t(&[1.5, 0.0], device, dtype)?)));
-    assert!(is_value_support(d.log_prob(&t(&[-1.0, 0.0], device, dtype)?)));
-    assert!(is_value_shape(d.log_prob(&t(&[1.0, 0.0, 1.0], device, dtype)?)));
-    assert!(matches!(d.rsample(&[1], &mut rng(0)), Err(DistError::NoRsample { .. })));
+    assert!(is_value_support(d.log_prob(&t(
+        &[4.0, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_support(d.log_prob(&t(
+        &[1.5, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_support(d.log_prob(&t(
+        &[-1.0, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_shape(d.log_prob(&t(
+        &[1.0, 0.0, 1.0],
+        device,
+        dtype
+    )?)));
+    assert!(matches!(
+        d.rsample(&[1], &mut rng(0)),
+        Err(DistError::NoRsample { .. })
+    ));
     check_expand(&d, &[3, 2], &t(&[1.0, 0.0], device, dtype)?)
 }
 vi_test::test_device!(binomial_errors);
@@ -262,14 +365,41 @@ fn geometric_log_prob_and_forms(device: &Device, dtype: DType) -> TestResult {
 vi_test::test_device!(geometric_log_prob_and_forms);
 
 fn geometric_errors(device: &Device, dtype: DType) -> TestResult {
-    assert!(is_param_support(Geometric::from_probs(&t(&[0.5, 0.0], device, dtype)?)));
-    assert!(is_param_support(Geometric::from_probs(&t(&[0.5, 1.5], device, dtype)?)));
-    assert!(is_param_support(Geometric::from_logits(&t(&[f64::NAN], device, dtype)?)));
+    assert!(is_param_support(Geometric::from_probs(&t(
+        &[0.5, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_param_support(Geometric::from_probs(&t(
+        &[0.5, 1.5],
+        device,
+        dtype
+    )?)));
+    assert!(is_param_support(Geometric::from_logits(&t(
+        &[f64::NAN],
+        device,
+        dtype
+    )?)));
     let d = Geometric::from_probs(&t(&[0.5, 0.2], device, dtype)?)?;
-    assert!(is_value_support(d.log_prob(&t(&[0.5, 0.0], device, dtype)?)));
-    assert!(is_value_support(d.log_prob(&t(&[-1.0, 0.0], device, dtype)?)));
-    assert!(is_value_shape(d.log_prob(&t(&[1.0, 0.0, 1.0], device, dtype)?)));
-    assert!(matches!(d.rsample(&[1], &mut rng(0)), Err(DistError::NoRsample { .. })));
+    assert!(is_value_support(d.log_prob(&t(
+        &[0.5, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_support(d.log_prob(&t(
+        &[-1.0, 0.0],
+        device,
+        dtype
+    )?)));
+    assert!(is_value_shape(d.log_prob(&t(
+        &[1.0, 0.0, 1.0],
+        device,
+        dtype
+    )?)));
+    assert!(matches!(
+        d.rsample(&[1], &mut rng(0)),
+        Err(DistError::NoRsample { .. })
+    ));
     check_expand(&d, &[3, 2], &t(&[1.0, 0.0], device, dtype)?)
 }
 vi_test::test_device!(geometric_errors);

@@ -18,7 +18,9 @@ pub(crate) const Z: f64 = 5.0;
 pub(crate) const ALPHA: f64 = 1e-3;
 
 pub(crate) fn t(data: &[f64], device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
-    Tensor::new(data, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
+    Tensor::new(data, &Device::Cpu)?
+        .to_dtype(dtype)?
+        .to_device(device)
 }
 
 pub(crate) fn rng(seed: u64) -> ChaCha8Rng {
@@ -68,7 +70,12 @@ pub(crate) fn check_normalised(d: &dyn Distribution, support: &Tensor, dtype: DT
 }
 
 /// Every quantity of two distributions that should be the same one.
-pub(crate) fn check_same(a: &dyn Distribution, b: &dyn Distribution, values: &Tensor, dtype: DType) -> TestResult {
+pub(crate) fn check_same(
+    a: &dyn Distribution,
+    b: &dyn Distribution,
+    values: &Tensor,
+    dtype: DType,
+) -> TestResult {
     let tol = if dtype == DType::F64 { 1e-9 } else { 1e-4 };
     let close = |x: Tensor, y: Tensor, what: &str| -> TestResult {
         let (x, y) = (host(&x)?, host(&y)?);
@@ -111,4 +118,3 @@ pub(crate) fn check_expand(d: &dyn Distribution, batch: &[usize], value: &Tensor
     assert!(matches!(d.expand(&[7]), Err(DistError::Expand { .. })));
     Ok(())
 }
-
