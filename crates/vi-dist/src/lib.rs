@@ -44,9 +44,7 @@ mod wrappers;
 
 pub use bernoulli::Bernoulli;
 pub use binomial::Binomial;
-pub use broadcast::{
-    ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
-};
+pub use broadcast::{ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape};
 pub use categorical::Categorical;
 pub use constraint::{Bound, Constraint};
 pub use delta::Delta;

@@ -84,11 +84,7 @@ impl DistSpec {
         let form = self.form.as_deref();
         let d: Box<dyn Distribution> = match (self.family.as_str(), form) {
             ("Normal", None) => Box::new(Normal::new(p("loc")?, p("scale")?)?),
-            ("Delta", None) => Box::new(Delta::new(
-                p("v")?,
-                self.params.get("log_density"),
-                0,
-            )?),
+            ("Delta", None) => Box::new(Delta::new(p("v")?, self.params.get("log_density"), 0)?),
             ("Bernoulli", None) => Box::new(Bernoulli::from_logits(p("logits")?)?),
             ("Bernoulli", Some("probs")) => Box::new(Bernoulli::from_probs(p("probs")?)?),
             ("Categorical", None) => Box::new(Categorical::from_logits(p("logits")?)?),

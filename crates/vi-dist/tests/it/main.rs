@@ -1,4 +1,6 @@
 //! The integration tests of vi-dist, one binary with a module per topic.
 
 mod conformance;
+mod core;
 mod discrete;
+mod shapes;

@@ -140,14 +140,13 @@ fn one_hot_sampler(device: &Device, dtype: DType) -> TestResult {
     assert_eq!(x.dims(), &[N, 2, 4]);
     // every draw is one-hot
     assert!(host(&x.sum(2)?)?.iter().all(|&s| s == 1.0));
-    for j in 0..2 {
-        for k in 0..4 {
-            let p = CAT_P[j][k];
+    for (j, row) in CAT_P.iter().enumerate() {
+        for (k, &p) in row.iter().enumerate() {
             let xs = host(&x.i((.., j, k))?)?;
             check_moments(&xs, p, p * (1.0 - p), Z).map_err(|e| format!("({j}, {k}): {e}"))?;
         }
         let idx = host(&x.i((.., j))?.argmax(1)?.to_dtype(DType::F64)?)?;
-        check_chi_square(&idx, 4, |k| CAT_P[j][k], ALPHA).map_err(|e| format!("row {j}: {e}"))?;
+        check_chi_square(&idx, 4, |k| row[k], ALPHA).map_err(|e| format!("row {j}: {e}"))?;
     }
     Ok(())
 }
