@@ -233,5 +233,6 @@ impl Distribution for Categorical {
 
 /// A batch-shaped tensor of NaN (torch's mean and variance of a categorical).
 fn nan_filled(d: &Categorical) -> Result<Tensor> {
-    Ok(Tensor::full(f64::NAN, d.batch.as_slice(), d.device())?.to_dtype(d.dtype())?)
+    let n = d.batch.iter().product();
+    crate::rng::from_host(vec![f64::NAN; n], &d.batch, d.dtype(), d.device())
 }

@@ -31,6 +31,8 @@ pub struct DistSpec {
     /// The parameterisation where a family has several: `"probs"` (Bernoulli, Categorical,
     /// …), `"covariance"`, `"precision"` (MultivariateNormal); `None` is torch's default
     /// (`logits`, `scale_tril`).
+    /// Geometric is the exception: `None` takes `probs` (as the reference figures give it) and
+    /// `"logits"` takes `logits`. Binomial takes `total_count` with either form.
     pub form: Option<String>,
     /// Parameters by torch's names.
     pub params: BTreeMap<String, Tensor>,
