@@ -22,25 +22,38 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bernoulli;
+mod binomial;
 mod broadcast;
+mod categorical;
 mod constraint;
 mod delta;
 mod distribution;
 mod error;
 mod family;
+mod geometric;
 mod normal;
+mod one_hot_categorical;
 pub mod ops;
+mod poisson;
+mod probs;
 mod rng;
 mod spec;
 mod validation;
 mod wrappers;
 
+pub use bernoulli::Bernoulli;
+pub use binomial::Binomial;
 pub use broadcast::{ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape};
+pub use categorical::Categorical;
 pub use constraint::{Bound, Constraint};
 pub use delta::Delta;
 pub use distribution::{Distribution, validate_param, validate_value};
 pub use error::{DistError, Result};
+pub use geometric::Geometric;
 pub use normal::Normal;
+pub use one_hot_categorical::OneHotCategorical;
+pub use poisson::Poisson;
 pub use rng::{host_tensor, standard_normal, uniform_open01};
 pub use spec::DistSpec;
 pub use validation::{set_validation, validation_enabled, with_validation};

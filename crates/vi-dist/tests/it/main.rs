@@ -2,4 +2,5 @@
 
 mod conformance;
 mod core;
+mod discrete;
 mod shapes;
