@@ -84,6 +84,21 @@ impl DistSpec {
         let form = self.form.as_deref();
         let d: Box<dyn Distribution> = match (self.family.as_str(), form) {
             ("Normal", None) => Box::new(Normal::new(p("loc")?, p("scale")?)?),
+            ("MultivariateNormal", None) => Box::new(MultivariateNormal::from_scale_tril(
+                p("loc")?,
+                p("scale_tril")?,
+            )?),
+            ("MultivariateNormal", Some("covariance")) => Box::new(
+                MultivariateNormal::from_covariance(p("loc")?, p("covariance_matrix")?)?,
+            ),
+            ("MultivariateNormal", Some("precision")) => Box::new(
+                MultivariateNormal::from_precision(p("loc")?, p("precision_matrix")?)?,
+            ),
+            ("LowRankMultivariateNormal", None) => Box::new(LowRankMultivariateNormal::new(
+                p("loc")?,
+                p("cov_factor")?,
+                p("cov_diag")?,
+            )?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
