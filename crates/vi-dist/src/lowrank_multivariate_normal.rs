@@ -134,8 +134,8 @@ impl LowRankMultivariateNormal {
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
     pub fn covariance(&self) -> Result<Tensor> {
-        let w = self.cov_factor.contiguous()?;
-        Ok((w.matmul(&w.t()?)? + ops::diag_embed(&self.cov_diag)?)?)
+        let w = &self.cov_factor;
+        Ok((ops::batch_matmul(w, &w.t()?)? + ops::diag_embed(&self.cov_diag)?)?)
     }
 
     /// The lower Cholesky factor of [`covariance`](Self::covariance).
@@ -159,7 +159,7 @@ impl LowRankMultivariateNormal {
 fn capacitance_tril(w: &Tensor, d: &Tensor) -> Result<Tensor> {
     let r = w.dims()[w.rank() - 1];
     let wt_dinv = wt_dinv(w, d)?;
-    let k = wt_dinv.matmul(&w.contiguous()?)?;
+    let k = ops::batch_matmul(&wt_dinv, w)?;
     let k = k.broadcast_add(&Tensor::eye(r, w.dtype(), w.device())?)?;
     ops::cholesky(&k).map_err(|e| match e {
         DistError::Op { op, msg } => DistError::Op {
@@ -172,9 +172,7 @@ fn capacitance_tril(w: &Tensor, d: &Tensor) -> Result<Tensor> {
 
 /// `Wᵀ D⁻¹`, shape `batch + [r, n]`.
 fn wt_dinv(w: &Tensor, d: &Tensor) -> Result<Tensor> {
-    Ok(w.broadcast_div(&d.unsqueeze(D::Minus1)?)?
-        .t()?
-        .contiguous()?)
+    Ok(w.broadcast_div(&d.unsqueeze(D::Minus1)?)?.t()?)
 }
 
 impl Distribution for LowRankMultivariateNormal {
@@ -205,7 +203,7 @@ impl Distribution for LowRankMultivariateNormal {
             rng,
         )?;
         let cols = ops::fold_leading(&eps_w, sample_shape.len())?;
-        let wy = self.cov_factor.contiguous()?.matmul(&cols)?;
+        let wy = ops::batch_matmul(&self.cov_factor, &cols)?;
         let wy = ops::unfold_leading(&wy, sample_shape)?;
         let dy = eps_d.broadcast_mul(&self.cov_diag.sqrt()?)?;
         Ok((wy + dy)?.broadcast_add(&self.loc)?)
@@ -215,20 +213,13 @@ impl Distribution for LowRankMultivariateNormal {
         let out = validate_value(self, value)?;
         let n = self.event[0];
         let lead = &out[..out.len() - self.batch.len()];
-        let inner = &out[lead.len()..];
         let full: Vec<usize> = out.iter().copied().chain([n]).collect();
         let diff = value.broadcast_sub(&self.loc)?.broadcast_as(full)?;
         // xᵀ D⁻¹ x − ‖L_C⁻¹ Wᵀ D⁻¹ x‖²
         let diag_term = diff.sqr()?.broadcast_div(&self.cov_diag)?.sum(D::Minus1)?;
         let wt_dinv = wt_dinv(&self.cov_factor, &self.cov_diag)?;
-        let rank = wt_dinv.dims()[wt_dinv.rank() - 2];
-        let to_inner = |t: &Tensor, tail: [usize; 2]| -> Result<Tensor> {
-            let shape: Vec<usize> = inner.iter().copied().chain(tail).collect();
-            Ok(t.broadcast_as(shape)?.contiguous()?)
-        };
-        let wt_dinv = to_inner(&wt_dinv, [rank, n])?;
         let cols = ops::fold_leading(&diff, lead.len())?;
-        let v = wt_dinv.matmul(&cols)?;
+        let v = ops::batch_matmul(&wt_dinv, &cols)?;
         let v = ops::unfold_leading(&v, lead)?;
         let low_rank_term = mahalanobis(&self.capacitance_tril, &v, lead)?;
         let m = (diag_term - low_rank_term)?;

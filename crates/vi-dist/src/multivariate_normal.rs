@@ -247,8 +247,8 @@ impl MultivariateNormal {
             Given::Covariance(c) => Ok(c.clone()),
             Given::DiagScale(s) => Ok(ops::diag_embed(&s.sqr()?)?),
             _ => {
-                let l = self.scale_tril.contiguous()?;
-                Ok(l.matmul(&l.t()?)?)
+                let l = &self.scale_tril;
+                ops::batch_matmul(l, &l.t()?)
             }
         }
     }
@@ -271,7 +271,7 @@ impl MultivariateNormal {
             Given::DiagScale(s) => Ok(ops::diag_embed(&s.sqr()?.recip()?)?),
             _ => {
                 let inv = ops::triangular_inverse(&self.scale_tril.contiguous()?, true)?;
-                Ok(inv.t()?.matmul(&inv)?)
+                ops::batch_matmul(&inv.t()?, &inv)
             }
         }
     }
@@ -310,7 +310,7 @@ impl Distribution for MultivariateNormal {
         let shape = self.extended_shape(sample_shape);
         let eps = standard_normal(&shape, self.dtype(), self.device(), rng)?;
         let cols = ops::fold_leading(&eps, sample_shape.len())?;
-        let y = self.scale_tril.contiguous()?.matmul(&cols)?;
+        let y = ops::batch_matmul(&self.scale_tril, &cols)?;
         let y = ops::unfold_leading(&y, sample_shape)?;
         Ok(y.broadcast_add(&self.loc)?)
     }

@@ -154,6 +154,46 @@ fn is_symmetric(m: &[f64], n: usize, tol: f64) -> bool {
     (0..n).all(|i| (0..i).all(|j| (m[i * n + j] - m[j * n + i]).abs() <= tol * scale))
 }
 
+/// Matrix product over any number of batch dims, which broadcast: `[.., m, k] × [.., k, n]
+/// -> [.., m, n]` (candle's `matmul` takes at most two batch dims and no broadcasting).
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// let a = Tensor::ones((2, 3, 4, 2, 5), DType::F64, &Device::Cpu)?;
+/// let b = Tensor::ones((4, 5, 1), DType::F64, &Device::Cpu)?;
+/// let c = vi_dist::ops::batch_matmul(&a, &b)?;
+/// assert_eq!(c.dims(), &[2, 3, 4, 2, 1]);
+/// assert_eq!(c.flatten_all()?.max(0)?.to_scalar::<f64>()?, 5.0);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn batch_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (ad, bd) = (a.dims(), b.dims());
+    let (ra, rb) = (ad.len(), bd.len());
+    let err = |why: &str| DistError::Op {
+        op: "batch_matmul",
+        msg: format!("{why}: shapes {ad:?} and {bd:?}"),
+    };
+    if ra < 2 || rb < 2 || ad[ra - 1] != bd[rb - 2] {
+        return Err(err("needs [.., m, k] and [.., k, n]"));
+    }
+    let (m, k, n) = (ad[ra - 2], ad[ra - 1], bd[rb - 1]);
+    let batch = broadcast_shapes(&[&ad[..ra - 2], &bd[..rb - 2]])
+        .ok_or_else(|| err("batch dims do not broadcast"))?;
+    let count: usize = batch.iter().product();
+    let flat = |t: &Tensor, tail: [usize; 2]| -> Result<Tensor> {
+        let target: Vec<usize> = batch.iter().copied().chain(tail).collect();
+        let t = if t.dims() == target.as_slice() {
+            t.clone()
+        } else {
+            t.broadcast_as(target)?
+        };
+        Ok(t.reshape((count, tail[0], tail[1]))?)
+    };
+    let y = flat(a, [m, k])?.matmul(&flat(b, [k, n])?)?;
+    let out: Vec<usize> = batch.iter().copied().chain([m, n]).collect();
+    Ok(y.reshape(out)?)
+}
+
 // ---------- Cholesky ----------
 
 /// The lower Cholesky factor `L` of symmetric positive-definite matrices, `L Lᵀ = A`, as
@@ -244,7 +284,7 @@ pub fn cholesky_composed(a: &Tensor) -> Result<Tensor> {
 pub(crate) fn cholesky_backward(l: &Tensor, gl: &Tensor) -> Result<Tensor> {
     let n = square_size("cholesky backward", l)?;
     let (dtype, device) = (l.dtype(), l.device());
-    let m = l.t()?.contiguous()?.matmul(&gl.contiguous()?)?;
+    let m = batch_matmul(&l.t()?, gl)?;
     let half_diag_lower =
         (Tensor::tril2(n, dtype, device)? - (Tensor::eye(n, dtype, device)? * 0.5)?)?;
     let p = m.broadcast_mul(&half_diag_lower)?;
@@ -372,9 +412,9 @@ pub(crate) fn solve_backward(
 ) -> Result<(Tensor, Tensor)> {
     let gb = tri_solve(a, gx, lower, !transpose, false)?;
     let ga = if transpose {
-        x.contiguous()?.matmul(&gb.t()?)?
+        batch_matmul(x, &gb.t()?)?
     } else {
-        gb.contiguous()?.matmul(&x.t()?)?
+        batch_matmul(&gb, &x.t()?)?
     }
     .neg()?;
     let ga = if lower { tril(&ga)? } else { triu(&ga)? };

@@ -6,7 +6,7 @@
 //! | `diagonal` | composed | composed |
 //! | `cholesky`, `solve_triangular`, `solve_triangular_transposed` | host kernel (`CustomOp1/2`) with backward | composed candle ops ([`composed`]) |
 //! | `cholesky_solve`, `triangular_inverse`, `precision_to_scale_tril` | built on the two above | built on the two above |
-//! | `triangular_logdet`, `tril`, `diag_embed` | composed | composed |
+//! | `triangular_logdet`, `tril`, `diag_embed`, `batch_matmul` | composed | composed |
 
 pub mod composed;
 mod elementwise;
@@ -19,7 +19,7 @@ pub(crate) use linalg::square_size;
 pub use special::{digamma, expm1, lgamma, log1p, sigmoid, softplus, trigamma};
 
 pub use linalg::{
-    cholesky, cholesky_solve, diag_embed, precision_to_scale_tril, solve_triangular,
+    batch_matmul, cholesky, cholesky_solve, diag_embed, precision_to_scale_tril, solve_triangular,
     solve_triangular_transposed, triangular_inverse, triangular_logdet, tril,
 };
 #[allow(unused_imports)]

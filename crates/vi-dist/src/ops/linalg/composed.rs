@@ -20,8 +20,8 @@ pub(crate) fn cholesky(a: &Tensor, n: usize) -> Result<(Tensor, Tensor)> {
         let mut v = a.narrow(cols_dim, j, 1)?;
         if j > 0 {
             let prev = Tensor::cat(&cols, cols_dim)?;
-            let row_j = prev.narrow(rows, j, 1)?.t()?.contiguous()?;
-            v = (v - prev.contiguous()?.matmul(&row_j)?)?;
+            let row_j = prev.narrow(rows, j, 1)?.t()?;
+            v = (v - super::batch_matmul(&prev, &row_j)?)?;
         }
         let d2 = v.narrow(rows, j, 1)?;
         // Rows above j are not part of this column of a lower factor.
@@ -68,7 +68,7 @@ pub(crate) fn solve(a: &Tensor, b: &Tensor, lower: bool, transpose: bool) -> Res
                 .narrow(rows, i, 1)?
                 .narrow(cols_dim, start, len)?
                 .contiguous()?;
-            s = (s - m_row.matmul(&done)?)?;
+            s = (s - super::batch_matmul(&m_row, &done)?)?;
         }
         let d = m.narrow(rows, i, 1)?.narrow(cols_dim, i, 1)?;
         x[i] = Some(s.broadcast_div(&d)?);
