@@ -260,9 +260,9 @@ impl MultivariateNormal {
     /// use candle_core::{Device, Tensor};
     /// use vi_dist::MultivariateNormal;
     /// let loc = Tensor::zeros(2, candle_core::DType::F64, &Device::Cpu)?;
-    /// let cov = Tensor::new(&[[2.0f64, 0.0], [0.0, 4.0]], &Device::Cpu)?;
+    /// let cov = Tensor::new(&[[4.0f64, 0.0], [0.0, 16.0]], &Device::Cpu)?;
     /// let d = MultivariateNormal::from_covariance(&loc, &cov)?;
-    /// assert_eq!(d.precision()?.to_vec2::<f64>()?, vec![vec![0.5, 0.0], vec![0.0, 0.25]]);
+    /// assert_eq!(d.precision()?.to_vec2::<f64>()?, vec![vec![0.25, 0.0], vec![0.0, 0.0625]]);
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
     pub fn precision(&self) -> Result<Tensor> {

@@ -36,6 +36,7 @@ fn tol_for(family: &str, dtype: DType) -> Tol {
 }
 
 /// Build the case's distribution with every parameter a fresh `Var`.
+#[allow(clippy::type_complexity)]
 fn build(
     dist: &Value,
     dtype: DType,
