@@ -102,6 +102,21 @@ impl DistSpec {
             }
             ("Geometric", None) => Box::new(Geometric::from_probs(p("probs")?)?),
             ("Geometric", Some("logits")) => Box::new(Geometric::from_logits(p("logits")?)?),
+            ("MultivariateNormal", None) => Box::new(MultivariateNormal::from_scale_tril(
+                p("loc")?,
+                p("scale_tril")?,
+            )?),
+            ("MultivariateNormal", Some("covariance")) => Box::new(
+                MultivariateNormal::from_covariance(p("loc")?, p("covariance_matrix")?)?,
+            ),
+            ("MultivariateNormal", Some("precision")) => Box::new(
+                MultivariateNormal::from_precision(p("loc")?, p("precision_matrix")?)?,
+            ),
+            ("LowRankMultivariateNormal", None) => Box::new(LowRankMultivariateNormal::new(
+                p("loc")?,
+                p("cov_factor")?,
+                p("cov_diag")?,
+            )?),
             (family, form) => {
                 return Err(DistError::Invalid {
                     dist: "DistSpec",

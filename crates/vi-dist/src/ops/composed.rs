@@ -120,3 +120,8 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     let num = x.ge(0.0)?.where_cond(&e.ones_like()?, &e)?;
     Ok((num / e.affine(1.0, 1.0)?)?)
 }
+
+pub use super::linalg::{
+    cholesky_composed as cholesky, solve_triangular_composed as solve_triangular,
+    solve_triangular_transposed_composed as solve_triangular_transposed,
+};

@@ -3,4 +3,6 @@
 mod conformance;
 mod core;
 mod discrete;
+mod linalg;
+mod mvn;
 mod shapes;
