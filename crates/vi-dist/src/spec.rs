@@ -84,6 +84,7 @@ impl DistSpec {
         let form = self.form.as_deref();
         let d: Box<dyn Distribution> = match (self.family.as_str(), form) {
             ("Normal", None) => Box::new(Normal::new(p("loc")?, p("scale")?)?),
+            ("LogNormal", None) => Box::new(LogNormal::new(p("loc")?, p("scale")?)?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
