@@ -85,6 +85,7 @@ impl DistSpec {
         let d: Box<dyn Distribution> = match (self.family.as_str(), form) {
             ("Normal", None) => Box::new(Normal::new(p("loc")?, p("scale")?)?),
             ("LogNormal", None) => Box::new(LogNormal::new(p("loc")?, p("scale")?)?),
+            ("HalfNormal", None) => Box::new(HalfNormal::new(p("scale")?)?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
