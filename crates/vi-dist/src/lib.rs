@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod broadcast;
+mod cauchy;
 mod constraint;
 mod delta;
 mod distribution;
@@ -40,6 +41,7 @@ mod wrappers;
 pub use broadcast::{
     ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
 };
+pub use cauchy::Cauchy;
 pub use constraint::{Bound, Constraint};
 pub use delta::Delta;
 pub use distribution::{Distribution, validate_param, validate_value};

@@ -86,6 +86,7 @@ impl DistSpec {
             ("Normal", None) => Box::new(Normal::new(p("loc")?, p("scale")?)?),
             ("LogNormal", None) => Box::new(LogNormal::new(p("loc")?, p("scale")?)?),
             ("HalfNormal", None) => Box::new(HalfNormal::new(p("scale")?)?),
+            ("Cauchy", None) => Box::new(Cauchy::new(p("loc")?, p("scale")?)?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
