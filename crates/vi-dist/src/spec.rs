@@ -87,6 +87,7 @@ impl DistSpec {
             ("LogNormal", None) => Box::new(LogNormal::new(p("loc")?, p("scale")?)?),
             ("HalfNormal", None) => Box::new(HalfNormal::new(p("scale")?)?),
             ("Cauchy", None) => Box::new(Cauchy::new(p("loc")?, p("scale")?)?),
+            ("HalfCauchy", None) => Box::new(HalfCauchy::new(p("scale")?)?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
