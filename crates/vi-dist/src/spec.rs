@@ -88,6 +88,7 @@ impl DistSpec {
             ("HalfNormal", None) => Box::new(HalfNormal::new(p("scale")?)?),
             ("Cauchy", None) => Box::new(Cauchy::new(p("loc")?, p("scale")?)?),
             ("HalfCauchy", None) => Box::new(HalfCauchy::new(p("scale")?)?),
+            ("Laplace", None) => Box::new(Laplace::new(p("loc")?, p("scale")?)?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
