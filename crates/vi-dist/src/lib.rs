@@ -37,6 +37,7 @@ mod normal;
 pub mod ops;
 mod rng;
 mod spec;
+mod uniform;
 mod validation;
 mod wrappers;
 
@@ -55,5 +56,6 @@ pub use lognormal::LogNormal;
 pub use normal::Normal;
 pub use rng::{host_tensor, standard_normal, uniform_open01};
 pub use spec::DistSpec;
+pub use uniform::Uniform;
 pub use validation::{set_validation, validation_enabled, with_validation};
 pub use wrappers::{Expanded, Independent, Masked};

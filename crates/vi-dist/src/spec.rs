@@ -89,6 +89,7 @@ impl DistSpec {
             ("Cauchy", None) => Box::new(Cauchy::new(p("loc")?, p("scale")?)?),
             ("HalfCauchy", None) => Box::new(HalfCauchy::new(p("scale")?)?),
             ("Laplace", None) => Box::new(Laplace::new(p("loc")?, p("scale")?)?),
+            ("Uniform", None) => Box::new(Uniform::new(p("low")?, p("high")?)?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
