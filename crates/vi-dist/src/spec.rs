@@ -90,6 +90,7 @@ impl DistSpec {
             ("HalfCauchy", None) => Box::new(HalfCauchy::new(p("scale")?)?),
             ("Laplace", None) => Box::new(Laplace::new(p("loc")?, p("scale")?)?),
             ("Uniform", None) => Box::new(Uniform::new(p("low")?, p("high")?)?),
+            ("Exponential", None) => Box::new(Exponential::new(p("rate")?)?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
