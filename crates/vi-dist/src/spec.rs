@@ -91,6 +91,7 @@ impl DistSpec {
             ("Laplace", None) => Box::new(Laplace::new(p("loc")?, p("scale")?)?),
             ("Uniform", None) => Box::new(Uniform::new(p("low")?, p("high")?)?),
             ("Exponential", None) => Box::new(Exponential::new(p("rate")?)?),
+            ("Gumbel", None) => Box::new(Gumbel::new(p("loc")?, p("scale")?)?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
