@@ -92,6 +92,7 @@ impl DistSpec {
             ("Uniform", None) => Box::new(Uniform::new(p("low")?, p("high")?)?),
             ("Exponential", None) => Box::new(Exponential::new(p("rate")?)?),
             ("Gumbel", None) => Box::new(Gumbel::new(p("loc")?, p("scale")?)?),
+            ("Pareto", None) => Box::new(Pareto::new(p("scale")?, p("alpha")?)?),
             ("Delta", None) => Box::new(Delta::new(
                 p("v")?,
                 self.params.get("log_density"),
