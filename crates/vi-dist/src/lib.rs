@@ -44,9 +44,7 @@ mod uniform;
 mod validation;
 mod wrappers;
 
-pub use broadcast::{
-    ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
-};
+pub use broadcast::{ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape};
 pub use cauchy::Cauchy;
 pub use constraint::{Bound, Constraint};
 pub use delta::Delta;

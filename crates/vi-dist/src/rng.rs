@@ -31,10 +31,23 @@ pub fn host_tensor(
 }
 
 /// Build a tensor from host f64 data in `dtype` on `device`.
-pub(crate) fn from_host(data: Vec<f64>, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+pub(crate) fn from_host(
+    data: Vec<f64>,
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
     let t = Tensor::from_vec(data, shape, &Device::Cpu)?;
-    let t = if dtype == DType::F64 { t } else { t.to_dtype(dtype)? };
-    Ok(if device.is_cpu() { t } else { t.to_device(device)? })
+    let t = if dtype == DType::F64 {
+        t
+    } else {
+        t.to_dtype(dtype)?
+    };
+    Ok(if device.is_cpu() {
+        t
+    } else {
+        t.to_device(device)?
+    })
 }
 
 /// Standard normal draws of `shape`.
@@ -83,6 +96,7 @@ pub fn uniform_open01(
 }
 
 /// Read a tensor back to the host as f64, row-major (a device sync).
+#[allow(dead_code)] // used by the samplers that need per-element parameters
 pub(crate) fn to_host(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
 }

@@ -93,11 +93,7 @@ impl DistSpec {
             ("Exponential", None) => Box::new(Exponential::new(p("rate")?)?),
             ("Gumbel", None) => Box::new(Gumbel::new(p("loc")?, p("scale")?)?),
             ("Pareto", None) => Box::new(Pareto::new(p("scale")?, p("alpha")?)?),
-            ("Delta", None) => Box::new(Delta::new(
-                p("v")?,
-                self.params.get("log_density"),
-                0,
-            )?),
+            ("Delta", None) => Box::new(Delta::new(p("v")?, self.params.get("log_density"), 0)?),
             (family, form) => {
                 return Err(DistError::Invalid {
                     dist: "DistSpec",

@@ -36,10 +36,7 @@ pub fn diagonal(x: &Tensor) -> Result<Tensor> {
 pub fn is_positive_definite(x: &Tensor) -> Result<Tensor> {
     let n = square_size("positive_definite", x)?;
     let batch: Vec<usize> = x.dims()[..x.rank() - 2].to_vec();
-    let data = x
-        .to_dtype(DType::F64)?
-        .flatten_all()?
-        .to_vec1::<f64>()?;
+    let data = x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
     let tol = if x.dtype() == DType::F64 { 1e-10 } else { 1e-5 };
     let out: Vec<u8> = data
         .chunks(n * n.max(1))

@@ -10,7 +10,7 @@ mod elementwise;
 mod linalg;
 mod special;
 
-pub use linalg::{diagonal, is_positive_definite};
 #[allow(unused_imports)]
 pub(crate) use linalg::square_size;
+pub use linalg::{diagonal, is_positive_definite};
 pub use special::{digamma, expm1, lgamma, log1p, sigmoid, softplus, trigamma};

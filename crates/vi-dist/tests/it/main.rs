@@ -1,3 +1,5 @@
 //! The integration tests of vi-dist, one binary with a module per topic.
 
 mod conformance;
+mod core;
+mod shapes;
