@@ -72,7 +72,10 @@ impl Distribution for Exponential {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
-        Ok(self.rate.log()?.broadcast_sub(&value.broadcast_mul(&self.rate)?)?)
+        Ok(self
+            .rate
+            .log()?
+            .broadcast_sub(&value.broadcast_mul(&self.rate)?)?)
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -76,7 +76,10 @@ impl Distribution for Gumbel {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         // y = −z = (loc − x) / scale; log density y − e^y − ln scale, as torch.
-        let y = value.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?.neg()?;
+        let y = value
+            .broadcast_sub(&self.loc)?
+            .broadcast_div(&self.scale)?
+            .neg()?;
         Ok((&y - y.exp()?)?.broadcast_sub(&self.scale.log()?)?)
     }
 

@@ -78,13 +78,19 @@ impl Distribution for Laplace {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
-        let z = value.broadcast_sub(&self.loc)?.abs()?.broadcast_div(&self.scale)?;
+        let z = value
+            .broadcast_sub(&self.loc)?
+            .abs()?
+            .broadcast_div(&self.scale)?;
         let log_2scale = self.scale.log()?.affine(1.0, std::f64::consts::LN_2)?;
         Ok(z.neg()?.broadcast_sub(&log_2scale)?)
     }
 
     fn entropy(&self) -> Result<Tensor> {
-        Ok(self.scale.log()?.affine(1.0, 1.0 + std::f64::consts::LN_2)?)
+        Ok(self
+            .scale
+            .log()?
+            .affine(1.0, 1.0 + std::f64::consts::LN_2)?)
     }
 
     fn mean(&self) -> Result<Tensor> {

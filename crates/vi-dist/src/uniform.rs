@@ -32,16 +32,17 @@ pub struct Uniform {
 }
 
 impl Uniform {
-    /// Build from `low < high`; the two broadcast against each other. With validation on,
-    /// `low >= high` (or a NaN) is a [`DistError::ParamSupport`](crate::DistError) naming
-    /// `low` (torch raises a `ValueError` for the same).
+    /// Build from `low < high`; the two broadcast against each other. With validation on, a
+    /// NaN bound is a [`DistError::ParamSupport`](crate::DistError) naming it, and
+    /// `low >= high` one naming `high` with constraint `greater_than(low)` (torch raises a
+    /// `ValueError` for the same).
     pub fn new(low: &Tensor, high: &Tensor) -> Result<Self> {
         let ([low, high], batch) =
             broadcast_params("Uniform", [("low", low, 0), ("high", high, 0)])?;
         validate_param("Uniform", "low", &low, &Constraint::Real)?;
         validate_param("Uniform", "high", &high, &Constraint::Real)?;
-        let below_high = Constraint::LessThan(Bound::Tensor(high.clone()));
-        validate_param("Uniform", "low", &low, &below_high)?;
+        let above_low = Constraint::greater_than(Bound::Tensor(low.clone()));
+        validate_param("Uniform", "high", &high, &above_low)?;
         Ok(Self { low, high, batch })
     }
 

@@ -488,8 +488,8 @@ fn invalid_parameters(device: &Device, dtype: DType) -> Res {
             match build(f, &ps) {
                 Err(DistError::ParamSupport { dist, param, .. }) => {
                     assert_eq!(dist, f.name);
-                    // Uniform reports low >= high as `low` whichever bound was moved.
-                    let low_high = f.name == "Uniform" && param == "low";
+                    // Uniform reports low >= high as `high` whichever bound was moved.
+                    let low_high = f.name == "Uniform" && param == "high";
                     assert!(param == name || low_high, "{}: {param} for {name}", f.name);
                 }
                 other => panic!(
@@ -504,6 +504,17 @@ fn invalid_parameters(device: &Device, dtype: DType) -> Res {
                 f.name
             );
         }
+    }
+    // low >= high names `high` and the bound it must exceed.
+    let t = |v: &[f64]| tensor(v, dtype, device);
+    match vi_dist::Uniform::new(&t(&[0.0, 2.0])?, &t(&[1.0, 2.0])?) {
+        Err(DistError::ParamSupport {
+            param, constraint, ..
+        }) => assert_eq!(
+            (param, constraint.as_str()),
+            ("high", "greater_than(tensor[2])")
+        ),
+        other => panic!("Uniform low == high: expected ParamSupport, got {other:?}"),
     }
     Ok(())
 }
