@@ -31,6 +31,8 @@ pub struct DistSpec {
     /// The parameterisation where a family has several: `"probs"` (Bernoulli, Categorical,
     /// …), `"covariance"`, `"precision"` (MultivariateNormal); `None` is torch's default
     /// (`logits`, `scale_tril`).
+    /// Geometric is the exception: `None` takes `probs` (as the reference figures give it) and
+    /// `"logits"` takes `logits`. Binomial takes `total_count` with either form.
     pub form: Option<String>,
     /// Parameters by torch's names.
     pub params: BTreeMap<String, Tensor>,
@@ -94,6 +96,21 @@ impl DistSpec {
             ("Gumbel", None) => Box::new(Gumbel::new(p("loc")?, p("scale")?)?),
             ("Pareto", None) => Box::new(Pareto::new(p("scale")?, p("alpha")?)?),
             ("Delta", None) => Box::new(Delta::new(p("v")?, self.params.get("log_density"), 0)?),
+            ("Bernoulli", None) => Box::new(Bernoulli::from_logits(p("logits")?)?),
+            ("Bernoulli", Some("probs")) => Box::new(Bernoulli::from_probs(p("probs")?)?),
+            ("Categorical", None) => Box::new(Categorical::from_logits(p("logits")?)?),
+            ("Categorical", Some("probs")) => Box::new(Categorical::from_probs(p("probs")?)?),
+            ("OneHotCategorical", None) => Box::new(OneHotCategorical::from_logits(p("logits")?)?),
+            ("OneHotCategorical", Some("probs")) => {
+                Box::new(OneHotCategorical::from_probs(p("probs")?)?)
+            }
+            ("Poisson", None) => Box::new(Poisson::new(p("rate")?)?),
+            ("Binomial", None) => Box::new(Binomial::from_logits(p("total_count")?, p("logits")?)?),
+            ("Binomial", Some("probs")) => {
+                Box::new(Binomial::from_probs(p("total_count")?, p("probs")?)?)
+            }
+            ("Geometric", None) => Box::new(Geometric::from_probs(p("probs")?)?),
+            ("Geometric", Some("logits")) => Box::new(Geometric::from_logits(p("logits")?)?),
             (family, form) => {
                 return Err(DistError::Invalid {
                     dist: "DistSpec",

@@ -3,4 +3,5 @@
 mod conformance;
 mod continuous;
 mod core;
+mod discrete;
 mod shapes;

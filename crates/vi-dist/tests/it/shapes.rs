@@ -27,11 +27,68 @@ struct Family {
     params: &'static [(&'static str, usize, Fill)],
 }
 
-const FAMILIES: &[Family] = &[Family {
-    name: "Normal",
-    form: None,
-    params: &[("loc", 0, Fill::Real), ("scale", 0, Fill::Positive)],
-}];
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "Normal",
+        form: None,
+        params: &[("loc", 0, Fill::Real), ("scale", 0, Fill::Positive)],
+    },
+    Family {
+        name: "Bernoulli",
+        form: None,
+        params: &[("logits", 0, Fill::Real)],
+    },
+    Family {
+        name: "Bernoulli",
+        form: Some("probs"),
+        params: &[("probs", 0, Fill::Prob)],
+    },
+    Family {
+        name: "Categorical",
+        form: None,
+        params: &[("logits", 1, Fill::Real)],
+    },
+    Family {
+        name: "Categorical",
+        form: Some("probs"),
+        params: &[("probs", 1, Fill::Positive)],
+    },
+    Family {
+        name: "OneHotCategorical",
+        form: None,
+        params: &[("logits", 1, Fill::Real)],
+    },
+    Family {
+        name: "OneHotCategorical",
+        form: Some("probs"),
+        params: &[("probs", 1, Fill::Positive)],
+    },
+    Family {
+        name: "Poisson",
+        form: None,
+        params: &[("rate", 0, Fill::Positive)],
+    },
+    Family {
+        name: "Binomial",
+        form: None,
+        params: &[("total_count", 0, Fill::Count), ("logits", 0, Fill::Real)],
+    },
+    Family {
+        name: "Binomial",
+        form: Some("probs"),
+        params: &[("total_count", 0, Fill::Count), ("probs", 0, Fill::Prob)],
+    },
+    Family {
+        name: "Geometric",
+        form: None,
+        params: &[("probs", 0, Fill::Prob)],
+    },
+    Family {
+        name: "Geometric",
+        form: Some("logits"),
+        params: &[("logits", 0, Fill::Real)],
+    },
+];
 
 fn fill(fill: Fill, shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor {
     use rand::Rng;
