@@ -100,3 +100,19 @@ pub fn uniform_open01(
 pub(crate) fn to_host(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
 }
+
+/// Draws of a parameter-free standard variate by inversion: uniforms on (0, 1) drawn on the
+/// host (the same stream as [`uniform_open01`] in f64), mapped through `icdf` in f64, then
+/// cast to `dtype` and moved to `device`, so the tails keep f64 precision in f32 too.
+pub(crate) fn uniform_inverse(
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+    rng: &mut dyn RngCore,
+    icdf: impl Fn(f64) -> f64,
+) -> Result<Tensor> {
+    host_tensor(shape, dtype, device, rng, |r| {
+        let u: f64 = rand_distr::Open01.sample(r);
+        icdf(u)
+    })
+}

@@ -86,6 +86,15 @@ impl DistSpec {
         let form = self.form.as_deref();
         let d: Box<dyn Distribution> = match (self.family.as_str(), form) {
             ("Normal", None) => Box::new(Normal::new(p("loc")?, p("scale")?)?),
+            ("LogNormal", None) => Box::new(LogNormal::new(p("loc")?, p("scale")?)?),
+            ("HalfNormal", None) => Box::new(HalfNormal::new(p("scale")?)?),
+            ("Cauchy", None) => Box::new(Cauchy::new(p("loc")?, p("scale")?)?),
+            ("HalfCauchy", None) => Box::new(HalfCauchy::new(p("scale")?)?),
+            ("Laplace", None) => Box::new(Laplace::new(p("loc")?, p("scale")?)?),
+            ("Uniform", None) => Box::new(Uniform::new(p("low")?, p("high")?)?),
+            ("Exponential", None) => Box::new(Exponential::new(p("rate")?)?),
+            ("Gumbel", None) => Box::new(Gumbel::new(p("loc")?, p("scale")?)?),
+            ("Pareto", None) => Box::new(Pareto::new(p("scale")?, p("alpha")?)?),
             ("Delta", None) => Box::new(Delta::new(p("v")?, self.params.get("log_density"), 0)?),
             ("Bernoulli", None) => Box::new(Bernoulli::from_logits(p("logits")?)?),
             ("Bernoulli", Some("probs")) => Box::new(Bernoulli::from_probs(p("probs")?)?),

@@ -1,6 +1,7 @@
 //! The integration tests of vi-dist, one binary with a module per topic.
 
 mod conformance;
+mod continuous;
 mod core;
 mod discrete;
 mod linalg;
