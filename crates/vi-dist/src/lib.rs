@@ -34,6 +34,10 @@ mod rng;
 mod spec;
 mod validation;
 mod wrappers;
+mod gamma;
+mod beta;
+mod dirichlet;
+mod student_t;
 
 pub use broadcast::{
     ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
@@ -47,3 +51,7 @@ pub use rng::{host_tensor, standard_normal, uniform_open01};
 pub use spec::DistSpec;
 pub use validation::{set_validation, validation_enabled, with_validation};
 pub use wrappers::{Expanded, Independent, Masked};
+pub use gamma::{Gamma, standard_gamma};
+pub use beta::Beta;
+pub use dirichlet::Dirichlet;
+pub use student_t::StudentT;
