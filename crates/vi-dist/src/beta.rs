@@ -46,8 +46,18 @@ impl Beta {
                 ("concentration0", concentration0, 0),
             ],
         )?;
-        validate_param("Beta", "concentration1", &concentration1, &Constraint::Positive)?;
-        validate_param("Beta", "concentration0", &concentration0, &Constraint::Positive)?;
+        validate_param(
+            "Beta",
+            "concentration1",
+            &concentration1,
+            &Constraint::Positive,
+        )?;
+        validate_param(
+            "Beta",
+            "concentration0",
+            &concentration0,
+            &Constraint::Positive,
+        )?;
         Ok(Self {
             concentration1,
             concentration0,

@@ -143,7 +143,13 @@ impl Distribution for Dirichlet {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let c = expand_param(self.name(), &self.batch, &self.concentration, batch_shape, 1)?;
+        let c = expand_param(
+            self.name(),
+            &self.batch,
+            &self.concentration,
+            batch_shape,
+            1,
+        )?;
         Ok(Box::new(Dirichlet {
             concentration: c,
             batch: batch_shape.to_vec(),

@@ -179,7 +179,12 @@ impl Gamma {
             "Gamma",
             [("concentration", concentration, 0), ("rate", rate, 0)],
         )?;
-        validate_param("Gamma", "concentration", &concentration, &Constraint::Positive)?;
+        validate_param(
+            "Gamma",
+            "concentration",
+            &concentration,
+            &Constraint::Positive,
+        )?;
         validate_param("Gamma", "rate", &rate, &Constraint::Positive)?;
         Ok(Self {
             concentration,

@@ -10,7 +10,9 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::gamma::{clamp_keep_grad, draw_standard_gamma, full_like, largest, standard_gamma, tiny};
+use crate::gamma::{
+    clamp_keep_grad, draw_standard_gamma, full_like, largest, standard_gamma, tiny,
+};
 use crate::ops::{digamma, lgamma, log1p};
 use crate::rng::standard_normal;
 
@@ -141,10 +143,9 @@ impl Distribution for StudentT {
         let df_safe = finite.where_cond(df, &full_like(3.0, df)?)?;
         let ratio = (&df_safe / df_safe.affine(1.0, -2.0)?)?;
         let var = (self.scale.sqr()? * ratio)?;
-        let undefined = df.gt(1.0)?.where_cond(
-            &full_like(f64::INFINITY, df)?,
-            &full_like(f64::NAN, df)?,
-        )?;
+        let undefined = df
+            .gt(1.0)?
+            .where_cond(&full_like(f64::INFINITY, df)?, &full_like(f64::NAN, df)?)?;
         Ok(finite.where_cond(&var, &undefined)?)
     }
 

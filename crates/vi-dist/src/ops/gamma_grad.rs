@@ -211,7 +211,10 @@ fn broadcast_pair(alpha: &Tensor, x: &Tensor) -> Result<(Tensor, Tensor)> {
             x.dims()
         ),
     })?;
-    Ok((alpha.broadcast_as(shape.as_slice())?, x.broadcast_as(shape)?))
+    Ok((
+        alpha.broadcast_as(shape.as_slice())?,
+        x.broadcast_as(shape)?,
+    ))
 }
 
 /// The implicit reparameterisation gradient `dx/dα` of a standard gamma draw
@@ -239,7 +242,9 @@ fn broadcast_pair(alpha: &Tensor, x: &Tensor) -> Result<(Tensor, Tensor)> {
 pub fn standard_gamma_grad(alpha: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (alpha, x) = broadcast_pair(alpha, x)?;
     if alpha.device().is_cpu() && matches!(alpha.dtype(), DType::F32 | DType::F64) {
-        return Ok(alpha.detach().apply_op2_no_bwd(&x.detach(), &StandardGammaGrad)?);
+        return Ok(alpha
+            .detach()
+            .apply_op2_no_bwd(&x.detach(), &StandardGammaGrad)?);
     }
     host_standard_gamma_grad(&alpha, &x)
 }

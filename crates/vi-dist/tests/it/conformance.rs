@@ -163,7 +163,10 @@ fn special(dir: &std::path::Path, dtype: DType, device: &Device) -> Report {
         let alpha = tensor(&block["sample"], dtype, device).map_err(|e| e.to_string())?;
         let x = tensor(&block["alpha"], dtype, device).map_err(|e| e.to_string())?;
         let g = vi_dist::ops::standard_gamma_grad(&alpha, &x).map_err(|e| e.to_string())?;
-        let tol = Tol { rtol: 5e-4, atol: 1e-9 };
+        let tol = Tol {
+            rtol: 5e-4,
+            atol: 1e-9,
+        };
         compare_json(&g, &block["dsample_dalpha"], tol)
     })();
     report.check("standard_gamma_grad", result);
@@ -186,7 +189,11 @@ fn gamma_grad_mpmath(dtype: DType, device: &Device) -> Result<f64, String> {
     let g = vi_test::to_vec(&g).map_err(|e| e.to_string())?;
     let xs = vi_test::to_vec(&x).map_err(|e| e.to_string())?;
     let (_, want) = vi_test::shape_and_data(&json["dsample_dalpha"]);
-    let tiny = if dtype == DType::F64 { f64::MIN_POSITIVE } else { f64::from(f32::MIN_POSITIVE) };
+    let tiny = if dtype == DType::F64 {
+        f64::MIN_POSITIVE
+    } else {
+        f64::from(f32::MIN_POSITIVE)
+    };
     let mut worst = 0f64;
     let mut used = 0;
     for ((g, w), x) in g.iter().zip(&want).zip(&xs) {

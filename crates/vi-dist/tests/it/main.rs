@@ -2,3 +2,4 @@
 
 mod conformance;
 mod special_ops;
+mod gamma_families;

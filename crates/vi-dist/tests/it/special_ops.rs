@@ -35,13 +35,24 @@ fn close(a: f64, b: f64, rtol: f64, atol: f64) -> bool {
 
 /// Positive and negative non-integer arguments for lgamma / digamma / trigamma.
 fn gamma_grid() -> Vec<f64> {
-    let mut g: Vec<f64> = (-80..=60).map(|i| 10f64.powf(f64::from(i) / 10.0)).collect();
+    let mut g: Vec<f64> = (-80..=60)
+        .map(|i| 10f64.powf(f64::from(i) / 10.0))
+        .collect();
     g.extend([
-        0.5, 0.999, 1.0, 1.001, 1.4616321449683622, 1.5, 2.0, 2.001, 3.0, 171.5,
+        0.5,
+        0.999,
+        1.0,
+        1.001,
+        1.4616321449683622,
+        1.5,
+        2.0,
+        2.001,
+        3.0,
+        171.5,
     ]);
     g.extend([
-        -1e-8, -0.001, -0.3, -0.5, -0.999, -1.3, -1.5, -2.457, -2.7, -3.5, -10.25, -50.5,
-        -100.3, -170.6,
+        -1e-8, -0.001, -0.3, -0.5, -0.999, -1.3, -1.5, -2.457, -2.7, -3.5, -10.25, -50.5, -100.3,
+        -170.6,
     ]);
     g
 }
@@ -71,9 +82,21 @@ fn backward_matches_finite_differences() {
         ("lgamma", ops::lgamma, moderate.to_vec()),
         ("digamma", ops::digamma, moderate.to_vec()),
         ("log1p", ops::log1p, vec![-0.9, -0.3, 1e-8, 0.4, 3.0, 1e3]),
-        ("expm1", ops::expm1, vec![-30.0, -1.0, -1e-8, 0.0, 0.3, 5.0, 50.0]),
-        ("softplus", ops::softplus, vec![-40.0, -3.0, -1e-3, 0.0, 0.7, 5.0, 40.0]),
-        ("sigmoid", ops::sigmoid, vec![-40.0, -3.0, -1e-3, 0.0, 0.7, 5.0, 40.0]),
+        (
+            "expm1",
+            ops::expm1,
+            vec![-30.0, -1.0, -1e-8, 0.0, 0.3, 5.0, 50.0],
+        ),
+        (
+            "softplus",
+            ops::softplus,
+            vec![-40.0, -3.0, -1e-3, 0.0, 0.7, 5.0, 40.0],
+        ),
+        (
+            "sigmoid",
+            ops::sigmoid,
+            vec![-40.0, -3.0, -1e-3, 0.0, 0.7, 5.0, 40.0],
+        ),
     ];
     for (name, op, xs) in cases {
         let (_, grad) = value_and_grad(op, &xs);
@@ -95,11 +118,26 @@ fn backward_matches_finite_differences() {
 fn composed_matches_kernels() {
     let cases: [(&str, Op, Op, Vec<f64>); 7] = [
         ("lgamma", ops::lgamma, ops::composed::lgamma, gamma_grid()),
-        ("digamma", ops::digamma, ops::composed::digamma, gamma_grid()),
-        ("trigamma", ops::trigamma, ops::composed::trigamma, gamma_grid()),
+        (
+            "digamma",
+            ops::digamma,
+            ops::composed::digamma,
+            gamma_grid(),
+        ),
+        (
+            "trigamma",
+            ops::trigamma,
+            ops::composed::trigamma,
+            gamma_grid(),
+        ),
         ("log1p", ops::log1p, ops::composed::log1p, log1p_grid()),
         ("expm1", ops::expm1, ops::composed::expm1, wide_grid()),
-        ("softplus", ops::softplus, ops::composed::softplus, wide_grid()),
+        (
+            "softplus",
+            ops::softplus,
+            ops::composed::softplus,
+            wide_grid(),
+        ),
         ("sigmoid", ops::sigmoid, ops::composed::sigmoid, wide_grid()),
     ];
     for (name, kernel, composed, xs) in cases {
@@ -116,7 +154,10 @@ fn composed_matches_kernels() {
                 worst = worst.max(((g - w) / w.abs().max(1.0)).abs());
             }
         }
-        println!("{name}: {} points, max error (relative, floor 1) {worst:e}", xs.len());
+        println!(
+            "{name}: {} points, max error (relative, floor 1) {worst:e}",
+            xs.len()
+        );
         if name == "trigamma" {
             continue; // no backward on the kernel
         }
@@ -243,7 +284,10 @@ fn reparameterize_case(device: &Device, dtype: DType) -> vi_dist::Result<()> {
     let x = Tensor::new(&[[0.01f64, 0.8, 6.0], [0.5, 2.5, 9.0]], device)?.to_dtype(dtype)?;
     let want_grad = ops::standard_gamma_grad(alpha.as_tensor(), &x)?.sum(0)?;
     for (name, f) in [
-        ("kernel", ops::reparameterize_standard_gamma as fn(&Tensor, &Tensor) -> _),
+        (
+            "kernel",
+            ops::reparameterize_standard_gamma as fn(&Tensor, &Tensor) -> _,
+        ),
         ("composed", ops::composed::reparameterize_standard_gamma),
     ] {
         let y = f(alpha.as_tensor(), &x)?;
