@@ -4,6 +4,9 @@
 //! |---|---|---|
 //! | `lgamma`, `digamma`, `trigamma`, `log1p`, `expm1`, `softplus`, `sigmoid` | host kernel (`CustomOp1`) with backward | composed candle ops ([`composed`]) |
 //! | `diagonal` | composed | composed |
+//! | `cholesky`, `solve_triangular`, `solve_triangular_transposed` | host kernel (`CustomOp1/2`) with backward | composed candle ops ([`composed`]) |
+//! | `cholesky_solve`, `triangular_inverse`, `precision_to_scale_tril` | built on the two above | built on the two above |
+//! | `triangular_logdet`, `tril`, `diag_embed`, `batch_matmul` | composed | composed |
 //! | `standard_gamma_grad` | host kernel (`CustomOp2`), no backward | host round trip |
 //! | `reparameterize_standard_gamma` | `CustomOp2`, backward = `standard_gamma_grad` | `x + (α − sg(α))·sg(g)` |
 
@@ -12,9 +15,16 @@ mod elementwise;
 mod linalg;
 mod special;
 
-pub use linalg::{diagonal, is_positive_definite};
 #[allow(unused_imports)]
 pub(crate) use linalg::square_size;
+pub use linalg::{diagonal, is_positive_definite};
 pub use special::{digamma, expm1, lgamma, log1p, sigmoid, softplus, trigamma};
+
+pub use linalg::{
+    batch_matmul, cholesky, cholesky_solve, diag_embed, precision_to_scale_tril, solve_triangular,
+    solve_triangular_transposed, triangular_inverse, triangular_logdet, tril,
+};
+#[allow(unused_imports)]
+pub(crate) use linalg::{flip_matrix, fold_leading, unfold_leading};
 mod gamma_grad;
 pub use gamma_grad::{reparameterize_standard_gamma, standard_gamma_grad};
