@@ -126,6 +126,10 @@ impl DistSpec {
                 p("cov_factor")?,
                 p("cov_diag")?,
             )?),
+            ("Gamma", None) => Box::new(Gamma::new(p("concentration")?, p("rate")?)?),
+            ("Beta", None) => Box::new(Beta::new(p("concentration1")?, p("concentration0")?)?),
+            ("Dirichlet", None) => Box::new(Dirichlet::new(p("concentration")?)?),
+            ("StudentT", None) => Box::new(StudentT::new(p("df")?, p("loc")?, p("scale")?)?),
             (family, form) => {
                 return Err(DistError::Invalid {
                     dist: "DistSpec",

@@ -73,16 +73,29 @@ pub fn digamma(x: &Tensor) -> Result<Tensor> {
     Ok(neg.where_cond(&reflected, &psi)?)
 }
 
-/// ψ'(x) for x > 0: shift to x ≥ 10, then the asymptotic series.
+/// ψ'(x): shift to x ≥ 10, then the asymptotic series
+/// `1/y + 1/(2y²) + Σ B₂ₖ / y^{2k+1}` through B₁₂ (truncation below 1e-15 relative);
+/// reflection `ψ'(x) = π² / sin²(πx) − ψ'(1 − x)` for negative x, with `sin(πx)` taken at the
+/// exactly reduced argument `x − round(x)`.
 pub fn trigamma(x: &Tensor) -> Result<Tensor> {
-    let (y, acc) = shift(x, 10, |t| Ok(t.sqr()?.recip()?))?;
+    let neg = x.lt(0.0)?;
+    let xp = neg.where_cond(&x.affine(-1.0, 1.0)?, x)?;
+    let (y, acc) = shift(&xp, 10, |t| Ok(t.sqr()?.recip()?))?;
     let z = y.sqr()?.recip()?;
-    // 1/y + z/2 + (z/y)(1/6 − z (1/30 − z (1/42 − z/30)))
-    let poly = z.affine(-1.0 / 30.0, 1.0 / 42.0)?;
+    // 1/y + z/2 + (z/y)(1/6 − z (1/30 − z (1/42 − z (1/30 − z (5/66 − z 691/2730)))))
+    let poly = z.affine(-691.0 / 2730.0, 5.0 / 66.0)?;
+    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 30.0)?;
+    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 42.0)?;
     let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 30.0)?;
     let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 6.0)?;
     let series = ((z.clone() * poly)? / &y)?;
-    Ok(((y.recip()? + z.affine(0.5, 0.0)?)? + series)?.add(&acc)?)
+    let direct = ((y.recip()? + z.affine(0.5, 0.0)?)? + series)?.add(&acc)?;
+    // Both branches finite where unselected ("double where"), so gradients stay finite.
+    let r = (x - x.round()?)?;
+    let sin = r.affine(PI, 0.0)?.sin()?;
+    let sin = neg.where_cond(&sin, &sin.ones_like()?)?;
+    let reflected = (sin.sqr()?.recip()?.affine(PI * PI, 0.0)? - &direct)?;
+    Ok(neg.where_cond(&reflected, &direct)?)
 }
 
 /// `ln(1 + x)` by Goldberg's trick: `ln(u) · x / (u − 1)` with `u = 1 + x` rounded.
@@ -124,4 +137,9 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
 pub use super::linalg::{
     cholesky_composed as cholesky, solve_triangular_composed as solve_triangular,
     solve_triangular_transposed_composed as solve_triangular_transposed,
+};
+
+pub use super::gamma_grad::{
+    composed_reparameterize as reparameterize_standard_gamma,
+    host_standard_gamma_grad as standard_gamma_grad,
 };

@@ -7,6 +7,8 @@
 //! | `cholesky`, `solve_triangular`, `solve_triangular_transposed` | host kernel (`CustomOp1/2`) with backward | composed candle ops ([`composed`]) |
 //! | `cholesky_solve`, `triangular_inverse`, `precision_to_scale_tril` | built on the two above | built on the two above |
 //! | `triangular_logdet`, `tril`, `diag_embed`, `batch_matmul` | composed | composed |
+//! | `standard_gamma_grad` | host kernel (`CustomOp2`), no backward | host round trip |
+//! | `reparameterize_standard_gamma` | `CustomOp2`, backward = `standard_gamma_grad` | `x + (α − sg(α))·sg(g)` |
 
 pub mod composed;
 mod elementwise;
@@ -24,3 +26,5 @@ pub use linalg::{
 };
 #[allow(unused_imports)]
 pub(crate) use linalg::{flip_matrix, fold_leading, unfold_leading};
+mod gamma_grad;
+pub use gamma_grad::{reparameterize_standard_gamma, standard_gamma_grad};

@@ -23,7 +23,8 @@ fn digamma_f64(x: f64) -> f64 {
     statrs::function::gamma::digamma(x)
 }
 
-/// Trigamma ψ′(x): recurrence up to x ≥ 10, then the asymptotic series
+/// Trigamma ψ′(x): recurrence up to x ≥ 10 (so the first omitted term, B₁₄/x¹⁵, is below
+/// 1e-15), then the asymptotic series
 /// 1/x + 1/(2x²) + Σ B₂ₖ / x^{2k+1}; reflection for negative non-integers.
 pub(crate) fn trigamma_f64(x: f64) -> f64 {
     if x.is_nan() {

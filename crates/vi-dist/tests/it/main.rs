@@ -4,6 +4,8 @@ mod conformance;
 mod continuous;
 mod core;
 mod discrete;
+mod gamma_families;
 mod linalg;
 mod mvn;
 mod shapes;
+mod special_ops;
