@@ -96,7 +96,6 @@ pub fn uniform_open01(
 }
 
 /// Read a tensor back to the host as f64, row-major (a device sync).
-#[allow(dead_code)] // used by the samplers that need per-element parameters
 pub(crate) fn to_host(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
 }
