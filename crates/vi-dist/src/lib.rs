@@ -32,6 +32,7 @@ mod normal;
 pub mod ops;
 mod rng;
 mod spec;
+mod transforms;
 mod validation;
 mod wrappers;
 
@@ -45,5 +46,9 @@ pub use error::{DistError, Result};
 pub use normal::Normal;
 pub use rng::{host_tensor, standard_normal, uniform_open01};
 pub use spec::DistSpec;
+pub use transforms::{
+    Affine, Compose, Exp, Identity, IndependentTransform, LowerCholesky, PositiveDefinite, Sigmoid,
+    Softplus, StickBreaking, Transform, biject_to, transform_to,
+};
 pub use validation::{set_validation, validation_enabled, with_validation};
 pub use wrappers::{Expanded, Independent, Masked};
