@@ -33,9 +33,10 @@ pub struct LowerCholesky;
 
 /// The strict lower triangle of each matrix (zeros elsewhere), differentiable.
 fn strict_lower(x: &Tensor, n: usize) -> Result<Tensor> {
-    let mask = (Tensor::tril2(n, DType::F32, x.device())? - Tensor::eye(n, DType::F32, x.device())?)?
-        .ne(0.0)?
-        .broadcast_as(x.shape())?;
+    let mask = (Tensor::tril2(n, DType::F32, x.device())?
+        - Tensor::eye(n, DType::F32, x.device())?)?
+    .ne(0.0)?
+    .broadcast_as(x.shape())?;
     Ok(mask.where_cond(x, &x.zeros_like()?)?)
 }
 
@@ -123,7 +124,10 @@ impl Transform for PositiveDefinite {
         if validation_enabled() && !Constraint::PositiveDefinite.all(y)? {
             return Err(DistError::Transform {
                 transform: "positive_definite",
-                msg: format!("inverse of a matrix that is not positive definite (shape {:?})", y.dims()),
+                msg: format!(
+                    "inverse of a matrix that is not positive definite (shape {:?})",
+                    y.dims()
+                ),
             });
         }
         LowerCholesky.inverse(&cholesky(y)?)

@@ -145,7 +145,11 @@ impl Transform for Compose {
         let last = self.parts.len().saturating_sub(1);
         for (i, p) in self.parts.iter().enumerate() {
             // The intermediate values are recomputed (no cache); the last one is `y`.
-            let yi = if i == last { y.clone() } else { p.forward(&xi)? };
+            let yi = if i == last {
+                y.clone()
+            } else {
+                p.forward(&xi)?
+            };
             let part = sum_rightmost(&p.log_abs_det_jacobian(&xi, &yi)?, ed - p.event_dim())?;
             total = Some(match total {
                 Some(t) => t.broadcast_add(&part)?,

@@ -1,10 +1,10 @@
 //! From a constraint to a bijection onto it, as `torch.distributions.constraint_registry`.
 
+use super::clamp::{Side, SupportClamp};
 use super::{
     Affine, Compose, Exp, Identity, IndependentTransform, LowerCholesky, PositiveDefinite, Sigmoid,
     StickBreaking, Transform,
 };
-use super::clamp::{Side, SupportClamp};
 use crate::constraint::{Bound, Constraint};
 use crate::error::{DistError, Result};
 

@@ -79,7 +79,10 @@ impl Transform for StickBreaking {
         if k == 0 {
             return Err(DistError::Transform {
                 transform: "stick_breaking",
-                msg: format!("a simplex needs at least one coordinate, got shape {:?}", y.dims()),
+                msg: format!(
+                    "a simplex needs at least one coordinate, got shape {:?}",
+                    y.dims()
+                ),
             });
         }
         let n = k - 1;
@@ -129,7 +132,9 @@ impl Transform for StickBreaking {
             }
             _ => Err(DistError::Transform {
                 transform: "stick_breaking",
-                msg: format!("inverse needs a simplex of at least one coordinate, got shape {shape:?}"),
+                msg: format!(
+                    "inverse needs a simplex of at least one coordinate, got shape {shape:?}"
+                ),
             }),
         }
     }

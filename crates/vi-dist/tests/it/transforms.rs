@@ -71,8 +71,15 @@ fn case(name: &str, t: Box<dyn Transform>, support: Constraint, x_shape: &[usize
     }
 }
 
-fn tensor(data: &[f64], shape: &[usize], dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
-    Tensor::from_vec(data.to_vec(), shape, &Device::Cpu)?.to_dtype(dtype)?.to_device(device)
+fn tensor(
+    data: &[f64],
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(data.to_vec(), shape, &Device::Cpu)?
+        .to_dtype(dtype)?
+        .to_device(device)
 }
 
 /// The transforms themselves, with the set their `forward` lands in.
@@ -83,9 +90,24 @@ fn transform_cases(device: &Device, dtype: DType) -> candle_core::Result<Vec<Cas
     let mut v = vec![
         case("identity", Box::new(Identity), real.clone(), &[3, 2]),
         case("exp", Box::new(Exp), Constraint::Positive, &[3, 2]),
-        case("sigmoid", Box::new(Sigmoid), Constraint::UnitInterval, &[3, 2]),
-        case("softplus", Box::new(Softplus), Constraint::Positive, &[3, 2]),
-        case("affine_scalar", Box::new(Affine::new(1.5, -2.0)), real.clone(), &[3, 2]),
+        case(
+            "sigmoid",
+            Box::new(Sigmoid),
+            Constraint::UnitInterval,
+            &[3, 2],
+        ),
+        case(
+            "softplus",
+            Box::new(Softplus),
+            Constraint::Positive,
+            &[3, 2],
+        ),
+        case(
+            "affine_scalar",
+            Box::new(Affine::new(1.5, -2.0)),
+            real.clone(),
+            &[3, 2],
+        ),
         case(
             "affine_tensor",
             Box::new(Affine::new(loc.clone(), scale.clone())),
@@ -100,7 +122,10 @@ fn transform_cases(device: &Device, dtype: DType) -> candle_core::Result<Vec<Cas
         ),
         case(
             "compose_exp_affine",
-            Box::new(Compose::new(vec![Box::new(Exp), Box::new(Affine::new(2.0, 3.0))])),
+            Box::new(Compose::new(vec![
+                Box::new(Exp),
+                Box::new(Affine::new(2.0, 3.0)),
+            ])),
             // without transform_to's clamp, 2 + e^-1e4 rounds to 2
             Constraint::GreaterThanEq(Bound::Scalar(2.0)),
             &[4],
@@ -112,24 +137,42 @@ fn transform_cases(device: &Device, dtype: DType) -> candle_core::Result<Vec<Cas
             &[2, 3],
         ),
     ];
-    let mut sb = case("stick_breaking", Box::new(StickBreaking), Constraint::Simplex, &[2, 4]);
+    let mut sb = case(
+        "stick_breaking",
+        Box::new(StickBreaking),
+        Constraint::Simplex,
+        &[2, 4],
+    );
     sb.sq_out = Square::DropLast;
     v.push(sb);
     // affine (event dim 0) then stick breaking (event dim 1): the chain has event dim 1 and the
     // affine log-determinant is summed over the vector
     let mut chain = case(
         "compose_affine_stick_breaking",
-        Box::new(Compose::new(vec![Box::new(Affine::new(0.5, -2.0)), Box::new(StickBreaking)])),
+        Box::new(Compose::new(vec![
+            Box::new(Affine::new(0.5, -2.0)),
+            Box::new(StickBreaking),
+        ])),
         Constraint::Simplex,
         &[3, 3],
     );
     chain.sq_out = Square::DropLast;
     v.push(chain);
-    let mut lc = case("lower_cholesky", Box::new(LowerCholesky), Constraint::LowerCholesky, &[2, 3, 3]);
+    let mut lc = case(
+        "lower_cholesky",
+        Box::new(LowerCholesky),
+        Constraint::LowerCholesky,
+        &[2, 3, 3],
+    );
     lc.sq_in = Square::LowerTri;
     lc.sq_out = Square::LowerTri;
     v.push(lc);
-    let mut pd = case("positive_definite", Box::new(PositiveDefinite), Constraint::PositiveDefinite, &[2, 3, 3]);
+    let mut pd = case(
+        "positive_definite",
+        Box::new(PositiveDefinite),
+        Constraint::PositiveDefinite,
+        &[2, 3, 3],
+    );
     pd.sq_in = Square::LowerTri;
     pd.sq_out = Square::LowerTri;
     // L Lᵀ of a factor with entries e^{±30} is numerically singular: no finite precision keeps it
@@ -140,7 +183,10 @@ fn transform_cases(device: &Device, dtype: DType) -> candle_core::Result<Vec<Cas
 }
 
 /// Every constraint `transform_to` covers, with the shape of the unconstrained input.
-fn constraint_cases(device: &Device, dtype: DType) -> candle_core::Result<Vec<(Constraint, Vec<usize>)>> {
+fn constraint_cases(
+    device: &Device,
+    dtype: DType,
+) -> candle_core::Result<Vec<(Constraint, Vec<usize>)>> {
     let low = tensor(&[-1.0, 0.0, 2.0], &[3], dtype, device)?;
     let high = tensor(&[1.0, 0.5, 10.0], &[3], dtype, device)?;
     let b = tensor(&[-3.0, 0.0, 1000.0], &[3], dtype, device)?;
@@ -171,7 +217,10 @@ fn constraint_cases(device: &Device, dtype: DType) -> candle_core::Result<Vec<(C
         (Constraint::greater_than(1000.0), vec![4, 3]),
         (Constraint::greater_than(b.clone()), vec![4, 3]),
         (Constraint::GreaterThanEq(Bound::Scalar(-1.0)), vec![4, 3]),
-        (Constraint::GreaterThanEq(Bound::Tensor(b.clone())), vec![4, 3]),
+        (
+            Constraint::GreaterThanEq(Bound::Tensor(b.clone())),
+            vec![4, 3],
+        ),
         (Constraint::LessThan(Bound::Scalar(2.0)), vec![4, 3]),
         (Constraint::LessThan(Bound::Scalar(-1000.0)), vec![4, 3]),
         (Constraint::LessThan(Bound::Tensor(b)), vec![4, 3]),
@@ -221,7 +270,13 @@ fn bound_tensor(b: &Bound, like: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// A random point of `c` of `shape`, drawn independently of the transform.
-fn sample_support(c: &Constraint, shape: &[usize], dtype: DType, device: &Device, rng: &mut ChaCha8Rng) -> R2<Tensor> {
+fn sample_support(
+    c: &Constraint,
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+    rng: &mut ChaCha8Rng,
+) -> R2<Tensor> {
     let n = standard_normal(shape, dtype, device, rng)?;
     let u = uniform_open01(shape, dtype, device, rng)?;
     Ok(match c {
@@ -230,7 +285,8 @@ fn sample_support(c: &Constraint, shape: &[usize], dtype: DType, device: &Device
         Constraint::UnitInterval => u,
         Constraint::Interval { low, high } | Constraint::HalfOpenInterval { low, high } => {
             let (lo, hi) = (bound_tensor(low, &u)?, bound_tensor(high, &u)?);
-            u.broadcast_mul(&hi.broadcast_sub(&lo)?)?.broadcast_add(&lo)?
+            u.broadcast_mul(&hi.broadcast_sub(&lo)?)?
+                .broadcast_add(&lo)?
         }
         Constraint::GreaterThan(b) | Constraint::GreaterThanEq(b) => {
             n.exp()?.broadcast_add(&bound_tensor(b, &n)?)?
@@ -280,7 +336,9 @@ fn selected(shape: &[usize], event_rank: usize, sq: Square) -> Vec<usize> {
     let es: usize = event.iter().product();
     let batch: usize = shape[..split].iter().product();
     let sel = sq.select(event);
-    (0..batch).flat_map(|b| sel.iter().map(move |i| b * es + i)).collect()
+    (0..batch)
+        .flat_map(|b| sel.iter().map(move |i| b * es + i))
+        .collect()
 }
 
 /// ln |det m| by LU with partial pivoting.
@@ -347,7 +405,11 @@ fn check_jacobian(c: &Case, x: &Tensor) -> R {
             let row = (b * out_es + r) * n_in;
             for col in 0..n_in {
                 if col / in_es != b && jac[row + col] != 0.0 {
-                    return Err(format!("{}: output {r} of event {b} depends on input {col}", c.name).into());
+                    return Err(format!(
+                        "{}: output {r} of event {b} depends on input {col}",
+                        c.name
+                    )
+                    .into());
                 }
             }
         }
@@ -360,7 +422,9 @@ fn check_jacobian(c: &Case, x: &Tensor) -> R {
         let expected = log_abs_det(sub, m);
         let got = ladj[b];
         if (got - expected).abs() > 1e-8 * expected.abs().max(1.0) {
-            return Err(format!("{}: event {b}: ladj {got} vs ln|det J| {expected}", c.name).into());
+            return Err(
+                format!("{}: event {b}: ladj {got} vs ln|det J| {expected}", c.name).into(),
+            );
         }
     }
     Ok(())
@@ -373,27 +437,63 @@ fn check_case(c: &Case, device: &Device, dtype: DType, rng: &mut ChaCha8Rng) -> 
 
     // forward lands in the support, with the advertised shape
     let y = t.forward(&x)?;
-    assert_eq!(y.dims(), t.forward_shape(x.dims())?, "{}: forward_shape", c.name);
-    assert!(c.support.all(&y)?, "{}: forward(x) outside {}", c.name, c.support);
+    assert_eq!(
+        y.dims(),
+        t.forward_shape(x.dims())?,
+        "{}: forward_shape",
+        c.name
+    );
+    assert!(
+        c.support.all(&y)?,
+        "{}: forward(x) outside {}",
+        c.name,
+        c.support
+    );
 
     // inverse(forward(x)) = x on the coordinates the transform keeps
     let x_back = t.inverse(&y)?;
     assert_eq!(x_back.dims(), x.dims(), "{}: inverse shape", c.name);
     let sel_in = selected(x.dims(), t.event_dim(), c.sq_in);
-    assert_close_at(&format!("{}: inverse(forward(x))", c.name), &to_vec(&x_back)?, &to_vec(&x)?, &sel_in, tol)?;
+    assert_close_at(
+        &format!("{}: inverse(forward(x))", c.name),
+        &to_vec(&x_back)?,
+        &to_vec(&x)?,
+        &sel_in,
+        tol,
+    )?;
 
     // forward(inverse(y)) = y for y drawn from the support independently
     let ys = sample_support(&c.support, y.dims(), dtype, device, rng)?;
     assert!(c.support.all(&ys)?, "{}: test sampler", c.name);
     let xs = t.inverse(&ys)?;
-    assert_eq!(xs.dims(), t.inverse_shape(ys.dims())?, "{}: inverse_shape", c.name);
+    assert_eq!(
+        xs.dims(),
+        t.inverse_shape(ys.dims())?,
+        "{}: inverse_shape",
+        c.name
+    );
     let all: Vec<usize> = (0..ys.elem_count()).collect();
-    assert_close_at(&format!("{}: forward(inverse(y))", c.name), &to_vec(&t.forward(&xs)?)?, &to_vec(&ys)?, &all, tol)?;
+    assert_close_at(
+        &format!("{}: forward(inverse(y))", c.name),
+        &to_vec(&t.forward(&xs)?)?,
+        &to_vec(&ys)?,
+        &all,
+        tol,
+    )?;
 
     // one log-determinant per event
     let ladj = t.log_abs_det_jacobian(&x, &y)?;
-    assert_eq!(ladj.dims(), &x.dims()[..x.rank() - t.event_dim()], "{}: ladj shape", c.name);
-    assert!(to_vec(&ladj)?.iter().all(|v| v.is_finite()), "{}: ladj finite", c.name);
+    assert_eq!(
+        ladj.dims(),
+        &x.dims()[..x.rank() - t.event_dim()],
+        "{}: ladj shape",
+        c.name
+    );
+    assert!(
+        to_vec(&ladj)?.iter().all(|v| v.is_finite()),
+        "{}: ladj finite",
+        c.name
+    );
 
     // gradients reach the unconstrained input
     let xv = Var::from_tensor(&x)?;
@@ -401,7 +501,11 @@ fn check_case(c: &Case, device: &Device, dtype: DType, rng: &mut ChaCha8Rng) -> 
     let loss = (t.forward(xv.as_tensor())? * w)?.sum_all()?;
     let grads = loss.backward()?;
     let g = to_vec(grads.get(xv.as_tensor()).ok_or("no gradient")?)?;
-    assert!(g.iter().all(|v| v.is_finite()), "{}: gradient finite", c.name);
+    assert!(
+        g.iter().all(|v| v.is_finite()),
+        "{}: gradient finite",
+        c.name
+    );
     assert!(g.iter().any(|v| *v != 0.0), "{}: gradient all zero", c.name);
 
     // extreme inputs stay in the support, without NaN
@@ -413,10 +517,23 @@ fn check_case(c: &Case, device: &Device, dtype: DType, rng: &mut ChaCha8Rng) -> 
             .collect();
         let xe = tensor(&data, &c.x_shape, dtype, device)?;
         let ye = t.forward(&xe)?;
-        assert!(to_vec(&ye)?.iter().all(|v| !v.is_nan()), "{}: NaN at extreme inputs", c.name);
-        assert!(c.support.all(&ye)?, "{}: forward outside {} at extreme inputs {data:?}", c.name, c.support);
+        assert!(
+            to_vec(&ye)?.iter().all(|v| !v.is_nan()),
+            "{}: NaN at extreme inputs",
+            c.name
+        );
+        assert!(
+            c.support.all(&ye)?,
+            "{}: forward outside {} at extreme inputs {data:?}",
+            c.name,
+            c.support
+        );
         let le = t.log_abs_det_jacobian(&xe, &ye)?;
-        assert!(to_vec(&le)?.iter().all(|v| !v.is_nan()), "{}: NaN ladj at extreme inputs", c.name);
+        assert!(
+            to_vec(&le)?.iter().all(|v| !v.is_nan()),
+            "{}: NaN ladj at extreme inputs",
+            c.name
+        );
     }
 
     if dtype == DType::F64 {
@@ -444,8 +561,18 @@ fn transform_to_all(device: &Device, dtype: DType) -> R {
             Constraint::NonNegative => "positive".to_string(),
             c => c.to_string(),
         };
-        assert_eq!(case.t.codomain().to_string(), expected, "{}: codomain", case.name);
-        assert_eq!(case.t.event_dim(), case.support.event_dim(), "{}: event_dim", case.name);
+        assert_eq!(
+            case.t.codomain().to_string(),
+            expected,
+            "{}: codomain",
+            case.name
+        );
+        assert_eq!(
+            case.t.event_dim(),
+            case.support.event_dim(),
+            "{}: event_dim",
+            case.name
+        );
     }
     Ok(())
 }
@@ -454,9 +581,15 @@ vi_test::test_device!(transform_to_all);
 #[test]
 fn event_dims_and_names() -> R {
     let t = transform_to(&Constraint::Simplex.independent(1))?;
-    assert_eq!((t.name(), t.event_dim(), t.codomain_event_dim()), ("independent", 2, 2));
+    assert_eq!(
+        (t.name(), t.event_dim(), t.codomain_event_dim()),
+        ("independent", 2, 2)
+    );
     assert_eq!(t.domain().to_string(), "independent(real, 2)");
-    let t = Compose::new(vec![Box::new(Affine::new(0.0, 2.0)), Box::new(StickBreaking)]);
+    let t = Compose::new(vec![
+        Box::new(Affine::new(0.0, 2.0)),
+        Box::new(StickBreaking),
+    ]);
     assert_eq!((t.event_dim(), t.codomain_event_dim()), (1, 1));
     assert_eq!(t.domain().to_string(), "independent(real, 1)");
     assert_eq!(t.codomain().to_string(), "simplex");
@@ -516,8 +649,13 @@ fn zero_is_the_centre() -> R {
     // PD: at x = 0, y = I and ln|det J| = n ln 2
     let x = Tensor::zeros((3, 3), DType::F64, &Device::Cpu)?;
     let y = PositiveDefinite.forward(&x)?;
-    assert_eq!(to_vec(&y)?, to_vec(&Tensor::eye(3, DType::F64, &Device::Cpu)?)?);
-    let l = PositiveDefinite.log_abs_det_jacobian(&x, &y)?.to_scalar::<f64>()?;
+    assert_eq!(
+        to_vec(&y)?,
+        to_vec(&Tensor::eye(3, DType::F64, &Device::Cpu)?)?
+    );
+    let l = PositiveDefinite
+        .log_abs_det_jacobian(&x, &y)?
+        .to_scalar::<f64>()?;
     assert!((l - 3.0 * 2f64.ln()).abs() < 1e-15);
     Ok(())
 }
@@ -527,15 +665,36 @@ fn bad_shapes_are_typed_errors() -> R {
     let dev = Device::Cpu;
     let rect = Tensor::zeros((2, 3), DType::F64, &dev)?;
     let scalar = Tensor::new(1.0f64, &dev)?;
-    assert!(matches!(LowerCholesky.forward(&rect), Err(DistError::Op { .. })));
-    assert!(matches!(PositiveDefinite.inverse(&rect), Err(DistError::Op { .. })));
-    assert!(matches!(StickBreaking.forward(&scalar), Err(DistError::Transform { .. })));
-    assert!(matches!(StickBreaking.forward_shape(&[]), Err(DistError::Transform { .. })));
-    assert!(matches!(StickBreaking.inverse_shape(&[2, 0]), Err(DistError::Transform { .. })));
+    assert!(matches!(
+        LowerCholesky.forward(&rect),
+        Err(DistError::Op { .. })
+    ));
+    assert!(matches!(
+        PositiveDefinite.inverse(&rect),
+        Err(DistError::Op { .. })
+    ));
+    assert!(matches!(
+        StickBreaking.forward(&scalar),
+        Err(DistError::Transform { .. })
+    ));
+    assert!(matches!(
+        StickBreaking.forward_shape(&[]),
+        Err(DistError::Transform { .. })
+    ));
+    assert!(matches!(
+        StickBreaking.inverse_shape(&[2, 0]),
+        Err(DistError::Transform { .. })
+    ));
     let t = transform_to(&Constraint::Positive.independent(2))?;
-    assert!(matches!(t.forward(&Tensor::zeros(3, DType::F64, &dev)?), Err(DistError::Transform { .. })));
+    assert!(matches!(
+        t.forward(&Tensor::zeros(3, DType::F64, &dev)?),
+        Err(DistError::Transform { .. })
+    ));
     let not_pd = Tensor::new(&[[1.0f64, 2.0], [2.0, 1.0]], &dev)?;
-    assert!(matches!(PositiveDefinite.inverse(&not_pd), Err(DistError::Transform { .. })));
+    assert!(matches!(
+        PositiveDefinite.inverse(&not_pd),
+        Err(DistError::Transform { .. })
+    ));
     Ok(())
 }
 
@@ -544,7 +703,9 @@ fn sigmoid_clamps_as_torch() -> R {
     let x = Tensor::new(&[-200.0f32, 200.0], &Device::Cpu)?;
     let y = Sigmoid.forward(&x)?.to_vec1::<f32>()?;
     assert_eq!(y, vec![f32::EPSILON, 1.0 - f32::EPSILON]);
-    let back = Sigmoid.inverse(&Tensor::new(&[0.0f32, 1.0], &Device::Cpu)?)?.to_vec1::<f32>()?;
+    let back = Sigmoid
+        .inverse(&Tensor::new(&[0.0f32, 1.0], &Device::Cpu)?)?
+        .to_vec1::<f32>()?;
     assert!(back.iter().all(|v| v.is_finite()));
     // greater_than(b) stays strictly above b where b + eˣ rounds to b
     let c = Constraint::greater_than(1000.0);
