@@ -91,11 +91,17 @@ impl Transform for StickBreaking {
         let after = (Tensor::tril2(k, DType::F32, y.device())?
             - Tensor::eye(k, DType::F32, y.device())?)?
         .narrow(1, 0, n)?
-        .to_dtype(y.dtype())?;
+        .to_dtype(y.dtype())?
+        .contiguous()?;
+        // one plain [B, k] @ [k, n] product (no broadcast batch), for every device's matmul
+        let batch: Vec<usize> = y.dims()[..last].to_vec();
+        let rows: usize = batch.iter().product();
+        let mut rest_shape = batch;
+        rest_shape.push(n);
         let rest = y
-            .unsqueeze(last)?
-            .broadcast_matmul(&after)?
-            .squeeze(last)?
+            .reshape((rows, k))?
+            .matmul(&after)?
+            .reshape(rest_shape)?
             .maximum(tiny)?;
         let head = y.narrow(last, 0, n)?.maximum(tiny)?;
         Ok((head.log()? - rest.log()?)?.broadcast_add(&log_offset(n, y)?)?)

@@ -322,7 +322,9 @@ fn assert_close_at(what: &str, a: &[f64], b: &[f64], idx: &[usize], tol: f64) ->
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
     for &i in idx {
         let (x, y) = (a[i], b[i]);
-        if !((x - y).abs() <= tol * (1.0 + y.abs())) {
+        // written so that NaN fails
+        let close = (x - y).abs() <= tol * (1.0 + y.abs());
+        if !close {
             return Err(format!("{what}: element {i}: {x:e} vs {y:e}").into());
         }
     }
@@ -711,5 +713,61 @@ fn sigmoid_clamps_as_torch() -> R {
     let c = Constraint::greater_than(1000.0);
     let y = transform_to(&c)?.forward(&Tensor::new(&[-50.0f32], &Device::Cpu)?)?;
     assert!(c.all(&y)?, "{y}");
+    Ok(())
+}
+
+mod shapes {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Any batch shape: forward, inverse and the log-determinant have the documented shapes.
+        #[test]
+        fn shapes_follow_batch(which in 0usize..1000, batch in prop::collection::vec(1usize..4, 0..3)) {
+            let mut cases = constraint_cases(&Device::Cpu, DType::F64).unwrap();
+            let n = cases.len();
+            let (c, x_shape) = cases.swap_remove(which % n);
+            let t = transform_to(&c).unwrap();
+            // keep the case's event dims (and its tensor bounds' last dim), prepend the batch
+            let event = &x_shape[x_shape.len() - t.event_dim().max(1)..];
+            let shape: Vec<usize> = batch.iter().chain(event).copied().collect();
+            let x = Tensor::zeros(shape.as_slice(), DType::F64, &Device::Cpu).unwrap();
+            let y = t.forward(&x).unwrap();
+            let forward_shape = t.forward_shape(&shape).unwrap();
+            prop_assert_eq!(y.dims(), forward_shape.as_slice());
+            let x_back = t.inverse(&y).unwrap();
+            prop_assert_eq!(x_back.dims(), shape.as_slice());
+            let ladj = t.log_abs_det_jacobian(&x, &y).unwrap();
+            prop_assert_eq!(ladj.dims(), &shape[..shape.len() - t.event_dim()]);
+        }
+    }
+}
+
+/// The inverse of the positive-definite transform goes through a Cholesky factor composed from
+/// candle ops: its autodiff gradient matches central finite differences.
+#[test]
+fn positive_definite_inverse_gradient() -> R {
+    let dev = Device::Cpu;
+    let a = [4.0, 1.0, 0.5, 1.0, 3.0, -0.2, 0.5, -0.2, 2.0];
+    let w = [0.3, -1.0, 0.7, 0.2, 1.1, -0.4, 0.9, 0.5, -0.6];
+    let wt = Tensor::new(&w, &dev)?.reshape((3, 3))?;
+    // symmetrise inside f so every perturbation stays symmetric
+    let f = |v: &Tensor| -> R2<Tensor> {
+        let s = ((v + v.t()?)? * 0.5)?;
+        Ok((PositiveDefinite.inverse(&s)? * &wt)?.sum_all()?)
+    };
+    let av = Var::from_tensor(&Tensor::new(&a, &dev)?.reshape((3, 3))?)?;
+    let grads = f(av.as_tensor())?.backward()?;
+    let g = to_vec(grads.get(av.as_tensor()).ok_or("no gradient")?)?;
+    let fd = vi_test::finite_difference(&a, 1e-6, |p| {
+        let t = Tensor::new(p, &dev).and_then(|t| t.reshape((3, 3))).unwrap();
+        f(&t).unwrap().to_scalar::<f64>().unwrap()
+    });
+    for (i, (x, y)) in g.iter().zip(&fd).enumerate() {
+        assert!((x - y).abs() < 1e-6 * (1.0 + y.abs()), "element {i}: {x} vs {y}");
+    }
     Ok(())
 }
