@@ -116,7 +116,10 @@ pub(crate) fn check_kind(
     dtype: DType,
     device: &Device,
 ) -> Result<()> {
-    let float = matches!(t.dtype(), DType::F32 | DType::F64 | DType::F16 | DType::BF16);
+    let float = matches!(
+        t.dtype(),
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16
+    );
     if !float || t.dtype() != dtype || !t.device().same_device(device) {
         return Err(DistError::ParamKind {
             dist,

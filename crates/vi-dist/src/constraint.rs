@@ -132,7 +132,10 @@ impl Constraint {
             return self;
         }
         match self {
-            Constraint::Independent { base, event_dims: n } => Constraint::Independent {
+            Constraint::Independent {
+                base,
+                event_dims: n,
+            } => Constraint::Independent {
                 base,
                 event_dims: n + event_dims,
             },
@@ -208,16 +211,16 @@ impl Constraint {
                 let last = x.rank().saturating_sub(1);
                 let nonneg = x.ge(0.0)?.min_keepdim(last)?.squeeze(last)?;
                 let tol = if dtype == DType::F64 { 1e-6 } else { 1e-4 };
-                let sum_ok = x
-                    .sum(last)?
-                    .affine(1.0, -1.0)?
-                    .abs()?
-                    .le(tol)?;
+                let sum_ok = x.sum(last)?.affine(1.0, -1.0)?.abs()?.le(tol)?;
                 and(&nonneg, &sum_ok)?
             }
             Constraint::OneHot => {
                 let last = x.rank().saturating_sub(1);
-                let binary = x.eq(0.0)?.add(&x.eq(1.0)?)?.min_keepdim(last)?.squeeze(last)?;
+                let binary = x
+                    .eq(0.0)?
+                    .add(&x.eq(1.0)?)?
+                    .min_keepdim(last)?
+                    .squeeze(last)?;
                 let one = x.sum(last)?.eq(1.0)?;
                 and(&binary, &one)?
             }
@@ -230,8 +233,11 @@ impl Constraint {
                     });
                 }
                 let n = x.dims()[r - 1];
-                let upper = Tensor::triu2(n, dtype, x.device())?
-                    .sub(&Tensor::eye(n, dtype, x.device())?)?;
+                let upper = Tensor::triu2(n, dtype, x.device())?.sub(&Tensor::eye(
+                    n,
+                    dtype,
+                    x.device(),
+                )?)?;
                 let upper_zero = x
                     .broadcast_mul(&upper)?
                     .eq(0.0)?

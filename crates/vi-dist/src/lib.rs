@@ -22,33 +22,66 @@
 //! ```
 #![deny(missing_docs)]
 
+mod bernoulli;
+mod binomial;
 mod broadcast;
+mod categorical;
+mod cauchy;
 mod constraint;
 mod delta;
 mod distribution;
 mod error;
+mod exponential;
 mod family;
+mod geometric;
+mod gumbel;
+mod halfcauchy;
+mod halfnormal;
+mod laplace;
+mod lognormal;
+mod lowrank_multivariate_normal;
+mod multivariate_normal;
 mod normal;
+mod one_hot_categorical;
 pub mod ops;
+mod pareto;
+mod poisson;
+mod probs;
 mod rng;
 mod spec;
 mod transforms;
+mod uniform;
 mod validation;
 mod wrappers;
 
-pub use broadcast::{
-    ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape,
-};
+pub use bernoulli::Bernoulli;
+pub use binomial::Binomial;
+pub use broadcast::{ParamSpec, broadcast_params, broadcast_shapes, broadcasts_to, extended_shape};
+pub use categorical::Categorical;
+pub use cauchy::Cauchy;
 pub use constraint::{Bound, Constraint};
 pub use delta::Delta;
 pub use distribution::{Distribution, validate_param, validate_value};
 pub use error::{DistError, Result};
+pub use exponential::Exponential;
+pub use geometric::Geometric;
+pub use gumbel::Gumbel;
+pub use halfcauchy::HalfCauchy;
+pub use halfnormal::HalfNormal;
+pub use laplace::Laplace;
+pub use lognormal::LogNormal;
+pub use lowrank_multivariate_normal::LowRankMultivariateNormal;
+pub use multivariate_normal::MultivariateNormal;
 pub use normal::Normal;
+pub use one_hot_categorical::OneHotCategorical;
+pub use pareto::Pareto;
+pub use poisson::Poisson;
 pub use rng::{host_tensor, standard_normal, uniform_open01};
 pub use spec::DistSpec;
 pub use transforms::{
     Affine, Compose, Exp, Identity, IndependentTransform, LowerCholesky, PositiveDefinite, Sigmoid,
     Softplus, StickBreaking, Transform, biject_to, transform_to,
 };
+pub use uniform::Uniform;
 pub use validation::{set_validation, validation_enabled, with_validation};
 pub use wrappers::{Expanded, Independent, Masked};

@@ -31,10 +31,23 @@ pub fn host_tensor(
 }
 
 /// Build a tensor from host f64 data in `dtype` on `device`.
-pub(crate) fn from_host(data: Vec<f64>, shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
+pub(crate) fn from_host(
+    data: Vec<f64>,
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
     let t = Tensor::from_vec(data, shape, &Device::Cpu)?;
-    let t = if dtype == DType::F64 { t } else { t.to_dtype(dtype)? };
-    Ok(if device.is_cpu() { t } else { t.to_device(device)? })
+    let t = if dtype == DType::F64 {
+        t
+    } else {
+        t.to_dtype(dtype)?
+    };
+    Ok(if device.is_cpu() {
+        t
+    } else {
+        t.to_device(device)?
+    })
 }
 
 /// Standard normal draws of `shape`.
@@ -83,6 +96,23 @@ pub fn uniform_open01(
 }
 
 /// Read a tensor back to the host as f64, row-major (a device sync).
+#[allow(dead_code)] // used by the samplers that need per-element parameters
 pub(crate) fn to_host(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+}
+
+/// Draws of a parameter-free standard variate by inversion: uniforms on (0, 1) drawn on the
+/// host (the same stream as [`uniform_open01`] in f64), mapped through `icdf` in f64, then
+/// cast to `dtype` and moved to `device`, so the tails keep f64 precision in f32 too.
+pub(crate) fn uniform_inverse(
+    shape: &[usize],
+    dtype: DType,
+    device: &Device,
+    rng: &mut dyn RngCore,
+    icdf: impl Fn(f64) -> f64,
+) -> Result<Tensor> {
+    host_tensor(shape, dtype, device, rng, |r| {
+        let u: f64 = rand_distr::Open01.sample(r);
+        icdf(u)
+    })
 }

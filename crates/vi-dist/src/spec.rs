@@ -31,6 +31,8 @@ pub struct DistSpec {
     /// The parameterisation where a family has several: `"probs"` (Bernoulli, Categorical,
     /// …), `"covariance"`, `"precision"` (MultivariateNormal); `None` is torch's default
     /// (`logits`, `scale_tril`).
+    /// Geometric is the exception: `None` takes `probs` (as the reference figures give it) and
+    /// `"logits"` takes `logits`. Binomial takes `total_count` with either form.
     pub form: Option<String>,
     /// Parameters by torch's names.
     pub params: BTreeMap<String, Tensor>,
@@ -84,10 +86,45 @@ impl DistSpec {
         let form = self.form.as_deref();
         let d: Box<dyn Distribution> = match (self.family.as_str(), form) {
             ("Normal", None) => Box::new(Normal::new(p("loc")?, p("scale")?)?),
-            ("Delta", None) => Box::new(Delta::new(
-                p("v")?,
-                self.params.get("log_density"),
-                0,
+            ("LogNormal", None) => Box::new(LogNormal::new(p("loc")?, p("scale")?)?),
+            ("HalfNormal", None) => Box::new(HalfNormal::new(p("scale")?)?),
+            ("Cauchy", None) => Box::new(Cauchy::new(p("loc")?, p("scale")?)?),
+            ("HalfCauchy", None) => Box::new(HalfCauchy::new(p("scale")?)?),
+            ("Laplace", None) => Box::new(Laplace::new(p("loc")?, p("scale")?)?),
+            ("Uniform", None) => Box::new(Uniform::new(p("low")?, p("high")?)?),
+            ("Exponential", None) => Box::new(Exponential::new(p("rate")?)?),
+            ("Gumbel", None) => Box::new(Gumbel::new(p("loc")?, p("scale")?)?),
+            ("Pareto", None) => Box::new(Pareto::new(p("scale")?, p("alpha")?)?),
+            ("Delta", None) => Box::new(Delta::new(p("v")?, self.params.get("log_density"), 0)?),
+            ("Bernoulli", None) => Box::new(Bernoulli::from_logits(p("logits")?)?),
+            ("Bernoulli", Some("probs")) => Box::new(Bernoulli::from_probs(p("probs")?)?),
+            ("Categorical", None) => Box::new(Categorical::from_logits(p("logits")?)?),
+            ("Categorical", Some("probs")) => Box::new(Categorical::from_probs(p("probs")?)?),
+            ("OneHotCategorical", None) => Box::new(OneHotCategorical::from_logits(p("logits")?)?),
+            ("OneHotCategorical", Some("probs")) => {
+                Box::new(OneHotCategorical::from_probs(p("probs")?)?)
+            }
+            ("Poisson", None) => Box::new(Poisson::new(p("rate")?)?),
+            ("Binomial", None) => Box::new(Binomial::from_logits(p("total_count")?, p("logits")?)?),
+            ("Binomial", Some("probs")) => {
+                Box::new(Binomial::from_probs(p("total_count")?, p("probs")?)?)
+            }
+            ("Geometric", None) => Box::new(Geometric::from_probs(p("probs")?)?),
+            ("Geometric", Some("logits")) => Box::new(Geometric::from_logits(p("logits")?)?),
+            ("MultivariateNormal", None) => Box::new(MultivariateNormal::from_scale_tril(
+                p("loc")?,
+                p("scale_tril")?,
+            )?),
+            ("MultivariateNormal", Some("covariance")) => Box::new(
+                MultivariateNormal::from_covariance(p("loc")?, p("covariance_matrix")?)?,
+            ),
+            ("MultivariateNormal", Some("precision")) => Box::new(
+                MultivariateNormal::from_precision(p("loc")?, p("precision_matrix")?)?,
+            ),
+            ("LowRankMultivariateNormal", None) => Box::new(LowRankMultivariateNormal::new(
+                p("loc")?,
+                p("cov_factor")?,
+                p("cov_diag")?,
             )?),
             (family, form) => {
                 return Err(DistError::Invalid {

@@ -222,11 +222,7 @@ macro_rules! test_device {
 
 /// Central finite-difference gradient of a scalar function of `x` (f64 on the CPU), with step
 /// `h` relative to `max(1, |x_i|)`.
-pub fn finite_difference(
-    x: &[f64],
-    h: f64,
-    mut f: impl FnMut(&[f64]) -> f64,
-) -> Vec<f64> {
+pub fn finite_difference(x: &[f64], h: f64, mut f: impl FnMut(&[f64]) -> f64) -> Vec<f64> {
     let mut xs = x.to_vec();
     (0..x.len())
         .map(|i| {

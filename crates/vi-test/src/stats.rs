@@ -58,7 +58,10 @@ pub fn check_ks(xs: &[f64], cdf: impl Fn(f64) -> f64, alpha: f64) -> Result<(), 
     let d = ks_statistic(xs, cdf);
     let c = ks_critical(xs.len(), alpha);
     if d > c {
-        return Err(format!("KS statistic {d} > critical {c} (n = {})", xs.len()));
+        return Err(format!(
+            "KS statistic {d} > critical {c} (n = {})",
+            xs.len()
+        ));
     }
     Ok(())
 }
@@ -125,7 +128,7 @@ pub fn normal_quantile(p: f64) -> f64 {
         -3.969683028665376e1,
         2.209460984245205e2,
         -2.759285104469687e2,
-        1.383577518672690e2,
+        1.38357751867269e2,
         -3.066479806614716e1,
         2.506628277459239,
     ];

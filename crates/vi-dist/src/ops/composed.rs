@@ -42,7 +42,11 @@ pub fn lgamma(x: &Tensor) -> Result<Tensor> {
 
 /// Shift `x` up by `n` with the recurrence, returning the shifted value and the sum of
 /// `term(x + k)` for `k < n`.
-fn shift(x: &Tensor, n: usize, term: impl Fn(&Tensor) -> Result<Tensor>) -> Result<(Tensor, Tensor)> {
+fn shift(
+    x: &Tensor,
+    n: usize,
+    term: impl Fn(&Tensor) -> Result<Tensor>,
+) -> Result<(Tensor, Tensor)> {
     let mut acc = x.zeros_like()?;
     for k in 0..n {
         acc = (acc + term(&x.affine(1.0, k as f64)?)?)?;
@@ -116,3 +120,8 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     let num = x.ge(0.0)?.where_cond(&e.ones_like()?, &e)?;
     Ok((num / e.affine(1.0, 1.0)?)?)
 }
+
+pub use super::linalg::{
+    cholesky_composed as cholesky, solve_triangular_composed as solve_triangular,
+    solve_triangular_transposed_composed as solve_triangular_transposed,
+};

@@ -4,13 +4,23 @@
 //! |---|---|---|
 //! | `lgamma`, `digamma`, `trigamma`, `log1p`, `expm1`, `softplus`, `sigmoid` | host kernel (`CustomOp1`) with backward | composed candle ops ([`composed`]) |
 //! | `diagonal` | composed | composed |
+//! | `cholesky`, `solve_triangular`, `solve_triangular_transposed` | host kernel (`CustomOp1/2`) with backward | composed candle ops ([`composed`]) |
+//! | `cholesky_solve`, `triangular_inverse`, `precision_to_scale_tril` | built on the two above | built on the two above |
+//! | `triangular_logdet`, `tril`, `diag_embed`, `batch_matmul` | composed | composed |
 
 pub mod composed;
 mod elementwise;
 mod linalg;
 mod special;
 
-pub use linalg::{diagonal, is_positive_definite};
 #[allow(unused_imports)]
 pub(crate) use linalg::square_size;
+pub use linalg::{diagonal, is_positive_definite};
 pub use special::{digamma, expm1, lgamma, log1p, sigmoid, softplus, trigamma};
+
+pub use linalg::{
+    batch_matmul, cholesky, cholesky_solve, diag_embed, precision_to_scale_tril, solve_triangular,
+    solve_triangular_transposed, triangular_inverse, triangular_logdet, tril,
+};
+#[allow(unused_imports)]
+pub(crate) use linalg::{flip_matrix, fold_leading, unfold_leading};

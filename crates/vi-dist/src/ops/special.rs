@@ -23,7 +23,7 @@ fn digamma_f64(x: f64) -> f64 {
     statrs::function::gamma::digamma(x)
 }
 
-/// Trigamma ψ'(x): recurrence up to x ≥ 6, then the asymptotic series
+/// Trigamma ψ′(x): recurrence up to x ≥ 10, then the asymptotic series
 /// 1/x + 1/(2x²) + Σ B₂ₖ / x^{2k+1}; reflection for negative non-integers.
 pub(crate) fn trigamma_f64(x: f64) -> f64 {
     if x.is_nan() {
@@ -39,7 +39,7 @@ pub(crate) fn trigamma_f64(x: f64) -> f64 {
     }
     let mut x = x;
     let mut acc = 0.0;
-    while x < 6.0 {
+    while x < 10.0 {
         acc += 1.0 / (x * x);
         x += 1.0;
     }

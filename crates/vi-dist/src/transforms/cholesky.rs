@@ -5,9 +5,8 @@ use candle_core::{D, DType, Tensor};
 use super::elementwise::positive_exp;
 use super::{Transform, max_finite};
 use crate::constraint::Constraint;
-use crate::error::{DistError, Result};
-use crate::ops::{diagonal, square_size};
-use crate::validation::validation_enabled;
+use crate::error::Result;
+use crate::ops::{batch_matmul, cholesky, diag_embed, diagonal, square_size};
 
 /// Unconstrained square matrix → lower-triangular matrix with positive diagonal, as
 /// `torch.distributions.transforms.LowerCholeskyTransform`: the strict lower part is kept,
@@ -40,12 +39,6 @@ fn strict_lower(x: &Tensor, n: usize) -> Result<Tensor> {
     Ok(mask.where_cond(x, &x.zeros_like()?)?)
 }
 
-/// `[.., n] → [.., n, n]` with `d` on the diagonal.
-fn diag_embed(d: &Tensor, n: usize) -> Result<Tensor> {
-    let eye = Tensor::eye(n, d.dtype(), d.device())?;
-    Ok(d.unsqueeze(d.rank())?.broadcast_mul(&eye)?)
-}
-
 impl Transform for LowerCholesky {
     fn name(&self) -> &'static str {
         "lower_cholesky"
@@ -62,12 +55,12 @@ impl Transform for LowerCholesky {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let n = square_size("lower_cholesky", x)?;
         let d = positive_exp(&diagonal(x)?)?.minimum(max_finite(x.dtype()))?;
-        Ok((strict_lower(x, n)? + diag_embed(&d, n)?)?)
+        Ok((strict_lower(x, n)? + diag_embed(&d)?)?)
     }
 
     fn inverse(&self, y: &Tensor) -> Result<Tensor> {
         let n = square_size("lower_cholesky", y)?;
-        Ok((strict_lower(y, n)? + diag_embed(&diagonal(y)?.log()?, n)?)?)
+        Ok((strict_lower(y, n)? + diag_embed(&diagonal(y)?.log()?)?)?)
     }
 
     fn log_abs_det_jacobian(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
@@ -79,9 +72,9 @@ impl Transform for LowerCholesky {
 /// Unconstrained square matrix → symmetric positive-definite matrix `L Lᵀ` with
 /// `L = LowerCholesky(x)`, as `torch.distributions.transforms.PositiveDefiniteTransform`.
 ///
-/// The inverse takes the Cholesky factor, then [`LowerCholesky`]'s inverse; with validation on
-/// (see [`set_validation`](crate::set_validation)) it first checks on the host that the input is
-/// positive definite, else a non-positive-definite input gives NaN. The log-determinant is that
+/// The inverse takes the Cholesky factor ([`ops::cholesky`](crate::ops::cholesky), whose
+/// [`DistError::Op`](crate::DistError::Op) names a matrix that is not positive definite), then
+/// [`LowerCholesky`]'s inverse. The log-determinant is that
 /// of the bijection from the lower triangle of `x` to the lower triangle of `y` (torch has
 /// none): `n ln 2 + Σᵢ (n + 1 − i) xᵢᵢ` for `i = 0 … n − 1` (the factor `2ⁿ ∏ Lᵢᵢ^{n−i}` of
 /// `L ↦ L Lᵀ` times the `∏ Lᵢᵢ` of the exp on the diagonal).
@@ -115,21 +108,10 @@ impl Transform for PositiveDefinite {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let l = LowerCholesky.forward(x)?;
-        let lt = l.t()?.contiguous()?;
-        Ok(l.matmul(&lt)?)
+        batch_matmul(&l, &l.t()?)
     }
 
     fn inverse(&self, y: &Tensor) -> Result<Tensor> {
-        square_size("positive_definite", y)?;
-        if validation_enabled() && !Constraint::PositiveDefinite.all(y)? {
-            return Err(DistError::Transform {
-                transform: "positive_definite",
-                msg: format!(
-                    "inverse of a matrix that is not positive definite (shape {:?})",
-                    y.dims()
-                ),
-            });
-        }
         LowerCholesky.inverse(&cholesky(y)?)
     }
 
@@ -140,31 +122,4 @@ impl Transform for PositiveDefinite {
         let weighted = diagonal(x)?.broadcast_mul(&weights)?.sum(D::Minus1)?;
         Ok(weighted.affine(1.0, n as f64 * std::f64::consts::LN_2)?)
     }
-}
-
-/// The lower Cholesky factor of each `[.., n, n]` matrix, column by column from candle ops, so
-/// it differentiates through autograd and runs on any device (reads the lower triangle only).
-///
-/// Column `j` is `v / √v_j` below the diagonal, with `v = A[:, j] − L[:, :j] L[j, :j]ᵀ`.
-/// This is the composed fallback until a dedicated `ops::cholesky` kernel exists.
-fn cholesky(a: &Tensor) -> Result<Tensor> {
-    let n = square_size("cholesky", a)?;
-    let r = a.rank();
-    let rows = Tensor::arange(0u32, n as u32, a.device())?.unsqueeze(1)?;
-    let mut cols: Vec<Tensor> = Vec::with_capacity(n);
-    for j in 0..n {
-        let mut v = a.narrow(r - 1, j, 1)?;
-        if j > 0 {
-            let l = Tensor::cat(&cols, r - 1)?;
-            let row = l.narrow(r - 2, j, 1)?.t()?.contiguous()?;
-            v = (v - l.matmul(&row)?)?;
-        }
-        let d = v.narrow(r - 2, j, 1)?.sqrt()?;
-        let below = rows.ge(j as u32)?.to_dtype(a.dtype())?;
-        cols.push(v.broadcast_div(&d)?.broadcast_mul(&below)?);
-    }
-    if cols.is_empty() {
-        return Ok(a.clone());
-    }
-    Ok(Tensor::cat(&cols, r - 1)?)
 }

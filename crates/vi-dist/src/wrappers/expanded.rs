@@ -61,12 +61,7 @@ impl Expanded {
 
     /// Draw from the base with the expanded dims as extra sample dims, then move them into
     /// place, so every expanded element is an independent draw.
-    fn draw(
-        &self,
-        sample_shape: &[usize],
-        rng: &mut dyn RngCore,
-        reparam: bool,
-    ) -> Result<Tensor> {
+    fn draw(&self, sample_shape: &[usize], rng: &mut dyn RngCore, reparam: bool) -> Result<Tensor> {
         let base_batch = self.base.batch_shape();
         let lead = self.batch.len() - base_batch.len();
         // Positions (in the expanded batch) of base dims that grow from 1.
@@ -140,7 +135,10 @@ impl Distribution for Expanded {
         Ok(self.base.mean()?.broadcast_as(self.extended_shape(&[]))?)
     }
     fn variance(&self) -> Result<Tensor> {
-        Ok(self.base.variance()?.broadcast_as(self.extended_shape(&[]))?)
+        Ok(self
+            .base
+            .variance()?
+            .broadcast_as(self.extended_shape(&[]))?)
     }
     fn support(&self) -> Constraint {
         self.base.support()

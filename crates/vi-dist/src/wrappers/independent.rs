@@ -133,11 +133,14 @@ impl Distribution for Independent {
             .chain(&self.base.batch_shape()[split..])
             .copied()
             .collect();
-        let base = self.base.expand(&base_shape).map_err(|_| DistError::Expand {
-            dist: self.name(),
-            from: self.batch.clone(),
-            to: batch_shape.to_vec(),
-        })?;
+        let base = self
+            .base
+            .expand(&base_shape)
+            .map_err(|_| DistError::Expand {
+                dist: self.name(),
+                from: self.batch.clone(),
+                to: batch_shape.to_vec(),
+            })?;
         Ok(Box::new(Independent::new(base, self.reinterpreted)?))
     }
     fn clone_box(&self) -> Box<dyn Distribution> {

@@ -131,7 +131,10 @@ impl Distribution for Masked {
                 to: batch_shape.to_vec(),
             });
         }
-        Ok(Box::new(Masked::new(self.base.expand(batch_shape)?, &self.mask)?))
+        Ok(Box::new(Masked::new(
+            self.base.expand(batch_shape)?,
+            &self.mask,
+        )?))
     }
     fn clone_box(&self) -> Box<dyn Distribution> {
         Box::new(self.clone())

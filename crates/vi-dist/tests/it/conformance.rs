@@ -35,14 +35,14 @@ fn tol_for(family: &str, dtype: DType) -> Tol {
     }
 }
 
+/// A built distribution and its parameters as `Var`s, by name.
+type Built = (Box<dyn Distribution>, BTreeMap<String, Var>);
+
 /// Build the case's distribution with every parameter a fresh `Var`.
-fn build(
-    dist: &Value,
-    dtype: DType,
-    device: &Device,
-) -> Result<(Box<dyn Distribution>, BTreeMap<String, Var>), String> {
+fn build(dist: &Value, dtype: DType, device: &Device) -> Result<Built, String> {
     let family = dist["type"].as_str().unwrap_or_default();
-    let mut spec = DistSpec::new(family).event_dims(dist["event_dims"].as_u64().unwrap_or(0) as usize);
+    let mut spec =
+        DistSpec::new(family).event_dims(dist["event_dims"].as_u64().unwrap_or(0) as usize);
     if let Some(form) = dist["form"].as_str() {
         spec = spec.form(form);
     }
@@ -73,7 +73,9 @@ fn run_case(case: &Value, dtype: DType, device: &Device, report: &mut Report) {
     let shapes = (d.batch_shape().to_vec(), d.event_shape().to_vec());
     let want = (dims(&case["batch_shape"]), dims(&case["event_shape"]));
     if shapes != want {
-        report.fail(format!("shapes (batch, event) {shapes:?}, expected {want:?}"));
+        report.fail(format!(
+            "shapes (batch, event) {shapes:?}, expected {want:?}"
+        ));
     }
     let value = match tensor(&case["value"], dtype, device) {
         Ok(v) => v,
@@ -130,7 +132,11 @@ fn distributions(dir: &std::path::Path, dtype: DType, device: &Device) -> Report
 /// lgamma and digamma values and derivatives; the standard-gamma sample gradient.
 fn special(dir: &std::path::Path, dtype: DType, device: &Device) -> Report {
     let json = vi_test::load_json_from(dir, "special.json");
-    let tol = if dtype == DType::F64 { F64_SPECIAL } else { F32 };
+    let tol = if dtype == DType::F64 {
+        F64_SPECIAL
+    } else {
+        F32
+    };
     let mut report = Report::new();
     type Op = fn(&Tensor) -> vi_dist::Result<Tensor>;
     for (name, op) in [
@@ -140,11 +146,15 @@ fn special(dir: &std::path::Path, dtype: DType, device: &Device) -> Report {
         report.case(name);
         let block = &json[name];
         let result = (|| -> Result<(), String> {
-            let x = Var::from_tensor(&tensor(&block["x"], dtype, device).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+            let x =
+                Var::from_tensor(&tensor(&block["x"], dtype, device).map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
             let y = op(x.as_tensor()).map_err(|e| e.to_string())?;
             compare_json(&y, &block["value"], tol).map_err(|e| format!("value: {e}"))?;
-            let g = y.sum_all().and_then(|s| s.backward()).map_err(|e| e.to_string())?;
+            let g = y
+                .sum_all()
+                .and_then(|s| s.backward())
+                .map_err(|e| e.to_string())?;
             let g = g.get(x.as_tensor()).ok_or("no gradient")?;
             compare_json(g, &block["grad"], tol).map_err(|e| format!("grad: {e}"))
         })();
@@ -165,7 +175,8 @@ fn conformance_special_f64() {
 
 #[test]
 fn reference_distributions_f32() {
-    distributions(&vi_test::repo_reference_dir(), DType::F32, &Device::Cpu).finish("distributions f32");
+    distributions(&vi_test::repo_reference_dir(), DType::F32, &Device::Cpu)
+        .finish("distributions f32");
 }
 
 #[test]

@@ -1,0 +1,154 @@
+//! The Bernoulli distribution.
+
+use candle_core::Tensor;
+use rand::RngCore;
+use rand_distr::Distribution as _;
+
+use crate::broadcast::broadcast_params;
+use crate::constraint::Constraint;
+use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::error::Result;
+use crate::family::{dist_common, expand_param};
+use crate::probs::{
+    Form, bad_sampler_param, binary_logits, draw_per_element, enumerate_layout, float_value,
+};
+use crate::rng::to_host;
+
+/// `Bernoulli(probs)` on {0, 1}: `P(1) = p`, as `torch.distributions.Bernoulli`.
+///
+/// Built from log-odds ([`from_logits`](Self::from_logits)) or probabilities
+/// ([`from_probs`](Self::from_probs)); the other parameter is computed when asked, with
+/// probabilities clamped to `[eps, 1 − eps]` before taking logs, as torch. `log_prob` is
+/// `x·logits − softplus(logits)` (torch's `−binary_cross_entropy_with_logits`), finite for
+/// every finite logit. Not reparameterisable: [`sample`](Distribution::sample) draws without
+/// gradient.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{Bernoulli, Distribution};
+/// let d = Bernoulli::from_probs(&Tensor::new(&[0.25f64, 0.5], &Device::Cpu)?)?;
+/// let lp = d.log_prob(&Tensor::new(&[1.0f64, 0.0], &Device::Cpu)?)?.to_vec1::<f64>()?;
+/// assert!((lp[0] - 0.25f64.ln()).abs() < 1e-12 && (lp[1] - 0.5f64.ln()).abs() < 1e-12);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Bernoulli {
+    param: Tensor,
+    form: Form,
+    batch: Vec<usize>,
+}
+
+impl Bernoulli {
+    /// Build from log-odds `logits = ln(p / (1 − p))` (any real, not NaN).
+    pub fn from_logits(logits: &Tensor) -> Result<Self> {
+        let ([param], batch) = broadcast_params("Bernoulli", [("logits", logits, 0)])?;
+        validate_param("Bernoulli", "logits", &param, &Constraint::Real)?;
+        Ok(Self {
+            param,
+            form: Form::Logits,
+            batch,
+        })
+    }
+
+    /// Build from probabilities of 1, in `[0, 1]`.
+    pub fn from_probs(probs: &Tensor) -> Result<Self> {
+        let ([param], batch) = broadcast_params("Bernoulli", [("probs", probs, 0)])?;
+        validate_param("Bernoulli", "probs", &param, &Constraint::UnitInterval)?;
+        Ok(Self {
+            param,
+            form: Form::Probs,
+            batch,
+        })
+    }
+
+    /// The log-odds, shape `batch` (the parameter itself, or `ln p − ln(1 − p)` of the clamped
+    /// probabilities).
+    pub fn logits(&self) -> Result<Tensor> {
+        match self.form {
+            Form::Logits => Ok(self.param.clone()),
+            Form::Probs => binary_logits(&self.param),
+        }
+    }
+
+    /// The probabilities of 1, shape `batch` (the parameter itself, or `sigmoid(logits)`).
+    pub fn probs(&self) -> Result<Tensor> {
+        match self.form {
+            Form::Logits => crate::ops::sigmoid(&self.param),
+            Form::Probs => Ok(self.param.clone()),
+        }
+    }
+
+    /// The support `{0, 1}` as Pyro's `enumerate_support`: shape `[2] + batch` when `expand`,
+    /// `[2] + [1] * batch.len()` otherwise, in the distribution's dtype.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Bernoulli;
+    /// let d = Bernoulli::from_logits(&Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu)?)?;
+    /// assert_eq!(d.enumerate_support(true)?.dims(), &[2, 3]);
+    /// assert_eq!(d.enumerate_support(false)?.dims(), &[2, 1]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        let values = Tensor::arange(0u32, 2, self.param.device())?.to_dtype(self.dtype())?;
+        enumerate_layout(values, &self.batch, expand)
+    }
+}
+
+impl Distribution for Bernoulli {
+    dist_common!("Bernoulli", param);
+
+    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        let samplers = to_host(&self.probs()?)?
+            .into_iter()
+            .map(|p| {
+                rand_distr::Bernoulli::new(p)
+                    .map_err(|_| bad_sampler_param(self.name(), "probs", p))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        draw_per_element(
+            &samplers,
+            sample_shape,
+            &self.batch,
+            self.dtype(),
+            self.device(),
+            rng,
+            |b, r| f64::from(u8::from(b.sample(r))),
+        )
+    }
+
+    fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
+        let value = float_value(value, self.dtype())?;
+        validate_value(self, &value)?;
+        let logits = self.logits()?;
+        let sp = crate::ops::softplus(&logits)?;
+        Ok(value.broadcast_mul(&logits)?.broadcast_sub(&sp)?)
+    }
+
+    fn entropy(&self) -> Result<Tensor> {
+        // binary cross-entropy of p against itself, from the logits: softplus(l) − p·l.
+        let logits = self.logits()?;
+        Ok((crate::ops::softplus(&logits)? - (self.probs()? * logits)?)?)
+    }
+
+    fn mean(&self) -> Result<Tensor> {
+        self.probs()
+    }
+
+    fn variance(&self) -> Result<Tensor> {
+        let p = self.probs()?;
+        Ok((p.affine(-1.0, 1.0)? * p)?)
+    }
+
+    fn support(&self) -> Constraint {
+        Constraint::Boolean
+    }
+
+    fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
+        Ok(Box::new(Bernoulli {
+            param: expand_param(self.name(), &self.batch, &self.param, batch_shape, 0)?,
+            form: self.form,
+            batch: batch_shape.to_vec(),
+        }))
+    }
+}

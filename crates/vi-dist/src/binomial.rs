@@ -1,0 +1,231 @@
+//! The binomial distribution.
+
+use candle_core::Tensor;
+use rand::RngCore;
+use rand_distr::Distribution as _;
+
+use crate::broadcast::broadcast_params;
+use crate::constraint::Constraint;
+use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::error::{DistError, Result};
+use crate::family::{dist_common, expand_param};
+use crate::ops::{lgamma, sigmoid, softplus};
+use crate::probs::{
+    Form, bad_sampler_param, binary_logits, draw_per_element, enumerate_layout, float_value,
+};
+use crate::rng::to_host;
+
+/// `Binomial(total_count, probs)`: the number of successes in `total_count` independent
+/// trials of probability `probs`, as `torch.distributions.Binomial`.
+///
+/// `total_count` is a float tensor of non-negative integers that broadcasts with the other
+/// parameter; it is data, not a differentiable parameter (it is detached). `log_prob` is
+/// `k·l − ln k! − ln (n − k)! + ln n! − n·softplus(l)` with `l` the logits (stable for any
+/// finite logit); from probabilities the logits are those of the clamped probabilities, as
+/// torch. The entropy sums `−p ln p` over `0..=max(total_count)`, as torch (which also
+/// enumerates), with the mass above each element's own count taken as zero, so it also holds
+/// for a batch of different counts. Not reparameterisable.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{Binomial, Distribution};
+/// let n = Tensor::new(4.0f64, &Device::Cpu)?;
+/// let d = Binomial::from_probs(&n, &Tensor::new(0.5f64, &Device::Cpu)?)?;
+/// let lp = d.log_prob(&Tensor::new(2.0f64, &Device::Cpu)?)?.to_scalar::<f64>()?;
+/// assert!((lp - (6.0f64 / 16.0).ln()).abs() < 1e-12);
+/// assert_eq!(d.mean()?.to_scalar::<f64>()?, 2.0);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Binomial {
+    total_count: Tensor,
+    param: Tensor,
+    form: Form,
+    batch: Vec<usize>,
+}
+
+impl Binomial {
+    /// Build from the number of trials (non-negative integers, as floats) and the log-odds of
+    /// success; the two broadcast against each other.
+    pub fn from_logits(total_count: &Tensor, logits: &Tensor) -> Result<Self> {
+        Self::build(total_count, logits, Form::Logits)
+    }
+
+    /// Build from the number of trials (non-negative integers, as floats) and the probability
+    /// of success in `[0, 1]`; the two broadcast against each other.
+    pub fn from_probs(total_count: &Tensor, probs: &Tensor) -> Result<Self> {
+        Self::build(total_count, probs, Form::Probs)
+    }
+
+    fn build(total_count: &Tensor, param: &Tensor, form: Form) -> Result<Self> {
+        let (name, constraint) = match form {
+            Form::Logits => ("logits", Constraint::Real),
+            Form::Probs => ("probs", Constraint::UnitInterval),
+        };
+        let ([total_count, param], batch) = broadcast_params(
+            "Binomial",
+            [("total_count", total_count, 0), (name, param, 0)],
+        )?;
+        let total_count = total_count.detach();
+        validate_param(
+            "Binomial",
+            "total_count",
+            &total_count,
+            &Constraint::NonNegativeInteger,
+        )?;
+        validate_param("Binomial", name, &param, &constraint)?;
+        Ok(Self {
+            total_count,
+            param,
+            form,
+            batch,
+        })
+    }
+
+    /// The number of trials, broadcast to the batch shape.
+    pub fn total_count(&self) -> &Tensor {
+        &self.total_count
+    }
+
+    /// The log-odds of success, shape `batch`.
+    pub fn logits(&self) -> Result<Tensor> {
+        match self.form {
+            Form::Logits => Ok(self.param.clone()),
+            Form::Probs => binary_logits(&self.param),
+        }
+    }
+
+    /// The probability of success, shape `batch`.
+    pub fn probs(&self) -> Result<Tensor> {
+        match self.form {
+            Form::Logits => sigmoid(&self.param),
+            Form::Probs => Ok(self.param.clone()),
+        }
+    }
+
+    /// The values `0..=total_count` as Pyro's `enumerate_support`: shape `[n + 1] + batch` when
+    /// `expand`, `[n + 1] + [1] * batch.len()` otherwise. As torch, every batch element must
+    /// have the same `total_count` (else [`DistError::Invalid`]).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Binomial;
+    /// let n = Tensor::new(&[3.0f32, 3.0], &Device::Cpu)?;
+    /// let d = Binomial::from_logits(&n, &Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu)?)?;
+    /// assert_eq!(d.enumerate_support(true)?.dims(), &[4, 2]);
+    /// assert_eq!(d.enumerate_support(false)?.dims(), &[4, 1]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        let counts = to_host(&self.total_count)?;
+        let max = counts.iter().copied().fold(0.0, f64::max);
+        let min = counts.iter().copied().fold(max, f64::min);
+        if min != max {
+            return Err(DistError::Invalid {
+                dist: self.name(),
+                msg: format!(
+                    "enumerate_support needs one total_count for the whole batch, found {min} to {max}"
+                ),
+            });
+        }
+        enumerate_layout(self.count_values(max)?, &self.batch, expand)
+    }
+
+    /// `0, 1, …, n` in the distribution's dtype.
+    fn count_values(&self, n: f64) -> Result<Tensor> {
+        let n = n as u32;
+        Ok(Tensor::arange(0u32, n + 1, self.param.device())?.to_dtype(self.dtype())?)
+    }
+
+    /// `log_prob` without the value checks: `k` broadcasts with the batch shape.
+    fn log_prob_unchecked(&self, k: &Tensor) -> Result<Tensor> {
+        let n = &self.total_count;
+        let logits = self.logits()?;
+        let log_factorial = |x: &Tensor| lgamma(&x.affine(1.0, 1.0)?);
+        let n_minus_k = n.broadcast_sub(k)?;
+        let normaliser = ((n * softplus(&logits)?)? - log_factorial(n)?)?;
+        Ok(k.broadcast_mul(&logits)?
+            .broadcast_sub(&log_factorial(k)?)?
+            .broadcast_sub(&log_factorial(&n_minus_k)?)?
+            .broadcast_sub(&normaliser)?)
+    }
+}
+
+impl Distribution for Binomial {
+    dist_common!("Binomial", param);
+
+    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        let counts = to_host(&self.total_count)?;
+        let probs = to_host(&self.probs()?)?;
+        let samplers = counts
+            .into_iter()
+            .zip(probs)
+            .map(|(n, p)| {
+                if !(n >= 0.0 && n.fract() == 0.0 && n < u64::MAX as f64) {
+                    return Err(bad_sampler_param(self.name(), "total_count", n));
+                }
+                rand_distr::Binomial::new(n as u64, p)
+                    .map_err(|_| bad_sampler_param(self.name(), "probs", p))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        draw_per_element(
+            &samplers,
+            sample_shape,
+            &self.batch,
+            self.dtype(),
+            self.device(),
+            rng,
+            |b, r| b.sample(r) as f64,
+        )
+    }
+
+    fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
+        let value = float_value(value, self.dtype())?;
+        validate_value(self, &value)?;
+        self.log_prob_unchecked(&value)
+    }
+
+    fn entropy(&self) -> Result<Tensor> {
+        if self.total_count.elem_count() == 0 {
+            return Ok(self.total_count.zeros_like()?);
+        }
+        let max = to_host(&self.total_count.flatten_all()?.max(0)?)?
+            .first()
+            .copied()
+            .unwrap_or(0.0);
+        let k = enumerate_layout(self.count_values(max)?, &self.batch, false)?;
+        // Values above an element's own count have probability 0: evaluate them at the count
+        // (so every term stays finite, in value and gradient) and mask them out.
+        let inside = k.broadcast_le(&self.total_count)?;
+        let lp = self.log_prob_unchecked(&k.broadcast_minimum(&self.total_count)?)?;
+        let plogp = (lp.exp()? * &lp)?;
+        let plogp = inside.where_cond(&plogp, &plogp.zeros_like()?)?;
+        Ok(plogp.sum(0)?.neg()?)
+    }
+
+    fn mean(&self) -> Result<Tensor> {
+        Ok((&self.total_count * self.probs()?)?)
+    }
+
+    fn variance(&self) -> Result<Tensor> {
+        let p = self.probs()?;
+        Ok(((&self.total_count * &p)? * p.affine(-1.0, 1.0)?)?)
+    }
+
+    fn support(&self) -> Constraint {
+        Constraint::IntegerInterval {
+            low: 0.0.into(),
+            high: (&self.total_count).into(),
+        }
+    }
+
+    fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
+        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+        Ok(Box::new(Binomial {
+            total_count: e(&self.total_count)?,
+            param: e(&self.param)?,
+            form: self.form,
+            batch: batch_shape.to_vec(),
+        }))
+    }
+}

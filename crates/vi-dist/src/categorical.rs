@@ -1,0 +1,238 @@
+//! The categorical distribution over class indices.
+
+use candle_core::{D, DType, Tensor};
+use rand::RngCore;
+use rand_distr::Distribution as _;
+use rand_distr::weighted::WeightedIndex;
+
+use crate::broadcast::broadcast_params;
+use crate::constraint::Constraint;
+use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::error::{DistError, Result};
+use crate::family::{dist_common, expand_param};
+use crate::probs::{
+    Form, categorical_logits, enumerate_layout, finite_min, float_value, log_softmax,
+};
+use crate::rng::to_host;
+use crate::validation::validation_enabled;
+
+/// `Categorical(probs)` over the class indices `0..k`, as `torch.distributions.Categorical`:
+/// the last dim of the parameter holds the `k` classes, the others are the batch.
+///
+/// [`from_logits`](Self::from_logits) normalises the logits (`l − logsumexp(l)`), and
+/// `log_prob` picks the normalised logit of the class (a log-softmax, stable for any finite
+/// logits); [`from_probs`](Self::from_probs) normalises the probabilities to sum to 1 and
+/// takes logs of them clamped to `[eps, 1 − eps]`, as torch. The event shape is `[]`: values
+/// are indices, given as floats holding integers (what [`sample`](Distribution::sample)
+/// returns) or as an integer tensor (`u8`, `u32`, `i64`). `mean` and `variance` are NaN, as
+/// torch. Not reparameterisable.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{Categorical, Distribution};
+/// let d = Categorical::from_probs(&Tensor::new(&[0.2f64, 0.3, 0.5], &Device::Cpu)?)?;
+/// let lp = d.log_prob(&Tensor::new(&[2u32, 0], &Device::Cpu)?)?.to_vec1::<f64>()?;
+/// assert!((lp[0] - 0.5f64.ln()).abs() < 1e-12 && (lp[1] - 0.2f64.ln()).abs() < 1e-12);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Categorical {
+    /// Normalised logits or probabilities, shape `batch + [k]`.
+    param: Tensor,
+    form: Form,
+    batch: Vec<usize>,
+}
+
+impl Categorical {
+    /// Build from unnormalised log-probabilities, shape `batch + [k]` (`k >= 1`, no NaN).
+    pub fn from_logits(logits: &Tensor) -> Result<Self> {
+        Self::build("Categorical", logits, Form::Logits)
+    }
+
+    /// Build from non-negative weights, shape `batch + [k]` (`k >= 1`), normalised to sum to 1
+    /// over the last dim.
+    pub fn from_probs(probs: &Tensor) -> Result<Self> {
+        Self::build("Categorical", probs, Form::Probs)
+    }
+
+    /// Check, normalise and keep `param` (in `form`); errors name `dist` (`OneHotCategorical`
+    /// builds its inner categorical here).
+    pub(crate) fn build(dist: &'static str, param: &Tensor, form: Form) -> Result<Self> {
+        let name = match form {
+            Form::Logits => "logits",
+            Form::Probs => "probs",
+        };
+        let ([param], batch) = broadcast_params(dist, [(name, param, 1)])?;
+        if param.dims().last().copied().unwrap_or(0) == 0 {
+            return Err(DistError::ParamShape {
+                dist,
+                param: name,
+                expected: "[.., k] with k >= 1 classes".to_string(),
+                found: param.dims().to_vec(),
+            });
+        }
+        let param = match form {
+            Form::Logits => {
+                validate_param(dist, name, &param, &Constraint::Real)?;
+                log_softmax(&param)?
+            }
+            Form::Probs => {
+                let probs = param.broadcast_div(&param.sum_keepdim(D::Minus1)?)?;
+                validate_param(dist, name, &probs, &Constraint::Simplex)?;
+                probs
+            }
+        };
+        Ok(Self { param, form, batch })
+    }
+
+    /// The same distribution with batch shape broadcast to `batch_shape`.
+    pub(crate) fn expand_to(&self, batch_shape: &[usize]) -> Result<Self> {
+        Ok(Categorical {
+            param: expand_param(self.name(), &self.batch, &self.param, batch_shape, 1)?,
+            form: self.form,
+            batch: batch_shape.to_vec(),
+        })
+    }
+
+    /// The number of classes `k`.
+    pub fn num_classes(&self) -> usize {
+        self.param.dims().last().copied().unwrap_or(0)
+    }
+
+    /// The normalised log-probabilities, shape `batch + [k]` (for the `probs` form, the logs of
+    /// the clamped probabilities).
+    pub fn logits(&self) -> Result<Tensor> {
+        match self.form {
+            Form::Logits => Ok(self.param.clone()),
+            Form::Probs => categorical_logits(&self.param),
+        }
+    }
+
+    /// The probabilities, shape `batch + [k]` (summing to 1 over the last dim).
+    pub fn probs(&self) -> Result<Tensor> {
+        match self.form {
+            Form::Logits => Ok(self.param.exp()?),
+            Form::Probs => Ok(self.param.clone()),
+        }
+    }
+
+    /// The class indices `0..k` as Pyro's `enumerate_support`: shape `[k] + batch` when
+    /// `expand`, `[k] + [1] * batch.len()` otherwise, as floats of the distribution's dtype.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Categorical;
+    /// let d = Categorical::from_logits(&Tensor::zeros((2, 4), candle_core::DType::F32, &Device::Cpu)?)?;
+    /// assert_eq!(d.enumerate_support(true)?.dims(), &[4, 2]);
+    /// assert_eq!(d.enumerate_support(false)?.dims(), &[4, 1]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        let k = self.num_classes() as u32;
+        let values = Tensor::arange(0u32, k, self.param.device())?.to_dtype(self.dtype())?;
+        enumerate_layout(values, &self.batch, expand)
+    }
+
+    /// `log p(index)` for `u32` indices known to be in `0..k`, broadcast to `out` (the batch
+    /// shape of the result); shared with `OneHotCategorical`.
+    pub(crate) fn log_prob_indices(&self, indices: &Tensor, out: &[usize]) -> Result<Tensor> {
+        let k = self.num_classes();
+        let full: Vec<usize> = out.iter().copied().chain([k]).collect();
+        let logits = self.logits()?.broadcast_as(full)?.contiguous()?;
+        let idx = indices
+            .broadcast_as(out)?
+            .unsqueeze(D::Minus1)?
+            .contiguous()?;
+        Ok(logits.gather(&idx, D::Minus1)?.squeeze(D::Minus1)?)
+    }
+
+    /// Draw class indices on the host, shape `sample_shape + batch`, as `f64`.
+    pub(crate) fn sample_host(
+        &self,
+        sample_shape: &[usize],
+        rng: &mut dyn RngCore,
+    ) -> Result<Vec<f64>> {
+        let k = self.num_classes();
+        let probs = to_host(&self.probs()?)?;
+        let samplers = probs
+            .chunks(k.max(1))
+            .map(|row| {
+                WeightedIndex::new(row).map_err(|e| DistError::Invalid {
+                    dist: self.name(),
+                    msg: format!("cannot sample with probs {row:?}: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let n: usize = sample_shape.iter().product();
+        let mut out = Vec::with_capacity(n * samplers.len());
+        for _ in 0..n {
+            for s in &samplers {
+                out.push(s.sample(rng) as f64);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Distribution for Categorical {
+    dist_common!("Categorical", param);
+
+    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        let data = self.sample_host(sample_shape, rng)?;
+        let shape = self.extended_shape(sample_shape);
+        crate::rng::from_host(data, &shape, self.dtype(), self.device())
+    }
+
+    fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
+        let value = float_value(value, self.dtype())?;
+        let out = validate_value(self, &value)?;
+        // Indices outside 0..k would make `gather` fail or read garbage (on some devices):
+        // check the range even with validation off (the support check covers it when on).
+        if !validation_enabled() {
+            let range = Constraint::HalfOpenInterval {
+                low: 0.0.into(),
+                high: (self.num_classes() as f64).into(),
+            };
+            if !range.all(&value)? {
+                return Err(DistError::ValueSupport {
+                    dist: self.name(),
+                    constraint: range.to_string(),
+                    shape: value.dims().to_vec(),
+                });
+            }
+        }
+        self.log_prob_indices(&value.to_dtype(DType::U32)?, &out)
+    }
+
+    fn entropy(&self) -> Result<Tensor> {
+        // −Σ p·l, with −inf logits raised to the most negative finite number so that a class
+        // of probability 0 adds 0·(finite) = 0, as torch.
+        let logits = self.logits()?.maximum(finite_min(self.dtype()))?;
+        Ok((logits * self.probs()?)?.sum(D::Minus1)?.neg()?)
+    }
+
+    fn mean(&self) -> Result<Tensor> {
+        nan_filled(self)
+    }
+
+    fn variance(&self) -> Result<Tensor> {
+        nan_filled(self)
+    }
+
+    fn support(&self) -> Constraint {
+        Constraint::IntegerInterval {
+            low: 0.0.into(),
+            high: (self.num_classes() as f64 - 1.0).into(),
+        }
+    }
+
+    fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
+        Ok(Box::new(self.expand_to(batch_shape)?))
+    }
+}
+
+/// A batch-shaped tensor of NaN (torch's mean and variance of a categorical).
+fn nan_filled(d: &Categorical) -> Result<Tensor> {
+    let n = d.batch.iter().product();
+    crate::rng::from_host(vec![f64::NAN; n], &d.batch, d.dtype(), d.device())
+}

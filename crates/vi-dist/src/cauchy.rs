@@ -1,0 +1,129 @@
+//! The Cauchy distribution.
+
+use std::f64::consts::PI;
+
+use candle_core::Tensor;
+use rand::RngCore;
+
+use crate::broadcast::broadcast_params;
+use crate::constraint::Constraint;
+use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::error::Result;
+use crate::family::{dist_common, expand_param};
+use crate::rng::uniform_inverse;
+
+/// `Cauchy(loc, scale)`: density `1 / (π scale (1 + ((x − loc) / scale)²))`, as
+/// `torch.distributions.Cauchy`. The mean is undefined (`nan`) and the variance infinite, as
+/// torch reports them. Reparameterised: `loc + scale · tan(π (u − ½))`, `u ~ U(0, 1)`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{Cauchy, Distribution};
+/// let d = Cauchy::new(&Tensor::new(0.0f64, &Device::Cpu)?, &Tensor::new(1.0f64, &Device::Cpu)?)?;
+/// let lp = d.log_prob(&Tensor::new(1.0f64, &Device::Cpu)?)?.to_scalar::<f64>()?;
+/// assert!((lp + (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
+/// assert!(d.mean()?.to_scalar::<f64>()?.is_nan());
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cauchy {
+    loc: Tensor,
+    scale: Tensor,
+    batch: Vec<usize>,
+}
+
+impl Cauchy {
+    /// Build from `loc` (the median) and `scale` (> 0, the half width at half maximum); the
+    /// two broadcast against each other.
+    pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
+        let ([loc, scale], batch) =
+            broadcast_params("Cauchy", [("loc", loc, 0), ("scale", scale, 0)])?;
+        validate_param("Cauchy", "loc", &loc, &Constraint::Real)?;
+        validate_param("Cauchy", "scale", &scale, &Constraint::Positive)?;
+        Ok(Self { loc, scale, batch })
+    }
+
+    /// The median, broadcast to the batch shape.
+    pub fn loc(&self) -> &Tensor {
+        &self.loc
+    }
+
+    /// The half width at half maximum, broadcast to the batch shape.
+    pub fn scale(&self) -> &Tensor {
+        &self.scale
+    }
+}
+
+/// Standard Cauchy draws `tan(π (u − ½))`, computed in f64 on the host (shared with
+/// HalfCauchy).
+pub(crate) fn standard_cauchy(
+    shape: &[usize],
+    like: &Tensor,
+    rng: &mut dyn RngCore,
+) -> Result<Tensor> {
+    uniform_inverse(shape, like.dtype(), like.device(), rng, |u| {
+        (PI * (u - 0.5)).tan()
+    })
+}
+
+/// The standard Cauchy log density at `z = (x − loc) / scale`, less `ln scale`:
+/// `−ln π − ln scale − ln(1 + z²)` (shared with HalfCauchy).
+pub(crate) fn cauchy_log_prob(z: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    Ok(crate::ops::log1p(&z.sqr()?)?
+        .affine(-1.0, -PI.ln())?
+        .broadcast_sub(&scale.log()?)?)
+}
+
+/// A tensor of the batch shape filled with `value` (torch's `nan`/`inf` moments).
+pub(crate) fn filled(value: f64, batch: &[usize], like: &Tensor) -> Result<Tensor> {
+    Ok(Tensor::full(value, batch, like.device())?.to_dtype(like.dtype())?)
+}
+
+impl Distribution for Cauchy {
+    dist_common!("Cauchy", loc);
+
+    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        Ok(self.rsample(sample_shape, rng)?.detach())
+    }
+
+    fn has_rsample(&self) -> bool {
+        true
+    }
+
+    fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
+        let shape = self.extended_shape(sample_shape);
+        let eps = standard_cauchy(&shape, &self.loc, rng)?;
+        Ok(eps.broadcast_mul(&self.scale)?.broadcast_add(&self.loc)?)
+    }
+
+    fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
+        validate_value(self, value)?;
+        let z = value.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
+        cauchy_log_prob(&z, &self.scale)
+    }
+
+    fn entropy(&self) -> Result<Tensor> {
+        Ok(self.scale.log()?.affine(1.0, (4.0 * PI).ln())?)
+    }
+
+    fn mean(&self) -> Result<Tensor> {
+        filled(f64::NAN, &self.batch, &self.loc)
+    }
+
+    fn variance(&self) -> Result<Tensor> {
+        filled(f64::INFINITY, &self.batch, &self.loc)
+    }
+
+    fn support(&self) -> Constraint {
+        Constraint::Real
+    }
+
+    fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
+        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+        Ok(Box::new(Cauchy {
+            loc: e(&self.loc)?,
+            scale: e(&self.scale)?,
+            batch: batch_shape.to_vec(),
+        }))
+    }
+}

@@ -1,0 +1,129 @@
+//! What the discrete families share: the conversions between `probs` and `logits` (as torch's
+//! `distributions.utils`), values given as integers, `enumerate_support` shapes, and the host
+//! sampling loop.
+
+use candle_core::{D, DType, Device, Tensor};
+use rand::RngCore;
+
+use crate::error::{DistError, Result};
+use crate::rng::from_host;
+
+/// Which parameter a discrete family was built from; the other is computed when asked, as
+/// torch's lazy `probs`/`logits` properties, so gradients reach the tensor the user gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Form {
+    /// Built from log-odds (binary families) or unnormalised log-probabilities.
+    Logits,
+    /// Built from probabilities.
+    Probs,
+}
+
+/// The machine epsilon of a float dtype (`torch.finfo(dtype).eps`).
+pub(crate) fn eps(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => f64::EPSILON,
+        DType::F16 => 9.765_625e-4,
+        DType::BF16 => 7.812_5e-3,
+        _ => f64::from(f32::EPSILON),
+    }
+}
+
+/// The most negative finite number of a float dtype (`torch.finfo(dtype).min`).
+pub(crate) fn finite_min(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => f64::MIN,
+        DType::F16 => -65_504.0,
+        _ => f64::from(f32::MIN),
+    }
+}
+
+/// `probs` clamped to `[eps, 1 − eps]`, as torch's `clamp_probs`, so their logarithms are
+/// finite.
+pub(crate) fn clamp_probs(probs: &Tensor) -> Result<Tensor> {
+    let e = eps(probs.dtype());
+    Ok(probs.clamp(e, 1.0 - e)?)
+}
+
+/// Log-odds `ln p − ln(1 − p)` of clamped probabilities (torch's `probs_to_logits(p,
+/// is_binary=True)`).
+pub(crate) fn binary_logits(probs: &Tensor) -> Result<Tensor> {
+    let p = clamp_probs(probs)?;
+    Ok((p.log()? - crate::ops::log1p(&p.neg()?)?)?)
+}
+
+/// `ln p` of clamped probabilities (torch's `probs_to_logits(p)` for categorical families).
+pub(crate) fn categorical_logits(probs: &Tensor) -> Result<Tensor> {
+    Ok(clamp_probs(probs)?.log()?)
+}
+
+/// `x − logsumexp(x)` over the last dim. The shift by the (detached) maximum keeps `exp`
+/// finite and changes neither the value nor the gradient.
+pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// A `log_prob` value in the family's float dtype: integer values (`u8`, `u32`, `i64`) and
+/// floats of another precision are converted.
+pub(crate) fn float_value(value: &Tensor, dtype: DType) -> Result<Tensor> {
+    Ok(if value.dtype() == dtype {
+        value.clone()
+    } else {
+        value.to_dtype(dtype)?
+    })
+}
+
+/// Lay `values` (shape `[n] + event`) out for Pyro's `enumerate_support`: shape
+/// `[n] + [1] * batch.len() + event`, broadcast to `[n] + batch + event` when `expand`.
+pub(crate) fn enumerate_layout(values: Tensor, batch: &[usize], expand: bool) -> Result<Tensor> {
+    let dims = values.dims().to_vec();
+    let (n, event) = match dims.split_first() {
+        Some((n, event)) => (*n, event.to_vec()),
+        None => (1, Vec::new()),
+    };
+    let ones: Vec<usize> = std::iter::once(n)
+        .chain(batch.iter().map(|_| 1))
+        .chain(event.iter().copied())
+        .collect();
+    let values = values.reshape(ones)?;
+    if !expand {
+        return Ok(values);
+    }
+    let full: Vec<usize> = std::iter::once(n)
+        .chain(batch.iter().copied())
+        .chain(event)
+        .collect();
+    Ok(values.broadcast_as(full)?)
+}
+
+/// Draw `sample_shape` values from one host sampler per batch element (row-major over
+/// `sample_shape + batch`) and build the float tensor of shape `sample_shape + batch`.
+pub(crate) fn draw_per_element<S>(
+    samplers: &[S],
+    sample_shape: &[usize],
+    batch: &[usize],
+    dtype: DType,
+    device: &Device,
+    rng: &mut dyn RngCore,
+    draw: impl Fn(&S, &mut dyn RngCore) -> f64,
+) -> Result<Tensor> {
+    let n: usize = sample_shape.iter().product();
+    let mut data = Vec::with_capacity(n * samplers.len());
+    for _ in 0..n {
+        for s in samplers {
+            data.push(draw(s, rng));
+        }
+    }
+    let shape: Vec<usize> = sample_shape.iter().chain(batch).copied().collect();
+    from_host(data, &shape, dtype, device)
+}
+
+/// The error for a parameter a host sampler cannot use (only reachable with validation off).
+pub(crate) fn bad_sampler_param(dist: &'static str, param: &'static str, value: f64) -> DistError {
+    DistError::Invalid {
+        dist,
+        msg: format!("cannot sample with {param} = {value}"),
+    }
+}
