@@ -72,7 +72,7 @@ impl Affine {
 }
 
 /// A bound as a tensor of `like`'s dtype and device (scalars as rank-0 tensors).
-fn as_tensor(b: &Bound, like: &Tensor) -> Result<Tensor> {
+pub(super) fn as_tensor(b: &Bound, like: &Tensor) -> Result<Tensor> {
     Ok(match b {
         Bound::Scalar(v) => Tensor::new(*v, like.device())?.to_dtype(like.dtype())?,
         Bound::Tensor(t) => t.to_dtype(like.dtype())?.to_device(like.device())?,

@@ -2,6 +2,7 @@
 
 use candle_core::Tensor;
 
+use super::affine::as_tensor;
 use super::{Transform, finfo};
 use crate::constraint::{Bound, Constraint};
 use crate::error::Result;
@@ -28,10 +29,7 @@ pub(crate) struct SupportClamp {
 /// The nearest value of `like`'s dtype at or inside the bound: `b` itself, or for a strict
 /// bound `b ± (|b| eps + tiny)`, which is at least one spacing of the dtype away from `b`.
 fn limit(side: &Side, up: bool, like: &Tensor) -> Result<Tensor> {
-    let b = match &side.bound {
-        Bound::Scalar(v) => Tensor::new(*v, like.device())?.to_dtype(like.dtype())?,
-        Bound::Tensor(t) => t.to_dtype(like.dtype())?.to_device(like.device())?,
-    };
+    let b = as_tensor(&side.bound, like)?;
     if !side.strict {
         return Ok(b);
     }

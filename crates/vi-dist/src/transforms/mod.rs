@@ -15,7 +15,8 @@
 //! | [`PositiveDefinite`] | square matrix → positive-definite matrix | `cholesky.rs` |
 //!
 //! [`transform_to`] (and its alias [`biject_to`]) pick the transform for a [`Constraint`]
-//! (`registry.rs`).
+//! (`registry.rs`); its chains end with a private clamp that keeps rounding inside the support
+//! (`clamp.rs`).
 
 mod affine;
 mod cholesky;
