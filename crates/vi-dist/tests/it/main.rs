@@ -9,3 +9,4 @@ mod linalg;
 mod mvn;
 mod shapes;
 mod special_ops;
+mod transforms;

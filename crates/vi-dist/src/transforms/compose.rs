@@ -1,0 +1,184 @@
+//! A chain of transforms applied one after the other.
+
+use candle_core::Tensor;
+
+use super::{Transform, check_rank, sum_rightmost};
+use crate::constraint::Constraint;
+use crate::error::Result;
+
+/// `y = f_n(… f_2(f_1(x)))`, as `torch.distributions.transforms.ComposeTransform`.
+///
+/// The log-determinant is the sum of the parts', each first summed over the dims that are
+/// event dims of the chain but batch dims of the part (torch's rule). The input event dims are
+/// the fewest that every part accepts: a part with a larger event moves dims of the earlier
+/// parts into the event.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::transforms::{Affine, Compose, Exp};
+/// use vi_dist::{Transform};
+/// // y = 2 + e^x: onto (2, ∞)
+/// let t = Compose::new(vec![Box::new(Exp), Box::new(Affine::new(2.0, 1.0))]);
+/// let x = Tensor::new(&[0.0f64], &Device::Cpu)?;
+/// assert_eq!(t.forward(&x)?.to_vec1::<f64>()?, vec![3.0]);
+/// assert_eq!(t.inverse(&t.forward(&x)?)?.to_vec1::<f64>()?, vec![0.0]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Debug)]
+pub struct Compose {
+    parts: Vec<Box<dyn Transform>>,
+    codomain: Option<Constraint>,
+}
+
+impl Compose {
+    /// The chain applying `parts` in order (an empty chain is the identity).
+    pub fn new(parts: Vec<Box<dyn Transform>>) -> Self {
+        Self {
+            parts,
+            codomain: None,
+        }
+    }
+
+    /// The same chain with its codomain stated as `codomain` instead of the last part's.
+    ///
+    /// [`transform_to`](crate::transform_to) uses this so that, say, sigmoid then affine
+    /// reports `interval(low, high)` rather than the affine map's `real`. `codomain` must have
+    /// the chain's output event dims; it is not checked against the parts.
+    ///
+    /// ```
+    /// use vi_dist::transforms::{Affine, Compose, Sigmoid};
+    /// use vi_dist::{Constraint, Transform};
+    /// let t = Compose::new(vec![Box::new(Sigmoid), Box::new(Affine::new(-1.0, 2.0))])
+    ///     .with_codomain(Constraint::interval(-1.0, 1.0));
+    /// assert_eq!(t.codomain().to_string(), "interval(-1, 1)");
+    /// ```
+    pub fn with_codomain(mut self, codomain: Constraint) -> Self {
+        self.codomain = Some(codomain);
+        self
+    }
+
+    /// The parts, in the order they are applied.
+    pub fn parts(&self) -> &[Box<dyn Transform>] {
+        &self.parts
+    }
+
+    /// The input event dims: walking back from the last part, each part needs at least its
+    /// own event dims, and a part that changes the event rank shifts what the earlier parts see.
+    fn domain_event_dim(&self) -> usize {
+        let Some(last) = self.parts.last() else {
+            return 0;
+        };
+        let mut ed = last.codomain_event_dim();
+        for p in self.parts.iter().rev() {
+            ed = (ed + p.event_dim())
+                .saturating_sub(p.codomain_event_dim())
+                .max(p.event_dim());
+        }
+        ed
+    }
+
+    /// The output event dims: the input event dims moved through each part's change of rank.
+    fn codomain_dims(&self) -> usize {
+        let mut ed = self.domain_event_dim();
+        for p in &self.parts {
+            ed = (ed + p.codomain_event_dim()).saturating_sub(p.event_dim());
+        }
+        ed
+    }
+}
+
+impl Transform for Compose {
+    fn name(&self) -> &'static str {
+        "compose"
+    }
+
+    fn domain(&self) -> Constraint {
+        match self.parts.first() {
+            Some(first) => first
+                .domain()
+                .independent(self.domain_event_dim() - first.event_dim()),
+            None => Constraint::Real,
+        }
+    }
+
+    fn codomain(&self) -> Constraint {
+        if let Some(c) = &self.codomain {
+            return c.clone();
+        }
+        match self.parts.last() {
+            Some(last) => last
+                .codomain()
+                .independent(self.codomain_dims() - last.codomain_event_dim()),
+            None => Constraint::Real,
+        }
+    }
+
+    fn event_dim(&self) -> usize {
+        self.domain_event_dim()
+    }
+
+    fn codomain_event_dim(&self) -> usize {
+        self.codomain_dims()
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        check_rank("compose", x, self.domain_event_dim())?;
+        let mut y = x.clone();
+        for p in &self.parts {
+            y = p.forward(&y)?;
+        }
+        Ok(y)
+    }
+
+    fn inverse(&self, y: &Tensor) -> Result<Tensor> {
+        check_rank("compose", y, self.codomain_dims())?;
+        let mut x = y.clone();
+        for p in self.parts.iter().rev() {
+            x = p.inverse(&x)?;
+        }
+        Ok(x)
+    }
+
+    fn log_abs_det_jacobian(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        let mut ed = self.domain_event_dim();
+        check_rank("compose", x, ed)?;
+        let mut total: Option<Tensor> = None;
+        let mut xi = x.clone();
+        let last = self.parts.len().saturating_sub(1);
+        for (i, p) in self.parts.iter().enumerate() {
+            // The intermediate values are recomputed (no cache); the last one is `y`.
+            let yi = if i == last {
+                y.clone()
+            } else {
+                p.forward(&xi)?
+            };
+            let part = sum_rightmost(&p.log_abs_det_jacobian(&xi, &yi)?, ed - p.event_dim())?;
+            total = Some(match total {
+                Some(t) => t.broadcast_add(&part)?,
+                None => part,
+            });
+            ed = (ed + p.codomain_event_dim()).saturating_sub(p.event_dim());
+            xi = yi;
+        }
+        match total {
+            Some(t) => Ok(t),
+            None => Ok(x.zeros_like()?),
+        }
+    }
+
+    fn forward_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let mut s = shape.to_vec();
+        for p in &self.parts {
+            s = p.forward_shape(&s)?;
+        }
+        Ok(s)
+    }
+
+    fn inverse_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let mut s = shape.to_vec();
+        for p in self.parts.iter().rev() {
+            s = p.inverse_shape(&s)?;
+        }
+        Ok(s)
+    }
+}

@@ -1,0 +1,195 @@
+//! Elementwise transforms of the real line: identity, exp, sigmoid, softplus.
+
+use candle_core::Tensor;
+
+use super::{Transform, finfo};
+use crate::constraint::Constraint;
+use crate::error::Result;
+use crate::ops;
+
+/// `y = x` on the reals, as `torch.distributions.transforms.identity_transform`
+/// (what [`transform_to`](crate::transform_to) gives for `real`).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::transforms::{Identity};
+/// use vi_dist::{Transform};
+/// let x = Tensor::new(&[1.5f64], &Device::Cpu)?;
+/// assert_eq!(Identity.forward(&x)?.to_vec1::<f64>()?, vec![1.5]);
+/// assert_eq!(Identity.log_abs_det_jacobian(&x, &x)?.to_vec1::<f64>()?, vec![0.0]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Identity;
+
+impl Transform for Identity {
+    fn name(&self) -> &'static str {
+        "identity"
+    }
+
+    fn domain(&self) -> Constraint {
+        Constraint::Real
+    }
+
+    fn codomain(&self) -> Constraint {
+        Constraint::Real
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+
+    fn inverse(&self, y: &Tensor) -> Result<Tensor> {
+        Ok(y.clone())
+    }
+
+    fn log_abs_det_jacobian(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
+        Ok(x.zeros_like()?)
+    }
+}
+
+/// `y = eˣ`, real → positive, as `torch.distributions.transforms.ExpTransform`;
+/// `log |dy/dx| = x`.
+///
+/// The output is clamped below at the dtype's smallest normal number, so a very negative `x`
+/// (below about −87 in f32) still gives a positive value instead of underflowing to 0.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::transforms::{Exp};
+/// use vi_dist::{Transform};
+/// let x = Tensor::new(&[0.0f32, -1000.0], &Device::Cpu)?;
+/// let y = Exp.forward(&x)?;
+/// assert_eq!(y.to_vec1::<f32>()?[0], 1.0);
+/// assert!(y.to_vec1::<f32>()?[1] > 0.0);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Exp;
+
+/// `eˣ` clamped below at the dtype's smallest normal number (gradient `eˣ` above the clamp).
+pub(crate) fn positive_exp(x: &Tensor) -> Result<Tensor> {
+    let (_, tiny) = finfo(x.dtype());
+    Ok(x.exp()?.maximum(tiny)?)
+}
+
+impl Transform for Exp {
+    fn name(&self) -> &'static str {
+        "exp"
+    }
+
+    fn domain(&self) -> Constraint {
+        Constraint::Real
+    }
+
+    fn codomain(&self) -> Constraint {
+        Constraint::Positive
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        positive_exp(x)
+    }
+
+    fn inverse(&self, y: &Tensor) -> Result<Tensor> {
+        Ok(y.log()?)
+    }
+
+    fn log_abs_det_jacobian(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
+    }
+}
+
+/// `y = 1 / (1 + e⁻ˣ)`, real → unit interval, as
+/// `torch.distributions.transforms.SigmoidTransform`; `log |dy/dx| = −softplus(−x) − softplus(x)`.
+///
+/// As torch (`clamp_probs`), the output is clamped to `[eps, 1 − eps]` with `eps` the dtype's
+/// machine epsilon, so it stays strictly inside (0, 1) in finite precision and its logit is
+/// finite; the inverse clamps its input to `[tiny, 1 − eps]` likewise.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::transforms::{Sigmoid};
+/// use vi_dist::{Transform};
+/// let x = Tensor::new(&[0.0f64, 1e4], &Device::Cpu)?;
+/// let y = Sigmoid.forward(&x)?.to_vec1::<f64>()?;
+/// assert_eq!(y[0], 0.5);
+/// assert!(y[1] < 1.0);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sigmoid;
+
+impl Transform for Sigmoid {
+    fn name(&self) -> &'static str {
+        "sigmoid"
+    }
+
+    fn domain(&self) -> Constraint {
+        Constraint::Real
+    }
+
+    fn codomain(&self) -> Constraint {
+        Constraint::UnitInterval
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (eps, _) = finfo(x.dtype());
+        Ok(ops::sigmoid(x)?.clamp(eps, 1.0 - eps)?)
+    }
+
+    fn inverse(&self, y: &Tensor) -> Result<Tensor> {
+        let (eps, tiny) = finfo(y.dtype());
+        let y = y.clamp(tiny, 1.0 - eps)?;
+        Ok((y.log()? - ops::log1p(&y.neg()?)?)?)
+    }
+
+    fn log_abs_det_jacobian(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
+        Ok((ops::softplus(&x.neg()?)? + ops::softplus(x)?)?.neg()?)
+    }
+}
+
+/// `y = ln(1 + eˣ)`, real → positive, as `torch.distributions.transforms.SoftplusTransform`;
+/// inverse `y + ln(−expm1(−y))`, `log |dy/dx| = −softplus(−x)`.
+///
+/// The output is clamped below at the dtype's smallest normal number, as [`Exp`].
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::transforms::{Softplus};
+/// use vi_dist::{Transform};
+/// let x = Tensor::new(&[0.0f64], &Device::Cpu)?;
+/// let y = Softplus.forward(&x)?;
+/// assert!((y.to_vec1::<f64>()?[0] - 2f64.ln()).abs() < 1e-15);
+/// assert!(Softplus.inverse(&y)?.to_vec1::<f64>()?[0].abs() < 1e-15);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Softplus;
+
+impl Transform for Softplus {
+    fn name(&self) -> &'static str {
+        "softplus"
+    }
+
+    fn domain(&self) -> Constraint {
+        Constraint::Real
+    }
+
+    fn codomain(&self) -> Constraint {
+        Constraint::Positive
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, tiny) = finfo(x.dtype());
+        Ok(ops::softplus(x)?.maximum(tiny)?)
+    }
+
+    fn inverse(&self, y: &Tensor) -> Result<Tensor> {
+        let minus_expm1 = ops::expm1(&y.neg()?)?.neg()?;
+        Ok((y + minus_expm1.log()?)?)
+    }
+
+    fn log_abs_det_jacobian(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
+        Ok(ops::softplus(&x.neg()?)?.neg()?)
+    }
+}
