@@ -130,11 +130,32 @@ pub(crate) fn validate_adam(
     eps: f64,
     weight_decay: f64,
 ) -> Result<()> {
-    check(name, param, "lr", lr, lr >= 0.0 && lr.is_finite(), "a finite lr ≥ 0")?;
+    check(
+        name,
+        param,
+        "lr",
+        lr,
+        lr >= 0.0 && lr.is_finite(),
+        "a finite lr ≥ 0",
+    )?;
     for (option, b) in [("betas.0", betas.0), ("betas.1", betas.1)] {
-        check(name, param, option, b, (0.0..1.0).contains(&b), "a beta in [0, 1)")?;
+        check(
+            name,
+            param,
+            option,
+            b,
+            (0.0..1.0).contains(&b),
+            "a beta in [0, 1)",
+        )?;
     }
-    check(name, param, "eps", eps, eps > 0.0 && eps.is_finite(), "a finite eps > 0")?;
+    check(
+        name,
+        param,
+        "eps",
+        eps,
+        eps > 0.0 && eps.is_finite(),
+        "a finite eps > 0",
+    )?;
     check(
         name,
         param,
@@ -200,7 +221,11 @@ impl AdamCoeffs {
 /// torch's `lerp(a, b, w)`: the form that is exact at whichever end `w` is nearer.
 #[inline(always)]
 fn lerp<T: Real>(a: T, b: T, w: T, one_minus_w: T, low: bool) -> T {
-    if low { a + w * (b - a) } else { b - (b - a) * one_minus_w }
+    if low {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * one_minus_w
+    }
 }
 
 pub(crate) fn adam_host<T: Real>(c: &AdamCoeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]) {

@@ -62,7 +62,8 @@ impl Default for AdamWOptions {
 /// // With a zero gradient only the decay acts: x ← x (1 − 0.1 · 0.5).
 /// let x = Var::new(&[2.0f64], &Device::Cpu)?;
 /// let mut opt = AdamW::new([("x", x.clone())], AdamWOptions { lr: 0.1, weight_decay: 0.5, ..Default::default() })?;
-/// let grads = (x.as_tensor() * 0.0)?.sum_all()?.backward()?;
+/// let mut grads = candle_core::backprop::GradStore::default();
+/// grads.insert(x.as_tensor(), x.as_tensor().zeros_like()?);
 /// opt.step(&grads)?;
 /// assert!((x.as_tensor().to_vec1::<f64>()?[0] - 1.9).abs() < 1e-12);
 /// # Ok::<(), vi_optim::OptimError>(())

@@ -119,7 +119,14 @@ impl Rule for ClippedAdamRule {
             o.clip_norm > 0.0 && !o.clip_norm.is_nan(),
             "clip_norm > 0",
         )?;
-        check(name, param, "lrd", o.lrd, o.lrd > 0.0 && o.lrd.is_finite(), "a finite lrd > 0")
+        check(
+            name,
+            param,
+            "lrd",
+            o.lrd,
+            o.lrd > 0.0 && o.lrd.is_finite(),
+            "a finite lrd > 0",
+        )
     }
 
     fn lr(o: &ClippedAdamOptions) -> f64 {
@@ -167,7 +174,7 @@ impl Rule for ClippedAdamRule {
             let g = if with_wd { g + wd * *x } else { g };
             *m = *m * b1 + c1 * g;
             *v = *v * b2 + c2 * g * g;
-            *x = *x + (neg_step * *m) / (v.sqrt() + eps);
+            *x += (neg_step * *m) / (v.sqrt() + eps);
         }
     }
 

@@ -181,11 +181,12 @@ impl<R: Rule> Engine<R> {
 
     pub(crate) fn step(&mut self, grads: &GradStore) -> Result<()> {
         let named: Vec<(&str, &Var)> = self.params.iter().map(|(n, v)| (n.as_str(), v)).collect();
-        self.core.step(&named, grads)
+        // Names were checked unique by `add_param`.
+        self.core.step(&named, grads, false)
     }
 
     pub(crate) fn step_params(&mut self, params: &[(&str, &Var)], grads: &GradStore) -> Result<()> {
-        self.core.step(params, grads)
+        self.core.step(params, grads, true)
     }
 
     pub(crate) fn state_dict(&self) -> Result<StateDict> {
@@ -229,8 +230,13 @@ impl<R: Rule> Core<R> {
             && matches!(var.dtype(), DType::F32 | DType::F64)
     }
 
-    fn step(&mut self, params: &[(&str, &Var)], grads: &GradStore) -> Result<()> {
-        if params.len() > 1 {
+    fn step(
+        &mut self,
+        params: &[(&str, &Var)],
+        grads: &GradStore,
+        check_names: bool,
+    ) -> Result<()> {
+        if check_names && params.len() > 1 {
             let mut seen = HashSet::with_capacity(params.len());
             for (name, _) in params {
                 if !seen.insert(*name) {
@@ -281,8 +287,12 @@ impl<R: Rule> Core<R> {
             if fast {
                 let grad = grad.contiguous()?;
                 match &mut st.moments {
-                    Moments::F32(bufs) => var.inplace_op2(&grad, &HostStep::<R, f32>::new(c, bufs))?,
-                    Moments::F64(bufs) => var.inplace_op2(&grad, &HostStep::<R, f64>::new(c, bufs))?,
+                    Moments::F32(bufs) => {
+                        var.inplace_op2(&grad, &HostStep::<R, f32>::new(c, bufs))?
+                    }
+                    Moments::F64(bufs) => {
+                        var.inplace_op2(&grad, &HostStep::<R, f64>::new(c, bufs))?
+                    }
                     _ => return Err(misplaced::<R>(name)),
                 }
             } else {
@@ -341,9 +351,9 @@ impl<R: Rule> Core<R> {
         for (key, t) in state.iter() {
             if key == LR_TRANSFORM_KEY {
                 let v = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-                let a: [f64; 3] = v
-                    .try_into()
-                    .map_err(|v: Vec<f64>| bad(key, format!("expected 3 values, found {}", v.len())))?;
+                let a: [f64; 3] = v.try_into().map_err(|v: Vec<f64>| {
+                    bad(key, format!("expected 3 values, found {}", v.len()))
+                })?;
                 transform = Some(LrTransform::from_array(a));
             } else if key.starts_with(PARAM_PREFIX) {
                 let (param, buf) = split_param_key(key)
@@ -374,7 +384,9 @@ impl<R: Rule> Core<R> {
             let mut tensors = Vec::with_capacity(names.len());
             for buf in names {
                 let key = param_key(param, buf);
-                let t = bufs.get(buf).ok_or_else(|| bad(&key, "missing".to_string()))?;
+                let t = bufs
+                    .get(buf)
+                    .ok_or_else(|| bad(&key, "missing".to_string()))?;
                 tensors.push((*t).clone());
             }
             let shape = tensors.first().map(|t| t.dims().to_vec());
@@ -421,7 +433,12 @@ fn misplaced<R: Rule>(name: &str) -> OptimError {
 /// Put a parameter's buffers in the form its update path needs: host vectors of its dtype
 /// for the fast path, tensors on its device and of its dtype otherwise; zeros where none
 /// exist yet. Checks the buffers' count and shape against the parameter.
-fn place<R: Rule>(name: &str, st: &mut ParamState<R::Options>, var: &Var, fast: bool) -> Result<()> {
+fn place<R: Rule>(
+    name: &str,
+    st: &mut ParamState<R::Options>,
+    var: &Var,
+    fast: bool,
+) -> Result<()> {
     let n = R::buffers(&st.options).len();
     let dims = var.dims();
     if let Some(shape) = &st.shape
@@ -485,7 +502,10 @@ fn place<R: Rule>(name: &str, st: &mut ParamState<R::Options>, var: &Var, fast: 
 }
 
 fn host_vecs<T: Real>(tensors: &[Tensor]) -> candle_core::Result<Vec<Vec<T>>> {
-    tensors.iter().map(|t| t.flatten_all()?.to_vec1::<T>()).collect()
+    tensors
+        .iter()
+        .map(|t| t.flatten_all()?.to_vec1::<T>())
+        .collect()
 }
 
 /// The in-place fast path: one pass over the parameter's contiguous CPU storage, reading the
@@ -658,6 +678,16 @@ macro_rules! optimizer_type {
             /// ```
             pub fn set_cpu_fast_path(&mut self, on: bool) {
                 self.0.set_fast_path(on)
+            }
+        }
+
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("options", self.0.defaults())
+                    .field("params", &self.0.params().iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>())
+                    .field("lr_transform", &self.0.transform())
+                    .finish()
             }
         }
 

@@ -64,6 +64,7 @@ pub trait LrSchedule {
 /// assert_eq!(opt.learning_rate(), 0.025);
 /// # Ok::<(), vi_optim::OptimError>(())
 /// ```
+#[derive(Debug)]
 pub struct Scheduler<O, S> {
     optimizer: O,
     schedule: S,
@@ -224,7 +225,11 @@ impl<O: Optimizer, S: LrSchedule> Optimizer for Scheduler<O, S> {
 
 const EPOCH: &str = "scheduler.epoch";
 
-fn get<'a>(owner: &'static str, state: &'a StateDict, key: &str) -> Result<&'a candle_core::Tensor> {
+fn get<'a>(
+    owner: &'static str,
+    state: &'a StateDict,
+    key: &str,
+) -> Result<&'a candle_core::Tensor> {
     state.get(key).ok_or_else(|| OptimError::State {
         optimizer: owner,
         key: key.to_string(),
@@ -272,8 +277,22 @@ impl StepLr {
     /// assert!(vi_optim::StepLr::new(0, 0.1).is_err());
     /// ```
     pub fn new(step_size: u64, gamma: f64) -> Result<Self> {
-        check("StepLR", None, "step_size", step_size as f64, step_size >= 1, "step_size ≥ 1")?;
-        check("StepLR", None, "gamma", gamma, gamma >= 0.0 && gamma.is_finite(), "a finite gamma ≥ 0")?;
+        check(
+            "StepLR",
+            None,
+            "step_size",
+            step_size as f64,
+            step_size >= 1,
+            "step_size ≥ 1",
+        )?;
+        check(
+            "StepLR",
+            None,
+            "gamma",
+            gamma,
+            gamma >= 0.0 && gamma.is_finite(),
+            "a finite gamma ≥ 0",
+        )?;
         Ok(StepLr {
             step_size,
             gamma,
@@ -528,7 +547,14 @@ impl ReduceLrOnPlateau {
     pub fn new(options: PlateauOptions) -> Result<Self> {
         let name = "ReduceLROnPlateau";
         let o = &options;
-        check(name, None, "factor", o.factor, (0.0..1.0).contains(&o.factor), "a factor in [0, 1)")?;
+        check(
+            name,
+            None,
+            "factor",
+            o.factor,
+            (0.0..1.0).contains(&o.factor),
+            "a factor in [0, 1)",
+        )?;
         check(
             name,
             None,
@@ -545,7 +571,14 @@ impl ReduceLrOnPlateau {
             o.min_lr >= 0.0 && o.min_lr.is_finite(),
             "a finite min_lr ≥ 0",
         )?;
-        check(name, None, "eps", o.eps, o.eps >= 0.0 && o.eps.is_finite(), "a finite eps ≥ 0")?;
+        check(
+            name,
+            None,
+            "eps",
+            o.eps,
+            o.eps >= 0.0 && o.eps.is_finite(),
+            "a finite eps ≥ 0",
+        )?;
         let best = match o.mode {
             PlateauMode::Min => f64::INFINITY,
             PlateauMode::Max => f64::NEG_INFINITY,

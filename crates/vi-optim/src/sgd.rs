@@ -97,7 +97,14 @@ impl Rule for SgdRule {
 
     fn validate(o: &SgdOptions, param: Option<&str>) -> Result<()> {
         let name = Self::NAME;
-        check(name, param, "lr", o.lr, o.lr >= 0.0 && o.lr.is_finite(), "a finite lr ≥ 0")?;
+        check(
+            name,
+            param,
+            "lr",
+            o.lr,
+            o.lr >= 0.0 && o.lr.is_finite(),
+            "a finite lr ≥ 0",
+        )?;
         check(
             name,
             param,
@@ -129,7 +136,9 @@ impl Rule for SgdRule {
                     "nesterov needs momentum > 0 and dampening = 0 (momentum {}, dampening {}){}",
                     o.momentum,
                     o.dampening,
-                    param.map(|p| format!(" for parameter `{p}`")).unwrap_or_default()
+                    param
+                        .map(|p| format!(" for parameter `{p}`"))
+                        .unwrap_or_default()
                 ),
             });
         }
@@ -161,13 +170,14 @@ impl Rule for SgdRule {
 
     fn host<T: Real>(c: &SgdCoeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]) {
         let f = T::from_f64;
-        let (neg_lr, momentum, keep, wd) = (f(c.neg_lr), f(c.momentum), f(c.keep), f(c.weight_decay));
+        let (neg_lr, momentum, keep, wd) =
+            (f(c.neg_lr), f(c.momentum), f(c.keep), f(c.weight_decay));
         let with_wd = c.weight_decay != 0.0;
         match bufs {
             [] => {
                 for (x, &g) in x.iter_mut().zip(g) {
                     let g = if with_wd { g + wd * *x } else { g };
-                    *x = *x + neg_lr * g;
+                    *x += neg_lr * g;
                 }
             }
             [b] => {
@@ -175,7 +185,7 @@ impl Rule for SgdRule {
                     let g = if with_wd { g + wd * *x } else { g };
                     *b = if c.first { g } else { *b * momentum + keep * g };
                     let d = if c.nesterov { g + momentum * *b } else { *b };
-                    *x = *x + neg_lr * d;
+                    *x += neg_lr * d;
                 }
             }
             _ => {}

@@ -36,7 +36,8 @@ pub fn build(
             Box::new(o)
         }
         "ClippedAdam" => {
-            let mut o = ClippedAdam::new(params, opts::<ClippedAdamOptions>(options)?).map_err(e)?;
+            let mut o =
+                ClippedAdam::new(params, opts::<ClippedAdamOptions>(options)?).map_err(e)?;
             o.set_cpu_fast_path(fast_path);
             Box::new(o)
         }
@@ -52,13 +53,16 @@ pub fn objective(x: &Tensor, c: &Tensor, t: &Tensor) -> candle_core::Result<Tens
 }
 
 /// One reference case's problem in `dtype`: `(x, c, t)` with `x` a fresh Var at `x0`.
-pub fn problem(case: &Value, dtype: DType, device: &Device) -> candle_core::Result<(Var, Tensor, Tensor)> {
+pub fn problem(
+    case: &Value,
+    dtype: DType,
+    device: &Device,
+) -> candle_core::Result<(Var, Tensor, Tensor)> {
     let x = Var::from_tensor(&vi_test::tensor(&case["x0"], dtype, device)?)?;
     let c = vi_test::tensor(&case["c"], dtype, device)?;
     let t = vi_test::tensor(&case["t"], dtype, device)?;
     Ok((x, c, t))
 }
-
 
 /// Option sets that reach every branch of every update rule (amsgrad, both forms of torch's
 /// lerp, L2 and decoupled decay, momentum with and without dampening, Nesterov, clipping and
@@ -67,15 +71,30 @@ pub fn configs() -> Vec<(&'static str, Value)> {
     use serde_json::json;
     vec![
         ("Adam", json!({"lr": 0.05})),
-        ("Adam", json!({"lr": 0.05, "amsgrad": true, "weight_decay": 0.1})),
-        ("Adam", json!({"lr": 0.02, "betas": [0.4, 0.5], "eps": 1e-6})),
+        (
+            "Adam",
+            json!({"lr": 0.05, "amsgrad": true, "weight_decay": 0.1}),
+        ),
+        (
+            "Adam",
+            json!({"lr": 0.02, "betas": [0.4, 0.5], "eps": 1e-6}),
+        ),
         ("AdamW", json!({"lr": 0.05, "weight_decay": 0.05})),
         ("AdamW", json!({"lr": 0.05, "amsgrad": true})),
         ("SGD", json!({"lr": 0.01})),
         ("SGD", json!({"lr": 0.01, "momentum": 0.9})),
-        ("SGD", json!({"lr": 0.01, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01})),
-        ("SGD", json!({"lr": 0.01, "momentum": 0.9, "nesterov": true, "weight_decay": 0.01})),
-        ("ClippedAdam", json!({"lr": 0.1, "clip_norm": 0.5, "lrd": 0.97, "weight_decay": 0.01})),
+        (
+            "SGD",
+            json!({"lr": 0.01, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01}),
+        ),
+        (
+            "SGD",
+            json!({"lr": 0.01, "momentum": 0.9, "nesterov": true, "weight_decay": 0.01}),
+        ),
+        (
+            "ClippedAdam",
+            json!({"lr": 0.1, "clip_norm": 0.5, "lrd": 0.97, "weight_decay": 0.01}),
+        ),
         ("ClippedAdam", json!({"lr": 0.05, "betas": [0.8, 0.99]})),
     ]
 }
@@ -83,11 +102,19 @@ pub fn configs() -> Vec<(&'static str, Value)> {
 /// A deterministic problem of shape `[5, 7]` (no RNG needed): `(x, c, t)`.
 pub fn synthetic(dtype: DType, device: &Device) -> candle_core::Result<(Var, Tensor, Tensor)> {
     let n = 35;
-    let wave = |k: f64| (0..n).map(move |i| ((i as f64 + 1.0) * k).sin()).collect::<Vec<_>>();
+    let wave = |k: f64| {
+        (0..n)
+            .map(move |i| ((i as f64 + 1.0) * k).sin())
+            .collect::<Vec<_>>()
+    };
     let x0: Vec<f64> = wave(1.3).into_iter().map(|v| 2.0 * v).collect();
     let c: Vec<f64> = wave(0.7).into_iter().map(|v| 1.5 + v).collect();
     let t: Vec<f64> = wave(2.1).into_iter().map(|v| 3.0 * v).collect();
-    let mk = |v: Vec<f64>| Tensor::from_vec(v, (5, 7), &Device::Cpu)?.to_dtype(dtype)?.to_device(device);
+    let mk = |v: Vec<f64>| {
+        Tensor::from_vec(v, (5, 7), &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(device)
+    };
     Ok((Var::from_tensor(&mk(x0)?)?, mk(c)?, mk(t)?))
 }
 

@@ -20,9 +20,11 @@ fn run_case(case: &Value, dtype: DType, tol: Tol, fast_path: bool, report: &mut 
         for (i, expected) in trajectory.iter().enumerate() {
             let loss = objective(x.as_tensor(), &c, &t).map_err(|e| e.to_string())?;
             let grads = loss.backward().map_err(|e| e.to_string())?;
-            opt.step(&grads).map_err(|e| format!("step {}: {e}", i + 1))?;
+            opt.step(&grads)
+                .map_err(|e| format!("step {}: {e}", i + 1))?;
             // Report the first diverging step only: later ones follow from it.
-            compare_json(x.as_tensor(), expected, tol).map_err(|e| format!("step {}: {e}", i + 1))?;
+            compare_json(x.as_tensor(), expected, tol)
+                .map_err(|e| format!("step {}: {e}", i + 1))?;
         }
         Ok(())
     })();

@@ -6,24 +6,45 @@ use vi_optim::{Adam, AdamOptions, AdamW, AdamWOptions, Optimizer as _};
 
 use crate::common::{objective, synthetic, values};
 
+/// One `backward_step` of some `candle_nn::Optimizer`.
+type StepFn = Box<dyn FnMut(&candle_core::Tensor) -> candle_core::Result<()>>;
+
 /// Our Adam and AdamW driven through `candle_nn::Optimizer` follow candle-nn's `AdamW` (same
 /// formula up to rounding: candle-nn computes `√(v / (1 − β₂ᵗ))`, torch `√v / √(1 − β₂ᵗ)`).
 #[test]
 fn candle_nn_trait_matches_candle_nn_adamw() -> Result<(), Box<dyn std::error::Error>> {
     use candle_nn::Optimizer;
     for wd in [0.0, 0.01] {
-        let params = candle_nn::ParamsAdamW { lr: 0.05, weight_decay: wd, ..Default::default() };
+        let params = candle_nn::ParamsAdamW {
+            lr: 0.05,
+            weight_decay: wd,
+            ..Default::default()
+        };
         let (x, c, t) = synthetic(DType::F64, &Device::Cpu)?;
         let mut theirs = candle_nn::AdamW::new(vec![x.clone()], params.clone())?;
         let (y, _, _) = synthetic(DType::F64, &Device::Cpu)?;
         let (betas, eps) = ((params.beta1, params.beta2), params.eps);
-        let mut ours: Box<dyn FnMut(&candle_core::Tensor) -> candle_core::Result<()>> = if wd == 0.0 {
-            let mut o = <Adam as Optimizer>::new(vec![y.clone()], AdamOptions { lr: 0.05, betas, eps, ..Default::default() })?;
+        let mut ours: StepFn = if wd == 0.0 {
+            let mut o = <Adam as Optimizer>::new(
+                vec![y.clone()],
+                AdamOptions {
+                    lr: 0.05,
+                    betas,
+                    eps,
+                    ..Default::default()
+                },
+            )?;
             Box::new(move |loss| o.backward_step(loss))
         } else {
             let mut o = <AdamW as Optimizer>::new(
                 vec![y.clone()],
-                AdamWOptions { lr: 0.05, betas, eps, weight_decay: wd, ..Default::default() },
+                AdamWOptions {
+                    lr: 0.05,
+                    betas,
+                    eps,
+                    weight_decay: wd,
+                    ..Default::default()
+                },
             )?;
             Box::new(move |loss| o.backward_step(loss))
         };
@@ -32,7 +53,10 @@ fn candle_nn_trait_matches_candle_nn_adamw() -> Result<(), Box<dyn std::error::E
             ours(&objective(y.as_tensor(), &c, &t)?)?;
         }
         for (a, b) in values(&y).iter().zip(values(&x)) {
-            assert!((a - b).abs() < 1e-10 * (1.0 + b.abs()), "wd {wd}: {a} vs {b}");
+            assert!(
+                (a - b).abs() < 1e-10 * (1.0 + b.abs()),
+                "wd {wd}: {a} vs {b}"
+            );
         }
     }
     Ok(())
@@ -42,7 +66,13 @@ fn candle_nn_trait_matches_candle_nn_adamw() -> Result<(), Box<dyn std::error::E
 fn candle_nn_learning_rate() -> Result<(), Box<dyn std::error::Error>> {
     use candle_nn::Optimizer;
     let x = Var::new(&[1.0f32], &Device::Cpu)?;
-    let mut opt = <Adam as Optimizer>::new(vec![x], AdamOptions { lr: 0.1, ..Default::default() })?;
+    let mut opt = <Adam as Optimizer>::new(
+        vec![x],
+        AdamOptions {
+            lr: 0.1,
+            ..Default::default()
+        },
+    )?;
     assert_eq!(Optimizer::learning_rate(&opt), 0.1);
     Optimizer::set_learning_rate(&mut opt, 0.02);
     assert_eq!(Optimizer::learning_rate(&opt), 0.02);
@@ -54,7 +84,10 @@ fn candle_nn_learning_rate() -> Result<(), Box<dyn std::error::Error>> {
 /// fresh optimizer on it alone, while the others keep theirs (Pyro's `PyroOptim`).
 #[test]
 fn late_parameters_get_fresh_state() -> Result<(), Box<dyn std::error::Error>> {
-    let opts = AdamOptions { lr: 0.05, ..Default::default() };
+    let opts = AdamOptions {
+        lr: 0.05,
+        ..Default::default()
+    };
     let (a, c, t) = synthetic(DType::F64, &Device::Cpu)?;
     let (b, _, _) = synthetic(DType::F64, &Device::Cpu)?;
     let (b_alone, _, _) = synthetic(DType::F64, &Device::Cpu)?;
@@ -82,7 +115,10 @@ fn parameters_without_gradient_are_skipped() -> Result<(), Box<dyn std::error::E
     let b = Var::new(&[1.0f64], &Device::Cpu)?;
     let mut opt = Adam::new([("a", a.clone()), ("b", b.clone())], AdamOptions::default())?;
     opt.step(&a.as_tensor().sqr()?.sum_all()?.backward()?)?;
-    assert_eq!((opt.step_count("a"), opt.step_count("b")), (Some(1), Some(0)));
+    assert_eq!(
+        (opt.step_count("a"), opt.step_count("b")),
+        (Some(1), Some(0))
+    );
     assert_eq!(b.as_tensor().to_vec1::<f64>()?, [1.0]);
     Ok(())
 }
@@ -92,16 +128,31 @@ fn parameters_without_gradient_are_skipped() -> Result<(), Box<dyn std::error::E
 fn per_parameter_options() -> Result<(), Box<dyn std::error::Error>> {
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = calls.clone();
-    let mut opt = Adam::with_param_options(Vec::<(String, Var)>::new(), AdamOptions::default(), move |name, d| {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if name.starts_with("decoder.") { AdamOptions { lr: 0.5, amsgrad: true, ..d.clone() } } else { d.clone() }
-    })?;
+    let mut opt = Adam::with_param_options(
+        Vec::<(String, Var)>::new(),
+        AdamOptions::default(),
+        move |name, d| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if name.starts_with("decoder.") {
+                AdamOptions {
+                    lr: 0.5,
+                    amsgrad: true,
+                    ..d.clone()
+                }
+            } else {
+                d.clone()
+            }
+        },
+    )?;
     let enc = Var::new(&[1.0f64], &Device::Cpu)?;
     let dec = Var::new(&[1.0f64], &Device::Cpu)?;
     for _ in 0..3 {
         // A constant gradient: each Adam step moves by its learning rate (up to eps).
         let loss = (enc.as_tensor().sum_all()? + dec.as_tensor().sum_all()?)?;
-        opt.step_params(&[("encoder.w", &enc), ("decoder.w", &dec)], &loss.backward()?)?;
+        opt.step_params(
+            &[("encoder.w", &enc), ("decoder.w", &dec)],
+            &loss.backward()?,
+        )?;
     }
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     assert_eq!(opt.param_options("decoder.w").map(|o| o.lr), Some(0.5));

@@ -58,11 +58,18 @@ fn non_contiguous_gradient() -> Result<(), Box<dyn std::error::Error>> {
     let mut out = Vec::new();
     for fast in [true, false] {
         let x = Var::new(&[[1.0f64, 2.0, 3.0], [4.0, 5.0, 6.0]], &Device::Cpu)?;
-        let g = candle_core::Tensor::new(&[[1.0f64, -1.0], [0.5, 2.0], [-3.0, 0.25]], &Device::Cpu)?.t()?;
+        let g =
+            candle_core::Tensor::new(&[[1.0f64, -1.0], [0.5, 2.0], [-3.0, 0.25]], &Device::Cpu)?
+                .t()?;
         assert!(!g.is_contiguous());
         let mut grads = candle_core::backprop::GradStore::default();
         grads.insert(x.as_tensor(), g);
-        let mut opt = build("Adam", &serde_json::json!({"lr": 0.1}), vec![("x", x.clone())], fast)?;
+        let mut opt = build(
+            "Adam",
+            &serde_json::json!({"lr": 0.1}),
+            vec![("x", x.clone())],
+            fast,
+        )?;
         opt.step(&grads)?;
         out.push(values(&x));
     }

@@ -13,7 +13,10 @@ const N: usize = 7;
 const M: usize = 6;
 
 fn temp(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("vi_optim_{}_{name}.safetensors", std::process::id()))
+    std::env::temp_dir().join(format!(
+        "vi_optim_{}_{name}.safetensors",
+        std::process::id()
+    ))
 }
 
 #[test]
@@ -65,12 +68,21 @@ fn resume_with_schedulers() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         })
     };
-    let adam = |x: &Var| Adam::new([("x", x.clone())], AdamOptions { lr: 0.1, ..Default::default() });
-    let epoch = |opt: &mut dyn Optimizer, x: &Var, c, t| -> Result<f64, Box<dyn std::error::Error>> {
-        let loss = objective(x.as_tensor(), c, t)?;
-        opt.step(&loss.backward()?)?;
-        Ok(loss.to_scalar::<f64>()?)
+    let adam = |x: &Var| {
+        Adam::new(
+            [("x", x.clone())],
+            AdamOptions {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )
     };
+    let epoch =
+        |opt: &mut dyn Optimizer, x: &Var, c, t| -> Result<f64, Box<dyn std::error::Error>> {
+            let loss = objective(x.as_tensor(), c, t)?;
+            opt.step(&loss.backward()?)?;
+            Ok(loss.to_scalar::<f64>()?)
+        };
     let (x, c, t) = synthetic(DType::F64, &Device::Cpu)?;
     let mut straight = Scheduler::new(adam(&x)?, plateau()?);
     let mut lrs = Vec::new();
@@ -79,7 +91,10 @@ fn resume_with_schedulers() -> Result<(), Box<dyn std::error::Error>> {
         straight.advance_with(loss)?;
         lrs.push(straight.learning_rate());
     }
-    assert!(straight.schedule().num_reductions() > 0, "the plateau never triggered");
+    assert!(
+        straight.schedule().num_reductions() > 0,
+        "the plateau never triggered"
+    );
 
     let (y, c, t) = synthetic(DType::F64, &Device::Cpu)?;
     let mut first = Scheduler::new(adam(&y)?, plateau()?);
@@ -117,10 +132,19 @@ fn resume_with_schedulers() -> Result<(), Box<dyn std::error::Error>> {
 #[test]
 fn state_for_a_parameter_seen_later() -> Result<(), Box<dyn std::error::Error>> {
     let (x, c, t) = synthetic(DType::F32, &Device::Cpu)?;
-    let mut a = Adam::new([("x", x.clone())], AdamOptions { lr: 0.05, ..Default::default() })?;
+    let mut a = Adam::new(
+        [("x", x.clone())],
+        AdamOptions {
+            lr: 0.05,
+            ..Default::default()
+        },
+    )?;
     run(&mut a, &x, &c, &t, 3)?;
     let state: StateDict = a.state_dict()?;
-    let mut b = Adam::empty(AdamOptions { lr: 0.05, ..Default::default() })?;
+    let mut b = Adam::empty(AdamOptions {
+        lr: 0.05,
+        ..Default::default()
+    })?;
     b.load_state_dict(&state)?;
     assert_eq!(b.step_count("x"), Some(3));
     let y = Var::from_tensor(&x.as_tensor().copy()?)?;

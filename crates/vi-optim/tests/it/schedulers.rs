@@ -12,13 +12,20 @@ use vi_optim::{
 fn assert_close(got: &[f64], expected: &[f64]) {
     assert_eq!(got.len(), expected.len());
     for (e, (g, x)) in got.iter().zip(expected).enumerate() {
-        assert!((g - x).abs() <= 1e-14 * x.abs() + 1e-16, "epoch {e}: lr {g:e}, expected {x:e}");
+        assert!(
+            (g - x).abs() <= 1e-14 * x.abs() + 1e-16,
+            "epoch {e}: lr {g:e}, expected {x:e}"
+        );
     }
 }
 
 /// The default learning rate at epochs 0..epochs of `schedule` over Adam with `base`.
 fn sequence<S: LrSchedule>(schedule: S, base: f64, epochs: usize) -> Vec<f64> {
-    let adam = Adam::empty(AdamOptions { lr: base, ..Default::default() }).unwrap();
+    let adam = Adam::empty(AdamOptions {
+        lr: base,
+        ..Default::default()
+    })
+    .unwrap();
     let mut opt = Scheduler::new(adam, schedule);
     let mut out = vec![opt.learning_rate()];
     for _ in 1..epochs {
@@ -69,9 +76,15 @@ fn plateau_sequence() {
         min_lr: 0.02,
         ..Default::default()
     };
-    let adam = Adam::empty(AdamOptions { lr: 0.1, ..Default::default() }).unwrap();
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.1,
+        ..Default::default()
+    })
+    .unwrap();
     let mut opt = Scheduler::new(adam, ReduceLrOnPlateau::new(opts).unwrap());
-    let metrics = [5.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0];
+    let metrics = [
+        5.0, 4.0, 4.0, 4.0, 4.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0,
+    ];
     let mut got = vec![];
     for m in metrics {
         opt.advance_with(m).unwrap();
@@ -96,7 +109,11 @@ fn plateau_max_abs() {
         factor: 0.1,
         ..Default::default()
     };
-    let adam = Adam::empty(AdamOptions { lr: 1.0, ..Default::default() }).unwrap();
+    let adam = Adam::empty(AdamOptions {
+        lr: 1.0,
+        ..Default::default()
+    })
+    .unwrap();
     let mut opt = Scheduler::new(adam, ReduceLrOnPlateau::new(opts).unwrap());
     let mut got = vec![];
     for m in [1.0, 2.0, 2.4, 3.0, 2.0] {
@@ -109,16 +126,28 @@ fn plateau_max_abs() {
 #[test]
 fn plateau_needs_a_metric() {
     let adam = Adam::empty(AdamOptions::default()).unwrap();
-    let mut opt = Scheduler::new(adam, ReduceLrOnPlateau::new(PlateauOptions::default()).unwrap());
-    assert!(matches!(opt.advance(), Err(OptimError::MissingMetric { .. })));
+    let mut opt = Scheduler::new(
+        adam,
+        ReduceLrOnPlateau::new(PlateauOptions::default()).unwrap(),
+    );
+    assert!(matches!(
+        opt.advance(),
+        Err(OptimError::MissingMetric { .. })
+    ));
 }
 
 /// `loss = sum(x)` has gradient 1, so plain SGD moves each element by exactly the rate it used.
 fn moved_by(opt: &mut dyn Optimizer, params: &[(&str, &Var)]) -> Vec<f64> {
     let mut grads = GradStore::default();
-    let before: Vec<f64> = params.iter().map(|(_, v)| v.as_tensor().to_vec1::<f64>().unwrap()[0]).collect();
+    let before: Vec<f64> = params
+        .iter()
+        .map(|(_, v)| v.as_tensor().to_vec1::<f64>().unwrap()[0])
+        .collect();
     for (_, v) in params {
-        grads.insert(v.as_tensor(), Tensor::ones(1, DType::F64, &Device::Cpu).unwrap());
+        grads.insert(
+            v.as_tensor(),
+            Tensor::ones(1, DType::F64, &Device::Cpu).unwrap(),
+        );
     }
     opt.step_params(params, &grads).unwrap();
     params
@@ -137,9 +166,15 @@ fn schedule_applies_per_parameter() {
     let late = Var::zeros(1, DType::F64, &Device::Cpu).unwrap();
     let sgd = Sgd::with_param_options(
         [("a", a.clone()), ("b", b.clone())],
-        SgdOptions { lr: 1.0, ..Default::default() },
+        SgdOptions {
+            lr: 1.0,
+            ..Default::default()
+        },
         |name, d| match name {
-            "b" => SgdOptions { lr: 0.1, ..d.clone() },
+            "b" => SgdOptions {
+                lr: 0.1,
+                ..d.clone()
+            },
             _ => d.clone(),
         },
     )
@@ -153,9 +188,23 @@ fn schedule_applies_per_parameter() {
     assert_close(&d, &[0.25, 0.025, 0.25]);
 
     // Cosine annealing's floor is eta_min for every parameter.
-    let sgd = Sgd::with_param_options([("a", a.clone()), ("b", b.clone())], SgdOptions { lr: 1.0, ..Default::default() }, |name, d| {
-        if name == "b" { SgdOptions { lr: 0.1, ..d.clone() } } else { d.clone() }
-    })
+    let sgd = Sgd::with_param_options(
+        [("a", a.clone()), ("b", b.clone())],
+        SgdOptions {
+            lr: 1.0,
+            ..Default::default()
+        },
+        |name, d| {
+            if name == "b" {
+                SgdOptions {
+                    lr: 0.1,
+                    ..d.clone()
+                }
+            } else {
+                d.clone()
+            }
+        },
+    )
     .unwrap();
     let mut opt = Scheduler::new(sgd, CosineAnnealingLr::new(2, 0.05).unwrap());
     opt.advance().unwrap();
@@ -168,9 +217,30 @@ fn schedule_applies_per_parameter() {
 
 #[test]
 fn bad_schedule_options() {
-    assert!(matches!(StepLr::new(0, 0.5), Err(OptimError::InvalidOption { option: "step_size", .. })));
-    assert!(matches!(ExponentialLr::new(f64::NAN), Err(OptimError::InvalidOption { .. })));
-    assert!(matches!(CosineAnnealingLr::new(10, -1.0), Err(OptimError::InvalidOption { .. })));
-    let bad = PlateauOptions { factor: 1.0, ..Default::default() };
-    assert!(matches!(ReduceLrOnPlateau::new(bad), Err(OptimError::InvalidOption { option: "factor", .. })));
+    assert!(matches!(
+        StepLr::new(0, 0.5),
+        Err(OptimError::InvalidOption {
+            option: "step_size",
+            ..
+        })
+    ));
+    assert!(matches!(
+        ExponentialLr::new(f64::NAN),
+        Err(OptimError::InvalidOption { .. })
+    ));
+    assert!(matches!(
+        CosineAnnealingLr::new(10, -1.0),
+        Err(OptimError::InvalidOption { .. })
+    ));
+    let bad = PlateauOptions {
+        factor: 1.0,
+        ..Default::default()
+    };
+    assert!(matches!(
+        ReduceLrOnPlateau::new(bad),
+        Err(OptimError::InvalidOption {
+            option: "factor",
+            ..
+        })
+    ));
 }
