@@ -4,8 +4,10 @@
 
 use candle_core::Tensor;
 
-use crate::engine::{Real, Rule, optimizer_type};
+use crate::engine::Rule;
 use crate::error::{Result, check};
+use crate::inplace::Real;
+use crate::optimizer_type::optimizer_type;
 
 /// Options of [`Adam`], with torch's names and defaults.
 ///

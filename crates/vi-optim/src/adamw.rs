@@ -4,8 +4,10 @@
 use candle_core::Tensor;
 
 use crate::adam::{AdamCoeffs, adam_buffers, adam_composed, adam_host, validate_adam};
-use crate::engine::{Real, Rule, optimizer_type};
+use crate::engine::Rule;
 use crate::error::Result;
+use crate::inplace::Real;
+use crate::optimizer_type::optimizer_type;
 
 /// Options of [`AdamW`], with torch's names and defaults (note `weight_decay` = 0.01).
 ///

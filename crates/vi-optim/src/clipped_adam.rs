@@ -3,8 +3,10 @@
 
 use candle_core::Tensor;
 
-use crate::engine::{Real, Rule, optimizer_type};
+use crate::engine::Rule;
 use crate::error::{Result, check};
+use crate::inplace::Real;
+use crate::optimizer_type::optimizer_type;
 
 /// Options of [`ClippedAdam`], with Pyro's names and defaults.
 ///

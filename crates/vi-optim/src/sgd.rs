@@ -3,8 +3,10 @@
 
 use candle_core::Tensor;
 
-use crate::engine::{Real, Rule, optimizer_type};
+use crate::engine::Rule;
 use crate::error::{OptimError, Result, check};
+use crate::inplace::Real;
+use crate::optimizer_type::optimizer_type;
 
 /// Options of [`Sgd`], with torch's names and defaults.
 ///

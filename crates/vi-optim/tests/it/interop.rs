@@ -164,3 +164,14 @@ fn per_parameter_options() -> Result<(), Box<dyn std::error::Error>> {
     assert!(state.get("state.encoder.w.max_exp_avg_sq").is_none());
     Ok(())
 }
+
+/// Optimizers and schedulers can move to (and be shared with) other threads.
+#[test]
+fn optimizers_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Adam>();
+    check::<AdamW>();
+    check::<vi_optim::Sgd>();
+    check::<vi_optim::ClippedAdam>();
+    check::<vi_optim::Scheduler<Adam, vi_optim::ReduceLrOnPlateau>>();
+}
