@@ -1,0 +1,177 @@
+//! `candle_nn::Optimizer` for plain candle code, parity with candle-nn's own `AdamW`, and
+//! the named-parameter API: lazily created state and per-parameter options, as Pyro's.
+
+use candle_core::{DType, Device, Var};
+use vi_optim::{Adam, AdamOptions, AdamW, AdamWOptions, Optimizer as _};
+
+use crate::common::{objective, synthetic, values};
+
+/// One `backward_step` of some `candle_nn::Optimizer`.
+type StepFn = Box<dyn FnMut(&candle_core::Tensor) -> candle_core::Result<()>>;
+
+/// Our Adam and AdamW driven through `candle_nn::Optimizer` follow candle-nn's `AdamW` (same
+/// formula up to rounding: candle-nn computes `√(v / (1 − β₂ᵗ))`, torch `√v / √(1 − β₂ᵗ)`).
+#[test]
+fn candle_nn_trait_matches_candle_nn_adamw() -> Result<(), Box<dyn std::error::Error>> {
+    use candle_nn::Optimizer;
+    for wd in [0.0, 0.01] {
+        let params = candle_nn::ParamsAdamW {
+            lr: 0.05,
+            weight_decay: wd,
+            ..Default::default()
+        };
+        let (x, c, t) = synthetic(DType::F64, &Device::Cpu)?;
+        let mut theirs = candle_nn::AdamW::new(vec![x.clone()], params.clone())?;
+        let (y, _, _) = synthetic(DType::F64, &Device::Cpu)?;
+        let (betas, eps) = ((params.beta1, params.beta2), params.eps);
+        let mut ours: StepFn = if wd == 0.0 {
+            let mut o = <Adam as Optimizer>::new(
+                vec![y.clone()],
+                AdamOptions {
+                    lr: 0.05,
+                    betas,
+                    eps,
+                    ..Default::default()
+                },
+            )?;
+            Box::new(move |loss| o.backward_step(loss))
+        } else {
+            let mut o = <AdamW as Optimizer>::new(
+                vec![y.clone()],
+                AdamWOptions {
+                    lr: 0.05,
+                    betas,
+                    eps,
+                    weight_decay: wd,
+                    ..Default::default()
+                },
+            )?;
+            Box::new(move |loss| o.backward_step(loss))
+        };
+        for _ in 0..30 {
+            theirs.backward_step(&objective(x.as_tensor(), &c, &t)?)?;
+            ours(&objective(y.as_tensor(), &c, &t)?)?;
+        }
+        for (a, b) in values(&y).iter().zip(values(&x)) {
+            assert!(
+                (a - b).abs() < 1e-10 * (1.0 + b.abs()),
+                "wd {wd}: {a} vs {b}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn candle_nn_learning_rate() -> Result<(), Box<dyn std::error::Error>> {
+    use candle_nn::Optimizer;
+    let x = Var::new(&[1.0f32], &Device::Cpu)?;
+    let mut opt = <Adam as Optimizer>::new(
+        vec![x],
+        AdamOptions {
+            lr: 0.1,
+            ..Default::default()
+        },
+    )?;
+    assert_eq!(Optimizer::learning_rate(&opt), 0.1);
+    Optimizer::set_learning_rate(&mut opt, 0.02);
+    assert_eq!(Optimizer::learning_rate(&opt), 0.02);
+    assert_eq!(vi_optim::Optimizer::params(&opt)[0].0, "0");
+    Ok(())
+}
+
+/// A parameter first seen after some steps gets fresh state: its trajectory is that of a
+/// fresh optimizer on it alone, while the others keep theirs (Pyro's `PyroOptim`).
+#[test]
+fn late_parameters_get_fresh_state() -> Result<(), Box<dyn std::error::Error>> {
+    let opts = AdamOptions {
+        lr: 0.05,
+        ..Default::default()
+    };
+    let (a, c, t) = synthetic(DType::F64, &Device::Cpu)?;
+    let (b, _, _) = synthetic(DType::F64, &Device::Cpu)?;
+    let (b_alone, _, _) = synthetic(DType::F64, &Device::Cpu)?;
+    let mut opt = Adam::empty(opts.clone())?;
+    for _ in 0..5 {
+        let grads = objective(a.as_tensor(), &c, &t)?.backward()?;
+        opt.step_params(&[("a", &a)], &grads)?;
+    }
+    let mut alone = Adam::new([("b", b_alone.clone())], opts.clone())?;
+    for _ in 0..5 {
+        let loss = (objective(a.as_tensor(), &c, &t)? + objective(b.as_tensor(), &c, &t)?)?;
+        opt.step_params(&[("a", &a), ("b", &b)], &loss.backward()?)?;
+        alone.step(&objective(b_alone.as_tensor(), &c, &t)?.backward()?)?;
+    }
+    assert_eq!(opt.step_count("a"), Some(10));
+    assert_eq!(opt.step_count("b"), Some(5));
+    assert_eq!(values(&b), values(&b_alone));
+    Ok(())
+}
+
+/// A parameter without a gradient is skipped: it does not move and its step count stays.
+#[test]
+fn parameters_without_gradient_are_skipped() -> Result<(), Box<dyn std::error::Error>> {
+    let a = Var::new(&[1.0f64], &Device::Cpu)?;
+    let b = Var::new(&[1.0f64], &Device::Cpu)?;
+    let mut opt = Adam::new([("a", a.clone()), ("b", b.clone())], AdamOptions::default())?;
+    opt.step(&a.as_tensor().sqr()?.sum_all()?.backward()?)?;
+    assert_eq!(
+        (opt.step_count("a"), opt.step_count("b")),
+        (Some(1), Some(0))
+    );
+    assert_eq!(b.as_tensor().to_vec1::<f64>()?, [1.0]);
+    Ok(())
+}
+
+/// Per-parameter options (Pyro's callable `optim_args`) are chosen once per name.
+#[test]
+fn per_parameter_options() -> Result<(), Box<dyn std::error::Error>> {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let mut opt = Adam::with_param_options(
+        Vec::<(String, Var)>::new(),
+        AdamOptions::default(),
+        move |name, d| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if name.starts_with("decoder.") {
+                AdamOptions {
+                    lr: 0.5,
+                    amsgrad: true,
+                    ..d.clone()
+                }
+            } else {
+                d.clone()
+            }
+        },
+    )?;
+    let enc = Var::new(&[1.0f64], &Device::Cpu)?;
+    let dec = Var::new(&[1.0f64], &Device::Cpu)?;
+    for _ in 0..3 {
+        // A constant gradient: each Adam step moves by its learning rate (up to eps).
+        let loss = (enc.as_tensor().sum_all()? + dec.as_tensor().sum_all()?)?;
+        opt.step_params(
+            &[("encoder.w", &enc), ("decoder.w", &dec)],
+            &loss.backward()?,
+        )?;
+    }
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(opt.param_options("decoder.w").map(|o| o.lr), Some(0.5));
+    assert_eq!(opt.param_options("encoder.w").map(|o| o.lr), Some(1e-3));
+    assert!((1.0 - dec.as_tensor().to_vec1::<f64>()?[0] - 1.5).abs() < 1e-6);
+    assert!((1.0 - enc.as_tensor().to_vec1::<f64>()?[0] - 3e-3).abs() < 1e-9);
+    let state = opt.state_dict()?;
+    assert!(state.get("state.decoder.w.max_exp_avg_sq").is_some());
+    assert!(state.get("state.encoder.w.max_exp_avg_sq").is_none());
+    Ok(())
+}
+
+/// Optimizers and schedulers can move to (and be shared with) other threads.
+#[test]
+fn optimizers_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Adam>();
+    check::<AdamW>();
+    check::<vi_optim::Sgd>();
+    check::<vi_optim::ClippedAdam>();
+    check::<vi_optim::Scheduler<Adam, vi_optim::ReduceLrOnPlateau>>();
+}

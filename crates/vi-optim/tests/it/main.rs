@@ -1,0 +1,9 @@
+//! The integration tests of vi-optim, one binary with a module per topic.
+
+mod common;
+mod conformance;
+mod errors;
+mod interop;
+mod paths;
+mod resume;
+mod schedulers;
