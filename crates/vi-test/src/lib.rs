@@ -194,6 +194,32 @@ impl Report {
     }
 }
 
+/// The devices a test runs on, as a `Vec<Device>`: the CPU always, and CUDA device 0 when the
+/// calling crate is built with its `cuda` feature and a GPU is present. A macro, so the
+/// `cfg(feature = "cuda")` is the caller's.
+#[macro_export]
+macro_rules! devices {
+    () => {{
+        #[allow(unused_mut)]
+        let mut devices = vec![candle_core::Device::Cpu];
+        #[cfg(feature = "cuda")]
+        if let Ok(d) = candle_core::Device::new_cuda(0) {
+            devices.push(d);
+        }
+        devices
+    }};
+}
+
+/// A conformance label with the device appended when it is not the CPU
+/// (`"distributions"`, `"distributions on cuda"`).
+pub fn label(name: &str, device: &Device) -> String {
+    if device.is_cpu() {
+        name.to_string()
+    } else {
+        format!("{name} on {:?}", device.location())
+    }
+}
+
 /// Run a test body `fn name(device: &Device, dtype: DType) -> Result<(), E>` on every device
 /// (CPU always, CUDA when built with `cuda`) in f32 and f64, as candle's `test_device!`:
 /// `test_device!(name);` defines `#[test]`s `name::cpu_f64`, `name::cpu_f32`, `name::cuda_f64`…

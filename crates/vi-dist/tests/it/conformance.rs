@@ -221,37 +221,52 @@ fn gamma_grad_mpmath(dtype: DType, device: &Device) -> Result<f64, String> {
 
 #[test]
 fn gamma_grad_mpmath_f64() {
-    let worst = gamma_grad_mpmath(DType::F64, &Device::Cpu).unwrap();
-    println!("standard_gamma_grad vs mpmath, f64: max relative error {worst:e}");
-    assert!(worst < 1e-8, "max relative error {worst:e}");
+    for device in vi_test::devices!() {
+        let worst = gamma_grad_mpmath(DType::F64, &device).unwrap();
+        println!("standard_gamma_grad vs mpmath, f64: max relative error {worst:e}");
+        assert!(worst < 1e-8, "max relative error {worst:e}");
+    }
 }
 
 #[test]
 fn gamma_grad_mpmath_f32() {
     // The f64 truth at f32-rounded inputs: rounding alpha and x (relative 6e-8) moves the
     // gradient by a small multiple of that, far inside this tolerance.
-    let worst = gamma_grad_mpmath(DType::F32, &Device::Cpu).unwrap();
-    println!("standard_gamma_grad vs mpmath, f32: max relative error {worst:e}");
-    assert!(worst < 1e-4, "max relative error {worst:e}");
+    for device in vi_test::devices!() {
+        let worst = gamma_grad_mpmath(DType::F32, &device).unwrap();
+        println!("standard_gamma_grad vs mpmath, f32: max relative error {worst:e}");
+        assert!(worst < 1e-4, "max relative error {worst:e}");
+    }
 }
 
 #[test]
 fn conformance_distributions_f64() {
-    distributions(&vi_test::reference_dir(), DType::F64, &Device::Cpu).finish("distributions");
+    for device in vi_test::devices!() {
+        distributions(&vi_test::reference_dir(), DType::F64, &device)
+            .finish(&vi_test::label("distributions", &device));
+    }
 }
 
 #[test]
 fn conformance_special_f64() {
-    special(&vi_test::reference_dir(), DType::F64, &Device::Cpu).finish("special");
+    for device in vi_test::devices!() {
+        special(&vi_test::reference_dir(), DType::F64, &device)
+            .finish(&vi_test::label("special", &device));
+    }
 }
 
 #[test]
 fn reference_distributions_f32() {
-    distributions(&vi_test::repo_reference_dir(), DType::F32, &Device::Cpu)
-        .finish("distributions f32");
+    for device in vi_test::devices!() {
+        distributions(&vi_test::repo_reference_dir(), DType::F32, &device)
+            .finish(&vi_test::label("distributions f32", &device));
+    }
 }
 
 #[test]
 fn reference_special_f32() {
-    special(&vi_test::repo_reference_dir(), DType::F32, &Device::Cpu).finish("special f32");
+    for device in vi_test::devices!() {
+        special(&vi_test::repo_reference_dir(), DType::F32, &device)
+            .finish(&vi_test::label("special f32", &device));
+    }
 }

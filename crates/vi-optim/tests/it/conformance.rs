@@ -10,11 +10,17 @@ use vi_test::{F32, F64_CLOSED, Report, Tol, compare_json};
 
 use crate::common::{build, objective, problem};
 
-fn run_case(case: &Value, dtype: DType, tol: Tol, fast_path: bool, report: &mut Report) {
+fn run_case(
+    case: &Value,
+    device: &Device,
+    dtype: DType,
+    tol: Tol,
+    fast_path: bool,
+    report: &mut Report,
+) {
     let kind = case["optimizer"].as_str().unwrap_or_default();
     let result = (|| -> Result<(), String> {
-        let device = Device::Cpu;
-        let (x, c, t) = problem(case, dtype, &device).map_err(|e| e.to_string())?;
+        let (x, c, t) = problem(case, dtype, device).map_err(|e| e.to_string())?;
         let mut opt = build(kind, &case["options"], vec![("x", x.clone())], fast_path)?;
         let trajectory = case["trajectory"].as_array().ok_or("no trajectory")?;
         for (i, expected) in trajectory.iter().enumerate() {
@@ -33,31 +39,40 @@ fn run_case(case: &Value, dtype: DType, tol: Tol, fast_path: bool, report: &mut 
     }
 }
 
-fn run_all(json: &Value, dtype: DType, tol: Tol, fast_path: bool) -> Report {
-    let mut report = Report::new();
-    for case in json["cases"].as_array().into_iter().flatten() {
-        report.case(case["id"].as_str().unwrap_or("?"));
-        run_case(case, dtype, tol, fast_path, &mut report);
+/// Every case on every device (`vi_test::devices!`), one summary line per device.
+fn run_all(json: &Value, dtype: DType, tol: Tol, fast_path: bool, name: &str) {
+    for device in vi_test::devices!() {
+        let mut report = Report::new();
+        for case in json["cases"].as_array().into_iter().flatten() {
+            report.case(case["id"].as_str().unwrap_or("?"));
+            run_case(case, &device, dtype, tol, fast_path, &mut report);
+        }
+        report.finish(&vi_test::label(name, &device));
     }
-    report
 }
 
 #[test]
 fn conformance_optim() {
     let json = vi_test::load_json("optim.json");
-    run_all(&json, DType::F64, F64_CLOSED, true).finish("optim");
+    run_all(&json, DType::F64, F64_CLOSED, true, "optim");
 }
 
 /// The composed (any-device) path on the same figures.
 #[test]
 fn conformance_optim_composed_path() {
     let json = vi_test::load_json("optim.json");
-    run_all(&json, DType::F64, F64_CLOSED, false).finish("optim (composed path)");
+    run_all(
+        &json,
+        DType::F64,
+        F64_CLOSED,
+        false,
+        "optim (composed path)",
+    );
 }
 
 #[test]
 fn reference_trajectories_f32() {
     let json = vi_test::load_json_from(&vi_test::repo_reference_dir(), "optim.json");
-    run_all(&json, DType::F32, F32, true).finish("optim f32");
-    run_all(&json, DType::F32, F32, false).finish("optim f32 (composed path)");
+    run_all(&json, DType::F32, F32, true, "optim f32");
+    run_all(&json, DType::F32, F32, false, "optim f32 (composed path)");
 }
