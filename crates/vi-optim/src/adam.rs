@@ -2,7 +2,7 @@
 //! and L2 weight decay added to the gradient. The update kernel here is shared with
 //! [`AdamW`](crate::AdamW), which differs only in how it decays the weights.
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use crate::engine::Rule;
 use crate::error::{Result, check};
@@ -232,7 +232,9 @@ fn lerp<T: Real>(a: T, b: T, w: T, one_minus_w: T, low: bool) -> T {
 
 pub(crate) fn adam_host<T: Real>(c: &AdamCoeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]) {
     let f = T::from_f64;
-    let (decay, l2, w1, one_minus_w1) = (f(c.decay), f(c.l2), f(c.w1), f(1.0 - c.w1));
+    // torch's lerp takes the weight in the tensor's precision and forms `1 − w` there.
+    let (decay, l2, w1) = (f(c.decay), f(c.l2), f(c.w1));
+    let one_minus_w1 = f(1.0) - w1;
     let (b2, c2, bc2_sqrt, eps, neg_step) = (
         f(c.beta2),
         f(1.0 - c.beta2),
@@ -293,7 +295,12 @@ pub(crate) fn adam_composed(
     let m = if c.w1 < 0.5 {
         (m + (&g - m)?.affine(c.w1, 0.0)?)?
     } else {
-        (&g - (&g - m)?.affine(1.0 - c.w1, 0.0)?)?
+        // `1 − w` formed in the tensor's precision, as torch's lerp (f32 for half types).
+        let w = match g.dtype() {
+            DType::F64 => c.w1,
+            _ => c.w1 as f32 as f64,
+        };
+        (&g - (&g - m)?.affine(1.0 - w, 0.0)?)?
     };
     let v = (v.affine(c.beta2, 0.0)? + g.sqr()?.affine(1.0 - c.beta2, 0.0)?)?;
     let v_hat = match bufs {

@@ -3,6 +3,7 @@
 mod common;
 mod conformance;
 mod errors;
+mod fidelity;
 mod interop;
 mod paths;
 mod resume;
