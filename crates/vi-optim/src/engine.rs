@@ -150,6 +150,16 @@ impl<R: Rule> Engine<R> {
         self.core.transform.apply(R::lr(&self.core.defaults))
     }
 
+    /// The largest rate that the defaults or any parameter seen so far steps with now.
+    pub(crate) fn max_learning_rate(&self) -> f64 {
+        let t = self.core.transform;
+        self.core
+            .state
+            .values()
+            .map(|st| t.apply(R::lr(&st.options)))
+            .fold(self.learning_rate(), f64::max)
+    }
+
     pub(crate) fn step(&mut self, grads: &GradStore) -> Result<()> {
         let named: Vec<(&str, &Var)> = self.params.iter().map(|(n, v)| (n.as_str(), v)).collect();
         // Names were checked unique by `add_param`.

@@ -203,6 +203,24 @@ pub trait Optimizer {
     /// ```
     fn learning_rate(&self) -> f64;
 
+    /// The largest learning rate that the default options or any parameter seen so far
+    /// steps with now: what [`ReduceLrOnPlateau`](crate::ReduceLrOnPlateau) judges a
+    /// reduction on. The default implementation returns [`learning_rate`](Optimizer::learning_rate).
+    ///
+    /// ```
+    /// use candle_core::{Device, Var};
+    /// use vi_optim::{Optimizer, Sgd, SgdOptions};
+    ///
+    /// let w = Var::new(&[0f32], &Device::Cpu)?;
+    /// let opt = Sgd::with_param_options([("w", w)], SgdOptions { lr: 0.1, ..Default::default() },
+    ///     |_, d| SgdOptions { lr: 0.5, ..d.clone() })?;
+    /// assert_eq!((opt.learning_rate(), opt.max_learning_rate()), (0.1, 0.5));
+    /// # Ok::<(), vi_optim::OptimError>(())
+    /// ```
+    fn max_learning_rate(&self) -> f64 {
+        self.learning_rate()
+    }
+
     /// Sets every parameter's learning rate to `lr` ([`LrTransform::constant`]), as
     /// `candle_nn::Optimizer::set_learning_rate`.
     ///
@@ -325,6 +343,9 @@ impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
     }
     fn learning_rate(&self) -> f64 {
         (**self).learning_rate()
+    }
+    fn max_learning_rate(&self) -> f64 {
+        (**self).max_learning_rate()
     }
     fn set_learning_rate(&mut self, lr: f64) {
         (**self).set_learning_rate(lr)

@@ -163,6 +163,9 @@ macro_rules! optimizer_type {
             fn learning_rate(&self) -> f64 {
                 self.0.learning_rate()
             }
+            fn max_learning_rate(&self) -> f64 {
+                self.0.max_learning_rate()
+            }
             fn lr_transform(&self) -> $crate::optimizer::LrTransform {
                 self.0.transform()
             }

@@ -45,8 +45,8 @@ pub trait LrSchedule {
     fn transform(&self) -> LrTransform;
 
     /// Moves to the next epoch. `metric` is the watched quantity (required by
-    /// [`ReduceLrOnPlateau`], ignored by the others); `current_lr` is the optimizer's current
-    /// default learning rate.
+    /// [`ReduceLrOnPlateau`], ignored by the others); `current_lr` is the largest rate the
+    /// optimizer steps with now ([`Optimizer::max_learning_rate`]).
     fn advance(&mut self, metric: Option<f64>, current_lr: f64) -> Result<()>;
 
     /// The schedule's counters, under `scheduler.*` keys.
@@ -133,7 +133,7 @@ impl<O: Optimizer, S: LrSchedule> Scheduler<O, S> {
 
     fn advance_inner(&mut self, metric: Option<f64>) -> Result<()> {
         self.schedule
-            .advance(metric, self.optimizer.learning_rate())?;
+            .advance(metric, self.optimizer.max_learning_rate())?;
         self.optimizer.set_lr_transform(self.schedule.transform());
         Ok(())
     }
@@ -209,6 +209,9 @@ impl<O: Optimizer, S: LrSchedule> Optimizer for Scheduler<O, S> {
     }
     fn learning_rate(&self) -> f64 {
         self.optimizer.learning_rate()
+    }
+    fn max_learning_rate(&self) -> f64 {
+        self.optimizer.max_learning_rate()
     }
     fn lr_transform(&self) -> LrTransform {
         self.optimizer.lr_transform()

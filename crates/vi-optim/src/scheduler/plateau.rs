@@ -47,7 +47,7 @@ pub struct PlateauOptions {
     pub cooldown: u64,
     /// Lower bound of every learning rate.
     pub min_lr: f64,
-    /// A reduction smaller than `eps` (on the default learning rate) is skipped.
+    /// A reduction smaller than `eps` (on the largest learning rate) is skipped.
     pub eps: f64,
 }
 
@@ -71,7 +71,13 @@ impl Default for PlateauOptions {
 ///
 /// After `k` reductions a parameter configured with `base` steps with
 /// `max(base · factorᵏ, min_lr)`, the closed form of torch's repeated
-/// `max(lr · factor, min_lr)`.
+/// `max(lr · factor, min_lr)` per parameter group. torch skips a group's reduction when it
+/// would change that group's rate by `eps` or less; one schedule serves every parameter
+/// here, so a reduction is made while the largest rate
+/// ([`Optimizer::max_learning_rate`](crate::Optimizer::max_learning_rate)) can still fall by
+/// more than `eps`: a parameter with a larger rate keeps being reduced after the default one
+/// has reached `min_lr`, as in its own torch group. (Rates within `eps` of zero may differ
+/// from torch's per-group cut-off.)
 ///
 /// ```
 /// use vi_optim::{LrSchedule, PlateauOptions, ReduceLrOnPlateau};
@@ -152,7 +158,7 @@ impl ReduceLrOnPlateau {
         })
     }
 
-    /// How many times the learning rate has been reduced.
+    /// How many times the learning rates have been reduced.
     ///
     /// ```
     /// use vi_optim::{PlateauOptions, ReduceLrOnPlateau};
@@ -222,7 +228,8 @@ impl LrSchedule for ReduceLrOnPlateau {
             self.num_bad_epochs = 0;
         }
         if self.num_bad_epochs > self.options.patience {
-            // torch skips a reduction smaller than eps; we judge it on the default rate.
+            // torch skips a reduction smaller than eps per group; we judge it on the largest
+            // rate, so no parameter that torch would still reduce is held back.
             let new_lr = (current_lr * self.options.factor).max(self.options.min_lr);
             if current_lr - new_lr > self.options.eps {
                 self.scale *= self.options.factor;

@@ -244,3 +244,45 @@ fn bad_schedule_options() {
         })
     ));
 }
+
+/// torch reduces each parameter group's rate on its own: once the default rate sits at
+/// `min_lr`, a parameter with a larger rate keeps being reduced down to `min_lr` too.
+#[test]
+fn plateau_reduces_larger_rates_past_the_default_floor() {
+    let (a, big) = (
+        Var::zeros(1, DType::F64, &Device::Cpu).unwrap(),
+        Var::zeros(1, DType::F64, &Device::Cpu).unwrap(),
+    );
+    let sgd = Sgd::with_param_options(
+        [("a", a.clone()), ("big", big.clone())],
+        SgdOptions {
+            lr: 1e-3,
+            ..Default::default()
+        },
+        |name, d| match name {
+            "big" => SgdOptions {
+                lr: 1e-1,
+                ..d.clone()
+            },
+            _ => d.clone(),
+        },
+    )
+    .unwrap();
+    let plateau = ReduceLrOnPlateau::new(PlateauOptions {
+        factor: 0.1,
+        patience: 0,
+        min_lr: 1e-4,
+        ..Default::default()
+    })
+    .unwrap();
+    let mut opt = Scheduler::new(sgd, plateau);
+    let (mut got_a, mut got_big) = (vec![], vec![]);
+    for _ in 0..6 {
+        let d = moved_by(&mut opt, &[("a", &a), ("big", &big)]);
+        got_a.push(d[0]);
+        got_big.push(d[1]);
+        opt.advance_with(1.0).unwrap();
+    }
+    assert_close(&got_a, &[1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-4]);
+    assert_close(&got_big, &[1e-1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-4]);
+}
