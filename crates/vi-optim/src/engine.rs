@@ -107,11 +107,20 @@ impl<R: Rule> Engine<R> {
     }
 
     pub(crate) fn add_param(&mut self, name: &str, var: Var) -> Result<()> {
-        if self.params.iter().any(|(n, _)| n == name) {
-            return Err(OptimError::DuplicateParam {
-                optimizer: R::NAME,
-                param: name.to_string(),
-            });
+        for (n, v) in &self.params {
+            if n == name {
+                return Err(OptimError::DuplicateParam {
+                    optimizer: R::NAME,
+                    param: name.to_string(),
+                });
+            }
+            if v.as_tensor().id() == var.as_tensor().id() {
+                return Err(OptimError::SharedParam {
+                    optimizer: R::NAME,
+                    param: name.to_string(),
+                    other: n.clone(),
+                });
+            }
         }
         self.core.ensure_state(name)?;
         self.params.push((name.to_string(), var));
@@ -162,7 +171,7 @@ impl<R: Rule> Engine<R> {
 
     pub(crate) fn step(&mut self, grads: &GradStore) -> Result<()> {
         let named: Vec<(&str, &Var)> = self.params.iter().map(|(n, v)| (n.as_str(), v)).collect();
-        // Names were checked unique by `add_param`.
+        // Names and Vars were checked distinct by `add_param`.
         self.core.step(&named, grads, false)
     }
 
@@ -215,18 +224,10 @@ impl<R: Rule> Core<R> {
         &mut self,
         params: &[(&str, &Var)],
         grads: &GradStore,
-        check_names: bool,
+        check_distinct: bool,
     ) -> Result<()> {
-        if check_names && params.len() > 1 {
-            let mut seen = HashSet::with_capacity(params.len());
-            for (name, _) in params {
-                if !seen.insert(*name) {
-                    return Err(OptimError::DuplicateParam {
-                        optimizer: R::NAME,
-                        param: name.to_string(),
-                    });
-                }
-            }
+        if check_distinct && params.len() > 1 {
+            distinct::<R>(params)?;
         }
         // Check everything and place the buffers before any parameter moves, so an error
         // leaves the parameters and the state as they were.
@@ -401,6 +402,28 @@ impl<R: Rule> Core<R> {
         }
         Ok(())
     }
+}
+
+/// No two entries name the same parameter or hold the same Var.
+fn distinct<R: Rule>(params: &[(&str, &Var)]) -> Result<()> {
+    let mut names = HashSet::with_capacity(params.len());
+    let mut vars = HashMap::with_capacity(params.len());
+    for &(name, var) in params {
+        if !names.insert(name) {
+            return Err(OptimError::DuplicateParam {
+                optimizer: R::NAME,
+                param: name.to_string(),
+            });
+        }
+        if let Some(other) = vars.insert(var.as_tensor().id(), name) {
+            return Err(OptimError::SharedParam {
+                optimizer: R::NAME,
+                param: name.to_string(),
+                other: other.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn misplaced<R: Rule>(name: &str) -> OptimError {

@@ -74,6 +74,16 @@ pub enum OptimError {
         /// Parameter name.
         param: String,
     },
+    /// One `Var` under two names: it would be stepped twice per call, with two states.
+    #[error("{optimizer}: parameter `{param}` is the same Var as `{other}`")]
+    SharedParam {
+        /// Optimizer name.
+        optimizer: &'static str,
+        /// The second name given to the Var.
+        param: String,
+        /// The first name given to it.
+        other: String,
+    },
     /// A state entry does not fit its parameter or optimizer (wrong shape, a missing or
     /// unknown buffer, a key this optimizer does not write).
     #[error("{optimizer}: state `{key}`: {message}")]

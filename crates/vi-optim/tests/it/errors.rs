@@ -162,7 +162,8 @@ fn bad_per_parameter_options() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut opt = make()?;
     opt.add_param("good", w.clone())?;
-    let err = opt.add_param("bad", w.clone()).unwrap_err();
+    let v = Var::zeros(2, DType::F32, &Device::Cpu)?;
+    let err = opt.add_param("bad", v).unwrap_err();
     assert!(
         matches!(&err, OptimError::InvalidOption { param: Some(p), option: "eps", .. } if p == "bad"),
         "{err}"
@@ -223,6 +224,23 @@ fn duplicate_names() -> Result<(), Box<dyn std::error::Error>> {
     let grads = w.as_tensor().sum_all()?.backward()?;
     let r = opt.step_params(&[("w", &w), ("w", &w)], &grads);
     assert!(matches!(r, Err(OptimError::DuplicateParam { .. })));
+    Ok(())
+}
+
+/// One Var under two names would be stepped twice per call, with two states.
+#[test]
+fn one_var_under_two_names() -> Result<(), Box<dyn std::error::Error>> {
+    let w = Var::zeros(2, DType::F32, &Device::Cpu)?;
+    let r = Adam::new([("a", w.clone()), ("b", w.clone())], AdamOptions::default());
+    assert!(
+        matches!(&r, Err(OptimError::SharedParam { param, other, .. }) if param == "b" && other == "a"),
+        "{r:?}"
+    );
+    let mut opt = Adam::empty(AdamOptions::default())?;
+    let grads = w.as_tensor().sum_all()?.backward()?;
+    let r = opt.step_params(&[("a", &w), ("b", &w)], &grads);
+    assert!(matches!(r, Err(OptimError::SharedParam { .. })), "{r:?}");
+    assert_eq!(w.as_tensor().to_vec1::<f32>()?, [0.0, 0.0]);
     Ok(())
 }
 
