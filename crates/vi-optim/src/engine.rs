@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Storage, Tensor, Var};
 
 use crate::error::{OptimError, Result};
 use crate::inplace::{HostStep, Real};
@@ -236,22 +236,7 @@ impl<R: Rule> Core<R> {
             let Some(grad) = grads.get(var) else {
                 continue;
             };
-            if grad.dims() != var.dims() {
-                return Err(OptimError::GradShape {
-                    optimizer: R::NAME,
-                    param: name.to_string(),
-                    expected: var.dims().to_vec(),
-                    found: grad.dims().to_vec(),
-                });
-            }
-            if grad.dtype() != var.dtype() {
-                return Err(OptimError::GradDType {
-                    optimizer: R::NAME,
-                    param: name.to_string(),
-                    expected: var.dtype(),
-                    found: grad.dtype(),
-                });
-            }
+            check_grad::<R>(name, var, grad)?;
             work.push((name, var, grad));
         }
         for &(name, var, _) in &work {
@@ -263,11 +248,17 @@ impl<R: Rule> Core<R> {
             let fast = self.fast(var);
             let transform = self.transform;
             let st = self.ensure_state(name)?;
-            st.step += 1;
+            let step = st.step + 1;
             let lr = transform.apply(R::lr(&st.options));
-            let c = R::coeffs(&st.options, lr, st.step);
+            let c = R::coeffs(&st.options, lr, step);
             if fast {
-                let grad = grad.contiguous()?;
+                // The in-place op cannot read a gradient that shares the parameter's storage
+                // (a GradStore built by hand); read a copy, the gradient as it was.
+                let grad = if same_storage(var, grad) {
+                    grad.copy()?
+                } else {
+                    grad.contiguous()?
+                };
                 match &mut st.moments {
                     Moments::F32(bufs) => {
                         var.inplace_op2(&grad, &HostStep::<R, f32>::new(c, bufs))?
@@ -284,6 +275,7 @@ impl<R: Rule> Core<R> {
                 let x = R::composed(&c, var.as_tensor(), grad, bufs)?;
                 var.set(&x)?;
             }
+            st.step = step;
         }
         Ok(())
     }
@@ -424,6 +416,42 @@ fn distinct<R: Rule>(params: &[(&str, &Var)]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A gradient has its parameter's shape, dtype and device.
+fn check_grad<R: Rule>(name: &str, var: &Var, grad: &Tensor) -> Result<()> {
+    if grad.dims() != var.dims() {
+        return Err(OptimError::GradShape {
+            optimizer: R::NAME,
+            param: name.to_string(),
+            expected: var.dims().to_vec(),
+            found: grad.dims().to_vec(),
+        });
+    }
+    if grad.dtype() != var.dtype() {
+        return Err(OptimError::GradDType {
+            optimizer: R::NAME,
+            param: name.to_string(),
+            expected: var.dtype(),
+            found: grad.dtype(),
+        });
+    }
+    if !grad.device().same_device(var.device()) {
+        return Err(OptimError::GradDevice {
+            optimizer: R::NAME,
+            param: name.to_string(),
+            expected: var.device().location(),
+            found: grad.device().location(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether two tensors share one storage (each read lock is released before the next).
+fn same_storage(a: &Tensor, b: &Tensor) -> bool {
+    let pa: *const Storage = &*a.storage_and_layout().0;
+    let pb: *const Storage = &*b.storage_and_layout().0;
+    std::ptr::eq(pa, pb)
 }
 
 fn misplaced<R: Rule>(name: &str) -> OptimError {

@@ -84,6 +84,18 @@ pub enum OptimError {
         /// The first name given to it.
         other: String,
     },
+    /// A gradient lives on another device than its parameter.
+    #[error("{optimizer}: gradient of `{param}` is on {found:?}, the parameter on {expected:?}")]
+    GradDevice {
+        /// Optimizer name.
+        optimizer: &'static str,
+        /// Parameter name.
+        param: String,
+        /// The parameter's device.
+        expected: candle_core::DeviceLocation,
+        /// The gradient's device.
+        found: candle_core::DeviceLocation,
+    },
     /// A state entry does not fit its parameter or optimizer (wrong shape, a missing or
     /// unknown buffer, a key this optimizer does not write).
     #[error("{optimizer}: state `{key}`: {message}")]

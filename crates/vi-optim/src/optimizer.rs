@@ -134,7 +134,7 @@ pub trait Optimizer {
 
     /// One step on `params`, the current named parameters, with their gradients from `grads`.
     ///
-    /// Every gradient is checked (shape, dtype) before any parameter moves, so an error leaves
+    /// Every gradient is checked (shape, dtype, device) before any parameter moves, so an error leaves
     /// every parameter and all state as they were.
     ///
     /// ```

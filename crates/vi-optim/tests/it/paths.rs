@@ -76,3 +76,31 @@ fn non_contiguous_gradient() -> Result<(), Box<dyn std::error::Error>> {
     close(&out[0], &out[1], 1e-15)?;
     Ok(())
 }
+
+/// A gradient that shares its parameter's storage (a GradStore built by hand) is read as it
+/// was before the step on both paths, and a failure can no longer strand a half-done step.
+#[test]
+fn gradient_aliasing_its_parameter() -> Result<(), Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    for (fast, aliased) in [(true, true), (false, true), (true, false)] {
+        let x = Var::new(&[[1.0f64, -2.0], [0.5, 3.0]], &Device::Cpu)?;
+        let mut grads = candle_core::backprop::GradStore::default();
+        let g = if aliased {
+            x.as_tensor().clone()
+        } else {
+            x.as_tensor().copy()?
+        };
+        grads.insert(x.as_tensor(), g);
+        let mut opt = build(
+            "Adam",
+            &serde_json::json!({"lr": 0.1}),
+            vec![("x", x.clone())],
+            fast,
+        )?;
+        opt.step(&grads)?;
+        out.push(values(&x));
+    }
+    close(&out[0], &out[2], 0.0)?;
+    close(&out[1], &out[2], 1e-15)?;
+    Ok(())
+}
