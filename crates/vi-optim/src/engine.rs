@@ -239,17 +239,30 @@ impl<R: Rule> Core<R> {
             check_grad::<R>(name, var, grad)?;
             work.push((name, var, grad));
         }
+        let transform = self.transform;
+        let mut lrs = Vec::with_capacity(work.len());
         for &(name, var, _) in &work {
             let fast = self.fast(var);
             let st = self.ensure_state(name)?;
+            // A rate set from outside (`set_learning_rate`, a map, a loaded state) is checked
+            // here, as the configured ones are at construction.
+            let lr = transform.apply(R::lr(&st.options));
+            if !(lr >= 0.0 && lr.is_finite()) {
+                return Err(OptimError::InvalidOption {
+                    optimizer: R::NAME,
+                    param: Some(name.to_string()),
+                    option: "lr",
+                    value: lr,
+                    expected: "a finite scheduled lr ≥ 0 (configured lr through the LrTransform)",
+                });
+            }
             place::<R>(name, st, var, fast)?;
+            lrs.push(lr);
         }
-        for (name, var, grad) in work {
+        for ((name, var, grad), lr) in work.into_iter().zip(lrs) {
             let fast = self.fast(var);
-            let transform = self.transform;
             let st = self.ensure_state(name)?;
             let step = st.step + 1;
-            let lr = transform.apply(R::lr(&st.options));
             let c = R::coeffs(&st.options, lr, step);
             if fast {
                 // The in-place op cannot read a gradient that shares the parameter's storage

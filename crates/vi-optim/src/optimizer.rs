@@ -68,15 +68,18 @@ impl LrTransform {
         }
     }
 
-    /// The learning rate for a parameter configured with `base`.
+    /// The learning rate for a parameter configured with `base`. A NaN stays NaN (the step
+    /// then reports it as an invalid `lr`), where `f64::max` would turn it into the floor.
     ///
     /// ```
     /// use vi_optim::LrTransform;
     /// let t = LrTransform { scale: 0.5, shift: 0.01, floor: 0.0 };
     /// assert_eq!(t.apply(1.0), 0.51);
+    /// assert!(LrTransform::constant(f64::NAN).apply(1.0).is_nan());
     /// ```
     pub fn apply(&self, base: f64) -> f64 {
-        (self.scale * base + self.shift).max(self.floor)
+        let lr = self.scale * base + self.shift;
+        if lr < self.floor { self.floor } else { lr }
     }
 
     pub(crate) fn to_array(self) -> [f64; 3] {

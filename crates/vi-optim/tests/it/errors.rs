@@ -244,6 +244,33 @@ fn one_var_under_two_names() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// A learning rate set from outside (`set_learning_rate`, a learning-rate map, a loaded
+/// state) is checked at the step like a configured one, before any parameter moves.
+#[test]
+fn bad_scheduled_learning_rate() -> Result<(), Box<dyn std::error::Error>> {
+    let w = Var::new(&[1.0f64, 2.0], &Device::Cpu)?;
+    for transform in [
+        vi_optim::LrTransform::constant(f64::NAN),
+        vi_optim::LrTransform::constant(f64::INFINITY),
+        vi_optim::LrTransform {
+            scale: -1.0,
+            shift: 0.0,
+            floor: -1.0,
+        },
+    ] {
+        let mut opt = Sgd::new([("w", w.clone())], SgdOptions::default())?;
+        opt.set_lr_transform(transform);
+        let r = opt.step(&w.as_tensor().sum_all()?.backward()?);
+        assert!(
+            matches!(&r, Err(OptimError::InvalidOption { option: "lr", param: Some(p), .. }) if p == "w"),
+            "{transform:?}: {r:?}"
+        );
+        assert_eq!(w.as_tensor().to_vec1::<f64>()?, [1.0, 2.0]);
+        assert_eq!(opt.step_count("w"), Some(0));
+    }
+    Ok(())
+}
+
 #[test]
 fn bad_state() -> Result<(), Box<dyn std::error::Error>> {
     let w = Var::new(&[1.0f64, 2.0], &Device::Cpu)?;
