@@ -105,7 +105,7 @@ impl Rule for AdamRule {
         adam_buffers(o.amsgrad)
     }
 
-    fn coeffs(o: &AdamOptions, lr: f64, step: u64) -> AdamCoeffs {
+    fn coeffs(o: &AdamOptions, lr: f64, step: u64, _calls: u64) -> AdamCoeffs {
         AdamCoeffs::new(lr, o.betas, o.eps, step, o.amsgrad, o.weight_decay, 1.0)
     }
 

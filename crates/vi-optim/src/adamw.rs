@@ -93,7 +93,7 @@ impl Rule for AdamWRule {
         adam_buffers(o.amsgrad)
     }
 
-    fn coeffs(o: &AdamWOptions, lr: f64, step: u64) -> AdamCoeffs {
+    fn coeffs(o: &AdamWOptions, lr: f64, step: u64, _calls: u64) -> AdamCoeffs {
         let decay = 1.0 - lr * o.weight_decay;
         AdamCoeffs::new(lr, o.betas, o.eps, step, o.amsgrad, 0.0, decay)
     }

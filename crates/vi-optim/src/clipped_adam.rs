@@ -40,8 +40,8 @@ pub struct ClippedAdamOptions {
     /// Each gradient element is clamped to `[−clip_norm, clip_norm]` (element-wise, despite
     /// the name: not a norm clip).
     pub clip_norm: f64,
-    /// The learning rate is multiplied by `lrd` before every step: step `t` uses
-    /// `lr · lrdᵗ`.
+    /// The learning rate is multiplied by `lrd` on every call that lists the parameter,
+    /// before the gradient is looked at: the `n`-th such call steps with `lr · lrdⁿ`.
     pub lrd: f64,
 }
 
@@ -60,19 +60,24 @@ impl Default for ClippedAdamOptions {
 
 /// Pyro's `pyro.optim.ClippedAdam`, the optimizer of Pyro's VAE and many of its examples.
 ///
-/// At a parameter's step `t` (1 for the first):
+/// At a parameter's step `t` (1 for the first), on the `n`-th call that lists it:
 ///
 /// ```text
-/// lrₜ = lr · lrdᵗ                            (Pyro multiplies the group's lr before each step)
+/// lrₙ = lr · lrdⁿ                            (Pyro multiplies the group's lr on every call)
 /// g ← clamp(g, −clip_norm, clip_norm) + weight_decay · x
 /// m ← β₁ m + (1 − β₁) g
 /// v ← β₂ v + (1 − β₂) g²
-/// x ← x − lrₜ · √(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + eps)
+/// x ← x − lrₙ · √(1 − β₂ᵗ) / (1 − β₁ᵗ) · m / (√v + eps)
 /// ```
 ///
-/// The decay counts the parameter's own steps: Pyro gives each parameter its own optimizer
-/// instance, so a parameter first seen late starts at `lr`. A scheduler's map applies to
-/// `lr` before the decay. Unlike Pyro, the gradient itself is not modified (Pyro clamps
+/// The decay is counted per parameter, as Pyro gives each parameter its own optimizer
+/// instance: a parameter first seen late starts at `lr`. Pyro's `step` multiplies the rate
+/// by `lrd` before it skips parameters without a gradient, so a call that lists a parameter
+/// without a gradient decays its rate without stepping it (`n` counts calls, `t` steps; the
+/// count is saved as `state.<name>.lr_decays`). `lrdⁿ` is computed in closed form where Pyro
+/// multiplies repeatedly (the last bits may differ). A scheduler's map applies to `lr`
+/// before the decay, and [`learning_rate`](crate::Optimizer::learning_rate) reports the
+/// rate before the decay. Unlike Pyro, the gradient itself is not modified (Pyro clamps
 /// `p.grad` in place).
 ///
 /// ```
@@ -139,9 +144,12 @@ impl Rule for ClippedAdamRule {
         &["exp_avg", "exp_avg_sq"]
     }
 
-    fn coeffs(o: &ClippedAdamOptions, lr: f64, step: u64) -> ClippedAdamCoeffs {
+    const COUNTS_CALLS: bool = true;
+
+    fn coeffs(o: &ClippedAdamOptions, lr: f64, step: u64, calls: u64) -> ClippedAdamCoeffs {
+        // Pyro multiplies the rate by lrd on every call, before it looks at the gradient.
+        let lr_t = lr * o.lrd.powf(calls as f64);
         let t = step as f64;
-        let lr_t = lr * o.lrd.powf(t);
         let (beta1, beta2) = o.betas;
         let bc1 = 1.0 - beta1.powf(t);
         let bc2 = 1.0 - beta2.powf(t);

@@ -16,8 +16,8 @@ use crate::error::{OptimError, Result};
 use crate::inplace::{HostStep, Real};
 use crate::optimizer::LrTransform;
 use crate::state::{
-    LR_TRANSFORM_KEY, PARAM_PREFIX, STEP, StateDict, count_tensor, param_key, scalar_count,
-    split_param_key,
+    LR_DECAYS, LR_TRANSFORM_KEY, PARAM_PREFIX, STEP, StateDict, count_tensor, param_key,
+    scalar_count, split_param_key,
 };
 
 /// One optimizer's update rule.
@@ -27,6 +27,10 @@ pub(crate) trait Rule: 'static {
     type Options: Clone + std::fmt::Debug + Send + Sync + 'static;
     /// Per-step scalars, computed in f64 once per parameter and step.
     type Coeffs: Copy;
+    /// Whether the rule counts every call that lists a parameter, gradient or not (Pyro's
+    /// `ClippedAdam` decays a parameter's learning rate on each call of its optimizer before
+    /// it looks at the gradient). The count is saved as `state.<param>.lr_decays`.
+    const COUNTS_CALLS: bool = false;
 
     fn validate(options: &Self::Options, param: Option<&str>) -> Result<()>;
     /// The configured learning rate.
@@ -34,8 +38,9 @@ pub(crate) trait Rule: 'static {
     /// The buffers this configuration keeps, under torch's names.
     fn buffers(options: &Self::Options) -> &'static [&'static str];
     /// The scalars of step `step` (1 for the first) at learning rate `lr` (already through the
-    /// scheduler's map).
-    fn coeffs(options: &Self::Options, lr: f64, step: u64) -> Self::Coeffs;
+    /// scheduler's map); `calls` counts the calls that listed the parameter, this one included
+    /// (equal to `step` unless [`COUNTS_CALLS`](Rule::COUNTS_CALLS)).
+    fn coeffs(options: &Self::Options, lr: f64, step: u64, calls: u64) -> Self::Coeffs;
     /// The update over contiguous host memory: `x` and `bufs` in place.
     fn host<T: Real>(c: &Self::Coeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]);
     /// The same update in candle ops: replaces `bufs`, returns the new `x`.
@@ -60,6 +65,8 @@ pub(crate) enum Moments {
 struct ParamState<O> {
     options: O,
     step: u64,
+    /// Calls that listed the parameter (only kept by rules that count them).
+    calls: u64,
     /// The parameter's shape, once known (every buffer has it).
     shape: Option<Vec<usize>>,
     moments: Moments,
@@ -201,6 +208,7 @@ impl<R: Rule> Core<R> {
                 ParamState {
                     options,
                     step: 0,
+                    calls: 0,
                     shape: None,
                     moments: Moments::Zero,
                 },
@@ -229,15 +237,22 @@ impl<R: Rule> Core<R> {
         if check_distinct && params.len() > 1 {
             distinct::<R>(params)?;
         }
-        // Check everything and place the buffers before any parameter moves, so an error
-        // leaves the parameters and the state as they were.
+        // Check everything, create the state and place the buffers before any parameter
+        // moves, so an error leaves the parameters and the state as they were.
         let mut work = Vec::with_capacity(params.len());
+        let mut idle = Vec::new();
         for &(name, var) in params {
             let Some(grad) = grads.get(var) else {
+                if R::COUNTS_CALLS {
+                    idle.push(name);
+                }
                 continue;
             };
             check_grad::<R>(name, var, grad)?;
             work.push((name, var, grad));
+        }
+        for &name in &idle {
+            self.ensure_state(name)?;
         }
         let transform = self.transform;
         let mut lrs = Vec::with_capacity(work.len());
@@ -259,11 +274,15 @@ impl<R: Rule> Core<R> {
             place::<R>(name, st, var, fast)?;
             lrs.push(lr);
         }
+        for name in idle {
+            self.ensure_state(name)?.calls += 1;
+        }
         for ((name, var, grad), lr) in work.into_iter().zip(lrs) {
             let fast = self.fast(var);
             let st = self.ensure_state(name)?;
             let step = st.step + 1;
-            let c = R::coeffs(&st.options, lr, step);
+            let calls = if R::COUNTS_CALLS { st.calls + 1 } else { step };
+            let c = R::coeffs(&st.options, lr, step, calls);
             if fast {
                 // The in-place op cannot read a gradient that shares the parameter's storage
                 // (a GradStore built by hand); read a copy, the gradient as it was.
@@ -289,6 +308,7 @@ impl<R: Rule> Core<R> {
                 var.set(&x)?;
             }
             st.step = step;
+            st.calls = calls;
         }
         Ok(())
     }
@@ -300,10 +320,13 @@ impl<R: Rule> Core<R> {
             Tensor::new(&self.transform.to_array(), &Device::Cpu)?,
         );
         for (name, st) in &self.state {
-            if st.step == 0 {
+            if st.step == 0 && st.calls == 0 {
                 continue;
             }
             out.insert(param_key(name, STEP), count_tensor(st.step)?);
+            if R::COUNTS_CALLS {
+                out.insert(param_key(name, LR_DECAYS), count_tensor(st.calls)?);
+            }
             let names = R::buffers(&st.options);
             let shape = st.shape.clone().unwrap_or_default();
             let tensors: Vec<Tensor> = match &st.moments {
@@ -358,18 +381,30 @@ impl<R: Rule> Core<R> {
                 Some(t) => scalar_count(R::NAME, &step_key, t)?,
                 None => return Err(bad(&step_key, "missing".to_string())),
             };
+            let calls = if R::COUNTS_CALLS {
+                let key = param_key(param, LR_DECAYS);
+                match bufs.get(LR_DECAYS) {
+                    Some(t) => scalar_count(R::NAME, &key, t)?,
+                    None => return Err(bad(&key, "missing".to_string())),
+                }
+            } else {
+                step
+            };
             let options = self.ensure_state(param)?.options.clone();
             let names = R::buffers(&options);
             for buf in bufs.keys() {
-                if *buf != STEP && !names.contains(buf) {
+                let counter = *buf == STEP || (R::COUNTS_CALLS && *buf == LR_DECAYS);
+                if !counter && !names.contains(buf) {
                     return Err(bad(
                         &param_key(param, buf),
                         format!("{} with these options keeps only {names:?}", R::NAME),
                     ));
                 }
             }
+            // A parameter listed but never stepped (its lr decays counted) has no buffers yet.
+            let unstepped = step == 0 && names.iter().all(|b| !bufs.contains_key(b));
             let mut tensors = Vec::with_capacity(names.len());
-            for buf in names {
+            for buf in names.iter().filter(|_| !unstepped) {
                 let key = param_key(param, buf);
                 let t = bufs
                     .get(buf)
@@ -385,16 +420,18 @@ impl<R: Rule> Core<R> {
                     ));
                 }
             }
-            loaded.push((param.to_string(), step, shape, tensors));
+            loaded.push((param.to_string(), step, calls, shape, tensors));
         }
         for st in self.state.values_mut() {
             st.step = 0;
+            st.calls = 0;
             st.shape = None;
             st.moments = Moments::Zero;
         }
-        for (param, step, shape, tensors) in loaded {
+        for (param, step, calls, shape, tensors) in loaded {
             let st = self.ensure_state(&param)?;
             st.step = step;
+            st.calls = calls;
             st.shape = shape;
             st.moments = if tensors.is_empty() {
                 Moments::Zero

@@ -112,7 +112,9 @@ impl Default for LrTransform {
 ///   `PyroOptim`): a name seen for the first time gets fresh state and its own options.
 ///
 /// State is keyed by parameter name. A parameter without a gradient in the [`GradStore`] is
-/// skipped and its step count does not advance (torch's `p.grad is None`).
+/// skipped and its step count does not advance (torch's `p.grad is None`); only
+/// [`ClippedAdam`](crate::ClippedAdam) counts the call, to decay its learning rate as Pyro's
+/// does.
 ///
 /// The trait is object safe, so `Box<dyn Optimizer>` works; schedulers
 /// ([`Scheduler`](crate::Scheduler)) wrap any optimizer and are optimizers themselves.

@@ -159,7 +159,7 @@ impl Rule for SgdRule {
         }
     }
 
-    fn coeffs(o: &SgdOptions, lr: f64, step: u64) -> SgdCoeffs {
+    fn coeffs(o: &SgdOptions, lr: f64, step: u64, _calls: u64) -> SgdCoeffs {
         SgdCoeffs {
             neg_lr: -lr,
             momentum: o.momentum,

@@ -14,12 +14,14 @@ pub(crate) const PARAM_PREFIX: &str = "state.";
 pub(crate) const LR_TRANSFORM_KEY: &str = "optimizer.lr_transform";
 /// Per-parameter step count (i64 scalar), torch's `state["step"]`.
 pub(crate) const STEP: &str = "step";
+/// Per-parameter count of learning-rate decays (i64 scalar; `ClippedAdam`'s `lrd`).
+pub(crate) const LR_DECAYS: &str = "lr_decays";
 
 /// An optimizer's state as named tensors, in key order.
 ///
-/// Keys are `state.<param>.<buffer>` for per-parameter entries (`step`, an i64 scalar, and
-/// the buffers under torch's names: `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`,
-/// `momentum_buffer`), `optimizer.lr_transform` for the learning-rate map and `scheduler.*`
+/// Keys are `state.<param>.<buffer>` for per-parameter entries (`step`, an i64 scalar;
+/// `lr_decays` for `ClippedAdam`; the buffers under torch's names: `exp_avg`, `exp_avg_sq`,
+/// `max_exp_avg_sq`, `momentum_buffer`), `optimizer.lr_transform` for the learning-rate map and `scheduler.*`
 /// for a scheduler's counters. Parameter names may contain dots: the buffer is what follows
 /// the last one.
 ///
