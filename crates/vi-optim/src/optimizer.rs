@@ -133,6 +133,69 @@ impl Default for LrTransform {
 /// assert!(x.as_tensor().abs()?.max(0)?.to_scalar::<f64>()? < 0.1);
 /// # Ok::<(), vi_optim::OptimError>(())
 /// ```
+///
+/// # With a param store
+///
+/// The loop of a store of named parameters that grows as a model first uses a name (Pyro's
+/// `ParamStore` with `SVI`): each step passes exactly the parameters it touched to
+/// [`step_params`](Optimizer::step_params); the parameters and the optimizer state go to one
+/// safetensors file ([`StateDict::prefixed`] and [`StateDict::strip_prefix`] keep them
+/// apart), from which a fresh store and a fresh optimizer resume bit for bit.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use candle_core::{Device, Tensor, Var};
+/// use vi_optim::{ClippedAdam, ClippedAdamOptions, Optimizer, StateDict};
+///
+/// fn svi_step(store: &mut BTreeMap<String, Var>, opt: &mut dyn Optimizer, k: usize)
+///     -> vi_optim::Result<()> {
+///     let touched: &[&str] = if k < 2 { &["loc"] } else { &["loc", "scale"] };
+///     let mut loss = Tensor::new(0.0f64, &Device::Cpu)?;
+///     for name in touched {
+///         if !store.contains_key(*name) {
+///             // First use: the store creates the parameter, the optimizer its state.
+///             store.insert(name.to_string(), Var::new(&[1.0f64, -1.0], &Device::Cpu)?);
+///         }
+///         loss = (loss + store[*name].as_tensor().sqr()?.sum_all()?)?;
+///     }
+///     let params: Vec<(&str, &Var)> = touched.iter().map(|n| (*n, &store[*n])).collect();
+///     opt.step_params(&params, &loss.backward()?)
+/// }
+/// let options = ClippedAdamOptions { lr: 0.1, lrd: 0.99, ..Default::default() };
+///
+/// let (mut store, mut opt) = (BTreeMap::new(), ClippedAdam::empty(options.clone())?);
+/// for k in 0..5 {
+///     svi_step(&mut store, &mut opt, k)?;
+/// }
+///
+/// // The same 5 steps with a save after 3 and a resume from the file.
+/// let (mut first, mut opt1) = (BTreeMap::new(), ClippedAdam::empty(options.clone())?);
+/// for k in 0..3 {
+///     svi_step(&mut first, &mut opt1, k)?;
+/// }
+/// let mut file = opt1.state_dict()?.prefixed("optim.");
+/// for (name, var) in &first {
+///     file.insert(format!("param.{name}"), var.as_tensor().copy()?);
+/// }
+/// let path = std::env::temp_dir().join("vi_optim_doc_param_store.safetensors");
+/// file.save(&path)?;
+///
+/// let file = StateDict::load(&path)?;
+/// let mut resumed = BTreeMap::new();
+/// for (name, t) in file.strip_prefix("param.").iter() {
+///     resumed.insert(name.to_string(), Var::from_tensor(t)?);
+/// }
+/// let mut opt2 = ClippedAdam::empty(options)?;
+/// opt2.load_state_dict(&file.strip_prefix("optim."))?;
+/// for k in 3..5 {
+///     svi_step(&mut resumed, &mut opt2, k)?;
+/// }
+/// for (name, var) in &store {
+///     assert_eq!(var.as_tensor().to_vec1::<f64>()?, resumed[name].as_tensor().to_vec1::<f64>()?);
+/// }
+/// # std::fs::remove_file(&path).ok();
+/// # Ok::<(), vi_optim::OptimError>(())
+/// ```
 pub trait Optimizer {
     /// The optimizer's name (`"Adam"`, `"SGD"`, …).
     fn name(&self) -> &'static str;

@@ -113,6 +113,44 @@ impl StateDict {
         self.tensors.extend(other.tensors);
     }
 
+    /// The entries with `prefix` put before each key, to keep the state beside other tensors
+    /// (a param store saving its parameters and its optimizer in one file).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_optim::StateDict;
+    ///
+    /// let mut s = StateDict::new();
+    /// s.insert("state.w.step", Tensor::new(1i64, &Device::Cpu)?);
+    /// assert!(s.prefixed("optim.").get("optim.state.w.step").is_some());
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn prefixed(&self, prefix: &str) -> StateDict {
+        self.iter()
+            .map(|(k, t)| (format!("{prefix}{k}"), t.clone()))
+            .collect()
+    }
+
+    /// The entries whose keys start with `prefix`, with the prefix removed: the inverse of
+    /// [`prefixed`](StateDict::prefixed) on a file that holds other tensors too.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_optim::StateDict;
+    ///
+    /// let mut file = StateDict::new();
+    /// file.insert("param.w", Tensor::zeros(2, candle_core::DType::F32, &Device::Cpu)?);
+    /// file.insert("optim.state.w.step", Tensor::new(1i64, &Device::Cpu)?);
+    /// let state = file.strip_prefix("optim.");
+    /// assert_eq!(state.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["state.w.step"]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn strip_prefix(&self, prefix: &str) -> StateDict {
+        self.iter()
+            .filter_map(|(k, t)| Some((k.strip_prefix(prefix)?.to_string(), t.clone())))
+            .collect()
+    }
+
     /// Writes the entries to a safetensors file (tensors on any device are copied to the
     /// host by candle).
     ///
