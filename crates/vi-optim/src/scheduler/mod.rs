@@ -52,7 +52,8 @@ pub trait LrSchedule {
     /// The schedule's counters, under `scheduler.*` keys.
     fn state_dict(&self) -> Result<StateDict>;
 
-    /// Restores counters written by [`state_dict`](LrSchedule::state_dict).
+    /// Restores counters written by [`state_dict`](LrSchedule::state_dict); on an error
+    /// nothing changes ([`Scheduler`] relies on it to keep a failed load harmless).
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()>;
 }
 
@@ -226,9 +227,16 @@ impl<O: Optimizer, S: LrSchedule> Optimizer for Scheduler<O, S> {
         state.extend(self.schedule.state_dict()?);
         Ok(state)
     }
+    /// Restores the optimizer's state and the schedule's counters; a state that either
+    /// refuses changes neither.
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        self.optimizer.load_state_dict(state)?;
+        // Each load is all-or-nothing on its own; undo the schedule's if the optimizer's fails.
+        let previous = self.schedule.state_dict()?;
         self.schedule.load_state_dict(state)?;
+        if let Err(e) = self.optimizer.load_state_dict(state) {
+            self.schedule.load_state_dict(&previous)?;
+            return Err(e);
+        }
         self.optimizer.set_lr_transform(self.schedule.transform());
         Ok(())
     }

@@ -155,3 +155,42 @@ fn state_for_a_parameter_seen_later() -> Result<(), Box<dyn std::error::Error>> 
     assert_eq!(values(&y), values(&x));
     Ok(())
 }
+
+/// A state that the schedule or the optimizer refuses leaves the scheduler as it was: neither
+/// the optimizer's state nor the schedule's counters change on a failed load.
+#[test]
+fn failed_scheduler_load_changes_nothing() -> Result<(), Box<dyn std::error::Error>> {
+    let x = Var::new(&[1.0f64, -1.0], &Device::Cpu)?;
+    let make = || -> vi_optim::Result<Scheduler<Adam, ExponentialLr>> {
+        let adam = Adam::new(
+            [("x", x.clone())],
+            AdamOptions {
+                lr: 0.1,
+                ..Default::default()
+            },
+        )?;
+        Ok(Scheduler::new(adam, ExponentialLr::new(0.5)?))
+    };
+    let mut a = make()?;
+    a.step(&x.as_tensor().sqr()?.sum_all()?.backward()?)?;
+    a.advance()?;
+    let good = a.state_dict()?;
+    let without = |key: &str| -> StateDict {
+        good.iter()
+            .filter(|(k, _)| *k != key)
+            .map(|(k, t)| (k.to_string(), t.clone()))
+            .collect()
+    };
+
+    let mut b = make()?;
+    assert!(b.load_state_dict(&without("scheduler.epoch")).is_err());
+    assert_eq!(b.optimizer().step_count("x"), Some(0));
+    assert_eq!(b.learning_rate(), 0.1);
+
+    assert!(b.load_state_dict(&without("state.x.exp_avg")).is_err());
+    assert_eq!(b.optimizer().step_count("x"), Some(0));
+    assert_eq!(b.learning_rate(), 0.1);
+    b.advance()?;
+    assert_eq!(b.learning_rate(), 0.05);
+    Ok(())
+}
