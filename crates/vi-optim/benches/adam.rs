@@ -1,11 +1,17 @@
 //! One Adam step over the VAE's parameter set (784-400-2×50-400-784, ≈ 0.69 M f32 values):
 //! ours (in-place CPU path, and the composed path) against candle-nn's `AdamW` with weight
 //! decay 0, which computes the same update. `cargo bench -p vi-optim`.
+//!
+//! mimalloc, as the workspace's binaries use: with the system allocator the times of the
+//! composed paths (an allocation per op) varied tenfold from one run to the next.
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
 use vi_optim::{Adam, AdamOptions, Optimizer as _};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The VAE's Linear layers as (out, in): weights and biases.
 const LAYERS: [(usize, usize); 5] = [(400, 784), (50, 400), (50, 400), (400, 50), (784, 400)];
