@@ -14,8 +14,9 @@ use crate::state::StateDict;
 /// Schedulers never overwrite a parameter's configured learning rate; they set this map, which
 /// is the closed form of every torch scheduler applied per parameter group (`StepLR`,
 /// `ExponentialLR`: a scale; `CosineAnnealingLR`: scale and shift; `ReduceLROnPlateau`: a
-/// scale and the `min_lr` floor). Parameters first seen later follow the same map, as Pyro's
-/// per-parameter schedulers do.
+/// scale and the `min_lr` floor). A parameter first seen later follows the map of the
+/// current epoch from its own configured rate (Pyro instead builds a fresh scheduler per
+/// parameter, so there a late parameter starts at epoch 0).
 ///
 /// ```
 /// use vi_optim::LrTransform;

@@ -21,9 +21,9 @@ pub(crate) const LR_DECAYS: &str = "lr_decays";
 ///
 /// Keys are `state.<param>.<buffer>` for per-parameter entries (`step`, an i64 scalar;
 /// `lr_decays` for `ClippedAdam`; the buffers under torch's names: `exp_avg`, `exp_avg_sq`,
-/// `max_exp_avg_sq`, `momentum_buffer`), `optimizer.lr_transform` for the learning-rate map and `scheduler.*`
-/// for a scheduler's counters. Parameter names may contain dots: the buffer is what follows
-/// the last one.
+/// `max_exp_avg_sq`, `momentum_buffer`), `optimizer.lr_transform` for the learning-rate map
+/// and `scheduler.*` for a scheduler's counters. Parameter names may contain dots: the
+/// buffer is what follows the last one.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};

@@ -158,7 +158,8 @@ fn moved_by(opt: &mut dyn Optimizer, params: &[(&str, &Var)]) -> Vec<f64> {
 }
 
 /// Per-parameter rates are each scheduled from their own base, and a parameter first seen
-/// late follows the schedule from its base too (Pyro's per-parameter schedulers).
+/// late follows the current epoch's schedule from its base too (Pyro would start it at
+/// epoch 0 with a fresh per-parameter scheduler).
 #[test]
 fn schedule_applies_per_parameter() {
     let a = Var::zeros(1, DType::F64, &Device::Cpu).unwrap();
