@@ -13,7 +13,10 @@ fn adam_lerp_in_f32_as_torch() -> Result<(), Box<dyn std::error::Error>> {
     let beta1 = 0.4f64;
     let w = (1.0 - beta1) as f32;
     let one_minus_w = 1.0f32 - w;
-    assert_ne!(one_minus_w, beta1 as f32, "this β₁ does not tell the two roundings apart");
+    assert_ne!(
+        one_minus_w, beta1 as f32,
+        "this β₁ does not tell the two roundings apart"
+    );
     let grads = [[0.3f32, -1.7, 2.9], [1.1, 0.7, -0.2]];
     for fast in [true, false] {
         let x = Var::new(&[0.5f32, 0.25, -1.0], &Device::Cpu)?;
@@ -73,11 +76,20 @@ fn clipped_adam_decays_on_calls_without_gradient() -> Result<(), Box<dyn std::er
             call(&mut opt, a.as_tensor().sum_all()?)?;
         }
         assert_eq!(opt.step_count("b"), Some(0));
-        call(&mut opt, (a.as_tensor().sum_all()? + b.as_tensor().sum_all()?)?)?;
-        assert_eq!((opt.step_count("a"), opt.step_count("b")), (Some(3), Some(1)));
+        call(
+            &mut opt,
+            (a.as_tensor().sum_all()? + b.as_tensor().sum_all()?)?,
+        )?;
+        assert_eq!(
+            (opt.step_count("a"), opt.step_count("b")),
+            (Some(3), Some(1))
+        );
         // b's first step (Adam's first step moves by its rate, up to eps) at the third call.
         let moved = -b.as_tensor().to_vec1::<f64>()?[0];
-        assert!((moved - 0.1 * 0.5f64.powi(3)).abs() < 1e-8, "held {held}: {moved}");
+        assert!(
+            (moved - 0.1 * 0.5f64.powi(3)).abs() < 1e-8,
+            "held {held}: {moved}"
+        );
     }
     Ok(())
 }
@@ -101,14 +113,26 @@ fn clipped_adam_decay_count_resumes() -> Result<(), Box<dyn std::error::Error>> 
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     };
-    let (a, b) = (Var::new(&[1.0f64], &Device::Cpu)?, Var::new(&[2.0f64], &Device::Cpu)?);
+    let (a, b) = (
+        Var::new(&[1.0f64], &Device::Cpu)?,
+        Var::new(&[2.0f64], &Device::Cpu)?,
+    );
     let mut straight = ClippedAdam::empty(opts.clone())?;
     run(&mut straight, &a, &b, 0..6)?;
-    let (c, d) = (Var::new(&[1.0f64], &Device::Cpu)?, Var::new(&[2.0f64], &Device::Cpu)?);
+    let (c, d) = (
+        Var::new(&[1.0f64], &Device::Cpu)?,
+        Var::new(&[2.0f64], &Device::Cpu)?,
+    );
     let mut first = ClippedAdam::empty(opts.clone())?;
     run(&mut first, &c, &d, 0..2)?;
     let state = first.state_dict()?;
-    assert_eq!(state.get("state.b.lr_decays").map(|t| t.to_scalar::<i64>()).transpose()?, Some(2));
+    assert_eq!(
+        state
+            .get("state.b.lr_decays")
+            .map(|t| t.to_scalar::<i64>())
+            .transpose()?,
+        Some(2)
+    );
     // Without the count the state cannot resume exactly: a typed error.
     let partial: vi_optim::StateDict = state
         .iter()
@@ -116,11 +140,20 @@ fn clipped_adam_decay_count_resumes() -> Result<(), Box<dyn std::error::Error>> 
         .map(|(k, t)| (k.to_string(), t.clone()))
         .collect();
     let r = ClippedAdam::empty(opts.clone())?.load_state_dict(&partial);
-    assert!(matches!(r, Err(vi_optim::OptimError::State { .. })), "{r:?}");
+    assert!(
+        matches!(r, Err(vi_optim::OptimError::State { .. })),
+        "{r:?}"
+    );
     let mut resumed = ClippedAdam::empty(opts)?;
     resumed.load_state_dict(&state)?;
     run(&mut resumed, &c, &d, 2..6)?;
-    assert_eq!(c.as_tensor().to_vec1::<f64>()?, a.as_tensor().to_vec1::<f64>()?);
-    assert_eq!(d.as_tensor().to_vec1::<f64>()?, b.as_tensor().to_vec1::<f64>()?);
+    assert_eq!(
+        c.as_tensor().to_vec1::<f64>()?,
+        a.as_tensor().to_vec1::<f64>()?
+    );
+    assert_eq!(
+        d.as_tensor().to_vec1::<f64>()?,
+        b.as_tensor().to_vec1::<f64>()?
+    );
     Ok(())
 }
