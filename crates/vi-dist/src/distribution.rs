@@ -113,7 +113,35 @@ impl Clone for Box<dyn Distribution> {
 /// shape (always checked); with validation on, it must lie in the support.
 ///
 /// Returns the shape of the result of `log_prob` (`broadcast(value batch dims, batch_shape)`).
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use vi_dist::{Distribution, Normal, validate_value};
+/// let loc = Tensor::zeros(3, DType::F64, &Device::Cpu)?;
+/// let d = Normal::new(&loc, &loc.ones_like()?)?;
+/// let value = Tensor::zeros((5, 1), DType::F64, &Device::Cpu)?;
+/// assert_eq!(validate_value(&d, &value)?, vec![5, 3]);
+/// assert!(validate_value(&d, &Tensor::zeros(2, DType::F64, &Device::Cpu)?).is_err());
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn validate_value(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>> {
+    let out = value_batch_shape(d, value)?;
+    if crate::validation::validation_enabled() {
+        let support = d.support();
+        if !support.all(value)? {
+            return Err(DistError::ValueSupport {
+                dist: d.name(),
+                constraint: support.to_string(),
+                shape: value.dims().to_vec(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The shape part of [`validate_value`] (no support check, no device sync): for wrappers,
+/// whose base checks the support.
+pub(crate) fn value_batch_shape(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>> {
     let event = d.event_shape();
     let batch = d.batch_shape();
     let dims = value.dims();
@@ -127,18 +155,7 @@ pub fn validate_value(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>
         return Err(shape_err());
     }
     let value_batch = &dims[..dims.len() - event.len()];
-    let out = crate::broadcast::broadcast_shapes(&[value_batch, batch]).ok_or_else(shape_err)?;
-    if crate::validation::validation_enabled() {
-        let support = d.support();
-        if !support.all(value)? {
-            return Err(DistError::ValueSupport {
-                dist: d.name(),
-                constraint: support.to_string(),
-                shape: dims.to_vec(),
-            });
-        }
-    }
-    Ok(out)
+    crate::broadcast::broadcast_shapes(&[value_batch, batch]).ok_or_else(shape_err)
 }
 
 /// With validation on, check that a parameter lies in `constraint` (one host sync).

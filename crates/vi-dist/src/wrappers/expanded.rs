@@ -8,7 +8,7 @@ use rand::RngCore;
 
 use crate::broadcast::{broadcast_shapes, broadcasts_to};
 use crate::constraint::Constraint;
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, value_batch_shape};
 use crate::error::{DistError, Result};
 
 /// `base` broadcast to `batch_shape`: every new or size-1 batch dim holds independent copies.
@@ -123,7 +123,8 @@ impl Distribution for Expanded {
         self.draw(sample_shape, rng, true)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
-        let out_shape = crate::distribution::validate_value(self, value)?;
+        // Shapes against the expanded batch here; the base checks the support.
+        let out_shape = value_batch_shape(self, value)?;
         let lp = self.base.log_prob(value)?;
         let target = broadcast_shapes(&[lp.dims(), &out_shape]).unwrap_or(out_shape);
         Ok(lp.broadcast_as(target)?)

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
 use crate::constraint::Constraint;
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, value_batch_shape};
 use crate::error::{DistError, Result};
 
 /// The rightmost `reinterpreted_batch_ndims` batch dims of `base` treated as one event:
@@ -112,6 +112,9 @@ impl Distribution for Independent {
         self.base.rsample(sample_shape, rng)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
+        // The event shape is checked here: the base alone would accept a value that only
+        // broadcasts against the reinterpreted dims. The base checks the support.
+        value_batch_shape(self, value)?;
         self.sum_rightmost(self.base.log_prob(value)?)
     }
     fn entropy(&self) -> Result<Tensor> {

@@ -1,0 +1,57 @@
+//! Regression tests for review findings: each failed before its fix.
+
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vi_dist::{DistError, Distribution, Expanded, Normal, Uniform, with_validation};
+use vi_test::test_device;
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn t(v: &[f64], device: &Device, dtype: DType) -> Tensor {
+    Tensor::new(v, device).unwrap().to_dtype(dtype).unwrap()
+}
+
+/// `Independent` checks the event shape of a value (torch's `_validate_sample`): a value that
+/// merely broadcasts against the event is a `ValueShape` error, not a silent broadcast sum.
+fn independent_checks_value_event_shape(device: &Device, dtype: DType) -> Res {
+    let loc = Tensor::zeros((2, 3), dtype, device)?;
+    let d = Normal::new(&loc, &loc.ones_like()?)?.to_event(1)?;
+    for bad in [vec![1usize], vec![2, 1], vec![1, 1]] {
+        let v = Tensor::zeros(bad.as_slice(), dtype, device)?;
+        let r = d.log_prob(&v);
+        assert!(
+            matches!(
+                r,
+                Err(DistError::ValueShape {
+                    dist: "Independent",
+                    ..
+                })
+            ),
+            "value {bad:?}: {r:?}"
+        );
+    }
+    // also when validation is off (shape checks always run)
+    let v = Tensor::zeros(1, dtype, device)?;
+    let r = with_validation(false, || d.log_prob(&v));
+    assert!(matches!(r, Err(DistError::ValueShape { .. })), "{r:?}");
+    // a value of the right event shape still works, with extra sample dims
+    let v = Tensor::zeros((5, 1, 3), dtype, device)?;
+    assert_eq!(d.log_prob(&v)?.dims(), &[5, 2]);
+    Ok(())
+}
+test_device!(independent_checks_value_event_shape);
+
+/// `Expanded` of a family with tensor-valued support (Uniform) checks values against the
+/// expanded bounds.
+fn expanded_uniform_support(device: &Device, dtype: DType) -> Res {
+    let d = Uniform::new(&t(&[0.0], device, dtype), &t(&[1.0], device, dtype))?;
+    let e = Expanded::new(Box::new(d), &[2, 3])?;
+    let x = e.sample(&[4], &mut ChaCha8Rng::seed_from_u64(0))?;
+    assert_eq!(x.dims(), &[4, 2, 3]);
+    assert_eq!(e.log_prob(&x)?.dims(), &[4, 2, 3]);
+    let r = e.log_prob(&Tensor::full(2.0, (2, 3), device)?.to_dtype(dtype)?);
+    assert!(matches!(r, Err(DistError::ValueSupport { .. })), "{r:?}");
+    Ok(())
+}
+test_device!(expanded_uniform_support);
