@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
 use crate::constraint::Constraint;
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, kind_of};
 use crate::wrappers::{Independent, Masked};
 
 /// A batch of probability distributions over tensor-valued events, as
@@ -109,8 +109,10 @@ impl Clone for Box<dyn Distribution> {
 }
 
 /// Check a value against a distribution before `log_prob`, as torch's `_validate_sample`:
-/// its trailing dims must equal the event shape and the rest must broadcast with the batch
-/// shape (always checked); with validation on, it must lie in the support.
+/// it must have the distribution's dtype and device, its trailing dims must equal the event
+/// shape and the rest must broadcast with the batch shape (always checked, no device sync);
+/// with validation on, it must lie in the support. (Discrete families convert integer values
+/// to their dtype before calling this.)
 ///
 /// Returns the shape of the result of `log_prob` (`broadcast(value batch dims, batch_shape)`).
 ///
@@ -125,6 +127,13 @@ impl Clone for Box<dyn Distribution> {
 /// # Ok::<(), vi_dist::DistError>(())
 /// ```
 pub fn validate_value(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>> {
+    if value.dtype() != d.dtype() || !value.device().same_device(d.device()) {
+        return Err(DistError::ValueKind {
+            dist: d.name(),
+            expected: kind_of(d.dtype(), d.device()),
+            found: kind_of(value.dtype(), value.device()),
+        });
+    }
     let out = value_batch_shape(d, value)?;
     if crate::validation::validation_enabled() {
         let support = d.support();

@@ -67,6 +67,16 @@ pub enum DistError {
         /// Event shape of the distribution.
         event: Vec<usize>,
     },
+    /// A value passed to `log_prob` has another dtype or device than the distribution.
+    #[error("{dist}: value is {found}, expected {expected} like the parameters")]
+    ValueKind {
+        /// Distribution name.
+        dist: &'static str,
+        /// The dtype/device of the distribution.
+        expected: String,
+        /// The dtype/device of the value.
+        found: String,
+    },
     /// A value passed to `log_prob` is outside the support (validation on).
     #[error("{dist}: value of shape {shape:?} is outside the support {constraint}")]
     ValueSupport {

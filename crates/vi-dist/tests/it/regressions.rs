@@ -42,6 +42,28 @@ fn independent_checks_value_event_shape(device: &Device, dtype: DType) -> Res {
 }
 test_device!(independent_checks_value_event_shape);
 
+/// A value of another dtype or device than the distribution is a typed error naming the
+/// distribution (not a bare candle dtype-mismatch error).
+fn value_of_another_dtype_is_a_typed_error(device: &Device, dtype: DType) -> Res {
+    let other = if dtype == DType::F32 {
+        DType::F64
+    } else {
+        DType::F32
+    };
+    let loc = Tensor::zeros(3, dtype, device)?;
+    let d = Normal::new(&loc, &loc.ones_like()?)?;
+    let v = Tensor::zeros(3, other, device)?;
+    let r = d.log_prob(&v);
+    assert!(
+        matches!(r, Err(DistError::ValueKind { dist: "Normal", .. })),
+        "{r:?}"
+    );
+    let r = d.to_event(1)?.log_prob(&v);
+    assert!(matches!(r, Err(DistError::ValueKind { .. })), "{r:?}");
+    Ok(())
+}
+test_device!(value_of_another_dtype_is_a_typed_error);
+
 /// `Expanded` of a family with tensor-valued support (Uniform) checks values against the
 /// expanded bounds.
 fn expanded_uniform_support(device: &Device, dtype: DType) -> Res {
