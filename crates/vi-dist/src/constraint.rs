@@ -181,7 +181,9 @@ impl Constraint {
         };
         let not_nan = || -> Result<Tensor> { Ok(x.eq(x)?) };
         let and = |a: &Tensor, b: &Tensor| -> Result<Tensor> { Ok(a.broadcast_mul(b)?) };
-        let is_integer = || -> Result<Tensor> { Ok(x.eq(&x.floor()?)?) };
+        // Finite and whole, as torch's `value % 1 == 0` (false for ±inf and NaN).
+        let is_integer =
+            || -> Result<Tensor> { and(&x.eq(&x.floor()?)?, &x.abs()?.lt(f64::INFINITY)?) };
         let out = match self {
             Constraint::Real => not_nan()?,
             Constraint::Positive => x.gt(0.0)?,

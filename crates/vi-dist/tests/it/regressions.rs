@@ -3,7 +3,10 @@
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use vi_dist::{DistError, Distribution, Expanded, Normal, Uniform, with_validation};
+use vi_dist::{
+    Binomial, Constraint, DistError, Distribution, Expanded, Normal, Poisson, Uniform,
+    with_validation,
+};
 use vi_test::test_device;
 
 type Res = Result<(), Box<dyn std::error::Error>>;
@@ -63,6 +66,31 @@ fn value_of_another_dtype_is_a_typed_error(device: &Device, dtype: DType) -> Res
     Ok(())
 }
 test_device!(value_of_another_dtype_is_a_typed_error);
+
+/// `inf` is not an integer (torch's `value % 1 == 0` is false for it): integer supports and
+/// parameters reject it.
+fn infinity_is_not_an_integer(device: &Device, dtype: DType) -> Res {
+    let d = Poisson::new(&t(&[2.0], device, dtype))?;
+    let r = d.log_prob(&t(&[f64::INFINITY], device, dtype));
+    assert!(matches!(r, Err(DistError::ValueSupport { .. })), "{r:?}");
+    let r = Binomial::from_probs(
+        &t(&[f64::INFINITY], device, dtype),
+        &t(&[0.5], device, dtype),
+    );
+    assert!(
+        matches!(
+            r,
+            Err(DistError::ParamSupport {
+                param: "total_count",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(!Constraint::NonNegativeInteger.all(&t(&[f64::INFINITY], device, dtype))?);
+    Ok(())
+}
+test_device!(infinity_is_not_an_integer);
 
 /// `Expanded` of a family with tensor-valued support (Uniform) checks values against the
 /// expanded bounds.
