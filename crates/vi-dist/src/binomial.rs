@@ -131,8 +131,15 @@ impl Binomial {
         enumerate_layout(self.count_values(max)?, &self.batch, expand)
     }
 
-    /// `0, 1, …, n` in the distribution's dtype.
+    /// `0, 1, …, n` in the distribution's dtype; an error for a count that `u32` indices
+    /// cannot enumerate (or that is not a number, reachable with validation off).
     fn count_values(&self, n: f64) -> Result<Tensor> {
+        if !(0.0..f64::from(u32::MAX)).contains(&n) {
+            return Err(DistError::Invalid {
+                dist: self.name(),
+                msg: format!("cannot enumerate the values 0..={n} of total_count"),
+            });
+        }
         let n = n as u32;
         Ok(Tensor::arange(0u32, n + 1, self.param.device())?.to_dtype(self.dtype())?)
     }

@@ -67,6 +67,19 @@ fn value_of_another_dtype_is_a_typed_error(device: &Device, dtype: DType) -> Res
 }
 test_device!(value_of_another_dtype_is_a_typed_error);
 
+/// A `total_count` too large to enumerate is a typed error in `entropy` and
+/// `enumerate_support`, never an integer overflow.
+#[test]
+fn binomial_huge_count_is_an_error() -> Res {
+    let n = Tensor::new(&[5e9f64], &Device::Cpu)?;
+    let d = Binomial::from_probs(&n, &Tensor::new(&[0.5f64], &Device::Cpu)?)?;
+    let r = d.entropy();
+    assert!(matches!(r, Err(DistError::Invalid { .. })), "{r:?}");
+    let r = d.enumerate_support(false);
+    assert!(matches!(r, Err(DistError::Invalid { .. })), "{r:?}");
+    Ok(())
+}
+
 /// `inf` is not an integer (torch's `value % 1 == 0` is false for it): integer supports and
 /// parameters reject it.
 fn infinity_is_not_an_integer(device: &Device, dtype: DType) -> Res {
