@@ -9,6 +9,7 @@ use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::exponential::standard_exponential;
 use crate::family::{dist_common, expand_param};
+use crate::gamma::full_like;
 
 /// `Pareto(scale, alpha)`: density `alpha · scale^alpha / x^{alpha + 1}` on `x ≥ scale`, as
 /// `torch.distributions.Pareto` (the law of `scale · e^{E}` for `E ~ Exponential(alpha)`;
@@ -94,16 +95,22 @@ impl Distribution for Pareto {
     }
 
     fn mean(&self) -> Result<Tensor> {
-        // alpha · scale / (alpha − 1), with alpha clamped to 1 so alpha ≤ 1 gives inf (torch).
-        let a = self.alpha.maximum(1.0)?;
-        Ok(((a.clone() * &self.scale)? / a.affine(1.0, -1.0)?)?)
+        // alpha · scale / (alpha − 1) where alpha > 1, inf elsewhere (torch). The formula sees
+        // a safe alpha where it is not selected, so no 0 · ∞ reaches the gradients.
+        let defined = self.alpha.gt(1.0)?;
+        let a = defined.where_cond(&self.alpha, &full_like(2.0, &self.alpha)?)?;
+        let m = ((&a * &self.scale)? / a.affine(1.0, -1.0)?)?;
+        Ok(defined.where_cond(&m, &full_like(f64::INFINITY, &m)?)?)
     }
 
     fn variance(&self) -> Result<Tensor> {
-        // scale² alpha / ((alpha − 1)² (alpha − 2)), alpha clamped to 2 so alpha ≤ 2 gives inf.
-        let a = self.alpha.maximum(2.0)?;
+        // scale² alpha / ((alpha − 1)² (alpha − 2)) where alpha > 2, inf elsewhere (torch),
+        // with the same safe-branch guard as the mean.
+        let defined = self.alpha.gt(2.0)?;
+        let a = defined.where_cond(&self.alpha, &full_like(3.0, &self.alpha)?)?;
         let den = (a.affine(1.0, -1.0)?.sqr()? * a.affine(1.0, -2.0)?)?;
-        Ok(((self.scale.sqr()? * a)? / den)?)
+        let v = ((self.scale.sqr()? * a)? / den)?;
+        Ok(defined.where_cond(&v, &full_like(f64::INFINITY, &v)?)?)
     }
 
     fn support(&self) -> Constraint {

@@ -1,10 +1,10 @@
 //! Regression tests for review findings: each failed before its fix.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vi_dist::{
-    Binomial, Constraint, DistError, Distribution, Expanded, Normal, Poisson, Uniform,
+    Binomial, Constraint, DistError, Distribution, Expanded, Normal, Pareto, Poisson, Uniform,
     with_validation,
 };
 use vi_test::test_device;
@@ -118,3 +118,38 @@ fn expanded_uniform_support(device: &Device, dtype: DType) -> Res {
     Ok(())
 }
 test_device!(expanded_uniform_support);
+
+/// Pareto's mean (alpha ≤ 1) and variance (alpha ≤ 2) are `inf`, with finite gradients (0 for
+/// alpha, whose clamped branch is unselected), as StudentT's variance: no `0 · ∞ = NaN`.
+fn pareto_undefined_moments_have_finite_gradients(device: &Device, dtype: DType) -> Res {
+    let alpha = Var::from_tensor(&t(&[0.5, 1.0, 2.0, 3.0], device, dtype))?;
+    let scale = Var::from_tensor(&t(&[1.0, 1.0, 1.0, 2.0], device, dtype))?;
+    let d = Pareto::new(scale.as_tensor(), alpha.as_tensor())?;
+    for (what, m, finite_from) in [("mean", d.mean()?, 2), ("variance", d.variance()?, 3)] {
+        let vals = vi_test::to_vec(&m)?;
+        assert!(
+            vals[..finite_from].iter().all(|v| *v == f64::INFINITY),
+            "{what} {vals:?}"
+        );
+        assert!(
+            vals[finite_from..].iter().all(|v| v.is_finite()),
+            "{what} {vals:?}"
+        );
+        let g = m.sum_all()?.backward()?;
+        let ga = vi_test::to_vec(g.get(alpha.as_tensor()).ok_or("no alpha gradient")?)?;
+        assert!(
+            ga.iter().all(|v| v.is_finite()),
+            "{what}: d/d alpha = {ga:?}"
+        );
+        assert!(
+            ga[..finite_from].iter().all(|v| *v == 0.0),
+            "{what}: {ga:?}"
+        );
+    }
+    // alpha = 3, scale = 2: mean 3, variance 4·3 / (4·1) = 3; d mean/d alpha = −scale/(α−1)²
+    let g = d.mean()?.sum_all()?.backward()?;
+    let ga = vi_test::to_vec(g.get(alpha.as_tensor()).ok_or("no alpha gradient")?)?;
+    assert!((ga[3] + 0.5).abs() < 1e-6, "{ga:?}");
+    Ok(())
+}
+test_device!(pareto_undefined_moments_have_finite_gradients);
