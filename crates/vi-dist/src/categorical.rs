@@ -10,9 +10,7 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
-use crate::probs::{
-    Form, categorical_logits, enumerate_layout, finite_min, float_value, log_softmax,
-};
+use crate::probs::{Form, categorical_logits, enumerate_layout, float_value, log_softmax};
 use crate::rng::to_host;
 use crate::validation::validation_enabled;
 
@@ -207,7 +205,7 @@ impl Distribution for Categorical {
     fn entropy(&self) -> Result<Tensor> {
         // −Σ p·l, with −inf logits raised to the most negative finite number so that a class
         // of probability 0 adds 0·(finite) = 0, as torch.
-        let logits = self.logits()?.maximum(finite_min(self.dtype()))?;
+        let logits = self.logits()?.maximum(crate::finfo::min(self.dtype()))?;
         Ok((logits * self.probs()?)?.sum(D::Minus1)?.neg()?)
     }
 

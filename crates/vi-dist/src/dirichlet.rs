@@ -8,7 +8,8 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::gamma::{below_one, clamp_keep_grad, draw_standard_gamma, standard_gamma, tiny, xlogy};
+use crate::finfo::{below_one, tiny};
+use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma, xlogy};
 use crate::ops::{digamma, lgamma};
 
 /// Draws from `Dirichlet(concentration)` (last dim the categories) of shape

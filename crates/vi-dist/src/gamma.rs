@@ -1,7 +1,7 @@
 //! The gamma distribution, the reparameterised standard-gamma sampler that Beta, Dirichlet
 //! and StudentT share, and small helpers of the Gamma-based families.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rand::RngCore;
 use rand_distr::Distribution as _;
 
@@ -10,37 +10,9 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
+use crate::finfo::{max, tiny};
 use crate::ops::{digamma, lgamma, reparameterize_standard_gamma};
 use crate::rng::{from_host, to_host};
-
-/// The smallest positive normal number of `dtype` (torch's `finfo.tiny`), as f64.
-pub(crate) fn tiny(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::MIN_POSITIVE,
-        DType::F16 => 6.103_515_625e-5,
-        _ => f64::from(f32::MIN_POSITIVE),
-    }
-}
-
-/// The largest finite number of `dtype`, as f64.
-pub(crate) fn largest(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::MAX,
-        DType::F16 => 65_504.0,
-        DType::BF16 => 3.389_531_389_251_535_5e38,
-        _ => f64::from(f32::MAX),
-    }
-}
-
-/// The largest number of `dtype` below 1.
-pub(crate) fn below_one(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => 1.0 - f64::EPSILON / 2.0,
-        DType::F16 => 1.0 - 2f64.powi(-11),
-        DType::BF16 => 1.0 - 2f64.powi(-8),
-        _ => 1.0 - f64::from(f32::EPSILON) / 2.0,
-    }
-}
 
 /// Clamp the value of `t` to `[lo, hi]` while keeping its gradient (torch clamps a sample's
 /// detached storage in place): `t + (clamp(sg(t)) − sg(t))`. Where nothing is clamped the
@@ -98,7 +70,7 @@ pub(crate) fn draw_standard_gamma(
     rng: &mut dyn RngCore,
 ) -> Result<Tensor> {
     let dtype = alpha.dtype();
-    let (lo, hi) = (tiny(dtype), largest(dtype));
+    let (lo, hi) = (tiny(dtype), max(dtype));
     let params = to_host(alpha)?;
     let samplers: Vec<Option<rand_distr::Gamma<f64>>> = params
         .iter()
@@ -205,7 +177,7 @@ impl Gamma {
 
     fn finish(&self, x: &Tensor) -> Result<Tensor> {
         let dtype = self.dtype();
-        clamp_keep_grad(&x.broadcast_div(&self.rate)?, tiny(dtype), largest(dtype))
+        clamp_keep_grad(&x.broadcast_div(&self.rate)?, tiny(dtype), max(dtype))
     }
 }
 

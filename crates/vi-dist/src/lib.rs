@@ -35,6 +35,7 @@ mod distribution;
 mod error;
 mod exponential;
 mod family;
+mod finfo;
 mod gamma;
 mod geometric;
 mod gumbel;

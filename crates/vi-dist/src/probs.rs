@@ -18,29 +18,10 @@ pub(crate) enum Form {
     Probs,
 }
 
-/// The machine epsilon of a float dtype (`torch.finfo(dtype).eps`).
-pub(crate) fn eps(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::EPSILON,
-        DType::F16 => 9.765_625e-4,
-        DType::BF16 => 7.812_5e-3,
-        _ => f64::from(f32::EPSILON),
-    }
-}
-
-/// The most negative finite number of a float dtype (`torch.finfo(dtype).min`).
-pub(crate) fn finite_min(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::MIN,
-        DType::F16 => -65_504.0,
-        _ => f64::from(f32::MIN),
-    }
-}
-
 /// `probs` clamped to `[eps, 1 − eps]`, as torch's `clamp_probs`, so their logarithms are
 /// finite.
 pub(crate) fn clamp_probs(probs: &Tensor) -> Result<Tensor> {
-    let e = eps(probs.dtype());
+    let e = crate::finfo::eps(probs.dtype());
     Ok(probs.clamp(e, 1.0 - e)?)
 }
 

@@ -85,10 +85,7 @@ pub fn uniform_open01(
     rng: &mut dyn RngCore,
 ) -> Result<Tensor> {
     // The largest value below 1 that survives the cast to `dtype`.
-    let top = match dtype {
-        DType::F64 => 1.0 - f64::EPSILON / 2.0,
-        _ => 1.0 - f64::from(f32::EPSILON) / 2.0,
-    };
+    let top = crate::finfo::below_one(dtype);
     host_tensor(shape, dtype, device, rng, |r| {
         let u: f64 = rand_distr::Open01.sample(r);
         u.min(top)

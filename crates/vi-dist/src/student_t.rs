@@ -10,9 +10,8 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::gamma::{
-    clamp_keep_grad, draw_standard_gamma, full_like, largest, standard_gamma, tiny,
-};
+use crate::finfo::{max, tiny};
+use crate::gamma::{clamp_keep_grad, draw_standard_gamma, full_like, standard_gamma};
 use crate::ops::{digamma, lgamma, log1p};
 use crate::rng::standard_normal;
 
@@ -86,7 +85,7 @@ impl StudentT {
         } else {
             draw_standard_gamma(&half_df, sample_shape, rng)?
         };
-        let chi2 = clamp_keep_grad(&g.affine(2.0, 0.0)?, tiny(dtype), largest(dtype))?;
+        let chi2 = clamp_keep_grad(&g.affine(2.0, 0.0)?, tiny(dtype), max(dtype))?;
         let y = (eps / chi2.broadcast_div(&self.df)?.sqrt()?)?;
         Ok(y.broadcast_mul(&self.scale)?.broadcast_add(&self.loc)?)
     }

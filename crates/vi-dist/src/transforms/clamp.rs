@@ -2,10 +2,11 @@
 
 use candle_core::Tensor;
 
+use super::Transform;
 use super::affine::as_tensor;
-use super::{Transform, finfo};
 use crate::constraint::{Bound, Constraint};
 use crate::error::Result;
+use crate::finfo::{eps, tiny};
 
 /// One side of a [`SupportClamp`]: the bound and whether it is excluded.
 #[derive(Clone, Debug)]
@@ -33,8 +34,8 @@ fn limit(side: &Side, up: bool, like: &Tensor) -> Result<Tensor> {
     if !side.strict {
         return Ok(b);
     }
-    let (eps, tiny) = finfo(like.dtype());
-    let gap = b.abs()?.affine(eps, tiny)?;
+    let dtype = like.dtype();
+    let gap = b.abs()?.affine(eps(dtype), tiny(dtype))?;
     Ok(if up { (b + gap)? } else { (b - gap)? })
 }
 

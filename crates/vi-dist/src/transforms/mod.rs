@@ -29,7 +29,7 @@ mod stick_breaking;
 
 use std::fmt::Debug;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use crate::constraint::Constraint;
 use crate::error::{DistError, Result};
@@ -117,26 +117,6 @@ pub(crate) fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {
         t = t.sum(last)?;
     }
     Ok(t)
-}
-
-/// `(eps, tiny)` of a float dtype: the gap above 1 and the smallest positive normal number,
-/// as `torch.finfo`.
-pub(crate) fn finfo(dtype: DType) -> (f64, f64) {
-    match dtype {
-        DType::F64 => (f64::EPSILON, f64::MIN_POSITIVE),
-        DType::F16 => (9.765_625e-4, 6.103_515_625e-5),
-        DType::BF16 => (7.812_5e-3, f64::from(f32::MIN_POSITIVE)),
-        _ => (f64::from(f32::EPSILON), f64::from(f32::MIN_POSITIVE)),
-    }
-}
-
-/// The largest finite number of a float dtype.
-pub(crate) fn max_finite(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::MAX,
-        DType::F16 => 65_504.0,
-        _ => f64::from(f32::MAX),
-    }
 }
 
 /// Error unless `x` has at least `event_dim` dims.
