@@ -143,6 +143,19 @@ fn describe(params: &[ParamSpec<'_>]) -> String {
         .join(", ")
 }
 
+/// `value` in the dtype and on the device of `like`, broadcast to `shape`: a view of one
+/// element, whatever the shape (torch's `nan`/`inf` moments, `where` branches).
+pub(crate) fn full(value: f64, shape: &[usize], like: &Tensor) -> Result<Tensor> {
+    Ok(Tensor::new(value, like.device())?
+        .to_dtype(like.dtype())?
+        .broadcast_as(shape)?)
+}
+
+/// `value` with the shape, dtype and device of `like` (a broadcast view, see [`full`]).
+pub(crate) fn full_like(value: f64, like: &Tensor) -> Result<Tensor> {
+    full(value, like.dims(), like)
+}
+
 /// `sample_shape + batch_shape + event_shape`, the shape of a draw.
 pub fn extended_shape(sample_shape: &[usize], batch: &[usize], event: &[usize]) -> Vec<usize> {
     sample_shape

@@ -5,7 +5,7 @@ use rand::RngCore;
 use rand_distr::Distribution as _;
 use rand_distr::weighted::WeightedIndex;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
@@ -210,11 +210,12 @@ impl Distribution for Categorical {
     }
 
     fn mean(&self) -> Result<Tensor> {
-        nan_filled(self)
+        // NaN of the batch shape, as torch.
+        full(f64::NAN, &self.batch, &self.param)
     }
 
     fn variance(&self) -> Result<Tensor> {
-        nan_filled(self)
+        full(f64::NAN, &self.batch, &self.param)
     }
 
     fn support(&self) -> Constraint {
@@ -227,10 +228,4 @@ impl Distribution for Categorical {
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         Ok(Box::new(self.expand_to(batch_shape)?))
     }
-}
-
-/// A batch-shaped tensor of NaN (torch's mean and variance of a categorical).
-fn nan_filled(d: &Categorical) -> Result<Tensor> {
-    let n = d.batch.iter().product();
-    crate::rng::from_host(vec![f64::NAN; n], &d.batch, d.dtype(), d.device())
 }

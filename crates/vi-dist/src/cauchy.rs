@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
@@ -74,11 +74,6 @@ pub(crate) fn cauchy_log_prob(z: &Tensor, scale: &Tensor) -> Result<Tensor> {
         .broadcast_sub(&scale.log()?)?)
 }
 
-/// A tensor of the batch shape filled with `value` (torch's `nan`/`inf` moments).
-pub(crate) fn filled(value: f64, batch: &[usize], like: &Tensor) -> Result<Tensor> {
-    Ok(Tensor::full(value, batch, like.device())?.to_dtype(like.dtype())?)
-}
-
 impl Distribution for Cauchy {
     dist_common!("Cauchy", loc);
 
@@ -107,11 +102,11 @@ impl Distribution for Cauchy {
     }
 
     fn mean(&self) -> Result<Tensor> {
-        filled(f64::NAN, &self.batch, &self.loc)
+        full(f64::NAN, &self.batch, &self.loc)
     }
 
     fn variance(&self) -> Result<Tensor> {
-        filled(f64::INFINITY, &self.batch, &self.loc)
+        full(f64::INFINITY, &self.batch, &self.loc)
     }
 
     fn support(&self) -> Constraint {

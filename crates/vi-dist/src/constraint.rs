@@ -16,6 +16,26 @@ pub enum Bound {
     Tensor(Tensor),
 }
 
+impl Bound {
+    /// The bound as a tensor in the dtype and on the device of `like` (a scalar bound gives a
+    /// 0-dim tensor), ready to broadcast against it.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Bound;
+    /// let like = Tensor::zeros(3, DType::F32, &Device::Cpu)?;
+    /// let b = Bound::Scalar(2.5).to_tensor(&like)?;
+    /// assert_eq!((b.dtype(), b.to_scalar::<f32>()?), (DType::F32, 2.5));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn to_tensor(&self, like: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Bound::Scalar(v) => Tensor::new(*v, like.device())?.to_dtype(like.dtype())?,
+            Bound::Tensor(t) => t.to_dtype(like.dtype())?.to_device(like.device())?,
+        })
+    }
+}
+
 impl From<f64> for Bound {
     fn from(v: f64) -> Self {
         Bound::Scalar(v)
@@ -173,12 +193,7 @@ impl Constraint {
     pub fn check(&self, value: &Tensor) -> Result<Tensor> {
         let x = value;
         let dtype = x.dtype();
-        let bound = |b: &Bound| -> Result<Tensor> {
-            Ok(match b {
-                Bound::Scalar(v) => Tensor::full(*v, (), x.device())?.to_dtype(dtype)?,
-                Bound::Tensor(t) => t.to_dtype(dtype)?,
-            })
-        };
+        let bound = |b: &Bound| b.to_tensor(x);
         let not_nan = || -> Result<Tensor> { Ok(x.eq(x)?) };
         let and = |a: &Tensor, b: &Tensor| -> Result<Tensor> { Ok(a.broadcast_mul(b)?) };
         // Finite and whole, as torch's `value % 1 == 0` (false for ±inf and NaN).

@@ -5,7 +5,7 @@ use candle_core::Tensor;
 use rand::RngCore;
 use rand_distr::Distribution as _;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
@@ -22,13 +22,6 @@ pub(crate) fn clamp_keep_grad(t: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
     let d = t.detach();
     let shift = (d.clamp(lo, hi)? - &d)?;
     Ok((t + shift)?)
-}
-
-/// A tensor of `value` with the shape, dtype and device of `like` (a broadcast view).
-pub(crate) fn full_like(value: f64, like: &Tensor) -> Result<Tensor> {
-    Ok(Tensor::new(value, like.device())?
-        .to_dtype(like.dtype())?
-        .broadcast_as(like.shape())?)
 }
 
 /// `x · ln y` with `0 · ln 0 = 0`, as torch's `xlogy`, broadcasting `x` and `y`.

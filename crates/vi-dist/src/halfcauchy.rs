@@ -5,8 +5,8 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
-use crate::cauchy::{cauchy_log_prob, filled, standard_cauchy};
+use crate::broadcast::{broadcast_params, full};
+use crate::cauchy::{cauchy_log_prob, standard_cauchy};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
@@ -76,11 +76,11 @@ impl Distribution for HalfCauchy {
     }
 
     fn mean(&self) -> Result<Tensor> {
-        filled(f64::INFINITY, &self.batch, &self.scale)
+        full(f64::INFINITY, &self.batch, &self.scale)
     }
 
     fn variance(&self) -> Result<Tensor> {
-        filled(f64::INFINITY, &self.batch, &self.scale)
+        full(f64::INFINITY, &self.batch, &self.scale)
     }
 
     fn support(&self) -> Constraint {

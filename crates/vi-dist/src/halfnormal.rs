@@ -5,7 +5,7 @@ use std::f64::consts::{LN_2, PI};
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
@@ -50,7 +50,7 @@ impl HalfNormal {
 pub(crate) fn fold_log_prob(base: &Tensor, value: &Tensor) -> Result<Tensor> {
     let shape = base.shape();
     let inside = value.ge(0.0)?.broadcast_as(shape)?;
-    let outside = Tensor::full(f64::NEG_INFINITY, shape, base.device())?.to_dtype(base.dtype())?;
+    let outside = full_like(f64::NEG_INFINITY, base)?;
     Ok(inside.where_cond(&base.affine(1.0, LN_2)?, &outside)?)
 }
 

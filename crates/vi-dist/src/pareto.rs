@@ -3,13 +3,12 @@
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::{Bound, Constraint};
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::exponential::standard_exponential;
 use crate::family::{dist_common, expand_param};
-use crate::gamma::full_like;
 
 /// `Pareto(scale, alpha)`: density `alpha · scale^alpha / x^{alpha + 1}` on `x ≥ scale`, as
 /// `torch.distributions.Pareto` (the law of `scale · e^{E}` for `E ~ Exponential(alpha)`;

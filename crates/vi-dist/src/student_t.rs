@@ -5,13 +5,13 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
 use crate::finfo::{max, tiny};
-use crate::gamma::{clamp_keep_grad, draw_standard_gamma, full_like, standard_gamma};
+use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma};
 use crate::ops::{digamma, lgamma, log1p};
 use crate::rng::standard_normal;
 

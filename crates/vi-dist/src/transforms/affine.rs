@@ -73,19 +73,11 @@ impl Affine {
     }
 }
 
-/// A bound as a tensor of `like`'s dtype and device (scalars as rank-0 tensors).
-pub(super) fn as_tensor(b: &Bound, like: &Tensor) -> Result<Tensor> {
-    Ok(match b {
-        Bound::Scalar(v) => Tensor::new(*v, like.device())?.to_dtype(like.dtype())?,
-        Bound::Tensor(t) => t.to_dtype(like.dtype())?.to_device(like.device())?,
-    })
-}
-
 /// `x · b`, by `affine` for a number and broadcasting for a tensor.
 fn mul_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
     Ok(match b {
         Bound::Scalar(v) => x.affine(*v, 0.0)?,
-        Bound::Tensor(_) => x.broadcast_mul(&as_tensor(b, x)?)?,
+        Bound::Tensor(_) => x.broadcast_mul(&b.to_tensor(x)?)?,
     })
 }
 
@@ -93,7 +85,7 @@ fn mul_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
 fn add_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
     Ok(match b {
         Bound::Scalar(v) => x.affine(1.0, *v)?,
-        Bound::Tensor(_) => x.broadcast_add(&as_tensor(b, x)?)?,
+        Bound::Tensor(_) => x.broadcast_add(&b.to_tensor(x)?)?,
     })
 }
 
@@ -101,7 +93,7 @@ fn add_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
 fn sub_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
     Ok(match b {
         Bound::Scalar(v) => x.affine(1.0, -*v)?,
-        Bound::Tensor(_) => x.broadcast_sub(&as_tensor(b, x)?)?,
+        Bound::Tensor(_) => x.broadcast_sub(&b.to_tensor(x)?)?,
     })
 }
 
@@ -109,7 +101,7 @@ fn sub_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
 fn div_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
     Ok(match b {
         Bound::Scalar(v) => x.affine(1.0 / *v, 0.0)?,
-        Bound::Tensor(_) => x.broadcast_div(&as_tensor(b, x)?)?,
+        Bound::Tensor(_) => x.broadcast_div(&b.to_tensor(x)?)?,
     })
 }
 
@@ -146,7 +138,7 @@ impl Transform for Affine {
 
     fn log_abs_det_jacobian(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         check_rank("affine", x, self.event_dim)?;
-        let log_scale = as_tensor(&self.scale, x)?.abs()?.log()?;
+        let log_scale = self.scale.to_tensor(x)?.abs()?.log()?;
         let shape = broadcast_shapes(&[x.dims(), y.dims(), log_scale.dims()]).ok_or_else(|| {
             DistError::Transform {
                 transform: "affine",

@@ -3,7 +3,6 @@
 use candle_core::Tensor;
 
 use super::Transform;
-use super::affine::as_tensor;
 use crate::constraint::{Bound, Constraint};
 use crate::error::Result;
 use crate::finfo::{eps, tiny};
@@ -30,7 +29,7 @@ pub(crate) struct SupportClamp {
 /// The nearest value of `like`'s dtype at or inside the bound: `b` itself, or for a strict
 /// bound `b ± (|b| eps + tiny)`, which is at least one spacing of the dtype away from `b`.
 fn limit(side: &Side, up: bool, like: &Tensor) -> Result<Tensor> {
-    let b = as_tensor(&side.bound, like)?;
+    let b = side.bound.to_tensor(like)?;
     if !side.strict {
         return Ok(b);
     }

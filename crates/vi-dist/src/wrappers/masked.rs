@@ -5,7 +5,7 @@ use std::any::Any;
 use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
-use crate::broadcast::broadcast_shapes;
+use crate::broadcast::{broadcast_shapes, full_like};
 use crate::constraint::Constraint;
 use crate::distribution::Distribution;
 use crate::error::{DistError, Result};
@@ -77,9 +77,8 @@ impl Masked {
 
     /// Zero `t` (shape `.. + batch_shape`) where the mask is 0.
     pub fn apply(&self, t: &Tensor) -> Result<Tensor> {
-        let zeros = t.zeros_like()?;
         let mask = self.mask.broadcast_as(t.shape())?;
-        Ok(mask.where_cond(t, &zeros)?)
+        Ok(mask.where_cond(t, &full_like(0.0, t)?)?)
     }
 }
 
