@@ -1,6 +1,7 @@
-//! Broadcasting helpers: candle broadcasts only when asked, torch.distributions always does.
+//! Broadcasting and shape helpers: candle broadcasts only when asked, torch.distributions
+//! always does.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 
 use crate::error::{DistError, Result, kind_of};
 
@@ -154,6 +155,16 @@ pub(crate) fn full(value: f64, shape: &[usize], like: &Tensor) -> Result<Tensor>
 /// `value` with the shape, dtype and device of `like` (a broadcast view, see [`full`]).
 pub(crate) fn full_like(value: f64, like: &Tensor) -> Result<Tensor> {
     full(value, like.dims(), like)
+}
+
+/// Sum the last `n` dims of `t` (torch's `_sum_rightmost`), stopping at rank 0: event sums of
+/// `Independent`, `Delta` and the transforms' log-determinants.
+pub(crate) fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {
+    let mut t = t.clone();
+    for _ in 0..n.min(t.rank()) {
+        t = t.sum(D::Minus1)?;
+    }
+    Ok(t)
 }
 
 /// `sample_shape + batch_shape + event_shape`, the shape of a draw.

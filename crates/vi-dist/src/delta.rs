@@ -1,9 +1,9 @@
 //! The point mass, with Pyro's `log_density`.
 
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, sum_rightmost};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
 use crate::error::{DistError, Result};
@@ -95,11 +95,8 @@ impl Distribution for Delta {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         // ln 1 = 0 where equal, ln 0 = −inf elsewhere, summed over the event.
-        let mut lp = value.broadcast_eq(&self.v)?.to_dtype(self.dtype())?.log()?;
-        for _ in 0..self.event.len() {
-            lp = lp.sum(D::Minus1)?;
-        }
-        Ok(lp.broadcast_add(&self.log_density)?)
+        let lp = value.broadcast_eq(&self.v)?.to_dtype(self.dtype())?.log()?;
+        Ok(sum_rightmost(&lp, self.event.len())?.broadcast_add(&self.log_density)?)
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -2,8 +2,9 @@
 
 use candle_core::Tensor;
 
-use super::{Transform, check_rank, sum_rightmost};
+use super::{Transform, check_rank};
 use crate::broadcast::broadcast_shapes;
+use crate::broadcast::sum_rightmost;
 use crate::constraint::{Bound, Constraint};
 use crate::error::{DistError, Result};
 

@@ -2,7 +2,8 @@
 
 use candle_core::Tensor;
 
-use super::{Transform, check_rank, sum_rightmost};
+use super::{Transform, check_rank};
+use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
 use crate::error::Result;
 

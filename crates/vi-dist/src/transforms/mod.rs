@@ -106,19 +106,6 @@ pub trait Transform: Debug + Send + Sync + 'static {
     }
 }
 
-/// Sum the last `n` dims of `t` (torch's `_sum_rightmost`).
-pub(crate) fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {
-    let mut t = t.clone();
-    for _ in 0..n {
-        let last = t.rank().saturating_sub(1);
-        if t.rank() == 0 {
-            break;
-        }
-        t = t.sum(last)?;
-    }
-    Ok(t)
-}
-
 /// Error unless `x` has at least `event_dim` dims.
 pub(crate) fn check_rank(transform: &'static str, x: &Tensor, event_dim: usize) -> Result<()> {
     if x.rank() < event_dim {

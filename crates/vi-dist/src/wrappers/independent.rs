@@ -5,6 +5,7 @@ use std::any::Any;
 use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
+use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, value_batch_shape};
 use crate::error::{DistError, Result};
@@ -74,16 +75,6 @@ impl Independent {
     pub fn reinterpreted_batch_ndims(&self) -> usize {
         self.reinterpreted
     }
-
-    /// Sum the last `reinterpreted` dims of `t`.
-    fn sum_rightmost(&self, t: Tensor) -> Result<Tensor> {
-        let mut t = t;
-        for _ in 0..self.reinterpreted {
-            let last = t.rank() - 1;
-            t = t.sum(last)?;
-        }
-        Ok(t)
-    }
 }
 
 impl Distribution for Independent {
@@ -115,10 +106,10 @@ impl Distribution for Independent {
         // The event shape is checked here: the base alone would accept a value that only
         // broadcasts against the reinterpreted dims. The base checks the support.
         value_batch_shape(self, value)?;
-        self.sum_rightmost(self.base.log_prob(value)?)
+        sum_rightmost(&self.base.log_prob(value)?, self.reinterpreted)
     }
     fn entropy(&self) -> Result<Tensor> {
-        self.sum_rightmost(self.base.entropy()?)
+        sum_rightmost(&self.base.entropy()?, self.reinterpreted)
     }
     fn mean(&self) -> Result<Tensor> {
         self.base.mean()
