@@ -9,8 +9,7 @@ use crate::dirichlet::dirichlet_draw;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::gamma::xlogy;
-use crate::ops::{digamma, lgamma};
+use crate::ops::{digamma, lgamma, xlogy};
 
 /// `Beta(concentration1, concentration0)` on `[0, 1]`: density
 /// `x^(α−1) (1 − x)^(β−1) / B(α, β)` with α = concentration1, β = concentration0, as

@@ -9,8 +9,8 @@ use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
 use crate::finfo::{below_one, tiny};
-use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma, xlogy};
-use crate::ops::{digamma, lgamma};
+use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma};
+use crate::ops::{digamma, lgamma, xlogy};
 
 /// Draws from `Dirichlet(concentration)` (last dim the categories) of shape
 /// `sample_shape + concentration.shape`: normalised standard gamma draws, clamped to

@@ -5,13 +5,13 @@ use candle_core::Tensor;
 use rand::RngCore;
 use rand_distr::Distribution as _;
 
-use crate::broadcast::{broadcast_params, full_like};
+use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
 use crate::finfo::{max, tiny};
-use crate::ops::{digamma, lgamma, reparameterize_standard_gamma};
+use crate::ops::{digamma, lgamma, reparameterize_standard_gamma, xlogy};
 use crate::rng::{from_host, to_host};
 
 /// Clamp the value of `t` to `[lo, hi]` while keeping its gradient (torch clamps a sample's
@@ -22,35 +22,6 @@ pub(crate) fn clamp_keep_grad(t: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
     let d = t.detach();
     let shift = (d.clamp(lo, hi)? - &d)?;
     Ok((t + shift)?)
-}
-
-/// `x · ln y` with `0 · ln 0 = 0`, as torch's `xlogy`, broadcasting `x` and `y`.
-///
-/// Where `y = 0` the value is a constant (`0` if `x = 0`, else `∓∞`) and no gradient flows;
-/// elsewhere the gradient is `ln y` for `x` and `x / y` for `y` (torch gives `x` no gradient
-/// where `x = 0`; here it gets the true `ln y`).
-pub(crate) fn xlogy(x: &Tensor, y: &Tensor) -> Result<Tensor> {
-    let shape = crate::broadcast::broadcast_shapes(&[x.dims(), y.dims()]).ok_or_else(|| {
-        crate::DistError::Op {
-            op: "xlogy",
-            msg: format!("shapes {:?} and {:?} do not broadcast", x.dims(), y.dims()),
-        }
-    })?;
-    let x = x.broadcast_as(shape.as_slice())?;
-    let y = y.broadcast_as(shape.as_slice())?;
-    let y_zero = y.eq(0.0)?;
-    // ln of y with zeros replaced by 1, so the selected branch is finite everywhere.
-    let ln_y = y_zero.where_cond(&y.ones_like()?, &y)?.log()?;
-    let main = (&x * ln_y)?;
-    let xd = x.detach();
-    let edge = xd.eq(0.0)?.where_cond(
-        &full_like(0.0, &xd)?,
-        &xd.gt(0.0)?.where_cond(
-            &full_like(f64::NEG_INFINITY, &xd)?,
-            &full_like(f64::INFINITY, &xd)?,
-        )?,
-    )?;
-    Ok(y_zero.where_cond(&edge, &main)?)
 }
 
 /// Draws `x ~ Gamma(α, 1)` on the host (rand_distr), one per element of

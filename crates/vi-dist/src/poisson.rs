@@ -9,6 +9,7 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
+use crate::ops::xlogy;
 use crate::probs::{bad_sampler_param, draw_per_element, float_value};
 use crate::rng::to_host;
 
@@ -79,14 +80,10 @@ impl Distribution for Poisson {
         let value = float_value(value, self.dtype())?;
         let out = validate_value(self, &value)?;
         let k = value.broadcast_as(out.as_slice())?;
-        let rate = self.rate.broadcast_as(out.as_slice())?;
-        // k·ln(rate) with 0·ln(anything) = 0: where k = 0 take the log of 1 instead, so neither
-        // the value nor the gradient (k / rate) sees ln 0.
-        let zero = k.eq(0.0)?;
-        let safe_rate = zero.where_cond(&rate.ones_like()?, &rate)?;
-        let xlogy = (&k * safe_rate.log()?)?;
+        // k·ln(rate) with 0·ln 0 = 0, so rate = 0 puts all mass on 0.
         let log_factorial = crate::ops::lgamma(&k.affine(1.0, 1.0)?)?;
-        Ok(((xlogy - rate)? - log_factorial)?)
+        let lp = xlogy(&k, &self.rate)?.broadcast_sub(&self.rate)?;
+        Ok((lp - log_factorial)?)
     }
 
     fn entropy(&self) -> Result<Tensor> {
