@@ -9,10 +9,8 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
-use crate::ops::{lgamma, sigmoid, softplus};
-use crate::probs::{
-    Form, bad_sampler_param, binary_logits, draw_per_element, enumerate_layout, float_value,
-};
+use crate::ops::{lgamma, softplus};
+use crate::probs::{Form, bad_sampler_param, draw_per_element, enumerate_layout, float_value};
 use crate::rng::to_host;
 
 /// `Binomial(total_count, probs)`: the number of successes in `total_count` independent
@@ -58,10 +56,7 @@ impl Binomial {
     }
 
     fn build(total_count: &Tensor, param: &Tensor, form: Form) -> Result<Self> {
-        let (name, constraint) = match form {
-            Form::Logits => ("logits", Constraint::Real),
-            Form::Probs => ("probs", Constraint::UnitInterval),
-        };
+        let name = form.param_name();
         let ([total_count, param], batch) = broadcast_params(
             "Binomial",
             [("total_count", total_count, 0), (name, param, 0)],
@@ -73,7 +68,7 @@ impl Binomial {
             &total_count,
             &Constraint::NonNegativeInteger,
         )?;
-        validate_param("Binomial", name, &param, &constraint)?;
+        validate_param("Binomial", name, &param, &form.binary_support())?;
         Ok(Self {
             total_count,
             param,
@@ -89,18 +84,12 @@ impl Binomial {
 
     /// The log-odds of success, shape `batch`.
     pub fn logits(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => Ok(self.param.clone()),
-            Form::Probs => binary_logits(&self.param),
-        }
+        self.form.binary_logits(&self.param)
     }
 
     /// The probability of success, shape `batch`.
     pub fn probs(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => sigmoid(&self.param),
-            Form::Probs => Ok(self.param.clone()),
-        }
+        self.form.binary_probs(&self.param)
     }
 
     /// The values `0..=total_count` as Pyro's `enumerate_support`: shape `[n + 1] + batch` when

@@ -56,10 +56,7 @@ impl Categorical {
     /// Check, normalise and keep `param` (in `form`); errors name `dist` (`OneHotCategorical`
     /// builds its inner categorical here).
     pub(crate) fn build(dist: &'static str, param: &Tensor, form: Form) -> Result<Self> {
-        let name = match form {
-            Form::Logits => "logits",
-            Form::Probs => "probs",
-        };
+        let name = form.param_name();
         let ([param], batch) = broadcast_params(dist, [(name, param, 1)])?;
         if param.dims().last().copied().unwrap_or(0) == 0 {
             return Err(DistError::ParamShape {

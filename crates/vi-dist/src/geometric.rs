@@ -4,13 +4,12 @@ use candle_core::Tensor;
 use rand::RngCore;
 use rand_distr::Distribution as _;
 
-use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::ops::{log1p, sigmoid, softplus};
-use crate::probs::{Form, bad_sampler_param, binary_logits, draw_per_element, float_value};
+use crate::ops::{log1p, softplus};
+use crate::probs::{Form, bad_sampler_param, binary_param, draw_per_element, float_value};
 use crate::rng::to_host;
 
 /// `Geometric(probs)`: the number of failures before the first success in trials of success
@@ -41,8 +40,7 @@ pub struct Geometric {
 impl Geometric {
     /// Build from the probability of success of each trial, in `(0, 1]`.
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
-        let ([param], batch) = broadcast_params("Geometric", [("probs", probs, 0)])?;
-        validate_param("Geometric", "probs", &param, &Constraint::UnitInterval)?;
+        let (param, batch) = binary_param("Geometric", probs, Form::Probs)?;
         // torch also rejects 0: the number of failures would be infinite.
         validate_param("Geometric", "probs", &param, &Constraint::Positive)?;
         Ok(Self {
@@ -54,8 +52,7 @@ impl Geometric {
 
     /// Build from the log-odds of success of each trial (any real, not NaN).
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        let ([param], batch) = broadcast_params("Geometric", [("logits", logits, 0)])?;
-        validate_param("Geometric", "logits", &param, &Constraint::Real)?;
+        let (param, batch) = binary_param("Geometric", logits, Form::Logits)?;
         Ok(Self {
             param,
             form: Form::Logits,
@@ -65,18 +62,12 @@ impl Geometric {
 
     /// The log-odds of success, shape `batch`.
     pub fn logits(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => Ok(self.param.clone()),
-            Form::Probs => binary_logits(&self.param),
-        }
+        self.form.binary_logits(&self.param)
     }
 
     /// The probability of success, shape `batch`.
     pub fn probs(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => sigmoid(&self.param),
-            Form::Probs => Ok(self.param.clone()),
-        }
+        self.form.binary_probs(&self.param)
     }
 }
 

@@ -5,6 +5,9 @@
 use candle_core::{D, DType, Device, Tensor};
 use rand::RngCore;
 
+use crate::broadcast::broadcast_params;
+use crate::constraint::Constraint;
+use crate::distribution::validate_param;
 use crate::error::{DistError, Result};
 use crate::rng::from_host;
 
@@ -16,6 +19,57 @@ pub(crate) enum Form {
     Logits,
     /// Built from probabilities.
     Probs,
+}
+
+impl Form {
+    /// torch's name of the parameter in this form (`"logits"` or `"probs"`).
+    pub(crate) fn param_name(self) -> &'static str {
+        match self {
+            Form::Logits => "logits",
+            Form::Probs => "probs",
+        }
+    }
+
+    /// The support of a binary family's parameter in this form: logits real (not NaN),
+    /// probabilities in `[0, 1]`.
+    pub(crate) fn binary_support(self) -> Constraint {
+        match self {
+            Form::Logits => Constraint::Real,
+            Form::Probs => Constraint::UnitInterval,
+        }
+    }
+
+    /// The log-odds of a binary family (Bernoulli, Binomial, Geometric) whose parameter is
+    /// `param` in this form: the parameter itself, or the log-odds of the clamped
+    /// probabilities.
+    pub(crate) fn binary_logits(self, param: &Tensor) -> Result<Tensor> {
+        match self {
+            Form::Logits => Ok(param.clone()),
+            Form::Probs => binary_logits(param),
+        }
+    }
+
+    /// The probabilities of a binary family whose parameter is `param` in this form: the
+    /// parameter itself, or `sigmoid(logits)`.
+    pub(crate) fn binary_probs(self, param: &Tensor) -> Result<Tensor> {
+        match self {
+            Form::Logits => crate::ops::sigmoid(param),
+            Form::Probs => Ok(param.clone()),
+        }
+    }
+}
+
+/// Broadcast (alone) and check the one parameter of a binary family built in `form`: logits
+/// real (not NaN), probabilities in `[0, 1]`. Returns the parameter and the batch shape.
+pub(crate) fn binary_param(
+    dist: &'static str,
+    param: &Tensor,
+    form: Form,
+) -> Result<(Tensor, Vec<usize>)> {
+    let name = form.param_name();
+    let ([param], batch) = broadcast_params(dist, [(name, param, 0)])?;
+    validate_param(dist, name, &param, &form.binary_support())?;
+    Ok((param, batch))
 }
 
 /// `probs` clamped to `[eps, 1 − eps]`, as torch's `clamp_probs`, so their logarithms are
