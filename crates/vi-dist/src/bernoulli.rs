@@ -8,10 +8,8 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::probs::{
-    Form, bad_sampler_param, binary_param, draw_per_element, enumerate_layout, float_value,
-};
-use crate::rng::to_host;
+use crate::probs::{Form, bad_sampler_param, binary_param, enumerate_layout, float_value};
+use crate::rng::{draw_per_element, to_host};
 
 /// `Bernoulli(probs)` on {0, 1}: `P(1) = p`, as `torch.distributions.Bernoulli`.
 ///

@@ -10,8 +10,8 @@ use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
 use crate::ops::{lgamma, softplus};
-use crate::probs::{Form, bad_sampler_param, draw_per_element, enumerate_layout, float_value};
-use crate::rng::to_host;
+use crate::probs::{Form, bad_sampler_param, enumerate_layout, float_value};
+use crate::rng::{draw_per_element, to_host};
 
 /// `Binomial(total_count, probs)`: the number of successes in `total_count` independent
 /// trials of probability `probs`, as `torch.distributions.Binomial`.

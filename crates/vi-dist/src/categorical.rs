@@ -11,7 +11,7 @@ use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
 use crate::probs::{Form, categorical_logits, enumerate_layout, float_value, log_softmax};
-use crate::rng::to_host;
+use crate::rng::{draw_rounds, to_host};
 use crate::validation::validation_enabled;
 
 /// `Categorical(probs)` over the class indices `0..k`, as `torch.distributions.Categorical`:
@@ -158,14 +158,10 @@ impl Categorical {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let n: usize = sample_shape.iter().product();
-        let mut out = Vec::with_capacity(n * samplers.len());
-        for _ in 0..n {
-            for s in &samplers {
-                out.push(s.sample(rng) as f64);
-            }
-        }
-        Ok(out)
+        let rounds = sample_shape.iter().product();
+        Ok(draw_rounds(&samplers, rounds, rng, |s, r| {
+            s.sample(r) as f64
+        }))
     }
 }
 

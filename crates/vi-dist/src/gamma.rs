@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::family::{dist_common, expand_param};
 use crate::finfo::{max, tiny};
 use crate::ops::{digamma, lgamma, reparameterize_standard_gamma, xlogy};
-use crate::rng::{from_host, to_host};
+use crate::rng::{draw_per_element, to_host};
 
 /// Clamp the value of `t` to `[lo, hi]` while keeping its gradient (torch clamps a sample's
 /// detached storage in place): `t + (clamp(sg(t)) − sg(t))`. Where nothing is clamped the
@@ -40,18 +40,15 @@ pub(crate) fn draw_standard_gamma(
         .iter()
         .map(|&a| rand_distr::Gamma::new(a, 1.0).ok())
         .collect();
-    let n_samples: usize = sample_shape.iter().product();
-    let mut data = Vec::with_capacity(n_samples * samplers.len());
-    for _ in 0..n_samples {
-        for s in &samplers {
-            data.push(match s {
-                Some(g) => g.sample(rng).clamp(lo, hi),
-                None => f64::NAN,
-            });
-        }
-    }
-    let shape = crate::broadcast::extended_shape(sample_shape, alpha.dims(), &[]);
-    from_host(data, &shape, dtype, alpha.device())
+    draw_per_element(
+        &samplers,
+        sample_shape,
+        alpha.dims(),
+        dtype,
+        alpha.device(),
+        rng,
+        |s, r| s.as_ref().map_or(f64::NAN, |g| g.sample(r).clamp(lo, hi)),
+    )
 }
 
 /// Reparameterised draws `x ~ Gamma(α, 1)` of shape `sample_shape + alpha.shape`,

@@ -9,8 +9,8 @@ use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
 use crate::ops::{log1p, softplus};
-use crate::probs::{Form, bad_sampler_param, binary_param, draw_per_element, float_value};
-use crate::rng::to_host;
+use crate::probs::{Form, bad_sampler_param, binary_param, float_value};
+use crate::rng::{draw_per_element, to_host};
 
 /// `Geometric(probs)`: the number of failures before the first success in trials of success
 /// probability `probs`, on `0, 1, 2, …`, as `torch.distributions.Geometric`:

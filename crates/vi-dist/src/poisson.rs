@@ -10,8 +10,8 @@ use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
 use crate::ops::xlogy;
-use crate::probs::{bad_sampler_param, draw_per_element, float_value};
-use crate::rng::to_host;
+use crate::probs::{bad_sampler_param, float_value};
+use crate::rng::{draw_per_element, to_host};
 
 /// `Poisson(rate)` on `0, 1, 2, …`: `P(k) = rateᵏ e^{−rate} / k!`, as
 /// `torch.distributions.Poisson`.

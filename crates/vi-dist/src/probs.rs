@@ -1,15 +1,13 @@
 //! What the discrete families share: the conversions between `probs` and `logits` (as torch's
-//! `distributions.utils`), values given as integers, `enumerate_support` shapes, and the host
-//! sampling loop.
+//! `distributions.utils`), values given as integers, `enumerate_support` shapes, and the error
+//! of a host sampler given an unusable parameter.
 
-use candle_core::{D, DType, Device, Tensor};
-use rand::RngCore;
+use candle_core::{D, DType, Tensor};
 
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::validate_param;
 use crate::error::{DistError, Result};
-use crate::rng::from_host;
 
 /// Which parameter a discrete family was built from; the other is computed when asked, as
 /// torch's lazy `probs`/`logits` properties, so gradients reach the tensor the user gave.
@@ -131,28 +129,6 @@ pub(crate) fn enumerate_layout(values: Tensor, batch: &[usize], expand: bool) ->
         .chain(event)
         .collect();
     Ok(values.broadcast_as(full)?)
-}
-
-/// Draw `sample_shape` values from one host sampler per batch element (row-major over
-/// `sample_shape + batch`) and build the float tensor of shape `sample_shape + batch`.
-pub(crate) fn draw_per_element<S>(
-    samplers: &[S],
-    sample_shape: &[usize],
-    batch: &[usize],
-    dtype: DType,
-    device: &Device,
-    rng: &mut dyn RngCore,
-    draw: impl Fn(&S, &mut dyn RngCore) -> f64,
-) -> Result<Tensor> {
-    let n: usize = sample_shape.iter().product();
-    let mut data = Vec::with_capacity(n * samplers.len());
-    for _ in 0..n {
-        for s in samplers {
-            data.push(draw(s, rng));
-        }
-    }
-    let shape: Vec<usize> = sample_shape.iter().chain(batch).copied().collect();
-    from_host(data, &shape, dtype, device)
 }
 
 /// The error for a parameter a host sampler cannot use (only reachable with validation off).
