@@ -10,6 +10,7 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
+use crate::normal::normal_log_prob;
 use crate::rng::standard_normal;
 
 /// `HalfNormal(scale)`: the law of `|y|` for `y ~ Normal(0, scale)`, as
@@ -74,11 +75,7 @@ impl Distribution for HalfNormal {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         let z = value.broadcast_div(&self.scale)?;
-        let base = z
-            .sqr()?
-            .affine(-0.5, -0.5 * (2.0 * PI).ln())?
-            .broadcast_sub(&self.scale.log()?)?;
-        fold_log_prob(&base, value)
+        fold_log_prob(&normal_log_prob(&z, &self.scale)?, value)
     }
 
     fn entropy(&self) -> Result<Tensor> {

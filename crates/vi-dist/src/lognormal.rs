@@ -10,6 +10,7 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
+use crate::normal::normal_log_prob;
 use crate::rng::standard_normal;
 
 /// `LogNormal(loc, scale)`: the law of `exp(y)` for `y ~ Normal(loc, scale)`, as
@@ -83,12 +84,7 @@ impl Distribution for LogNormal {
         // TransformedDistribution(Normal, ExpTransform).
         let log_x = value.log()?;
         let z = log_x.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
-        let lp = z
-            .sqr()?
-            .affine(-0.5, -0.5 * (2.0 * PI).ln())?
-            .broadcast_sub(&self.scale.log()?)?
-            .broadcast_sub(&log_x)?;
-        Ok(lp)
+        Ok(normal_log_prob(&z, &self.scale)?.broadcast_sub(&log_x)?)
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -51,6 +51,14 @@ impl Normal {
     }
 }
 
+/// The normal log density at `z = (x − loc) / scale`: `−z²/2 − ½ ln 2π − ln scale` (shared
+/// with LogNormal and HalfNormal).
+pub(crate) fn normal_log_prob(z: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    Ok(z.sqr()?
+        .affine(-0.5, -0.5 * (2.0 * PI).ln())?
+        .broadcast_sub(&scale.log()?)?)
+}
+
 impl Distribution for Normal {
     dist_common!("Normal", loc);
 
@@ -71,11 +79,7 @@ impl Distribution for Normal {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         let z = value.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
-        let lp = z
-            .sqr()?
-            .affine(-0.5, -0.5 * (2.0 * PI).ln())?
-            .broadcast_sub(&self.scale.log()?)?;
-        Ok(lp)
+        normal_log_prob(&z, &self.scale)
     }
 
     fn entropy(&self) -> Result<Tensor> {
