@@ -163,6 +163,20 @@ pub enum DistError {
     Candle(#[from] candle_core::Error),
 }
 
+impl DistError {
+    /// An op error with `context` (the distribution and parameter it was computing) put in
+    /// front of its message; other errors pass through unchanged.
+    pub(crate) fn in_context(self, context: &str) -> Self {
+        match self {
+            DistError::Op { op, msg } => DistError::Op {
+                op,
+                msg: format!("{context}: {msg}"),
+            },
+            other => other,
+        }
+    }
+}
+
 /// `Result` with [`DistError`].
 pub type Result<T> = std::result::Result<T, DistError>;
 

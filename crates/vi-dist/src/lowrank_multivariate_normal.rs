@@ -161,13 +161,7 @@ fn capacitance_tril(w: &Tensor, d: &Tensor) -> Result<Tensor> {
     let wt_dinv = wt_dinv(w, d)?;
     let k = ops::batch_matmul(&wt_dinv, w)?;
     let k = k.broadcast_add(&Tensor::eye(r, w.dtype(), w.device())?)?;
-    ops::cholesky(&k).map_err(|e| match e {
-        DistError::Op { op, msg } => DistError::Op {
-            op,
-            msg: format!("{NAME} capacitance matrix I + Wᵀ D⁻¹ W: {msg}"),
-        },
-        other => other,
-    })
+    ops::cholesky(&k).map_err(|e| e.in_context(&format!("{NAME} capacitance matrix I + Wᵀ D⁻¹ W")))
 }
 
 /// `Wᵀ D⁻¹`, shape `batch + [r, n]`.

@@ -83,13 +83,7 @@ fn event_size(loc: &Tensor, param: &'static str, matrix: &Tensor) -> Result<usiz
 
 /// Name the distribution and parameter in a factorisation error.
 fn in_param(param: &'static str, e: DistError) -> DistError {
-    match e {
-        DistError::Op { op, msg } => DistError::Op {
-            op,
-            msg: format!("{NAME} `{param}`: {msg}"),
-        },
-        other => other,
-    }
+    e.in_context(&format!("{NAME} `{param}`"))
 }
 
 impl MultivariateNormal {
