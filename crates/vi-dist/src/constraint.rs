@@ -281,6 +281,10 @@ impl Constraint {
 
     /// Whether every element (event) of `value` is in the set: one host sync.
     pub fn all(&self, value: &Tensor) -> Result<bool> {
+        // An empty value has nothing to check (and candle cannot reduce over an empty dim).
+        if value.elem_count() == 0 {
+            return Ok(true);
+        }
         let c = self.check(value)?;
         if c.elem_count() == 0 {
             return Ok(true);

@@ -118,6 +118,10 @@ impl Distribution for OneHotCategorical {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let value = float_value(value, self.dtype())?;
         let out = validate_value(self, &value)?;
+        if value.elem_count() == 0 {
+            // An empty batch or sample (candle cannot reduce it).
+            return Ok(Tensor::zeros(out, self.dtype(), self.device())?);
+        }
         let indices = value.argmax(D::Minus1)?.to_dtype(DType::U32)?;
         self.categorical.log_prob_indices(&indices, &out)
     }

@@ -92,6 +92,10 @@ pub(crate) fn categorical_logits(probs: &Tensor) -> Result<Tensor> {
 /// `x − logsumexp(x)` over the last dim. The shift by the (detached) maximum keeps `exp`
 /// finite and changes neither the value nor the gradient.
 pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    if x.elem_count() == 0 {
+        // An empty batch (candle cannot reduce it).
+        return Ok(x.clone());
+    }
     let max = x.max_keepdim(D::Minus1)?.detach();
     let shifted = x.broadcast_sub(&max)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
