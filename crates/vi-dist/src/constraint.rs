@@ -4,6 +4,7 @@ use std::fmt;
 
 use candle_core::{DType, Tensor};
 
+use crate::broadcast::{broadcast_shapes, full_like};
 use crate::error::Result;
 
 /// A bound of an interval constraint: a number, or a tensor that broadcasts against the value
@@ -277,6 +278,82 @@ impl Constraint {
             }
         };
         Ok(out)
+    }
+
+    /// A point of the set with the dtype and device of `value` and the broadcast shape of
+    /// `value` and any tensor bounds, as NumPyro's `feasible_like`: 0 for reals, 1 for
+    /// positive numbers, ½ on the unit interval, the midpoint of an interval, `bound ± 1` past
+    /// a bound, the lower end of an integer interval, the centre of the simplex, the first
+    /// one-hot vector, the identity matrix. No device sync.
+    ///
+    /// [`Masked`](crate::Masked) puts it in place of masked-out values, so they cannot fail a
+    /// check or make a gradient NaN.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let x = Tensor::zeros((2, 3), DType::F64, &Device::Cpu)?;
+    /// let c = Constraint::interval(1.0, 3.0);
+    /// assert!(c.all(&c.feasible_like(&x)?)?);
+    /// let s = Constraint::Simplex.feasible_like(&x)?;
+    /// assert_eq!(s.to_vec2::<f64>()?[0], vec![1.0 / 3.0; 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn feasible_like(&self, value: &Tensor) -> Result<Tensor> {
+        let x = value;
+        let constant = |v: f64| full_like(v, x);
+        let fill = |t: Tensor| -> Result<Tensor> {
+            let shape = broadcast_shapes(&[x.dims(), t.dims()]).ok_or_else(|| {
+                crate::DistError::Invalid {
+                    dist: "feasible_like",
+                    msg: format!(
+                        "bound of shape {:?} does not broadcast with value {:?}",
+                        t.dims(),
+                        x.dims()
+                    ),
+                }
+            })?;
+            Ok(t.broadcast_as(shape)?)
+        };
+        let last = |what: &'static str| -> Result<usize> {
+            x.dims()
+                .last()
+                .copied()
+                .ok_or_else(|| crate::DistError::Invalid {
+                    dist: "feasible_like",
+                    msg: format!("{what} needs a value with at least one dim, got a scalar"),
+                })
+        };
+        match self {
+            Constraint::Real | Constraint::Boolean | Constraint::NonNegativeInteger => {
+                constant(0.0)
+            }
+            Constraint::Positive | Constraint::NonNegative => constant(1.0),
+            Constraint::UnitInterval => constant(0.5),
+            Constraint::Interval { low, high } | Constraint::HalfOpenInterval { low, high } => {
+                fill(((low.to_tensor(x)? + high.to_tensor(x)?)? * 0.5)?)
+            }
+            Constraint::GreaterThan(b) | Constraint::GreaterThanEq(b) => {
+                fill(b.to_tensor(x)?.affine(1.0, 1.0)?)
+            }
+            Constraint::LessThan(b) => fill(b.to_tensor(x)?.affine(1.0, -1.0)?),
+            Constraint::IntegerInterval { low, .. } => fill(low.to_tensor(x)?),
+            Constraint::Simplex => constant(1.0 / last("simplex")? as f64),
+            Constraint::OneHot => {
+                let k = last("one_hot")?;
+                let first = Tensor::ones(1, x.dtype(), x.device())?.pad_with_zeros(
+                    0,
+                    0,
+                    k.saturating_sub(1),
+                )?;
+                Ok(first.broadcast_as(x.shape())?)
+            }
+            Constraint::LowerCholesky | Constraint::PositiveDefinite => {
+                let n = crate::ops::square_size("feasible_like", x)?;
+                Ok(Tensor::eye(n, x.dtype(), x.device())?.broadcast_as(x.shape())?)
+            }
+            Constraint::Independent { base, .. } => base.feasible_like(x),
+        }
     }
 
     /// Whether every element (event) of `value` is in the set: one host sync.

@@ -7,13 +7,16 @@ use rand::RngCore;
 
 use crate::broadcast::{broadcast_shapes, full_like};
 use crate::constraint::Constraint;
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, value_batch_shape};
 use crate::error::{DistError, Result};
 
 /// `base` with `log_prob` set to 0 where `mask` is 0, as Pyro's `MaskedDistribution`.
 ///
 /// The batch shape is the broadcast of the base's batch shape and the mask's shape. Sampling,
-/// mean, variance and entropy are the base's (broadcast); only scores are masked.
+/// mean, variance and entropy are the base's (broadcast); only scores are masked. Masked-out
+/// values are replaced by a point of the support ([`Constraint::feasible_like`]) before the
+/// base scores them, as NumPyro does: missing data may hold any placeholder (NaN), which
+/// neither fails validation nor makes the gradients NaN.
 ///
 /// ```
 /// use candle_core::{Device, Tensor, DType};
@@ -108,7 +111,27 @@ impl Distribution for Masked {
         self.base.rsample(sample_shape, rng)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
-        self.apply(&self.base.log_prob(value)?)
+        // Masked-out values are replaced by a point of the support first (NumPyro's
+        // MaskedDistribution), so a placeholder there (NaN for missing data) neither fails the
+        // support check nor sends 0 · NaN into the gradients.
+        let out = value_batch_shape(self, value)?;
+        let event = self.event_shape();
+        let full = crate::broadcast::extended_shape(&[], &out, event);
+        let value = value.broadcast_as(full.as_slice())?;
+        let feasible = self.base.support().feasible_like(&value)?;
+        let mask_dims: Vec<usize> = self
+            .mask
+            .dims()
+            .iter()
+            .copied()
+            .chain(event.iter().map(|_| 1))
+            .collect();
+        let keep = self
+            .mask
+            .reshape(mask_dims)?
+            .broadcast_as(full.as_slice())?;
+        let value = keep.where_cond(&value, &feasible.broadcast_as(full.as_slice())?)?;
+        self.apply(&self.base.log_prob(&value)?)
     }
     fn entropy(&self) -> Result<Tensor> {
         self.base.entropy()

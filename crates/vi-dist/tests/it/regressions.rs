@@ -153,3 +153,48 @@ fn pareto_undefined_moments_have_finite_gradients(device: &Device, dtype: DType)
     Ok(())
 }
 test_device!(pareto_undefined_moments_have_finite_gradients);
+
+/// Masked-out values do not matter, as NumPyro's `MaskedDistribution`: they are replaced by a
+/// point of the support before `log_prob`, so missing data given as NaN (or any placeholder
+/// outside the support) neither fails validation nor turns the gradients into NaN.
+fn masked_out_values_do_not_matter(device: &Device, dtype: DType) -> Res {
+    let loc = Var::from_tensor(&t(&[0.5, 1.0, -1.0], device, dtype))?;
+    let scale = t(&[1.0, 2.0, 1.0], device, dtype);
+    let mask = Tensor::new(&[1u8, 0, 1], device)?;
+    let y = t(&[1.0, f64::NAN, 2.0], device, dtype);
+    for validate in [true, false] {
+        let d = Normal::new(loc.as_tensor(), &scale)?.mask(&mask)?;
+        let lp = with_validation(validate, || d.log_prob(&y))?;
+        let v = vi_test::to_vec(&lp)?;
+        assert_eq!(v[1], 0.0, "{v:?}");
+        assert!(v.iter().all(|x| x.is_finite()), "{v:?}");
+        let g = lp.sum_all()?.backward()?;
+        let g = vi_test::to_vec(g.get(loc.as_tensor()).ok_or("no gradient")?)?;
+        // d/d loc of −(y − loc)²/2: y − loc where kept, 0 where masked out
+        assert_eq!(g[1], 0.0, "{g:?}");
+        assert!(
+            (g[0] - 0.5).abs() < 1e-6 && (g[2] - 3.0).abs() < 1e-6,
+            "{g:?}"
+        );
+    }
+    // a value outside a bounded support, masked out, with a sample dim and an event dim
+    let conc = t(&[2.0, 3.0], device, dtype);
+    let d =
+        vi_dist::Gamma::new(&conc, &conc.ones_like()?)?.mask(&Tensor::new(&[0u8, 1], device)?)?;
+    let lp = d.log_prob(&t(&[-1.0, 1.0, -5.0, 2.0], device, dtype).reshape((2, 2))?)?;
+    let v = vi_test::to_vec(&lp)?;
+    assert_eq!((v[0], v[2]), (0.0, 0.0), "{v:?}");
+    let ind = Normal::new(loc.as_tensor(), &scale)?
+        .to_event(1)?
+        .mask(&Tensor::new(&[1u8, 0], device)?)?;
+    let y2 = t(
+        &[1.0, 1.0, 1.0, f64::NAN, f64::NAN, f64::NAN],
+        device,
+        dtype,
+    )
+    .reshape((2, 3))?;
+    let v = vi_test::to_vec(&ind.log_prob(&y2)?)?;
+    assert!(v[0].is_finite() && v[1] == 0.0, "{v:?}");
+    Ok(())
+}
+test_device!(masked_out_values_do_not_matter);
