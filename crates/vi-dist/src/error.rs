@@ -26,7 +26,7 @@ pub enum DistError {
     Broadcast {
         /// Distribution name.
         dist: &'static str,
-        /// Each parameter with its shape, e.g. "loc [2, 3], scale [4]".
+        /// Each parameter with its shape, e.g. `loc [2, 3], scale [4]`.
         shapes: String,
     },
     /// Parameters live on different devices or have different dtypes.

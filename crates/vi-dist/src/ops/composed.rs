@@ -1,5 +1,5 @@
 //! The special functions composed from candle ops, so they run (and differentiate through
-//! autograd) on any device. The CPU uses the host kernels in [`super::special`]; these are the
+//! autograd) on any device. The CPU uses the host kernels behind [`crate::ops`]; these are the
 //! path for CUDA and Metal, and are tested against the kernels on the CPU.
 
 use std::f64::consts::PI;
