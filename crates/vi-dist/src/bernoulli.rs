@@ -37,11 +37,29 @@ pub struct Bernoulli {
 
 impl Bernoulli {
     /// Build from log-odds `logits = ln(p / (1 − p))` (any real, not NaN).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Bernoulli, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Bernoulli::from_logits(&Tensor::zeros((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
         Self::build(logits, Form::Logits)
     }
 
     /// Build from probabilities of 1, in `[0, 1]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Bernoulli, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Bernoulli::from_probs(&Tensor::full(0.5f64, (2, 3), &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
         Self::build(probs, Form::Probs)
     }
@@ -53,11 +71,29 @@ impl Bernoulli {
 
     /// The log-odds, shape `batch` (the parameter itself, or `ln p − ln(1 − p)` of the clamped
     /// probabilities).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Bernoulli;
+    /// let cpu = Device::Cpu;
+    /// let d = Bernoulli::from_logits(&Tensor::zeros((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.logits()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn logits(&self) -> Result<Tensor> {
         self.form.binary_logits(&self.param)
     }
 
     /// The probabilities of 1, shape `batch` (the parameter itself, or `sigmoid(logits)`).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Bernoulli;
+    /// let cpu = Device::Cpu;
+    /// let d = Bernoulli::from_logits(&Tensor::zeros((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.probs()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn probs(&self) -> Result<Tensor> {
         self.form.binary_probs(&self.param)
     }

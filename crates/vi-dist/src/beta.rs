@@ -37,6 +37,15 @@ pub struct Beta {
 impl Beta {
     /// Build from `concentration1` (α > 0, the exponent of `x`) and `concentration0`
     /// (β > 0, the exponent of `1 − x`); they broadcast.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Beta, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Beta::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(concentration1: &Tensor, concentration0: &Tensor) -> Result<Self> {
         let ([concentration1, concentration0], batch) = broadcast_params(
             "Beta",
@@ -65,11 +74,29 @@ impl Beta {
     }
 
     /// α, the exponent of `x`, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Beta;
+    /// let cpu = Device::Cpu;
+    /// let d = Beta::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.concentration1().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn concentration1(&self) -> &Tensor {
         &self.concentration1
     }
 
     /// β, the exponent of `1 − x`, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Beta;
+    /// let cpu = Device::Cpu;
+    /// let d = Beta::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.concentration0().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn concentration0(&self) -> &Tensor {
         &self.concentration0
     }

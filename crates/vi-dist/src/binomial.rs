@@ -45,12 +45,30 @@ pub struct Binomial {
 impl Binomial {
     /// Build from the number of trials (non-negative integers, as floats) and the log-odds of
     /// success; the two broadcast against each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Binomial, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_logits(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_logits(total_count: &Tensor, logits: &Tensor) -> Result<Self> {
         Self::build(total_count, logits, Form::Logits)
     }
 
     /// Build from the number of trials (non-negative integers, as floats) and the probability
     /// of success in `[0, 1]`; the two broadcast against each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Binomial, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_probs(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::full(0.5f64, 3, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_probs(total_count: &Tensor, probs: &Tensor) -> Result<Self> {
         Self::build(total_count, probs, Form::Probs)
     }
@@ -78,16 +96,43 @@ impl Binomial {
     }
 
     /// The number of trials, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Binomial;
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_logits(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.total_count().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn total_count(&self) -> &Tensor {
         &self.total_count
     }
 
     /// The log-odds of success, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Binomial;
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_logits(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.logits()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn logits(&self) -> Result<Tensor> {
         self.form.binary_logits(&self.param)
     }
 
     /// The probability of success, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Binomial;
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_logits(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.probs()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn probs(&self) -> Result<Tensor> {
         self.form.binary_probs(&self.param)
     }

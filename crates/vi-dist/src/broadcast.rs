@@ -33,6 +33,13 @@ pub fn broadcast_shapes(shapes: &[&[usize]]) -> Option<Vec<usize>> {
 }
 
 /// Whether `from` broadcasts to exactly `to` (torch's `expand` rule).
+///
+/// ```
+/// use vi_dist::broadcasts_to;
+/// assert!(broadcasts_to(&[3, 1], &[2, 3, 4]));
+/// assert!(!broadcasts_to(&[3], &[3, 2]));
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn broadcasts_to(from: &[usize], to: &[usize]) -> bool {
     if from.len() > to.len() {
         return false;
@@ -45,6 +52,15 @@ pub fn broadcasts_to(from: &[usize], to: &[usize]) -> bool {
 
 /// A parameter handed to [`broadcast_params`]: its name, tensor and event rank (0 for scalar
 /// parameters, 1 for a vector such as MVN's `loc`, 2 for a matrix such as `scale_tril`).
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// let loc = Tensor::zeros((4, 2), DType::F64, &Device::Cpu)?;
+/// let spec: vi_dist::ParamSpec = ("loc", &loc, 1);
+/// let ([loc], batch) = vi_dist::broadcast_params("MultivariateNormal", [spec])?;
+/// assert_eq!((batch, loc.dims()), (vec![4], &[4, 2][..]));
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub type ParamSpec<'a> = (&'static str, &'a Tensor, usize);
 
 /// Broadcast the batch dims of parameters against each other, as torch's `broadcast_all`.
@@ -168,6 +184,11 @@ pub(crate) fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {
 }
 
 /// `sample_shape + batch_shape + event_shape`, the shape of a draw.
+///
+/// ```
+/// assert_eq!(vi_dist::extended_shape(&[5], &[2, 3], &[4]), vec![5, 2, 3, 4]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn extended_shape(sample_shape: &[usize], batch: &[usize], event: &[usize]) -> Vec<usize> {
     sample_shape
         .iter()

@@ -43,12 +43,30 @@ pub struct Categorical {
 
 impl Categorical {
     /// Build from unnormalised log-probabilities, shape `batch + [k]` (`k >= 1`, no NaN).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Categorical, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
         Self::build("Categorical", logits, Form::Logits)
     }
 
     /// Build from non-negative weights, shape `batch + [k]` (`k >= 1`), normalised to sum to 1
     /// over the last dim.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Categorical, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_probs(&Tensor::ones((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
         Self::build("Categorical", probs, Form::Probs)
     }
@@ -90,12 +108,30 @@ impl Categorical {
     }
 
     /// The number of classes `k`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Categorical;
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.num_classes(), 4);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn num_classes(&self) -> usize {
         self.param.dims().last().copied().unwrap_or(0)
     }
 
     /// The normalised log-probabilities, shape `batch + [k]` (for the `probs` form, the logs of
     /// the clamped probabilities).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Categorical;
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.logits()?.dims(), &[2, 4]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn logits(&self) -> Result<Tensor> {
         match self.form {
             Form::Logits => Ok(self.param.clone()),
@@ -104,6 +140,15 @@ impl Categorical {
     }
 
     /// The probabilities, shape `batch + [k]` (summing to 1 over the last dim).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Categorical;
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.probs()?.dims(), &[2, 4]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn probs(&self) -> Result<Tensor> {
         match self.form {
             Form::Logits => Ok(self.param.exp()?),

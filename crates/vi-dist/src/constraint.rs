@@ -9,6 +9,16 @@ use crate::error::Result;
 
 /// A bound of an interval constraint: a number, or a tensor that broadcasts against the value
 /// (Uniform's `low`/`high`, Pareto's `scale`).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{Bound, Constraint};
+/// let low = Tensor::new(&[0.0f64, 1.0], &Device::Cpu)?;
+/// let c = Constraint::interval(Bound::Tensor(low), 2.0);
+/// assert!(c.all(&Tensor::new(&[0.5f64, 1.5], &Device::Cpu)?)?);
+/// assert!(!c.all(&Tensor::new(&[0.5f64, 0.5], &Device::Cpu)?)?);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub enum Bound {
     /// The same bound for every element.
@@ -135,6 +145,15 @@ pub enum Constraint {
 
 impl Constraint {
     /// `interval(low, high)`.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let c = Constraint::interval(-1.0, 1.0);
+    /// assert_eq!(c.to_string(), "interval(-1, 1)");
+    /// assert!(c.all(&Tensor::new(&[-1.0f64, 1.0], &Device::Cpu)?)?);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn interval(low: impl Into<Bound>, high: impl Into<Bound>) -> Self {
         Constraint::Interval {
             low: low.into(),
@@ -143,11 +162,27 @@ impl Constraint {
     }
 
     /// `greater_than(bound)`.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let c = Constraint::greater_than(2.0);
+    /// assert!(!c.all(&Tensor::new(&[2.0f64], &Device::Cpu)?)?);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn greater_than(bound: impl Into<Bound>) -> Self {
         Constraint::GreaterThan(bound.into())
     }
 
     /// `independent(self, event_dims)`: the same set, checked per event.
+    ///
+    /// ```
+    /// use vi_dist::Constraint;
+    /// let c = Constraint::Positive.independent(1).independent(1);
+    /// assert_eq!(c.event_dim(), 2);
+    /// assert_eq!(c.to_string(), "independent(positive, 2)");
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn independent(self, event_dims: usize) -> Self {
         if event_dims == 0 {
             return self;
@@ -168,6 +203,14 @@ impl Constraint {
     }
 
     /// How many trailing dims of a value one check covers (1 for simplex, 2 for matrices).
+    ///
+    /// ```
+    /// use vi_dist::Constraint;
+    /// assert_eq!(Constraint::Real.event_dim(), 0);
+    /// assert_eq!(Constraint::Simplex.event_dim(), 1);
+    /// assert_eq!(Constraint::LowerCholesky.independent(1).event_dim(), 3);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn event_dim(&self) -> usize {
         match self {
             Constraint::Simplex | Constraint::OneHot => 1,
@@ -178,6 +221,13 @@ impl Constraint {
     }
 
     /// Whether the set is discrete (integer valued).
+    ///
+    /// ```
+    /// use vi_dist::Constraint;
+    /// assert!(Constraint::NonNegativeInteger.is_discrete());
+    /// assert!(!Constraint::Positive.is_discrete());
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn is_discrete(&self) -> bool {
         match self {
             Constraint::Boolean
@@ -191,6 +241,14 @@ impl Constraint {
 
     /// Elementwise (per event) membership, as a `u8` tensor of shape
     /// `value.shape[..rank - event_dim]` holding 1 where the value is in the set.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let x = Tensor::new(&[[0.2f64, 0.8], [0.5, 0.6]], &Device::Cpu)?;
+    /// assert_eq!(Constraint::Simplex.check(&x)?.to_vec1::<u8>()?, vec![1, 0]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn check(&self, value: &Tensor) -> Result<Tensor> {
         let x = value;
         let dtype = x.dtype();
@@ -357,6 +415,15 @@ impl Constraint {
     }
 
     /// Whether every element (event) of `value` is in the set: one host sync.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let x = Tensor::new(&[0.0f64, 1.0], &Device::Cpu)?;
+    /// assert!(Constraint::UnitInterval.all(&x)?);
+    /// assert!(!Constraint::Positive.all(&x)?);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn all(&self, value: &Tensor) -> Result<bool> {
         // An empty value has nothing to check (and candle cannot reduce over an empty dim).
         if value.elem_count() == 0 {

@@ -168,6 +168,16 @@ pub(crate) fn value_batch_shape(d: &dyn Distribution, value: &Tensor) -> Result<
 }
 
 /// With validation on, check that a parameter lies in `constraint` (one host sync).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{Constraint, DistError, validate_param};
+/// let rate = Tensor::new(&[1.0f64, -1.0], &Device::Cpu)?;
+/// let r = validate_param("MyFamily", "rate", &rate, &Constraint::Positive);
+/// assert!(matches!(r, Err(DistError::ParamSupport { param: "rate", .. })));
+/// assert!(vi_dist::with_validation(false, || validate_param("MyFamily", "rate", &rate, &Constraint::Positive)).is_ok());
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn validate_param(
     dist: &'static str,
     param: &'static str,

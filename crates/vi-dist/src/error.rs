@@ -6,6 +6,17 @@ use candle_core::{DType, Device};
 ///
 /// Each variant names the distribution (or op), the parameter and the shapes involved, so the
 /// message points at the user's line rather than at a candle kernel.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use vi_dist::{DistError, Normal};
+/// let loc = Tensor::zeros(2, DType::F64, &Device::Cpu)?;
+/// let scale = Tensor::ones(3, DType::F64, &Device::Cpu)?;
+/// let err = Normal::new(&loc, &scale).unwrap_err();
+/// assert!(matches!(err, DistError::Broadcast { dist: "Normal", .. }));
+/// assert_eq!(err.to_string(), "Normal: parameter shapes do not broadcast: loc [2], scale [3]");
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DistError {
@@ -178,6 +189,15 @@ impl DistError {
 }
 
 /// `Result` with [`DistError`].
+///
+/// ```
+/// fn rate_of(d: &vi_dist::Exponential) -> vi_dist::Result<f64> {
+///     Ok(d.rate().to_scalar::<f64>()?)
+/// }
+/// let d = vi_dist::Exponential::new(&candle_core::Tensor::new(2.0f64, &candle_core::Device::Cpu)?)?;
+/// assert_eq!(rate_of(&d)?, 2.0);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub type Result<T> = std::result::Result<T, DistError>;
 
 /// "f32 on cpu" style description used in [`DistError::ParamKind`].

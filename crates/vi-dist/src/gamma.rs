@@ -107,6 +107,15 @@ pub struct Gamma {
 
 impl Gamma {
     /// Build from `concentration` (shape α > 0) and `rate` (> 0); they broadcast.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Gamma, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Gamma::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(concentration: &Tensor, rate: &Tensor) -> Result<Self> {
         let ([concentration, rate], batch) = broadcast_params(
             "Gamma",
@@ -127,11 +136,29 @@ impl Gamma {
     }
 
     /// The shape parameter α, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Gamma;
+    /// let cpu = Device::Cpu;
+    /// let d = Gamma::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.concentration().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn concentration(&self) -> &Tensor {
         &self.concentration
     }
 
     /// The rate (inverse scale), broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Gamma;
+    /// let cpu = Device::Cpu;
+    /// let d = Gamma::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.rate().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn rate(&self) -> &Tensor {
         &self.rate
     }

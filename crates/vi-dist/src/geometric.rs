@@ -39,6 +39,15 @@ pub struct Geometric {
 
 impl Geometric {
     /// Build from the probability of success of each trial, in `(0, 1]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Geometric, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Geometric::from_probs(&Tensor::full(0.5f64, (2, 3), &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
         let (param, batch) = binary_param("Geometric", probs, Form::Probs)?;
         // torch also rejects 0: the number of failures would be infinite.
@@ -51,6 +60,15 @@ impl Geometric {
     }
 
     /// Build from the log-odds of success of each trial (any real, not NaN).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Geometric, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Geometric::from_logits(&Tensor::zeros((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
         let (param, batch) = binary_param("Geometric", logits, Form::Logits)?;
         Ok(Self {
@@ -61,11 +79,29 @@ impl Geometric {
     }
 
     /// The log-odds of success, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Geometric;
+    /// let cpu = Device::Cpu;
+    /// let d = Geometric::from_probs(&Tensor::full(0.5f64, (2, 3), &cpu)?)?;
+    /// assert_eq!(d.logits()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn logits(&self) -> Result<Tensor> {
         self.form.binary_logits(&self.param)
     }
 
     /// The probability of success, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Geometric;
+    /// let cpu = Device::Cpu;
+    /// let d = Geometric::from_probs(&Tensor::full(0.5f64, (2, 3), &cpu)?)?;
+    /// assert_eq!(d.probs()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn probs(&self) -> Result<Tensor> {
         self.form.binary_probs(&self.param)
     }

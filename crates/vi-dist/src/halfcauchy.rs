@@ -35,6 +35,15 @@ pub struct HalfCauchy {
 
 impl HalfCauchy {
     /// Build from `scale` (> 0), the scale of the Cauchy that is folded.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{HalfCauchy, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = HalfCauchy::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(scale: &Tensor) -> Result<Self> {
         let ([scale], batch) = broadcast_params("HalfCauchy", [("scale", scale, 0)])?;
         validate_param("HalfCauchy", "scale", &scale, &Constraint::Positive)?;
@@ -42,6 +51,15 @@ impl HalfCauchy {
     }
 
     /// The scale of the folded Cauchy (its median), shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::HalfCauchy;
+    /// let cpu = Device::Cpu;
+    /// let d = HalfCauchy::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }

@@ -33,6 +33,15 @@ pub struct HalfNormal {
 
 impl HalfNormal {
     /// Build from `scale` (> 0), the standard deviation of the normal that is folded.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{HalfNormal, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = HalfNormal::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(scale: &Tensor) -> Result<Self> {
         let ([scale], batch) = broadcast_params("HalfNormal", [("scale", scale, 0)])?;
         validate_param("HalfNormal", "scale", &scale, &Constraint::Positive)?;
@@ -40,6 +49,15 @@ impl HalfNormal {
     }
 
     /// The scale of the folded normal, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::HalfNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = HalfNormal::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }

@@ -107,16 +107,43 @@ impl LowRankMultivariateNormal {
     }
 
     /// The mean vector, shape `batch + [n]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::LowRankMultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = LowRankMultivariateNormal::new(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::zeros((3, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// The low-rank factor `W`, shape `batch + [n, r]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::LowRankMultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = LowRankMultivariateNormal::new(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::zeros((3, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.cov_factor().dims(), &[2, 3, 1]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn cov_factor(&self) -> &Tensor {
         &self.cov_factor
     }
 
     /// The diagonal part `D` of the covariance, shape `batch + [n]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::LowRankMultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = LowRankMultivariateNormal::new(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::zeros((3, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.cov_diag().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn cov_diag(&self) -> &Tensor {
         &self.cov_diag
     }

@@ -215,11 +215,29 @@ impl MultivariateNormal {
     }
 
     /// The mean vector, shape `batch + [n]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::MultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = MultivariateNormal::from_diag_scale(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// The lower Cholesky factor `L` of the covariance, shape `batch + [n, n]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::MultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = MultivariateNormal::from_diag_scale(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale_tril().dims(), &[2, 3, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale_tril(&self) -> &Tensor {
         &self.scale_tril
     }

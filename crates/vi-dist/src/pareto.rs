@@ -35,6 +35,15 @@ pub struct Pareto {
 impl Pareto {
     /// Build from `scale` (> 0, the lower end of the support) and `alpha` (> 0, the tail
     /// index), in torch's order; the two broadcast against each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Pareto, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Pareto::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(scale: &Tensor, alpha: &Tensor) -> Result<Self> {
         let ([scale, alpha], batch) =
             broadcast_params("Pareto", [("scale", scale, 0), ("alpha", alpha, 0)])?;
@@ -48,11 +57,29 @@ impl Pareto {
     }
 
     /// The lower end of the support, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Pareto;
+    /// let cpu = Device::Cpu;
+    /// let d = Pareto::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }
 
     /// The tail index, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Pareto;
+    /// let cpu = Device::Cpu;
+    /// let d = Pareto::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.alpha().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn alpha(&self) -> &Tensor {
         &self.alpha
     }

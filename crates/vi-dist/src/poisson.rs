@@ -37,6 +37,15 @@ pub struct Poisson {
 
 impl Poisson {
     /// Build from the mean `rate` (>= 0).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Poisson, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Poisson::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(rate: &Tensor) -> Result<Self> {
         let ([rate], batch) = broadcast_params("Poisson", [("rate", rate, 0)])?;
         validate_param("Poisson", "rate", &rate, &Constraint::NonNegative)?;
@@ -44,6 +53,15 @@ impl Poisson {
     }
 
     /// The rate (mean), broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Poisson;
+    /// let cpu = Device::Cpu;
+    /// let d = Poisson::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.rate().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn rate(&self) -> &Tensor {
         &self.rate
     }

@@ -43,6 +43,15 @@ pub struct StudentT {
 
 impl StudentT {
     /// Build from `df` (ν > 0), `loc` and `scale` (> 0); the three broadcast.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{StudentT, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = StudentT::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(df: &Tensor, loc: &Tensor, scale: &Tensor) -> Result<Self> {
         let ([df, loc, scale], batch) = broadcast_params(
             "StudentT",
@@ -60,16 +69,43 @@ impl StudentT {
     }
 
     /// Degrees of freedom ν, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::StudentT;
+    /// let cpu = Device::Cpu;
+    /// let d = StudentT::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.df().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn df(&self) -> &Tensor {
         &self.df
     }
 
     /// Location μ, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::StudentT;
+    /// let cpu = Device::Cpu;
+    /// let d = StudentT::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// Scale σ, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::StudentT;
+    /// let cpu = Device::Cpu;
+    /// let d = StudentT::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }

@@ -37,6 +37,16 @@ pub struct Affine {
 
 impl Affine {
     /// `loc + scale · x` elementwise (event dim 0).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::Affine;
+    /// let t = Affine::new(1.0, Tensor::new(&[2.0f64, -3.0], &Device::Cpu)?);
+    /// let y = t.forward(&Tensor::new(&[1.0f64, 1.0], &Device::Cpu)?)?;
+    /// assert_eq!(y.to_vec1::<f64>()?, vec![3.0, -2.0]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(loc: impl Into<Bound>, scale: impl Into<Bound>) -> Self {
         Self {
             loc: loc.into(),
@@ -58,17 +68,40 @@ impl Affine {
     /// assert_eq!(ladj.dims(), &[4]);
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::Affine;
+    /// let t = Affine::new(0.0, 2.0).with_event_dim(1);
+    /// let x = Tensor::ones((4, 3), DType::F64, &Device::Cpu)?;
+    /// let ladj = t.log_abs_det_jacobian(&x, &t.forward(&x)?)?;
+    /// assert_eq!(ladj.dims(), &[4]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn with_event_dim(mut self, event_dim: usize) -> Self {
         self.event_dim = event_dim;
         self
     }
 
     /// The shift.
+    ///
+    /// ```
+    /// use vi_dist::{Bound, transforms::Affine};
+    /// assert!(matches!(Affine::new(1.0, 2.0).loc(), Bound::Scalar(v) if *v == 1.0));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Bound {
         &self.loc
     }
 
     /// The scale.
+    ///
+    /// ```
+    /// use vi_dist::{Bound, transforms::Affine};
+    /// assert!(matches!(Affine::new(1.0, 2.0).scale(), Bound::Scalar(v) if *v == 2.0));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Bound {
         &self.scale
     }

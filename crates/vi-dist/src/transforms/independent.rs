@@ -30,6 +30,16 @@ pub struct IndependentTransform {
 
 impl IndependentTransform {
     /// `base` with its last `reinterpreted_batch_dims` batch dims moved into the event.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::{Exp, IndependentTransform};
+    /// let t = IndependentTransform::new(Box::new(Exp), 1);
+    /// let x = Tensor::ones((2, 3), DType::F64, &Device::Cpu)?;
+    /// assert_eq!(t.log_abs_det_jacobian(&x, &t.forward(&x)?)?.to_vec1::<f64>()?, vec![3.0, 3.0]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(base: Box<dyn Transform>, reinterpreted_batch_dims: usize) -> Self {
         Self {
             base,
@@ -38,11 +48,24 @@ impl IndependentTransform {
     }
 
     /// The wrapped transform.
+    ///
+    /// ```
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::{Exp, IndependentTransform};
+    /// assert_eq!(IndependentTransform::new(Box::new(Exp), 1).base().name(), "exp");
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn base(&self) -> &dyn Transform {
         self.base.as_ref()
     }
 
     /// How many dims were moved into the event.
+    ///
+    /// ```
+    /// use vi_dist::transforms::{Exp, IndependentTransform};
+    /// assert_eq!(IndependentTransform::new(Box::new(Exp), 2).reinterpreted_batch_dims(), 2);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn reinterpreted_batch_dims(&self) -> usize {
         self.reinterpreted
     }

@@ -35,6 +35,16 @@ pub struct Expanded {
 impl Expanded {
     /// Broadcast `base` to `batch_shape` (torch's `expand` rule: size-1 dims grow, new dims
     /// are added on the left).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{DistError, Distribution, Expanded, Normal};
+    /// let n = Normal::new(&Tensor::zeros(3, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(3, DType::F64, &Device::Cpu)?)?;
+    /// assert_eq!(Expanded::new(n.clone_box(), &[2, 3])?.batch_shape(), &[2, 3]);
+    /// assert!(matches!(Expanded::new(n.clone_box(), &[2]), Err(DistError::Expand { .. })));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(base: Box<dyn Distribution>, batch_shape: &[usize]) -> Result<Self> {
         if !broadcasts_to(base.batch_shape(), batch_shape) {
             return Err(DistError::Expand {
@@ -55,6 +65,15 @@ impl Expanded {
     }
 
     /// The wrapped distribution.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Expanded, Normal};
+    /// let n = Normal::new(&Tensor::zeros(1, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(1, DType::F64, &Device::Cpu)?)?;
+    /// assert_eq!(Expanded::new(Box::new(n), &[4])?.base().batch_shape(), &[1]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn base(&self) -> &dyn Distribution {
         self.base.as_ref()
     }

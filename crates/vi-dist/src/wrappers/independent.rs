@@ -35,6 +35,17 @@ pub struct Independent {
 
 impl Independent {
     /// Wrap `base`, moving its last `reinterpreted_batch_ndims` batch dims into the event.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{DistError, Distribution, Independent, Normal};
+    /// let n = Normal::new(&Tensor::zeros((4, 3), DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones((4, 3), DType::F64, &Device::Cpu)?)?;
+    /// let d = Independent::new(n.clone_box(), 2)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[][..], &[4, 3][..]));
+    /// assert!(matches!(Independent::new(n.clone_box(), 3), Err(DistError::ToEvent { .. })));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(base: Box<dyn Distribution>, reinterpreted_batch_ndims: usize) -> Result<Self> {
         let n = reinterpreted_batch_ndims;
         let base_batch = base.batch_shape();
@@ -67,11 +78,31 @@ impl Independent {
     }
 
     /// The wrapped distribution.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let n = Normal::new(&Tensor::zeros((4, 3), DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones((4, 3), DType::F64, &Device::Cpu)?)?;
+    /// // nested wrappers collapse: the base is the Normal itself
+    /// assert_eq!(n.to_event(1)?.to_event(1)?.base().name(), "Normal");
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn base(&self) -> &dyn Distribution {
         self.base.as_ref()
     }
 
     /// How many of the base's batch dims are reinterpreted as event dims.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Normal;
+    /// let n = Normal::new(&Tensor::zeros((4, 3), DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones((4, 3), DType::F64, &Device::Cpu)?)?;
+    /// use vi_dist::Distribution;
+    /// assert_eq!(n.to_event(1)?.to_event(1)?.reinterpreted_batch_ndims(), 2);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn reinterpreted_batch_ndims(&self) -> usize {
         self.reinterpreted
     }

@@ -37,6 +37,17 @@ pub struct Masked {
 
 impl Masked {
     /// Mask `base` with `mask` (any dtype; nonzero means keep).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Masked, Normal};
+    /// let n = Normal::new(&Tensor::zeros(3, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(3, DType::F64, &Device::Cpu)?)?;
+    /// // a mask of shape [2, 1] broadcasts the batch shape to [2, 3]
+    /// let m = Masked::new(Box::new(n), &Tensor::new(&[[1u8], [0]], &Device::Cpu)?)?;
+    /// assert_eq!(m.batch_shape(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(base: Box<dyn Distribution>, mask: &Tensor) -> Result<Self> {
         let batch = broadcast_shapes(&[base.batch_shape(), mask.dims()]).ok_or_else(|| {
             DistError::MaskShape {
@@ -69,16 +80,48 @@ impl Masked {
     }
 
     /// The wrapped distribution.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let n = Normal::new(&Tensor::zeros(3, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(3, DType::F64, &Device::Cpu)?)?;
+    /// let m = n.mask(&Tensor::new(&[[1u8], [0]], &Device::Cpu)?)?;
+    /// // the base is expanded to the masked batch shape
+    /// assert_eq!(m.base().batch_shape(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn base(&self) -> &dyn Distribution {
         self.base.as_ref()
     }
 
     /// The mask (`u8`, broadcastable to the batch shape).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let n = Normal::new(&Tensor::zeros(2, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(2, DType::F64, &Device::Cpu)?)?;
+    /// let m = n.mask(&Tensor::new(&[2.0f64, 0.0], &Device::Cpu)?)?;
+    /// assert_eq!(m.mask_tensor().to_vec1::<u8>()?, vec![1, 0]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn mask_tensor(&self) -> &Tensor {
         &self.mask
     }
 
     /// Zero `t` (shape `.. + batch_shape`) where the mask is 0.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let n = Normal::new(&Tensor::zeros(2, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(2, DType::F64, &Device::Cpu)?)?;
+    /// let m = n.mask(&Tensor::new(&[1u8, 0], &Device::Cpu)?)?;
+    /// let t = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0]], &Device::Cpu)?;
+    /// assert_eq!(m.apply(&t)?.to_vec2::<f64>()?, vec![vec![1.0, 0.0], vec![3.0, 0.0]]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn apply(&self, t: &Tensor) -> Result<Tensor> {
         let mask = self.mask.broadcast_as(t.shape())?;
         Ok(mask.where_cond(t, &full_like(0.0, t)?)?)
