@@ -79,9 +79,9 @@ pub fn digamma(x: &Tensor) -> Result<Tensor> {
     let z = y.sqr()?.recip()?;
     // ln y − 1/(2y) − z (1/12 − z (1/120 − z (1/252 − z (1/240 − z/132))))
     let poly = z.affine(-1.0 / 132.0, 1.0 / 240.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 252.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 120.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 12.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 252.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 120.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 12.0)?;
     let psi = ((y.log()? - y.recip()?.affine(0.5, 0.0)?)? - (z * poly)?)?;
     let psi = (psi - acc)?;
     let pix = x.affine(PI, 0.0)?;
@@ -107,11 +107,11 @@ pub fn trigamma(x: &Tensor) -> Result<Tensor> {
     let z = y.sqr()?.recip()?;
     // 1/y + z/2 + (z/y)(1/6 − z (1/30 − z (1/42 − z (1/30 − z (5/66 − z 691/2730)))))
     let poly = z.affine(-691.0 / 2730.0, 5.0 / 66.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 30.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 42.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 30.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 6.0)?;
-    let series = ((z.clone() * poly)? / &y)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 30.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 42.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 30.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 6.0)?;
+    let series = ((&z * poly)? / &y)?;
     let direct = ((y.recip()? + z.affine(0.5, 0.0)?)? + series)?.add(&acc)?;
     // Both branches finite where unselected ("double where"), so gradients stay finite.
     let r = (x - x.round()?)?;
