@@ -29,7 +29,7 @@ pub struct IndependentTransform {
 }
 
 impl IndependentTransform {
-    /// `base` with its last `reinterpreted_batch_dims` batch dims moved into the event.
+    /// `base` with its last `reinterpreted_batch_ndims` batch dims moved into the event.
     ///
     /// ```
     /// use candle_core::{DType, Device, Tensor};
@@ -40,10 +40,10 @@ impl IndependentTransform {
     /// assert_eq!(t.log_abs_det_jacobian(&x, &t.forward(&x)?)?.to_vec1::<f64>()?, vec![3.0, 3.0]);
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
-    pub fn new(base: Box<dyn Transform>, reinterpreted_batch_dims: usize) -> Self {
+    pub fn new(base: Box<dyn Transform>, reinterpreted_batch_ndims: usize) -> Self {
         Self {
             base,
-            reinterpreted: reinterpreted_batch_dims,
+            reinterpreted: reinterpreted_batch_ndims,
         }
     }
 
@@ -63,10 +63,10 @@ impl IndependentTransform {
     ///
     /// ```
     /// use vi_dist::transforms::{Exp, IndependentTransform};
-    /// assert_eq!(IndependentTransform::new(Box::new(Exp), 2).reinterpreted_batch_dims(), 2);
+    /// assert_eq!(IndependentTransform::new(Box::new(Exp), 2).reinterpreted_batch_ndims(), 2);
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
-    pub fn reinterpreted_batch_dims(&self) -> usize {
+    pub fn reinterpreted_batch_ndims(&self) -> usize {
         self.reinterpreted
     }
 }
