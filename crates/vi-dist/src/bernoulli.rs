@@ -4,15 +4,12 @@ use candle_core::Tensor;
 use rand::RngCore;
 use rand_distr::Distribution as _;
 
-use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
-use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::distribution::{Distribution, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::probs::{
-    Form, bad_sampler_param, binary_logits, draw_per_element, enumerate_layout, float_value,
-};
-use crate::rng::to_host;
+use crate::probs::{Form, bad_sampler_param, binary_param, enumerate_layout, float_value};
+use crate::rng::{draw_per_element, to_host};
 
 /// `Bernoulli(probs)` on {0, 1}: `P(1) = p`, as `torch.distributions.Bernoulli`.
 ///
@@ -40,42 +37,65 @@ pub struct Bernoulli {
 
 impl Bernoulli {
     /// Build from log-odds `logits = ln(p / (1 − p))` (any real, not NaN).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Bernoulli, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Bernoulli::from_logits(&Tensor::zeros((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        let ([param], batch) = broadcast_params("Bernoulli", [("logits", logits, 0)])?;
-        validate_param("Bernoulli", "logits", &param, &Constraint::Real)?;
-        Ok(Self {
-            param,
-            form: Form::Logits,
-            batch,
-        })
+        Self::build(logits, Form::Logits)
     }
 
     /// Build from probabilities of 1, in `[0, 1]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Bernoulli, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Bernoulli::from_probs(&Tensor::full(0.5f64, (2, 3), &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
-        let ([param], batch) = broadcast_params("Bernoulli", [("probs", probs, 0)])?;
-        validate_param("Bernoulli", "probs", &param, &Constraint::UnitInterval)?;
-        Ok(Self {
-            param,
-            form: Form::Probs,
-            batch,
-        })
+        Self::build(probs, Form::Probs)
+    }
+
+    fn build(param: &Tensor, form: Form) -> Result<Self> {
+        let (param, batch) = binary_param("Bernoulli", param, form)?;
+        Ok(Self { param, form, batch })
     }
 
     /// The log-odds, shape `batch` (the parameter itself, or `ln p − ln(1 − p)` of the clamped
     /// probabilities).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Bernoulli;
+    /// let cpu = Device::Cpu;
+    /// let d = Bernoulli::from_logits(&Tensor::zeros((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.logits()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn logits(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => Ok(self.param.clone()),
-            Form::Probs => binary_logits(&self.param),
-        }
+        self.form.binary_logits(&self.param)
     }
 
     /// The probabilities of 1, shape `batch` (the parameter itself, or `sigmoid(logits)`).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Bernoulli;
+    /// let cpu = Device::Cpu;
+    /// let d = Bernoulli::from_logits(&Tensor::zeros((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.probs()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn probs(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => crate::ops::sigmoid(&self.param),
-            Form::Probs => Ok(self.param.clone()),
-        }
+        self.form.binary_probs(&self.param)
     }
 
     /// The support `{0, 1}` as Pyro's `enumerate_support`: shape `[2] + batch` when `expand`,

@@ -9,8 +9,7 @@ use crate::dirichlet::dirichlet_draw;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::gamma::xlogy;
-use crate::ops::{digamma, lgamma};
+use crate::ops::{digamma, lgamma, xlogy};
 
 /// `Beta(concentration1, concentration0)` on `[0, 1]`: density
 /// `x^(α−1) (1 − x)^(β−1) / B(α, β)` with α = concentration1, β = concentration0, as
@@ -38,6 +37,15 @@ pub struct Beta {
 impl Beta {
     /// Build from `concentration1` (α > 0, the exponent of `x`) and `concentration0`
     /// (β > 0, the exponent of `1 − x`); they broadcast.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Beta, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Beta::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(concentration1: &Tensor, concentration0: &Tensor) -> Result<Self> {
         let ([concentration1, concentration0], batch) = broadcast_params(
             "Beta",
@@ -66,11 +74,29 @@ impl Beta {
     }
 
     /// α, the exponent of `x`, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Beta;
+    /// let cpu = Device::Cpu;
+    /// let d = Beta::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.concentration1().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn concentration1(&self) -> &Tensor {
         &self.concentration1
     }
 
     /// β, the exponent of `1 − x`, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Beta;
+    /// let cpu = Device::Cpu;
+    /// let d = Beta::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.concentration0().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn concentration0(&self) -> &Tensor {
         &self.concentration0
     }

@@ -9,11 +9,9 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
-use crate::ops::{lgamma, sigmoid, softplus};
-use crate::probs::{
-    Form, bad_sampler_param, binary_logits, draw_per_element, enumerate_layout, float_value,
-};
-use crate::rng::to_host;
+use crate::ops::{lgamma, softplus};
+use crate::probs::{Form, bad_sampler_param, enumerate_layout, float_value};
+use crate::rng::{draw_per_element, to_host};
 
 /// `Binomial(total_count, probs)`: the number of successes in `total_count` independent
 /// trials of probability `probs`, as `torch.distributions.Binomial`.
@@ -47,21 +45,36 @@ pub struct Binomial {
 impl Binomial {
     /// Build from the number of trials (non-negative integers, as floats) and the log-odds of
     /// success; the two broadcast against each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Binomial, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_logits(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_logits(total_count: &Tensor, logits: &Tensor) -> Result<Self> {
         Self::build(total_count, logits, Form::Logits)
     }
 
     /// Build from the number of trials (non-negative integers, as floats) and the probability
     /// of success in `[0, 1]`; the two broadcast against each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Binomial, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_probs(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::full(0.5f64, 3, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_probs(total_count: &Tensor, probs: &Tensor) -> Result<Self> {
         Self::build(total_count, probs, Form::Probs)
     }
 
     fn build(total_count: &Tensor, param: &Tensor, form: Form) -> Result<Self> {
-        let (name, constraint) = match form {
-            Form::Logits => ("logits", Constraint::Real),
-            Form::Probs => ("probs", Constraint::UnitInterval),
-        };
+        let name = form.param_name();
         let ([total_count, param], batch) = broadcast_params(
             "Binomial",
             [("total_count", total_count, 0), (name, param, 0)],
@@ -73,7 +86,7 @@ impl Binomial {
             &total_count,
             &Constraint::NonNegativeInteger,
         )?;
-        validate_param("Binomial", name, &param, &constraint)?;
+        validate_param("Binomial", name, &param, &form.binary_support())?;
         Ok(Self {
             total_count,
             param,
@@ -83,24 +96,45 @@ impl Binomial {
     }
 
     /// The number of trials, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Binomial;
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_logits(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.total_count().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn total_count(&self) -> &Tensor {
         &self.total_count
     }
 
     /// The log-odds of success, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Binomial;
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_logits(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.logits()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn logits(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => Ok(self.param.clone()),
-            Form::Probs => binary_logits(&self.param),
-        }
+        self.form.binary_logits(&self.param)
     }
 
     /// The probability of success, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Binomial;
+    /// let cpu = Device::Cpu;
+    /// let d = Binomial::from_logits(&Tensor::full(4.0f64, (2, 1), &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.probs()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn probs(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => sigmoid(&self.param),
-            Form::Probs => Ok(self.param.clone()),
-        }
+        self.form.binary_probs(&self.param)
     }
 
     /// The values `0..=total_count` as Pyro's `enumerate_support`: shape `[n + 1] + batch` when
@@ -131,8 +165,15 @@ impl Binomial {
         enumerate_layout(self.count_values(max)?, &self.batch, expand)
     }
 
-    /// `0, 1, …, n` in the distribution's dtype.
+    /// `0, 1, …, n` in the distribution's dtype; an error for a count that `u32` indices
+    /// cannot enumerate (or that is not a number, reachable with validation off).
     fn count_values(&self, n: f64) -> Result<Tensor> {
+        if !(0.0..f64::from(u32::MAX)).contains(&n) {
+            return Err(DistError::Invalid {
+                dist: self.name(),
+                msg: format!("cannot enumerate the values 0..={n} of total_count"),
+            });
+        }
         let n = n as u32;
         Ok(Tensor::arange(0u32, n + 1, self.param.device())?.to_dtype(self.dtype())?)
     }

@@ -1,6 +1,7 @@
-//! Broadcasting helpers: candle broadcasts only when asked, torch.distributions always does.
+//! Broadcasting and shape helpers: candle broadcasts only when asked, torch.distributions
+//! always does.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{D, DType, Device, Tensor};
 
 use crate::error::{DistError, Result, kind_of};
 
@@ -32,6 +33,13 @@ pub fn broadcast_shapes(shapes: &[&[usize]]) -> Option<Vec<usize>> {
 }
 
 /// Whether `from` broadcasts to exactly `to` (torch's `expand` rule).
+///
+/// ```
+/// use vi_dist::broadcasts_to;
+/// assert!(broadcasts_to(&[3, 1], &[2, 3, 4]));
+/// assert!(!broadcasts_to(&[3], &[3, 2]));
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn broadcasts_to(from: &[usize], to: &[usize]) -> bool {
     if from.len() > to.len() {
         return false;
@@ -44,6 +52,15 @@ pub fn broadcasts_to(from: &[usize], to: &[usize]) -> bool {
 
 /// A parameter handed to [`broadcast_params`]: its name, tensor and event rank (0 for scalar
 /// parameters, 1 for a vector such as MVN's `loc`, 2 for a matrix such as `scale_tril`).
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// let loc = Tensor::zeros((4, 2), DType::F64, &Device::Cpu)?;
+/// let spec: vi_dist::ParamSpec = ("loc", &loc, 1);
+/// let ([loc], batch) = vi_dist::broadcast_params("MultivariateNormal", [spec])?;
+/// assert_eq!((batch, loc.dims()), (vec![4], &[4, 2][..]));
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub type ParamSpec<'a> = (&'static str, &'a Tensor, usize);
 
 /// Broadcast the batch dims of parameters against each other, as torch's `broadcast_all`.
@@ -143,7 +160,35 @@ fn describe(params: &[ParamSpec<'_>]) -> String {
         .join(", ")
 }
 
+/// `value` in the dtype and on the device of `like`, broadcast to `shape`: a view of one
+/// element, whatever the shape (torch's `nan`/`inf` moments, `where` branches).
+pub(crate) fn full(value: f64, shape: &[usize], like: &Tensor) -> Result<Tensor> {
+    Ok(Tensor::new(value, like.device())?
+        .to_dtype(like.dtype())?
+        .broadcast_as(shape)?)
+}
+
+/// `value` with the shape, dtype and device of `like` (a broadcast view, see [`full`]).
+pub(crate) fn full_like(value: f64, like: &Tensor) -> Result<Tensor> {
+    full(value, like.dims(), like)
+}
+
+/// Sum the last `n` dims of `t` (torch's `_sum_rightmost`), stopping at rank 0: event sums of
+/// `Independent`, `Delta` and the transforms' log-determinants.
+pub(crate) fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {
+    let mut t = t.clone();
+    for _ in 0..n.min(t.rank()) {
+        t = t.sum(D::Minus1)?;
+    }
+    Ok(t)
+}
+
 /// `sample_shape + batch_shape + event_shape`, the shape of a draw.
+///
+/// ```
+/// assert_eq!(vi_dist::extended_shape(&[5], &[2, 3], &[4]), vec![5, 2, 3, 4]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn extended_shape(sample_shape: &[usize], batch: &[usize], event: &[usize]) -> Vec<usize> {
     sample_shape
         .iter()

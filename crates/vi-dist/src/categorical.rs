@@ -5,15 +5,13 @@ use rand::RngCore;
 use rand_distr::Distribution as _;
 use rand_distr::weighted::WeightedIndex;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
-use crate::probs::{
-    Form, categorical_logits, enumerate_layout, finite_min, float_value, log_softmax,
-};
-use crate::rng::to_host;
+use crate::probs::{Form, categorical_logits, enumerate_layout, float_value, log_softmax};
+use crate::rng::{draw_rounds, to_host};
 use crate::validation::validation_enabled;
 
 /// `Categorical(probs)` over the class indices `0..k`, as `torch.distributions.Categorical`:
@@ -45,12 +43,30 @@ pub struct Categorical {
 
 impl Categorical {
     /// Build from unnormalised log-probabilities, shape `batch + [k]` (`k >= 1`, no NaN).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Categorical, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
         Self::build("Categorical", logits, Form::Logits)
     }
 
     /// Build from non-negative weights, shape `batch + [k]` (`k >= 1`), normalised to sum to 1
     /// over the last dim.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Categorical, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_probs(&Tensor::ones((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
         Self::build("Categorical", probs, Form::Probs)
     }
@@ -58,10 +74,7 @@ impl Categorical {
     /// Check, normalise and keep `param` (in `form`); errors name `dist` (`OneHotCategorical`
     /// builds its inner categorical here).
     pub(crate) fn build(dist: &'static str, param: &Tensor, form: Form) -> Result<Self> {
-        let name = match form {
-            Form::Logits => "logits",
-            Form::Probs => "probs",
-        };
+        let name = form.param_name();
         let ([param], batch) = broadcast_params(dist, [(name, param, 1)])?;
         if param.dims().last().copied().unwrap_or(0) == 0 {
             return Err(DistError::ParamShape {
@@ -95,12 +108,30 @@ impl Categorical {
     }
 
     /// The number of classes `k`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Categorical;
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.num_classes(), 4);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn num_classes(&self) -> usize {
         self.param.dims().last().copied().unwrap_or(0)
     }
 
     /// The normalised log-probabilities, shape `batch + [k]` (for the `probs` form, the logs of
     /// the clamped probabilities).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Categorical;
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.logits()?.dims(), &[2, 4]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn logits(&self) -> Result<Tensor> {
         match self.form {
             Form::Logits => Ok(self.param.clone()),
@@ -109,6 +140,15 @@ impl Categorical {
     }
 
     /// The probabilities, shape `batch + [k]` (summing to 1 over the last dim).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Categorical;
+    /// let cpu = Device::Cpu;
+    /// let d = Categorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.probs()?.dims(), &[2, 4]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn probs(&self) -> Result<Tensor> {
         match self.form {
             Form::Logits => Ok(self.param.exp()?),
@@ -163,14 +203,10 @@ impl Categorical {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let n: usize = sample_shape.iter().product();
-        let mut out = Vec::with_capacity(n * samplers.len());
-        for _ in 0..n {
-            for s in &samplers {
-                out.push(s.sample(rng) as f64);
-            }
-        }
-        Ok(out)
+        let rounds = sample_shape.iter().product();
+        Ok(draw_rounds(&samplers, rounds, rng, |s, r| {
+            s.sample(r) as f64
+        }))
     }
 }
 
@@ -207,16 +243,17 @@ impl Distribution for Categorical {
     fn entropy(&self) -> Result<Tensor> {
         // −Σ p·l, with −inf logits raised to the most negative finite number so that a class
         // of probability 0 adds 0·(finite) = 0, as torch.
-        let logits = self.logits()?.maximum(finite_min(self.dtype()))?;
+        let logits = self.logits()?.maximum(crate::finfo::min(self.dtype()))?;
         Ok((logits * self.probs()?)?.sum(D::Minus1)?.neg()?)
     }
 
     fn mean(&self) -> Result<Tensor> {
-        nan_filled(self)
+        // NaN of the batch shape, as torch.
+        full(f64::NAN, &self.batch, &self.param)
     }
 
     fn variance(&self) -> Result<Tensor> {
-        nan_filled(self)
+        full(f64::NAN, &self.batch, &self.param)
     }
 
     fn support(&self) -> Constraint {
@@ -229,10 +266,4 @@ impl Distribution for Categorical {
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         Ok(Box::new(self.expand_to(batch_shape)?))
     }
-}
-
-/// A batch-shaped tensor of NaN (torch's mean and variance of a categorical).
-fn nan_filled(d: &Categorical) -> Result<Tensor> {
-    let n = d.batch.iter().product();
-    crate::rng::from_host(vec![f64::NAN; n], &d.batch, d.dtype(), d.device())
 }

@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
@@ -35,6 +35,15 @@ pub struct Cauchy {
 impl Cauchy {
     /// Build from `loc` (the median) and `scale` (> 0, the half width at half maximum); the
     /// two broadcast against each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Cauchy, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Cauchy::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         let ([loc, scale], batch) =
             broadcast_params("Cauchy", [("loc", loc, 0), ("scale", scale, 0)])?;
@@ -44,11 +53,29 @@ impl Cauchy {
     }
 
     /// The median, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Cauchy;
+    /// let cpu = Device::Cpu;
+    /// let d = Cauchy::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// The half width at half maximum, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Cauchy;
+    /// let cpu = Device::Cpu;
+    /// let d = Cauchy::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }
@@ -72,11 +99,6 @@ pub(crate) fn cauchy_log_prob(z: &Tensor, scale: &Tensor) -> Result<Tensor> {
     Ok(crate::ops::log1p(&z.sqr()?)?
         .affine(-1.0, -PI.ln())?
         .broadcast_sub(&scale.log()?)?)
-}
-
-/// A tensor of the batch shape filled with `value` (torch's `nan`/`inf` moments).
-pub(crate) fn filled(value: f64, batch: &[usize], like: &Tensor) -> Result<Tensor> {
-    Ok(Tensor::full(value, batch, like.device())?.to_dtype(like.dtype())?)
 }
 
 impl Distribution for Cauchy {
@@ -107,11 +129,11 @@ impl Distribution for Cauchy {
     }
 
     fn mean(&self) -> Result<Tensor> {
-        filled(f64::NAN, &self.batch, &self.loc)
+        full(f64::NAN, &self.batch, &self.loc)
     }
 
     fn variance(&self) -> Result<Tensor> {
-        filled(f64::INFINITY, &self.batch, &self.loc)
+        full(f64::INFINITY, &self.batch, &self.loc)
     }
 
     fn support(&self) -> Constraint {

@@ -4,16 +4,47 @@ use std::fmt;
 
 use candle_core::{DType, Tensor};
 
+use crate::broadcast::{broadcast_shapes, full_like};
 use crate::error::Result;
 
 /// A bound of an interval constraint: a number, or a tensor that broadcasts against the value
 /// (Uniform's `low`/`high`, Pareto's `scale`).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{Bound, Constraint};
+/// let low = Tensor::new(&[0.0f64, 1.0], &Device::Cpu)?;
+/// let c = Constraint::interval(Bound::Tensor(low), 2.0);
+/// assert!(c.all(&Tensor::new(&[0.5f64, 1.5], &Device::Cpu)?)?);
+/// assert!(!c.all(&Tensor::new(&[0.5f64, 0.5], &Device::Cpu)?)?);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub enum Bound {
     /// The same bound for every element.
     Scalar(f64),
     /// Per-element bounds (broadcast against the value).
     Tensor(Tensor),
+}
+
+impl Bound {
+    /// The bound as a tensor in the dtype and on the device of `like` (a scalar bound gives a
+    /// 0-dim tensor), ready to broadcast against it.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Bound;
+    /// let like = Tensor::zeros(3, DType::F32, &Device::Cpu)?;
+    /// let b = Bound::Scalar(2.5).to_tensor(&like)?;
+    /// assert_eq!((b.dtype(), b.to_scalar::<f32>()?), (DType::F32, 2.5));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn to_tensor(&self, like: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Bound::Scalar(v) => Tensor::new(*v, like.device())?.to_dtype(like.dtype())?,
+            Bound::Tensor(t) => t.to_dtype(like.dtype())?.to_device(like.device())?,
+        })
+    }
 }
 
 impl From<f64> for Bound {
@@ -114,6 +145,15 @@ pub enum Constraint {
 
 impl Constraint {
     /// `interval(low, high)`.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let c = Constraint::interval(-1.0, 1.0);
+    /// assert_eq!(c.to_string(), "interval(-1, 1)");
+    /// assert!(c.all(&Tensor::new(&[-1.0f64, 1.0], &Device::Cpu)?)?);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn interval(low: impl Into<Bound>, high: impl Into<Bound>) -> Self {
         Constraint::Interval {
             low: low.into(),
@@ -122,11 +162,27 @@ impl Constraint {
     }
 
     /// `greater_than(bound)`.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let c = Constraint::greater_than(2.0);
+    /// assert!(!c.all(&Tensor::new(&[2.0f64], &Device::Cpu)?)?);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn greater_than(bound: impl Into<Bound>) -> Self {
         Constraint::GreaterThan(bound.into())
     }
 
     /// `independent(self, event_dims)`: the same set, checked per event.
+    ///
+    /// ```
+    /// use vi_dist::Constraint;
+    /// let c = Constraint::Positive.independent(1).independent(1);
+    /// assert_eq!(c.event_dim(), 2);
+    /// assert_eq!(c.to_string(), "independent(positive, 2)");
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn independent(self, event_dims: usize) -> Self {
         if event_dims == 0 {
             return self;
@@ -147,6 +203,14 @@ impl Constraint {
     }
 
     /// How many trailing dims of a value one check covers (1 for simplex, 2 for matrices).
+    ///
+    /// ```
+    /// use vi_dist::Constraint;
+    /// assert_eq!(Constraint::Real.event_dim(), 0);
+    /// assert_eq!(Constraint::Simplex.event_dim(), 1);
+    /// assert_eq!(Constraint::LowerCholesky.independent(1).event_dim(), 3);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn event_dim(&self) -> usize {
         match self {
             Constraint::Simplex | Constraint::OneHot => 1,
@@ -157,6 +221,13 @@ impl Constraint {
     }
 
     /// Whether the set is discrete (integer valued).
+    ///
+    /// ```
+    /// use vi_dist::Constraint;
+    /// assert!(Constraint::NonNegativeInteger.is_discrete());
+    /// assert!(!Constraint::Positive.is_discrete());
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn is_discrete(&self) -> bool {
         match self {
             Constraint::Boolean
@@ -170,18 +241,23 @@ impl Constraint {
 
     /// Elementwise (per event) membership, as a `u8` tensor of shape
     /// `value.shape[..rank - event_dim]` holding 1 where the value is in the set.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let x = Tensor::new(&[[0.2f64, 0.8], [0.5, 0.6]], &Device::Cpu)?;
+    /// assert_eq!(Constraint::Simplex.check(&x)?.to_vec1::<u8>()?, vec![1, 0]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn check(&self, value: &Tensor) -> Result<Tensor> {
         let x = value;
         let dtype = x.dtype();
-        let bound = |b: &Bound| -> Result<Tensor> {
-            Ok(match b {
-                Bound::Scalar(v) => Tensor::full(*v, (), x.device())?.to_dtype(dtype)?,
-                Bound::Tensor(t) => t.to_dtype(dtype)?,
-            })
-        };
+        let bound = |b: &Bound| b.to_tensor(x);
         let not_nan = || -> Result<Tensor> { Ok(x.eq(x)?) };
         let and = |a: &Tensor, b: &Tensor| -> Result<Tensor> { Ok(a.broadcast_mul(b)?) };
-        let is_integer = || -> Result<Tensor> { Ok(x.eq(&x.floor()?)?) };
+        // Finite and whole, as torch's `value % 1 == 0` (false for ±inf and NaN).
+        let is_integer =
+            || -> Result<Tensor> { and(&x.eq(&x.floor()?)?, &x.abs()?.lt(f64::INFINITY)?) };
         let out = match self {
             Constraint::Real => not_nan()?,
             Constraint::Positive => x.gt(0.0)?,
@@ -262,8 +338,97 @@ impl Constraint {
         Ok(out)
     }
 
+    /// A point of the set with the dtype and device of `value` and the broadcast shape of
+    /// `value` and any tensor bounds, as NumPyro's `feasible_like`: 0 for reals, 1 for
+    /// positive numbers, ½ on the unit interval, the midpoint of an interval, `bound ± 1` past
+    /// a bound, the lower end of an integer interval, the centre of the simplex, the first
+    /// one-hot vector, the identity matrix. No device sync.
+    ///
+    /// [`Masked`](crate::Masked) puts it in place of masked-out values, so they cannot fail a
+    /// check or make a gradient NaN.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let x = Tensor::zeros((2, 3), DType::F64, &Device::Cpu)?;
+    /// let c = Constraint::interval(1.0, 3.0);
+    /// assert!(c.all(&c.feasible_like(&x)?)?);
+    /// let s = Constraint::Simplex.feasible_like(&x)?;
+    /// assert_eq!(s.to_vec2::<f64>()?[0], vec![1.0 / 3.0; 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn feasible_like(&self, value: &Tensor) -> Result<Tensor> {
+        let x = value;
+        let constant = |v: f64| full_like(v, x);
+        let fill = |t: Tensor| -> Result<Tensor> {
+            let shape = broadcast_shapes(&[x.dims(), t.dims()]).ok_or_else(|| {
+                crate::DistError::Invalid {
+                    dist: "feasible_like",
+                    msg: format!(
+                        "bound of shape {:?} does not broadcast with value {:?}",
+                        t.dims(),
+                        x.dims()
+                    ),
+                }
+            })?;
+            Ok(t.broadcast_as(shape)?)
+        };
+        let last = |what: &'static str| -> Result<usize> {
+            x.dims()
+                .last()
+                .copied()
+                .ok_or_else(|| crate::DistError::Invalid {
+                    dist: "feasible_like",
+                    msg: format!("{what} needs a value with at least one dim, got a scalar"),
+                })
+        };
+        match self {
+            Constraint::Real | Constraint::Boolean | Constraint::NonNegativeInteger => {
+                constant(0.0)
+            }
+            Constraint::Positive | Constraint::NonNegative => constant(1.0),
+            Constraint::UnitInterval => constant(0.5),
+            Constraint::Interval { low, high } | Constraint::HalfOpenInterval { low, high } => {
+                fill(((low.to_tensor(x)? + high.to_tensor(x)?)? * 0.5)?)
+            }
+            Constraint::GreaterThan(b) | Constraint::GreaterThanEq(b) => {
+                fill(b.to_tensor(x)?.affine(1.0, 1.0)?)
+            }
+            Constraint::LessThan(b) => fill(b.to_tensor(x)?.affine(1.0, -1.0)?),
+            Constraint::IntegerInterval { low, .. } => fill(low.to_tensor(x)?),
+            Constraint::Simplex => constant(1.0 / last("simplex")? as f64),
+            Constraint::OneHot => {
+                let k = last("one_hot")?;
+                let first = Tensor::ones(1, x.dtype(), x.device())?.pad_with_zeros(
+                    0,
+                    0,
+                    k.saturating_sub(1),
+                )?;
+                Ok(first.broadcast_as(x.shape())?)
+            }
+            Constraint::LowerCholesky | Constraint::PositiveDefinite => {
+                let n = crate::ops::square_size("feasible_like", x)?;
+                Ok(Tensor::eye(n, x.dtype(), x.device())?.broadcast_as(x.shape())?)
+            }
+            Constraint::Independent { base, .. } => base.feasible_like(x),
+        }
+    }
+
     /// Whether every element (event) of `value` is in the set: one host sync.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Constraint;
+    /// let x = Tensor::new(&[0.0f64, 1.0], &Device::Cpu)?;
+    /// assert!(Constraint::UnitInterval.all(&x)?);
+    /// assert!(!Constraint::Positive.all(&x)?);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn all(&self, value: &Tensor) -> Result<bool> {
+        // An empty value has nothing to check (and candle cannot reduce over an empty dim).
+        if value.elem_count() == 0 {
+            return Ok(true);
+        }
         let c = self.check(value)?;
         if c.elem_count() == 0 {
             return Ok(true);

@@ -1,9 +1,9 @@
 //! The point mass, with Pyro's `log_density`.
 
-use candle_core::{D, Tensor};
+use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, sum_rightmost};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
 use crate::error::{DistError, Result};
@@ -36,6 +36,15 @@ pub struct Delta {
 impl Delta {
     /// A point mass at `v` whose last `event_dim` dims form one event, with an optional
     /// `log_density` (shape broadcastable to the batch shape; 0 when `None`).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Delta, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Delta::new(&Tensor::zeros((2, 3), DType::F64, &cpu)?, None, 1)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[3][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(v: &Tensor, log_density: Option<&Tensor>, event_dim: usize) -> Result<Self> {
         if event_dim > v.rank() {
             return Err(DistError::ParamShape {
@@ -67,11 +76,29 @@ impl Delta {
     }
 
     /// The support point, shape `batch + event`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Delta;
+    /// let cpu = Device::Cpu;
+    /// let d = Delta::new(&Tensor::zeros((2, 3), DType::F64, &cpu)?, None, 1)?;
+    /// assert_eq!(d.v().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn v(&self) -> &Tensor {
         &self.v
     }
 
     /// The log density added to `log_prob`, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Delta;
+    /// let cpu = Device::Cpu;
+    /// let d = Delta::new(&Tensor::zeros((2, 3), DType::F64, &cpu)?, None, 1)?;
+    /// assert_eq!(d.log_density().dims(), &[2]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn log_density(&self) -> &Tensor {
         &self.log_density
     }
@@ -95,11 +122,8 @@ impl Distribution for Delta {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         // ln 1 = 0 where equal, ln 0 = −inf elsewhere, summed over the event.
-        let mut lp = value.broadcast_eq(&self.v)?.to_dtype(self.dtype())?.log()?;
-        for _ in 0..self.event.len() {
-            lp = lp.sum(D::Minus1)?;
-        }
-        Ok(lp.broadcast_add(&self.log_density)?)
+        let lp = value.broadcast_eq(&self.v)?.to_dtype(self.dtype())?.log()?;
+        Ok(sum_rightmost(&lp, self.event.len())?.broadcast_add(&self.log_density)?)
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -8,8 +8,9 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::gamma::{below_one, clamp_keep_grad, draw_standard_gamma, standard_gamma, tiny, xlogy};
-use crate::ops::{digamma, lgamma};
+use crate::finfo::{below_one, tiny};
+use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma};
+use crate::ops::{digamma, lgamma, xlogy};
 
 /// Draws from `Dirichlet(concentration)` (last dim the categories) of shape
 /// `sample_shape + concentration.shape`: normalised standard gamma draws, clamped to
@@ -56,6 +57,15 @@ pub struct Dirichlet {
 
 impl Dirichlet {
     /// Build from `concentration` (> 0) of shape `batch + [k]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Dirichlet, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Dirichlet::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[3][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(concentration: &Tensor) -> Result<Self> {
         let ([concentration], batch) =
             broadcast_params("Dirichlet", [("concentration", concentration, 1)])?;
@@ -74,6 +84,15 @@ impl Dirichlet {
     }
 
     /// The concentration, shape `batch + [k]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Dirichlet;
+    /// let cpu = Device::Cpu;
+    /// let d = Dirichlet::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.concentration().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn concentration(&self) -> &Tensor {
         &self.concentration
     }

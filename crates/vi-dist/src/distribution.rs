@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
 use crate::constraint::Constraint;
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, kind_of};
 use crate::wrappers::{Independent, Masked};
 
 /// A batch of probability distributions over tensor-valued events, as
@@ -109,11 +109,48 @@ impl Clone for Box<dyn Distribution> {
 }
 
 /// Check a value against a distribution before `log_prob`, as torch's `_validate_sample`:
-/// its trailing dims must equal the event shape and the rest must broadcast with the batch
-/// shape (always checked); with validation on, it must lie in the support.
+/// it must have the distribution's dtype and device, its trailing dims must equal the event
+/// shape and the rest must broadcast with the batch shape (always checked, no device sync);
+/// with validation on, it must lie in the support. (Discrete families convert integer values
+/// to their dtype before calling this.)
 ///
 /// Returns the shape of the result of `log_prob` (`broadcast(value batch dims, batch_shape)`).
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use vi_dist::{Distribution, Normal, validate_value};
+/// let loc = Tensor::zeros(3, DType::F64, &Device::Cpu)?;
+/// let d = Normal::new(&loc, &loc.ones_like()?)?;
+/// let value = Tensor::zeros((5, 1), DType::F64, &Device::Cpu)?;
+/// assert_eq!(validate_value(&d, &value)?, vec![5, 3]);
+/// assert!(validate_value(&d, &Tensor::zeros(2, DType::F64, &Device::Cpu)?).is_err());
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn validate_value(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>> {
+    if value.dtype() != d.dtype() || !value.device().same_device(d.device()) {
+        return Err(DistError::ValueKind {
+            dist: d.name(),
+            expected: kind_of(d.dtype(), d.device()),
+            found: kind_of(value.dtype(), value.device()),
+        });
+    }
+    let out = value_batch_shape(d, value)?;
+    if crate::validation::validation_enabled() {
+        let support = d.support();
+        if !support.all(value)? {
+            return Err(DistError::ValueSupport {
+                dist: d.name(),
+                constraint: support.to_string(),
+                shape: value.dims().to_vec(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The shape part of [`validate_value`] (no support check, no device sync): for wrappers,
+/// whose base checks the support.
+pub(crate) fn value_batch_shape(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>> {
     let event = d.event_shape();
     let batch = d.batch_shape();
     let dims = value.dims();
@@ -127,21 +164,20 @@ pub fn validate_value(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>
         return Err(shape_err());
     }
     let value_batch = &dims[..dims.len() - event.len()];
-    let out = crate::broadcast::broadcast_shapes(&[value_batch, batch]).ok_or_else(shape_err)?;
-    if crate::validation::validation_enabled() {
-        let support = d.support();
-        if !support.all(value)? {
-            return Err(DistError::ValueSupport {
-                dist: d.name(),
-                constraint: support.to_string(),
-                shape: dims.to_vec(),
-            });
-        }
-    }
-    Ok(out)
+    crate::broadcast::broadcast_shapes(&[value_batch, batch]).ok_or_else(shape_err)
 }
 
 /// With validation on, check that a parameter lies in `constraint` (one host sync).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{Constraint, DistError, validate_param};
+/// let rate = Tensor::new(&[1.0f64, -1.0], &Device::Cpu)?;
+/// let r = validate_param("MyFamily", "rate", &rate, &Constraint::Positive);
+/// assert!(matches!(r, Err(DistError::ParamSupport { param: "rate", .. })));
+/// assert!(vi_dist::with_validation(false, || validate_param("MyFamily", "rate", &rate, &Constraint::Positive)).is_ok());
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn validate_param(
     dist: &'static str,
     param: &'static str,

@@ -6,6 +6,17 @@ use candle_core::{DType, Device};
 ///
 /// Each variant names the distribution (or op), the parameter and the shapes involved, so the
 /// message points at the user's line rather than at a candle kernel.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use vi_dist::{DistError, Normal};
+/// let loc = Tensor::zeros(2, DType::F64, &Device::Cpu)?;
+/// let scale = Tensor::ones(3, DType::F64, &Device::Cpu)?;
+/// let err = Normal::new(&loc, &scale).unwrap_err();
+/// assert!(matches!(err, DistError::Broadcast { dist: "Normal", .. }));
+/// assert_eq!(err.to_string(), "Normal: parameter shapes do not broadcast: loc [2], scale [3]");
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DistError {
@@ -26,7 +37,7 @@ pub enum DistError {
     Broadcast {
         /// Distribution name.
         dist: &'static str,
-        /// Each parameter with its shape, e.g. "loc [2, 3], scale [4]".
+        /// Each parameter with its shape, e.g. `loc [2, 3], scale [4]`.
         shapes: String,
     },
     /// Parameters live on different devices or have different dtypes.
@@ -66,6 +77,16 @@ pub enum DistError {
         batch: Vec<usize>,
         /// Event shape of the distribution.
         event: Vec<usize>,
+    },
+    /// A value passed to `log_prob` has another dtype or device than the distribution.
+    #[error("{dist}: value is {found}, expected {expected} like the parameters")]
+    ValueKind {
+        /// Distribution name.
+        dist: &'static str,
+        /// The dtype/device of the distribution.
+        expected: String,
+        /// The dtype/device of the value.
+        found: String,
     },
     /// A value passed to `log_prob` is outside the support (validation on).
     #[error("{dist}: value of shape {shape:?} is outside the support {constraint}")]
@@ -153,7 +174,30 @@ pub enum DistError {
     Candle(#[from] candle_core::Error),
 }
 
+impl DistError {
+    /// An op error with `context` (the distribution and parameter it was computing) put in
+    /// front of its message; other errors pass through unchanged.
+    pub(crate) fn in_context(self, context: &str) -> Self {
+        match self {
+            DistError::Op { op, msg } => DistError::Op {
+                op,
+                msg: format!("{context}: {msg}"),
+            },
+            other => other,
+        }
+    }
+}
+
 /// `Result` with [`DistError`].
+///
+/// ```
+/// fn rate_of(d: &vi_dist::Exponential) -> vi_dist::Result<f64> {
+///     Ok(d.rate().to_scalar::<f64>()?)
+/// }
+/// let d = vi_dist::Exponential::new(&candle_core::Tensor::new(2.0f64, &candle_core::Device::Cpu)?)?;
+/// assert_eq!(rate_of(&d)?, 2.0);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub type Result<T> = std::result::Result<T, DistError>;
 
 /// "f32 on cpu" style description used in [`DistError::ParamKind`].

@@ -32,6 +32,15 @@ pub struct Exponential {
 
 impl Exponential {
     /// Build from `rate` (> 0), the inverse of the mean.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Exponential, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Exponential::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(rate: &Tensor) -> Result<Self> {
         let ([rate], batch) = broadcast_params("Exponential", [("rate", rate, 0)])?;
         validate_param("Exponential", "rate", &rate, &Constraint::Positive)?;
@@ -39,6 +48,15 @@ impl Exponential {
     }
 
     /// The rate, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Exponential;
+    /// let cpu = Device::Cpu;
+    /// let d = Exponential::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.rate().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn rate(&self) -> &Tensor {
         &self.rate
     }

@@ -1,7 +1,7 @@
 //! The gamma distribution, the reparameterised standard-gamma sampler that Beta, Dirichlet
 //! and StudentT share, and small helpers of the Gamma-based families.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rand::RngCore;
 use rand_distr::Distribution as _;
 
@@ -10,37 +10,9 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::ops::{digamma, lgamma, reparameterize_standard_gamma};
-use crate::rng::{from_host, to_host};
-
-/// The smallest positive normal number of `dtype` (torch's `finfo.tiny`), as f64.
-pub(crate) fn tiny(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::MIN_POSITIVE,
-        DType::F16 => 6.103_515_625e-5,
-        _ => f64::from(f32::MIN_POSITIVE),
-    }
-}
-
-/// The largest finite number of `dtype`, as f64.
-pub(crate) fn largest(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::MAX,
-        DType::F16 => 65_504.0,
-        DType::BF16 => 3.389_531_389_251_535_5e38,
-        _ => f64::from(f32::MAX),
-    }
-}
-
-/// The largest number of `dtype` below 1.
-pub(crate) fn below_one(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => 1.0 - f64::EPSILON / 2.0,
-        DType::F16 => 1.0 - 2f64.powi(-11),
-        DType::BF16 => 1.0 - 2f64.powi(-8),
-        _ => 1.0 - f64::from(f32::EPSILON) / 2.0,
-    }
-}
+use crate::finfo::{max, tiny};
+use crate::ops::{digamma, lgamma, reparameterize_standard_gamma, xlogy};
+use crate::rng::{draw_per_element, to_host};
 
 /// Clamp the value of `t` to `[lo, hi]` while keeping its gradient (torch clamps a sample's
 /// detached storage in place): `t + (clamp(sg(t)) − sg(t))`. Where nothing is clamped the
@@ -50,42 +22,6 @@ pub(crate) fn clamp_keep_grad(t: &Tensor, lo: f64, hi: f64) -> Result<Tensor> {
     let d = t.detach();
     let shift = (d.clamp(lo, hi)? - &d)?;
     Ok((t + shift)?)
-}
-
-/// A tensor of `value` with the shape, dtype and device of `like` (a broadcast view).
-pub(crate) fn full_like(value: f64, like: &Tensor) -> Result<Tensor> {
-    Ok(Tensor::new(value, like.device())?
-        .to_dtype(like.dtype())?
-        .broadcast_as(like.shape())?)
-}
-
-/// `x · ln y` with `0 · ln 0 = 0`, as torch's `xlogy`, broadcasting `x` and `y`.
-///
-/// Where `y = 0` the value is a constant (`0` if `x = 0`, else `∓∞`) and no gradient flows;
-/// elsewhere the gradient is `ln y` for `x` and `x / y` for `y` (torch gives `x` no gradient
-/// where `x = 0`; here it gets the true `ln y`).
-pub(crate) fn xlogy(x: &Tensor, y: &Tensor) -> Result<Tensor> {
-    let shape = crate::broadcast::broadcast_shapes(&[x.dims(), y.dims()]).ok_or_else(|| {
-        crate::DistError::Op {
-            op: "xlogy",
-            msg: format!("shapes {:?} and {:?} do not broadcast", x.dims(), y.dims()),
-        }
-    })?;
-    let x = x.broadcast_as(shape.as_slice())?;
-    let y = y.broadcast_as(shape.as_slice())?;
-    let y_zero = y.eq(0.0)?;
-    // ln of y with zeros replaced by 1, so the selected branch is finite everywhere.
-    let ln_y = y_zero.where_cond(&y.ones_like()?, &y)?.log()?;
-    let main = (&x * ln_y)?;
-    let xd = x.detach();
-    let edge = xd.eq(0.0)?.where_cond(
-        &full_like(0.0, &xd)?,
-        &xd.gt(0.0)?.where_cond(
-            &full_like(f64::NEG_INFINITY, &xd)?,
-            &full_like(f64::INFINITY, &xd)?,
-        )?,
-    )?;
-    Ok(y_zero.where_cond(&edge, &main)?)
 }
 
 /// Draws `x ~ Gamma(α, 1)` on the host (rand_distr), one per element of
@@ -98,24 +34,21 @@ pub(crate) fn draw_standard_gamma(
     rng: &mut dyn RngCore,
 ) -> Result<Tensor> {
     let dtype = alpha.dtype();
-    let (lo, hi) = (tiny(dtype), largest(dtype));
+    let (lo, hi) = (tiny(dtype), max(dtype));
     let params = to_host(alpha)?;
     let samplers: Vec<Option<rand_distr::Gamma<f64>>> = params
         .iter()
         .map(|&a| rand_distr::Gamma::new(a, 1.0).ok())
         .collect();
-    let n_samples: usize = sample_shape.iter().product();
-    let mut data = Vec::with_capacity(n_samples * samplers.len());
-    for _ in 0..n_samples {
-        for s in &samplers {
-            data.push(match s {
-                Some(g) => g.sample(rng).clamp(lo, hi),
-                None => f64::NAN,
-            });
-        }
-    }
-    let shape = crate::broadcast::extended_shape(sample_shape, alpha.dims(), &[]);
-    from_host(data, &shape, dtype, alpha.device())
+    draw_per_element(
+        &samplers,
+        sample_shape,
+        alpha.dims(),
+        dtype,
+        alpha.device(),
+        rng,
+        |s, r| s.as_ref().map_or(f64::NAN, |g| g.sample(r).clamp(lo, hi)),
+    )
 }
 
 /// Reparameterised draws `x ~ Gamma(α, 1)` of shape `sample_shape + alpha.shape`,
@@ -174,6 +107,15 @@ pub struct Gamma {
 
 impl Gamma {
     /// Build from `concentration` (shape α > 0) and `rate` (> 0); they broadcast.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Gamma, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Gamma::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(concentration: &Tensor, rate: &Tensor) -> Result<Self> {
         let ([concentration, rate], batch) = broadcast_params(
             "Gamma",
@@ -194,18 +136,36 @@ impl Gamma {
     }
 
     /// The shape parameter α, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Gamma;
+    /// let cpu = Device::Cpu;
+    /// let d = Gamma::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.concentration().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn concentration(&self) -> &Tensor {
         &self.concentration
     }
 
     /// The rate (inverse scale), broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Gamma;
+    /// let cpu = Device::Cpu;
+    /// let d = Gamma::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.rate().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn rate(&self) -> &Tensor {
         &self.rate
     }
 
     fn finish(&self, x: &Tensor) -> Result<Tensor> {
         let dtype = self.dtype();
-        clamp_keep_grad(&x.broadcast_div(&self.rate)?, tiny(dtype), largest(dtype))
+        clamp_keep_grad(&x.broadcast_div(&self.rate)?, tiny(dtype), max(dtype))
     }
 }
 

@@ -4,14 +4,13 @@ use candle_core::Tensor;
 use rand::RngCore;
 use rand_distr::Distribution as _;
 
-use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::ops::{log1p, sigmoid, softplus};
-use crate::probs::{Form, bad_sampler_param, binary_logits, draw_per_element, float_value};
-use crate::rng::to_host;
+use crate::ops::{log1p, softplus};
+use crate::probs::{Form, bad_sampler_param, binary_param, float_value};
+use crate::rng::{draw_per_element, to_host};
 
 /// `Geometric(probs)`: the number of failures before the first success in trials of success
 /// probability `probs`, on `0, 1, 2, …`, as `torch.distributions.Geometric`:
@@ -40,9 +39,17 @@ pub struct Geometric {
 
 impl Geometric {
     /// Build from the probability of success of each trial, in `(0, 1]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Geometric, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Geometric::from_probs(&Tensor::full(0.5f64, (2, 3), &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
-        let ([param], batch) = broadcast_params("Geometric", [("probs", probs, 0)])?;
-        validate_param("Geometric", "probs", &param, &Constraint::UnitInterval)?;
+        let (param, batch) = binary_param("Geometric", probs, Form::Probs)?;
         // torch also rejects 0: the number of failures would be infinite.
         validate_param("Geometric", "probs", &param, &Constraint::Positive)?;
         Ok(Self {
@@ -53,9 +60,17 @@ impl Geometric {
     }
 
     /// Build from the log-odds of success of each trial (any real, not NaN).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Geometric, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Geometric::from_logits(&Tensor::zeros((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        let ([param], batch) = broadcast_params("Geometric", [("logits", logits, 0)])?;
-        validate_param("Geometric", "logits", &param, &Constraint::Real)?;
+        let (param, batch) = binary_param("Geometric", logits, Form::Logits)?;
         Ok(Self {
             param,
             form: Form::Logits,
@@ -64,19 +79,31 @@ impl Geometric {
     }
 
     /// The log-odds of success, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Geometric;
+    /// let cpu = Device::Cpu;
+    /// let d = Geometric::from_probs(&Tensor::full(0.5f64, (2, 3), &cpu)?)?;
+    /// assert_eq!(d.logits()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn logits(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => Ok(self.param.clone()),
-            Form::Probs => binary_logits(&self.param),
-        }
+        self.form.binary_logits(&self.param)
     }
 
     /// The probability of success, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Geometric;
+    /// let cpu = Device::Cpu;
+    /// let d = Geometric::from_probs(&Tensor::full(0.5f64, (2, 3), &cpu)?)?;
+    /// assert_eq!(d.probs()?.dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn probs(&self) -> Result<Tensor> {
-        match self.form {
-            Form::Logits => sigmoid(&self.param),
-            Form::Probs => Ok(self.param.clone()),
-        }
+        self.form.binary_probs(&self.param)
     }
 }
 

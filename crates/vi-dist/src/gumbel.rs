@@ -35,6 +35,15 @@ pub struct Gumbel {
 
 impl Gumbel {
     /// Build from `loc` (the mode) and `scale` (> 0); the two broadcast against each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Gumbel, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Gumbel::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         let ([loc, scale], batch) =
             broadcast_params("Gumbel", [("loc", loc, 0), ("scale", scale, 0)])?;
@@ -44,11 +53,29 @@ impl Gumbel {
     }
 
     /// The location (mode), broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Gumbel;
+    /// let cpu = Device::Cpu;
+    /// let d = Gumbel::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// The scale, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Gumbel;
+    /// let cpu = Device::Cpu;
+    /// let d = Gumbel::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }

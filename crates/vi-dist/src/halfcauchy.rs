@@ -5,8 +5,8 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
-use crate::cauchy::{cauchy_log_prob, filled, standard_cauchy};
+use crate::broadcast::{broadcast_params, full};
+use crate::cauchy::{cauchy_log_prob, standard_cauchy};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
@@ -35,6 +35,15 @@ pub struct HalfCauchy {
 
 impl HalfCauchy {
     /// Build from `scale` (> 0), the scale of the Cauchy that is folded.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{HalfCauchy, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = HalfCauchy::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(scale: &Tensor) -> Result<Self> {
         let ([scale], batch) = broadcast_params("HalfCauchy", [("scale", scale, 0)])?;
         validate_param("HalfCauchy", "scale", &scale, &Constraint::Positive)?;
@@ -42,6 +51,15 @@ impl HalfCauchy {
     }
 
     /// The scale of the folded Cauchy (its median), shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::HalfCauchy;
+    /// let cpu = Device::Cpu;
+    /// let d = HalfCauchy::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }
@@ -76,11 +94,11 @@ impl Distribution for HalfCauchy {
     }
 
     fn mean(&self) -> Result<Tensor> {
-        filled(f64::INFINITY, &self.batch, &self.scale)
+        full(f64::INFINITY, &self.batch, &self.scale)
     }
 
     fn variance(&self) -> Result<Tensor> {
-        filled(f64::INFINITY, &self.batch, &self.scale)
+        full(f64::INFINITY, &self.batch, &self.scale)
     }
 
     fn support(&self) -> Constraint {

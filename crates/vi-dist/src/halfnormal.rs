@@ -5,11 +5,12 @@ use std::f64::consts::{LN_2, PI};
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
+use crate::normal::normal_log_prob;
 use crate::rng::standard_normal;
 
 /// `HalfNormal(scale)`: the law of `|y|` for `y ~ Normal(0, scale)`, as
@@ -32,6 +33,15 @@ pub struct HalfNormal {
 
 impl HalfNormal {
     /// Build from `scale` (> 0), the standard deviation of the normal that is folded.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{HalfNormal, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = HalfNormal::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(scale: &Tensor) -> Result<Self> {
         let ([scale], batch) = broadcast_params("HalfNormal", [("scale", scale, 0)])?;
         validate_param("HalfNormal", "scale", &scale, &Constraint::Positive)?;
@@ -39,6 +49,15 @@ impl HalfNormal {
     }
 
     /// The scale of the folded normal, shape `batch`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::HalfNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = HalfNormal::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }
@@ -50,7 +69,7 @@ impl HalfNormal {
 pub(crate) fn fold_log_prob(base: &Tensor, value: &Tensor) -> Result<Tensor> {
     let shape = base.shape();
     let inside = value.ge(0.0)?.broadcast_as(shape)?;
-    let outside = Tensor::full(f64::NEG_INFINITY, shape, base.device())?.to_dtype(base.dtype())?;
+    let outside = full_like(f64::NEG_INFINITY, base)?;
     Ok(inside.where_cond(&base.affine(1.0, LN_2)?, &outside)?)
 }
 
@@ -74,11 +93,7 @@ impl Distribution for HalfNormal {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         let z = value.broadcast_div(&self.scale)?;
-        let base = z
-            .sqr()?
-            .affine(-0.5, -0.5 * (2.0 * PI).ln())?
-            .broadcast_sub(&self.scale.log()?)?;
-        fold_log_prob(&base, value)
+        fold_log_prob(&normal_log_prob(&z, &self.scale)?, value)
     }
 
     fn entropy(&self) -> Result<Tensor> {

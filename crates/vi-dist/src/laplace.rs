@@ -33,6 +33,15 @@ pub struct Laplace {
 impl Laplace {
     /// Build from `loc` (mean and median) and `scale` (> 0); the two broadcast against each
     /// other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Laplace, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Laplace::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         let ([loc, scale], batch) =
             broadcast_params("Laplace", [("loc", loc, 0), ("scale", scale, 0)])?;
@@ -42,11 +51,29 @@ impl Laplace {
     }
 
     /// The mean (and median), broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Laplace;
+    /// let cpu = Device::Cpu;
+    /// let d = Laplace::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// The scale (half the variance is `scale²`), broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Laplace;
+    /// let cpu = Device::Cpu;
+    /// let d = Laplace::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }

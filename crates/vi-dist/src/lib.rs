@@ -20,6 +20,36 @@
 //! assert!(grads.get(loc.as_tensor()).is_some());
 //! # Ok::<(), vi_dist::DistError>(())
 //! ```
+//!
+//! # Contents
+//!
+//! - **The trait**: [`Distribution`]; [`validate_value`] and [`validate_param`] for
+//!   implementations outside this crate.
+//! - **Scalar continuous families**: [`Normal`], [`LogNormal`], [`HalfNormal`], [`Cauchy`],
+//!   [`HalfCauchy`], [`Laplace`], [`StudentT`], [`Uniform`], [`Exponential`], [`Gamma`],
+//!   [`Beta`], [`Gumbel`], [`Pareto`]; the point mass [`Delta`].
+//! - **Vector families**: [`Dirichlet`], [`MultivariateNormal`] (named constructors
+//!   `from_scale_tril`, `from_covariance`, `from_precision`, `from_diag_scale`),
+//!   [`LowRankMultivariateNormal`].
+//! - **Discrete families** (`from_logits` / `from_probs`): [`Bernoulli`], [`Categorical`],
+//!   [`OneHotCategorical`], [`Binomial`], [`Geometric`]; and [`Poisson`].
+//! - **Wrappers**: [`Independent`] (`to_event`), [`Expanded`], [`Masked`] (`mask`).
+//! - **Supports and bijections**: [`Constraint`] (with [`Bound`]); [`transform_to`] /
+//!   [`biject_to`] and the [`transforms`] module.
+//! - **Ops candle lacks** (special functions, Cholesky, triangular solves, the implicit gamma
+//!   gradient), with backward passes: the [`ops`] module, whose table says which run natively
+//!   on which device.
+//! - **Randomness**: [`standard_normal`], [`uniform_open01`], [`host_tensor`] and
+//!   [`standard_gamma`]: draws from a seeded host RNG, moved to the device.
+//! - **Validation**: [`set_validation`], [`with_validation`], [`validation_enabled`] (value
+//!   checks, on by default; shape checks always run).
+//! - **Shapes**: [`broadcast_params`], [`broadcast_shapes`], [`broadcasts_to`],
+//!   [`extended_shape`].
+//! - **Distributions as data**: [`DistSpec`] (torch's class and parameter names).
+//! - **Errors**: [`DistError`] and [`Result`].
+//!
+//! The user guide, with the table of parameterisations, supports and rsample kinds, is
+//! `docs/distributions.md` in the repository.
 #![deny(missing_docs)]
 
 mod bernoulli;
@@ -35,6 +65,7 @@ mod distribution;
 mod error;
 mod exponential;
 mod family;
+mod finfo;
 mod gamma;
 mod geometric;
 mod gumbel;

@@ -10,6 +10,7 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
+use crate::normal::normal_log_prob;
 use crate::rng::standard_normal;
 
 /// `LogNormal(loc, scale)`: the law of `exp(y)` for `y ~ Normal(loc, scale)`, as
@@ -38,6 +39,15 @@ pub struct LogNormal {
 impl LogNormal {
     /// Build from `loc` and `scale` (> 0) of the underlying normal; the two broadcast against
     /// each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{LogNormal, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = LogNormal::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         let ([loc, scale], batch) =
             broadcast_params("LogNormal", [("loc", loc, 0), ("scale", scale, 0)])?;
@@ -47,11 +57,29 @@ impl LogNormal {
     }
 
     /// The mean of `ln x`, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::LogNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = LogNormal::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// The standard deviation of `ln x`, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::LogNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = LogNormal::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }
@@ -83,12 +111,7 @@ impl Distribution for LogNormal {
         // TransformedDistribution(Normal, ExpTransform).
         let log_x = value.log()?;
         let z = log_x.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
-        let lp = z
-            .sqr()?
-            .affine(-0.5, -0.5 * (2.0 * PI).ln())?
-            .broadcast_sub(&self.scale.log()?)?
-            .broadcast_sub(&log_x)?;
-        Ok(lp)
+        Ok(normal_log_prob(&z, &self.scale)?.broadcast_sub(&log_x)?)
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -107,16 +107,43 @@ impl LowRankMultivariateNormal {
     }
 
     /// The mean vector, shape `batch + [n]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::LowRankMultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = LowRankMultivariateNormal::new(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::zeros((3, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// The low-rank factor `W`, shape `batch + [n, r]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::LowRankMultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = LowRankMultivariateNormal::new(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::zeros((3, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.cov_factor().dims(), &[2, 3, 1]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn cov_factor(&self) -> &Tensor {
         &self.cov_factor
     }
 
     /// The diagonal part `D` of the covariance, shape `batch + [n]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::LowRankMultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = LowRankMultivariateNormal::new(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::zeros((3, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.cov_diag().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn cov_diag(&self) -> &Tensor {
         &self.cov_diag
     }
@@ -161,13 +188,7 @@ fn capacitance_tril(w: &Tensor, d: &Tensor) -> Result<Tensor> {
     let wt_dinv = wt_dinv(w, d)?;
     let k = ops::batch_matmul(&wt_dinv, w)?;
     let k = k.broadcast_add(&Tensor::eye(r, w.dtype(), w.device())?)?;
-    ops::cholesky(&k).map_err(|e| match e {
-        DistError::Op { op, msg } => DistError::Op {
-            op,
-            msg: format!("{NAME} capacitance matrix I + Wᵀ D⁻¹ W: {msg}"),
-        },
-        other => other,
-    })
+    ops::cholesky(&k).map_err(|e| e.in_context(&format!("{NAME} capacitance matrix I + Wᵀ D⁻¹ W")))
 }
 
 /// `Wᵀ D⁻¹`, shape `batch + [r, n]`.

@@ -83,13 +83,7 @@ fn event_size(loc: &Tensor, param: &'static str, matrix: &Tensor) -> Result<usiz
 
 /// Name the distribution and parameter in a factorisation error.
 fn in_param(param: &'static str, e: DistError) -> DistError {
-    match e {
-        DistError::Op { op, msg } => DistError::Op {
-            op,
-            msg: format!("{NAME} `{param}`: {msg}"),
-        },
-        other => other,
-    }
+    e.in_context(&format!("{NAME} `{param}`"))
 }
 
 impl MultivariateNormal {
@@ -221,11 +215,29 @@ impl MultivariateNormal {
     }
 
     /// The mean vector, shape `batch + [n]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::MultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = MultivariateNormal::from_diag_scale(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// The lower Cholesky factor `L` of the covariance, shape `batch + [n, n]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::MultivariateNormal;
+    /// let cpu = Device::Cpu;
+    /// let d = MultivariateNormal::from_diag_scale(&Tensor::zeros((2, 3), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale_tril().dims(), &[2, 3, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale_tril(&self) -> &Tensor {
         &self.scale_tril
     }

@@ -32,6 +32,15 @@ pub struct Normal {
 
 impl Normal {
     /// Build from `loc` and `scale` (> 0); the two broadcast against each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Normal, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Normal::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         let ([loc, scale], batch) =
             broadcast_params("Normal", [("loc", loc, 0), ("scale", scale, 0)])?;
@@ -41,14 +50,40 @@ impl Normal {
     }
 
     /// The mean parameter, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Normal;
+    /// let cpu = Device::Cpu;
+    /// let d = Normal::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// The standard deviation, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Normal;
+    /// let cpu = Device::Cpu;
+    /// let d = Normal::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }
+}
+
+/// The normal log density at `z = (x − loc) / scale`: `−z²/2 − ½ ln 2π − ln scale` (shared
+/// with LogNormal and HalfNormal).
+pub(crate) fn normal_log_prob(z: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    Ok(z.sqr()?
+        .affine(-0.5, -0.5 * (2.0 * PI).ln())?
+        .broadcast_sub(&scale.log()?)?)
 }
 
 impl Distribution for Normal {
@@ -71,11 +106,7 @@ impl Distribution for Normal {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         let z = value.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
-        let lp = z
-            .sqr()?
-            .affine(-0.5, -0.5 * (2.0 * PI).ln())?
-            .broadcast_sub(&self.scale.log()?)?;
-        Ok(lp)
+        normal_log_prob(&z, &self.scale)
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -35,6 +35,15 @@ pub struct OneHotCategorical {
 
 impl OneHotCategorical {
     /// Build from unnormalised log-probabilities, shape `batch + [k]` (`k >= 1`, no NaN).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{OneHotCategorical, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = OneHotCategorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[4][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
         Ok(Self::wrap(Categorical::build(
             "OneHotCategorical",
@@ -44,6 +53,15 @@ impl OneHotCategorical {
     }
 
     /// Build from non-negative weights, shape `batch + [k]`, normalised over the last dim.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{OneHotCategorical, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = OneHotCategorical::from_probs(&Tensor::ones((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[4][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
         Ok(Self::wrap(Categorical::build(
             "OneHotCategorical",
@@ -61,21 +79,57 @@ impl OneHotCategorical {
     }
 
     /// The number of classes `k`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::OneHotCategorical;
+    /// let cpu = Device::Cpu;
+    /// let d = OneHotCategorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.num_classes(), 4);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn num_classes(&self) -> usize {
         self.categorical.num_classes()
     }
 
     /// The categorical distribution of the index of the 1.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{OneHotCategorical, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = OneHotCategorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.categorical().batch_shape(), &[2]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn categorical(&self) -> &Categorical {
         &self.categorical
     }
 
     /// The normalised log-probabilities, shape `batch + [k]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::OneHotCategorical;
+    /// let cpu = Device::Cpu;
+    /// let d = OneHotCategorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.logits()?.dims(), &[2, 4]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn logits(&self) -> Result<Tensor> {
         self.categorical.logits()
     }
 
     /// The probabilities, shape `batch + [k]`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::OneHotCategorical;
+    /// let cpu = Device::Cpu;
+    /// let d = OneHotCategorical::from_logits(&Tensor::zeros((2, 4), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.probs()?.dims(), &[2, 4]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn probs(&self) -> Result<Tensor> {
         self.categorical.probs()
     }
@@ -118,6 +172,10 @@ impl Distribution for OneHotCategorical {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let value = float_value(value, self.dtype())?;
         let out = validate_value(self, &value)?;
+        if value.elem_count() == 0 {
+            // An empty batch or sample (candle cannot reduce it).
+            return Ok(Tensor::zeros(out, self.dtype(), self.device())?);
+        }
         let indices = value.argmax(D::Minus1)?.to_dtype(DType::U32)?;
         self.categorical.log_prob_indices(&indices, &out)
     }

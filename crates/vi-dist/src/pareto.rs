@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::{Bound, Constraint};
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
@@ -35,6 +35,15 @@ pub struct Pareto {
 impl Pareto {
     /// Build from `scale` (> 0, the lower end of the support) and `alpha` (> 0, the tail
     /// index), in torch's order; the two broadcast against each other.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Pareto, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Pareto::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(scale: &Tensor, alpha: &Tensor) -> Result<Self> {
         let ([scale, alpha], batch) =
             broadcast_params("Pareto", [("scale", scale, 0), ("alpha", alpha, 0)])?;
@@ -48,11 +57,29 @@ impl Pareto {
     }
 
     /// The lower end of the support, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Pareto;
+    /// let cpu = Device::Cpu;
+    /// let d = Pareto::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }
 
     /// The tail index, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Pareto;
+    /// let cpu = Device::Cpu;
+    /// let d = Pareto::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.alpha().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn alpha(&self) -> &Tensor {
         &self.alpha
     }
@@ -94,16 +121,22 @@ impl Distribution for Pareto {
     }
 
     fn mean(&self) -> Result<Tensor> {
-        // alpha · scale / (alpha − 1), with alpha clamped to 1 so alpha ≤ 1 gives inf (torch).
-        let a = self.alpha.maximum(1.0)?;
-        Ok(((a.clone() * &self.scale)? / a.affine(1.0, -1.0)?)?)
+        // alpha · scale / (alpha − 1) where alpha > 1, inf elsewhere (torch). The formula sees
+        // a safe alpha where it is not selected, so no 0 · ∞ reaches the gradients.
+        let defined = self.alpha.gt(1.0)?;
+        let a = defined.where_cond(&self.alpha, &full_like(2.0, &self.alpha)?)?;
+        let m = ((&a * &self.scale)? / a.affine(1.0, -1.0)?)?;
+        Ok(defined.where_cond(&m, &full_like(f64::INFINITY, &m)?)?)
     }
 
     fn variance(&self) -> Result<Tensor> {
-        // scale² alpha / ((alpha − 1)² (alpha − 2)), alpha clamped to 2 so alpha ≤ 2 gives inf.
-        let a = self.alpha.maximum(2.0)?;
+        // scale² alpha / ((alpha − 1)² (alpha − 2)) where alpha > 2, inf elsewhere (torch),
+        // with the same safe-branch guard as the mean.
+        let defined = self.alpha.gt(2.0)?;
+        let a = defined.where_cond(&self.alpha, &full_like(3.0, &self.alpha)?)?;
         let den = (a.affine(1.0, -1.0)?.sqr()? * a.affine(1.0, -2.0)?)?;
-        Ok(((self.scale.sqr()? * a)? / den)?)
+        let v = ((self.scale.sqr()? * a)? / den)?;
+        Ok(defined.where_cond(&v, &full_like(f64::INFINITY, &v)?)?)
     }
 
     fn support(&self) -> Constraint {

@@ -9,8 +9,9 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
-use crate::probs::{bad_sampler_param, draw_per_element, float_value};
-use crate::rng::to_host;
+use crate::ops::xlogy;
+use crate::probs::{bad_sampler_param, float_value};
+use crate::rng::{draw_per_element, to_host};
 
 /// `Poisson(rate)` on `0, 1, 2, …`: `P(k) = rateᵏ e^{−rate} / k!`, as
 /// `torch.distributions.Poisson`.
@@ -36,6 +37,15 @@ pub struct Poisson {
 
 impl Poisson {
     /// Build from the mean `rate` (>= 0).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Poisson, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Poisson::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(rate: &Tensor) -> Result<Self> {
         let ([rate], batch) = broadcast_params("Poisson", [("rate", rate, 0)])?;
         validate_param("Poisson", "rate", &rate, &Constraint::NonNegative)?;
@@ -43,6 +53,15 @@ impl Poisson {
     }
 
     /// The rate (mean), broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Poisson;
+    /// let cpu = Device::Cpu;
+    /// let d = Poisson::new(&Tensor::ones((2, 3), DType::F64, &cpu)?)?;
+    /// assert_eq!(d.rate().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn rate(&self) -> &Tensor {
         &self.rate
     }
@@ -79,14 +98,10 @@ impl Distribution for Poisson {
         let value = float_value(value, self.dtype())?;
         let out = validate_value(self, &value)?;
         let k = value.broadcast_as(out.as_slice())?;
-        let rate = self.rate.broadcast_as(out.as_slice())?;
-        // k·ln(rate) with 0·ln(anything) = 0: where k = 0 take the log of 1 instead, so neither
-        // the value nor the gradient (k / rate) sees ln 0.
-        let zero = k.eq(0.0)?;
-        let safe_rate = zero.where_cond(&rate.ones_like()?, &rate)?;
-        let xlogy = (&k * safe_rate.log()?)?;
+        // k·ln(rate) with 0·ln 0 = 0, so rate = 0 puts all mass on 0.
         let log_factorial = crate::ops::lgamma(&k.affine(1.0, 1.0)?)?;
-        Ok(((xlogy - rate)? - log_factorial)?)
+        let lp = xlogy(&k, &self.rate)?.broadcast_sub(&self.rate)?;
+        Ok((lp - log_factorial)?)
     }
 
     fn entropy(&self) -> Result<Tensor> {

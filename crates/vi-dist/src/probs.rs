@@ -1,12 +1,13 @@
 //! What the discrete families share: the conversions between `probs` and `logits` (as torch's
-//! `distributions.utils`), values given as integers, `enumerate_support` shapes, and the host
-//! sampling loop.
+//! `distributions.utils`), values given as integers, `enumerate_support` shapes, and the error
+//! of a host sampler given an unusable parameter.
 
-use candle_core::{D, DType, Device, Tensor};
-use rand::RngCore;
+use candle_core::{D, DType, Tensor};
 
+use crate::broadcast::broadcast_params;
+use crate::constraint::Constraint;
+use crate::distribution::validate_param;
 use crate::error::{DistError, Result};
-use crate::rng::from_host;
 
 /// Which parameter a discrete family was built from; the other is computed when asked, as
 /// torch's lazy `probs`/`logits` properties, so gradients reach the tensor the user gave.
@@ -18,29 +19,61 @@ pub(crate) enum Form {
     Probs,
 }
 
-/// The machine epsilon of a float dtype (`torch.finfo(dtype).eps`).
-pub(crate) fn eps(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::EPSILON,
-        DType::F16 => 9.765_625e-4,
-        DType::BF16 => 7.812_5e-3,
-        _ => f64::from(f32::EPSILON),
+impl Form {
+    /// torch's name of the parameter in this form (`"logits"` or `"probs"`).
+    pub(crate) fn param_name(self) -> &'static str {
+        match self {
+            Form::Logits => "logits",
+            Form::Probs => "probs",
+        }
+    }
+
+    /// The support of a binary family's parameter in this form: logits real (not NaN),
+    /// probabilities in `[0, 1]`.
+    pub(crate) fn binary_support(self) -> Constraint {
+        match self {
+            Form::Logits => Constraint::Real,
+            Form::Probs => Constraint::UnitInterval,
+        }
+    }
+
+    /// The log-odds of a binary family (Bernoulli, Binomial, Geometric) whose parameter is
+    /// `param` in this form: the parameter itself, or the log-odds of the clamped
+    /// probabilities.
+    pub(crate) fn binary_logits(self, param: &Tensor) -> Result<Tensor> {
+        match self {
+            Form::Logits => Ok(param.clone()),
+            Form::Probs => binary_logits(param),
+        }
+    }
+
+    /// The probabilities of a binary family whose parameter is `param` in this form: the
+    /// parameter itself, or `sigmoid(logits)`.
+    pub(crate) fn binary_probs(self, param: &Tensor) -> Result<Tensor> {
+        match self {
+            Form::Logits => crate::ops::sigmoid(param),
+            Form::Probs => Ok(param.clone()),
+        }
     }
 }
 
-/// The most negative finite number of a float dtype (`torch.finfo(dtype).min`).
-pub(crate) fn finite_min(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::MIN,
-        DType::F16 => -65_504.0,
-        _ => f64::from(f32::MIN),
-    }
+/// Broadcast (alone) and check the one parameter of a binary family built in `form`: logits
+/// real (not NaN), probabilities in `[0, 1]`. Returns the parameter and the batch shape.
+pub(crate) fn binary_param(
+    dist: &'static str,
+    param: &Tensor,
+    form: Form,
+) -> Result<(Tensor, Vec<usize>)> {
+    let name = form.param_name();
+    let ([param], batch) = broadcast_params(dist, [(name, param, 0)])?;
+    validate_param(dist, name, &param, &form.binary_support())?;
+    Ok((param, batch))
 }
 
 /// `probs` clamped to `[eps, 1 − eps]`, as torch's `clamp_probs`, so their logarithms are
 /// finite.
 pub(crate) fn clamp_probs(probs: &Tensor) -> Result<Tensor> {
-    let e = eps(probs.dtype());
+    let e = crate::finfo::eps(probs.dtype());
     Ok(probs.clamp(e, 1.0 - e)?)
 }
 
@@ -59,6 +92,10 @@ pub(crate) fn categorical_logits(probs: &Tensor) -> Result<Tensor> {
 /// `x − logsumexp(x)` over the last dim. The shift by the (detached) maximum keeps `exp`
 /// finite and changes neither the value nor the gradient.
 pub(crate) fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    if x.elem_count() == 0 {
+        // An empty batch (candle cannot reduce it).
+        return Ok(x.clone());
+    }
     let max = x.max_keepdim(D::Minus1)?.detach();
     let shifted = x.broadcast_sub(&max)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
@@ -96,28 +133,6 @@ pub(crate) fn enumerate_layout(values: Tensor, batch: &[usize], expand: bool) ->
         .chain(event)
         .collect();
     Ok(values.broadcast_as(full)?)
-}
-
-/// Draw `sample_shape` values from one host sampler per batch element (row-major over
-/// `sample_shape + batch`) and build the float tensor of shape `sample_shape + batch`.
-pub(crate) fn draw_per_element<S>(
-    samplers: &[S],
-    sample_shape: &[usize],
-    batch: &[usize],
-    dtype: DType,
-    device: &Device,
-    rng: &mut dyn RngCore,
-    draw: impl Fn(&S, &mut dyn RngCore) -> f64,
-) -> Result<Tensor> {
-    let n: usize = sample_shape.iter().product();
-    let mut data = Vec::with_capacity(n * samplers.len());
-    for _ in 0..n {
-        for s in samplers {
-            data.push(draw(s, rng));
-        }
-    }
-    let shape: Vec<usize> = sample_shape.iter().chain(batch).copied().collect();
-    from_host(data, &shape, dtype, device)
 }
 
 /// The error for a parameter a host sampler cannot use (only reachable with validation off).

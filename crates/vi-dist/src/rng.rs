@@ -30,6 +30,40 @@ pub fn host_tensor(
     from_host(data, shape, dtype, device)
 }
 
+/// `rounds` draws from every sampler on the host, round by round (each round draws once from
+/// each sampler, in order), so one sampler per batch element lays the draws out row-major as
+/// `[rounds] + batch`: the loop every per-element host sampler shares.
+pub(crate) fn draw_rounds<S>(
+    samplers: &[S],
+    rounds: usize,
+    rng: &mut dyn RngCore,
+    draw: impl Fn(&S, &mut dyn RngCore) -> f64,
+) -> Vec<f64> {
+    let mut data = Vec::with_capacity(rounds * samplers.len());
+    for _ in 0..rounds {
+        for s in samplers {
+            data.push(draw(s, rng));
+        }
+    }
+    data
+}
+
+/// Draw `sample_shape` values from one host sampler per batch element ([`draw_rounds`]) and
+/// build the tensor of shape `sample_shape + batch` in `dtype` on `device`.
+pub(crate) fn draw_per_element<S>(
+    samplers: &[S],
+    sample_shape: &[usize],
+    batch: &[usize],
+    dtype: DType,
+    device: &Device,
+    rng: &mut dyn RngCore,
+    draw: impl Fn(&S, &mut dyn RngCore) -> f64,
+) -> Result<Tensor> {
+    let data = draw_rounds(samplers, sample_shape.iter().product(), rng, draw);
+    let shape = crate::broadcast::extended_shape(sample_shape, batch, &[]);
+    from_host(data, &shape, dtype, device)
+}
+
 /// Build a tensor from host f64 data in `dtype` on `device`.
 pub(crate) fn from_host(
     data: Vec<f64>,
@@ -85,10 +119,7 @@ pub fn uniform_open01(
     rng: &mut dyn RngCore,
 ) -> Result<Tensor> {
     // The largest value below 1 that survives the cast to `dtype`.
-    let top = match dtype {
-        DType::F64 => 1.0 - f64::EPSILON / 2.0,
-        _ => 1.0 - f64::from(f32::EPSILON) / 2.0,
-    };
+    let top = crate::finfo::below_one(dtype);
     host_tensor(shape, dtype, device, rng, |r| {
         let u: f64 = rand_distr::Open01.sample(r);
         u.min(top)

@@ -42,6 +42,13 @@ pub struct DistSpec {
 
 impl DistSpec {
     /// A spec for `family` with no parameters yet.
+    ///
+    /// ```
+    /// use vi_dist::DistSpec;
+    /// let spec = DistSpec::new("Poisson");
+    /// assert_eq!((spec.family.as_str(), spec.params.len()), ("Poisson", 0));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(family: &str) -> Self {
         Self {
             family: family.to_string(),
@@ -52,18 +59,48 @@ impl DistSpec {
     }
 
     /// Set the parameterisation.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::{DistSpec, Distribution};
+    /// let d = DistSpec::new("Bernoulli")
+    ///     .form("probs")
+    ///     .param("probs", Tensor::new(&[0.25f64], &Device::Cpu)?)
+    ///     .build()?;
+    /// assert_eq!(d.mean()?.to_vec1::<f64>()?, vec![0.25]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn form(mut self, form: &str) -> Self {
         self.form = Some(form.to_string());
         self
     }
 
     /// Add a parameter.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::DistSpec;
+    /// let spec = DistSpec::new("Exponential").param("rate", Tensor::new(&[2.0f64], &Device::Cpu)?);
+    /// assert!(spec.params.contains_key("rate"));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn param(mut self, name: &str, value: Tensor) -> Self {
         self.params.insert(name.to_string(), value);
         self
     }
 
     /// Set the number of reinterpreted batch dims.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{DistSpec, Distribution};
+    /// let d = DistSpec::new("Exponential")
+    ///     .param("rate", Tensor::ones((2, 3), DType::F64, &Device::Cpu)?)
+    ///     .event_dims(2)
+    ///     .build()?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[][..], &[2, 3][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn event_dims(mut self, n: usize) -> Self {
         self.event_dims = n;
         self
@@ -81,6 +118,14 @@ impl DistSpec {
     }
 
     /// Build the distribution.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::{DistError, DistSpec};
+    /// let missing = DistSpec::new("Normal").param("loc", Tensor::new(0.0f64, &Device::Cpu)?).build();
+    /// assert!(matches!(missing, Err(DistError::Invalid { .. })));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn build(&self) -> Result<Box<dyn Distribution>> {
         let p = |n| self.get(n);
         let form = self.form.as_deref();

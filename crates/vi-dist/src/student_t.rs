@@ -5,14 +5,13 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::gamma::{
-    clamp_keep_grad, draw_standard_gamma, full_like, largest, standard_gamma, tiny,
-};
+use crate::finfo::{max, tiny};
+use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma};
 use crate::ops::{digamma, lgamma, log1p};
 use crate::rng::standard_normal;
 
@@ -44,6 +43,15 @@ pub struct StudentT {
 
 impl StudentT {
     /// Build from `df` (ν > 0), `loc` and `scale` (> 0); the three broadcast.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{StudentT, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = StudentT::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(df: &Tensor, loc: &Tensor, scale: &Tensor) -> Result<Self> {
         let ([df, loc, scale], batch) = broadcast_params(
             "StudentT",
@@ -61,16 +69,43 @@ impl StudentT {
     }
 
     /// Degrees of freedom ν, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::StudentT;
+    /// let cpu = Device::Cpu;
+    /// let d = StudentT::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.df().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn df(&self) -> &Tensor {
         &self.df
     }
 
     /// Location μ, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::StudentT;
+    /// let cpu = Device::Cpu;
+    /// let d = StudentT::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.loc().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Tensor {
         &self.loc
     }
 
     /// Scale σ, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::StudentT;
+    /// let cpu = Device::Cpu;
+    /// let d = StudentT::new(&Tensor::ones((2, 1), DType::F64, &cpu)?, &Tensor::zeros(3, DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.scale().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Tensor {
         &self.scale
     }
@@ -86,7 +121,7 @@ impl StudentT {
         } else {
             draw_standard_gamma(&half_df, sample_shape, rng)?
         };
-        let chi2 = clamp_keep_grad(&g.affine(2.0, 0.0)?, tiny(dtype), largest(dtype))?;
+        let chi2 = clamp_keep_grad(&g.affine(2.0, 0.0)?, tiny(dtype), max(dtype))?;
         let y = (eps / chi2.broadcast_div(&self.df)?.sqrt()?)?;
         Ok(y.broadcast_mul(&self.scale)?.broadcast_add(&self.loc)?)
     }

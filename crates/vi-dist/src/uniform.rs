@@ -36,6 +36,15 @@ impl Uniform {
     /// NaN bound is a [`DistError::ParamSupport`](crate::DistError) naming it, and
     /// `low >= high` one naming `high` with constraint `greater_than(low)` (torch raises a
     /// `ValueError` for the same).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Uniform, Distribution};
+    /// let cpu = Device::Cpu;
+    /// let d = Uniform::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(low: &Tensor, high: &Tensor) -> Result<Self> {
         let ([low, high], batch) =
             broadcast_params("Uniform", [("low", low, 0), ("high", high, 0)])?;
@@ -47,11 +56,29 @@ impl Uniform {
     }
 
     /// The lower bound, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Uniform;
+    /// let cpu = Device::Cpu;
+    /// let d = Uniform::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.low().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn low(&self) -> &Tensor {
         &self.low
     }
 
     /// The upper bound, broadcast to the batch shape.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Uniform;
+    /// let cpu = Device::Cpu;
+    /// let d = Uniform::new(&Tensor::zeros((2, 1), DType::F64, &cpu)?, &Tensor::ones(3, DType::F64, &cpu)?)?;
+    /// assert_eq!(d.high().dims(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn high(&self) -> &Tensor {
         &self.high
     }

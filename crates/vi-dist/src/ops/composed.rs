@@ -1,5 +1,5 @@
 //! The special functions composed from candle ops, so they run (and differentiate through
-//! autograd) on any device. The CPU uses the host kernels in [`super::special`]; these are the
+//! autograd) on any device. The CPU uses the host kernels behind [`crate::ops`]; these are the
 //! path for CUDA and Metal, and are tested against the kernels on the CPU.
 
 use std::f64::consts::PI;
@@ -23,6 +23,15 @@ const LANCZOS: [f64; 9] = [
 ];
 
 /// `ln Γ(x)` by the Lanczos approximation, with the reflection formula below 0.5.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::new(&[0.5f64, 5.0], &Device::Cpu)?;
+/// let y = vi_dist::ops::composed::lgamma(&x)?.to_vec1::<f64>()?;
+/// assert!((y[0] - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
+/// assert!((y[1] - 24f64.ln()).abs() < 1e-12);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn lgamma(x: &Tensor) -> Result<Tensor> {
     let reflect = x.lt(0.5)?;
     let one_minus = x.affine(-1.0, 1.0)?;
@@ -56,6 +65,13 @@ fn shift(
 
 /// ψ(x): shift to x ≥ 10 by ψ(x) = ψ(x + 1) − 1/x, then the asymptotic series; reflection
 /// ψ(1 − x) − π / tan(πx) for negative x.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let y = vi_dist::ops::composed::digamma(&Tensor::new(&[1.0f64], &Device::Cpu)?)?;
+/// assert!((y.to_vec1::<f64>()?[0] + 0.5772156649015329).abs() < 1e-12);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn digamma(x: &Tensor) -> Result<Tensor> {
     let neg = x.lt(0.0)?;
     let xp = neg.where_cond(&x.affine(-1.0, 1.0)?, x)?;
@@ -63,9 +79,9 @@ pub fn digamma(x: &Tensor) -> Result<Tensor> {
     let z = y.sqr()?.recip()?;
     // ln y − 1/(2y) − z (1/12 − z (1/120 − z (1/252 − z (1/240 − z/132))))
     let poly = z.affine(-1.0 / 132.0, 1.0 / 240.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 252.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 120.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 12.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 252.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 120.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 12.0)?;
     let psi = ((y.log()? - y.recip()?.affine(0.5, 0.0)?)? - (z * poly)?)?;
     let psi = (psi - acc)?;
     let pix = x.affine(PI, 0.0)?;
@@ -77,6 +93,13 @@ pub fn digamma(x: &Tensor) -> Result<Tensor> {
 /// `1/y + 1/(2y²) + Σ B₂ₖ / y^{2k+1}` through B₁₂ (truncation below 1e-15 relative);
 /// reflection `ψ'(x) = π² / sin²(πx) − ψ'(1 − x)` for negative x, with `sin(πx)` taken at the
 /// exactly reduced argument `x − round(x)`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let y = vi_dist::ops::composed::trigamma(&Tensor::new(&[1.0f64], &Device::Cpu)?)?;
+/// assert!((y.to_vec1::<f64>()?[0] - std::f64::consts::PI.powi(2) / 6.0).abs() < 1e-12);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn trigamma(x: &Tensor) -> Result<Tensor> {
     let neg = x.lt(0.0)?;
     let xp = neg.where_cond(&x.affine(-1.0, 1.0)?, x)?;
@@ -84,11 +107,11 @@ pub fn trigamma(x: &Tensor) -> Result<Tensor> {
     let z = y.sqr()?.recip()?;
     // 1/y + z/2 + (z/y)(1/6 − z (1/30 − z (1/42 − z (1/30 − z (5/66 − z 691/2730)))))
     let poly = z.affine(-691.0 / 2730.0, 5.0 / 66.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 30.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 42.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 30.0)?;
-    let poly = (z.clone() * poly)?.affine(-1.0, 1.0 / 6.0)?;
-    let series = ((z.clone() * poly)? / &y)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 30.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 42.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 30.0)?;
+    let poly = (&z * poly)?.affine(-1.0, 1.0 / 6.0)?;
+    let series = ((&z * poly)? / &y)?;
     let direct = ((y.recip()? + z.affine(0.5, 0.0)?)? + series)?.add(&acc)?;
     // Both branches finite where unselected ("double where"), so gradients stay finite.
     let r = (x - x.round()?)?;
@@ -99,6 +122,13 @@ pub fn trigamma(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `ln(1 + x)` by Goldberg's trick: `ln(u) · x / (u − 1)` with `u = 1 + x` rounded.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let y = vi_dist::ops::composed::log1p(&Tensor::new(&[1e-20f64, 1.0], &Device::Cpu)?)?;
+/// assert_eq!(y.to_vec1::<f64>()?, vec![1e-20, 2f64.ln()]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn log1p(x: &Tensor) -> Result<Tensor> {
     let u = x.affine(1.0, 1.0)?;
     let um1 = u.affine(1.0, -1.0)?;
@@ -110,6 +140,13 @@ pub fn log1p(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `eˣ − 1`: `(u − 1) · x / ln(u)` with `u = eˣ` for small |x|, `eˣ − 1` otherwise.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let y = vi_dist::ops::composed::expm1(&Tensor::new(&[1e-20f64], &Device::Cpu)?)?;
+/// assert_eq!(y.to_vec1::<f64>()?, vec![1e-20]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn expm1(x: &Tensor) -> Result<Tensor> {
     let small = x.abs()?.lt(0.5)?;
     let xs = small.where_cond(x, &x.zeros_like()?)?;
@@ -123,11 +160,25 @@ pub fn expm1(x: &Tensor) -> Result<Tensor> {
 }
 
 /// `max(x, 0) + ln(1 + e^{−|x|})`.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let y = vi_dist::ops::composed::softplus(&Tensor::new(&[1000.0f64, -1000.0], &Device::Cpu)?)?;
+/// assert_eq!(y.to_vec1::<f64>()?, vec![1000.0, 0.0]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
     Ok((x.relu()? + log1p(&x.abs()?.neg()?.exp()?)?)?)
 }
 
 /// `1 / (1 + e⁻ˣ)` through `e = e^{−|x|}` so nothing overflows.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let y = vi_dist::ops::composed::sigmoid(&Tensor::new(&[0.0f64, -1000.0], &Device::Cpu)?)?;
+/// assert_eq!(y.to_vec1::<f64>()?, vec![0.5, 0.0]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     let e = x.abs()?.neg()?.exp()?;
     let num = x.ge(0.0)?.where_cond(&e.ones_like()?, &e)?;

@@ -259,6 +259,16 @@ pub fn standard_gamma_grad(alpha: &Tensor, x: &Tensor) -> Result<Tensor> {
 
 /// [`standard_gamma_grad`] by a host round trip: any device and dtype (the path off the CPU).
 /// Exposed as [`composed::standard_gamma_grad`](crate::ops::composed::standard_gamma_grad).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::ops;
+/// let (a, x) = (Tensor::new(&[2.0f64], &Device::Cpu)?, Tensor::new(&[1.5f64], &Device::Cpu)?);
+/// let host = ops::composed::standard_gamma_grad(&a, &x)?.to_vec1::<f64>()?;
+/// let kernel = ops::standard_gamma_grad(&a, &x)?.to_vec1::<f64>()?;
+/// assert_eq!(host, kernel);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn host_standard_gamma_grad(alpha: &Tensor, x: &Tensor) -> Result<Tensor> {
     let (alpha, x) = broadcast_pair(alpha, x)?;
     let (a, xs) = (to_host(&alpha)?, to_host(&x)?);
@@ -355,6 +365,18 @@ pub fn reparameterize_standard_gamma(alpha: &Tensor, x: &Tensor) -> Result<Tenso
 /// [`reparameterize_standard_gamma`] from candle ops and a host round trip for the gradient:
 /// `x + (α − stop_grad(α)) · stop_grad(standard_gamma_grad(α, x))`, on any device. Exposed
 /// as [`composed::reparameterize_standard_gamma`](crate::ops::composed::reparameterize_standard_gamma).
+///
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// let alpha = Var::new(&[2.0f64], &Device::Cpu)?;
+/// let x = Tensor::new(&[1.5f64], &Device::Cpu)?;
+/// let y = vi_dist::ops::composed::reparameterize_standard_gamma(alpha.as_tensor(), &x)?;
+/// assert_eq!(y.to_vec1::<f64>()?, vec![1.5]);
+/// let g = y.sum_all()?.backward()?;
+/// let dx = vi_dist::ops::standard_gamma_grad(alpha.as_tensor(), &x)?;
+/// assert_eq!(g.get(alpha.as_tensor()).unwrap().to_vec1::<f64>()?, dx.to_vec1::<f64>()?);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
 pub fn composed_reparameterize(alpha: &Tensor, x: &Tensor) -> Result<Tensor> {
     let x = x.detach();
     let alpha_b = alpha.broadcast_as(x.dims())?;

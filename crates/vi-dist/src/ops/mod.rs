@@ -3,6 +3,7 @@
 //! | op | CPU | other devices |
 //! |---|---|---|
 //! | `lgamma`, `digamma`, `trigamma`, `log1p`, `expm1`, `softplus`, `sigmoid` | host kernel (`CustomOp1`) with backward | composed candle ops ([`composed`]) |
+//! | `xlogy` | composed | composed |
 //! | `diagonal` | composed | composed |
 //! | `cholesky`, `solve_triangular`, `solve_triangular_transposed` | host kernel (`CustomOp1/2`) with backward | composed candle ops ([`composed`]) |
 //! | `cholesky_solve`, `triangular_inverse`, `precision_to_scale_tril` | built on the two above | built on the two above |
@@ -18,6 +19,7 @@ mod special;
 #[allow(unused_imports)]
 pub(crate) use linalg::square_size;
 pub use linalg::{diagonal, is_positive_definite};
+pub use special::xlogy;
 pub use special::{digamma, expm1, lgamma, log1p, sigmoid, softplus, trigamma};
 
 pub use linalg::{

@@ -1,5 +1,5 @@
 //! Scalar special functions candle lacks: `lgamma`, `digamma`, `trigamma`, `log1p`, `expm1`,
-//! `softplus`, as differentiable tensor ops.
+//! `softplus`, `sigmoid`, `xlogy`, as differentiable tensor ops.
 //!
 //! On the CPU each is one host kernel (`libm`, `statrs`, std) with a backward pass; on other
 //! devices each is composed from candle ops so it runs unchanged there.
@@ -7,7 +7,8 @@
 use candle_core::Tensor;
 
 use super::elementwise::Elementwise;
-use crate::error::Result;
+use crate::broadcast::{broadcast_shapes, full_like};
+use crate::error::{DistError, Result};
 
 fn on_cpu(x: &Tensor) -> bool {
     x.device().is_cpu()
@@ -240,4 +241,44 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     } else {
         super::composed::sigmoid(x)
     }
+}
+
+/// `x · ln y` with `0 · ln 0 = 0`, elementwise with `x` and `y` broadcast, as `torch.xlogy`:
+/// the `(α − 1) ln x` terms of Gamma, Beta and Dirichlet and the `k ln(rate)` of Poisson.
+/// Composed from candle ops (every device).
+///
+/// Where `y = 0` the value is a constant (`0` if `x = 0`, else `∓∞`) and no gradient flows;
+/// elsewhere the gradient is `ln y` for `x` and `x / y` for `y` (torch gives `x` no gradient
+/// where `x = 0`; here it gets the true `ln y`). Both branches of every `where` are finite, so
+/// no `0 · ∞` reaches the gradients.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::new(&[0.0f64, 2.0, 2.0], &Device::Cpu)?;
+/// let y = Tensor::new(&[0.0f64, 0.0, 3.0], &Device::Cpu)?;
+/// let v = vi_dist::ops::xlogy(&x, &y)?.to_vec1::<f64>()?;
+/// assert_eq!(v[..2], [0.0, f64::NEG_INFINITY]);
+/// assert!((v[2] - 2.0 * 3f64.ln()).abs() < 1e-15);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn xlogy(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let shape = broadcast_shapes(&[x.dims(), y.dims()]).ok_or_else(|| DistError::Op {
+        op: "xlogy",
+        msg: format!("shapes {:?} and {:?} do not broadcast", x.dims(), y.dims()),
+    })?;
+    let x = x.broadcast_as(shape.as_slice())?;
+    let y = y.broadcast_as(shape.as_slice())?;
+    let y_zero = y.eq(0.0)?;
+    // ln of y with zeros replaced by 1, so the selected branch is finite everywhere.
+    let ln_y = y_zero.where_cond(&full_like(1.0, &y)?, &y)?.log()?;
+    let main = (&x * ln_y)?;
+    let xd = x.detach();
+    let edge = xd.eq(0.0)?.where_cond(
+        &full_like(0.0, &xd)?,
+        &xd.gt(0.0)?.where_cond(
+            &full_like(f64::NEG_INFINITY, &xd)?,
+            &full_like(f64::INFINITY, &xd)?,
+        )?,
+    )?;
+    Ok(y_zero.where_cond(&edge, &main)?)
 }

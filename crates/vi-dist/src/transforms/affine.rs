@@ -2,8 +2,9 @@
 
 use candle_core::Tensor;
 
-use super::{Transform, check_rank, sum_rightmost};
+use super::{Transform, check_rank};
 use crate::broadcast::broadcast_shapes;
+use crate::broadcast::sum_rightmost;
 use crate::constraint::{Bound, Constraint};
 use crate::error::{DistError, Result};
 
@@ -36,6 +37,16 @@ pub struct Affine {
 
 impl Affine {
     /// `loc + scale · x` elementwise (event dim 0).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::Affine;
+    /// let t = Affine::new(1.0, Tensor::new(&[2.0f64, -3.0], &Device::Cpu)?);
+    /// let y = t.forward(&Tensor::new(&[1.0f64, 1.0], &Device::Cpu)?)?;
+    /// assert_eq!(y.to_vec1::<f64>()?, vec![3.0, -2.0]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(loc: impl Into<Bound>, scale: impl Into<Bound>) -> Self {
         Self {
             loc: loc.into(),
@@ -57,35 +68,50 @@ impl Affine {
     /// assert_eq!(ladj.dims(), &[4]);
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::Affine;
+    /// let t = Affine::new(0.0, 2.0).with_event_dim(1);
+    /// let x = Tensor::ones((4, 3), DType::F64, &Device::Cpu)?;
+    /// let ladj = t.log_abs_det_jacobian(&x, &t.forward(&x)?)?;
+    /// assert_eq!(ladj.dims(), &[4]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn with_event_dim(mut self, event_dim: usize) -> Self {
         self.event_dim = event_dim;
         self
     }
 
     /// The shift.
+    ///
+    /// ```
+    /// use vi_dist::{Bound, transforms::Affine};
+    /// assert!(matches!(Affine::new(1.0, 2.0).loc(), Bound::Scalar(v) if *v == 1.0));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn loc(&self) -> &Bound {
         &self.loc
     }
 
     /// The scale.
+    ///
+    /// ```
+    /// use vi_dist::{Bound, transforms::Affine};
+    /// assert!(matches!(Affine::new(1.0, 2.0).scale(), Bound::Scalar(v) if *v == 2.0));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn scale(&self) -> &Bound {
         &self.scale
     }
-}
-
-/// A bound as a tensor of `like`'s dtype and device (scalars as rank-0 tensors).
-pub(super) fn as_tensor(b: &Bound, like: &Tensor) -> Result<Tensor> {
-    Ok(match b {
-        Bound::Scalar(v) => Tensor::new(*v, like.device())?.to_dtype(like.dtype())?,
-        Bound::Tensor(t) => t.to_dtype(like.dtype())?.to_device(like.device())?,
-    })
 }
 
 /// `x · b`, by `affine` for a number and broadcasting for a tensor.
 fn mul_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
     Ok(match b {
         Bound::Scalar(v) => x.affine(*v, 0.0)?,
-        Bound::Tensor(_) => x.broadcast_mul(&as_tensor(b, x)?)?,
+        Bound::Tensor(_) => x.broadcast_mul(&b.to_tensor(x)?)?,
     })
 }
 
@@ -93,7 +119,7 @@ fn mul_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
 fn add_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
     Ok(match b {
         Bound::Scalar(v) => x.affine(1.0, *v)?,
-        Bound::Tensor(_) => x.broadcast_add(&as_tensor(b, x)?)?,
+        Bound::Tensor(_) => x.broadcast_add(&b.to_tensor(x)?)?,
     })
 }
 
@@ -101,7 +127,7 @@ fn add_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
 fn sub_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
     Ok(match b {
         Bound::Scalar(v) => x.affine(1.0, -*v)?,
-        Bound::Tensor(_) => x.broadcast_sub(&as_tensor(b, x)?)?,
+        Bound::Tensor(_) => x.broadcast_sub(&b.to_tensor(x)?)?,
     })
 }
 
@@ -109,7 +135,7 @@ fn sub_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
 fn div_bound(x: &Tensor, b: &Bound) -> Result<Tensor> {
     Ok(match b {
         Bound::Scalar(v) => x.affine(1.0 / *v, 0.0)?,
-        Bound::Tensor(_) => x.broadcast_div(&as_tensor(b, x)?)?,
+        Bound::Tensor(_) => x.broadcast_div(&b.to_tensor(x)?)?,
     })
 }
 
@@ -146,7 +172,7 @@ impl Transform for Affine {
 
     fn log_abs_det_jacobian(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         check_rank("affine", x, self.event_dim)?;
-        let log_scale = as_tensor(&self.scale, x)?.abs()?.log()?;
+        let log_scale = self.scale.to_tensor(x)?.abs()?.log()?;
         let shape = broadcast_shapes(&[x.dims(), y.dims(), log_scale.dims()]).ok_or_else(|| {
             DistError::Transform {
                 transform: "affine",

@@ -2,8 +2,8 @@
 
 use candle_core::{D, DType, Tensor};
 
+use super::Transform;
 use super::elementwise::positive_exp;
-use super::{Transform, max_finite};
 use crate::constraint::Constraint;
 use crate::error::Result;
 use crate::ops::{batch_matmul, cholesky, diag_embed, diagonal, square_size};
@@ -55,7 +55,7 @@ impl Transform for LowerCholesky {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let n = square_size("lower_cholesky", x)?;
-        let d = positive_exp(&diagonal(x)?)?.minimum(max_finite(x.dtype()))?;
+        let d = positive_exp(&diagonal(x)?)?.minimum(crate::finfo::max(x.dtype()))?;
         Ok((strict_lower(x, n)? + diag_embed(&d)?)?)
     }
 

@@ -2,10 +2,10 @@
 
 use candle_core::Tensor;
 
-use super::affine::as_tensor;
-use super::{Transform, finfo};
+use super::Transform;
 use crate::constraint::{Bound, Constraint};
 use crate::error::Result;
+use crate::finfo::{eps, tiny};
 
 /// One side of a [`SupportClamp`]: the bound and whether it is excluded.
 #[derive(Clone, Debug)]
@@ -29,12 +29,12 @@ pub(crate) struct SupportClamp {
 /// The nearest value of `like`'s dtype at or inside the bound: `b` itself, or for a strict
 /// bound `b ± (|b| eps + tiny)`, which is at least one spacing of the dtype away from `b`.
 fn limit(side: &Side, up: bool, like: &Tensor) -> Result<Tensor> {
-    let b = as_tensor(&side.bound, like)?;
+    let b = side.bound.to_tensor(like)?;
     if !side.strict {
         return Ok(b);
     }
-    let (eps, tiny) = finfo(like.dtype());
-    let gap = b.abs()?.affine(eps, tiny)?;
+    let dtype = like.dtype();
+    let gap = b.abs()?.affine(eps(dtype), tiny(dtype))?;
     Ok(if up { (b + gap)? } else { (b - gap)? })
 }
 

@@ -2,7 +2,8 @@
 
 use candle_core::Tensor;
 
-use super::{Transform, check_rank, sum_rightmost};
+use super::{Transform, check_rank};
+use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
 use crate::error::Result;
 
@@ -32,6 +33,16 @@ pub struct Compose {
 
 impl Compose {
     /// The chain applying `parts` in order (an empty chain is the identity).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::{Affine, Compose, Exp};
+    /// let t = Compose::new(vec![Box::new(Exp), Box::new(Affine::new(1.0, 2.0))]);
+    /// let y = t.forward(&Tensor::new(&[0.0f64], &Device::Cpu)?)?;
+    /// assert_eq!(y.to_vec1::<f64>()?, vec![3.0]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(parts: Vec<Box<dyn Transform>>) -> Self {
         Self {
             parts,
@@ -52,12 +63,29 @@ impl Compose {
     ///     .with_codomain(Constraint::interval(-1.0, 1.0));
     /// assert_eq!(t.codomain().to_string(), "interval(-1, 1)");
     /// ```
+    ///
+    /// ```
+    /// use vi_dist::{Constraint, Transform};
+    /// use vi_dist::transforms::{Affine, Compose, Exp};
+    /// let t = Compose::new(vec![Box::new(Exp), Box::new(Affine::new(1.0, 1.0))])
+    ///     .with_codomain(Constraint::greater_than(1.0));
+    /// assert_eq!(t.codomain().to_string(), "greater_than(1)");
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn with_codomain(mut self, codomain: Constraint) -> Self {
         self.codomain = Some(codomain);
         self
     }
 
     /// The parts, in the order they are applied.
+    ///
+    /// ```
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::{Compose, Exp, Sigmoid};
+    /// let t = Compose::new(vec![Box::new(Exp), Box::new(Sigmoid)]);
+    /// assert_eq!(t.parts().iter().map(|p| p.name()).collect::<Vec<_>>(), ["exp", "sigmoid"]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn parts(&self) -> &[Box<dyn Transform>] {
         &self.parts
     }

@@ -2,9 +2,10 @@
 
 use candle_core::Tensor;
 
-use super::{Transform, finfo};
+use super::Transform;
 use crate::constraint::Constraint;
 use crate::error::Result;
+use crate::finfo::{eps, tiny};
 use crate::ops;
 
 /// `y = x` on the reals, as `torch.distributions.transforms.identity_transform`
@@ -69,8 +70,7 @@ pub struct Exp;
 
 /// `eˣ` clamped below at the dtype's smallest normal number (gradient `eˣ` above the clamp).
 pub(crate) fn positive_exp(x: &Tensor) -> Result<Tensor> {
-    let (_, tiny) = finfo(x.dtype());
-    Ok(x.exp()?.maximum(tiny)?)
+    Ok(x.exp()?.maximum(tiny(x.dtype()))?)
 }
 
 impl Transform for Exp {
@@ -133,13 +133,11 @@ impl Transform for Sigmoid {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (eps, _) = finfo(x.dtype());
-        Ok(ops::sigmoid(x)?.clamp(eps, 1.0 - eps)?)
+        crate::probs::clamp_probs(&ops::sigmoid(x)?)
     }
 
     fn inverse(&self, y: &Tensor) -> Result<Tensor> {
-        let (eps, tiny) = finfo(y.dtype());
-        let y = y.clamp(tiny, 1.0 - eps)?;
+        let y = y.clamp(tiny(y.dtype()), 1.0 - eps(y.dtype()))?;
         Ok((y.log()? - ops::log1p(&y.neg()?)?)?)
     }
 
@@ -180,8 +178,7 @@ impl Transform for Softplus {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, tiny) = finfo(x.dtype());
-        Ok(ops::softplus(x)?.maximum(tiny)?)
+        Ok(ops::softplus(x)?.maximum(tiny(x.dtype()))?)
     }
 
     fn inverse(&self, y: &Tensor) -> Result<Tensor> {

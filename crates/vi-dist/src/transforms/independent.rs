@@ -2,7 +2,8 @@
 
 use candle_core::Tensor;
 
-use super::{Transform, check_rank, sum_rightmost};
+use super::{Transform, check_rank};
+use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
 use crate::error::Result;
 
@@ -28,21 +29,44 @@ pub struct IndependentTransform {
 }
 
 impl IndependentTransform {
-    /// `base` with its last `reinterpreted_batch_dims` batch dims moved into the event.
-    pub fn new(base: Box<dyn Transform>, reinterpreted_batch_dims: usize) -> Self {
+    /// `base` with its last `reinterpreted_batch_ndims` batch dims moved into the event.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::{Exp, IndependentTransform};
+    /// let t = IndependentTransform::new(Box::new(Exp), 1);
+    /// let x = Tensor::ones((2, 3), DType::F64, &Device::Cpu)?;
+    /// assert_eq!(t.log_abs_det_jacobian(&x, &t.forward(&x)?)?.to_vec1::<f64>()?, vec![3.0, 3.0]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn new(base: Box<dyn Transform>, reinterpreted_batch_ndims: usize) -> Self {
         Self {
             base,
-            reinterpreted: reinterpreted_batch_dims,
+            reinterpreted: reinterpreted_batch_ndims,
         }
     }
 
     /// The wrapped transform.
+    ///
+    /// ```
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::{Exp, IndependentTransform};
+    /// assert_eq!(IndependentTransform::new(Box::new(Exp), 1).base().name(), "exp");
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn base(&self) -> &dyn Transform {
         self.base.as_ref()
     }
 
     /// How many dims were moved into the event.
-    pub fn reinterpreted_batch_dims(&self) -> usize {
+    ///
+    /// ```
+    /// use vi_dist::transforms::{Exp, IndependentTransform};
+    /// assert_eq!(IndependentTransform::new(Box::new(Exp), 2).reinterpreted_batch_ndims(), 2);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn reinterpreted_batch_ndims(&self) -> usize {
         self.reinterpreted
     }
 }

@@ -29,7 +29,7 @@ mod stick_breaking;
 
 use std::fmt::Debug;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use crate::constraint::Constraint;
 use crate::error::{DistError, Result};
@@ -103,39 +103,6 @@ pub trait Transform: Debug + Send + Sync + 'static {
     /// The shape of `inverse(y)` for an output of `shape`.
     fn inverse_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
         Ok(shape.to_vec())
-    }
-}
-
-/// Sum the last `n` dims of `t` (torch's `_sum_rightmost`).
-pub(crate) fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {
-    let mut t = t.clone();
-    for _ in 0..n {
-        let last = t.rank().saturating_sub(1);
-        if t.rank() == 0 {
-            break;
-        }
-        t = t.sum(last)?;
-    }
-    Ok(t)
-}
-
-/// `(eps, tiny)` of a float dtype: the gap above 1 and the smallest positive normal number,
-/// as `torch.finfo`.
-pub(crate) fn finfo(dtype: DType) -> (f64, f64) {
-    match dtype {
-        DType::F64 => (f64::EPSILON, f64::MIN_POSITIVE),
-        DType::F16 => (9.765_625e-4, 6.103_515_625e-5),
-        DType::BF16 => (7.812_5e-3, f64::from(f32::MIN_POSITIVE)),
-        _ => (f64::from(f32::EPSILON), f64::from(f32::MIN_POSITIVE)),
-    }
-}
-
-/// The largest finite number of a float dtype.
-pub(crate) fn max_finite(dtype: DType) -> f64 {
-    match dtype {
-        DType::F64 => f64::MAX,
-        DType::F16 => 65_504.0,
-        _ => f64::from(f32::MAX),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use candle_core::{D, DType, Tensor};
 
-use super::{Transform, check_rank, finfo};
+use super::{Transform, check_rank};
 use crate::constraint::Constraint;
 use crate::error::{DistError, Result};
 use crate::ops;
@@ -87,7 +87,7 @@ impl Transform for StickBreaking {
             });
         }
         let n = k - 1;
-        let (_, tiny) = finfo(y.dtype());
+        let tiny = crate::finfo::tiny(y.dtype());
         // after[j, i] = 1 where j > i: y @ after gives the mass after coordinate i.
         let after = (Tensor::tril2(k, DType::F32, y.device())?
             - Tensor::eye(k, DType::F32, y.device())?)?

@@ -8,7 +8,7 @@ use rand::RngCore;
 
 use crate::broadcast::{broadcast_shapes, broadcasts_to};
 use crate::constraint::Constraint;
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, value_batch_shape};
 use crate::error::{DistError, Result};
 
 /// `base` broadcast to `batch_shape`: every new or size-1 batch dim holds independent copies.
@@ -35,6 +35,16 @@ pub struct Expanded {
 impl Expanded {
     /// Broadcast `base` to `batch_shape` (torch's `expand` rule: size-1 dims grow, new dims
     /// are added on the left).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{DistError, Distribution, Expanded, Normal};
+    /// let n = Normal::new(&Tensor::zeros(3, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(3, DType::F64, &Device::Cpu)?)?;
+    /// assert_eq!(Expanded::new(n.clone_box(), &[2, 3])?.batch_shape(), &[2, 3]);
+    /// assert!(matches!(Expanded::new(n.clone_box(), &[2]), Err(DistError::Expand { .. })));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(base: Box<dyn Distribution>, batch_shape: &[usize]) -> Result<Self> {
         if !broadcasts_to(base.batch_shape(), batch_shape) {
             return Err(DistError::Expand {
@@ -55,6 +65,15 @@ impl Expanded {
     }
 
     /// The wrapped distribution.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Expanded, Normal};
+    /// let n = Normal::new(&Tensor::zeros(1, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(1, DType::F64, &Device::Cpu)?)?;
+    /// assert_eq!(Expanded::new(Box::new(n), &[4])?.base().batch_shape(), &[1]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn base(&self) -> &dyn Distribution {
         self.base.as_ref()
     }
@@ -123,7 +142,8 @@ impl Distribution for Expanded {
         self.draw(sample_shape, rng, true)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
-        let out_shape = crate::distribution::validate_value(self, value)?;
+        // Shapes against the expanded batch here; the base checks the support.
+        let out_shape = value_batch_shape(self, value)?;
         let lp = self.base.log_prob(value)?;
         let target = broadcast_shapes(&[lp.dims(), &out_shape]).unwrap_or(out_shape);
         Ok(lp.broadcast_as(target)?)

@@ -5,8 +5,9 @@ use std::any::Any;
 use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
+use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, value_batch_shape};
 use crate::error::{DistError, Result};
 
 /// The rightmost `reinterpreted_batch_ndims` batch dims of `base` treated as one event:
@@ -34,6 +35,17 @@ pub struct Independent {
 
 impl Independent {
     /// Wrap `base`, moving its last `reinterpreted_batch_ndims` batch dims into the event.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{DistError, Distribution, Independent, Normal};
+    /// let n = Normal::new(&Tensor::zeros((4, 3), DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones((4, 3), DType::F64, &Device::Cpu)?)?;
+    /// let d = Independent::new(n.clone_box(), 2)?;
+    /// assert_eq!((d.batch_shape(), d.event_shape()), (&[][..], &[4, 3][..]));
+    /// assert!(matches!(Independent::new(n.clone_box(), 3), Err(DistError::ToEvent { .. })));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(base: Box<dyn Distribution>, reinterpreted_batch_ndims: usize) -> Result<Self> {
         let n = reinterpreted_batch_ndims;
         let base_batch = base.batch_shape();
@@ -66,23 +78,33 @@ impl Independent {
     }
 
     /// The wrapped distribution.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let n = Normal::new(&Tensor::zeros((4, 3), DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones((4, 3), DType::F64, &Device::Cpu)?)?;
+    /// // nested wrappers collapse: the base is the Normal itself
+    /// assert_eq!(n.to_event(1)?.to_event(1)?.base().name(), "Normal");
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn base(&self) -> &dyn Distribution {
         self.base.as_ref()
     }
 
     /// How many of the base's batch dims are reinterpreted as event dims.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::Normal;
+    /// let n = Normal::new(&Tensor::zeros((4, 3), DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones((4, 3), DType::F64, &Device::Cpu)?)?;
+    /// use vi_dist::Distribution;
+    /// assert_eq!(n.to_event(1)?.to_event(1)?.reinterpreted_batch_ndims(), 2);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn reinterpreted_batch_ndims(&self) -> usize {
         self.reinterpreted
-    }
-
-    /// Sum the last `reinterpreted` dims of `t`.
-    fn sum_rightmost(&self, t: Tensor) -> Result<Tensor> {
-        let mut t = t;
-        for _ in 0..self.reinterpreted {
-            let last = t.rank() - 1;
-            t = t.sum(last)?;
-        }
-        Ok(t)
     }
 }
 
@@ -112,10 +134,13 @@ impl Distribution for Independent {
         self.base.rsample(sample_shape, rng)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
-        self.sum_rightmost(self.base.log_prob(value)?)
+        // The event shape is checked here: the base alone would accept a value that only
+        // broadcasts against the reinterpreted dims. The base checks the support.
+        value_batch_shape(self, value)?;
+        sum_rightmost(&self.base.log_prob(value)?, self.reinterpreted)
     }
     fn entropy(&self) -> Result<Tensor> {
-        self.sum_rightmost(self.base.entropy()?)
+        sum_rightmost(&self.base.entropy()?, self.reinterpreted)
     }
     fn mean(&self) -> Result<Tensor> {
         self.base.mean()

@@ -5,15 +5,18 @@ use std::any::Any;
 use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
-use crate::broadcast::broadcast_shapes;
+use crate::broadcast::{broadcast_shapes, full_like};
 use crate::constraint::Constraint;
-use crate::distribution::Distribution;
+use crate::distribution::{Distribution, value_batch_shape};
 use crate::error::{DistError, Result};
 
 /// `base` with `log_prob` set to 0 where `mask` is 0, as Pyro's `MaskedDistribution`.
 ///
 /// The batch shape is the broadcast of the base's batch shape and the mask's shape. Sampling,
-/// mean, variance and entropy are the base's (broadcast); only scores are masked.
+/// mean, variance and entropy are the base's (broadcast); only scores are masked. Masked-out
+/// values are replaced by a point of the support ([`Constraint::feasible_like`]) before the
+/// base scores them, as NumPyro does: missing data may hold any placeholder (NaN), which
+/// neither fails validation nor makes the gradients NaN.
 ///
 /// ```
 /// use candle_core::{Device, Tensor, DType};
@@ -34,6 +37,17 @@ pub struct Masked {
 
 impl Masked {
     /// Mask `base` with `mask` (any dtype; nonzero means keep).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Masked, Normal};
+    /// let n = Normal::new(&Tensor::zeros(3, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(3, DType::F64, &Device::Cpu)?)?;
+    /// // a mask of shape [2, 1] broadcasts the batch shape to [2, 3]
+    /// let m = Masked::new(Box::new(n), &Tensor::new(&[[1u8], [0]], &Device::Cpu)?)?;
+    /// assert_eq!(m.batch_shape(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn new(base: Box<dyn Distribution>, mask: &Tensor) -> Result<Self> {
         let batch = broadcast_shapes(&[base.batch_shape(), mask.dims()]).ok_or_else(|| {
             DistError::MaskShape {
@@ -66,20 +80,51 @@ impl Masked {
     }
 
     /// The wrapped distribution.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let n = Normal::new(&Tensor::zeros(3, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(3, DType::F64, &Device::Cpu)?)?;
+    /// let m = n.mask(&Tensor::new(&[[1u8], [0]], &Device::Cpu)?)?;
+    /// // the base is expanded to the masked batch shape
+    /// assert_eq!(m.base().batch_shape(), &[2, 3]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn base(&self) -> &dyn Distribution {
         self.base.as_ref()
     }
 
     /// The mask (`u8`, broadcastable to the batch shape).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let n = Normal::new(&Tensor::zeros(2, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(2, DType::F64, &Device::Cpu)?)?;
+    /// let m = n.mask(&Tensor::new(&[2.0f64, 0.0], &Device::Cpu)?)?;
+    /// assert_eq!(m.mask_tensor().to_vec1::<u8>()?, vec![1, 0]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn mask_tensor(&self) -> &Tensor {
         &self.mask
     }
 
     /// Zero `t` (shape `.. + batch_shape`) where the mask is 0.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let n = Normal::new(&Tensor::zeros(2, DType::F64, &Device::Cpu)?,
+    ///                     &Tensor::ones(2, DType::F64, &Device::Cpu)?)?;
+    /// let m = n.mask(&Tensor::new(&[1u8, 0], &Device::Cpu)?)?;
+    /// let t = Tensor::new(&[[1.0f64, 2.0], [3.0, 4.0]], &Device::Cpu)?;
+    /// assert_eq!(m.apply(&t)?.to_vec2::<f64>()?, vec![vec![1.0, 0.0], vec![3.0, 0.0]]);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
     pub fn apply(&self, t: &Tensor) -> Result<Tensor> {
-        let zeros = t.zeros_like()?;
         let mask = self.mask.broadcast_as(t.shape())?;
-        Ok(mask.where_cond(t, &zeros)?)
+        Ok(mask.where_cond(t, &full_like(0.0, t)?)?)
     }
 }
 
@@ -109,7 +154,27 @@ impl Distribution for Masked {
         self.base.rsample(sample_shape, rng)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
-        self.apply(&self.base.log_prob(value)?)
+        // Masked-out values are replaced by a point of the support first (NumPyro's
+        // MaskedDistribution), so a placeholder there (NaN for missing data) neither fails the
+        // support check nor sends 0 · NaN into the gradients.
+        let out = value_batch_shape(self, value)?;
+        let event = self.event_shape();
+        let full = crate::broadcast::extended_shape(&[], &out, event);
+        let value = value.broadcast_as(full.as_slice())?;
+        let feasible = self.base.support().feasible_like(&value)?;
+        let mask_dims: Vec<usize> = self
+            .mask
+            .dims()
+            .iter()
+            .copied()
+            .chain(event.iter().map(|_| 1))
+            .collect();
+        let keep = self
+            .mask
+            .reshape(mask_dims)?
+            .broadcast_as(full.as_slice())?;
+        let value = keep.where_cond(&value, &feasible.broadcast_as(full.as_slice())?)?;
+        self.apply(&self.base.log_prob(&value)?)
     }
     fn entropy(&self) -> Result<Tensor> {
         self.base.entropy()

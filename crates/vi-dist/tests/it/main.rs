@@ -7,6 +7,7 @@ mod discrete;
 mod gamma_families;
 mod linalg;
 mod mvn;
+mod regressions;
 mod shapes;
 mod special_ops;
 mod transforms;

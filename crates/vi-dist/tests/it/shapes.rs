@@ -244,3 +244,33 @@ proptest! {
         prop_assert!(off.is_ok() || factorised, "{}: validation off still rejected", fam.name);
     }
 }
+
+/// Empty batches (a parameter with a batch dim of 0) and empty sample shapes give empty
+/// tensors of the documented shapes for every family, with validation on (torch allows both).
+#[test]
+fn empty_batches_and_samples() {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for fam in FAMILIES {
+        for batch in [vec![0usize], vec![2]] {
+            let mut spec = DistSpec::new(fam.name);
+            if let Some(f) = fam.form {
+                spec = spec.form(f);
+            }
+            for &(name, rank, f) in fam.params {
+                let full: Vec<usize> = batch.iter().copied().chain(event_dims(rank)).collect();
+                spec = spec.param(name, fill(f, &full, &mut rng));
+            }
+            let tag = format!("{} {:?} batch {batch:?}", fam.name, fam.form);
+            let d = spec.build().unwrap_or_else(|e| panic!("{tag}: {e}"));
+            for sample_shape in [vec![0usize], vec![3]] {
+                let x = d
+                    .sample(&sample_shape, &mut rng)
+                    .unwrap_or_else(|e| panic!("{tag}: {e}"));
+                let mut want = sample_shape.clone();
+                want.extend(&batch);
+                let lp = d.log_prob(&x).unwrap_or_else(|e| panic!("{tag}: {e}"));
+                assert_eq!(lp.dims(), want.as_slice(), "{tag}");
+            }
+        }
+    }
+}

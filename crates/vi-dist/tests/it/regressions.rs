@@ -1,0 +1,200 @@
+//! Regression tests for review findings: each failed before its fix.
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vi_dist::{
+    Binomial, Constraint, DistError, Distribution, Expanded, Normal, Pareto, Poisson, Uniform,
+    with_validation,
+};
+use vi_test::test_device;
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+fn t(v: &[f64], device: &Device, dtype: DType) -> Tensor {
+    Tensor::new(v, device).unwrap().to_dtype(dtype).unwrap()
+}
+
+/// `Independent` checks the event shape of a value (torch's `_validate_sample`): a value that
+/// merely broadcasts against the event is a `ValueShape` error, not a silent broadcast sum.
+fn independent_checks_value_event_shape(device: &Device, dtype: DType) -> Res {
+    let loc = Tensor::zeros((2, 3), dtype, device)?;
+    let d = Normal::new(&loc, &loc.ones_like()?)?.to_event(1)?;
+    for bad in [vec![1usize], vec![2, 1], vec![1, 1]] {
+        let v = Tensor::zeros(bad.as_slice(), dtype, device)?;
+        let r = d.log_prob(&v);
+        assert!(
+            matches!(
+                r,
+                Err(DistError::ValueShape {
+                    dist: "Independent",
+                    ..
+                })
+            ),
+            "value {bad:?}: {r:?}"
+        );
+    }
+    // also when validation is off (shape checks always run)
+    let v = Tensor::zeros(1, dtype, device)?;
+    let r = with_validation(false, || d.log_prob(&v));
+    assert!(matches!(r, Err(DistError::ValueShape { .. })), "{r:?}");
+    // a value of the right event shape still works, with extra sample dims
+    let v = Tensor::zeros((5, 1, 3), dtype, device)?;
+    assert_eq!(d.log_prob(&v)?.dims(), &[5, 2]);
+    Ok(())
+}
+test_device!(independent_checks_value_event_shape);
+
+/// A value of another dtype or device than the distribution is a typed error naming the
+/// distribution (not a bare candle dtype-mismatch error).
+fn value_of_another_dtype_is_a_typed_error(device: &Device, dtype: DType) -> Res {
+    let other = if dtype == DType::F32 {
+        DType::F64
+    } else {
+        DType::F32
+    };
+    let loc = Tensor::zeros(3, dtype, device)?;
+    let d = Normal::new(&loc, &loc.ones_like()?)?;
+    let v = Tensor::zeros(3, other, device)?;
+    let r = d.log_prob(&v);
+    assert!(
+        matches!(r, Err(DistError::ValueKind { dist: "Normal", .. })),
+        "{r:?}"
+    );
+    let r = d.to_event(1)?.log_prob(&v);
+    assert!(matches!(r, Err(DistError::ValueKind { .. })), "{r:?}");
+    Ok(())
+}
+test_device!(value_of_another_dtype_is_a_typed_error);
+
+/// A `total_count` too large to enumerate is a typed error in `entropy` and
+/// `enumerate_support`, never an integer overflow.
+#[test]
+fn binomial_huge_count_is_an_error() -> Res {
+    let n = Tensor::new(&[5e9f64], &Device::Cpu)?;
+    let d = Binomial::from_probs(&n, &Tensor::new(&[0.5f64], &Device::Cpu)?)?;
+    let r = d.entropy();
+    assert!(matches!(r, Err(DistError::Invalid { .. })), "{r:?}");
+    let r = d.enumerate_support(false);
+    assert!(matches!(r, Err(DistError::Invalid { .. })), "{r:?}");
+    Ok(())
+}
+
+/// `inf` is not an integer (torch's `value % 1 == 0` is false for it): integer supports and
+/// parameters reject it.
+fn infinity_is_not_an_integer(device: &Device, dtype: DType) -> Res {
+    let d = Poisson::new(&t(&[2.0], device, dtype))?;
+    let r = d.log_prob(&t(&[f64::INFINITY], device, dtype));
+    assert!(matches!(r, Err(DistError::ValueSupport { .. })), "{r:?}");
+    let r = Binomial::from_probs(
+        &t(&[f64::INFINITY], device, dtype),
+        &t(&[0.5], device, dtype),
+    );
+    assert!(
+        matches!(
+            r,
+            Err(DistError::ParamSupport {
+                param: "total_count",
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(!Constraint::NonNegativeInteger.all(&t(&[f64::INFINITY], device, dtype))?);
+    Ok(())
+}
+test_device!(infinity_is_not_an_integer);
+
+/// `Expanded` of a family with tensor-valued support (Uniform) checks values against the
+/// expanded bounds.
+fn expanded_uniform_support(device: &Device, dtype: DType) -> Res {
+    let d = Uniform::new(&t(&[0.0], device, dtype), &t(&[1.0], device, dtype))?;
+    let e = Expanded::new(Box::new(d), &[2, 3])?;
+    let x = e.sample(&[4], &mut ChaCha8Rng::seed_from_u64(0))?;
+    assert_eq!(x.dims(), &[4, 2, 3]);
+    assert_eq!(e.log_prob(&x)?.dims(), &[4, 2, 3]);
+    let r = e.log_prob(&Tensor::full(2.0, (2, 3), device)?.to_dtype(dtype)?);
+    assert!(matches!(r, Err(DistError::ValueSupport { .. })), "{r:?}");
+    Ok(())
+}
+test_device!(expanded_uniform_support);
+
+/// Pareto's mean (alpha ≤ 1) and variance (alpha ≤ 2) are `inf`, with finite gradients (0 for
+/// alpha, whose clamped branch is unselected), as StudentT's variance: no `0 · ∞ = NaN`.
+fn pareto_undefined_moments_have_finite_gradients(device: &Device, dtype: DType) -> Res {
+    let alpha = Var::from_tensor(&t(&[0.5, 1.0, 2.0, 3.0], device, dtype))?;
+    let scale = Var::from_tensor(&t(&[1.0, 1.0, 1.0, 2.0], device, dtype))?;
+    let d = Pareto::new(scale.as_tensor(), alpha.as_tensor())?;
+    for (what, m, finite_from) in [("mean", d.mean()?, 2), ("variance", d.variance()?, 3)] {
+        let vals = vi_test::to_vec(&m)?;
+        assert!(
+            vals[..finite_from].iter().all(|v| *v == f64::INFINITY),
+            "{what} {vals:?}"
+        );
+        assert!(
+            vals[finite_from..].iter().all(|v| v.is_finite()),
+            "{what} {vals:?}"
+        );
+        let g = m.sum_all()?.backward()?;
+        let ga = vi_test::to_vec(g.get(alpha.as_tensor()).ok_or("no alpha gradient")?)?;
+        assert!(
+            ga.iter().all(|v| v.is_finite()),
+            "{what}: d/d alpha = {ga:?}"
+        );
+        assert!(
+            ga[..finite_from].iter().all(|v| *v == 0.0),
+            "{what}: {ga:?}"
+        );
+    }
+    // alpha = 3, scale = 2: mean 3, variance 4·3 / (4·1) = 3; d mean/d alpha = −scale/(α−1)²
+    let g = d.mean()?.sum_all()?.backward()?;
+    let ga = vi_test::to_vec(g.get(alpha.as_tensor()).ok_or("no alpha gradient")?)?;
+    assert!((ga[3] + 0.5).abs() < 1e-6, "{ga:?}");
+    Ok(())
+}
+test_device!(pareto_undefined_moments_have_finite_gradients);
+
+/// Masked-out values do not matter, as NumPyro's `MaskedDistribution`: they are replaced by a
+/// point of the support before `log_prob`, so missing data given as NaN (or any placeholder
+/// outside the support) neither fails validation nor turns the gradients into NaN.
+fn masked_out_values_do_not_matter(device: &Device, dtype: DType) -> Res {
+    let loc = Var::from_tensor(&t(&[0.5, 1.0, -1.0], device, dtype))?;
+    let scale = t(&[1.0, 2.0, 1.0], device, dtype);
+    let mask = Tensor::new(&[1u8, 0, 1], device)?;
+    let y = t(&[1.0, f64::NAN, 2.0], device, dtype);
+    for validate in [true, false] {
+        let d = Normal::new(loc.as_tensor(), &scale)?.mask(&mask)?;
+        let lp = with_validation(validate, || d.log_prob(&y))?;
+        let v = vi_test::to_vec(&lp)?;
+        assert_eq!(v[1], 0.0, "{v:?}");
+        assert!(v.iter().all(|x| x.is_finite()), "{v:?}");
+        let g = lp.sum_all()?.backward()?;
+        let g = vi_test::to_vec(g.get(loc.as_tensor()).ok_or("no gradient")?)?;
+        // d/d loc of −(y − loc)²/2: y − loc where kept, 0 where masked out
+        assert_eq!(g[1], 0.0, "{g:?}");
+        assert!(
+            (g[0] - 0.5).abs() < 1e-6 && (g[2] - 3.0).abs() < 1e-6,
+            "{g:?}"
+        );
+    }
+    // a value outside a bounded support, masked out, with a sample dim and an event dim
+    let conc = t(&[2.0, 3.0], device, dtype);
+    let d =
+        vi_dist::Gamma::new(&conc, &conc.ones_like()?)?.mask(&Tensor::new(&[0u8, 1], device)?)?;
+    let lp = d.log_prob(&t(&[-1.0, 1.0, -5.0, 2.0], device, dtype).reshape((2, 2))?)?;
+    let v = vi_test::to_vec(&lp)?;
+    assert_eq!((v[0], v[2]), (0.0, 0.0), "{v:?}");
+    let ind = Normal::new(loc.as_tensor(), &scale)?
+        .to_event(1)?
+        .mask(&Tensor::new(&[1u8, 0], device)?)?;
+    let y2 = t(
+        &[1.0, 1.0, 1.0, f64::NAN, f64::NAN, f64::NAN],
+        device,
+        dtype,
+    )
+    .reshape((2, 3))?;
+    let v = vi_test::to_vec(&ind.log_prob(&y2)?)?;
+    assert!(v[0].is_finite() && v[1] == 0.0, "{v:?}");
+    Ok(())
+}
+test_device!(masked_out_values_do_not_matter);
