@@ -1,0 +1,122 @@
+//! Rules for the wrappers: `Independent`‖`Independent` (a registered pair) and the
+//! structural rules for `Masked`, `Expanded` and point masses, which apply to any pair.
+
+use candle_core::Tensor;
+use vi_dist::{Delta, Distribution, Expanded, Independent, Masked};
+
+use crate::error::{KlError, Result};
+use crate::registry::KlRegistry;
+use crate::util::{describe, full_like, log_prob_in_support, sum_rightmost};
+
+pub(crate) fn register(reg: &mut KlRegistry) {
+    reg.insert(
+        "sum of the bases' KL over the shared reinterpreted dims; unequal counts are peeled",
+        independent_independent,
+    );
+}
+
+/// Peels `n` reinterpreted dims off an `Independent`: its base when none are left.
+fn peel(d: &Independent, n: usize) -> Result<Box<dyn Distribution>> {
+    let left = d.reinterpreted_batch_ndims() - n;
+    Ok(if left == 0 {
+        d.base().clone_box()
+    } else {
+        Box::new(Independent::new(d.base().clone_box(), left)?)
+    })
+}
+
+/// KL of two `Independent`s: the KL of what is left after removing the dims both
+/// reinterpret, summed over those dims (Pyro's rule; torch's requires equal counts).
+fn independent_independent(p: &Independent, q: &Independent, reg: &KlRegistry) -> Result<Tensor> {
+    let shared = p
+        .reinterpreted_batch_ndims()
+        .min(q.reinterpreted_batch_ndims());
+    let (p_inner, q_inner) = (peel(p, shared)?, peel(q, shared)?);
+    let kl = reg.kl(p_inner.as_ref(), q_inner.as_ref())?;
+    sum_rightmost(&kl, shared)
+}
+
+/// The value of a point mass: `Delta`, or an `Independent` of one.
+fn point_mass_value(d: &dyn Distribution) -> Option<&Tensor> {
+    let any = d.as_any();
+    if let Some(delta) = any.downcast_ref::<Delta>() {
+        return Some(delta.v());
+    }
+    any.downcast_ref::<Independent>()
+        .and_then(|i| point_mass_value(i.base()))
+}
+
+/// A structural rule: how a pair without a registered rule is reduced.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Structural {
+    Masked,
+    Expanded,
+    PointMass,
+}
+
+/// The structural rule for `(p, q)`, tried in order when no pair is registered; `None` when
+/// none applies.
+pub(crate) fn structural_rule(p: &dyn Distribution, q: &dyn Distribution) -> Option<Structural> {
+    let is = |d: &dyn Distribution, f: fn(&dyn std::any::Any) -> bool| f(d.as_any());
+    if is(p, |a| a.is::<Masked>()) || is(q, |a| a.is::<Masked>()) {
+        Some(Structural::Masked)
+    } else if is(p, |a| a.is::<Expanded>()) || is(q, |a| a.is::<Expanded>()) {
+        Some(Structural::Expanded)
+    } else if point_mass_value(p).is_some() {
+        Some(Structural::PointMass)
+    } else {
+        None
+    }
+}
+
+/// Applies a structural rule (shapes already checked by the caller).
+pub(crate) fn apply(
+    rule: Structural,
+    p: &dyn Distribution,
+    q: &dyn Distribution,
+    reg: &KlRegistry,
+) -> Result<Tensor> {
+    match rule {
+        Structural::Masked => {
+            let (pm, qm) = (
+                p.as_any().downcast_ref::<Masked>(),
+                q.as_any().downcast_ref::<Masked>(),
+            );
+            let p_base = pm.map_or(p, |m| m.base());
+            let q_base = qm.map_or(q, |m| m.base());
+            let mut kl = reg.kl(p_base, q_base)?;
+            // Zero where either mask is clear (a `where`: an infinite KL there gives 0, not
+            // NaN).
+            for m in [pm, qm].into_iter().flatten() {
+                let shape = vi_dist::broadcast_shapes(&[kl.dims(), m.mask_tensor().dims()])
+                    .unwrap_or_else(|| kl.dims().to_vec());
+                let kl_b = kl.broadcast_as(shape.as_slice())?;
+                let mask = m.mask_tensor().broadcast_as(shape.as_slice())?;
+                kl = mask.where_cond(&kl_b, &full_like(0.0, &kl_b)?)?;
+            }
+            Ok(kl)
+        }
+        Structural::Expanded => {
+            // The bases' KL broadcasts to the expanded batch shape (the caller broadcasts).
+            let p_base = p
+                .as_any()
+                .downcast_ref::<Expanded>()
+                .map_or(p, |e| e.base());
+            let q_base = q
+                .as_any()
+                .downcast_ref::<Expanded>()
+                .map_or(q, |e| e.base());
+            reg.kl(p_base, q_base)
+        }
+        Structural::PointMass => {
+            let v = point_mass_value(p).ok_or_else(|| KlError::NoClosedForm {
+                p: describe(p),
+                q: describe(q),
+            })?;
+            // log p(v) is the point mass's log_density (summed over reinterpreted dims).
+            let lp = vi_dist::with_validation(false, || p.log_prob(v))?;
+            let lq = log_prob_in_support(q, v)?;
+            Ok(lp.broadcast_sub(&lq)?)
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The integration tests of `vi-kl`, one binary.
+
+mod conformance;
+mod wrappers;

@@ -1,0 +1,1 @@
+//! Wrapper rules: Independent, Masked, Expanded, point masses; dispatch errors.
