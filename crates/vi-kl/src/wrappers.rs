@@ -120,3 +120,20 @@ pub(crate) fn apply(
         }
     }
 }
+
+/// For a registered rule that covers only some inner shapes of its pair (e.g.
+/// `Independent ‖ MultivariateNormal` when the base is not a `Normal`): the structural rule
+/// for `(p, q)` if one applies (a point mass, say), else [`KlError::NoClosedForm`].
+pub(crate) fn fallback(
+    p: &dyn Distribution,
+    q: &dyn Distribution,
+    reg: &KlRegistry,
+) -> Result<Tensor> {
+    match structural_rule(p, q) {
+        Some(rule) => apply(rule, p, q, reg),
+        None => Err(KlError::NoClosedForm {
+            p: describe(p),
+            q: describe(q),
+        }),
+    }
+}
