@@ -47,7 +47,10 @@ pub struct PairInfo {
 ///
 /// 1. `Masked` on either side: the KL of the bases, zero where either mask is clear;
 /// 2. `Expanded` on either side: the KL of the bases, broadcast to the batch shape;
-/// 3. a point mass `p` (`Delta`, or `Independent` of one):
+/// 3. `Independent` on both sides: the KL of the bases with the reinterpreted dims both
+///    share removed, summed over those dims (Pyro's rule: unequal counts are peeled; torch
+///    requires equal counts);
+/// 4. a point mass `p` (`Delta`, or `Independent` of one):
 ///    `p.log_prob(v) − q.log_prob(v)` = `log_density − log q(v)` (Pyro drops the
 ///    `log_density`; we keep it), `+inf` where `v` is outside `q`'s support.
 ///
@@ -112,7 +115,6 @@ impl KlRegistry {
     /// ```
     pub fn with_defaults() -> Self {
         let mut reg = Self::empty();
-        crate::wrappers::register(&mut reg);
         crate::pairs::register(&mut reg);
         reg
     }

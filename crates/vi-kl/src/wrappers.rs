@@ -1,5 +1,5 @@
-//! Rules for the wrappers: `Independent`‖`Independent` (a registered pair) and the
-//! structural rules for `Masked`, `Expanded` and point masses, which apply to any pair.
+//! The structural rules for the wrappers (`Masked`, `Expanded`, `Independent`‖`Independent`)
+//! and point masses: they apply to any pair that has no registered rule, in any registry.
 
 use candle_core::Tensor;
 use vi_dist::{Delta, Distribution, Expanded, Independent, Masked};
@@ -7,13 +7,6 @@ use vi_dist::{Delta, Distribution, Expanded, Independent, Masked};
 use crate::error::{KlError, Result};
 use crate::registry::KlRegistry;
 use crate::util::{describe, full_like, log_prob_in_support, sum_rightmost};
-
-pub(crate) fn register(reg: &mut KlRegistry) {
-    reg.insert(
-        "sum of the bases' KL over the shared reinterpreted dims; unequal counts are peeled",
-        independent_independent,
-    );
-}
 
 /// Peels `n` reinterpreted dims off an `Independent`: its base when none are left.
 fn peel(d: &Independent, n: usize) -> Result<Box<dyn Distribution>> {
@@ -51,6 +44,7 @@ fn point_mass_value(d: &dyn Distribution) -> Option<&Tensor> {
 pub(crate) enum Structural {
     Masked,
     Expanded,
+    Independent,
     PointMass,
 }
 
@@ -62,6 +56,8 @@ pub(crate) fn structural_rule(p: &dyn Distribution, q: &dyn Distribution) -> Opt
         Some(Structural::Masked)
     } else if is(p, |a| a.is::<Expanded>()) || is(q, |a| a.is::<Expanded>()) {
         Some(Structural::Expanded)
+    } else if is(p, |a| a.is::<Independent>()) && is(q, |a| a.is::<Independent>()) {
+        Some(Structural::Independent)
     } else if point_mass_value(p).is_some() {
         Some(Structural::PointMass)
     } else {
@@ -107,6 +103,18 @@ pub(crate) fn apply(
                 .downcast_ref::<Expanded>()
                 .map_or(q, |e| e.base());
             reg.kl(p_base, q_base)
+        }
+        Structural::Independent => {
+            match (
+                p.as_any().downcast_ref::<Independent>(),
+                q.as_any().downcast_ref::<Independent>(),
+            ) {
+                (Some(p), Some(q)) => independent_independent(p, q, reg),
+                _ => Err(KlError::NoClosedForm {
+                    p: describe(p),
+                    q: describe(q),
+                }),
+            }
         }
         Structural::PointMass => {
             let v = point_mass_value(p).ok_or_else(|| KlError::NoClosedForm {
