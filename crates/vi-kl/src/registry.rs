@@ -205,6 +205,26 @@ impl KlRegistry {
         v
     }
 
+    /// The registered pairs as a Markdown table (`| p | q | rule |`), sorted: what
+    /// `docs/kl.md` holds between its `kl-table` markers (a test keeps the two in sync).
+    ///
+    /// ```
+    /// let table = vi_kl::KlRegistry::default().markdown_table();
+    /// assert!(table.lines().any(|l| l.starts_with("| Normal | Normal |")));
+    /// ```
+    pub fn markdown_table(&self) -> String {
+        let mut s = String::from("| p | q | rule |\n|---|---|---|\n");
+        for r in self.pairs() {
+            let note = if r.note.is_empty() {
+                "user rule"
+            } else {
+                r.note
+            };
+            s.push_str(&format!("| {} | {} | {} |\n", r.p, r.q, note));
+        }
+        s
+    }
+
     /// KL(p ‖ q), of shape `broadcast(p.batch_shape, q.batch_shape)`, differentiable in the
     /// parameters of both.
     ///
