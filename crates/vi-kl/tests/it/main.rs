@@ -2,4 +2,5 @@
 
 mod conformance;
 mod docs_table;
+mod monte_carlo;
 mod wrappers;
