@@ -3,4 +3,5 @@
 mod conformance;
 mod docs_table;
 mod monte_carlo;
+mod properties;
 mod wrappers;
