@@ -116,7 +116,11 @@ fn laplace_laplace(p: &Laplace, q: &Laplace, _: &KlRegistry) -> Result<Tensor> {
 
 /// KL(Laplace(μ, b) ‖ N(m, σ²)) = ln(σ/b) + ½ ln(π/2) − 1 + ((μ − m)² + 2b²)/(2σ²).
 fn laplace_normal(p: &Laplace, q: &Normal, _: &KlRegistry) -> Result<Tensor> {
-    let second_moment = (p.loc().broadcast_sub(q.loc())?.sqr()? + (p.scale().sqr()? * 2.0)?)?;
+    let second_moment = p
+        .loc()
+        .broadcast_sub(q.loc())?
+        .sqr()?
+        .broadcast_add(&(p.scale().sqr()? * 2.0)?)?;
     let quad = (second_moment.broadcast_div(&q.scale().sqr()?)? * 0.5)?;
     let log_ratio = q.scale().broadcast_div(p.scale())?.log()?;
     let c = 0.5 * (std::f64::consts::PI / 2.0).ln() - 1.0;
@@ -140,7 +144,9 @@ fn gumbel_gumbel(p: &Gumbel, q: &Gumbel, _: &KlRegistry) -> Result<Tensor> {
 fn gumbel_normal(p: &Gumbel, q: &Normal, _: &KlRegistry) -> Result<Tensor> {
     let pi = std::f64::consts::PI;
     let mean_gap = (p.loc() + (p.scale() * EULER_GAMMA)?)?.broadcast_sub(q.loc())?;
-    let second_moment = (mean_gap.sqr()? + (p.scale().sqr()? * (pi * pi / 6.0))?)?;
+    let second_moment = mean_gap
+        .sqr()?
+        .broadcast_add(&(p.scale().sqr()? * (pi * pi / 6.0))?)?;
     let quad = (second_moment.broadcast_div(&q.scale().sqr()?)? * 0.5)?;
     let log_ratio = q.scale().broadcast_div(p.scale())?.log()?;
     let c = 0.5 * (2.0 * pi).ln() - EULER_GAMMA - 1.0;

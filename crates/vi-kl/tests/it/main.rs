@@ -2,3 +2,4 @@
 
 mod conformance;
 mod wrappers;
+mod location_scale;
