@@ -3,8 +3,8 @@
 
 use candle_core::Tensor;
 use vi_dist::{
-    Beta, Cauchy, Distribution, Exponential, Gamma, Gumbel, HalfNormal, Laplace, LogNormal,
-    Normal, Pareto, Uniform,
+    Beta, Cauchy, Distribution, Exponential, Gamma, Gumbel, HalfNormal, Laplace, LogNormal, Normal,
+    Pareto, Uniform,
 };
 
 use crate::error::Result;
@@ -156,8 +156,8 @@ fn gumbel_normal(p: &Gumbel, q: &Normal, _: &KlRegistry) -> Result<Tensor> {
 /// KL(Cauchy(μp, γp) ‖ Cauchy(μq, γq)) = ln(((γp + γq)² + (μp − μq)²) / (4 γp γq));
 /// symmetric in p and q.
 fn cauchy_cauchy(p: &Cauchy, q: &Cauchy, _: &KlRegistry) -> Result<Tensor> {
-    let num = (p.scale().broadcast_add(q.scale())?.sqr()?
-        + p.loc().broadcast_sub(q.loc())?.sqr()?)?;
+    let num =
+        (p.scale().broadcast_add(q.scale())?.sqr()? + p.loc().broadcast_sub(q.loc())?.sqr()?)?;
     let den = (p.scale().broadcast_mul(q.scale())? * 4.0)?;
     Ok((num.log()? - den.log()?)?)
 }

@@ -5,8 +5,8 @@
 
 use candle_core::{D, DType, Device, Tensor, Var};
 use vi_dist::{
-    Beta, Cauchy, Distribution, Exponential, Gamma, Gumbel, HalfNormal, Laplace, LogNormal,
-    Normal, Pareto, Uniform,
+    Beta, Cauchy, Distribution, Exponential, Gamma, Gumbel, HalfNormal, Laplace, LogNormal, Normal,
+    Pareto, Uniform,
 };
 use vi_kl::kl_divergence;
 
@@ -222,7 +222,10 @@ vi_test::test_device!(same_family_zero_at_equal);
 fn cauchy_cauchy_symmetric(device: &Device, dtype: DType) -> TestResult {
     let (pl, ps) = params(&[2, 3], 0.3);
     let (ql, qs) = params(&[3], -1.1);
-    let p = Cauchy::new(&t(&pl, &[2, 3], dtype, device)?, &t(&ps, &[2, 3], dtype, device)?)?;
+    let p = Cauchy::new(
+        &t(&pl, &[2, 3], dtype, device)?,
+        &t(&ps, &[2, 3], dtype, device)?,
+    )?;
     let q = Cauchy::new(&t(&ql, &[3], dtype, device)?, &t(&qs, &[3], dtype, device)?)?;
     let pq = host(&kl_divergence(&p, &q)?)?;
     let qp = host(&kl_divergence(&q, &p)?)?;
@@ -237,7 +240,10 @@ vi_test::test_device!(cauchy_cauchy_symmetric);
 fn transformed_pairs_match_normal(device: &Device, dtype: DType) -> TestResult {
     let (pl, ps) = params(&[2, 3], 0.3);
     let (ql, qs) = params(&[3], -0.9);
-    let (pl, ps) = (t(&pl, &[2, 3], dtype, device)?, t(&ps, &[2, 3], dtype, device)?);
+    let (pl, ps) = (
+        t(&pl, &[2, 3], dtype, device)?,
+        t(&ps, &[2, 3], dtype, device)?,
+    );
     let (ql, qs) = (t(&ql, &[3], dtype, device)?, t(&qs, &[3], dtype, device)?);
     let normal = host(&kl_divergence(
         &Normal::new(&pl, &ps)?,
@@ -253,7 +259,10 @@ fn transformed_pairs_match_normal(device: &Device, dtype: DType) -> TestResult {
         &Normal::new(&z6, &ps)?,
         &Normal::new(&z3, &qs)?,
     )?)?;
-    let half = host(&kl_divergence(&HalfNormal::new(&ps)?, &HalfNormal::new(&qs)?)?)?;
+    let half = host(&kl_divergence(
+        &HalfNormal::new(&ps)?,
+        &HalfNormal::new(&qs)?,
+    )?)?;
     assert_close(&half, &centred, tol(dtype), "HalfNormal");
     Ok(())
 }
@@ -271,12 +280,16 @@ fn extreme_parameters_stay_finite(device: &Device, dtype: DType) -> TestResult {
         // (Gumbel p): at a scale ratio of 1e3 it exceeds every float, so cap the ratio at 10.
         let big = if qf == Fam::Gumbel { 1e2 } else { 1.0 };
         let qs = [1.0, big, 30.0, 50.0, 1e2, 1e-3];
-        let vars = [&pl, &ps, &ql, &qs].map(|v| Var::from_tensor(&t(v, &[6], dtype, device).unwrap()).unwrap());
+        let vars = [&pl, &ps, &ql, &qs]
+            .map(|v| Var::from_tensor(&t(v, &[6], dtype, device).unwrap()).unwrap());
         let p = make(pf, vars[0].as_tensor(), vars[1].as_tensor())?;
         let q = make(qf, vars[2].as_tensor(), vars[3].as_tensor())?;
         let kl = kl_divergence(p.as_ref(), q.as_ref())?;
         let v = host(&kl)?;
-        assert!(v.iter().all(|x| x.is_finite() && *x >= -1e-6), "{what}: {v:?}");
+        assert!(
+            v.iter().all(|x| x.is_finite() && *x >= -1e-6),
+            "{what}: {v:?}"
+        );
         let grads = kl.sum_all()?.backward()?;
         for var in &vars {
             if let Some(g) = grads.get(var.as_tensor()) {
@@ -324,7 +337,9 @@ fn check_gradient(pf: Fam, qf: Fam, x: &[f64; 12]) -> TestResult {
         .collect::<candle_core::Result<Vec<_>>>()?;
     let p = make(pf, vars[0].as_tensor(), vars[1].as_tensor())?;
     let q = make(qf, vars[2].as_tensor(), vars[3].as_tensor())?;
-    let grads = kl_divergence(p.as_ref(), q.as_ref())?.sum_all()?.backward()?;
+    let grads = kl_divergence(p.as_ref(), q.as_ref())?
+        .sum_all()?
+        .backward()?;
     let mut analytic = Vec::new();
     for v in &vars {
         match grads.get(v.as_tensor()) {
@@ -378,15 +393,29 @@ fn hand_computed_values() -> TestResult {
     let dev = Device::Cpu;
     let s = |v: f64| Tensor::new(&[v], &dev);
     // Cauchy(0, 1) ‖ Cauchy(2, 1): ln((4 + 4) / 4) = ln 2.
-    let kl = kl_divergence(&Cauchy::new(&s(0.0)?, &s(1.0)?)?, &Cauchy::new(&s(2.0)?, &s(1.0)?)?)?;
+    let kl = kl_divergence(
+        &Cauchy::new(&s(0.0)?, &s(1.0)?)?,
+        &Cauchy::new(&s(2.0)?, &s(1.0)?)?,
+    )?;
     assert_close(&host(&kl)?, &[2f64.ln()], 1e-15, "Cauchy");
     // Laplace(0, 1) ‖ Laplace(0, 2): ln 2 − 1 + 1/2.
-    let kl = kl_divergence(&Laplace::new(&s(0.0)?, &s(1.0)?)?, &Laplace::new(&s(0.0)?, &s(2.0)?)?)?;
+    let kl = kl_divergence(
+        &Laplace::new(&s(0.0)?, &s(1.0)?)?,
+        &Laplace::new(&s(0.0)?, &s(2.0)?)?,
+    )?;
     assert_close(&host(&kl)?, &[2f64.ln() - 0.5], 1e-15, "Laplace");
     // N(0, 1) ‖ Laplace(0, 1): ½ ln(2/π) − ½ + √(2/π).
     let c = 2.0 / std::f64::consts::PI;
-    let kl = kl_divergence(&Normal::new(&s(0.0)?, &s(1.0)?)?, &Laplace::new(&s(0.0)?, &s(1.0)?)?)?;
-    assert_close(&host(&kl)?, &[0.5 * c.ln() - 0.5 + c.sqrt()], 1e-15, "Normal‖Laplace");
+    let kl = kl_divergence(
+        &Normal::new(&s(0.0)?, &s(1.0)?)?,
+        &Laplace::new(&s(0.0)?, &s(1.0)?)?,
+    )?;
+    assert_close(
+        &host(&kl)?,
+        &[0.5 * c.ln() - 0.5 + c.sqrt()],
+        1e-15,
+        "Normal‖Laplace",
+    );
     Ok(())
 }
 
@@ -395,12 +424,25 @@ fn independent_sums_the_closed_form(device: &Device, dtype: DType) -> TestResult
     let (pl, ps) = params(&[2, 3], 0.1);
     let (ql, qs) = params(&[2, 3], -0.3);
     for &(pf, qf) in CLOSED {
-        let p = make(pf, &t(&pl, &[2, 3], dtype, device)?, &t(&ps, &[2, 3], dtype, device)?)?;
-        let q = make(qf, &t(&ql, &[2, 3], dtype, device)?, &t(&qs, &[2, 3], dtype, device)?)?;
+        let p = make(
+            pf,
+            &t(&pl, &[2, 3], dtype, device)?,
+            &t(&ps, &[2, 3], dtype, device)?,
+        )?;
+        let q = make(
+            qf,
+            &t(&ql, &[2, 3], dtype, device)?,
+            &t(&qs, &[2, 3], dtype, device)?,
+        )?;
         let per = kl_divergence(p.as_ref(), q.as_ref())?.sum(D::Minus1)?;
         let summed = kl_divergence(&p.to_event(1)?, &q.to_event(1)?)?;
         assert_eq!(summed.dims(), &[2]);
-        assert_close(&host(&summed)?, &host(&per)?, 10.0 * tol(dtype), &format!("{pf:?}‖{qf:?}"));
+        assert_close(
+            &host(&summed)?,
+            &host(&per)?,
+            10.0 * tol(dtype),
+            &format!("{pf:?}‖{qf:?}"),
+        );
     }
     Ok(())
 }

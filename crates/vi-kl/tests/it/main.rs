@@ -1,5 +1,5 @@
 //! The integration tests of `vi-kl`, one binary.
 
 mod conformance;
-mod wrappers;
 mod location_scale;
+mod wrappers;
