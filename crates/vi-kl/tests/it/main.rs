@@ -4,4 +4,5 @@ mod conformance;
 mod docs_table;
 mod monte_carlo;
 mod properties;
+mod location_scale;
 mod wrappers;
