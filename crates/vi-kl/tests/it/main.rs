@@ -2,3 +2,4 @@
 
 mod conformance;
 mod wrappers;
+mod gamma_family;
