@@ -21,6 +21,8 @@ const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 /// The note for pairs whose `q` never covers `p`'s support.
 const NO_COVER: &str = "+inf: q's support does not cover p's";
 
+/// Registers the 21 pairs of this group: Beta, Exponential, Gamma ‖ their torch partners and
+/// Dirichlet ‖ Dirichlet; each rule's doc states its formula.
 pub(super) fn register(reg: &mut KlRegistry) {
     reg.insert("closed form", beta_beta);
     reg.insert("closed form", beta_exponential);
@@ -288,5 +290,8 @@ fn dirichlet_dirichlet(p: &Dirichlet, q: &Dirichlet, _: &KlRegistry) -> Result<T
     let per = lgamma(b)?.broadcast_sub(&lgamma(a)?)?;
     let centred = digamma(a)?.broadcast_sub(&digamma(&a0)?)?;
     let per = (per + a.broadcast_sub(b)?.broadcast_mul(&centred)?)?;
-    Ok(per.sum_keepdim(D::Minus1)?.broadcast_add(&norm)?.squeeze(D::Minus1)?)
+    Ok(per
+        .sum_keepdim(D::Minus1)?
+        .broadcast_add(&norm)?
+        .squeeze(D::Minus1)?)
 }

@@ -9,6 +9,8 @@ use vi_kl::{KlRegistry, kl_divergence};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 type Pair = (Box<dyn Distribution>, Box<dyn Distribution>);
+/// KL values and, per parameter, its gradient values.
+type ValuesAndGrads = (Vec<f64>, Vec<Vec<f64>>);
 
 /// Builds `(p, q)` from p's and q's parameter tensors (all positive).
 type Build = fn(&[Tensor], &[Tensor]) -> vi_dist::Result<Pair>;
@@ -109,13 +111,23 @@ fn finite_pairs() -> Vec<FinitePair> {
             name: "Gamma||Gumbel",
             p_params: 2,
             q_params: 2,
-            build: |p, q| Ok((bx(Gamma::new(&p[0], &p[1])?), bx(Gumbel::new(&q[0], &q[1])?))),
+            build: |p, q| {
+                Ok((
+                    bx(Gamma::new(&p[0], &p[1])?),
+                    bx(Gumbel::new(&q[0], &q[1])?),
+                ))
+            },
         },
         FinitePair {
             name: "Gamma||Normal",
             p_params: 2,
             q_params: 2,
-            build: |p, q| Ok((bx(Gamma::new(&p[0], &p[1])?), bx(Normal::new(&q[0], &q[1])?))),
+            build: |p, q| {
+                Ok((
+                    bx(Gamma::new(&p[0], &p[1])?),
+                    bx(Normal::new(&q[0], &q[1])?),
+                ))
+            },
         },
     ]
 }
@@ -240,9 +252,15 @@ fn broadcast_batch_shapes(device: &Device, dtype: DType) -> TestResult {
 
             let g = kl.sum_all()?.backward()?;
             let g_full = kl_full.sum_all()?.backward()?;
-            for (small, full) in p_small.iter().zip(&p_full).chain(q_small.iter().zip(&q_full)) {
+            for (small, full) in p_small
+                .iter()
+                .zip(&p_full)
+                .chain(q_small.iter().zip(&q_full))
+            {
                 let gs = g.get(small.as_tensor()).expect("gradient of a parameter");
-                let gf = g_full.get(full.as_tensor()).expect("gradient of a parameter");
+                let gf = g_full
+                    .get(full.as_tensor())
+                    .expect("gradient of a parameter");
                 assert_eq!(gs.dims(), small.dims(), "{what}: gradient shape");
                 let gv = values(gs);
                 assert!(gv.iter().all(|x| x.is_finite()), "{what}: grad {gv:?}");
@@ -323,7 +341,13 @@ fn beta_uniform_partly_infinite(device: &Device, dtype: DType) -> TestResult {
     }
     // d/dhigh of ln(h − l) is 1/(h − l) where finite.
     let gh = values(grads.get(high.as_tensor()).expect("gradient"));
-    assert_close(&gh[..2], &[1.0 / 1.5, 1.0 / 2.0], 1e-5, 1e-6, "d kl / d high");
+    assert_close(
+        &gh[..2],
+        &[1.0 / 1.5, 1.0 / 2.0],
+        1e-5,
+        1e-6,
+        "d kl / d high",
+    );
     Ok(())
 }
 vi_test::test_device!(beta_uniform_partly_infinite);
@@ -381,7 +405,10 @@ fn extreme_parameters(device: &Device, dtype: DType) -> TestResult {
         // e^{μ/s} stays below f32's largest value.
         let q_tame = matches!(
             pair.name,
-            "Beta||Normal" | "Exponential||Normal" | "Gamma||Normal" | "Exponential||Gumbel"
+            "Beta||Normal"
+                | "Exponential||Normal"
+                | "Gamma||Normal"
+                | "Exponential||Gumbel"
                 | "Gamma||Gumbel"
         );
         if q_tame {
@@ -392,7 +419,7 @@ fn extreme_parameters(device: &Device, dtype: DType) -> TestResult {
                 *x = x.powf(1.0 / 3.0);
             }
         }
-        let run = |dt: DType| -> Result<(Vec<f64>, Vec<Vec<f64>>), Box<dyn std::error::Error>> {
+        let run = |dt: DType| -> Result<ValuesAndGrads, Box<dyn std::error::Error>> {
             let vs = vars(
                 &cols
                     .iter()
@@ -454,7 +481,13 @@ fn identities(device: &Device, dtype: DType) -> TestResult {
     let q = Gamma::new(&ta, &tb)?;
     let via_gamma = kl_divergence(&Gamma::new(&ones, &ra)?, &q)?;
     let via_exp = kl_divergence(&Exponential::new(&ra)?, &q)?;
-    assert_close(&values(&via_exp), &values(&via_gamma), rtol, atol, "Exp‖Gamma");
+    assert_close(
+        &values(&via_exp),
+        &values(&via_gamma),
+        rtol,
+        atol,
+        "Exp‖Gamma",
+    );
     // Gamma(1, λ) ‖ Exponential(μ) = Exponential(λ) ‖ Exponential(μ) = Exp(λ) ‖ Gamma(1, μ).
     let e1 = kl_divergence(&Gamma::new(&ones, &ta)?, &Exponential::new(&tb)?)?;
     let e2 = kl_divergence(&Exponential::new(&ta)?, &Exponential::new(&tb)?)?;
@@ -489,7 +522,13 @@ fn identities(device: &Device, dtype: DType) -> TestResult {
         &Dirichlet::new(&stack(&ta, &tb)?)?,
         &Dirichlet::new(&stack(&ra, &rb)?)?,
     )?;
-    assert_close(&values(&bb), &values(&dd), rtol, atol, "Beta‖Beta vs Dirichlet");
+    assert_close(
+        &values(&bb),
+        &values(&dd),
+        rtol,
+        atol,
+        "Beta‖Beta vs Dirichlet",
+    );
     // Beta(1, 1) ‖ Uniform(l, h) = ln(h − l).
     let low = ta.neg()?;
     let high = (&tb + 1.0)?;
@@ -501,8 +540,14 @@ fn identities(device: &Device, dtype: DType) -> TestResult {
     let zero = |kl: Tensor, what: &str| {
         assert!(values(&kl).iter().all(|&x| x == 0.0), "{what}: {kl}");
     };
-    zero(kl_divergence(&Gamma::new(&ta, &tb)?, &Gamma::new(&ta, &tb)?)?, "Gamma");
-    zero(kl_divergence(&Beta::new(&ta, &tb)?, &Beta::new(&ta, &tb)?)?, "Beta");
+    zero(
+        kl_divergence(&Gamma::new(&ta, &tb)?, &Gamma::new(&ta, &tb)?)?,
+        "Gamma",
+    );
+    zero(
+        kl_divergence(&Beta::new(&ta, &tb)?, &Beta::new(&ta, &tb)?)?,
+        "Beta",
+    );
     let d = Dirichlet::new(&stack(&ta, &tb)?)?;
     zero(kl_divergence(&d, &d)?, "Dirichlet");
     zero(

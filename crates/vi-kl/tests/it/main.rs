@@ -1,5 +1,5 @@
 //! The integration tests of `vi-kl`, one binary.
 
 mod conformance;
-mod wrappers;
 mod gamma_family;
+mod wrappers;
