@@ -5,4 +5,5 @@ mod docs_table;
 mod monte_carlo;
 mod properties;
 mod location_scale;
+mod gamma_family;
 mod wrappers;
