@@ -1,12 +1,15 @@
-//! Multivariate normal pairs: MVN, LowRankMVN, and `Independent(Normal, 1)` against either, both directions.
+//! Multivariate normal pairs: MVN, LowRankMVN, and `Independent(Normal, 1)` against either,
+//! both directions.
 //!
 //! Every rule is KL(p ‖ q) = ½ [tr(Σq⁻¹ Σp) + δᵀ Σq⁻¹ δ − n + ln det Σq − ln det Σp] with
 //! δ = μq − μp, computed from each side's own factorisation: the Cholesky factor `L` of an
 //! MVN (whatever constructor built it), the capacitance form of a low-rank MVN
 //! (`Σ = W Wᵀ + diag(D)`, `C = I + Wᵀ D⁻¹ W = L_C L_Cᵀ`, `Σ⁻¹ = D⁻¹ − D⁻¹ W C⁻¹ Wᵀ D⁻¹`,
-//! `ln det Σ = 2 Σ ln diag L_C + Σ ln D`), or the scales of a diagonal normal. No dense
-//! matrix is formed for a low-rank or diagonal side, so a low-rank or diagonal `q` costs
-//! O(n r²) (O(n²) for the diagonal-vs-MVN pairs) rather than O(n³).
+//! `ln det Σ = 2 Σ ln diag L_C + Σ ln D`), or the scales of a diagonal normal, which never
+//! becomes a matrix. A low-rank `q` costs O(n r²) (O(n² r) against a dense `p`), a diagonal
+//! `q` O(n) per element of a low-rank `p` and O(n²) of a dense one; a dense `q` costs its
+//! triangular solves, O(n³). When `p` is batched and `q` is not (a guide against a prior),
+//! `q`'s factor is used once for the whole batch rather than copied per element.
 //!
 //! Gradients w.r.t. a `scale_tril` follow torch's: a factor read by a triangular solve gets
 //! a lower-triangular gradient; a factor read as a matrix (`p`'s in `tr(Σq⁻¹ Lp Lpᵀ)`, `q`'s
