@@ -6,4 +6,5 @@ mod monte_carlo;
 mod properties;
 mod location_scale;
 mod gamma_family;
+mod mvn;
 mod wrappers;
