@@ -282,9 +282,13 @@ fn fold_apply(a: &Tensor, b: &Tensor, f: fn(&Tensor, &Tensor) -> Result<Tensor>)
 /// matrix; the triangular inverse alone would give only the lower triangle of it. With
 /// `U` the strict upper triangle of `L` (zero), `(L + U)⁻¹ = L⁻¹ − L⁻¹ U L⁻¹ + O(U²)`, so
 /// adding `L⁻¹ U L⁻¹` minus its detached value (zero either way) supplies the missing
-/// gradient without changing the value.
+/// gradient without changing the value. When `L` carries no gradient (a fixed prior) the
+/// correction is skipped: it would only cost time.
 fn precision_diagonal(l: &Tensor) -> Result<Tensor> {
     let inv = ops::triangular_inverse(l, true)?;
+    if !l.track_op() {
+        return Ok(inv.sqr()?.sum(D::Minus2)?);
+    }
     let upper = (l - ops::tril(l)?)?;
     let first_order = ops::batch_matmul(&ops::batch_matmul(&inv, &upper)?, &inv)?;
     let inv = (inv - (&first_order - first_order.detach())?)?;
