@@ -2,9 +2,9 @@
 
 mod conformance;
 mod docs_table;
-mod monte_carlo;
-mod properties;
-mod location_scale;
 mod gamma_family;
+mod location_scale;
+mod monte_carlo;
 mod mvn;
+mod properties;
 mod wrappers;

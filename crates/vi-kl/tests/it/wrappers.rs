@@ -304,3 +304,36 @@ fn rule_with_a_wrong_shape_is_a_typed_error() -> Res {
     }
     Ok(())
 }
+
+#[test]
+fn unequal_reinterpreted_counts_are_peeled() -> Res {
+    // Independent(MVN [batch 2, event 3], 1) against Independent(Normal [2, 3], 2): both have
+    // event [2, 3]; one shared dim is peeled, leaving MVN ‖ Independent(Normal, 1), summed.
+    let dev = Device::Cpu;
+    let loc = Tensor::new(&[[0.1f64, -0.2, 0.3], [0.5, 0.0, -0.4]], &dev)?;
+    let tril = Tensor::new(
+        &[[1.0f64, 0.0, 0.0], [0.3, 0.8, 0.0], [-0.2, 0.1, 1.2]],
+        &dev,
+    )?;
+    let mvn = vi_dist::MultivariateNormal::from_scale_tril(&loc, &tril)?;
+    let q_loc = Tensor::new(&[[0.0f64, 0.2, -0.1], [0.3, 0.1, 0.0]], &dev)?;
+    let q_scale = Tensor::new(&[[1.1f64, 0.9, 1.3], [0.7, 1.0, 1.2]], &dev)?;
+    let normal = Normal::new(&q_loc, &q_scale)?;
+    let p = mvn.to_event(1)?;
+    let q = normal.to_event(2)?;
+    assert_eq!(
+        (p.event_shape(), q.event_shape()),
+        (&[2, 3][..], &[2, 3][..])
+    );
+    let kl = kl_divergence(&p, &q)?;
+    assert_eq!(kl.dims(), &[] as &[usize]);
+    // The same as MVN ‖ MVN with q's diagonal covariance, summed over the batch of 2.
+    let q_mvn = vi_dist::MultivariateNormal::from_diag_scale(&q_loc, &q_scale)?;
+    let want: f64 = vals(&kl_divergence(&mvn, &q_mvn)?).iter().sum();
+    assert!((kl.to_scalar::<f64>()? - want).abs() < 1e-12);
+    // And the other way round.
+    let back = kl_divergence(&q, &p)?;
+    let want: f64 = vals(&kl_divergence(&q_mvn, &mvn)?).iter().sum();
+    assert!((back.to_scalar::<f64>()? - want).abs() < 1e-12);
+    Ok(())
+}
