@@ -1,5 +1,6 @@
 //! KL throughput: a diagonal Normal pair (`Normal.to_event(1)`) on [256, 50] against the same
-//! expression in plain candle, and MultivariateNormal ‖ MultivariateNormal for d = 50.
+//! expression in plain candle; MultivariateNormal ‖ MultivariateNormal for d = 50; and the
+//! seed pair, `Normal.to_event(1)` (batch 256) ‖ MultivariateNormal, d = 50.
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -73,6 +74,17 @@ fn mvn_pair(c: &mut Criterion) {
         let q = MultivariateNormal::from_covariance(&loc(0.5), &cov(2.0)).unwrap();
         c.bench_function(&format!("kl_mvn_mvn_d50_{dtype:?}"), |b| {
             b.iter(|| kl_divergence(&p, &q).unwrap())
+        });
+        // The seed pair: a mean-field guide (batch 256) against the MVN prior.
+        let guide = Normal::new(
+            &Tensor::randn(0f64, 1.0, (256, d), &dev).unwrap().to_dtype(dtype).unwrap(),
+            &Tensor::rand(0.5f64, 1.5, (256, d), &dev).unwrap().to_dtype(dtype).unwrap(),
+        )
+        .unwrap()
+        .to_event(1)
+        .unwrap();
+        c.bench_function(&format!("kl_diag_normal_256_vs_mvn_d50_{dtype:?}"), |b| {
+            b.iter(|| kl_divergence(&guide, &q).unwrap())
         });
     }
 }
