@@ -37,10 +37,7 @@ pub(super) fn register(reg: &mut KlRegistry) {
         "closed form; +inf where p's support reaches below q's scale",
         uniform_pareto,
     );
-    reg.insert(
-        "+inf: q's support does not cover p's",
-        pareto_beta,
-    );
+    reg.insert("+inf: q's support does not cover p's", pareto_beta);
     reg.insert(
         "closed form; +inf where p's alpha <= 1 (infinite mean)",
         pareto_exponential,
@@ -57,10 +54,7 @@ pub(super) fn register(reg: &mut KlRegistry) {
         "closed form; +inf where p's scale is below q's",
         pareto_pareto,
     );
-    reg.insert(
-        "+inf: q's support does not cover p's",
-        pareto_uniform,
-    );
+    reg.insert("+inf: q's support does not cover p's", pareto_uniform);
 }
 
 /// `t` with `value` where `cond` (u8) is set; `cond` and `t` are broadcast to their joint
@@ -193,7 +187,8 @@ fn uniform_normal(p: &Uniform, q: &Normal, _: &KlRegistry) -> Result<Tensor> {
     let w = (h - l)?;
     let mid = ((l + h)? * 0.5)?;
     let t1 = (scale.broadcast_div(&w)? * (2.0 * PI).sqrt())?.log()?;
-    let second = ((w.sqr()? / 12.0)?.broadcast_add(&mid.broadcast_sub(loc)?.sqr()?)?
+    let second = ((w.sqr()? / 12.0)?
+        .broadcast_add(&mid.broadcast_sub(loc)?.sqr()?)?
         .broadcast_div(&scale.sqr()?)?
         * 0.5)?;
     Ok((t1 + second)?)
@@ -237,9 +232,7 @@ fn neg_entropy_pareto(scale: &Tensor, alpha: &Tensor) -> Result<Tensor> {
 
 /// `E[x] = αs/(α − 1)` of a Pareto with `α > 1`.
 fn mean_pareto(scale: &Tensor, alpha: &Tensor) -> Result<Tensor> {
-    Ok(alpha
-        .broadcast_mul(scale)?
-        .broadcast_div(&(alpha - 1.0)?)?)
+    Ok(alpha.broadcast_mul(scale)?.broadcast_div(&(alpha - 1.0)?)?)
 }
 
 /// KL(Pareto(s, α) ‖ Exp(λ)) = ln(α/s) − 1/α − 1 − ln λ + λαs/(α − 1), `+inf` where `α <= 1`.
@@ -278,7 +271,8 @@ fn pareto_normal(p: &Pareto, q: &Normal, _: &KlRegistry) -> Result<Tensor> {
         .sqr()?
         .broadcast_div(&alpha)?
         .broadcast_div(&(&alpha - 2.0)?)?;
-    let second = (var.broadcast_add(&mean.broadcast_sub(loc)?.sqr()?)?
+    let second = (var
+        .broadcast_add(&mean.broadcast_sub(loc)?.sqr()?)?
         .broadcast_div(&sigma.sqr()?)?
         * 0.5)?;
     let log_norm = (sigma.log()? + 0.5 * (2.0 * PI).ln())?;

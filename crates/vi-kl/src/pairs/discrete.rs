@@ -40,14 +40,8 @@ pub(super) fn register(reg: &mut KlRegistry) {
         "closed form from logits; +inf where q's probability is 1 and p's is not",
         geometric_geometric,
     );
-    reg.insert(
-        "+inf: q's support does not cover p's",
-        poisson_bernoulli,
-    );
-    reg.insert(
-        "+inf: q's support does not cover p's",
-        poisson_binomial,
-    );
+    reg.insert("+inf: q's support does not cover p's", poisson_bernoulli);
+    reg.insert("+inf: q's support does not cover p's", poisson_binomial);
     reg.insert(
         "closed form; +inf where q's rate is 0 and p's is not",
         poisson_poisson,
@@ -142,9 +136,8 @@ fn bernoulli_bernoulli(p: &Bernoulli, q: &Bernoulli, _: &KlRegistry) -> Result<T
 fn bernoulli_poisson(p: &Bernoulli, q: &Poisson, _: &KlRegistry) -> Result<Tensor> {
     let bp = Binary::new(p.probs()?, p.logits()?)?;
     let l = &bp.logits;
-    let neg_entropy = ((&bp.probs * softplus(&l.neg()?)?)?
-        + (sigmoid(&l.neg()?)? * softplus(l)?)?)?
-        .neg()?;
+    let neg_entropy =
+        ((&bp.probs * softplus(&l.neg()?)?)? + (sigmoid(&l.neg()?)? * softplus(l)?)?)?.neg()?;
     let rate = q.rate();
     Ok(neg_entropy
         .broadcast_add(rate)?

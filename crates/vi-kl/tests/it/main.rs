@@ -1,4 +1,5 @@
 //! The integration tests of `vi-kl`, one binary.
 
+mod bounded_discrete;
 mod conformance;
 mod wrappers;
