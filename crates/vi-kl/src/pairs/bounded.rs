@@ -12,7 +12,7 @@ use vi_dist::{Beta, Exponential, Gamma, Gumbel, Normal, Pareto, Uniform};
 
 use crate::error::{KlError, Result};
 use crate::registry::KlRegistry;
-use crate::util::{full, full_like, joint_batch};
+use crate::util::{full, full_like, inf_where, joint_batch};
 
 pub(super) fn register(reg: &mut KlRegistry) {
     reg.insert(
@@ -120,7 +120,7 @@ fn uniform_uniform(p: &Uniform, q: &Uniform, _: &KlRegistry) -> Result<Tensor> {
         &q.low().broadcast_gt(p.low())?,
         &q.high().broadcast_lt(p.high())?,
     )?;
-    fill_where(&outside, f64::INFINITY, &kl)
+    inf_where(&outside, &kl)
 }
 
 /// KL(U(l, h) ‖ Beta(α, β)) = −ln(h − l) + ln B(α, β) − (α − 1)·E[ln x] − (β − 1)·E[ln(1 − x)],
@@ -138,7 +138,7 @@ fn uniform_beta(p: &Uniform, q: &Beta, _: &KlRegistry) -> Result<Tensor> {
         .broadcast_add(&log_beta)?
         .broadcast_sub(&(a - 1.0)?.broadcast_mul(&e_log_x)?)?
         .broadcast_sub(&(b - 1.0)?.broadcast_mul(&e_log_1mx)?)?;
-    fill_where(&bad, f64::INFINITY, &kl)
+    inf_where(&bad, &kl)
 }
 
 /// KL(U(l, h) ‖ Exp(λ)) = λ(l + h)/2 − ln(λ(h − l)), `+inf` where `l < 0`.
@@ -148,7 +148,7 @@ fn uniform_exponential(p: &Uniform, q: &Exponential, _: &KlRegistry) -> Result<T
     let kl = rate
         .broadcast_mul(&mid)?
         .broadcast_sub(&rate.broadcast_mul(&(h - l)?)?.log()?)?;
-    fill_where(&l.lt(0.0)?, f64::INFINITY, &kl)
+    inf_where(&l.lt(0.0)?, &kl)
 }
 
 /// KL(U(l, h) ‖ Gamma(k, β)) = −ln(h − l) + ln Γ(k) − k ln β − (k − 1)·E[ln x] + β(l + h)/2,
@@ -165,7 +165,7 @@ fn uniform_gamma(p: &Uniform, q: &Gamma, _: &KlRegistry) -> Result<Tensor> {
         .broadcast_add(&log_norm)?
         .broadcast_sub(&(k - 1.0)?.broadcast_mul(&mean_log_uniform(&l, &h)?)?)?
         .broadcast_add(&rate.broadcast_mul(&mid)?)?;
-    fill_where(&bad, f64::INFINITY, &kl)
+    inf_where(&bad, &kl)
 }
 
 /// KL(U(l, h) ‖ Gumbel(μ, β)) = ln(β/w) + (z_l + z_h)/2 + (β/w)·e^{−z_l}·(1 − e^{−w/β}),
@@ -206,7 +206,7 @@ fn uniform_pareto(p: &Uniform, q: &Pareto, _: &KlRegistry) -> Result<Tensor> {
         .neg()?
         .broadcast_sub(&log_norm)?
         .broadcast_add(&(alpha + 1.0)?.broadcast_mul(&mean_log_uniform(&l, &h)?)?)?;
-    fill_where(&bad, f64::INFINITY, &kl)
+    inf_where(&bad, &kl)
 }
 
 /// KL(Pareto ‖ Beta) = `+inf`: a Pareto's support `[s, ∞)` is never inside `[0, 1]`.
@@ -242,7 +242,7 @@ fn pareto_exponential(p: &Pareto, q: &Exponential, _: &KlRegistry) -> Result<Ten
     let kl = neg_entropy_pareto(p.scale(), &alpha)?
         .broadcast_sub(&rate.log()?)?
         .broadcast_add(&rate.broadcast_mul(&mean_pareto(p.scale(), &alpha)?)?)?;
-    fill_where(&bad, f64::INFINITY, &kl)
+    inf_where(&bad, &kl)
 }
 
 /// KL(Pareto(s, α) ‖ Gamma(k, β)) = ln(α/s) − 1/α − 1 + ln Γ(k) − k ln β
@@ -257,7 +257,7 @@ fn pareto_gamma(p: &Pareto, q: &Gamma, _: &KlRegistry) -> Result<Tensor> {
         .broadcast_add(&log_norm)?
         .broadcast_sub(&(k - 1.0)?.broadcast_mul(&e_log_x)?)?
         .broadcast_add(&rate.broadcast_mul(&mean_pareto(scale, &alpha)?)?)?;
-    fill_where(&bad, f64::INFINITY, &kl)
+    inf_where(&bad, &kl)
 }
 
 /// KL(Pareto(s, α) ‖ N(μ, σ²)) = ln(α/s) − 1/α − 1 + ln(√(2π)·σ) + (Var + (E x − μ)²)/(2σ²)
@@ -279,7 +279,7 @@ fn pareto_normal(p: &Pareto, q: &Normal, _: &KlRegistry) -> Result<Tensor> {
     let kl = neg_entropy_pareto(scale, &alpha)?
         .broadcast_add(&log_norm)?
         .broadcast_add(&second)?;
-    fill_where(&bad, f64::INFINITY, &kl)
+    inf_where(&bad, &kl)
 }
 
 /// KL(Pareto(s₁, α₁) ‖ Pareto(s₂, α₂)) = ln(α₁/α₂) + α₂ ln(s₁/s₂) + α₂/α₁ − 1, `+inf` where
@@ -290,5 +290,5 @@ fn pareto_pareto(p: &Pareto, q: &Pareto, _: &KlRegistry) -> Result<Tensor> {
         + q.alpha()
             .broadcast_mul(&p.scale().broadcast_div(q.scale())?.log()?)?)?
         + (ratio - 1.0)?)?;
-    fill_where(&p.scale().broadcast_lt(q.scale())?, f64::INFINITY, &kl)
+    inf_where(&p.scale().broadcast_lt(q.scale())?, &kl)
 }

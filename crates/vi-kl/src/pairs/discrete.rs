@@ -11,7 +11,7 @@ use vi_dist::{Bernoulli, Binomial, Categorical, Geometric, OneHotCategorical, Po
 
 use crate::error::{KlError, Result};
 use crate::registry::KlRegistry;
-use crate::util::{describe, full, full_like, joint_batch};
+use crate::util::{describe, full, full_like, inf_where, joint_batch};
 
 pub(super) fn register(reg: &mut KlRegistry) {
     reg.insert(
@@ -115,9 +115,9 @@ fn bernoulli_kl(p: &Binary, q: &Binary) -> Result<Tensor> {
     let log_ratio_1 = softplus(&lq.neg()?)?.broadcast_sub(&softplus(&lp.neg()?)?)?;
     let log_ratio_0 = softplus(lq)?.broadcast_sub(&softplus(lp)?)?;
     let t1 = p.probs.broadcast_mul(&log_ratio_1)?;
-    let t1 = fill_where(&and_not(&q.zero, &p.zero)?, f64::INFINITY, &t1)?;
+    let t1 = inf_where(&and_not(&q.zero, &p.zero)?, &t1)?;
     let t2 = sigmoid(&lp.neg()?)?.broadcast_mul(&log_ratio_0)?;
-    let t2 = fill_where(&and_not(&q.one, &p.one)?, f64::INFINITY, &t2)?;
+    let t2 = inf_where(&and_not(&q.one, &p.one)?, &t2)?;
     Ok((t1 + t2)?)
 }
 
@@ -167,7 +167,7 @@ fn binomial_binomial(p: &Binomial, q: &Binomial, _: &KlRegistry) -> Result<Tenso
     let per_trial = fill_where(&m.eq(0.0)?, 0.0, &per_trial)?;
     let kl = per_trial.broadcast_mul(m)?;
     let beyond = and_not(&n.broadcast_gt(m)?, &bp.zero)?;
-    fill_where(&beyond, f64::INFINITY, &kl)
+    inf_where(&beyond, &kl)
 }
 
 /// KL(Cat(p) ‖ Cat(q)) = Σₖ pₖ (ln pₖ − ln qₖ) from the normalised logits (a log-softmax), with
@@ -199,7 +199,7 @@ fn categorical_categorical(p: &Categorical, q: &Categorical, _: &KlRegistry) -> 
     let lq = fill_where(&lq.eq(f64::NEG_INFINITY)?, -BIG, &lq)?;
     let t = pp.broadcast_mul(&lp.broadcast_sub(&lq)?)?;
     let t = fill_where(&p_zero, 0.0, &t)?;
-    let t = fill_where(&and_not(&q_zero, &p_zero)?, f64::INFINITY, &t)?;
+    let t = inf_where(&and_not(&q_zero, &p_zero)?, &t)?;
     Ok(t.sum(D::Minus1)?)
 }
 
@@ -225,7 +225,7 @@ fn geometric_geometric(p: &Geometric, q: &Geometric, _: &KlRegistry) -> Result<T
         .exp()?
         .broadcast_mul(&softplus(lq)?.broadcast_sub(&softplus(lp)?)?)?;
     let kl = (t1 + t2)?;
-    fill_where(&and_not(&bq.one, &bp.one)?, f64::INFINITY, &kl)
+    inf_where(&and_not(&bq.one, &bp.one)?, &kl)
 }
 
 /// KL(Poisson ‖ Bernoulli) = `+inf` (as torch): a Poisson reaches every count.
@@ -254,5 +254,5 @@ fn poisson_poisson(p: &Poisson, q: &Poisson, _: &KlRegistry) -> Result<Tensor> {
     let kl = rp
         .broadcast_mul(&log_ratio)?
         .broadcast_sub(&rp.broadcast_sub(rq)?)?;
-    fill_where(&and_not(&q_zero, &p_zero)?, f64::INFINITY, &kl)
+    inf_where(&and_not(&q_zero, &p_zero)?, &kl)
 }

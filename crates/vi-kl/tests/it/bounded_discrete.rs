@@ -232,6 +232,25 @@ fn bounded_hand_values(device: &Device, dtype: DType) -> TestResult {
         rtol(dtype).max(1e-9),
         "U(0,2)‖Gamma",
     );
+    // Uniform‖Beta (torch's figures have no finite case): U(0.2, 0.7) ‖ Beta(2, 3), with
+    // B(2, 3) = 1/12, and U(0, 0.5) ‖ Beta(½, ½) = ln(2π) − 1 (B(½, ½) = π).
+    let e_log =
+        |l: f64, h: f64| (h * h.ln() - if l > 0.0 { l * l.ln() } else { 0.0 }) / (h - l) - 1.0;
+    let first = -(0.5f64.ln()) + (1.0f64 / 12.0).ln() - e_log(0.2, 0.7) - 2.0 * e_log(0.3, 0.8);
+    let u = Uniform::new(
+        &t(&[0.2, 0.0], &[2], device, dtype)?,
+        &t(&[0.7, 0.5], &[2], device, dtype)?,
+    )?;
+    let b = Beta::new(
+        &t(&[2.0, 0.5], &[2], device, dtype)?,
+        &t(&[3.0, 0.5], &[2], device, dtype)?,
+    )?;
+    assert_close(
+        &host(&kl_divergence(&u, &b)?)?,
+        &[first, (2.0 * std::f64::consts::PI).ln() - 1.0],
+        rtol(dtype).max(1e-9),
+        "U‖Beta",
+    );
     let p = Pareto::new(
         &t(&[2.0], &[1], device, dtype)?,
         &t(&[3.0], &[1], device, dtype)?,
@@ -721,6 +740,96 @@ fn categorical_gradient_finite_difference() -> TestResult {
             "autograd {a} vs finite difference {e}"
         );
     }
+    Ok(())
+}
+
+/// Autograd against central finite differences (f64) for every parameter of a pair, at
+/// parameters where the KL is finite: `build` makes `(p, q)` from the parameter tensors.
+fn check_gradients(
+    name: &str,
+    params: &[&[f64]],
+    build: impl Fn(&[Tensor]) -> (Box<dyn Distribution>, Box<dyn Distribution>),
+) -> TestResult {
+    let dev = Device::Cpu;
+    let kl_sum = |vals: &[Vec<f64>]| -> f64 {
+        let ts: Vec<Tensor> = vals
+            .iter()
+            .map(|v| t(v, &[v.len()], &dev, DType::F64).unwrap())
+            .collect();
+        let (p, q) = build(&ts);
+        kl_divergence(p.as_ref(), q.as_ref())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    let vals: Vec<Vec<f64>> = params.iter().map(|v| v.to_vec()).collect();
+    let vars: Vec<Var> = vals
+        .iter()
+        .map(|v| var(v, &[v.len()], &dev, DType::F64))
+        .collect::<candle_core::Result<_>>()?;
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let (p, q) = build(&ts);
+    let kl = kl_divergence(p.as_ref(), q.as_ref())?;
+    assert!(host(&kl)?.iter().all(|x| x.is_finite()), "{name}: {kl}");
+    let grads = finite_grads(&kl, &vars.iter().collect::<Vec<_>>(), name)?;
+    for (i, g) in grads.iter().enumerate() {
+        let fd = vi_test::finite_difference(&vals[i], 1e-6, |x| {
+            let mut v = vals.clone();
+            v[i] = x.to_vec();
+            kl_sum(&v)
+        });
+        for (a, e) in g.iter().zip(&fd) {
+            assert!(
+                (a - e).abs() < 1e-6 * e.abs().max(1.0),
+                "{name}, parameter {i}: autograd {a} vs finite difference {e}"
+            );
+        }
+    }
+    Ok(())
+}
+
+type Pair = (Box<dyn Distribution>, Box<dyn Distribution>);
+
+/// The gradients of the pairs whose reference cases all contain an infinite element (torch's
+/// figures then give no gradient), at finite parameters.
+#[test]
+fn bounded_gradients_finite_difference() -> TestResult {
+    let l: &[f64] = &[0.2, 0.01, 0.4];
+    let h: &[f64] = &[0.7, 0.5, 0.99];
+    let a: &[f64] = &[2.0, 0.5, 1.5];
+    let b: &[f64] = &[3.0, 0.7, 2.5];
+    let uniform = |x: &[Tensor]| Box::new(Uniform::new(&x[0], &x[1]).unwrap());
+    check_gradients("U‖Beta", &[l, h, a, b], |x| -> Pair {
+        (uniform(x), Box::new(Beta::new(&x[2], &x[3]).unwrap()))
+    })?;
+    check_gradients("U‖Exp", &[l, h, a], |x| -> Pair {
+        (uniform(x), Box::new(Exponential::new(&x[2]).unwrap()))
+    })?;
+    check_gradients("U‖Gamma", &[l, h, a, b], |x| -> Pair {
+        (uniform(x), Box::new(Gamma::new(&x[2], &x[3]).unwrap()))
+    })?;
+    let (pl, ph): (&[f64], &[f64]) = (&[1.2, 2.0, 3.5], &[1.7, 2.01, 9.0]);
+    check_gradients("U‖Pareto", &[pl, ph, &[1.0, 0.5, 3.0], b], |x| -> Pair {
+        (uniform(x), Box::new(Pareto::new(&x[2], &x[3]).unwrap()))
+    })?;
+    check_gradients(
+        "U‖U",
+        &[l, h, &[0.1, -1.0, 0.3], &[0.8, 2.0, 1.0]],
+        |x| -> Pair { (uniform(x), Box::new(Uniform::new(&x[2], &x[3]).unwrap())) },
+    )?;
+    let pareto = |s: &Tensor, a: &Tensor| Box::new(Pareto::new(s, a).unwrap());
+    check_gradients(
+        "Pareto‖Pareto",
+        &[
+            &[1.5, 2.0, 0.7],
+            &[3.0, 0.5, 1.2],
+            &[1.0, 1.9, 0.1],
+            &[2.5, 0.7, 4.0],
+        ],
+        |x| -> Pair { (pareto(&x[0], &x[1]), pareto(&x[2], &x[3])) },
+    )?;
     Ok(())
 }
 
