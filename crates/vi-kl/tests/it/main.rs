@@ -1,5 +1,6 @@
 //! The integration tests of `vi-kl`, one binary.
 
+mod bounded_discrete;
 mod conformance;
 mod docs_table;
 mod gamma_family;
