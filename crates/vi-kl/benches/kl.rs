@@ -77,8 +77,14 @@ fn mvn_pair(c: &mut Criterion) {
         });
         // The seed pair: a mean-field guide (batch 256) against the MVN prior.
         let guide = Normal::new(
-            &Tensor::randn(0f64, 1.0, (256, d), &dev).unwrap().to_dtype(dtype).unwrap(),
-            &Tensor::rand(0.5f64, 1.5, (256, d), &dev).unwrap().to_dtype(dtype).unwrap(),
+            &Tensor::randn(0f64, 1.0, (256, d), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+            &Tensor::rand(0.5f64, 1.5, (256, d), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
         )
         .unwrap()
         .to_event(1)

@@ -63,18 +63,6 @@ pub(crate) fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {
     Ok(t)
 }
 
-/// `t` (whose last `event_rank` dims are event dims) broadcast to `batch + event`.
-pub(crate) fn broadcast_batch(t: &Tensor, batch: &[usize], event_rank: usize) -> Result<Tensor> {
-    let dims = t.dims();
-    let event = &dims[dims.len().saturating_sub(event_rank)..];
-    let shape: Vec<usize> = batch.iter().chain(event).copied().collect();
-    if dims == shape.as_slice() {
-        Ok(t.clone())
-    } else {
-        Ok(t.broadcast_as(shape)?)
-    }
-}
-
 /// The broadcast batch shape of `p` and `q`, or the typed error naming both.
 pub(crate) fn joint_batch(p: &dyn Distribution, q: &dyn Distribution) -> Result<Vec<usize>> {
     vi_dist::broadcast_shapes(&[p.batch_shape(), q.batch_shape()]).ok_or_else(|| {

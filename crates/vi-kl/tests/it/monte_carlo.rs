@@ -194,7 +194,7 @@ fn check_pair(p_name: &str, q_name: &str, dev: &Device) -> Result<String, String
             continue;
         }
         let z = (k - m).abs() / (s + 1e-12);
-        if !(z <= 4.0) {
+        if z.is_nan() || z > 4.0 {
             return Err(format!(
                 "closed form {kl:?}, Monte Carlo {est:?} ± {se:?} ({z:.1} standard errors)"
             ));

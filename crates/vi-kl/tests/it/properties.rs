@@ -104,7 +104,7 @@ fn pairs() -> Vec<(Side, Side)> {
         ),
         (side("Bernoulli", LOGITS), side("Poisson", RATE)),
         (side("Binomial", BINOMIAL), side("Binomial", BINOMIAL)),
-        (side("Geometric", LOGITS), side("Geometric", LOGITS)),
+        (side("Geometric", PROBS), side("Geometric", PROBS)),
         (side("Poisson", RATE), side("Poisson", RATE)),
         (side("Categorical", CAT), side("Categorical", CAT)),
         (
