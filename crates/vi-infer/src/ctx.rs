@@ -1,0 +1,466 @@
+//! `Ctx`: what a model or a guide receives.
+
+use std::any::Any;
+
+use candle_core::Tensor;
+use rand::RngCore;
+use vi_dist::{Constraint, Distribution};
+
+use crate::error::{InferError, Result};
+use crate::handlers::{
+    Block, BlockMessenger, ConditionMessenger, MaskMessenger, PlateMessenger, ReplayMessenger,
+    ScaleMessenger, SeedMessenger, SubstituteMessenger, TraceMessenger,
+};
+use crate::message::{Message, PlateFrame, SiteKind, Subsample};
+use crate::messenger::Messenger;
+use crate::param_store::ParamStore;
+use crate::trace::Trace;
+
+/// The context a model or guide runs in (`FnMut(&mut Ctx) -> Result<T>`): its sample,
+/// observe, param and plate statements, and the stack of effect handlers they go through.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use rand::SeedableRng;
+/// use vi_dist::{Constraint, Normal};
+/// use vi_infer::{Ctx, ParamStore};
+///
+/// let dev = Device::Cpu;
+/// let data = Tensor::new(&[0.9f64, 1.1, 1.3], &dev)?;
+/// let model = |ctx: &mut Ctx| -> vi_infer::Result<Tensor> {
+///     let zero = Tensor::zeros((), DType::F64, &dev)?;
+///     let one = Tensor::ones((), DType::F64, &dev)?;
+///     let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
+///     ctx.plate("data", 3, |ctx| ctx.observe("x", Normal::new(&mu, &one)?, &data))?;
+///     Ok(mu)
+/// };
+/// let mut store = ParamStore::new(&dev, DType::F64);
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let mut ctx = Ctx::new(&mut store, &mut rng);
+/// let (_, trace) = ctx.trace(model)?;
+/// assert_eq!(trace.get("x").unwrap().plates[0].name, "data");
+/// println!("{}", trace.format_shapes()?);
+/// # Ok::<(), vi_infer::InferError>(())
+/// ```
+pub struct Ctx<'a> {
+    store: &'a mut ParamStore,
+    rng: &'a mut dyn RngCore,
+    stack: Vec<Box<dyn Messenger>>,
+    plates: Vec<PlateFrame>,
+    modules: Vec<String>,
+}
+
+impl std::fmt::Debug for Ctx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("handlers", &self.stack.len())
+            .field("plates", &self.plates)
+            .field("modules", &self.modules)
+            .finish()
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// A context over `store`, drawing from `rng` where no `seed` handler does.
+    pub fn new(store: &'a mut ParamStore, rng: &'a mut dyn RngCore) -> Self {
+        Self {
+            store,
+            rng,
+            stack: Vec::new(),
+            plates: Vec::new(),
+            modules: Vec::new(),
+        }
+    }
+
+    /// The parameter store.
+    pub fn store(&self) -> &ParamStore {
+        self.store
+    }
+
+    /// The plates active at this point, outermost first.
+    pub fn plates(&self) -> &[PlateFrame] {
+        &self.plates
+    }
+
+    /// The module prefixes marked with [`module`](Ctx::module) in this context so far.
+    pub fn modules(&self) -> &[String] {
+        &self.modules
+    }
+
+    /// The context's random number generator (for a model's own draws).
+    pub fn rng(&mut self) -> &mut dyn RngCore {
+        self.rng
+    }
+
+    /// Sends `msg` through the stack: `process` from the innermost handler out (stopping
+    /// at a `block`), the default action if no handler set a value, then `postprocess` from
+    /// the outermost handler reached back in.
+    fn apply(
+        &mut self,
+        mut msg: Message,
+        default: impl FnOnce(&mut Message, &mut ParamStore, &mut dyn RngCore) -> Result<()>,
+    ) -> Result<Message> {
+        let n = self.stack.len();
+        let mut reached = n;
+        for i in (0..n).rev() {
+            self.stack[i].process(&mut msg)?;
+            reached = i;
+            if msg.stop {
+                break;
+            }
+        }
+        if msg.value.is_none() {
+            default(&mut msg, self.store, self.rng)?;
+        }
+        for i in reached..n {
+            self.stack[i].postprocess(&msg)?;
+        }
+        Ok(msg)
+    }
+
+    /// A latent random variable: `pyro.sample(name, dist)`. The value is drawn from `dist`
+    /// (reparameterised when it has `rsample`) unless a handler supplies one (replay,
+    /// condition, seed). Inside plates, `dist` is expanded to the plates' batch dims.
+    pub fn sample(&mut self, name: &str, dist: impl Distribution) -> Result<Tensor> {
+        self.sample_boxed(name, Box::new(dist))
+    }
+
+    /// [`sample`](Ctx::sample) for a boxed distribution.
+    pub fn sample_boxed(&mut self, name: &str, dist: Box<dyn Distribution>) -> Result<Tensor> {
+        let mut msg = Message::new(name, SiteKind::Sample);
+        msg.dist = Some(dist);
+        let msg = self.apply(msg, draw)?;
+        site_value(msg)
+    }
+
+    /// An observed random variable: `pyro.sample(name, dist, obs=value)`. Its log-density
+    /// enters the ELBO's likelihood term; a value outside `dist`'s support is a typed error
+    /// (when validation is on).
+    pub fn observe(
+        &mut self,
+        name: &str,
+        dist: impl Distribution,
+        value: &Tensor,
+    ) -> Result<Tensor> {
+        self.observe_boxed(name, Box::new(dist), value)
+    }
+
+    /// [`observe`](Ctx::observe) for a boxed distribution.
+    pub fn observe_boxed(
+        &mut self,
+        name: &str,
+        dist: Box<dyn Distribution>,
+        value: &Tensor,
+    ) -> Result<Tensor> {
+        if vi_dist::validation_enabled() {
+            vi_dist::validate_value(dist.as_ref(), value).map_err(|source| {
+                InferError::Observed {
+                    site: name.to_string(),
+                    source,
+                }
+            })?;
+        }
+        let mut msg = Message::new(name, SiteKind::Sample);
+        msg.dist = Some(dist);
+        msg.value = Some(value.clone());
+        msg.is_observed = true;
+        let msg = self.apply(msg, draw)?;
+        site_value(msg)
+    }
+
+    /// A learnable parameter: `pyro.param(name, init, constraint=...)`. Created from `init`
+    /// the first time (stored unconstrained), read from the store afterwards; the returned
+    /// tensor lies inside `constraint` and is differentiable in the stored `Var`.
+    pub fn param(&mut self, name: &str, init: &Tensor, constraint: Constraint) -> Result<Tensor> {
+        self.param_with(name, || Ok(init.clone()), constraint)
+    }
+
+    /// [`param`](Ctx::param) with a lazily built initial value (built only the first time).
+    pub fn param_with(
+        &mut self,
+        name: &str,
+        init: impl FnOnce() -> candle_core::Result<Tensor>,
+        constraint: Constraint,
+    ) -> Result<Tensor> {
+        let msg = Message::new(name, SiteKind::Param);
+        let name_owned = name.to_string();
+        let msg = self.apply(msg, move |msg, store, _| {
+            msg.value = Some(store.param(&name_owned, init, &constraint)?);
+            Ok(())
+        })?;
+        site_value(msg)
+    }
+
+    /// Marks the candle-nn module whose variables live in the store under `name` (built from
+    /// `store.var_builder(name)`) as used by this run, so SVI steps its variables; returns
+    /// the module, for chaining: `ctx.module("decoder", &decoder)?.forward(&z)?`.
+    pub fn module<'m, M>(&mut self, name: &str, module: &'m M) -> Result<&'m M> {
+        if self.store.module_vars(name).is_empty() {
+            return Err(InferError::Param {
+                name: name.to_string(),
+                msg: "no module variables live under this prefix: build the module from \
+                      `store.var_builder(name)`"
+                    .into(),
+            });
+        }
+        if !self.modules.iter().any(|m| m == name) {
+            self.modules.push(name.to_string());
+        }
+        Ok(module)
+    }
+
+    /// Records `value` as a deterministic site (`pyro.deterministic`): in the trace, with no
+    /// log-density.
+    pub fn deterministic(&mut self, name: &str, value: &Tensor) -> Result<Tensor> {
+        let mut msg = Message::new(name, SiteKind::Deterministic);
+        msg.value = Some(value.clone());
+        let msg = self.apply(msg, |_, _, _| Ok(()))?;
+        site_value(msg)
+    }
+
+    /// Runs `f` with `handler` pushed on the stack (innermost), and returns `f`'s value with
+    /// the handler (e.g. to read what it recorded). The handler is popped even when `f` fails.
+    pub fn with<H: Messenger, T>(
+        &mut self,
+        handler: H,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<(T, H)> {
+        self.stack.push(Box::new(handler));
+        let depth = self.stack.len();
+        let out = f(self);
+        if self.stack.len() != depth {
+            return Err(InferError::Invalid(
+                "the handler stack changed under a `with` block".into(),
+            ));
+        }
+        let handler: Box<dyn Any> = match self.stack.pop() {
+            Some(h) => h,
+            None => return Err(InferError::Invalid("the handler stack is empty".into())),
+        };
+        let handler = handler.downcast::<H>().map_err(|_| {
+            InferError::Invalid("the handler stack changed under a `with` block".into())
+        })?;
+        Ok((out?, *handler))
+    }
+
+    /// Runs `f` and records its sites: `poutine.trace`.
+    pub fn trace<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<(T, Trace)> {
+        let (out, h) = self.with(TraceMessenger::new(), f)?;
+        Ok((out, h.into_trace()))
+    }
+
+    /// Runs `f` with the sample (and subsample) values of `trace` for the sites it has:
+    /// `poutine.replay` (e.g. the model against the guide's trace).
+    pub fn replay<T>(
+        &mut self,
+        trace: &Trace,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        Ok(self.with(ReplayMessenger::new(trace), f)?.0)
+    }
+
+    /// Runs `f` with the named sample sites fixed to data and observed: `poutine.condition`.
+    pub fn condition<T>(
+        &mut self,
+        data: impl IntoIterator<Item = (String, Tensor)>,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        Ok(self.with(ConditionMessenger::new(data), f)?.0)
+    }
+
+    /// Runs `f` with the named parameters replaced by the given values: `poutine.substitute`.
+    pub fn substitute<T>(
+        &mut self,
+        data: impl IntoIterator<Item = (String, Tensor)>,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        Ok(self.with(SubstituteMessenger::new(data), f)?.0)
+    }
+
+    /// Runs `f` with some sites hidden from the handlers outside: `poutine.block`.
+    pub fn block<T>(&mut self, which: Block, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        Ok(self.with(BlockMessenger::new(which), f)?.0)
+    }
+
+    /// Runs `f` with every log-density multiplied by `factor`: `poutine.scale`.
+    pub fn scale<T>(&mut self, factor: f64, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        Ok(self.with(ScaleMessenger::new(factor)?, f)?.0)
+    }
+
+    /// Runs `f` with log-densities counted only where `mask` is set: `poutine.mask`.
+    pub fn mask<T>(&mut self, mask: &Tensor, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        Ok(self.with(MaskMessenger::new(mask)?, f)?.0)
+    }
+
+    /// Runs `f` with its draws taken from a generator seeded with `seed`: `handlers.seed`. The
+    /// same seed gives the same draws.
+    pub fn seed<T>(&mut self, seed: u64, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        Ok(self.with(SeedMessenger::new(seed), f)?.0)
+    }
+
+    /// Picks the plate's dim: the given one, or the rightmost batch dim no enclosing plate
+    /// uses (as Pyro).
+    fn plate_frame(
+        &self,
+        name: &str,
+        size: usize,
+        subsample_size: usize,
+        dim: Option<isize>,
+    ) -> Result<PlateFrame> {
+        let bad = |msg: String| InferError::Plate {
+            plate: name.to_string(),
+            msg,
+        };
+        if self.plates.iter().any(|p| p.name == name) {
+            return Err(bad("is already active (plates are named uniquely)".into()));
+        }
+        let dim = match dim {
+            Some(d) if d >= 0 => {
+                return Err(bad(format!(
+                    "dim must be negative (from the right), got {d}"
+                )));
+            }
+            Some(d) => {
+                if let Some(p) = self.plates.iter().find(|p| p.dim == d) {
+                    return Err(bad(format!(
+                        "dim {d} is already used by plate `{}`",
+                        p.name
+                    )));
+                }
+                d
+            }
+            None => {
+                let mut d = -1;
+                while self.plates.iter().any(|p| p.dim == d) {
+                    d -= 1;
+                }
+                d
+            }
+        };
+        Ok(PlateFrame {
+            name: name.to_string(),
+            dim,
+            size,
+            subsample_size,
+        })
+    }
+
+    fn in_plate<T>(
+        &mut self,
+        frame: PlateFrame,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        self.plates.push(frame.clone());
+        let out = self.with(PlateMessenger::new(frame), f);
+        self.plates.pop();
+        Ok(out?.0)
+    }
+
+    /// Runs `f` in a plate of `size` conditionally independent elements (`pyro.plate`):
+    /// sample sites inside are expanded to the plate's batch dim, the rightmost dim no
+    /// enclosing plate uses. Plates nest.
+    pub fn plate<T>(
+        &mut self,
+        name: &str,
+        size: usize,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let frame = self.plate_frame(name, size, size, None)?;
+        self.in_plate(frame, f)
+    }
+
+    /// [`plate`](Ctx::plate) at a given batch dim (negative, counted from the right).
+    pub fn plate_dim<T>(
+        &mut self,
+        name: &str,
+        size: usize,
+        dim: isize,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        let frame = self.plate_frame(name, size, size, Some(dim))?;
+        self.in_plate(frame, f)
+    }
+
+    /// A subsampled plate: `f` receives `subsample_size` distinct indices in `0..size` (drawn
+    /// from the seeded generator, or replayed), sites inside get a batch dim of
+    /// `subsample_size`, and their log-densities are scaled by `size / subsample_size`, so
+    /// the ELBO stays unbiased. The indices are recorded as a `Subsample` site under the
+    /// plate's name.
+    pub fn plate_subsample<T>(
+        &mut self,
+        name: &str,
+        size: usize,
+        subsample_size: usize,
+        f: impl FnOnce(&mut Self, &Tensor) -> Result<T>,
+    ) -> Result<T> {
+        if subsample_size == 0 || subsample_size > size {
+            return Err(InferError::Plate {
+                plate: name.to_string(),
+                msg: format!("subsample size {subsample_size} is not in 1..={size}"),
+            });
+        }
+        let frame = self.plate_frame(name, size, subsample_size, None)?;
+        let mut msg = Message::new(name, SiteKind::Subsample);
+        msg.subsample = Some(Subsample {
+            size,
+            subsample_size,
+            device: self.store.device().clone(),
+        });
+        let msg = self.apply(msg, draw)?;
+        let idx = site_value(msg)?;
+        if idx.dims() != [subsample_size] {
+            return Err(InferError::Plate {
+                plate: name.to_string(),
+                msg: format!(
+                    "subsample indices have shape {:?}, expected [{subsample_size}]",
+                    idx.dims()
+                ),
+            });
+        }
+        self.in_plate(frame, |ctx| f(ctx, &idx))
+    }
+}
+
+/// The default action for a sample site or a subsampled plate without a value: draw it.
+pub(crate) fn draw(msg: &mut Message, _: &mut ParamStore, rng: &mut dyn RngCore) -> Result<()> {
+    draw_with(msg, rng)
+}
+
+/// Draws a sample site's value from its distribution with `rng` (rsample when available), or
+/// a subsampled plate's indices: `subsample_size` distinct indices in `0..size` as a u32
+/// tensor (all of them, in order, when `subsample_size == size`).
+pub(crate) fn draw_with(msg: &mut Message, rng: &mut dyn RngCore) -> Result<()> {
+    if let Some(s) = &msg.subsample {
+        let idx: Vec<u32> = if s.subsample_size == s.size {
+            (0..s.size as u32).collect()
+        } else {
+            rand::seq::index::sample(rng, s.size, s.subsample_size)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect()
+        };
+        msg.value = Some(Tensor::from_vec(idx, s.subsample_size, &s.device)?);
+        return Ok(());
+    }
+    let Some(dist) = &msg.dist else {
+        return Err(InferError::Invalid(format!(
+            "sample site `{}` has no distribution",
+            msg.name
+        )));
+    };
+    let value = if dist.has_rsample() {
+        dist.rsample(&[], rng)
+    } else {
+        dist.sample(&[], rng)
+    };
+    msg.value = Some(value.map_err(|source| InferError::Site {
+        site: msg.name.clone(),
+        source,
+    })?);
+    Ok(())
+}
+
+fn site_value(msg: Message) -> Result<Tensor> {
+    msg.value
+        .ok_or_else(|| InferError::Invalid(format!("site `{}` got no value", msg.name)))
+}

@@ -1,0 +1,63 @@
+//! `plate`: a batch dim of conditionally independent elements.
+
+use crate::error::{InferError, Result};
+use crate::message::{Message, PlateFrame, SiteKind};
+use crate::messenger::Messenger;
+
+/// The handler behind [`Ctx::plate`](crate::Ctx::plate): adds its frame to every sample
+/// site inside, expands the site's distribution to the plate's batch dim (a size-1 or
+/// missing dim broadcasts; another size is [`InferError::PlateSize`]), and scales the
+/// log-density by `size / subsample_size`.
+#[derive(Debug)]
+pub struct PlateMessenger {
+    frame: PlateFrame,
+}
+
+impl PlateMessenger {
+    /// The handler for `frame`.
+    pub fn new(frame: PlateFrame) -> Self {
+        Self { frame }
+    }
+}
+
+impl Messenger for PlateMessenger {
+    fn process(&mut self, msg: &mut Message) -> Result<()> {
+        if msg.kind != SiteKind::Sample {
+            return Ok(());
+        }
+        // Inner plates process first: keep the list outermost first.
+        msg.plates.insert(0, self.frame.clone());
+        msg.scale *= self.frame.scale();
+        let Some(dist) = &msg.dist else {
+            return Ok(());
+        };
+        let f = &self.frame;
+        let batch = dist.batch_shape();
+        let pos_from_right = f.dim.unsigned_abs();
+        let rank = batch.len().max(pos_from_right);
+        let mut target: Vec<usize> = std::iter::repeat_n(1, rank - batch.len())
+            .chain(batch.iter().copied())
+            .collect();
+        let i = rank - pos_from_right;
+        match target[i] {
+            s if s == f.subsample_size => return Ok(()),
+            1 => target[i] = f.subsample_size,
+            _ => {
+                return Err(InferError::PlateSize {
+                    site: msg.name.clone(),
+                    plate: f.name.clone(),
+                    size: f.subsample_size,
+                    dim: f.dim,
+                    dist: vi_kl::describe(dist.as_ref()),
+                    batch: batch.to_vec(),
+                });
+            }
+        }
+        let expanded = dist.expand(&target).map_err(|source| InferError::Site {
+            site: msg.name.clone(),
+            source,
+        })?;
+        msg.dist = Some(expanded);
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! What a `ctx.sample` / `ctx.param` call sends through the handler stack.
+
+use candle_core::{Device, Tensor};
+use vi_dist::Distribution;
+
+/// The kind of a site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SiteKind {
+    /// A random variable (`ctx.sample`, or `ctx.observe` when observed).
+    Sample,
+    /// A learnable parameter (`ctx.param`); its value is the constrained tensor.
+    Param,
+    /// A recorded function of other sites (`ctx.deterministic`); no log-density.
+    Deterministic,
+    /// The indices a subsampled plate drew (`ctx.plate_subsample`), recorded under the
+    /// plate's name so that replaying a model against a guide reuses them.
+    Subsample,
+}
+
+/// A plate a site lives in: its name, its dim and size, and the scale it applies.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlateFrame {
+    /// The plate's name.
+    pub name: String,
+    /// The dim it occupies, counted from the right of the batch shape (`-1` is rightmost).
+    pub dim: isize,
+    /// The full size of the plate.
+    pub size: usize,
+    /// The size of the batch dim: `size`, or the subsample size.
+    pub subsample_size: usize,
+}
+
+impl PlateFrame {
+    /// `size / subsample_size`: the factor a subsampled plate scales log-densities by.
+    ///
+    /// ```
+    /// use vi_infer::PlateFrame;
+    /// let f = PlateFrame { name: "data".into(), dim: -1, size: 1000, subsample_size: 100 };
+    /// assert_eq!(f.scale(), 10.0);
+    /// ```
+    pub fn scale(&self) -> f64 {
+        self.size as f64 / self.subsample_size.max(1) as f64
+    }
+}
+
+/// What a subsampled plate asks for: `subsample_size` distinct indices in `0..size`, as a
+/// u32 tensor on `device`.
+#[derive(Clone, Debug)]
+pub struct Subsample {
+    /// The plate's full size.
+    pub size: usize,
+    /// How many indices.
+    pub subsample_size: usize,
+    /// Where the index tensor lives.
+    pub device: Device,
+}
+
+/// A message: one site on its way through the handler stack. Handlers read and change it in
+/// [`Messenger::process`](crate::Messenger::process) (before the value is drawn) and read
+/// it in [`Messenger::postprocess`](crate::Messenger::postprocess) (after).
+#[derive(Debug)]
+pub struct Message {
+    /// The site's name.
+    pub name: String,
+    /// What kind of site.
+    pub kind: SiteKind,
+    /// The distribution (sample sites).
+    pub dist: Option<Box<dyn Distribution>>,
+    /// The value: set by a handler (replay, condition, substitute, seed) or drawn by default.
+    pub value: Option<Tensor>,
+    /// Whether the value is data (`ctx.observe`, or a `condition` handler).
+    pub is_observed: bool,
+    /// The factor the site's log-density is multiplied by (plates' subsampling, `scale`).
+    pub scale: f64,
+    /// Where the site's log-density counts (`mask` handler, `ctx.mask`): a boolean (u8)
+    /// tensor broadcastable to the batch shape; `None` counts everywhere.
+    pub mask: Option<Tensor>,
+    /// The plates the site lives in, outermost first.
+    pub plates: Vec<PlateFrame>,
+    /// Set by `block`: handlers further out do not see the message.
+    pub stop: bool,
+    /// For a `Subsample` message: what to draw.
+    pub subsample: Option<Subsample>,
+}
+
+impl Message {
+    /// A fresh message for `name` of `kind`.
+    ///
+    /// ```
+    /// use vi_infer::{Message, SiteKind};
+    /// let m = Message::new("z", SiteKind::Sample);
+    /// assert_eq!((m.scale, m.is_observed, m.value.is_none()), (1.0, false, true));
+    /// ```
+    pub fn new(name: &str, kind: SiteKind) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            dist: None,
+            value: None,
+            is_observed: false,
+            scale: 1.0,
+            mask: None,
+            plates: Vec::new(),
+            stop: false,
+            subsample: None,
+        }
+    }
+
+    /// Whether this is a latent sample site (sampled, not observed).
+    pub fn is_latent(&self) -> bool {
+        self.kind == SiteKind::Sample && !self.is_observed
+    }
+}

@@ -1,0 +1,285 @@
+//! Named learnable parameters: constrained values over unconstrained storage, and the
+//! variables of candle-nn modules.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use vi_dist::{Constraint, Transform, transform_to};
+
+use crate::error::{InferError, Result};
+
+/// One constrained parameter: its unconstrained `Var`, and the constraint with its bijection
+/// (absent for a value loaded from a file until a model names the constraint again).
+#[derive(Debug)]
+struct Param {
+    unconstrained: Var,
+    constraint: Option<(Constraint, Box<dyn Transform>)>,
+}
+
+/// The learnable parameters of a model and guide, on one device and dtype: Pyro's
+/// `ParamStore`, passed explicitly rather than global.
+///
+/// - Constrained parameters (`ctx.param(name, init, constraint)`) are stored unconstrained,
+///   through [`transform_to`]: the optimizer moves the unconstrained `Var`, the model reads
+///   `transform.forward(var)`, which is always inside the constraint.
+/// - Modules (candle-nn layers) are built from [`var_builder`](ParamStore::var_builder): their
+///   variables live here under `prefix.name`, unchanged.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use vi_dist::Constraint;
+/// use vi_infer::ParamStore;
+/// let mut store = ParamStore::new(&Device::Cpu, DType::F64);
+/// let init = Tensor::new(&[0.5f64, 2.0], &Device::Cpu)?;
+/// let scale = store.param("scale", || Ok(init.clone()), &Constraint::Positive)?;
+/// assert_eq!(scale.to_vec1::<f64>()?, vec![0.5, 2.0]);
+/// // Stored as log(0.5), log(2.0).
+/// let raw = store.unconstrained("scale").unwrap().as_tensor().to_vec1::<f64>()?;
+/// assert!((raw[0] - 0.5f64.ln()).abs() < 1e-12);
+/// // The init is used only the first time.
+/// let again = store.param("scale", || Ok(init.zeros_like()?), &Constraint::Positive)?;
+/// assert_eq!(again.to_vec1::<f64>()?, vec![0.5, 2.0]);
+/// # Ok::<(), vi_infer::InferError>(())
+/// ```
+pub struct ParamStore {
+    device: Device,
+    dtype: DType,
+    params: BTreeMap<String, Param>,
+    modules: VarMap,
+}
+
+impl std::fmt::Debug for ParamStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParamStore")
+            .field("device", &self.device.location())
+            .field("dtype", &self.dtype)
+            .field("params", &self.param_names())
+            .field("module_vars", &self.module_vars("").len())
+            .finish()
+    }
+}
+
+impl ParamStore {
+    /// An empty store whose parameters live on `device` in `dtype`.
+    pub fn new(device: &Device, dtype: DType) -> Self {
+        Self {
+            device: device.clone(),
+            dtype,
+            params: BTreeMap::new(),
+            modules: VarMap::new(),
+        }
+    }
+
+    /// The device parameters live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The dtype of the parameters.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The constrained value of parameter `name`: created from `init()` (which must lie
+    /// inside `constraint`) the first time, read from the store afterwards. Differentiable
+    /// in the unconstrained `Var`.
+    ///
+    /// Errors: `init` on another device or dtype than the store's, outside the constraint,
+    /// or a later call with another constraint than the first one.
+    pub fn param(
+        &mut self,
+        name: &str,
+        init: impl FnOnce() -> candle_core::Result<Tensor>,
+        constraint: &Constraint,
+    ) -> Result<Tensor> {
+        let bad = |msg: String| InferError::Param {
+            name: name.to_string(),
+            msg,
+        };
+        if self.module_var(name).is_some() {
+            return Err(bad("a module variable already has this name".into()));
+        }
+        if !self.params.contains_key(name) {
+            let init = init()?;
+            if init.dtype() != self.dtype || !init.device().same_device(&self.device) {
+                return Err(bad(format!(
+                    "init is {:?} on {:?}, the store holds {:?} on {:?}",
+                    init.dtype(),
+                    init.device().location(),
+                    self.dtype,
+                    self.device.location()
+                )));
+            }
+            if vi_dist::validation_enabled() && !constraint.all(&init)? {
+                return Err(bad(format!(
+                    "init lies outside the constraint {constraint}"
+                )));
+            }
+            let transform = transform_to(constraint)?;
+            let raw = transform.inverse(&init.detach())?;
+            self.params.insert(
+                name.to_string(),
+                Param {
+                    unconstrained: Var::from_tensor(&raw)?,
+                    constraint: Some((constraint.clone(), transform)),
+                },
+            );
+        }
+        let Some(p) = self.params.get_mut(name) else {
+            return Err(bad("vanished from the store".into()));
+        };
+        match &p.constraint {
+            // Constraints with tensor bounds have no equality: compare what they print.
+            Some((c, _)) if c.to_string() != constraint.to_string() => {
+                return Err(bad(format!(
+                    "used with constraint {constraint}, created with {c}"
+                )));
+            }
+            Some(_) => {}
+            None => p.constraint = Some((constraint.clone(), transform_to(constraint)?)),
+        }
+        let Some((_, t)) = &p.constraint else {
+            return Err(bad("has no constraint".into()));
+        };
+        Ok(t.forward(p.unconstrained.as_tensor())?)
+    }
+
+    /// The constrained value of a parameter, if it exists and has its constraint (a value
+    /// loaded from a file gets it at its first `param` call).
+    pub fn get(&self, name: &str) -> Result<Option<Tensor>> {
+        match self.params.get(name) {
+            Some(Param {
+                unconstrained,
+                constraint: Some((_, t)),
+            }) => Ok(Some(t.forward(unconstrained.as_tensor())?)),
+            Some(Param {
+                unconstrained,
+                constraint: None,
+            }) => Ok(Some(unconstrained.as_tensor().clone())),
+            None => Ok(self.module_var(name).map(|v| v.as_tensor().clone())),
+        }
+    }
+
+    /// The unconstrained `Var` of a constrained parameter (what the optimizer moves).
+    pub fn unconstrained(&self, name: &str) -> Option<&Var> {
+        self.params.get(name).map(|p| &p.unconstrained)
+    }
+
+    /// A candle-nn `VarBuilder` whose variables live in this store under `prefix.`; build
+    /// modules (`candle_nn::linear(…, store.var_builder("encoder").pp("fc1"))`) once, outside
+    /// the model, and mark them used with `ctx.module("encoder", &m)` inside it.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use vi_infer::ParamStore;
+    /// let store = ParamStore::new(&Device::Cpu, DType::F32);
+    /// let fc = candle_nn::linear(3, 2, store.var_builder("enc").pp("fc"))?;
+    /// let names: Vec<String> = store.module_vars("enc").into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, vec!["enc.fc.bias", "enc.fc.weight"]);
+    /// # let _ = fc;
+    /// # Ok::<(), vi_infer::InferError>(())
+    /// ```
+    pub fn var_builder(&self, prefix: &str) -> VarBuilder<'static> {
+        VarBuilder::from_varmap(&self.modules, self.dtype, &self.device).pp(prefix)
+    }
+
+    fn module_var(&self, name: &str) -> Option<Var> {
+        let data = self
+            .modules
+            .data()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        data.get(name).cloned()
+    }
+
+    /// The module variables under `prefix` (`prefix.*`), sorted by name.
+    pub fn module_vars(&self, prefix: &str) -> Vec<(String, Var)> {
+        let data = self
+            .modules
+            .data()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let dotted = format!("{prefix}.");
+        let mut v: Vec<(String, Var)> = data
+            .iter()
+            .filter(|(k, _)| prefix.is_empty() || k.starts_with(&dotted) || *k == prefix)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The names of the constrained parameters, sorted.
+    pub fn param_names(&self) -> Vec<String> {
+        self.params.keys().cloned().collect()
+    }
+
+    /// Every stored tensor by name: the unconstrained parameters and the module variables.
+    pub fn named_tensors(&self) -> HashMap<String, Tensor> {
+        let mut out: HashMap<String, Tensor> = self
+            .params
+            .iter()
+            .map(|(k, p)| (k.clone(), p.unconstrained.as_tensor().clone()))
+            .collect();
+        for (k, v) in self.module_vars("") {
+            out.insert(k, v.as_tensor().clone());
+        }
+        out
+    }
+
+    /// Sets stored tensors from `tensors` (as written by [`named_tensors`]): module variables
+    /// that exist are overwritten in place (modules built from this store see the new
+    /// values); other names become unconstrained parameters, whose constraint the next
+    /// `param` call supplies.
+    ///
+    /// [`named_tensors`]: ParamStore::named_tensors
+    pub fn load_tensors(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, t) in tensors {
+            let t = t.to_device(&self.device)?.to_dtype(self.dtype)?;
+            if let Some(v) = self.module_var(name) {
+                if v.dims() != t.dims() {
+                    return Err(InferError::Param {
+                        name: name.clone(),
+                        msg: format!("loaded shape {:?}, the module has {:?}", t.dims(), v.dims()),
+                    });
+                }
+                v.set(&t)?;
+            } else if let Some(p) = self.params.get(name) {
+                if p.unconstrained.dims() != t.dims() {
+                    return Err(InferError::Param {
+                        name: name.clone(),
+                        msg: format!(
+                            "loaded shape {:?}, the store has {:?}",
+                            t.dims(),
+                            p.unconstrained.dims()
+                        ),
+                    });
+                }
+                p.unconstrained.set(&t)?;
+            } else {
+                self.params.insert(
+                    name.clone(),
+                    Param {
+                        unconstrained: Var::from_tensor(&t)?,
+                        constraint: None,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every stored tensor (unconstrained) to a safetensors file.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        candle_core::safetensors::save(&self.named_tensors(), path.as_ref())?;
+        Ok(())
+    }
+
+    /// Reads a safetensors file written by [`save`](ParamStore::save) into the store.
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let tensors = candle_core::safetensors::load(path.as_ref(), &self.device)?;
+        self.load_tensors(&tensors)
+    }
+}

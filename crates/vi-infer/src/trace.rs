@@ -1,0 +1,337 @@
+//! `Trace`: the record of one run of a model or guide.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use candle_core::Tensor;
+use vi_dist::Distribution;
+
+use crate::error::{InferError, Result};
+use crate::message::{Message, PlateFrame, SiteKind};
+
+/// One site of a trace: what `ctx.sample` / `observe` / `param` / `deterministic` recorded.
+#[derive(Debug)]
+pub struct Site {
+    /// The site's name.
+    pub name: String,
+    /// What kind of site.
+    pub kind: SiteKind,
+    /// The distribution (sample sites), expanded to the site's plates.
+    pub dist: Option<Box<dyn Distribution>>,
+    /// The value.
+    pub value: Tensor,
+    /// Whether the value is data.
+    pub is_observed: bool,
+    /// The plates the site lives in, outermost first.
+    pub plates: Vec<PlateFrame>,
+    /// The factor its log-density is multiplied by.
+    pub scale: f64,
+    /// Where its log-density counts (`None`: everywhere).
+    pub mask: Option<Tensor>,
+    log_prob: OnceLock<Tensor>,
+}
+
+impl Clone for Site {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            kind: self.kind,
+            dist: self.dist.as_ref().map(|d| d.clone_box()),
+            value: self.value.clone(),
+            is_observed: self.is_observed,
+            plates: self.plates.clone(),
+            scale: self.scale,
+            mask: self.mask.clone(),
+            log_prob: self.log_prob.clone(),
+        }
+    }
+}
+
+impl Site {
+    fn from_message(msg: &Message) -> Option<Self> {
+        Some(Self {
+            name: msg.name.clone(),
+            kind: msg.kind,
+            dist: msg.dist.as_ref().map(|d| d.clone_box()),
+            value: msg.value.clone()?,
+            is_observed: msg.is_observed,
+            plates: msg.plates.clone(),
+            scale: msg.scale,
+            mask: msg.mask.clone(),
+            log_prob: OnceLock::new(),
+        })
+    }
+
+    /// Whether this is a latent sample site.
+    pub fn is_latent(&self) -> bool {
+        self.kind == SiteKind::Sample && !self.is_observed
+    }
+
+    /// Whether this is an observed sample site.
+    pub fn is_observed_sample(&self) -> bool {
+        self.kind == SiteKind::Sample && self.is_observed
+    }
+
+    /// The distribution's `log_prob` of the value, unscaled and unmasked (batch-shaped).
+    pub fn unscaled_log_prob(&self) -> Result<Tensor> {
+        let Some(dist) = &self.dist else {
+            return Err(InferError::Invalid(format!(
+                "site `{}` has no distribution",
+                self.name
+            )));
+        };
+        dist.log_prob(&self.value).map_err(|source| {
+            if self.is_observed {
+                InferError::Observed {
+                    site: self.name.clone(),
+                    source,
+                }
+            } else {
+                InferError::Site {
+                    site: self.name.clone(),
+                    source,
+                }
+            }
+        })
+    }
+
+    /// Applies the site's mask (0 where clear) and scale to a batch-shaped term (a log-density
+    /// or a KL).
+    pub fn scale_and_mask(&self, t: &Tensor) -> Result<Tensor> {
+        let mut t = t.clone();
+        if let Some(mask) = &self.mask {
+            let shape = vi_dist::broadcast_shapes(&[t.dims(), mask.dims()]).ok_or_else(|| {
+                InferError::Invalid(format!(
+                    "site `{}`: mask of shape {:?} does not broadcast with {:?}",
+                    self.name,
+                    mask.dims(),
+                    t.dims()
+                ))
+            })?;
+            let tb = t.broadcast_as(shape.as_slice())?;
+            let zeros = tb.zeros_like()?;
+            t = mask
+                .broadcast_as(shape.as_slice())?
+                .where_cond(&tb, &zeros)?;
+        }
+        if self.scale != 1.0 {
+            t = (t * self.scale)?;
+        }
+        Ok(t)
+    }
+
+    /// The site's log-density: `log_prob(value)`, masked and scaled (Pyro's
+    /// `site["log_prob"]`), computed once and cached.
+    pub fn log_prob(&self) -> Result<&Tensor> {
+        if let Some(lp) = self.log_prob.get() {
+            return Ok(lp);
+        }
+        let lp = self.scale_and_mask(&self.unscaled_log_prob()?)?;
+        let _ = self.log_prob.set(lp);
+        self.log_prob
+            .get()
+            .ok_or_else(|| InferError::Invalid("log_prob cache".into()))
+    }
+
+    /// The sum of [`log_prob`](Site::log_prob): a scalar tensor.
+    pub fn log_prob_sum(&self) -> Result<Tensor> {
+        Ok(self.log_prob()?.sum_all()?)
+    }
+}
+
+/// The record of one run: its sites in the order they ran, by name.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use rand::SeedableRng;
+/// use vi_dist::Normal;
+/// use vi_infer::{Ctx, ParamStore};
+/// let dev = Device::Cpu;
+/// let mut store = ParamStore::new(&dev, DType::F32);
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let mut ctx = Ctx::new(&mut store, &mut rng);
+/// let (_, tr) = ctx.trace(|ctx| {
+///     let n = Normal::new(&Tensor::zeros(4, DType::F32, &dev)?, &Tensor::ones(4, DType::F32, &dev)?)?;
+///     ctx.sample("z", n)
+/// })?;
+/// assert_eq!(tr.get("z").unwrap().log_prob()?.dims(), &[4]);
+/// assert_eq!(tr.names().collect::<Vec<_>>(), vec!["z"]);
+/// # Ok::<(), vi_infer::InferError>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    sites: Vec<Site>,
+    index: HashMap<String, usize>,
+}
+
+impl Trace {
+    /// An empty trace.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a message as a site. A sample, deterministic or subsample name seen twice is
+    /// [`InferError::DuplicateSite`]; a parameter read twice is recorded once.
+    pub fn record(&mut self, msg: &Message) -> Result<()> {
+        if let Some(&i) = self.index.get(&msg.name) {
+            if msg.kind == SiteKind::Param && self.sites[i].kind == SiteKind::Param {
+                return Ok(());
+            }
+            return Err(InferError::DuplicateSite {
+                site: msg.name.clone(),
+            });
+        }
+        if let Some(site) = Site::from_message(msg) {
+            self.index.insert(msg.name.clone(), self.sites.len());
+            self.sites.push(site);
+        }
+        Ok(())
+    }
+
+    /// The site named `name`.
+    pub fn get(&self, name: &str) -> Option<&Site> {
+        self.index.get(name).map(|&i| &self.sites[i])
+    }
+
+    /// Whether a site is named `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The sites in the order they ran.
+    pub fn sites(&self) -> impl Iterator<Item = &Site> {
+        self.sites.iter()
+    }
+
+    /// The site names in the order they ran.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.sites.iter().map(|s| s.name.as_str())
+    }
+
+    /// The number of sites.
+    pub fn len(&self) -> usize {
+        self.sites.len()
+    }
+
+    /// Whether the trace has no sites.
+    pub fn is_empty(&self) -> bool {
+        self.sites.is_empty()
+    }
+
+    /// The sum over sample sites (latent and observed) of their log-densities: Pyro's
+    /// `trace.log_prob_sum()`. A scalar tensor; 0 without sample sites.
+    pub fn log_prob_sum(&self) -> Result<Tensor> {
+        let mut total: Option<Tensor> = None;
+        for s in self.sites.iter().filter(|s| s.kind == SiteKind::Sample) {
+            let lp = s.log_prob_sum()?;
+            total = Some(match total {
+                Some(t) => (t + lp)?,
+                None => lp,
+            });
+        }
+        match total {
+            Some(t) => Ok(t),
+            None => Err(InferError::Invalid("the trace has no sample sites".into())),
+        }
+    }
+
+    /// The shapes of every site, as Pyro's `trace.format_shapes()`: for each sample site
+    /// its distribution's batch and event shapes (`batch | event`), its value's, and its
+    /// log-density's; for each parameter its shape.
+    ///
+    /// ```text
+    ///  Trace Shapes:
+    ///   Param Sites:
+    ///         loc_q  50
+    ///  Sample Sites:
+    ///    data plate 256 |
+    ///        z dist 256 | 50
+    ///         value 256 | 50
+    ///      log_prob 256 |
+    /// ```
+    pub fn format_shapes(&self) -> Result<String> {
+        let dims = |d: &[usize]| {
+            d.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        // Rows of (name, what, batch, event or None for a plain shape).
+        let mut rows: Vec<(String, String, String, Option<String>)> = vec![
+            ("Trace Shapes:".into(), String::new(), String::new(), None),
+            ("Param Sites:".into(), String::new(), String::new(), None),
+        ];
+        for s in self.sites.iter().filter(|s| s.kind == SiteKind::Param) {
+            rows.push((s.name.clone(), String::new(), dims(s.value.dims()), None));
+        }
+        rows.push(("Sample Sites:".into(), String::new(), String::new(), None));
+        let mut plates_seen: Vec<String> = Vec::new();
+        for s in &self.sites {
+            match s.kind {
+                SiteKind::Subsample => {
+                    rows.push((
+                        s.name.clone(),
+                        "plate".into(),
+                        dims(s.value.dims()),
+                        Some(String::new()),
+                    ));
+                    plates_seen.push(s.name.clone());
+                }
+                SiteKind::Sample => {
+                    for p in &s.plates {
+                        if !plates_seen.contains(&p.name) {
+                            plates_seen.push(p.name.clone());
+                            rows.push((
+                                p.name.clone(),
+                                "plate".into(),
+                                p.subsample_size.to_string(),
+                                Some(String::new()),
+                            ));
+                        }
+                    }
+                    let Some(d) = &s.dist else { continue };
+                    let batch = d.batch_shape();
+                    let event = d.event_shape();
+                    rows.push((
+                        s.name.clone(),
+                        "dist".into(),
+                        dims(batch),
+                        Some(dims(event)),
+                    ));
+                    let v = s.value.dims();
+                    let split = v.len().saturating_sub(event.len());
+                    rows.push((
+                        String::new(),
+                        "value".into(),
+                        dims(&v[..split]),
+                        Some(dims(&v[split..])),
+                    ));
+                    let lp = s.log_prob()?;
+                    rows.push((
+                        String::new(),
+                        "log_prob".into(),
+                        dims(lp.dims()),
+                        Some(String::new()),
+                    ));
+                }
+                SiteKind::Deterministic => {
+                    rows.push((s.name.clone(), "value".into(), dims(s.value.dims()), None));
+                }
+                SiteKind::Param => {}
+            }
+        }
+        let w_name = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+        let w_what = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+        let w_batch = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (name, what, batch, event) in rows {
+            let mut line = format!("{name:>w_name$} {what:>w_what$} {batch:>w_batch$}");
+            if let Some(e) = event {
+                let _ = write!(line, " | {e}");
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        Ok(out)
+    }
+}
