@@ -404,7 +404,7 @@ impl<'a> Ctx<'a> {
         msg.subsample = Some(Subsample {
             size,
             subsample_size,
-            device: self.store.device().clone(),
+            device: self.store.device().cloned().unwrap_or(candle_core::Device::Cpu),
         });
         let msg = self.apply(msg, draw)?;
         let idx = site_value(msg)?;

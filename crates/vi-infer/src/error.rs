@@ -69,6 +69,16 @@ pub enum InferError {
         /// The distribution's batch shape.
         batch: Vec<usize>,
     },
+    /// `TraceMeanFieldElbo` met a guide site without `rsample`.
+    #[error(
+        "guide site `{site}`: {dist} is not reparameterised; TraceMeanFieldElbo needs rsample (use TraceElbo, which adds the score-function term)"
+    )]
+    NotReparameterized {
+        /// The site.
+        site: String,
+        /// The guide's distribution.
+        dist: String,
+    },
     /// Two nested plates claim the same dim, or a plate's settings are invalid.
     #[error("plate `{plate}`: {msg}")]
     Plate {

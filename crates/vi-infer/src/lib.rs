@@ -7,18 +7,22 @@
 #![deny(missing_docs)]
 
 mod ctx;
+mod elbo;
 mod error;
 pub mod handlers;
 mod message;
 mod messenger;
 mod param_store;
+mod svi;
 mod trace;
 
 pub use ctx::Ctx;
+pub use elbo::{Elbo, ElboOutput, PARTICLE_PLATE, Program, SiteTerm, TermKind, TraceElbo, TraceMeanFieldElbo};
 pub use error::{InferError, Result};
 pub use message::{Message, PlateFrame, SiteKind, Subsample};
 pub use messenger::Messenger;
 pub use param_store::ParamStore;
+pub use svi::{StepReport, Svi};
 pub use trace::{Site, Trace};
 
 /// The tensor library underneath: `candle-core`.

@@ -43,18 +43,31 @@ struct Param {
 /// assert_eq!(again.to_vec1::<f64>()?, vec![0.5, 2.0]);
 /// # Ok::<(), vi_infer::InferError>(())
 /// ```
+///
+/// [`ParamStore::default`] is a store that adopts the device and dtype of its first
+/// parameter.
 pub struct ParamStore {
-    device: Device,
-    dtype: DType,
+    /// Fixed by `new`, or adopted from the first parameter (`default`).
+    kind: Option<(Device, DType)>,
     params: BTreeMap<String, Param>,
     modules: VarMap,
+}
+
+impl Default for ParamStore {
+    fn default() -> Self {
+        Self {
+            kind: None,
+            params: BTreeMap::new(),
+            modules: VarMap::new(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ParamStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ParamStore")
-            .field("device", &self.device.location())
-            .field("dtype", &self.dtype)
+            .field("device", &self.kind.as_ref().map(|(d, _)| d.location()))
+            .field("dtype", &self.kind.as_ref().map(|(_, t)| *t))
             .field("params", &self.param_names())
             .field("module_vars", &self.module_vars("").len())
             .finish()
@@ -65,21 +78,21 @@ impl ParamStore {
     /// An empty store whose parameters live on `device` in `dtype`.
     pub fn new(device: &Device, dtype: DType) -> Self {
         Self {
-            device: device.clone(),
-            dtype,
+            kind: Some((device.clone(), dtype)),
             params: BTreeMap::new(),
             modules: VarMap::new(),
         }
     }
 
-    /// The device parameters live on.
-    pub fn device(&self) -> &Device {
-        &self.device
+    /// The device parameters live on (`None` for a default store before its first
+    /// parameter).
+    pub fn device(&self) -> Option<&Device> {
+        self.kind.as_ref().map(|(d, _)| d)
     }
 
-    /// The dtype of the parameters.
-    pub fn dtype(&self) -> DType {
-        self.dtype
+    /// The dtype of the parameters (`None` for a default store before its first parameter).
+    pub fn dtype(&self) -> Option<DType> {
+        self.kind.as_ref().map(|(_, t)| *t)
     }
 
     /// The constrained value of parameter `name`: created from `init()` (which must lie
@@ -103,13 +116,16 @@ impl ParamStore {
         }
         if !self.params.contains_key(name) {
             let init = init()?;
-            if init.dtype() != self.dtype || !init.device().same_device(&self.device) {
+            let (device, dtype) = self
+                .kind
+                .get_or_insert_with(|| (init.device().clone(), init.dtype()));
+            if init.dtype() != *dtype || !init.device().same_device(device) {
                 return Err(bad(format!(
                     "init is {:?} on {:?}, the store holds {:?} on {:?}",
                     init.dtype(),
                     init.device().location(),
-                    self.dtype,
-                    self.device.location()
+                    dtype,
+                    device.location()
                 )));
             }
             if vi_dist::validation_enabled() && !constraint.all(&init)? {
@@ -171,18 +187,28 @@ impl ParamStore {
     /// modules (`candle_nn::linear(…, store.var_builder("encoder").pp("fc1"))`) once, outside
     /// the model, and mark them used with `ctx.module("encoder", &m)` inside it.
     ///
+    /// Errors on a default store that has no device and dtype yet: build it with
+    /// [`ParamStore::new`].
+    ///
     /// ```
     /// use candle_core::{DType, Device};
     /// use vi_infer::ParamStore;
     /// let store = ParamStore::new(&Device::Cpu, DType::F32);
-    /// let fc = candle_nn::linear(3, 2, store.var_builder("enc").pp("fc"))?;
+    /// let fc = candle_nn::linear(3, 2, store.var_builder("enc")?.pp("fc"))?;
     /// let names: Vec<String> = store.module_vars("enc").into_iter().map(|(n, _)| n).collect();
     /// assert_eq!(names, vec!["enc.fc.bias", "enc.fc.weight"]);
     /// # let _ = fc;
     /// # Ok::<(), vi_infer::InferError>(())
     /// ```
-    pub fn var_builder(&self, prefix: &str) -> VarBuilder<'static> {
-        VarBuilder::from_varmap(&self.modules, self.dtype, &self.device).pp(prefix)
+    pub fn var_builder(&self, prefix: &str) -> Result<VarBuilder<'static>> {
+        let Some((device, dtype)) = &self.kind else {
+            return Err(InferError::Param {
+                name: prefix.to_string(),
+                msg: "the store has no device and dtype yet: build it with ParamStore::new"
+                    .into(),
+            });
+        };
+        Ok(VarBuilder::from_varmap(&self.modules, *dtype, device).pp(prefix))
     }
 
     fn module_var(&self, name: &str) -> Option<Var> {
@@ -237,7 +263,11 @@ impl ParamStore {
     /// [`named_tensors`]: ParamStore::named_tensors
     pub fn load_tensors(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         for (name, t) in tensors {
-            let t = t.to_device(&self.device)?.to_dtype(self.dtype)?;
+            let (device, dtype) = self
+                .kind
+                .get_or_insert_with(|| (t.device().clone(), t.dtype()))
+                .clone();
+            let t = t.to_device(&device)?.to_dtype(dtype)?;
             if let Some(v) = self.module_var(name) {
                 if v.dims() != t.dims() {
                     return Err(InferError::Param {
@@ -279,7 +309,8 @@ impl ParamStore {
 
     /// Reads a safetensors file written by [`save`](ParamStore::save) into the store.
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
-        let tensors = candle_core::safetensors::load(path.as_ref(), &self.device)?;
+        let device = self.device().cloned().unwrap_or(Device::Cpu);
+        let tensors = candle_core::safetensors::load(path.as_ref(), &device)?;
         self.load_tensors(&tensors)
     }
 }

@@ -1,0 +1,292 @@
+//! Evidence lower bounds: what an SVI step differentiates.
+
+mod mean_field;
+mod trace_elbo;
+
+use std::cell::Cell;
+
+use candle_core::Tensor;
+use rand::RngCore;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+pub use mean_field::TraceMeanFieldElbo;
+pub use trace_elbo::TraceElbo;
+
+use crate::ctx::Ctx;
+use crate::error::{InferError, Result};
+use crate::handlers::SeedMessenger;
+use crate::message::{PlateFrame, SiteKind};
+use crate::param_store::ParamStore;
+use crate::trace::{Site, Trace};
+
+/// A model or a guide as the ELBOs take it: run against a context, value discarded.
+pub type Program<'p> = dyn FnMut(&mut Ctx<'_>) -> Result<()> + 'p;
+
+/// How a site's term in the ELBO was computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TermKind {
+    /// A latent site's KL(guide ‖ prior) in closed form (`vi-kl`).
+    KlAnalytic,
+    /// A latent site's KL estimated from the guide's draw: `log q(z) − log p(z)`.
+    KlMonteCarlo,
+    /// An observed site's log-likelihood `log p(x | z)`.
+    LogLikelihood,
+}
+
+/// One site's term of the ELBO (averaged over particles): for a latent site its KL, for an
+/// observed site its log-likelihood, masked and scaled by the site's plates.
+#[derive(Clone, Debug)]
+pub struct SiteTerm {
+    /// The site's name.
+    pub name: String,
+    /// How the term was computed.
+    pub kind: TermKind,
+    /// The term, batch-shaped (the site's plates; a leading particle dim with vectorised
+    /// particles).
+    pub value: Tensor,
+    /// Its sum: a scalar tensor (read it with `to_scalar` — a host sync).
+    pub sum: Tensor,
+}
+
+/// What an ELBO computes for one step.
+#[derive(Clone, Debug)]
+pub struct ElboOutput {
+    /// The loss, −ELBO, averaged over particles: a scalar tensor.
+    pub loss: Tensor,
+    /// The surrogate whose gradient is the ELBO's gradient estimate (equal to `loss` when
+    /// every latent site is reparameterised).
+    pub surrogate: Tensor,
+    /// Each sample site's term, in the model's order.
+    pub sites: Vec<SiteTerm>,
+    /// The model's trace (of the last particle).
+    pub model_trace: Trace,
+    /// The guide's trace (of the last particle).
+    pub guide_trace: Trace,
+    /// The module prefixes the model and guide marked with `ctx.module`.
+    pub modules: Vec<String>,
+}
+
+/// An evidence lower bound: runs the guide, replays the model against it, and returns the
+/// loss, its surrogate and each site's term.
+pub trait Elbo {
+    /// One estimate of the loss (over the configured particles).
+    fn compute(
+        &self,
+        model: &mut Program<'_>,
+        guide: &mut Program<'_>,
+        store: &mut ParamStore,
+        rng: &mut dyn RngCore,
+    ) -> Result<ElboOutput>;
+}
+
+/// Settings shared by the ELBOs: particles and their vectorisation.
+#[derive(Clone, Debug)]
+pub(crate) struct Particles {
+    pub num: usize,
+    pub vectorize: bool,
+    pub max_plate_nesting: Cell<Option<usize>>,
+}
+
+impl Default for Particles {
+    fn default() -> Self {
+        Self {
+            num: 1,
+            vectorize: false,
+            max_plate_nesting: Cell::new(None),
+        }
+    }
+}
+
+/// The name of the outer plate that vectorised particles live in.
+pub const PARTICLE_PLATE: &str = "_num_particles_vectorized";
+
+/// One run: the guide traced, the model traced while replaying the guide's values, both
+/// inside the particle plate when `particles` is `Some((n, dim))`.
+pub(crate) struct Run {
+    pub guide: Trace,
+    pub model: Trace,
+    pub modules: Vec<String>,
+}
+
+pub(crate) fn run(
+    model: &mut Program<'_>,
+    guide: &mut Program<'_>,
+    store: &mut ParamStore,
+    rng: &mut dyn RngCore,
+    particles: Option<(usize, isize)>,
+) -> Result<Run> {
+    let mut ctx = Ctx::new(store, rng);
+    let in_particles = |ctx: &mut Ctx<'_>, f: &mut Program<'_>| -> Result<()> {
+        match particles {
+            Some((n, dim)) => ctx.plate_dim(PARTICLE_PLATE, n, dim, |ctx| f(ctx)),
+            None => f(ctx),
+        }
+    };
+    let ((), guide_trace) = ctx.trace(|ctx| in_particles(ctx, guide))?;
+    let ((), model_trace) =
+        ctx.trace(|ctx| ctx.replay(&guide_trace, |ctx| in_particles(ctx, model)))?;
+    let modules = ctx.modules().to_vec();
+    check_sites(&model_trace, &guide_trace)?;
+    Ok(Run {
+        guide: guide_trace,
+        model: model_trace,
+        modules,
+    })
+}
+
+/// Every guide sample site is a model latent site with the same event shape, and every model
+/// latent site is in the guide.
+fn check_sites(model: &Trace, guide: &Trace) -> Result<()> {
+    for g in guide.sites().filter(|s| s.kind == SiteKind::Sample) {
+        let Some(m) = model.get(&g.name).filter(|m| m.kind == SiteKind::Sample) else {
+            return Err(InferError::GuideSiteNotInModel {
+                site: g.name.clone(),
+            });
+        };
+        if let (Some(md), Some(gd)) = (&m.dist, &g.dist)
+            && md.event_shape() != gd.event_shape()
+        {
+            return Err(InferError::EventShape {
+                site: g.name.clone(),
+                model_dist: vi_kl::describe(md.as_ref()),
+                guide_dist: vi_kl::describe(gd.as_ref()),
+                model: md.event_shape().to_vec(),
+                guide: gd.event_shape().to_vec(),
+            });
+        }
+    }
+    for m in model.sites().filter(|s| s.is_latent()) {
+        if !guide.contains(&m.name) {
+            return Err(InferError::LatentNotInGuide {
+                site: m.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The deepest plate nesting (the largest `-dim`) of two traces.
+fn plate_nesting(a: &Trace, b: &Trace) -> usize {
+    a.sites()
+        .chain(b.sites())
+        .flat_map(|s| s.plates.iter())
+        .map(|p| p.dim.unsigned_abs())
+        .max()
+        .unwrap_or(0)
+}
+
+impl Particles {
+    /// Runs the particles: `num` runs one after another, or one run with a particle plate
+    /// outside every other plate. Returns the runs and the number of particles each holds.
+    pub(crate) fn runs(
+        &self,
+        model: &mut Program<'_>,
+        guide: &mut Program<'_>,
+        store: &mut ParamStore,
+        rng: &mut dyn RngCore,
+    ) -> Result<(Vec<Run>, usize)> {
+        if self.num == 0 {
+            return Err(InferError::Invalid("num_particles must be at least 1".into()));
+        }
+        if !self.vectorize || self.num == 1 {
+            let mut runs = Vec::with_capacity(self.num);
+            for _ in 0..self.num {
+                runs.push(run(model, guide, store, rng, None)?);
+            }
+            return Ok((runs, 1));
+        }
+        let nesting = match self.max_plate_nesting.get() {
+            Some(n) => n,
+            None => {
+                // Discover the nesting with a throw-away run on a generator of its own, so
+                // the step's draws do not depend on whether this ran.
+                let mut own = ChaCha8Rng::seed_from_u64(0);
+                let mut ctx = Ctx::new(store, &mut own);
+                let probe = ctx.with(SeedMessenger::new(0), |ctx| {
+                    let ((), g) = ctx.trace(|ctx| guide(ctx))?;
+                    let ((), m) = ctx.trace(|ctx| ctx.replay(&g, |ctx| model(ctx)))?;
+                    Ok(plate_nesting(&m, &g))
+                })?;
+                self.max_plate_nesting.set(Some(probe.0));
+                probe.0
+            }
+        };
+        let dim = -(nesting as isize) - 1;
+        Ok((
+            vec![run(model, guide, store, rng, Some((self.num, dim)))?],
+            self.num,
+        ))
+    }
+}
+
+/// Sums `t` (batch-shaped, with `t_plates`) over every dim that is not one of `keep`'s plates
+/// (keeping dims, so the result broadcasts against a tensor of `keep`'s plates): Pyro's
+/// `MultiFrameTensor.sum_to`, the Rao–Blackwellisation of the score-function term.
+pub(crate) fn sum_to_plates(t: &Tensor, t_plates: &[PlateFrame], keep: &[PlateFrame]) -> Result<Tensor> {
+    let rank = t.rank();
+    let mut out = t.clone();
+    for i in 0..rank {
+        let dim = i as isize - rank as isize;
+        let shared = t_plates
+            .iter()
+            .any(|p| p.dim == dim && keep.iter().any(|k| k.name == p.name));
+        if !shared {
+            out = out.sum_keepdim(i)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a latent site's model and guide agree on plates, scale and mask, so that the
+/// guide's analytic KL stands for both (otherwise the site takes the Monte Carlo term).
+pub(crate) fn sites_agree(model: &Site, guide: &Site) -> bool {
+    let same_plates = model.plates.len() == guide.plates.len()
+        && model
+            .plates
+            .iter()
+            .zip(&guide.plates)
+            .all(|(a, b)| a.name == b.name && a.dim == b.dim && a.subsample_size == b.subsample_size);
+    let same_scale = (model.scale - guide.scale).abs() <= 1e-12 * model.scale.abs().max(1.0);
+    let same_mask = match (&model.mask, &guide.mask) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.id() == b.id(),
+        _ => false,
+    };
+    same_plates && same_scale && same_mask
+}
+
+/// Adds `b` to an optional running sum.
+pub(crate) fn accumulate(total: Option<Tensor>, b: Tensor) -> Result<Option<Tensor>> {
+    Ok(Some(match total {
+        Some(t) => (t + b)?,
+        None => b,
+    }))
+}
+
+/// Averages per-site terms over `runs` sequential runs holding `vectorized` particles each:
+/// values are averaged over the runs (a vectorised particle dim stays in the value), sums
+/// over all particles.
+pub(crate) fn average_terms(per_run: Vec<Vec<SiteTerm>>, vectorized: usize) -> Result<Vec<SiteTerm>> {
+    let runs = per_run.len() as f64;
+    let mut iter = per_run.into_iter();
+    let Some(mut acc) = iter.next() else {
+        return Ok(Vec::new());
+    };
+    for run in iter {
+        for (a, b) in acc.iter_mut().zip(run) {
+            a.value = a.value.broadcast_add(&b.value)?;
+            a.sum = (&a.sum + &b.sum)?;
+        }
+    }
+    for a in &mut acc {
+        if runs != 1.0 {
+            a.value = (&a.value / runs)?;
+        }
+        let all = runs * vectorized as f64;
+        if all != 1.0 {
+            a.sum = (&a.sum / all)?;
+        }
+    }
+    Ok(acc)
+}

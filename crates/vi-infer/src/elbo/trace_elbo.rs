@@ -1,0 +1,153 @@
+//! `TraceElbo`: the Monte Carlo ELBO with a score-function surrogate.
+
+use candle_core::Tensor;
+use rand::RngCore;
+
+use super::{
+    Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate, average_terms,
+    sum_to_plates,
+};
+use crate::error::{InferError, Result};
+use crate::message::{PlateFrame, SiteKind};
+use crate::param_store::ParamStore;
+
+/// The ELBO estimated from the traces (Pyro's `Trace_ELBO`): `log p(x, z) − log q(z)` at the
+/// guide's draw. Reparameterised sites are differentiated pathwise; for a guide site without
+/// `rsample` the surrogate adds the score-function term `log q(z) · stop_grad(log r)`, where
+/// `log r` is the part of `log p − log q` that is not conditionally independent of the
+/// site (its plates' slices and everything outside them: Pyro's Rao–Blackwellisation).
+///
+/// ```
+/// use vi_infer::TraceElbo;
+/// let elbo = TraceElbo::new().num_particles(8);
+/// # let _ = elbo;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct TraceElbo {
+    particles: Particles,
+}
+
+impl TraceElbo {
+    /// One particle, not vectorised.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of particles (draws of the guide) the loss averages over.
+    pub fn num_particles(mut self, n: usize) -> Self {
+        self.particles.num = n;
+        self
+    }
+
+    /// Draws the particles at once, in an outer plate, instead of one run each.
+    pub fn vectorize_particles(mut self, on: bool) -> Self {
+        self.particles.vectorize = on;
+        self
+    }
+
+    /// The number of plate dims the model and guide use (the particle plate goes outside
+    /// them). Discovered by one probing run when not given.
+    pub fn max_plate_nesting(self, n: usize) -> Self {
+        self.particles.max_plate_nesting.set(Some(n));
+        self
+    }
+}
+
+impl Elbo for TraceElbo {
+    fn compute(
+        &self,
+        model: &mut Program<'_>,
+        guide: &mut Program<'_>,
+        store: &mut ParamStore,
+        rng: &mut dyn RngCore,
+    ) -> Result<ElboOutput> {
+        let (runs, vectorized) = self.particles.runs(model, guide, store, rng)?;
+        let n_runs = runs.len();
+        let mut loss: Option<Tensor> = None;
+        let mut surrogate: Option<Tensor> = None;
+        let mut per_run = Vec::with_capacity(n_runs);
+        let mut last = None;
+        for run in runs {
+            // log r terms: (+ model log p, − guide log q), each with its plates.
+            let mut log_r: Vec<(Tensor, Vec<PlateFrame>)> = Vec::new();
+            let mut terms = Vec::new();
+            let mut elbo: Option<Tensor> = None;
+            for m in run.model.sites().filter(|s| s.kind == SiteKind::Sample) {
+                let lp = m.log_prob()?;
+                log_r.push((lp.detach(), m.plates.clone()));
+                elbo = accumulate(elbo, lp.sum_all()?)?;
+                let (kind, value) = if m.is_observed {
+                    (TermKind::LogLikelihood, lp.clone())
+                } else {
+                    let Some(g) = run.guide.get(&m.name) else {
+                        return Err(InferError::LatentNotInGuide {
+                            site: m.name.clone(),
+                        });
+                    };
+                    (TermKind::KlMonteCarlo, g.log_prob()?.broadcast_sub(lp)?)
+                };
+                let sum = value.sum_all()?;
+                terms.push(SiteTerm {
+                    name: m.name.clone(),
+                    kind,
+                    value,
+                    sum,
+                });
+            }
+            for g in run.guide.sites().filter(|s| s.kind == SiteKind::Sample) {
+                let lq = g.log_prob()?;
+                log_r.push(((lq.detach() * -1.0)?, g.plates.clone()));
+                elbo = accumulate(elbo, (lq.sum_all()? * -1.0)?)?;
+            }
+            let Some(elbo) = elbo else {
+                return Err(InferError::Invalid("the model has no sample sites".into()));
+            };
+            let mut surr = elbo.clone();
+            for g in run.guide.sites().filter(|s| s.kind == SiteKind::Sample) {
+                let Some(gd) = &g.dist else { continue };
+                if gd.has_rsample() {
+                    continue;
+                }
+                let mut r: Option<Tensor> = None;
+                for (t, plates) in &log_r {
+                    let part = sum_to_plates(t, plates, &g.plates)?;
+                    r = Some(match r {
+                        Some(r) => r.broadcast_add(&part)?,
+                        None => part,
+                    });
+                }
+                if let Some(r) = r {
+                    let lq = g.log_prob()?;
+                    let shape = vi_dist::broadcast_shapes(&[lq.dims(), r.dims()])
+                        .ok_or_else(|| InferError::Invalid(format!(
+                            "site `{}`: score term shapes {:?} and {:?} do not broadcast",
+                            g.name,
+                            lq.dims(),
+                            r.dims()
+                        )))?;
+                    let score = lq
+                        .broadcast_as(shape.as_slice())?
+                        .mul(&r.broadcast_as(shape.as_slice())?)?
+                        .sum_all()?;
+                    surr = (surr + score)?;
+                }
+            }
+            loss = accumulate(loss, (elbo * -1.0)?)?;
+            surrogate = accumulate(surrogate, (surr * -1.0)?)?;
+            per_run.push(terms);
+            last = Some(run);
+        }
+        let (Some(last), Some(loss), Some(surrogate)) = (last, loss, surrogate) else {
+            return Err(InferError::Invalid("no particles ran".into()));
+        };
+        let n = (n_runs * vectorized) as f64;
+        Ok(ElboOutput {
+            loss: (loss / n)?,
+            surrogate: (surrogate / n)?,
+            sites: average_terms(per_run, vectorized)?,
+            model_trace: last.model,
+            guide_trace: last.guide,
+            modules: last.modules,
+        })
+    }
+}

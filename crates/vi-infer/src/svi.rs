@@ -1,0 +1,284 @@
+//! `Svi`: the stochastic variational inference loop.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vi_optim::{Optimizer, StateDict};
+
+use crate::ctx::Ctx;
+use crate::elbo::{Elbo, ElboOutput, SiteTerm, TermKind};
+use crate::error::{InferError, Result};
+use crate::message::SiteKind;
+use crate::param_store::ParamStore;
+use crate::trace::Trace;
+
+/// What one [`Svi::step`] reports: the loss, and for every sample site its KL (latent) or
+/// log-likelihood (observed), with the two traces.
+///
+/// This is how a user inspects the KL of each latent site:
+/// `report.site("z").unwrap().sum.to_scalar::<f32>()?`.
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    /// The loss, −ELBO (averaged over particles), read back as `f64`: the step's one host
+    /// sync.
+    pub loss: f64,
+    /// Each sample site's term, in the model's order.
+    pub sites: Vec<SiteTerm>,
+    /// The model's trace.
+    pub model_trace: Trace,
+    /// The guide's trace.
+    pub guide_trace: Trace,
+}
+
+impl StepReport {
+    fn from_output(out: ElboOutput) -> Result<Self> {
+        let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        Ok(Self {
+            loss,
+            sites: out.sites,
+            model_trace: out.model_trace,
+            guide_trace: out.guide_trace,
+        })
+    }
+
+    /// The term of the site `name`.
+    pub fn site(&self, name: &str) -> Option<&SiteTerm> {
+        self.sites.iter().find(|s| s.name == name)
+    }
+
+    /// The latent sites' KL terms (analytic or Monte Carlo).
+    pub fn kls(&self) -> impl Iterator<Item = &SiteTerm> {
+        self.sites
+            .iter()
+            .filter(|s| matches!(s.kind, TermKind::KlAnalytic | TermKind::KlMonteCarlo))
+    }
+}
+
+/// Stochastic variational inference: a model, a guide, an optimizer and an ELBO
+/// (`pyro.infer.SVI`). Each [`step`](Svi::step) runs the guide, replays the model against
+/// it, backpropagates the ELBO once and steps the optimizer on exactly the parameters the
+/// two traces touched.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use vi_dist::{Constraint, Normal};
+/// use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+/// use vi_optim::{Adam, AdamOptions};
+///
+/// let dev = Device::Cpu;
+/// let data = Tensor::new(&[1.2f64, 0.8, 1.1, 0.9], &dev)?;
+/// let zero = Tensor::zeros((), DType::F64, &dev)?;
+/// let one = Tensor::ones((), DType::F64, &dev)?;
+/// let model = |ctx: &mut Ctx| {
+///     let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
+///     ctx.plate("data", 4, |ctx| ctx.observe("x", Normal::new(&mu, &one)?, &data))?;
+///     Ok(())
+/// };
+/// let guide = |ctx: &mut Ctx| {
+///     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+///     let scale = ctx.param("scale", &one, Constraint::Positive)?;
+///     ctx.sample("mu", Normal::new(&loc, &scale)?)?;
+///     Ok(())
+/// };
+/// let adam = Adam::empty(AdamOptions { lr: 0.05, ..Default::default() })?;
+/// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+/// for _ in 0..300 {
+///     svi.step()?;
+/// }
+/// // The exact posterior is N(0.8, 0.2): mean 4 * 1.0 / 5.
+/// let loc = svi.store().get("loc")?.unwrap().to_scalar::<f64>()?;
+/// assert!((loc - 0.8).abs() < 0.1);
+/// let report = svi.step()?;
+/// println!("KL of mu: {}", report.site("mu").unwrap().sum);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Svi<M, G, O, E> {
+    model: M,
+    guide: G,
+    optimizer: O,
+    elbo: E,
+    store: ParamStore,
+    rng: ChaCha8Rng,
+}
+
+impl<M, G, O, E> std::fmt::Debug for Svi<M, G, O, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Svi").field("store", &self.store).finish()
+    }
+}
+
+impl<M, G, O, E, TM, TG> Svi<M, G, O, E>
+where
+    M: FnMut(&mut Ctx<'_>) -> Result<TM>,
+    G: FnMut(&mut Ctx<'_>) -> Result<TG>,
+    O: Optimizer,
+    E: Elbo,
+{
+    /// SVI of `model` with `guide`, over a default [`ParamStore`] (which adopts the device
+    /// and dtype of the first parameter) and a generator seeded with 0.
+    pub fn new(model: M, guide: G, optimizer: O, elbo: E) -> Self {
+        Self {
+            model,
+            guide,
+            optimizer,
+            elbo,
+            store: ParamStore::default(),
+            rng: ChaCha8Rng::seed_from_u64(0),
+        }
+    }
+
+    /// Uses `store` (for modules built from `store.var_builder(..)` before the model).
+    pub fn with_store(mut self, store: ParamStore) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Seeds the generator the guide draws from: the same seed gives the same run.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self
+    }
+
+    /// The parameter store.
+    pub fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The parameter store, mutably (e.g. to build a module from it).
+    pub fn store_mut(&mut self) -> &mut ParamStore {
+        &mut self.store
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &O {
+        &self.optimizer
+    }
+
+    /// The optimizer, mutably (e.g. to change its learning rate).
+    pub fn optimizer_mut(&mut self) -> &mut O {
+        &mut self.optimizer
+    }
+
+    fn compute(&mut self) -> Result<ElboOutput> {
+        let (model, guide) = (&mut self.model, &mut self.guide);
+        let mut model = |ctx: &mut Ctx<'_>| model(ctx).map(|_| ());
+        let mut guide = |ctx: &mut Ctx<'_>| guide(ctx).map(|_| ());
+        self.elbo
+            .compute(&mut model, &mut guide, &mut self.store, &mut self.rng)
+    }
+
+    /// One step: the ELBO, one backward pass, one optimizer step on the parameters (and the
+    /// variables of the modules) the traces touched. Returns the loss and each site's term.
+    pub fn step(&mut self) -> Result<StepReport> {
+        let out = self.compute()?;
+        let grads = out.surrogate.backward()?;
+        let params = self.touched(&out)?;
+        let refs: Vec<(&str, &Var)> = params.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        self.optimizer.step_params(&refs, &grads)?;
+        StepReport::from_output(out)
+    }
+
+    /// The loss and each site's term without a gradient step (the generator advances as in
+    /// a step).
+    pub fn evaluate_loss(&mut self) -> Result<StepReport> {
+        StepReport::from_output(self.compute()?)
+    }
+
+    /// The parameters a step touched: the params of both traces and the variables of the
+    /// modules marked with `ctx.module`.
+    fn touched(&self, out: &ElboOutput) -> Result<Vec<(String, Var)>> {
+        let mut params: Vec<(String, Var)> = Vec::new();
+        for tr in [&out.guide_trace, &out.model_trace] {
+            for s in tr.sites().filter(|s| s.kind == SiteKind::Param) {
+                if params.iter().any(|(n, _)| n == &s.name) {
+                    continue;
+                }
+                if let Some(v) = self.store.unconstrained(&s.name) {
+                    params.push((s.name.clone(), v.clone()));
+                }
+            }
+        }
+        for m in &out.modules {
+            for (n, v) in self.store.module_vars(m) {
+                if !params.iter().any(|(p, _)| p == &n) {
+                    params.push((n, v));
+                }
+            }
+        }
+        Ok(params)
+    }
+
+    /// Writes a checkpoint: the store's tensors, the optimizer's state and the generator's
+    /// state, in one safetensors file. [`load`](Svi::load) then continues bit-identically.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let mut all: HashMap<String, Tensor> = HashMap::new();
+        for (k, v) in self.store.named_tensors() {
+            all.insert(format!("param/{k}"), v);
+        }
+        for (k, v) in self.optimizer.state_dict()?.prefixed("optim/").iter() {
+            all.insert(k.to_string(), v.clone());
+        }
+        for (k, v) in rng_state(&self.rng)? {
+            all.insert(format!("rng/{k}"), v);
+        }
+        candle_core::safetensors::save(&all, path.as_ref())?;
+        Ok(())
+    }
+
+    /// Reads a checkpoint written by [`save`](Svi::save): parameters, optimizer state and
+    /// generator state.
+    pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let device = self.store.device().cloned().unwrap_or(Device::Cpu);
+        let all = candle_core::safetensors::load(path.as_ref(), &device)?;
+        let mut params = HashMap::new();
+        let mut optim = StateDict::new();
+        let mut rng = HashMap::new();
+        for (k, v) in all {
+            if let Some(name) = k.strip_prefix("param/") {
+                params.insert(name.to_string(), v);
+            } else if k.starts_with("optim/") {
+                optim.insert(k, v);
+            } else if let Some(name) = k.strip_prefix("rng/") {
+                rng.insert(name.to_string(), v);
+            }
+        }
+        self.store.load_tensors(&params)?;
+        self.optimizer
+            .load_state_dict(&optim.strip_prefix("optim/"))?;
+        self.rng = rng_from_state(&rng)?;
+        Ok(())
+    }
+}
+
+/// The generator's seed, stream and word position as tensors (u8 seed; the u64/u128 words
+/// bit-cast to i64).
+fn rng_state(rng: &ChaCha8Rng) -> Result<Vec<(String, Tensor)>> {
+    let dev = Device::Cpu;
+    let seed = rng.get_seed();
+    let pos = rng.get_word_pos();
+    let words = [
+        rng.get_stream() as i64,
+        (pos >> 64) as u64 as i64,
+        pos as u64 as i64,
+    ];
+    Ok(vec![
+        ("seed".into(), Tensor::from_slice(&seed, 32, &dev)?),
+        ("words".into(), Tensor::from_slice(&words, 3, &dev)?),
+    ])
+}
+
+fn rng_from_state(state: &HashMap<String, Tensor>) -> Result<ChaCha8Rng> {
+    let missing = |k: &str| InferError::Invalid(format!("checkpoint lacks the generator's `{k}`"));
+    let seed: Vec<u8> = state.get("seed").ok_or_else(|| missing("seed"))?.to_vec1()?;
+    let words: Vec<i64> = state.get("words").ok_or_else(|| missing("words"))?.to_vec1()?;
+    let (Ok(seed), [stream, hi, lo]) = (<[u8; 32]>::try_from(seed), words.as_slice()) else {
+        return Err(InferError::Invalid("checkpoint: malformed generator state".into()));
+    };
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(*stream as u64);
+    rng.set_word_pos((u128::from(*hi as u64) << 64) | u128::from(*lo as u64));
+    Ok(rng)
+}
