@@ -156,7 +156,7 @@ impl<'a> Ctx<'a> {
             vi_dist::validate_value(dist.as_ref(), value).map_err(|source| {
                 InferError::Observed {
                     site: name.to_string(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         }
@@ -404,7 +404,11 @@ impl<'a> Ctx<'a> {
         msg.subsample = Some(Subsample {
             size,
             subsample_size,
-            device: self.store.device().cloned().unwrap_or(candle_core::Device::Cpu),
+            device: self
+                .store
+                .device()
+                .cloned()
+                .unwrap_or(candle_core::Device::Cpu),
         });
         let msg = self.apply(msg, draw)?;
         let idx = site_value(msg)?;
@@ -455,7 +459,7 @@ pub(crate) fn draw_with(msg: &mut Message, rng: &mut dyn RngCore) -> Result<()> 
     };
     msg.value = Some(value.map_err(|source| InferError::Site {
         site: msg.name.clone(),
-        source,
+        source: Box::new(source),
     })?);
     Ok(())
 }

@@ -47,9 +47,9 @@ pub enum InferError {
         /// The guide's distribution (with wrappers).
         guide_dist: String,
         /// The model's event shape.
-        model: Vec<usize>,
+        model: Box<[usize]>,
         /// The guide's event shape.
-        guide: Vec<usize>,
+        guide: Box<[usize]>,
     },
     /// A site's distribution has, at a plate's dim, a size other than the plate's (or 1).
     #[error(
@@ -67,7 +67,7 @@ pub enum InferError {
         /// The site's distribution.
         dist: String,
         /// The distribution's batch shape.
-        batch: Vec<usize>,
+        batch: Box<[usize]>,
     },
     /// `TraceMeanFieldElbo` met a guide site without `rsample`.
     #[error(
@@ -93,7 +93,7 @@ pub enum InferError {
         /// The site.
         site: String,
         /// What the distribution said.
-        source: DistError,
+        source: Box<DistError>,
     },
     /// A distribution error at a site (building, sampling, `log_prob`).
     #[error("site `{site}`: {source}")]
@@ -101,7 +101,7 @@ pub enum InferError {
         /// The site.
         site: String,
         /// The distribution's error.
-        source: DistError,
+        source: Box<DistError>,
     },
     /// A KL error at a site.
     #[error("site `{site}`: {source}")]
@@ -109,7 +109,7 @@ pub enum InferError {
         /// The site.
         site: String,
         /// The KL error.
-        source: KlError,
+        source: Box<KlError>,
     },
     /// A parameter used inconsistently (another dtype, device, shape or constraint than the
     /// stored one), or a name clash between a parameter and a module variable.
@@ -133,16 +133,34 @@ pub enum InferError {
     },
     /// An error from a distribution outside any site.
     #[error(transparent)]
-    Dist(#[from] DistError),
+    Dist(Box<DistError>),
     /// An error from the KL registry outside any site.
     #[error(transparent)]
-    KlDivergence(#[from] KlError),
+    KlDivergence(Box<KlError>),
     /// An error from the optimizer.
     #[error(transparent)]
-    Optim(#[from] OptimError),
+    Optim(Box<OptimError>),
     /// An error from a candle op.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl From<DistError> for InferError {
+    fn from(e: DistError) -> Self {
+        InferError::Dist(Box::new(e))
+    }
+}
+
+impl From<KlError> for InferError {
+    fn from(e: KlError) -> Self {
+        InferError::KlDivergence(Box::new(e))
+    }
+}
+
+impl From<OptimError> for InferError {
+    fn from(e: OptimError) -> Self {
+        InferError::Optim(Box::new(e))
+    }
 }
 
 /// `Result` with [`InferError`].

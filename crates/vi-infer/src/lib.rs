@@ -17,7 +17,9 @@ mod svi;
 mod trace;
 
 pub use ctx::Ctx;
-pub use elbo::{Elbo, ElboOutput, PARTICLE_PLATE, Program, SiteTerm, TermKind, TraceElbo, TraceMeanFieldElbo};
+pub use elbo::{
+    Elbo, ElboOutput, PARTICLE_PLATE, Program, SiteTerm, TermKind, TraceElbo, TraceMeanFieldElbo,
+};
 pub use error::{InferError, Result};
 pub use message::{Message, PlateFrame, SiteKind, Subsample};
 pub use messenger::Messenger;

@@ -204,8 +204,7 @@ impl ParamStore {
         let Some((device, dtype)) = &self.kind else {
             return Err(InferError::Param {
                 name: prefix.to_string(),
-                msg: "the store has no device and dtype yet: build it with ParamStore::new"
-                    .into(),
+                msg: "the store has no device and dtype yet: build it with ParamStore::new".into(),
             });
         };
         Ok(VarBuilder::from_varmap(&self.modules, *dtype, device).pp(prefix))

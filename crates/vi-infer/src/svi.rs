@@ -272,10 +272,18 @@ fn rng_state(rng: &ChaCha8Rng) -> Result<Vec<(String, Tensor)>> {
 
 fn rng_from_state(state: &HashMap<String, Tensor>) -> Result<ChaCha8Rng> {
     let missing = |k: &str| InferError::Invalid(format!("checkpoint lacks the generator's `{k}`"));
-    let seed: Vec<u8> = state.get("seed").ok_or_else(|| missing("seed"))?.to_vec1()?;
-    let words: Vec<i64> = state.get("words").ok_or_else(|| missing("words"))?.to_vec1()?;
+    let seed: Vec<u8> = state
+        .get("seed")
+        .ok_or_else(|| missing("seed"))?
+        .to_vec1()?;
+    let words: Vec<i64> = state
+        .get("words")
+        .ok_or_else(|| missing("words"))?
+        .to_vec1()?;
     let (Ok(seed), [stream, hi, lo]) = (<[u8; 32]>::try_from(seed), words.as_slice()) else {
-        return Err(InferError::Invalid("checkpoint: malformed generator state".into()));
+        return Err(InferError::Invalid(
+            "checkpoint: malformed generator state".into(),
+        ));
     };
     let mut rng = ChaCha8Rng::from_seed(seed);
     rng.set_stream(*stream as u64);

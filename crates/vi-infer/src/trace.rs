@@ -85,12 +85,12 @@ impl Site {
             if self.is_observed {
                 InferError::Observed {
                     site: self.name.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             } else {
                 InferError::Site {
                     site: self.name.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             }
         })

@@ -78,7 +78,7 @@ pub(crate) fn latent_kl_term(model: &Site, guide: &Site) -> Result<(TermKind, Te
             Err(source) => {
                 return Err(InferError::Kl {
                     site: model.name.clone(),
-                    source,
+                    source: Box::new(source),
                 });
             }
         }
@@ -102,7 +102,11 @@ impl Elbo for TraceMeanFieldElbo {
         let mut last = None;
         for run in runs {
             let mut terms = Vec::new();
-            for m in run.model.sites().filter(|s| s.kind == crate::SiteKind::Sample) {
+            for m in run
+                .model
+                .sites()
+                .filter(|s| s.kind == crate::SiteKind::Sample)
+            {
                 let (kind, value, sign) = if m.is_observed {
                     (TermKind::LogLikelihood, m.log_prob()?.clone(), -1.0)
                 } else {

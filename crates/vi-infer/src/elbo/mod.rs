@@ -151,8 +151,8 @@ fn check_sites(model: &Trace, guide: &Trace) -> Result<()> {
                 site: g.name.clone(),
                 model_dist: vi_kl::describe(md.as_ref()),
                 guide_dist: vi_kl::describe(gd.as_ref()),
-                model: md.event_shape().to_vec(),
-                guide: gd.event_shape().to_vec(),
+                model: md.event_shape().into(),
+                guide: gd.event_shape().into(),
             });
         }
     }
@@ -187,7 +187,9 @@ impl Particles {
         rng: &mut dyn RngCore,
     ) -> Result<(Vec<Run>, usize)> {
         if self.num == 0 {
-            return Err(InferError::Invalid("num_particles must be at least 1".into()));
+            return Err(InferError::Invalid(
+                "num_particles must be at least 1".into(),
+            ));
         }
         if !self.vectorize || self.num == 1 {
             let mut runs = Vec::with_capacity(self.num);
@@ -223,7 +225,11 @@ impl Particles {
 /// Sums `t` (batch-shaped, with `t_plates`) over every dim that is not one of `keep`'s plates
 /// (keeping dims, so the result broadcasts against a tensor of `keep`'s plates): Pyro's
 /// `MultiFrameTensor.sum_to`, the Rao–Blackwellisation of the score-function term.
-pub(crate) fn sum_to_plates(t: &Tensor, t_plates: &[PlateFrame], keep: &[PlateFrame]) -> Result<Tensor> {
+pub(crate) fn sum_to_plates(
+    t: &Tensor,
+    t_plates: &[PlateFrame],
+    keep: &[PlateFrame],
+) -> Result<Tensor> {
     let rank = t.rank();
     let mut out = t.clone();
     for i in 0..rank {
@@ -242,11 +248,9 @@ pub(crate) fn sum_to_plates(t: &Tensor, t_plates: &[PlateFrame], keep: &[PlateFr
 /// guide's analytic KL stands for both (otherwise the site takes the Monte Carlo term).
 pub(crate) fn sites_agree(model: &Site, guide: &Site) -> bool {
     let same_plates = model.plates.len() == guide.plates.len()
-        && model
-            .plates
-            .iter()
-            .zip(&guide.plates)
-            .all(|(a, b)| a.name == b.name && a.dim == b.dim && a.subsample_size == b.subsample_size);
+        && model.plates.iter().zip(&guide.plates).all(|(a, b)| {
+            a.name == b.name && a.dim == b.dim && a.subsample_size == b.subsample_size
+        });
     let same_scale = (model.scale - guide.scale).abs() <= 1e-12 * model.scale.abs().max(1.0);
     let same_mask = match (&model.mask, &guide.mask) {
         (None, None) => true,
@@ -267,7 +271,10 @@ pub(crate) fn accumulate(total: Option<Tensor>, b: Tensor) -> Result<Option<Tens
 /// Averages per-site terms over `runs` sequential runs holding `vectorized` particles each:
 /// values are averaged over the runs (a vectorised particle dim stays in the value), sums
 /// over all particles.
-pub(crate) fn average_terms(per_run: Vec<Vec<SiteTerm>>, vectorized: usize) -> Result<Vec<SiteTerm>> {
+pub(crate) fn average_terms(
+    per_run: Vec<Vec<SiteTerm>>,
+    vectorized: usize,
+) -> Result<Vec<SiteTerm>> {
     let runs = per_run.len() as f64;
     let mut iter = per_run.into_iter();
     let Some(mut acc) = iter.next() else {

@@ -118,13 +118,15 @@ impl Elbo for TraceElbo {
                 }
                 if let Some(r) = r {
                     let lq = g.log_prob()?;
-                    let shape = vi_dist::broadcast_shapes(&[lq.dims(), r.dims()])
-                        .ok_or_else(|| InferError::Invalid(format!(
-                            "site `{}`: score term shapes {:?} and {:?} do not broadcast",
-                            g.name,
-                            lq.dims(),
-                            r.dims()
-                        )))?;
+                    let shape =
+                        vi_dist::broadcast_shapes(&[lq.dims(), r.dims()]).ok_or_else(|| {
+                            InferError::Invalid(format!(
+                                "site `{}`: score term shapes {:?} and {:?} do not broadcast",
+                                g.name,
+                                lq.dims(),
+                                r.dims()
+                            ))
+                        })?;
                     let score = lq
                         .broadcast_as(shape.as_slice())?
                         .mul(&r.broadcast_as(shape.as_slice())?)?

@@ -49,13 +49,13 @@ impl Messenger for PlateMessenger {
                     size: f.subsample_size,
                     dim: f.dim,
                     dist: vi_kl::describe(dist.as_ref()),
-                    batch: batch.to_vec(),
+                    batch: batch.into(),
                 });
             }
         }
         let expanded = dist.expand(&target).map_err(|source| InferError::Site {
             site: msg.name.clone(),
-            source,
+            source: Box::new(source),
         })?;
         msg.dist = Some(expanded);
         Ok(())

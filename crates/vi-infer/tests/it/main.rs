@@ -1,0 +1,3 @@
+//! The integration tests of `vi-infer`, one binary.
+
+mod posterior;
