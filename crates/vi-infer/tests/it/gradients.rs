@@ -19,8 +19,15 @@ impl Messenger for FixedNoise {
             return Ok(());
         }
         let d = msg.dist.as_ref().expect("z has a distribution");
-        let ind = d.as_any().downcast_ref::<Independent>().expect("Independent");
-        let n = ind.base().as_any().downcast_ref::<Normal>().expect("Normal");
+        let ind = d
+            .as_any()
+            .downcast_ref::<Independent>()
+            .expect("Independent");
+        let n = ind
+            .base()
+            .as_any()
+            .downcast_ref::<Normal>()
+            .expect("Normal");
         msg.value = Some((n.loc() + n.scale().mul(&self.0)?)?);
         Ok(())
     }
@@ -30,7 +37,13 @@ const N: usize = 5;
 const SIGMA: f64 = 0.7;
 const MU0: [f64; 2] = [0.3, -0.4];
 const TAU0: [f64; 2] = [1.5, 0.8];
-const X: [[f64; 2]; N] = [[0.9, -0.2], [1.3, 0.1], [0.4, -0.6], [1.1, 0.0], [0.7, -0.3]];
+const X: [[f64; 2]; N] = [
+    [0.9, -0.2],
+    [1.3, 0.1],
+    [0.4, -0.6],
+    [1.1, 0.0],
+    [0.7, -0.3],
+];
 const M: [f64; 2] = [0.5, -0.1];
 const S: [f64; 2] = [0.6, 0.9];
 
@@ -107,17 +120,30 @@ fn mean_field_gradient_equals_exact_with_fixed_draws() -> Res {
     for sign in [1.0, -1.0] {
         let eps = Tensor::new(&[sign, sign], &dev)?;
         let mut guide: Prog<'_> = Box::new(|ctx: &mut Ctx| {
-            ctx.with(FixedNoise(eps.clone()), |ctx| inner(ctx)).map(|_| ())
+            ctx.with(FixedNoise(eps.clone()), |ctx| inner(ctx))
+                .map(|_| ())
         });
-        let (gm, gu) = grad_once(&TraceMeanFieldElbo::new(), &mut model, &mut guide, &mut store, &mut rng)?;
+        let (gm, gu) = grad_once(
+            &TraceMeanFieldElbo::new(),
+            &mut model,
+            &mut guide,
+            &mut store,
+            &mut rng,
+        )?;
         for j in 0..2 {
             sum_m[j] += gm[j] / 2.0;
             sum_u[j] += gu[j] / 2.0;
         }
     }
     for j in 0..2 {
-        assert!((sum_m[j] - want_m[j]).abs() < 1e-6, "loc: {sum_m:?} vs {want_m:?}");
-        assert!((sum_u[j] - want_u[j]).abs() < 1e-6, "scale: {sum_u:?} vs {want_u:?}");
+        assert!(
+            (sum_m[j] - want_m[j]).abs() < 1e-6,
+            "loc: {sum_m:?} vs {want_m:?}"
+        );
+        assert!(
+            (sum_u[j] - want_u[j]).abs() < 1e-6,
+            "scale: {sum_u:?} vs {want_u:?}"
+        );
     }
     Ok(())
 }
@@ -126,10 +152,16 @@ fn mean_field_gradient_equals_exact_with_fixed_draws() -> Res {
 fn mean_se(samples: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
     let n = samples.len() as f64;
     let dim = samples[0].len();
-    let mean: Vec<f64> = (0..dim).map(|j| samples.iter().map(|s| s[j]).sum::<f64>() / n).collect();
+    let mean: Vec<f64> = (0..dim)
+        .map(|j| samples.iter().map(|s| s[j]).sum::<f64>() / n)
+        .collect();
     let se = (0..dim)
         .map(|j| {
-            let var = samples.iter().map(|s| (s[j] - mean[j]).powi(2)).sum::<f64>() / (n - 1.0);
+            let var = samples
+                .iter()
+                .map(|s| (s[j] - mean[j]).powi(2))
+                .sum::<f64>()
+                / (n - 1.0);
             (var / n).sqrt()
         })
         .collect();
@@ -146,7 +178,13 @@ fn trace_elbo_gradient_agrees_in_expectation() -> Res {
     let mut gms = vec![];
     let mut gus = vec![];
     for _ in 0..2000 {
-        let (gm, gu) = grad_once(&TraceElbo::new(), &mut model, &mut guide, &mut store, &mut rng)?;
+        let (gm, gu) = grad_once(
+            &TraceElbo::new(),
+            &mut model,
+            &mut guide,
+            &mut store,
+            &mut rng,
+        )?;
         gms.push(gm);
         gus.push(gu);
     }
@@ -154,7 +192,13 @@ fn trace_elbo_gradient_agrees_in_expectation() -> Res {
         let (mean, se) = mean_se(samples);
         for j in 0..2 {
             let z = (mean[j] - want[j]).abs() / se[j];
-            assert!(z < 4.0, "{what}[{j}]: {} ± {} vs exact {} ({z:.1} SE)", mean[j], se[j], want[j]);
+            assert!(
+                z < 4.0,
+                "{what}[{j}]: {} ± {} vs exact {} ({z:.1} SE)",
+                mean[j],
+                se[j],
+                want[j]
+            );
         }
     }
     Ok(())
@@ -178,7 +222,9 @@ fn trace_elbo_score_function_agrees_with_enumeration() -> Res {
     });
     let mut guide: Prog<'_> = Box::new(|ctx: &mut Ctx| {
         let l = ctx.param("logits", &Tensor::new(&l0, &dev)?, Constraint::Real)?;
-        ctx.plate("data", 3, |ctx| ctx.sample("z", Bernoulli::from_logits(&l)?))?;
+        ctx.plate("data", 3, |ctx| {
+            ctx.sample("z", Bernoulli::from_logits(&l)?)
+        })?;
         Ok(())
     });
     // The exact gradient, by enumeration, through autograd of an independent expression.
@@ -212,7 +258,13 @@ fn trace_elbo_score_function_agrees_with_enumeration() -> Res {
     let (mean, se) = mean_se(&grads);
     for j in 0..3 {
         let z = (mean[j] - want[j]).abs() / se[j];
-        assert!(z < 4.0, "logits[{j}]: {} ± {} vs exact {} ({z:.1} SE)", mean[j], se[j], want[j]);
+        assert!(
+            z < 4.0,
+            "logits[{j}]: {} ± {} vs exact {} ({z:.1} SE)",
+            mean[j],
+            se[j],
+            want[j]
+        );
     }
     // The score-function term is what carries the gradient: its estimate is not zero.
     assert!(mean.iter().any(|m| m.abs() > 4.0 * se[0]));

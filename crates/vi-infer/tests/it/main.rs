@@ -1,4 +1,5 @@
 //! The integration tests of `vi-infer`, one binary.
 
-mod posterior;
 mod gradients;
+mod posterior;
+mod report;
