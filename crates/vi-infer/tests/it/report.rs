@@ -121,6 +121,7 @@ fn report_kl_mvn_prior() -> Res {
     vae_shaped(true)
 }
 
+#[allow(clippy::type_complexity)]
 fn small_svi(
     dev: &Device,
 ) -> Svi<
