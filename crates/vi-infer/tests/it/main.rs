@@ -1,5 +1,6 @@
 //! The integration tests of `vi-infer`, one binary.
 
 mod gradients;
+mod mean_field;
 mod posterior;
 mod report;
