@@ -62,6 +62,21 @@ impl std::fmt::Debug for Ctx<'_> {
 
 impl<'a> Ctx<'a> {
     /// A context over `store`, drawing from `rng` where no `seed` handler does.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// assert!(ctx.plates().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(store: &'a mut ParamStore, rng: &'a mut dyn RngCore) -> Self {
         Self {
             store,
@@ -73,21 +88,86 @@ impl<'a> Ctx<'a> {
     }
 
     /// The parameter store.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// assert_eq!(ctx.store().dtype(), Some(DType::F64));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn store(&self) -> &ParamStore {
         self.store
     }
 
     /// The plates active at this point, outermost first.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// ctx.plate("data", 3, |ctx| {
+    ///     assert_eq!(ctx.plates()[0].dim, -1);
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn plates(&self) -> &[PlateFrame] {
         &self.plates
     }
 
     /// The module prefixes marked with [`module`](Ctx::module) in this context so far.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// assert!(ctx.modules().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn modules(&self) -> &[String] {
         &self.modules
     }
 
     /// The context's random number generator (for a model's own draws).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// use rand::Rng;
+    /// let u: f64 = ctx.rng().random();
+    /// assert!((0.0..1.0).contains(&u));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rng(&mut self) -> &mut dyn RngCore {
         self.rng
     }
@@ -121,11 +201,44 @@ impl<'a> Ctx<'a> {
     /// A latent random variable: `pyro.sample(name, dist)`. The value is drawn from `dist`
     /// (reparameterised when it has `rsample`) unless a handler supplies one (replay,
     /// condition, seed). Inside plates, `dist` is expanded to the plates' batch dims.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// assert_eq!(z.dims(), &[3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sample(&mut self, name: &str, dist: impl Distribution) -> Result<Tensor> {
         self.sample_boxed(name, Box::new(dist))
     }
 
     /// [`sample`](Ctx::sample) for a boxed distribution.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let d: Box<dyn Distribution> = Box::new(Normal::new(&zero, &one)?);
+    /// let z = ctx.sample_boxed("z", d)?;
+    /// assert_eq!(z.dims(), &[3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sample_boxed(&mut self, name: &str, dist: Box<dyn Distribution>) -> Result<Tensor> {
         let mut msg = Message::new(name, SiteKind::Sample);
         msg.dist = Some(dist);
@@ -136,6 +249,26 @@ impl<'a> Ctx<'a> {
     /// An observed random variable: `pyro.sample(name, dist, obs=value)`. Its log-density
     /// enters the ELBO's likelihood term; a value outside `dist`'s support is a typed error
     /// (when validation is on).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let x = ctx.observe("x", Normal::new(&zero, &one)?, &one)?;
+    /// assert_eq!(x.to_vec1::<f64>()?, vec![1.0; 3]);
+    /// // A value outside the support is a typed error naming the site.
+    /// let rate = vi_dist::Exponential::new(&one)?;
+    /// let err = ctx.observe("y", rate, &(&zero - 1.0)?).unwrap_err();
+    /// assert!(matches!(err, vi_infer::InferError::Observed { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn observe(
         &mut self,
         name: &str,
@@ -146,6 +279,22 @@ impl<'a> Ctx<'a> {
     }
 
     /// [`observe`](Ctx::observe) for a boxed distribution.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let d: Box<dyn Distribution> = Box::new(Normal::new(&zero, &one)?);
+    /// ctx.observe_boxed("x", d, &one)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn observe_boxed(
         &mut self,
         name: &str,
@@ -171,11 +320,43 @@ impl<'a> Ctx<'a> {
     /// A learnable parameter: `pyro.param(name, init, constraint=...)`. Created from `init`
     /// the first time (stored unconstrained), read from the store afterwards; the returned
     /// tensor lies inside `constraint` and is differentiable in the stored `Var`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let s = ctx.param("s", &one, Constraint::Positive)?;
+    /// assert_eq!(s.to_vec1::<f64>()?, vec![1.0; 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn param(&mut self, name: &str, init: &Tensor, constraint: Constraint) -> Result<Tensor> {
         self.param_with(name, || Ok(init.clone()), constraint)
     }
 
     /// [`param`](Ctx::param) with a lazily built initial value (built only the first time).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let w = ctx.param_with("w", || Tensor::zeros((2, 3), DType::F64, &Device::Cpu), Constraint::Real)?;
+    /// assert_eq!(w.dims(), &[2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn param_with(
         &mut self,
         name: &str,
@@ -194,6 +375,22 @@ impl<'a> Ctx<'a> {
     /// Marks the candle-nn module whose variables live in the store under `name` (built from
     /// `store.var_builder(name)`) as used by this run, so SVI steps its variables; returns
     /// the module, for chaining: `ctx.module("decoder", &decoder)?.forward(&z)?`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// use candle_nn::Module;
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F32);
+    /// let encoder = candle_nn::linear(4, 2, store.var_builder("encoder")?)?;
+    /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// let x = Tensor::ones((1, 4), DType::F32, &dev)?;
+    /// let h = ctx.module("encoder", &encoder)?.forward(&x)?;
+    /// assert_eq!((h.dims(), ctx.modules()), (&[1, 2][..], &["encoder".to_string()][..]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn module<'m, M>(&mut self, name: &str, module: &'m M) -> Result<&'m M> {
         if self.store.module_vars(name).is_empty() {
             return Err(InferError::Param {
@@ -211,6 +408,25 @@ impl<'a> Ctx<'a> {
 
     /// Records `value` as a deterministic site (`pyro.deterministic`): in the trace, with no
     /// log-density.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let ((), tr) = ctx.trace(|ctx| {
+    ///     ctx.deterministic("y", &one)?;
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(tr.get("y").unwrap().kind, vi_infer::SiteKind::Deterministic);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn deterministic(&mut self, name: &str, value: &Tensor) -> Result<Tensor> {
         let mut msg = Message::new(name, SiteKind::Deterministic);
         msg.value = Some(value.clone());
@@ -220,6 +436,25 @@ impl<'a> Ctx<'a> {
 
     /// Runs `f` with `handler` pushed on the stack (innermost), and returns `f`'s value with
     /// the handler (e.g. to read what it recorded). The handler is popped even when `f` fails.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// use vi_infer::handlers::TraceMessenger;
+    /// let (_, tracer) = ctx.with(TraceMessenger::new(), |ctx| {
+    ///     ctx.sample("z", Normal::new(&zero, &one)?)
+    /// })?;
+    /// assert!(tracer.into_trace().contains("z"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with<H: Messenger, T>(
         &mut self,
         handler: H,
@@ -244,6 +479,22 @@ impl<'a> Ctx<'a> {
     }
 
     /// Runs `f` and records its sites: `poutine.trace`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| ctx.sample("z", Normal::new(&zero, &one)?))?;
+    /// assert_eq!(tr.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn trace<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<(T, Trace)> {
         let (out, h) = self.with(TraceMessenger::new(), f)?;
         Ok((out, h.into_trace()))
@@ -251,6 +502,23 @@ impl<'a> Ctx<'a> {
 
     /// Runs `f` with the sample (and subsample) values of `trace` for the sites it has:
     /// `poutine.replay` (e.g. the model against the guide's trace).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (z, guide) = ctx.trace(|ctx| ctx.sample("z", Normal::new(&zero, &one)?))?;
+    /// let again = ctx.replay(&guide, |ctx| ctx.sample("z", Normal::new(&one, &one)?))?;
+    /// assert_eq!(z.to_vec1::<f64>()?, again.to_vec1::<f64>()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn replay<T>(
         &mut self,
         trace: &Trace,
@@ -260,6 +528,25 @@ impl<'a> Ctx<'a> {
     }
 
     /// Runs `f` with the named sample sites fixed to data and observed: `poutine.condition`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let data = [("z".to_string(), one.clone())];
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     ctx.condition(data, |ctx| ctx.sample("z", Normal::new(&zero, &one)?))
+    /// })?;
+    /// assert!(tr.get("z").unwrap().is_observed);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn condition<T>(
         &mut self,
         data: impl IntoIterator<Item = (String, Tensor)>,
@@ -269,6 +556,24 @@ impl<'a> Ctx<'a> {
     }
 
     /// Runs `f` with the named parameters replaced by the given values: `poutine.substitute`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let s = ctx.substitute([("s".to_string(), zero.clone())], |ctx| {
+    ///     ctx.param("s", &one, Constraint::Positive)
+    /// })?;
+    /// assert_eq!(s.to_vec1::<f64>()?, vec![0.0; 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn substitute<T>(
         &mut self,
         data: impl IntoIterator<Item = (String, Tensor)>,
@@ -278,22 +583,91 @@ impl<'a> Ctx<'a> {
     }
 
     /// Runs `f` with some sites hidden from the handlers outside: `poutine.block`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// use vi_infer::handlers::Block;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     ctx.block(Block::hide(["z"]), |ctx| ctx.sample("z", Normal::new(&zero, &one)?))
+    /// })?;
+    /// assert!(tr.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn block<T>(&mut self, which: Block, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         Ok(self.with(BlockMessenger::new(which), f)?.0)
     }
 
     /// Runs `f` with every log-density multiplied by `factor`: `poutine.scale`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| ctx.scale(0.5, |ctx| ctx.sample("z", Normal::new(&zero, &one)?)))?;
+    /// assert_eq!(tr.get("z").unwrap().scale, 0.5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn scale<T>(&mut self, factor: f64, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         Ok(self.with(ScaleMessenger::new(factor)?, f)?.0)
     }
 
     /// Runs `f` with log-densities counted only where `mask` is set: `poutine.mask`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let m = Tensor::new(&[1u8, 0, 1], &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| ctx.mask(&m, |ctx| ctx.sample("z", Normal::new(&zero, &one)?)))?;
+    /// assert_eq!(tr.get("z").unwrap().log_prob()?.to_vec1::<f64>()?[1], 0.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn mask<T>(&mut self, mask: &Tensor, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         Ok(self.with(MaskMessenger::new(mask)?, f)?.0)
     }
 
     /// Runs `f` with its draws taken from a generator seeded with `seed`: `handlers.seed`. The
     /// same seed gives the same draws.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let a = ctx.seed(3, |ctx| ctx.sample("a", Normal::new(&zero, &one)?))?;
+    /// let b = ctx.seed(3, |ctx| ctx.sample("b", Normal::new(&zero, &one)?))?;
+    /// assert_eq!(a.to_vec1::<f64>()?, b.to_vec1::<f64>()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seed<T>(&mut self, seed: u64, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         Ok(self.with(SeedMessenger::new(seed), f)?.0)
     }
@@ -359,6 +733,22 @@ impl<'a> Ctx<'a> {
     /// Runs `f` in a plate of `size` conditionally independent elements (`pyro.plate`):
     /// sample sites inside are expanded to the plate's batch dim, the rightmost dim no
     /// enclosing plate uses. Plates nest.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let z = ctx.plate("data", 5, |ctx| ctx.sample("z", Normal::new(&zero, &one)?.to_event(1)?))?;
+    /// assert_eq!(z.dims(), &[5, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn plate<T>(
         &mut self,
         name: &str,
@@ -370,6 +760,22 @@ impl<'a> Ctx<'a> {
     }
 
     /// [`plate`](Ctx::plate) at a given batch dim (negative, counted from the right).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let z = ctx.plate_dim("rows", 2, -2, |ctx| ctx.sample("z", Normal::new(&zero, &one)?))?;
+    /// assert_eq!(z.dims(), &[2, 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn plate_dim<T>(
         &mut self,
         name: &str,
@@ -386,6 +792,28 @@ impl<'a> Ctx<'a> {
     /// `subsample_size`, and their log-densities are scaled by `size / subsample_size`, so
     /// the ELBO stays unbiased. The indices are recorded as a `Subsample` site under the
     /// plate's name.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// let n = ctx.plate_subsample("data", 10, 4, |ctx, idx| {
+    ///     assert!(idx.to_vec1::<u32>()?.iter().all(|&i| i < 10));
+    ///     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    ///     assert_eq!(z.dims(), &[4]);
+    ///     Ok(idx.dims()[0])
+    /// })?;
+    /// assert_eq!(n, 4);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn plate_subsample<T>(
         &mut self,
         name: &str,
