@@ -164,4 +164,11 @@ impl From<OptimError> for InferError {
 }
 
 /// `Result` with [`InferError`].
+///
+/// ```
+/// fn model() -> vi_infer::Result<()> {
+///     Err(vi_infer::InferError::Invalid("example".into()))
+/// }
+/// assert!(model().is_err());
+/// ```
 pub type Result<T> = std::result::Result<T, InferError>;

@@ -4,6 +4,12 @@ use candle_core::{Device, Tensor};
 use vi_dist::Distribution;
 
 /// The kind of a site.
+///
+/// ```
+/// use vi_infer::{Message, SiteKind};
+/// assert!(Message::new("z", SiteKind::Sample).is_latent());
+/// assert!(!Message::new("w", SiteKind::Param).is_latent());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SiteKind {
     /// A random variable (`ctx.sample`, or `ctx.observe` when observed).
@@ -18,6 +24,11 @@ pub enum SiteKind {
 }
 
 /// A plate a site lives in: its name, its dim and size, and the scale it applies.
+///
+/// ```
+/// let f = vi_infer::PlateFrame { name: "data".into(), dim: -1, size: 60_000, subsample_size: 256 };
+/// assert!((f.scale() - 234.375).abs() < 1e-12);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlateFrame {
     /// The plate's name.
@@ -45,6 +56,11 @@ impl PlateFrame {
 
 /// What a subsampled plate asks for: `subsample_size` distinct indices in `0..size`, as a
 /// u32 tensor on `device`.
+///
+/// ```
+/// let s = vi_infer::Subsample { size: 10, subsample_size: 3, device: candle_core::Device::Cpu };
+/// assert!(s.subsample_size <= s.size);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Subsample {
     /// The plate's full size.
@@ -58,6 +74,13 @@ pub struct Subsample {
 /// A message: one site on its way through the handler stack. Handlers read and change it in
 /// [`Messenger::process`](crate::Messenger::process) (before the value is drawn) and read
 /// it in [`Messenger::postprocess`](crate::Messenger::postprocess) (after).
+///
+/// ```
+/// use vi_infer::{Message, SiteKind};
+/// let mut m = Message::new("x", SiteKind::Sample);
+/// m.is_observed = true;
+/// assert!(!m.is_latent());
+/// ```
 #[derive(Debug)]
 pub struct Message {
     /// The site's name.
@@ -107,6 +130,11 @@ impl Message {
     }
 
     /// Whether this is a latent sample site (sampled, not observed).
+    ///
+    /// ```
+    /// use vi_infer::{Message, SiteKind};
+    /// assert!(Message::new("z", SiteKind::Sample).is_latent());
+    /// ```
     pub fn is_latent(&self) -> bool {
         self.kind == SiteKind::Sample && !self.is_observed
     }

@@ -38,17 +38,33 @@ pub struct TraceMeanFieldElbo {
 
 impl TraceMeanFieldElbo {
     /// One particle, not vectorised.
+    ///
+    /// ```
+    /// let elbo = vi_infer::TraceMeanFieldElbo::new();
+    /// # let _ = elbo;
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The number of particles (draws of the guide) the loss averages over.
+    ///
+    /// ```
+    /// let elbo = vi_infer::TraceMeanFieldElbo::new().num_particles(16);
+    /// # let _ = elbo;
+    /// ```
     pub fn num_particles(mut self, n: usize) -> Self {
         self.particles.num = n;
         self
     }
 
     /// Draws the particles at once, in an outer plate, instead of one run each.
+    ///
+    /// ```
+    /// // 64 draws at once, in a plate outside the model's plates.
+    /// let elbo = vi_infer::TraceMeanFieldElbo::new().num_particles(64).vectorize_particles(true);
+    /// # let _ = elbo;
+    /// ```
     pub fn vectorize_particles(mut self, on: bool) -> Self {
         self.particles.vectorize = on;
         self
@@ -56,6 +72,12 @@ impl TraceMeanFieldElbo {
 
     /// The number of plate dims the model and guide use (the particle plate goes outside
     /// them). Discovered by one probing run when not given.
+    ///
+    /// ```
+    /// // The model uses one plate (dim -1): particles go to dim -2.
+    /// let elbo = vi_infer::TraceMeanFieldElbo::new().num_particles(8).vectorize_particles(true).max_plate_nesting(1);
+    /// # let _ = elbo;
+    /// ```
     pub fn max_plate_nesting(self, n: usize) -> Self {
         self.particles.max_plate_nesting.set(Some(n));
         self

@@ -21,9 +21,39 @@ use crate::param_store::ParamStore;
 use crate::trace::{Site, Trace};
 
 /// A model or a guide as the ELBOs take it: run against a context, value discarded.
+///
+/// ```
+/// let mut guide = |ctx: &mut vi_infer::Ctx| -> vi_infer::Result<()> { Ok(()) };
+/// let _program: &mut vi_infer::Program<'_> = &mut guide;
+/// ```
 pub type Program<'p> = dyn FnMut(&mut Ctx<'_>) -> Result<()> + 'p;
 
 /// How a site's term in the ELBO was computed.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use rand::SeedableRng;
+/// use vi_dist::{Constraint, Normal};
+/// use vi_infer::{Ctx, Elbo, ParamStore, TermKind, TraceMeanFieldElbo};
+/// let dev = Device::Cpu;
+/// let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+/// let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+///     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+///     ctx.observe("x", Normal::new(&z, &one)?, &one)?;
+///     Ok(())
+/// };
+/// let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+///     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+///     ctx.sample("z", Normal::new(&loc, &one)?)?;
+///     Ok(())
+/// };
+/// let mut store = ParamStore::new(&dev, DType::F64);
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let out = TraceMeanFieldElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
+/// let kinds: Vec<TermKind> = out.sites.iter().map(|t| t.kind).collect();
+/// assert_eq!(kinds, [TermKind::KlAnalytic, TermKind::LogLikelihood]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TermKind {
     /// A latent site's KL(guide ‖ prior) in closed form (`vi-kl`).
@@ -36,6 +66,32 @@ pub enum TermKind {
 
 /// One site's term of the ELBO (averaged over particles): for a latent site its KL, for an
 /// observed site its log-likelihood, masked and scaled by the site's plates.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use rand::SeedableRng;
+/// use vi_dist::{Constraint, Normal};
+/// use vi_infer::{Ctx, Elbo, ParamStore, TermKind, TraceMeanFieldElbo};
+/// let dev = Device::Cpu;
+/// let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+/// let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+///     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+///     ctx.observe("x", Normal::new(&z, &one)?, &one)?;
+///     Ok(())
+/// };
+/// let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+///     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+///     ctx.sample("z", Normal::new(&loc, &one)?)?;
+///     Ok(())
+/// };
+/// let mut store = ParamStore::new(&dev, DType::F64);
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let out = TraceMeanFieldElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
+/// let z = out.sites.iter().find(|t| t.name == "z").unwrap();
+/// // KL(N(0, 1) ‖ N(0, 1)) = 0
+/// assert_eq!(z.sum.to_scalar::<f64>()?, 0.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct SiteTerm {
     /// The site's name.
@@ -50,6 +106,31 @@ pub struct SiteTerm {
 }
 
 /// What an ELBO computes for one step.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use rand::SeedableRng;
+/// use vi_dist::{Constraint, Normal};
+/// use vi_infer::{Ctx, Elbo, ParamStore, TermKind, TraceMeanFieldElbo};
+/// let dev = Device::Cpu;
+/// let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+/// let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+///     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+///     ctx.observe("x", Normal::new(&z, &one)?, &one)?;
+///     Ok(())
+/// };
+/// let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+///     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+///     ctx.sample("z", Normal::new(&loc, &one)?)?;
+///     Ok(())
+/// };
+/// let mut store = ParamStore::new(&dev, DType::F64);
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let out = TraceMeanFieldElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
+/// assert!(out.guide_trace.contains("z") && out.model_trace.contains("x"));
+/// assert_eq!(out.sites.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct ElboOutput {
     /// The loss, −ELBO, averaged over particles: a scalar tensor.
@@ -69,6 +150,30 @@ pub struct ElboOutput {
 
 /// An evidence lower bound: runs the guide, replays the model against it, and returns the
 /// loss, its surrogate and each site's term.
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use rand::SeedableRng;
+/// use vi_dist::{Constraint, Normal};
+/// use vi_infer::{Ctx, Elbo, ParamStore, TermKind, TraceMeanFieldElbo};
+/// let dev = Device::Cpu;
+/// let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+/// let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+///     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+///     ctx.observe("x", Normal::new(&z, &one)?, &one)?;
+///     Ok(())
+/// };
+/// let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+///     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+///     ctx.sample("z", Normal::new(&loc, &one)?)?;
+///     Ok(())
+/// };
+/// let mut store = ParamStore::new(&dev, DType::F64);
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let out = TraceMeanFieldElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
+/// assert_eq!(out.loss.dims(), &[] as &[usize]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Elbo {
     /// One estimate of the loss (over the configured particles).
     fn compute(
@@ -99,6 +204,10 @@ impl Default for Particles {
 }
 
 /// The name of the outer plate that vectorised particles live in.
+///
+/// ```
+/// assert_eq!(vi_infer::PARTICLE_PLATE, "_num_particles_vectorized");
+/// ```
 pub const PARTICLE_PLATE: &str = "_num_particles_vectorized";
 
 /// One run: the guide traced, the model traced while replaying the guide's values, both
