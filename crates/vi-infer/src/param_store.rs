@@ -76,6 +76,16 @@ impl std::fmt::Debug for ParamStore {
 
 impl ParamStore {
     /// An empty store whose parameters live on `device` in `dtype`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// assert_eq!(store.dtype(), Some(DType::F64));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(device: &Device, dtype: DType) -> Self {
         Self {
             kind: Some((device.clone(), dtype)),
@@ -86,11 +96,36 @@ impl ParamStore {
 
     /// The device parameters live on (`None` for a default store before its first
     /// parameter).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// assert!(store.device().unwrap().is_cpu());
+    /// assert!(ParamStore::default().device().is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn device(&self) -> Option<&Device> {
         self.kind.as_ref().map(|(d, _)| d)
     }
 
     /// The dtype of the parameters (`None` for a default store before its first parameter).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// assert_eq!(store.dtype(), Some(DType::F64));
+    /// // A default store adopts the first parameter's dtype.
+    /// let mut lazy = ParamStore::default();
+    /// lazy.param("w", || Tensor::zeros(2, DType::F32, &dev), &Constraint::Real)?;
+    /// assert_eq!(lazy.dtype(), Some(DType::F32));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dtype(&self) -> Option<DType> {
         self.kind.as_ref().map(|(_, t)| *t)
     }
@@ -101,6 +136,19 @@ impl ParamStore {
     ///
     /// Errors: `init` on another device or dtype than the store's, outside the constraint,
     /// or a later call with another constraint than the first one.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// let p = store.param("p", || Tensor::new(&[0.2f64, 0.7], &dev), &Constraint::UnitInterval)?;
+    /// assert!(Constraint::UnitInterval.all(&p)?);
+    /// // The same name with another constraint is a typed error.
+    /// assert!(store.param("p", || Tensor::new(&[0.5f64], &dev), &Constraint::Positive).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn param(
         &mut self,
         name: &str,
@@ -164,6 +212,18 @@ impl ParamStore {
 
     /// The constrained value of a parameter, if it exists and has its constraint (a value
     /// loaded from a file gets it at its first `param` call).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// store.param("s", || Tensor::new(&[2.0f64], &dev), &Constraint::Positive)?;
+    /// assert_eq!(store.get("s")?.unwrap().to_vec1::<f64>()?, vec![2.0]);
+    /// assert!(store.get("missing")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, name: &str) -> Result<Option<Tensor>> {
         match self.params.get(name) {
             Some(Param {
@@ -179,6 +239,18 @@ impl ParamStore {
     }
 
     /// The unconstrained `Var` of a constrained parameter (what the optimizer moves).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// store.param("s", || Tensor::new(&[1.0f64], &dev), &Constraint::Positive)?;
+    /// // log 1 = 0
+    /// assert_eq!(store.unconstrained("s").unwrap().as_tensor().to_vec1::<f64>()?, vec![0.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unconstrained(&self, name: &str) -> Option<&Var> {
         self.params.get(name).map(|p| &p.unconstrained)
     }
@@ -220,6 +292,18 @@ impl ParamStore {
     }
 
     /// The module variables under `prefix` (`prefix.*`), sorted by name.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// let _fc = candle_nn::linear(2, 2, store.var_builder("dec")?.pp("fc"))?;
+    /// assert_eq!(store.module_vars("dec").len(), 2);
+    /// assert!(store.module_vars("enc").is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn module_vars(&self, prefix: &str) -> Vec<(String, Var)> {
         let data = self
             .modules
@@ -237,11 +321,37 @@ impl ParamStore {
     }
 
     /// The names of the constrained parameters, sorted.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// store.param("b", || Tensor::new(&[1.0f64], &dev), &Constraint::Real)?;
+    /// store.param("a", || Tensor::new(&[1.0f64], &dev), &Constraint::Real)?;
+    /// assert_eq!(store.param_names(), ["a", "b"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn param_names(&self) -> Vec<String> {
         self.params.keys().cloned().collect()
     }
 
     /// Every stored tensor by name: the unconstrained parameters and the module variables.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// store.param("s", || Tensor::new(&[1.0f64], &dev), &Constraint::Positive)?;
+    /// let _fc = candle_nn::linear(1, 1, store.var_builder("fc")?)?;
+    /// let mut names: Vec<String> = store.named_tensors().into_keys().collect();
+    /// names.sort();
+    /// assert_eq!(names, ["fc.bias", "fc.weight", "s"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn named_tensors(&self) -> HashMap<String, Tensor> {
         let mut out: HashMap<String, Tensor> = self
             .params
@@ -260,6 +370,22 @@ impl ParamStore {
     /// `param` call supplies.
     ///
     /// [`named_tensors`]: ParamStore::named_tensors
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// store.param("s", || Tensor::new(&[1.0f64], &dev), &Constraint::Positive)?;
+    /// let saved = store.named_tensors();
+    /// let mut fresh = ParamStore::new(&dev, DType::F64);
+    /// fresh.load_tensors(&saved)?;
+    /// // The constraint comes back with the first `param` call; the init is not used.
+    /// let s = fresh.param("s", || Tensor::new(&[9.0f64], &dev), &Constraint::Positive)?;
+    /// assert_eq!(s.to_vec1::<f64>()?, vec![1.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load_tensors(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         for (name, t) in tensors {
             let (device, dtype) = self
@@ -301,12 +427,42 @@ impl ParamStore {
     }
 
     /// Writes every stored tensor (unconstrained) to a safetensors file.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// store.param("s", || Tensor::new(&[3.0f64], &dev), &Constraint::Positive)?;
+    /// let path = std::env::temp_dir().join("vi_infer_doc_store_save.safetensors");
+    /// store.save(&path)?;
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         candle_core::safetensors::save(&self.named_tensors(), path.as_ref())?;
         Ok(())
     }
 
     /// Reads a safetensors file written by [`save`](ParamStore::save) into the store.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// store.param("s", || Tensor::new(&[3.0f64], &dev), &Constraint::Positive)?;
+    /// let path = std::env::temp_dir().join("vi_infer_doc_store_load.safetensors");
+    /// store.save(&path)?;
+    /// let mut back = ParamStore::new(&dev, DType::F64);
+    /// back.load(&path)?;
+    /// let s = back.param("s", || Tensor::new(&[1.0f64], &dev), &Constraint::Positive)?;
+    /// assert!((s.to_vec1::<f64>()?[0] - 3.0).abs() < 1e-12);
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let device = self.device().cloned().unwrap_or(Device::Cpu);
         let tensors = candle_core::safetensors::load(path.as_ref(), &device)?;

@@ -20,6 +20,31 @@ use crate::trace::Trace;
 ///
 /// This is how a user inspects the KL of each latent site:
 /// `report.site("z").unwrap().sum.to_scalar::<f32>()?`.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use vi_dist::{Constraint, Normal};
+/// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+/// # use vi_optim::{Adam, AdamOptions};
+/// # let dev = Device::Cpu;
+/// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+/// # let model = |ctx: &mut Ctx| {
+/// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+/// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+/// # };
+/// # let guide = |ctx: &mut Ctx| {
+/// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+/// #     ctx.sample("z", Normal::new(&loc, &one)?)
+/// # };
+/// # let adam = Adam::empty(AdamOptions::default())?;
+/// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+/// let report = svi.step()?;
+/// for term in report.kls() {
+///     println!("{}: KL {} ({:?})", term.name, term.sum, term.kind);
+/// }
+/// assert!(report.loss.is_finite());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct StepReport {
     /// The loss, −ELBO (averaged over particles), read back as `f64`: the step's one host
@@ -45,11 +70,55 @@ impl StepReport {
     }
 
     /// The term of the site `name`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// let report = svi.step()?;
+    /// assert_eq!(report.site("x").unwrap().kind, vi_infer::TermKind::LogLikelihood);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn site(&self, name: &str) -> Option<&SiteTerm> {
         self.sites.iter().find(|s| s.name == name)
     }
 
     /// The latent sites' KL terms (analytic or Monte Carlo).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// let report = svi.step()?;
+    /// assert_eq!(report.kls().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["z"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kls(&self) -> impl Iterator<Item = &SiteTerm> {
         self.sites
             .iter()
@@ -119,6 +188,29 @@ where
 {
     /// SVI of `model` with `guide`, over a default [`ParamStore`] (which adopts the device
     /// and dtype of the first parameter) and a generator seeded with 0.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// assert!(svi.store().param_names().is_empty()); // params appear at the first step
+    /// svi.step()?;
+    /// assert_eq!(svi.store().param_names(), ["loc"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(model: M, guide: G, optimizer: O, elbo: E) -> Self {
         Self {
             model,
@@ -131,33 +223,170 @@ where
     }
 
     /// Uses `store` (for modules built from `store.var_builder(..)` before the model).
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use candle_nn::Module;
+    /// use vi_dist::Normal;
+    /// use vi_infer::{Ctx, ParamStore, Svi, TraceMeanFieldElbo};
+    /// use vi_optim::{Adam, AdamOptions};
+    /// let dev = Device::Cpu;
+    /// let store = ParamStore::new(&dev, DType::F32);
+    /// // A module built from the store before the guide that uses it.
+    /// let net = candle_nn::linear(2, 1, store.var_builder("net")?)?;
+    /// let x = Tensor::new(&[[1.0f32, 2.0]], &dev)?;
+    /// let one = Tensor::ones(1, DType::F32, &dev)?;
+    /// let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&one.zeros_like()?, &one)?);
+    /// let guide = |ctx: &mut Ctx| {
+    ///     let loc = ctx.module("net", &net)?.forward(&x)?.flatten_all()?;
+    ///     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// };
+    /// let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).with_store(store);
+    /// svi.step()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_store(mut self, store: ParamStore) -> Self {
         self.store = store;
         self
     }
 
     /// Seeds the generator the guide draws from: the same seed gives the same run.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// let a = svi.evaluate_loss()?.loss;
+    /// let mut again = Svi::new(|ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?), |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?), Adam::empty(AdamOptions::default())?, TraceMeanFieldElbo::new()).seed(0);
+    /// let _ = again.evaluate_loss()?;
+    /// assert!(a.is_finite());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.rng = ChaCha8Rng::seed_from_u64(seed);
         self
     }
 
     /// The parameter store.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// svi.step()?;
+    /// let loc = svi.store().get("loc")?.unwrap();
+    /// assert_eq!(loc.dims(), &[] as &[usize]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn store(&self) -> &ParamStore {
         &self.store
     }
 
     /// The parameter store, mutably (e.g. to build a module from it).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// let store = svi.store_mut();
+    /// store.param("extra", || Tensor::new(1.0f64, &Device::Cpu), &Constraint::Positive)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn store_mut(&mut self) -> &mut ParamStore {
         &mut self.store
     }
 
     /// The optimizer.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// use vi_optim::Optimizer;
+    /// assert_eq!(svi.optimizer().learning_rate(), 1e-3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn optimizer(&self) -> &O {
         &self.optimizer
     }
 
     /// The optimizer, mutably (e.g. to change its learning rate).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// use vi_optim::Optimizer;
+    /// svi.optimizer_mut().set_learning_rate(1e-2);
+    /// assert_eq!(svi.optimizer().learning_rate(), 1e-2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn optimizer_mut(&mut self) -> &mut O {
         &mut self.optimizer
     }
@@ -172,6 +401,29 @@ where
 
     /// One step: the ELBO, one backward pass, one optimizer step on the parameters (and the
     /// variables of the modules) the traces touched. Returns the loss and each site's term.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// let first = svi.step()?.loss;
+    /// let report = svi.step()?;
+    /// assert!(first.is_finite() && report.loss.is_finite());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn step(&mut self) -> Result<StepReport> {
         let out = self.compute()?;
         let grads = out.surrogate.backward()?;
@@ -183,6 +435,30 @@ where
 
     /// The loss and each site's term without a gradient step (the generator advances as in
     /// a step).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// svi.step()?;
+    /// let before = svi.store().get("loc")?.unwrap().to_scalar::<f64>()?;
+    /// svi.evaluate_loss()?;
+    /// assert_eq!(svi.store().get("loc")?.unwrap().to_scalar::<f64>()?, before);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn evaluate_loss(&mut self) -> Result<StepReport> {
         StepReport::from_output(self.compute()?)
     }
@@ -213,6 +489,30 @@ where
 
     /// Writes a checkpoint: the store's tensors, the optimizer's state and the generator's
     /// state, in one safetensors file. [`load`](Svi::load) then continues bit-identically.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// svi.step()?;
+    /// let path = std::env::temp_dir().join("vi_infer_doc_save.safetensors");
+    /// svi.save(&path)?;
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut all: HashMap<String, Tensor> = HashMap::new();
         for (k, v) in self.store.named_tensors() {
@@ -230,6 +530,33 @@ where
 
     /// Reads a checkpoint written by [`save`](Svi::save): parameters, optimizer state and
     /// generator state.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| {
+    /// #     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    /// #     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// # };
+    /// # let guide = |ctx: &mut Ctx| {
+    /// #     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    /// #     ctx.sample("z", Normal::new(&loc, &one)?)
+    /// # };
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    /// svi.step()?;
+    /// let path = std::env::temp_dir().join("vi_infer_doc_load.safetensors");
+    /// svi.save(&path)?;
+    /// let next = svi.step()?.loss;
+    /// svi.load(&path)?; // back to the saved state
+    /// assert_eq!(svi.step()?.loss, next); // the same step again, bit for bit
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let device = self.store.device().cloned().unwrap_or(Device::Cpu);
         let all = candle_core::safetensors::load(path.as_ref(), &device)?;
