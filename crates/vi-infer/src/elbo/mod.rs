@@ -275,12 +275,17 @@ fn check_sites(model: &Trace, guide: &Trace) -> Result<()> {
     Ok(())
 }
 
-/// The deepest plate nesting (the largest `-dim`) of two traces.
+/// The number of batch dims the particle plate must stay clear of: the deepest plate dim of
+/// the two traces, or the largest batch rank of their sample sites if that is larger (a
+/// batch dim outside any plate would otherwise collide with the particle dim).
 fn plate_nesting(a: &Trace, b: &Trace) -> usize {
     a.sites()
         .chain(b.sites())
-        .flat_map(|s| s.plates.iter())
-        .map(|p| p.dim.unsigned_abs())
+        .map(|s| {
+            let plates = s.plates.iter().map(|p| p.dim.unsigned_abs()).max().unwrap_or(0);
+            let batch = s.dist.as_ref().map_or(0, |d| d.batch_shape().len());
+            plates.max(batch)
+        })
         .max()
         .unwrap_or(0)
 }
