@@ -282,7 +282,12 @@ fn plate_nesting(a: &Trace, b: &Trace) -> usize {
     a.sites()
         .chain(b.sites())
         .map(|s| {
-            let plates = s.plates.iter().map(|p| p.dim.unsigned_abs()).max().unwrap_or(0);
+            let plates = s
+                .plates
+                .iter()
+                .map(|p| p.dim.unsigned_abs())
+                .max()
+                .unwrap_or(0);
             let batch = s.dist.as_ref().map_or(0, |d| d.batch_shape().len());
             plates.max(batch)
         })

@@ -270,3 +270,49 @@ fn trace_elbo_score_function_agrees_with_enumeration() -> Res {
     assert!(mean.iter().any(|m| m.abs() > 4.0 * se[0]));
     Ok(())
 }
+
+/// Vectorised particles: the loss is the mean over particles of each particle's −ELBO,
+/// computed here by hand from the particles' draws.
+#[test]
+fn vectorized_particles_average_the_particles() -> Res {
+    let dev = Device::Cpu;
+    let (mut model, mut guide) = normal_model(&dev);
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let p = 7;
+    let elbo = TraceMeanFieldElbo::new()
+        .num_particles(p)
+        .vectorize_particles(true);
+    let out = elbo.compute(model.as_mut(), guide.as_mut(), &mut store, &mut rng)?;
+    // The particle plate sits outside the model's data plate (dim -1): z is [P, 1, 2].
+    let z = &out.guide_trace.get("z").unwrap().value;
+    assert_eq!(z.dims(), &[p, 1, 2]);
+    let z = z.reshape((p, 2))?.to_vec2::<f64>()?;
+    let kl: f64 = (0..2)
+        .map(|j| {
+            (TAU0[j] / S[j]).ln()
+                + (S[j] * S[j] + (M[j] - MU0[j]).powi(2)) / (2.0 * TAU0[j] * TAU0[j])
+                - 0.5
+        })
+        .sum();
+    let mut total = 0.0;
+    for zp in &z {
+        let mut ll = 0.0;
+        for x in X {
+            for j in 0..2 {
+                ll += -0.5 * ((x[j] - zp[j]) / SIGMA).powi(2)
+                    - SIGMA.ln()
+                    - 0.5 * (2.0 * std::f64::consts::PI).ln();
+            }
+        }
+        total += kl - ll;
+    }
+    let want = total / p as f64;
+    let got = out.loss.to_scalar::<f64>()?;
+    assert!((got - want).abs() < 1e-10 * want.abs(), "{got} vs {want}");
+    // The report's KL of z is per particle; its sum is the per-particle average.
+    let term = out.sites.iter().find(|t| t.name == "z").unwrap();
+    assert_eq!(term.value.dims(), &[p, 1]);
+    assert!((term.sum.to_scalar::<f64>()? - kl).abs() < 1e-10);
+    Ok(())
+}
