@@ -13,7 +13,7 @@
 //! `Normal(b_loc, b_scale)` for `b` and `LogNormal(sigma_loc, sigma_scale)` for `sigma`, the
 //! scales constrained positive. [`fit`] runs [`TraceMeanFieldElbo`] (closed-form KL for `w`
 //! and `b`, a Monte Carlo KL for `sigma`, whose LogNormal–HalfNormal pair has no closed form)
-//! with `ClippedAdam`, and [`reference`] computes what the fit should find: least squares and
+//! with `ClippedAdam`, and [`reference()`] computes what the fit should find: least squares and
 //! the exact Gaussian posterior of `(w, b)` given `sigma`.
 //!
 //! ```
