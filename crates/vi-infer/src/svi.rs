@@ -19,7 +19,7 @@ use crate::trace::Trace;
 /// log-likelihood (observed), with the two traces.
 ///
 /// This is how a user inspects the KL of each latent site:
-/// `report.site("z").unwrap().sum.to_scalar::<f32>()?`.
+/// `report.site("z").unwrap().sum_f64()?`.
 ///
 /// ```
 /// # use candle_core::{DType, Device, Tensor};
@@ -161,7 +161,7 @@ impl StepReport {
 /// let loc = svi.store().get("loc")?.unwrap().to_scalar::<f64>()?;
 /// assert!((loc - 0.8).abs() < 0.1);
 /// let report = svi.step()?;
-/// println!("KL of mu: {}", report.site("mu").unwrap().sum);
+/// println!("KL of mu: {}", report.site("mu").unwrap().sum_f64()?);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Svi<M, G, O, E> {

@@ -105,6 +105,25 @@ pub struct SiteTerm {
     pub sum: Tensor,
 }
 
+impl SiteTerm {
+    /// [`sum`](SiteTerm::sum) read back as `f64`, whatever the dtype (a host sync).
+    ///
+    /// ```
+    /// # use candle_core::Tensor;
+    /// # use vi_infer::{SiteTerm, TermKind};
+    /// let v = Tensor::new(&[0.5f32, 0.25], &candle_core::Device::Cpu)?;
+    /// let term = SiteTerm { name: "z".into(), kind: TermKind::KlAnalytic, sum: v.sum_all()?, value: v };
+    /// assert_eq!(term.sum_f64()?, 0.75);
+    /// # Ok::<(), vi_infer::InferError>(())
+    /// ```
+    pub fn sum_f64(&self) -> Result<f64> {
+        Ok(self
+            .sum
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?)
+    }
+}
+
 /// What an ELBO computes for one step.
 ///
 /// ```
