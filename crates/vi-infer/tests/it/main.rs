@@ -1,3 +1,4 @@
 //! The integration tests of `vi-infer`, one binary.
 
 mod posterior;
+mod handlers;
