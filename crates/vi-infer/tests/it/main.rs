@@ -2,3 +2,4 @@
 
 mod posterior;
 mod handlers;
+mod plates;
