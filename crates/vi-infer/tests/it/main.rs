@@ -3,3 +3,4 @@
 mod posterior;
 mod handlers;
 mod plates;
+mod errors;
