@@ -294,7 +294,7 @@ fn plate_size_disagrees_with_observed_data(dev: &Device, dt: DType) -> Res {
             if site == "x" && plate == "data" && **batch == [50]),
         "{e:?}"
     );
-    assert_mentions(&e, &["site `x`", "plate `data`", "size 100", "[50]"]);
+    assert_mentions(&e, &["site `x`", "plate `data`", "size 100", "the observed value", "[50]"]);
     // Event dims are not batch dims: 3-vectors, 50 of them, in a plate of 100.
     let data = Tensor::zeros((50, 3), dt, dev)?;
     let zeros = Tensor::zeros(3, dt, dev)?;
