@@ -19,12 +19,19 @@ fn scalar(x: f64, dev: &Device, dt: DType) -> candle_core::Result<Tensor> {
 }
 
 fn normal(loc: f64, scale: f64, dev: &Device, dt: DType) -> vi_infer::Result<Normal> {
-    Ok(Normal::new(&scalar(loc, dev, dt)?, &scalar(scale, dev, dt)?)?)
+    Ok(Normal::new(
+        &scalar(loc, dev, dt)?,
+        &scalar(scale, dev, dt)?,
+    )?)
 }
 
 /// A learnable guide for the scalar latent `name`: `Normal(loc, scale)`.
 fn guide_site(ctx: &mut Ctx, name: &str, dev: &Device, dt: DType) -> vi_infer::Result<Tensor> {
-    let loc = ctx.param(&format!("{name}_loc"), &scalar(0.0, dev, dt)?, Constraint::Real)?;
+    let loc = ctx.param(
+        &format!("{name}_loc"),
+        &scalar(0.0, dev, dt)?,
+        Constraint::Real,
+    )?;
     let scale = ctx.param(
         &format!("{name}_scale"),
         &scalar(1.0, dev, dt)?,
@@ -84,7 +91,10 @@ fn guide_site_absent_from_the_model(dev: &Device, dt: DType) -> Res {
         guide_site(ctx, "extra", dev, dt)?;
         Ok(())
     };
-    for e in [svi_error(model, guide), trace_elbo_error(dev, dt, model, guide)] {
+    for e in [
+        svi_error(model, guide),
+        trace_elbo_error(dev, dt, model, guide),
+    ] {
         assert!(
             matches!(&e, InferError::GuideSiteNotInModel { site } if site == "extra"),
             "{e:?}"
@@ -109,7 +119,10 @@ fn guide_site_observed_in_the_model(dev: &Device, dt: DType) -> Res {
         guide_site(ctx, "x", dev, dt)?;
         Ok(())
     };
-    for e in [svi_error(model, guide), trace_elbo_error(dev, dt, model, guide)] {
+    for e in [
+        svi_error(model, guide),
+        trace_elbo_error(dev, dt, model, guide),
+    ] {
         assert!(
             matches!(&e, InferError::GuideSiteNotInModel { site } if site == "x"),
             "{e:?}"
@@ -123,14 +136,19 @@ vi_test::test_device!(guide_site_observed_in_the_model);
 fn model_latent_absent_from_the_guide(dev: &Device, dt: DType) -> Res {
     let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.sample("z", normal(0.0, 1.0, dev, dt)?)?;
-        ctx.plate("data", 3, |ctx| ctx.sample("local", normal(0.0, 1.0, dev, dt)?))?;
+        ctx.plate("data", 3, |ctx| {
+            ctx.sample("local", normal(0.0, 1.0, dev, dt)?)
+        })?;
         Ok(())
     };
     let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         guide_site(ctx, "z", dev, dt)?;
         Ok(())
     };
-    for e in [svi_error(model, guide), trace_elbo_error(dev, dt, model, guide)] {
+    for e in [
+        svi_error(model, guide),
+        trace_elbo_error(dev, dt, model, guide),
+    ] {
         assert!(
             matches!(&e, InferError::LatentNotInGuide { site } if site == "local"),
             "{e:?}"
@@ -154,7 +172,10 @@ fn event_shapes_differ(dev: &Device, dt: DType) -> Res {
         ctx.sample("z", Normal::new(&loc, &ones)?)?;
         Ok(())
     };
-    for e in [svi_error(model, guide), trace_elbo_error(dev, dt, model, guide)] {
+    for e in [
+        svi_error(model, guide),
+        trace_elbo_error(dev, dt, model, guide),
+    ] {
         match &e {
             InferError::EventShape {
                 site,
@@ -244,7 +265,14 @@ fn plate_size_disagrees_with_a_distribution(dev: &Device, dt: DType) -> Res {
     );
     assert_mentions(
         &e,
-        &["site `z`", "plate `data`", "size 3", "dim -1", "[4]", "Normal"],
+        &[
+            "site `z`",
+            "plate `data`",
+            "size 3",
+            "dim -1",
+            "[4]",
+            "Normal",
+        ],
     );
     // At an inner dim, and in a subsampled plate (whose batch size is the subsample size).
     let wide = Normal::new(
@@ -269,7 +297,10 @@ fn plate_size_disagrees_with_a_distribution(dev: &Device, dt: DType) -> Res {
             if site == "w" && plate == "rows" && **batch == [4, 2]),
         "{e:?}"
     );
-    assert_mentions(&e, &["site `w`", "plate `rows`", "size 5", "dim -2", "[4, 2]"]);
+    assert_mentions(
+        &e,
+        &["site `w`", "plate `rows`", "size 5", "dim -2", "[4, 2]"],
+    );
     Ok(())
 }
 vi_test::test_device!(plate_size_disagrees_with_a_distribution);
@@ -294,7 +325,16 @@ fn plate_size_disagrees_with_observed_data(dev: &Device, dt: DType) -> Res {
             if site == "x" && plate == "data" && **batch == [50]),
         "{e:?}"
     );
-    assert_mentions(&e, &["site `x`", "plate `data`", "size 100", "the observed value", "[50]"]);
+    assert_mentions(
+        &e,
+        &[
+            "site `x`",
+            "plate `data`",
+            "size 100",
+            "the observed value",
+            "[50]",
+        ],
+    );
     // Event dims are not batch dims: 3-vectors, 50 of them, in a plate of 100.
     let data = Tensor::zeros((50, 3), dt, dev)?;
     let zeros = Tensor::zeros(3, dt, dev)?;
@@ -315,6 +355,34 @@ fn plate_size_disagrees_with_observed_data(dev: &Device, dt: DType) -> Res {
 }
 vi_test::test_device!(plate_size_disagrees_with_observed_data);
 
+fn guide_and_model_plates_differ_in_size(dev: &Device, dt: DType) -> Res {
+    // The guide's draw of `z` (3 of them) replayed into the model's plate of 4.
+    let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+        ctx.plate("data", 3, |ctx| guide_site(ctx, "z", dev, dt))?;
+        Ok(())
+    };
+    let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+        ctx.plate("data", 4, |ctx| ctx.sample("z", normal(0.0, 1.0, dev, dt)?))?;
+        Ok(())
+    };
+    for e in [
+        svi_error(model, guide),
+        trace_elbo_error(dev, dt, model, guide),
+    ] {
+        assert!(
+            matches!(&e, InferError::PlateSize { site, plate, size: 4, dim: -1, batch, .. }
+                if site == "z" && plate == "data" && **batch == [3]),
+            "{e:?}"
+        );
+        assert_mentions(
+            &e,
+            &["site `z`", "plate `data`", "size 4", "the value", "[3]"],
+        );
+    }
+    Ok(())
+}
+vi_test::test_device!(guide_and_model_plates_differ_in_size);
+
 fn observed_value_outside_the_support(dev: &Device, dt: DType) -> Res {
     let counts = tensor(&[-1.0, 2.0], dev, dt)?;
     let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
@@ -331,7 +399,13 @@ fn observed_value_outside_the_support(dev: &Device, dt: DType) -> Res {
             InferError::Observed { site, source } => {
                 assert_eq!(site, "counts");
                 assert!(
-                    matches!(**source, DistError::ValueSupport { dist: "Poisson", .. }),
+                    matches!(
+                        **source,
+                        DistError::ValueSupport {
+                            dist: "Poisson",
+                            ..
+                        }
+                    ),
                     "{source:?}"
                 );
             }
@@ -342,7 +416,9 @@ fn observed_value_outside_the_support(dev: &Device, dt: DType) -> Res {
     // Observed with `ctx.observe`.
     let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         let rate = ctx.sample("rate", prior()?)?;
-        ctx.plate("data", 2, |ctx| ctx.observe("counts", Poisson::new(&rate)?, &counts))?;
+        ctx.plate("data", 2, |ctx| {
+            ctx.observe("counts", Poisson::new(&rate)?, &counts)
+        })?;
         Ok(())
     };
     check(&svi_error(model, guide));
@@ -361,7 +437,10 @@ fn observed_value_outside_the_support(dev: &Device, dt: DType) -> Res {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut ctx = Ctx::new(&mut store, &mut rng);
     let rate = scalar(3.0, dev, dt)?;
-    check(&ctx.observe("counts", Poisson::new(&rate)?, &counts).unwrap_err());
+    check(
+        &ctx.observe("counts", Poisson::new(&rate)?, &counts)
+            .unwrap_err(),
+    );
     // A value in the support but of a non-broadcasting shape names the site too.
     let e = ctx
         .observe(
@@ -370,7 +449,10 @@ fn observed_value_outside_the_support(dev: &Device, dt: DType) -> Res {
             &tensor(&[1.0, 2.0], dev, dt)?,
         )
         .unwrap_err();
-    assert!(matches!(&e, InferError::Observed { site, .. } if site == "counts"), "{e:?}");
+    assert!(
+        matches!(&e, InferError::Observed { site, .. } if site == "counts"),
+        "{e:?}"
+    );
     assert_mentions(&e, &["observed site `counts`", "[2]"]);
     Ok(())
 }

@@ -20,7 +20,10 @@ fn scalar(x: f64, dev: &Device, dt: DType) -> candle_core::Result<Tensor> {
 
 /// `Normal(loc, scale)` with scalar parameters.
 fn normal(loc: f64, scale: f64, dev: &Device, dt: DType) -> vi_infer::Result<Normal> {
-    Ok(Normal::new(&scalar(loc, dev, dt)?, &scalar(scale, dev, dt)?)?)
+    Ok(Normal::new(
+        &scalar(loc, dev, dt)?,
+        &scalar(scale, dev, dt)?,
+    )?)
 }
 
 /// A tensor's elements as f64, row-major.
@@ -82,7 +85,10 @@ fn trace_records_every_site_in_order(dev: &Device, dt: DType) -> Res {
             Ok((z, w, d))
         })
     })?;
-    assert_eq!(tr.names().collect::<Vec<_>>(), ["w", "z", "d", "batch", "x"]);
+    assert_eq!(
+        tr.names().collect::<Vec<_>>(),
+        ["w", "z", "d", "batch", "x"]
+    );
     let kinds: Vec<SiteKind> = tr.sites().map(|s| s.kind).collect();
     assert_eq!(
         kinds,
@@ -283,9 +289,8 @@ fn conditioned_site_is_a_likelihood_term_of_the_elbo(dev: &Device, dt: DType) ->
         ctx.plate("data", 3, |ctx| ctx.sample("x", Normal::new(&z, &one)?))?;
         Ok(())
     };
-    let mut model = |ctx: &mut Ctx| {
-        ctx.condition([("x".to_string(), data.clone())], |ctx| model_body(ctx))
-    };
+    let mut model =
+        |ctx: &mut Ctx| ctx.condition([("x".to_string(), data.clone())], |ctx| model_body(ctx));
     let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.sample("z", normal(0.2, 0.5, dev, dt)?)?;
         Ok(())
@@ -383,13 +388,17 @@ fn block_hides_sites_from_outer_handlers(dev: &Device, dt: DType) -> Res {
         (Block::All, vec![]),
     ] {
         let (values, outer, inner, stored) = run(dev, dt, 0, |ctx| {
-            let ((values, inner), outer) =
-                ctx.trace(|ctx| ctx.block(which.clone(), |ctx| ctx.trace(|ctx| abp(ctx, dev, dt))))?;
+            let ((values, inner), outer) = ctx
+                .trace(|ctx| ctx.block(which.clone(), |ctx| ctx.trace(|ctx| abp(ctx, dev, dt))))?;
             Ok((values, outer, inner, ctx.store().get("p")?))
         })?;
         assert_eq!(outer.names().collect::<Vec<_>>(), visible, "{which:?}");
         // Handlers inside the block see everything.
-        assert_eq!(inner.names().collect::<Vec<_>>(), ["a", "b", "p"], "{which:?}");
+        assert_eq!(
+            inner.names().collect::<Vec<_>>(),
+            ["a", "b", "p"],
+            "{which:?}"
+        );
         // Hidden sites still run: the same draws as without the block, the param is created.
         assert_eq!(values, plain, "{which:?}");
         assert_eq!(host(&inner.get("a").unwrap().value), [values[0]]);
@@ -406,9 +415,13 @@ fn scale_multiplies_log_densities(dev: &Device, dt: DType) -> Res {
     let x = scalar(0.7, dev, dt)?;
     let ((), tr) = run(dev, dt, 0, |ctx| {
         ctx.trace(|ctx| {
-            ctx.scale(2.5, |ctx| ctx.observe("once", normal(0.0, 1.0, dev, dt)?, &x))?;
+            ctx.scale(2.5, |ctx| {
+                ctx.observe("once", normal(0.0, 1.0, dev, dt)?, &x)
+            })?;
             ctx.scale(2.0, |ctx| {
-                ctx.scale(3.0, |ctx| ctx.observe("nested", normal(0.0, 1.0, dev, dt)?, &x))
+                ctx.scale(3.0, |ctx| {
+                    ctx.observe("nested", normal(0.0, 1.0, dev, dt)?, &x)
+                })
             })?;
             ctx.scale(3.0, |ctx| {
                 ctx.plate_subsample("batch", 10, 5, |ctx, _| {
@@ -475,7 +488,9 @@ fn mask_zeroes_masked_elements_and_nested_masks_and(dev: &Device, dt: DType) -> 
                     ctx.sample("latent", normal(0.0, 1.0, dev, dt)?)
                 })?;
                 ctx.mask(&m110, |ctx| {
-                    ctx.mask(&m101, |ctx| ctx.observe("two", normal(0.0, 1.0, dev, dt)?, &x))
+                    ctx.mask(&m101, |ctx| {
+                        ctx.observe("two", normal(0.0, 1.0, dev, dt)?, &x)
+                    })
                 })?;
                 ctx.mask(&Tensor::new(&[0u8], dev)?, |ctx| {
                     ctx.observe("none", normal(0.0, 1.0, dev, dt)?, &x)
@@ -527,7 +542,11 @@ fn draws(ctx: &mut Ctx, dev: &Device, dt: DType) -> vi_infer::Result<Vec<f64>> {
 }
 
 fn seed_fixes_the_draws(dev: &Device, dt: DType) -> Res {
-    let seeded = |rng_seed, seed| run(dev, dt, rng_seed, |ctx| ctx.seed(seed, |ctx| draws(ctx, dev, dt)));
+    let seeded = |rng_seed, seed| {
+        run(dev, dt, rng_seed, |ctx| {
+            ctx.seed(seed, |ctx| draws(ctx, dev, dt))
+        })
+    };
     let first = seeded(0, 7)?;
     assert_eq!(first.len(), 1 + 8 + 4 + 5);
     // Same seed, same draws, whatever the context's generator.
@@ -602,9 +621,13 @@ fn replay_and_seed_commute(dev: &Device, dt: DType) -> Res {
     let w_alone = host(&w_alone)[0];
     let z = host(&guide.get("z").unwrap().value)[0];
     // replay inside seed: the replayed site takes no draw from the seed.
-    let a = run(dev, dt, 0, |ctx| ctx.seed(3, |ctx| ctx.replay(&guide, model)))?;
+    let a = run(dev, dt, 0, |ctx| {
+        ctx.seed(3, |ctx| ctx.replay(&guide, model))
+    })?;
     // seed inside replay: the same.
-    let b = run(dev, dt, 0, |ctx| ctx.replay(&guide, |ctx| ctx.seed(3, model)))?;
+    let b = run(dev, dt, 0, |ctx| {
+        ctx.replay(&guide, |ctx| ctx.seed(3, model))
+    })?;
     assert_eq!(a, (z, w_alone));
     assert_eq!(b, (z, w_alone));
     // Conditioned sites likewise, inside or outside the seed.
@@ -618,9 +641,11 @@ fn replay_and_seed_commute(dev: &Device, dt: DType) -> Res {
     assert_eq!(c, (0.5, w_alone));
     assert_eq!(d, (0.5, w_alone));
     // Nested seeds: the innermost one draws.
-    let e = run(dev, dt, 0, |ctx| ctx.seed(1, |ctx| ctx.seed(3, |ctx| {
-        ctx.sample("w", normal(0.0, 1.0, dev, dt)?)
-    })))?;
+    let e = run(dev, dt, 0, |ctx| {
+        ctx.seed(1, |ctx| {
+            ctx.seed(3, |ctx| ctx.sample("w", normal(0.0, 1.0, dev, dt)?))
+        })
+    })?;
     assert_eq!(host(&e), [w_alone]);
     Ok(())
 }
@@ -660,7 +685,11 @@ vi_test::test_device!(block_stops_outer_handlers_but_not_inner_ones);
 /// A guide: `z ~ Normal(loc, scale)` over a plate of 2, with learnable loc and scale.
 fn guide(ctx: &mut Ctx, dev: &Device, dt: DType) -> vi_infer::Result<()> {
     let loc = ctx.param("loc", &tensor(&[0.5, -0.5], dev, dt)?, Constraint::Real)?;
-    let scale = ctx.param("scale", &tensor(&[1.0, 2.0], dev, dt)?, Constraint::Positive)?;
+    let scale = ctx.param(
+        "scale",
+        &tensor(&[1.0, 2.0], dev, dt)?,
+        Constraint::Positive,
+    )?;
     ctx.plate("data", 2, |ctx| ctx.sample("z", Normal::new(&loc, &scale)?))?;
     Ok(())
 }

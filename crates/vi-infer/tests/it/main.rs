@@ -1,6 +1,6 @@
 //! The integration tests of `vi-infer`, one binary.
 
-mod posterior;
+mod errors;
 mod handlers;
 mod plates;
-mod errors;
+mod posterior;
