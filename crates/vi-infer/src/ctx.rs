@@ -173,8 +173,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// Sends `msg` through the stack: `process` from the innermost handler out (stopping
-    /// at a `block`), the default action if no handler set a value, then `postprocess` from
-    /// the outermost handler reached back in.
+    /// at a `block`), the default action if no handler set a value (drawing from the
+    /// innermost reached handler's generator, e.g. a `seed`, else the context's), then
+    /// `postprocess` from the outermost handler reached back in.
     fn apply(
         &mut self,
         mut msg: Message,
@@ -190,7 +191,14 @@ impl<'a> Ctx<'a> {
             }
         }
         if msg.value.is_none() {
-            default(&mut msg, self.store, self.rng)?;
+            let Self {
+                stack, store, rng, ..
+            } = self;
+            let rng = match stack[reached..].iter_mut().rev().find_map(|h| h.rng()) {
+                Some(seeded) => seeded,
+                None => &mut **rng,
+            };
+            default(&mut msg, store, rng)?;
         }
         for i in reached..n {
             self.stack[i].postprocess(&msg)?;

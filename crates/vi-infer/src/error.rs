@@ -23,8 +23,9 @@ pub enum InferError {
         /// The repeated name.
         site: String,
     },
-    /// The guide samples a site that the model does not have.
-    #[error("guide site `{site}` does not appear in the model")]
+    /// The guide samples a site that is not a latent site of the model (absent there, or
+    /// observed).
+    #[error("guide site `{site}` is not a latent site of the model (absent, or observed there)")]
     GuideSiteNotInModel {
         /// The guide's site.
         site: String,
@@ -51,7 +52,8 @@ pub enum InferError {
         /// The guide's event shape.
         guide: Box<[usize]>,
     },
-    /// A site's distribution has, at a plate's dim, a size other than the plate's (or 1).
+    /// A site's distribution (or the value given to it) has, at a plate's dim, a size other
+    /// than the plate's (or 1).
     #[error(
         "site `{site}` inside plate `{plate}` (size {size}, dim {dim}): {dist} has batch shape {batch:?}, whose dim {dim} is neither {size} nor 1"
     )]
@@ -64,9 +66,9 @@ pub enum InferError {
         size: usize,
         /// The plate's dim (negative, counted from the right of the batch shape).
         dim: isize,
-        /// The site's distribution.
+        /// The site's distribution, or `the observed value` / `the value`.
         dist: String,
-        /// The distribution's batch shape.
+        /// The distribution's (or the value's) batch shape.
         batch: Box<[usize]>,
     },
     /// `TraceMeanFieldElbo` met a guide site without `rsample`.

@@ -2,6 +2,8 @@
 
 use std::any::Any;
 
+use rand::RngCore;
+
 use crate::error::Result;
 use crate::message::Message;
 
@@ -34,5 +36,13 @@ pub trait Messenger: Any {
     /// Sees a message after its value is set.
     fn postprocess(&mut self, _msg: &Message) -> Result<()> {
         Ok(())
+    }
+
+    /// The generator that draws the value of a message no handler gave one (`seed`): the
+    /// innermost handler the message reached that has one draws it, after every handler's
+    /// `process` (so plates have expanded the distribution); the context's generator
+    /// otherwise.
+    fn rng(&mut self) -> Option<&mut dyn RngCore> {
+        None
     }
 }

@@ -241,14 +241,14 @@ impl Trace {
     /// log-density's; for each parameter its shape.
     ///
     /// ```text
-    ///  Trace Shapes:
-    ///   Param Sites:
-    ///         loc_q  50
-    ///  Sample Sites:
-    ///    data plate 256 |
-    ///        z dist 256 | 50
-    ///         value 256 | 50
-    ///      log_prob 256 |
+    /// Trace Shapes:
+    ///  Param Sites:
+    ///        loc_q  50
+    /// Sample Sites:
+    ///   data plate 256 |
+    ///       z dist 256 | 50
+    ///        value 256 | 50
+    ///     log_prob 256 |
     /// ```
     pub fn format_shapes(&self) -> Result<String> {
         let dims = |d: &[usize]| {
@@ -321,12 +321,23 @@ impl Trace {
                 SiteKind::Param => {}
             }
         }
-        let w_name = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-        let w_what = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
-        let w_batch = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
+        // The label column (`z dist`, `value`, `data plate`) right-aligned, as Pyro's.
+        let rows: Vec<(String, String, Option<String>)> = rows
+            .into_iter()
+            .map(|(name, what, batch, event)| {
+                let label = match (name.is_empty(), what.is_empty()) {
+                    (_, true) => name,
+                    (true, false) => what,
+                    (false, false) => format!("{name} {what}"),
+                };
+                (label, batch, event)
+            })
+            .collect();
+        let w_label = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+        let w_batch = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
         let mut out = String::new();
-        for (name, what, batch, event) in rows {
-            let mut line = format!("{name:>w_name$} {what:>w_what$} {batch:>w_batch$}");
+        for (label, batch, event) in rows {
+            let mut line = format!("{label:>w_label$} {batch:>w_batch$}");
             if let Some(e) = event {
                 let _ = write!(line, " | {e}");
             }

@@ -267,7 +267,7 @@ pub(crate) fn run(
 /// latent site is in the guide.
 fn check_sites(model: &Trace, guide: &Trace) -> Result<()> {
     for g in guide.sites().filter(|s| s.kind == SiteKind::Sample) {
-        let Some(m) = model.get(&g.name).filter(|m| m.kind == SiteKind::Sample) else {
+        let Some(m) = model.get(&g.name).filter(|m| m.is_latent()) else {
             return Err(InferError::GuideSiteNotInModel {
                 site: g.name.clone(),
             });

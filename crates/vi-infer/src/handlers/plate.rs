@@ -7,7 +7,8 @@ use crate::messenger::Messenger;
 /// The handler behind [`Ctx::plate`](crate::Ctx::plate): adds its frame to every sample
 /// site inside, expands the site's distribution to the plate's batch dim (a size-1 or
 /// missing dim broadcasts; another size is [`InferError::PlateSize`]), and scales the
-/// log-density by `size / subsample_size`.
+/// log-density by `size / subsample_size`. A value given to the site (observed data, a
+/// condition, a replayed draw) must fit the plate's dim too.
 #[derive(Debug)]
 pub struct PlateMessenger {
     frame: PlateFrame,
@@ -58,6 +59,37 @@ impl Messenger for PlateMessenger {
             source: Box::new(source),
         })?;
         msg.dist = Some(expanded);
+        Ok(())
+    }
+
+    fn postprocess(&mut self, msg: &Message) -> Result<()> {
+        let (SiteKind::Sample, Some(dist), Some(value)) = (msg.kind, &msg.dist, &msg.value) else {
+            return Ok(());
+        };
+        let f = &self.frame;
+        let dims = value.dims();
+        let Some(batch) = dims.len().checked_sub(dist.event_shape().len()) else {
+            return Ok(());
+        };
+        let batch = &dims[..batch];
+        if let Some(i) = batch.len().checked_sub(f.dim.unsigned_abs())
+            && batch[i] != f.subsample_size
+            && batch[i] != 1
+        {
+            let what = if msg.is_observed {
+                "the observed value"
+            } else {
+                "the value"
+            };
+            return Err(InferError::PlateSize {
+                site: msg.name.clone(),
+                plate: f.name.clone(),
+                size: f.subsample_size,
+                dim: f.dim,
+                dist: what.into(),
+                batch: batch.into(),
+            });
+        }
         Ok(())
     }
 }

@@ -1,16 +1,16 @@
 //! `seed`: draw from a generator of one's own.
 
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::ctx::draw_with;
-use crate::error::Result;
-use crate::message::{Message, SiteKind};
 use crate::messenger::Messenger;
 
 /// Draws the values of the sample sites (and the indices of subsampled plates) inside from a
 /// generator seeded with a fixed seed (`handlers.seed`): the same seed gives the same
-/// draws, whatever ran before. A value set by an inner handler (replay, condition) is kept.
+/// draws, whatever ran before. The draw happens once every handler has seen the site, so
+/// plates inside or outside the seed have expanded it, and a site whose value a handler
+/// supplies (replay, condition), inside or outside the seed, takes no draw. Nested seeds:
+/// the innermost draws.
 #[derive(Debug)]
 pub struct SeedMessenger {
     rng: ChaCha8Rng,
@@ -26,13 +26,7 @@ impl SeedMessenger {
 }
 
 impl Messenger for SeedMessenger {
-    fn process(&mut self, msg: &mut Message) -> Result<()> {
-        if msg.value.is_some() {
-            return Ok(());
-        }
-        match msg.kind {
-            SiteKind::Sample | SiteKind::Subsample => draw_with(msg, &mut self.rng),
-            SiteKind::Param | SiteKind::Deterministic => Ok(()),
-        }
+    fn rng(&mut self) -> Option<&mut dyn RngCore> {
+        Some(&mut self.rng)
     }
 }

@@ -1,6 +1,9 @@
 //! The integration tests of `vi-infer`, one binary.
 
+mod errors;
 mod gradients;
+mod handlers;
 mod mean_field;
+mod plates;
 mod posterior;
 mod report;
