@@ -11,6 +11,27 @@ use crate::error::{InferError, Result};
 use crate::message::{Message, PlateFrame, SiteKind};
 
 /// One site of a trace: what `ctx.sample` / `observe` / `param` / `deterministic` recorded.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// let (_, tr) = ctx.trace(|ctx| {
+///     let s = ctx.param("s", &one, Constraint::Positive)?;
+///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+/// })?;
+/// let z = tr.get("z").unwrap();
+/// assert!(z.is_latent() && z.dist.is_some() && z.plates.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Site {
     /// The site's name.
@@ -64,16 +85,75 @@ impl Site {
     }
 
     /// Whether this is a latent sample site.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// assert!(tr.get("z").unwrap().is_latent());
+    /// assert!(!tr.get("x").unwrap().is_latent());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_latent(&self) -> bool {
         self.kind == SiteKind::Sample && !self.is_observed
     }
 
     /// Whether this is an observed sample site.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// assert!(tr.get("x").unwrap().is_observed_sample());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_observed_sample(&self) -> bool {
         self.kind == SiteKind::Sample && self.is_observed
     }
 
     /// The distribution's `log_prob` of the value, unscaled and unmasked (batch-shaped).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| ctx.scale(2.0, |ctx| ctx.sample("z", Normal::new(&zero, &one)?)))?;
+    /// let z = tr.get("z").unwrap();
+    /// let scaled = (z.unscaled_log_prob()? * 2.0)?;
+    /// assert_eq!(scaled.to_vec1::<f64>()?, z.log_prob()?.to_vec1::<f64>()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn unscaled_log_prob(&self) -> Result<Tensor> {
         let Some(dist) = &self.dist else {
             return Err(InferError::Invalid(format!(
@@ -98,6 +178,24 @@ impl Site {
 
     /// Applies the site's mask (0 where clear) and scale to a batch-shaped term (a log-density
     /// or a KL).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let m = Tensor::new(&[1u8, 0, 1], &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| ctx.mask(&m, |ctx| ctx.sample("z", Normal::new(&zero, &one)?)))?;
+    /// let t = tr.get("z").unwrap().scale_and_mask(&one)?;
+    /// assert_eq!(t.to_vec1::<f64>()?, vec![1.0, 0.0, 1.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn scale_and_mask(&self, t: &Tensor) -> Result<Tensor> {
         let mut t = t.clone();
         if let Some(mask) = &self.mask {
@@ -123,6 +221,27 @@ impl Site {
 
     /// The site's log-density: `log_prob(value)`, masked and scaled (Pyro's
     /// `site["log_prob"]`), computed once and cached.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// let lp = tr.get("x").unwrap().log_prob()?;
+    /// assert_eq!(lp.dims(), &[3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn log_prob(&self) -> Result<&Tensor> {
         if let Some(lp) = self.log_prob.get() {
             return Ok(lp);
@@ -135,6 +254,27 @@ impl Site {
     }
 
     /// The sum of [`log_prob`](Site::log_prob): a scalar tensor.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// let total = tr.get("x").unwrap().log_prob_sum()?;
+    /// assert_eq!(total.dims(), &[] as &[usize]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn log_prob_sum(&self) -> Result<Tensor> {
         Ok(self.log_prob()?.sum_all()?)
     }
@@ -167,12 +307,26 @@ pub struct Trace {
 
 impl Trace {
     /// An empty trace.
+    ///
+    /// ```
+    /// assert!(vi_infer::Trace::new().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Records a message as a site. A sample, deterministic or subsample name seen twice is
     /// [`InferError::DuplicateSite`]; a parameter read twice is recorded once.
+    ///
+    /// ```
+    /// use vi_infer::{Message, SiteKind, Trace};
+    /// let mut tr = Trace::new();
+    /// let mut msg = Message::new("z", SiteKind::Sample);
+    /// msg.value = Some(candle_core::Tensor::new(1.0f32, &candle_core::Device::Cpu)?);
+    /// tr.record(&msg)?;
+    /// assert!(tr.record(&msg).is_err()); // a sample name twice
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn record(&mut self, msg: &Message) -> Result<()> {
         if let Some(&i) = self.index.get(&msg.name) {
             if msg.kind == SiteKind::Param && self.sites[i].kind == SiteKind::Param {
@@ -190,37 +344,162 @@ impl Trace {
     }
 
     /// The site named `name`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// assert_eq!(tr.get("s").unwrap().kind, vi_infer::SiteKind::Param);
+    /// assert!(tr.get("nope").is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, name: &str) -> Option<&Site> {
         self.index.get(name).map(|&i| &self.sites[i])
     }
 
     /// Whether a site is named `name`.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// assert!(tr.contains("z") && !tr.contains("nope"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn contains(&self, name: &str) -> bool {
         self.index.contains_key(name)
     }
 
     /// The sites in the order they ran.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// let observed = tr.sites().filter(|s| s.is_observed).count();
+    /// assert_eq!(observed, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sites(&self) -> impl Iterator<Item = &Site> {
         self.sites.iter()
     }
 
     /// The site names in the order they ran.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// assert_eq!(tr.names().collect::<Vec<_>>(), ["s", "z", "x"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.sites.iter().map(|s| s.name.as_str())
     }
 
     /// The number of sites.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// assert_eq!(tr.len(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.sites.len()
     }
 
     /// Whether the trace has no sites.
+    ///
+    /// ```
+    /// assert!(vi_infer::Trace::default().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.sites.is_empty()
     }
 
     /// The sum over sample sites (latent and observed) of their log-densities: Pyro's
     /// `trace.log_prob_sum()`. A scalar tensor; 0 without sample sites.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::Normal;
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
+    ///     ctx.observe("x", Normal::new(&z, &one)?, &one)
+    /// })?;
+    /// let by_site = (tr.get("z").unwrap().log_prob_sum()? + tr.get("x").unwrap().log_prob_sum()?)?;
+    /// assert_eq!(tr.log_prob_sum()?.to_scalar::<f64>()?, by_site.to_scalar::<f64>()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn log_prob_sum(&self) -> Result<Tensor> {
         let mut total: Option<Tensor> = None;
         for s in self.sites.iter().filter(|s| s.kind == SiteKind::Sample) {

@@ -7,6 +7,11 @@ use crate::message::Message;
 use crate::messenger::Messenger;
 
 /// Which sites a [`BlockMessenger`] hides.
+///
+/// ```
+/// use vi_infer::handlers::Block;
+/// assert!(Block::All.hides("anything"));
+/// ```
 #[derive(Clone, Debug)]
 pub enum Block {
     /// Every site.
@@ -39,6 +44,11 @@ impl Block {
     }
 
     /// Whether the site `name` is hidden.
+    ///
+    /// ```
+    /// let b = vi_infer::handlers::Block::hide(["z"]);
+    /// assert!(b.hides("z"));
+    /// ```
     pub fn hides(&self, name: &str) -> bool {
         match self {
             Block::All => true,
@@ -50,6 +60,28 @@ impl Block {
 
 /// Hides sites from the handlers outside it (`poutine.block`): they still run (values are
 /// drawn, params read), but an outer `trace` does not record them.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// use vi_infer::handlers::{Block, BlockMessenger};
+/// let (_, tr) = ctx.trace(|ctx| {
+///     ctx.with(BlockMessenger::new(Block::expose(["b"])), |ctx| {
+///         ctx.sample("a", Normal::new(&zero, &one)?)?;
+///         ctx.sample("b", Normal::new(&zero, &one)?)
+///     })
+/// })?;
+/// assert_eq!(tr.names().collect::<Vec<_>>(), ["b"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct BlockMessenger {
     which: Block,
@@ -57,6 +89,10 @@ pub struct BlockMessenger {
 
 impl BlockMessenger {
     /// Blocks the sites `which` selects.
+    ///
+    /// ```
+    /// let _b = vi_infer::handlers::BlockMessenger::new(vi_infer::handlers::Block::All);
+    /// ```
     pub fn new(which: Block) -> Self {
         Self { which }
     }

@@ -10,6 +10,24 @@ use crate::messenger::Messenger;
 
 /// Fixes the named sample sites to the given values and marks them observed
 /// (`poutine.condition`): a latent site becomes a likelihood term.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// use vi_infer::handlers::ConditionMessenger;
+/// let data = [("z".to_string(), one.clone())];
+/// let (z, _) = ctx.with(ConditionMessenger::new(data), |ctx| ctx.sample("z", Normal::new(&zero, &one)?))?;
+/// assert_eq!(z.to_vec1::<f64>()?, vec![1.0; 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct ConditionMessenger {
     data: HashMap<String, Tensor>,
@@ -17,6 +35,12 @@ pub struct ConditionMessenger {
 
 impl ConditionMessenger {
     /// Conditions on `data` (site name → value).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// let data: HashMap<String, candle_core::Tensor> = HashMap::new();
+    /// let _c = vi_infer::handlers::ConditionMessenger::new(data);
+    /// ```
     pub fn new(data: impl IntoIterator<Item = (String, Tensor)>) -> Self {
         Self {
             data: data.into_iter().collect(),

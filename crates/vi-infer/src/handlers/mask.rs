@@ -9,6 +9,24 @@ use crate::messenger::Messenger;
 /// Counts the log-density of every sample site inside only where `mask` is set
 /// (`poutine.mask`); masks combine by logical and. The mask broadcasts against each site's
 /// batch shape.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// use vi_infer::handlers::MaskMessenger;
+/// let m = Tensor::new(&[0.0f64, 1.0, 1.0], &dev)?; // nonzero counts
+/// let (_, tr) = ctx.trace(|ctx| ctx.with(MaskMessenger::new(&m)?, |ctx| ctx.sample("z", Normal::new(&zero, &one)?)))?;
+/// assert_eq!(tr.get("z").unwrap().log_prob()?.to_vec1::<f64>()?[0], 0.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct MaskMessenger {
     mask: Tensor,
@@ -16,6 +34,12 @@ pub struct MaskMessenger {
 
 impl MaskMessenger {
     /// Masks with `mask` (any dtype: nonzero counts).
+    ///
+    /// ```
+    /// let m = candle_core::Tensor::new(&[1u8, 0], &candle_core::Device::Cpu)?;
+    /// let _h = vi_infer::handlers::MaskMessenger::new(&m)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(mask: &Tensor) -> Result<Self> {
         let mask = if mask.dtype() == DType::U8 {
             mask.clone()

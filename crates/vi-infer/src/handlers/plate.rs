@@ -9,6 +9,27 @@ use crate::messenger::Messenger;
 /// missing dim broadcasts; another size is [`InferError::PlateSize`]), and scales the
 /// log-density by `size / subsample_size`. A value given to the site (observed data, a
 /// condition, a replayed draw) must fit the plate's dim too.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// use vi_infer::PlateFrame;
+/// use vi_infer::handlers::PlateMessenger;
+/// let frame = PlateFrame { name: "data".into(), dim: -1, size: 4, subsample_size: 4 };
+/// let (z, _) = ctx.with(PlateMessenger::new(frame), |ctx| {
+///     ctx.sample("z", Normal::new(&zero, &one)?.to_event(1)?)
+/// })?;
+/// assert_eq!(z.dims(), &[4, 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct PlateMessenger {
     frame: PlateFrame,
@@ -16,6 +37,11 @@ pub struct PlateMessenger {
 
 impl PlateMessenger {
     /// The handler for `frame`.
+    ///
+    /// ```
+    /// let frame = vi_infer::PlateFrame { name: "data".into(), dim: -1, size: 8, subsample_size: 2 };
+    /// let _p = vi_infer::handlers::PlateMessenger::new(frame);
+    /// ```
     pub fn new(frame: PlateFrame) -> Self {
         Self { frame }
     }

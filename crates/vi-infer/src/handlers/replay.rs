@@ -12,6 +12,24 @@ use crate::trace::Trace;
 /// Gives each latent sample site (and each subsampled plate) the value it has in a trace,
 /// when the trace has it (`poutine.replay`): the model, replayed against the guide's trace,
 /// scores the guide's draws. Observed sites keep their data.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// use vi_infer::handlers::ReplayMessenger;
+/// let (z, guide) = ctx.trace(|ctx| ctx.sample("z", Normal::new(&zero, &one)?))?;
+/// let (again, _) = ctx.with(ReplayMessenger::new(&guide), |ctx| ctx.sample("z", Normal::new(&one, &one)?))?;
+/// assert_eq!(z.to_vec1::<f64>()?, again.to_vec1::<f64>()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct ReplayMessenger {
     values: HashMap<String, Tensor>,
@@ -19,6 +37,11 @@ pub struct ReplayMessenger {
 
 impl ReplayMessenger {
     /// Replays the sample and subsample values of `trace`.
+    ///
+    /// ```
+    /// let empty = vi_infer::Trace::new();
+    /// let _replay = vi_infer::handlers::ReplayMessenger::new(&empty);
+    /// ```
     pub fn new(trace: &Trace) -> Self {
         let values = trace
             .sites()

@@ -6,6 +6,23 @@ use crate::messenger::Messenger;
 
 /// Multiplies the log-density of every sample site inside by a positive factor
 /// (`poutine.scale`), e.g. to weight a likelihood term (KL annealing).
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// use vi_infer::handlers::ScaleMessenger;
+/// let (_, tr) = ctx.trace(|ctx| ctx.with(ScaleMessenger::new(0.1)?, |ctx| ctx.sample("z", Normal::new(&zero, &one)?)))?;
+/// assert_eq!(tr.get("z").unwrap().scale, 0.1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ScaleMessenger {
     factor: f64,

@@ -11,6 +11,24 @@ use crate::messenger::Messenger;
 /// plates inside or outside the seed have expanded it, and a site whose value a handler
 /// supplies (replay, condition), inside or outside the seed, takes no draw. Nested seeds:
 /// the innermost draws.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// use vi_infer::handlers::SeedMessenger;
+/// let (a, _) = ctx.with(SeedMessenger::new(7), |ctx| ctx.sample("a", Normal::new(&zero, &one)?))?;
+/// let (b, _) = ctx.with(SeedMessenger::new(7), |ctx| ctx.sample("b", Normal::new(&zero, &one)?))?;
+/// assert_eq!(a.to_vec1::<f64>()?, b.to_vec1::<f64>()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct SeedMessenger {
     rng: ChaCha8Rng,
@@ -18,6 +36,10 @@ pub struct SeedMessenger {
 
 impl SeedMessenger {
     /// A generator seeded with `seed`.
+    ///
+    /// ```
+    /// let _seed = vi_infer::handlers::SeedMessenger::new(3);
+    /// ```
     pub fn new(seed: u64) -> Self {
         Self {
             rng: ChaCha8Rng::seed_from_u64(seed),

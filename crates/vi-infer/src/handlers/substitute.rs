@@ -10,6 +10,27 @@ use crate::messenger::Messenger;
 
 /// Replaces the named parameters' values (`poutine.substitute` / NumPyro's `substitute`):
 /// `ctx.param` returns the given tensor instead of the store's.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// use vi_infer::handlers::SubstituteMessenger;
+/// let (w, _) = ctx.with(SubstituteMessenger::new([("w".to_string(), zero.clone())]), |ctx| {
+///     ctx.param("w", &one, Constraint::Real)
+/// })?;
+/// assert_eq!(w.to_vec1::<f64>()?, vec![0.0; 3]);
+/// // The store still holds its own value.
+/// assert_eq!(ctx.store().get("w")?.map(|t| t.to_vec1::<f64>()).transpose()?, None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct SubstituteMessenger {
     data: HashMap<String, Tensor>,
@@ -17,6 +38,10 @@ pub struct SubstituteMessenger {
 
 impl SubstituteMessenger {
     /// Substitutes `data` (param name → constrained value).
+    ///
+    /// ```
+    /// let _s = vi_infer::handlers::SubstituteMessenger::new(Vec::new());
+    /// ```
     pub fn new(data: impl IntoIterator<Item = (String, Tensor)>) -> Self {
         Self {
             data: data.into_iter().collect(),

@@ -7,6 +7,23 @@ use crate::trace::Trace;
 
 /// Records every message it sees into a [`Trace`] (`poutine.trace`). Sample, deterministic
 /// and subsample names must be unique within one trace.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use rand::SeedableRng;
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let dev = Device::Cpu;
+/// # let mut store = ParamStore::new(&dev, DType::F64);
+/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+/// # let one = Tensor::ones(3, DType::F64, &dev)?;
+/// use vi_infer::handlers::TraceMessenger;
+/// let (_, h) = ctx.with(TraceMessenger::new(), |ctx| ctx.sample("z", Normal::new(&zero, &one)?))?;
+/// assert_eq!(h.into_trace().names().collect::<Vec<_>>(), ["z"]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct TraceMessenger {
     trace: Trace,
@@ -14,11 +31,21 @@ pub struct TraceMessenger {
 
 impl TraceMessenger {
     /// An empty recorder.
+    ///
+    /// ```
+    /// let h = vi_infer::handlers::TraceMessenger::new();
+    /// assert!(h.into_trace().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The recorded trace.
+    ///
+    /// ```
+    /// let trace = vi_infer::handlers::TraceMessenger::new().into_trace();
+    /// assert_eq!(trace.len(), 0);
+    /// ```
     pub fn into_trace(self) -> Trace {
         self.trace
     }
