@@ -113,4 +113,11 @@ impl KlError {
 }
 
 /// `Result` with [`KlError`].
+///
+/// ```
+/// fn no_kl() -> vi_kl::Result<()> {
+///     Err(vi_kl::KlError::Invalid("example".into()))
+/// }
+/// assert!(no_kl().is_err());
+/// ```
 pub type Result<T> = std::result::Result<T, KlError>;

@@ -10,6 +10,18 @@ use crate::util::{check_pair, log_prob_in_support};
 
 /// A Monte Carlo estimate of KL(p ‖ q) with its standard error, both of the broadcast batch
 /// shape. See [`kl_monte_carlo_with_error`].
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor};
+/// use rand::SeedableRng;
+/// use vi_dist::Normal;
+/// let t = Tensor::zeros(2, DType::F64, &Device::Cpu)?;
+/// let (p, q) = (Normal::new(&t, &t.ones_like()?)?, Normal::new(&t.ones_like()?, &t.ones_like()?)?);
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let mc = vi_kl::kl_monte_carlo_with_error(&p, &q, 1000, &mut rng)?;
+/// assert_eq!((mc.estimate.dims(), mc.std_error.dims()), (&[2][..], &[2][..]));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct MonteCarloKl {
     /// The mean of `log p(x) − log q(x)` over the draws (differentiable when `p` has

@@ -231,6 +231,22 @@ impl KlRegistry {
     /// Errors: [`KlError::NoClosedForm`] when no rule covers the pair;
     /// [`KlError::EventShape`], [`KlError::BatchShape`] or [`KlError::Kind`] when the two
     /// cannot be compared.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Gamma};
+    /// let reg = vi_kl::KlRegistry::default();
+    /// let dev = Device::Cpu;
+    /// // p batch [2, 1] against q batch [3]: the KL has shape [2, 3].
+    /// let p = Gamma::new(&Tensor::ones((2, 1), DType::F32, &dev)?, &Tensor::ones((2, 1), DType::F32, &dev)?)?;
+    /// let q = Gamma::new(&Tensor::new(&[1.0f32, 2.0, 3.0], &dev)?, &Tensor::ones(3, DType::F32, &dev)?)?;
+    /// assert_eq!(reg.kl(&p, &q)?.dims(), &[2, 3]);
+    /// // Different event shapes cannot be compared.
+    /// let r = Gamma::new(&Tensor::ones(3, DType::F32, &dev)?, &Tensor::ones(3, DType::F32, &dev)?)?;
+    /// let err = reg.kl(&p.to_event(1)?, &r.to_event(1)?).unwrap_err();
+    /// assert!(matches!(err, vi_kl::KlError::EventShape { .. }));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kl(&self, p: &dyn Distribution, q: &dyn Distribution) -> Result<Tensor> {
         // Which rule applies decides first: a pair of families without one is
         // `NoClosedForm` whatever the shapes (Dirichlet ‖ Categorical, say).

@@ -54,6 +54,31 @@ pub(crate) fn inf_where(cond: &Tensor, t: &Tensor) -> Result<Tensor> {
     Ok(cond.where_cond(&full_like(f64::INFINITY, t)?, t)?)
 }
 
+/// `t` with `value` where `cond` (u8) is set; `cond` and `t` are broadcast to their joint
+/// shape. Gradients reach `t` only where `cond` is clear.
+pub(crate) fn fill_where(cond: &Tensor, value: f64, t: &Tensor) -> Result<Tensor> {
+    let shape = vi_dist::broadcast_shapes(&[cond.dims(), t.dims()]).ok_or_else(|| {
+        KlError::Invalid(format!(
+            "internal: shapes {:?} and {:?} do not broadcast",
+            cond.dims(),
+            t.dims()
+        ))
+    })?;
+    let t = t.broadcast_as(shape.as_slice())?;
+    let cond = cond.broadcast_as(shape.as_slice())?;
+    Ok(cond.where_cond(&full_like(value, &t)?, &t)?)
+}
+
+/// `+inf` with the joint batch shape of `p` and `q`, in `like`'s dtype and device (a view of
+/// one element): the KL of a pair whose supports never nest (no gradient: a constant).
+pub(crate) fn infinite(
+    p: &dyn Distribution,
+    q: &dyn Distribution,
+    like: &Tensor,
+) -> Result<Tensor> {
+    full(f64::INFINITY, &joint_batch(p, q)?, like)
+}
+
 /// Sum the last `n` dims of `t` (torch's `_sum_rightmost`).
 pub(crate) fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {
     let mut t = t.clone();

@@ -119,6 +119,13 @@ pub enum OptimError {
 }
 
 /// `Result` with [`OptimError`].
+///
+/// ```
+/// fn lr() -> vi_optim::Result<f64> {
+///     Ok(1e-3)
+/// }
+/// assert_eq!(lr().unwrap(), 1e-3);
+/// ```
 pub type Result<T> = std::result::Result<T, OptimError>;
 
 /// So `?` works in functions returning candle's `Result` (as `candle_nn::Optimizer` does):

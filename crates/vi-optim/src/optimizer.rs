@@ -37,6 +37,10 @@ pub struct LrTransform {
 
 impl LrTransform {
     /// The configured learning rate, unchanged.
+    ///
+    /// ```
+    /// assert_eq!(vi_optim::LrTransform::IDENTITY.apply(0.25), 0.25);
+    /// ```
     pub const IDENTITY: LrTransform = LrTransform {
         scale: 1.0,
         shift: 0.0,

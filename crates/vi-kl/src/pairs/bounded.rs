@@ -10,9 +10,9 @@ use candle_core::Tensor;
 use vi_dist::ops::{expm1, lgamma, log1p};
 use vi_dist::{Beta, Exponential, Gamma, Gumbel, Normal, Pareto, Uniform};
 
-use crate::error::{KlError, Result};
+use crate::error::Result;
 use crate::registry::KlRegistry;
-use crate::util::{full, full_like, inf_where, joint_batch};
+use crate::util::{fill_where, inf_where, infinite};
 
 pub(super) fn register(reg: &mut KlRegistry) {
     reg.insert(
@@ -57,34 +57,9 @@ pub(super) fn register(reg: &mut KlRegistry) {
     reg.insert("+inf: q's support does not cover p's", pareto_uniform);
 }
 
-/// `t` with `value` where `cond` (u8) is set; `cond` and `t` are broadcast to their joint
-/// shape. Gradients reach `t` only where `cond` is clear.
-fn fill_where(cond: &Tensor, value: f64, t: &Tensor) -> Result<Tensor> {
-    let shape = vi_dist::broadcast_shapes(&[cond.dims(), t.dims()]).ok_or_else(|| {
-        KlError::Invalid(format!(
-            "internal: shapes {:?} and {:?} do not broadcast",
-            cond.dims(),
-            t.dims()
-        ))
-    })?;
-    let t = t.broadcast_as(shape.as_slice())?;
-    let cond = cond.broadcast_as(shape.as_slice())?;
-    Ok(cond.where_cond(&full_like(value, &t)?, &t)?)
-}
-
 /// Elementwise "or" of two u8 masks, broadcast.
 fn or(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok(a.broadcast_maximum(b)?)
-}
-
-/// `+inf` with the joint batch shape of `p` and `q`, in `like`'s dtype and device (a view of
-/// one element): the KL of a pair whose supports never nest.
-fn infinite(
-    p: &dyn vi_dist::Distribution,
-    q: &dyn vi_dist::Distribution,
-    like: &Tensor,
-) -> Result<Tensor> {
-    full(f64::INFINITY, &joint_batch(p, q)?, like)
 }
 
 /// `E[ln X]` for `X ~ Uniform(l, h)` with `0 <= l < h`:

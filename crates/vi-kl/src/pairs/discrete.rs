@@ -11,7 +11,7 @@ use vi_dist::{Bernoulli, Binomial, Categorical, Geometric, OneHotCategorical, Po
 
 use crate::error::{KlError, Result};
 use crate::registry::KlRegistry;
-use crate::util::{describe, full, full_like, inf_where, joint_batch};
+use crate::util::{describe, fill_where, full, inf_where, joint_batch};
 
 pub(super) fn register(reg: &mut KlRegistry) {
     reg.insert(
@@ -51,20 +51,6 @@ pub(super) fn register(reg: &mut KlRegistry) {
 /// A stand-in for an infinite log-odds: `softplus(−BIG)` and `sigmoid(−BIG)` are exactly 0 in
 /// both float types, and every expression built from it stays finite.
 const BIG: f64 = 1.0e4;
-
-/// `t` with `value` where `cond` (u8) is set; both broadcast to their joint shape.
-fn fill_where(cond: &Tensor, value: f64, t: &Tensor) -> Result<Tensor> {
-    let shape = vi_dist::broadcast_shapes(&[cond.dims(), t.dims()]).ok_or_else(|| {
-        KlError::Invalid(format!(
-            "internal: shapes {:?} and {:?} do not broadcast",
-            cond.dims(),
-            t.dims()
-        ))
-    })?;
-    let t = t.broadcast_as(shape.as_slice())?;
-    let cond = cond.broadcast_as(shape.as_slice())?;
-    Ok(cond.where_cond(&full_like(value, &t)?, &t)?)
-}
 
 /// `a && !b` for u8 masks, broadcast.
 fn and_not(a: &Tensor, b: &Tensor) -> Result<Tensor> {

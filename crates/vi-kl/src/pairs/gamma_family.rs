@@ -13,7 +13,7 @@ use vi_dist::{Beta, Dirichlet, Distribution, Exponential, Gamma, Gumbel, Normal,
 
 use crate::error::Result;
 use crate::registry::KlRegistry;
-use crate::util::{full, inf_where, joint_batch};
+use crate::util::{inf_where, infinite};
 
 /// Euler–Mascheroni constant γ = −ψ(1): `E[ln x] = −γ − ln λ` under Exponential(λ).
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
@@ -53,13 +53,6 @@ pub(super) fn register(reg: &mut KlRegistry) {
 // ---------------------------------------------------------------------------------------
 // Shared pieces
 // ---------------------------------------------------------------------------------------
-
-/// `+inf` of the broadcast batch shape of `p` and `q`, in the dtype and on the device of
-/// `like`: the KL when `q`'s support never covers `p`'s (no gradient: a constant).
-fn infinite(p: &dyn Distribution, q: &dyn Distribution, like: &Tensor) -> Result<Tensor> {
-    let batch = joint_batch(p, q)?;
-    full(f64::INFINITY, &batch, like)
-}
 
 /// Cross-entropy against a Normal from `p`'s mean m and variance v:
 /// `−E_p[ln N(x; μ, σ)] = ln σ + ½ ln 2π + (v + (m − μ)²) / (2σ²)`.

@@ -7,6 +7,13 @@ use crate::state::{StateDict, count_tensor, f64_tensor, scalar_count, scalar_f64
 use super::{LrSchedule, epoch_state, get, load_epoch};
 
 /// Whether [`ReduceLrOnPlateau`]'s metric should fall (a loss) or rise (an accuracy).
+///
+/// ```
+/// use vi_optim::{PlateauMode, PlateauOptions};
+/// let accuracy = PlateauOptions { mode: PlateauMode::Max, ..Default::default() };
+/// assert_eq!(PlateauOptions::default().mode, PlateauMode::Min);
+/// # let _ = accuracy;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PlateauMode {
     /// Lower is better (torch's `mode="min"`).
@@ -16,6 +23,13 @@ pub enum PlateauMode {
 }
 
 /// How [`ReduceLrOnPlateau`] measures a significant improvement.
+///
+/// ```
+/// use vi_optim::{PlateauOptions, ThresholdMode};
+/// let absolute = PlateauOptions { threshold_mode: ThresholdMode::Abs, threshold: 0.01, ..Default::default() };
+/// assert_eq!(PlateauOptions::default().threshold_mode, ThresholdMode::Rel);
+/// # let _ = absolute;
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ThresholdMode {
     /// Better than `best · (1 ∓ threshold)` (torch's `threshold_mode="rel"`).
