@@ -121,13 +121,15 @@ fn exp_grad<T>(g: &[T], gl: &Layout, y: &[T], yl: &Layout, tiny: T, zero: T) -> 
 where
     T: Copy + PartialOrd + std::ops::Mul<Output = T>,
 {
-    let f = |g: T, y: T| if y <= tiny { zero } else { g * y };
+    // A select then a product (not a branch around the product), so the loop vectorises.
+    let f = |g: T, y: T| g * if y <= tiny { zero } else { y };
     match (gl.contiguous_offsets(), yl.contiguous_offsets()) {
-        (Some((g0, g1)), Some((y0, y1))) => g[g0..g1]
-            .iter()
-            .zip(&y[y0..y1])
-            .map(|(&g, &y)| f(g, y))
-            .collect(),
+        (Some((g0, g1)), Some((y0, y1))) => {
+            let (g, y) = (&g[g0..g1], &y[y0..y1]);
+            let mut out = Vec::with_capacity(g.len());
+            out.extend(g.iter().zip(y).map(|(&g, &y)| f(g, y)));
+            out
+        }
         _ => binary_map(gl, yl, g, y, f),
     }
 }
