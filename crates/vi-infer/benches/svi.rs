@@ -48,15 +48,12 @@ fn data(dev: &Device) -> Tensor {
     vi_dist::standard_normal(&[N, D], DTYPE, dev, &mut rng).unwrap()
 }
 
+/// A model or a guide.
+trait Program: FnMut(&mut Ctx<'_>) -> vi_infer::Result<()> {}
+impl<F: FnMut(&mut Ctx<'_>) -> vi_infer::Result<()>> Program for F {}
+
 /// `Svi` on the model and guide of the module doc.
-fn vi_svi(
-    dev: &Device,
-) -> Svi<
-    impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<()>,
-    impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<()>,
-    Adam,
-    TraceMeanFieldElbo,
-> {
+fn vi_svi(dev: &Device) -> Svi<impl Program, impl Program, Adam, TraceMeanFieldElbo> {
     let x = data(dev);
     let zero = Tensor::zeros(D, DTYPE, dev).unwrap();
     let one = Tensor::ones(D, DTYPE, dev).unwrap();
@@ -102,10 +99,8 @@ struct Plain {
 impl Plain {
     fn new(dev: &Device) -> Self {
         let loc = Var::zeros((N, D), DTYPE, dev).unwrap();
-        let log_scale = Var::from_tensor(
-            &Tensor::full(INIT_SCALE.ln() as f32, (N, D), dev).unwrap(),
-        )
-        .unwrap();
+        let log_scale =
+            Var::from_tensor(&Tensor::full(INIT_SCALE.ln() as f32, (N, D), dev).unwrap()).unwrap();
         Self {
             loc,
             log_scale,

@@ -641,7 +641,9 @@ fn normal_log_prob_broadcast_scale(device: &Device, dtype: DType) -> Res {
         .to_device(device)?,
     )?;
     let loc = tensor(&[0.3, -0.2], dtype, device)?;
-    let run = |materialise: bool| -> Result<(Vec<f64>, Vec<f64>, Vec<f64>), Error> {
+    // (log_prob, gradient to the scale, gradient to the value)
+    type Out = (Vec<f64>, Vec<f64>, Vec<f64>);
+    let run = |materialise: bool| -> Result<Out, Error> {
         // scale [3] → [3, 1] → broadcast to the batch [3, 2]
         let s = scale.as_tensor().reshape((3, 1))?.broadcast_as((3, 2))?;
         let s = if materialise { s.contiguous()? } else { s };

@@ -742,7 +742,12 @@ fn exp_clamp_and_gradient(device: &Device, dtype: DType) -> R {
     // ordinary values.
     let data = [-1000.0, -100.0, -1.0, 0.0, 2.5, 0.5, -3.0, 1.0];
     let x = Var::from_tensor(&tensor(&data, &[2, 4], dtype, device)?)?;
-    let w = tensor(&[1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 2.0, 1.5], &[2, 4], dtype, device)?;
+    let w = tensor(
+        &[1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 2.0, 1.5],
+        &[2, 4],
+        dtype,
+        device,
+    )?;
     for transposed in [false, true] {
         let xt = if transposed {
             x.as_tensor().t()?
