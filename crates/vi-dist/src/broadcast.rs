@@ -173,6 +173,26 @@ pub(crate) fn full_like(value: f64, like: &Tensor) -> Result<Tensor> {
     full(value, like.dims(), like)
 }
 
+/// An elementwise `f` of `t`, computed once per distinct element when `t` is a broadcast view
+/// (a parameter expanded to a plate): dims of stride 0 are narrowed to size 1 before `f` and
+/// broadcast back after, so `log(scale)` of a `[50]` scale expanded to `[256, 50]` costs 50
+/// logs. The same values (and gradients) as `f(t)`.
+pub(crate) fn map_compact(
+    t: &Tensor,
+    f: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
+) -> Result<Tensor> {
+    let mut compact = t.clone();
+    for (i, (&size, &stride)) in t.dims().iter().zip(t.stride()).enumerate() {
+        if stride == 0 && size > 1 {
+            compact = compact.narrow(i, 0, 1)?;
+        }
+    }
+    if compact.elem_count() == t.elem_count() {
+        return Ok(f(t)?);
+    }
+    Ok(f(&compact)?.broadcast_as(t.dims())?)
+}
+
 /// Sum the last `n` dims of `t` (torch's `_sum_rightmost`), stopping at rank 0: event sums of
 /// `Independent`, `Delta` and the transforms' log-determinants.
 pub(crate) fn sum_rightmost(t: &Tensor, n: usize) -> Result<Tensor> {

@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
+use crate::broadcast::{broadcast_params, map_compact};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
@@ -83,7 +83,7 @@ impl Normal {
 pub(crate) fn normal_log_prob(z: &Tensor, scale: &Tensor) -> Result<Tensor> {
     Ok(z.sqr()?
         .affine(-0.5, -0.5 * (2.0 * PI).ln())?
-        .broadcast_sub(&scale.log()?)?)
+        .broadcast_sub(&map_compact(scale, |s| s.log())?)?)
 }
 
 impl Distribution for Normal {

@@ -74,6 +74,31 @@ impl std::fmt::Debug for ParamStore {
     }
 }
 
+/// Whether two constraints are the same. Constraints with tensor bounds have no equality, so
+/// they compare by what they print; the common field-less ones (`real`, `positive`, …) compare
+/// without printing (this runs at every `ctx.param`).
+fn same_constraint(a: &Constraint, b: &Constraint) -> bool {
+    use Constraint::*;
+    let plain = |c: &Constraint| {
+        matches!(
+            c,
+            Real | Positive
+                | NonNegative
+                | UnitInterval
+                | Boolean
+                | NonNegativeInteger
+                | Simplex
+                | OneHot
+                | LowerCholesky
+                | PositiveDefinite
+        )
+    };
+    if plain(a) && plain(b) && std::mem::discriminant(a) == std::mem::discriminant(b) {
+        return true;
+    }
+    a.to_string() == b.to_string()
+}
+
 impl ParamStore {
     /// An empty store whose parameters live on `device` in `dtype`.
     ///
@@ -195,8 +220,7 @@ impl ParamStore {
             return Err(bad("vanished from the store".into()));
         };
         match &p.constraint {
-            // Constraints with tensor bounds have no equality: compare what they print.
-            Some((c, _)) if c.to_string() != constraint.to_string() => {
+            Some((c, _)) if !same_constraint(c, constraint) => {
                 return Err(bad(format!(
                     "used with constraint {constraint}, created with {c}"
                 )));

@@ -1,6 +1,8 @@
 //! Elementwise transforms of the real line: identity, exp, sigmoid, softplus.
 
-use candle_core::Tensor;
+use candle_core::backend::BackendStorage;
+use candle_core::cpu_backend::{binary_map, unary_map};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 
 use super::Transform;
 use crate::constraint::Constraint;
@@ -68,9 +70,101 @@ impl Transform for Identity {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Exp;
 
-/// `eˣ` clamped below at the dtype's smallest normal number (gradient `eˣ` above the clamp).
+/// `eˣ` clamped below at the dtype's smallest normal number (gradient `eˣ` above the clamp,
+/// 0 at and below it). On the CPU in f32/f64 one host kernel with a one-pass backward (the
+/// hot path of every positive parameter); elsewhere `exp` then `maximum`.
 pub(crate) fn positive_exp(x: &Tensor) -> Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Ok(x.apply_op1(PositiveExp)?);
+    }
     Ok(x.exp()?.maximum(tiny(x.dtype()))?)
+}
+
+/// The host kernel of [`positive_exp`]: `y = eˣ`, raised to `tiny` where smaller (a NaN stays
+/// NaN, as candle's `maximum` keeps its left operand then).
+struct PositiveExp;
+
+impl CustomOp1 for PositiveExp {
+    fn name(&self) -> &'static str {
+        "positive_exp"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F64(v) => {
+                let t = f64::MIN_POSITIVE;
+                CpuStorage::F64(unary_map(v, l, |x: f64| {
+                    let e = x.exp();
+                    if e < t { t } else { e }
+                }))
+            }
+            CpuStorage::F32(v) => {
+                let t = f32::MIN_POSITIVE;
+                CpuStorage::F32(unary_map(v, l, |x: f32| {
+                    let e = x.exp();
+                    if e < t { t } else { e }
+                }))
+            }
+            other => candle_core::bail!("positive_exp: no kernel for {:?}", other.dtype()),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.apply_op2_no_bwd(y, &PositiveExpGrad)?))
+    }
+}
+
+/// `g · y`, or 0 where `y ≤ tiny`: one pass over contiguous data, candle's strided map
+/// otherwise.
+fn exp_grad<T>(g: &[T], gl: &Layout, y: &[T], yl: &Layout, tiny: T, zero: T) -> Vec<T>
+where
+    T: Copy + PartialOrd + std::ops::Mul<Output = T>,
+{
+    // A select then a product (not a branch around the product), so the loop vectorises.
+    let f = |g: T, y: T| g * if y <= tiny { zero } else { y };
+    match (gl.contiguous_offsets(), yl.contiguous_offsets()) {
+        (Some((g0, g1)), Some((y0, y1))) => {
+            let (g, y) = (&g[g0..g1], &y[y0..y1]);
+            let mut out = Vec::with_capacity(g.len());
+            out.extend(g.iter().zip(y).map(|(&g, &y)| f(g, y)));
+            out
+        }
+        _ => binary_map(gl, yl, g, y, f),
+    }
+}
+
+/// The backward of [`PositiveExp`] from its output: `g · y` where `y` is above the clamp,
+/// 0 where it was clamped.
+struct PositiveExpGrad;
+
+impl CustomOp2 for PositiveExpGrad {
+    fn name(&self) -> &'static str {
+        "positive_exp_grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        ys: &CpuStorage,
+        yl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match (gs, ys) {
+            (CpuStorage::F64(g), CpuStorage::F64(y)) => {
+                CpuStorage::F64(exp_grad(g, gl, y, yl, f64::MIN_POSITIVE, 0.0))
+            }
+            (CpuStorage::F32(g), CpuStorage::F32(y)) => {
+                CpuStorage::F32(exp_grad(g, gl, y, yl, f32::MIN_POSITIVE, 0.0))
+            }
+            (g, y) => candle_core::bail!(
+                "positive_exp_grad: no kernel for {:?} and {:?}",
+                g.dtype(),
+                y.dtype()
+            ),
+        };
+        Ok((out, yl.shape().clone()))
+    }
 }
 
 impl Transform for Exp {

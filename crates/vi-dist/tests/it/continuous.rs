@@ -625,3 +625,47 @@ fn moments_and_supports(device: &Device, dtype: DType) -> Res {
     Ok(())
 }
 vi_test::test_device!(moments_and_supports);
+
+/// `Normal::log_prob` with a scale broadcast from fewer dims (a view with stride 0, as a plate
+/// expands a prior): the same values, and the same gradients to that scale and to the value, as
+/// with the scale materialised.
+fn normal_log_prob_broadcast_scale(device: &Device, dtype: DType) -> Res {
+    let scale = Var::from_tensor(&tensor(&[0.5, 1.0, 2.0], dtype, device)?)?;
+    let value = Var::from_tensor(
+        &Tensor::from_vec(
+            vec![0.1, -0.4, 1.3, 2.0, 0.0, -1.5, 0.7, 0.2],
+            (4, 1, 2),
+            &Device::Cpu,
+        )?
+        .to_dtype(dtype)?
+        .to_device(device)?,
+    )?;
+    let loc = tensor(&[0.3, -0.2], dtype, device)?;
+    // (log_prob, gradient to the scale, gradient to the value)
+    type Out = (Vec<f64>, Vec<f64>, Vec<f64>);
+    let run = |materialise: bool| -> Result<Out, Error> {
+        // scale [3] → [3, 1] → broadcast to the batch [3, 2]
+        let s = scale.as_tensor().reshape((3, 1))?.broadcast_as((3, 2))?;
+        let s = if materialise { s.contiguous()? } else { s };
+        let d = vi_dist::Normal::new(&loc, &s)?;
+        let lp = d.log_prob(value.as_tensor())?;
+        assert_eq!(lp.dims(), &[4, 3, 2]);
+        let w = Tensor::arange(0u32, 24, &Device::Cpu)?
+            .to_dtype(dtype)?
+            .to_device(device)?
+            .reshape((4, 3, 2))?;
+        let g = (&lp * &w)?.sum_all()?.backward()?;
+        let gs = host(g.get(scale.as_tensor()).ok_or("no scale gradient")?)?;
+        let gv = host(g.get(value.as_tensor()).ok_or("no value gradient")?)?;
+        Ok((host(&lp)?, gs, gv))
+    };
+    let (a, b) = (run(false)?, run(true)?);
+    let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
+    for (x, y) in [(&a.0, &b.0), (&a.1, &b.1), (&a.2, &b.2)] {
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() <= tol * q.abs().max(1.0), "{x:?} vs {y:?}");
+        }
+    }
+    Ok(())
+}
+vi_test::test_device!(normal_log_prob_broadcast_scale);

@@ -729,6 +729,63 @@ fn sigmoid_clamps_as_torch() -> R {
     Ok(())
 }
 
+/// `Exp` (the positive parameters' transform): `max(eˣ, tiny)`, gradient `eˣ` above the clamp
+/// and 0 below it, for contiguous and strided inputs and gradients (the CPU kernel and the
+/// composed path agree).
+fn exp_clamp_and_gradient(device: &Device, dtype: DType) -> R {
+    let tiny = if dtype == DType::F64 {
+        f64::MIN_POSITIVE
+    } else {
+        f64::from(f32::MIN_POSITIVE)
+    };
+    // Columns: clamped in both dtypes, clamped in f32 only (e^-100 is subnormal there), then
+    // ordinary values.
+    let data = [-1000.0, -100.0, -1.0, 0.0, 2.5, 0.5, -3.0, 1.0];
+    let x = Var::from_tensor(&tensor(&data, &[2, 4], dtype, device)?)?;
+    let w = tensor(
+        &[1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 2.0, 1.5],
+        &[2, 4],
+        dtype,
+        device,
+    )?;
+    for transposed in [false, true] {
+        let xt = if transposed {
+            x.as_tensor().t()?
+        } else {
+            x.as_tensor().clone()
+        };
+        let y = Exp.forward(&xt)?;
+        let expected = xt.exp()?.maximum(tiny)?;
+        assert_eq!(to_vec(&y)?, to_vec(&expected)?);
+        // A contiguous upstream gradient (w) and a broadcast one (sum).
+        let wt = if transposed { w.t()? } else { w.clone() };
+        for weighted in [true, false] {
+            let loss = if weighted {
+                (&y * &wt)?.sum_all()?
+            } else {
+                y.sum_all()?
+            };
+            let g = loss.backward()?;
+            let g = to_vec(g.get(x.as_tensor()).ok_or("no gradient")?)?;
+            for (i, (&xi, gi)) in data.iter().zip(g).enumerate() {
+                let e = if dtype == DType::F64 {
+                    xi.exp()
+                } else {
+                    f64::from((xi as f32).exp())
+                };
+                let wi = if weighted { to_vec(&w)?[i] } else { 1.0 };
+                let want = if e > tiny { wi * e } else { 0.0 };
+                assert!(
+                    (gi - want).abs() <= 1e-6 * want.abs(),
+                    "x = {xi}: gradient {gi}, expected {want}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+vi_test::test_device!(exp_clamp_and_gradient);
+
 /// Strict bounds far from 0: `b + eˣ` rounds to `b` already for moderate `x` (in f32 at
 /// x ≈ −10 for b = 1000), yet the output stays strictly inside.
 fn large_bounds_stay_in_support(device: &Device, dtype: DType) -> R {

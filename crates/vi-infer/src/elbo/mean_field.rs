@@ -4,7 +4,7 @@ use candle_core::Tensor;
 use rand::RngCore;
 
 use super::{
-    Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate, average_terms,
+    Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate_signed, average_terms,
     sites_agree,
 };
 use crate::error::{InferError, Result};
@@ -129,8 +129,8 @@ impl Elbo for TraceMeanFieldElbo {
                 .sites()
                 .filter(|s| s.kind == crate::SiteKind::Sample)
             {
-                let (kind, value, sign) = if m.is_observed {
-                    (TermKind::LogLikelihood, m.log_prob()?.clone(), -1.0)
+                let (kind, value, negate) = if m.is_observed {
+                    (TermKind::LogLikelihood, m.log_prob()?.clone(), true)
                 } else {
                     let Some(g) = run.guide.get(&m.name) else {
                         return Err(InferError::LatentNotInGuide {
@@ -146,10 +146,10 @@ impl Elbo for TraceMeanFieldElbo {
                         });
                     }
                     let (kind, value) = latent_kl_term(m, g)?;
-                    (kind, value, 1.0)
+                    (kind, value, false)
                 };
                 let sum = value.sum_all()?;
-                loss = accumulate(loss, (&sum * sign)?)?;
+                loss = accumulate_signed(loss, &sum, negate)?;
                 terms.push(SiteTerm {
                     name: m.name.clone(),
                     kind,
@@ -164,6 +164,8 @@ impl Elbo for TraceMeanFieldElbo {
             return Err(InferError::Invalid("no particles ran".into()));
         };
         let loss = match loss {
+            // One particle: no division (a graph node that changes nothing).
+            Some(l) if n_runs * vectorized == 1 => l,
             Some(l) => (l / (n_runs * vectorized) as f64)?,
             None => return Err(InferError::Invalid("the model has no sample sites".into())),
         };

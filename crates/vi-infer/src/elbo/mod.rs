@@ -406,6 +406,21 @@ pub(crate) fn accumulate(total: Option<Tensor>, b: Tensor) -> Result<Option<Tens
     }))
 }
 
+/// Adds `b` to an optional running sum, or subtracts it when `negate`: one graph node per term
+/// (no multiplication by ±1), the first term taken as is (or negated).
+pub(crate) fn accumulate_signed(
+    total: Option<Tensor>,
+    b: &Tensor,
+    negate: bool,
+) -> Result<Option<Tensor>> {
+    Ok(Some(match (total, negate) {
+        (Some(t), false) => (t + b)?,
+        (Some(t), true) => (t - b)?,
+        (None, false) => b.clone(),
+        (None, true) => b.neg()?,
+    }))
+}
+
 /// Averages per-site terms over `runs` sequential runs holding `vectorized` particles each:
 /// values are averaged over the runs (a vectorised particle dim stays in the value), sums
 /// over all particles.
