@@ -1,0 +1,6 @@
+//! The variational autoencoder of Pyro's VAE tutorial, trained with `vi-infer`'s SVI on
+//! MNIST: the library behind `cargo run --release -p vae`.
+#![deny(missing_docs)]
+
+pub mod data;
+pub mod model;
