@@ -61,6 +61,42 @@ fn tour() -> Res {
     Ok(())
 }
 
+/// The README's tour, shorter than the guide's first example.
+#[test]
+fn readme_tour() -> Res {
+    use vi_infer::candle::{Device, Tensor};
+    use vi_infer::dist::{Constraint, Normal};
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+
+    let dev = Device::Cpu;
+    let x = Tensor::new(&[1.2f64, 0.8, 1.1, 0.9], &dev)?;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    let model = |ctx: &mut Ctx| {
+        let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?; // the prior
+        ctx.plate("data", 4, |ctx| {
+            ctx.observe("x", Normal::new(&mu, &one)?, &x) // the likelihood
+        })
+    };
+    let guide = |ctx: &mut Ctx| {
+        let loc = ctx.param("loc", &zero, Constraint::Real)?;
+        let scale = ctx.param("scale", &one, Constraint::Positive)?;
+        ctx.sample("mu", Normal::new(&loc, &scale)?) // q(mu) = Normal(loc, scale)
+    };
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.02,
+        ..Default::default()
+    })?;
+    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new());
+    for _ in 0..2000 {
+        svi.step()?; // returns the loss and each site's KL or log-likelihood
+    }
+    let loc = svi.store().get("loc")?.unwrap().to_scalar::<f64>()?; // about 0.8
+
+    assert!(close(loc, 0.8, 0.05), "loc {loc}");
+    Ok(())
+}
+
 /// Sites and traces: what `ctx.trace` records.
 #[test]
 fn sites_and_traces() -> Res {
@@ -147,7 +183,7 @@ fn plate_subsample() -> Res {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut ctx = Ctx::new(&mut store, &mut rng);
     let mu = Tensor::new(0.5f64, &dev)?;
-    let data = Tensor::rand(-1.0f64, 1.0, 1000, &dev)?;
+    let data = (Tensor::arange(0u32, 1000, &dev)?.to_dtype(DType::F64)? / 1000.0)?;
 
     let (_, trace) = ctx.trace(|ctx| {
         ctx.plate_subsample("data", 1000, 100, |ctx, idx| {
@@ -174,15 +210,18 @@ fn plate_subsample() -> Res {
 /// Minibatches from the training loop: the closures read a batch the loop sets.
 #[test]
 fn minibatches() -> Res {
-    use std::cell::RefCell;
     use vi_infer::optim::{Adam, AdamOptions};
     use vi_infer::{Svi, TraceMeanFieldElbo};
 
     let dev = Device::Cpu;
     let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
-    let train = Tensor::rand(0.5f64, 1.5, (20, 4), &dev)?; // 20 batches of 4
-    let test = Tensor::rand(0.5f64, 1.5, 4, &dev)?;
-    let n = 80; // data points in all
+
+    use std::cell::RefCell;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let truth = Normal::new(&one, &one)?;
+    let train = truth.sample(&[20, 4], &mut rng)?; // 20 batches of 4 data points
+    let test = truth.sample(&[4], &mut rng)?; // a held-out batch
+    let n = 80; // data points in the training set
 
     let batch = RefCell::new(train.get(0)?);
     let model = |ctx: &mut Ctx| {
@@ -221,8 +260,6 @@ fn minibatches() -> Res {
 /// The handlers through `Ctx`'s methods.
 #[test]
 fn handlers() -> Res {
-    use vi_infer::handlers::Block;
-
     let dev = Device::Cpu;
     let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
     let data = Tensor::new(&[1.2f64, 0.8, 1.1, 0.9], &dev)?;
@@ -240,6 +277,7 @@ fn handlers() -> Res {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut ctx = Ctx::new(&mut store, &mut rng);
 
+    use vi_infer::handlers::Block;
     // trace + replay: score the model at the guide's draw (one importance weight).
     let (_, guide_tr) = ctx.trace(guide)?;
     let (_, model_tr) = ctx.trace(|ctx| ctx.replay(&guide_tr, model))?;
@@ -289,7 +327,7 @@ fn custom_handler() -> Res {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut ctx = Ctx::new(&mut store, &mut rng);
 
-    use vi_infer::{Message, Messenger, SiteKind};
+    use vi_infer::{Message, Messenger};
 
     /// Counts the latent sample sites and doubles their log-densities.
     #[derive(Default)]
@@ -298,7 +336,7 @@ fn custom_handler() -> Res {
     }
     impl Messenger for CountAndDouble {
         fn process(&mut self, msg: &mut Message) -> vi_infer::Result<()> {
-            if msg.kind == SiteKind::Sample && !msg.is_observed {
+            if msg.is_latent() {
                 msg.scale *= 2.0;
             }
             Ok(())
@@ -511,6 +549,15 @@ fn per_site_kl() -> Res {
     // loss = sum of KLs - sum of log-likelihoods
     let ll = report.site("x").unwrap().sum_f64()?;
     assert!(close(report.loss, total_kl - ll, 1e-9));
+    // The same decomposition under TraceElbo, with two particles: every KL is Monte Carlo.
+    let adam = Adam::empty(AdamOptions::default())?;
+    let elbo = vi_infer::TraceElbo::new().num_particles(2);
+    let mut svi = Svi::new(model, guide, adam, elbo);
+    let report = svi.step()?;
+    assert!(report.kls().all(|t| t.kind == TermKind::KlMonteCarlo));
+    let total_kl: f64 = report.kls().map(|t| t.sum_f64().unwrap()).sum();
+    let ll = report.site("x").unwrap().sum_f64()?;
+    assert!(close(report.loss, total_kl - ll, 1e-9));
     Ok(())
 }
 
@@ -522,7 +569,11 @@ fn per_site_kl_batch() -> Res {
 
     let dev = Device::Cpu;
     let (batch, latent) = (8, 3);
-    let x = Tensor::rand(-1.0f64, 1.0, (batch, latent), &dev)?;
+    let x = Normal::new(
+        &Tensor::zeros((batch, latent), DType::F64, &dev)?,
+        &Tensor::ones((batch, latent), DType::F64, &dev)?,
+    )?
+    .sample(&[], &mut ChaCha8Rng::seed_from_u64(1))?;
     let zeros = Tensor::zeros(latent, DType::F64, &dev)?;
     let ones = Tensor::ones(latent, DType::F64, &dev)?;
     let model = |ctx: &mut Ctx| {
