@@ -125,6 +125,14 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         cfg.test_limit = cfg.test_limit.or(Some(meta.test_images));
     } else {
         cfg.epochs = DEFAULT_EPOCHS;
+        if let Ok(meta) = CheckpointMeta::read(&args.out_dir) {
+            eprintln!(
+                "note: starting afresh in {}: its checkpoint (epoch {}) will be replaced \
+                 (--resume continues it instead)",
+                args.out_dir.display(),
+                meta.epoch
+            );
+        }
     }
     let d = Sizes::default();
     cfg.epochs = args.epochs.unwrap_or(cfg.epochs);
@@ -185,7 +193,7 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainError> {
                 if done > 0 {
                     format!("resuming after epoch {done} of {epochs}")
                 } else {
-                    format!("{epochs} epochs")
+                    format!("{epochs} epoch{}", if epochs == 1 { "" } else { "s" })
                 }
             );
         }

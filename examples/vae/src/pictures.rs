@@ -112,7 +112,7 @@ pub fn plot(title: &str, series: &[Series], y_range: Option<(f64, f64)>) -> RgbI
     let ink = Rgb([40, 40, 40]);
 
     // Y ticks at a 1-2-5 step, with grid lines and labels.
-    let step = nice_step((yhi - ylo) / 6.0);
+    let step = nice_step((yhi - ylo) / 8.0);
     let mut t = (ylo / step).ceil() * step;
     while t <= yhi {
         let y = py(t).round() as i64;

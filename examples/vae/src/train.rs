@@ -605,13 +605,7 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
             test_images: test.len(),
         };
         write_atomic(&outputs.checkpoint, meta.to_text().as_bytes())?;
-        if epoch > 1 {
-            let old = cfg
-                .out_dir
-                .join(format!("checkpoint-epoch{}.safetensors", epoch - 1));
-            // Best effort: a leftover older checkpoint is harmless.
-            let _ = std::fs::remove_file(old);
-        }
+        remove_stale_checkpoints(&cfg.out_dir, &file);
         if let Some(stats) = history.last() {
             on_event(Event::Epoch(stats));
         }
@@ -622,6 +616,25 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
         resumed_from: done,
         outputs,
     })
+}
+
+/// Removes the checkpoint files of other epochs (of this run or an earlier one) from
+/// `dir`, keeping `keep`. Best effort: a leftover file is harmless.
+fn remove_stale_checkpoints(dir: &Path, keep: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = name
+            .strip_prefix("checkpoint-epoch")
+            .and_then(|r| r.strip_suffix(".safetensors"))
+            .is_some_and(|n| n.parse::<usize>().is_ok());
+        if stale && name != keep {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The test ELBO per image: `TraceMeanFieldElbo::compute` over the test set in batches,
