@@ -4,3 +4,5 @@
 
 pub mod data;
 pub mod model;
+pub mod pictures;
+pub mod train;
