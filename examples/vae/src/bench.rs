@@ -2,9 +2,11 @@
 //! ([`crate::plain`]), from the same initial weights on the same batch, in one run.
 //!
 //! Both run with value validation off, as training does. After the warm-up, the two
-//! alternate in blocks of [`BLOCK`] steps (which one goes first alternates too), so a load
-//! that changes over time — other processes on a shared machine — hits both alike; each
-//! step is timed on its own and the report gives the median of each.
+//! alternate in blocks of [`BLOCK`] steps, which one goes first alternating too
+//! (`svi plain | plain svi | …`), so a load that changes over time — other processes on a
+//! shared machine — hits both alike; each step is timed on its own and the report gives
+//! the median of each. On a busy machine the figures still move by several percent from
+//! run to run: give it more steps.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use crate::model::{Sizes, Vae};
 use crate::plain::PlainVae;
 
 /// Steps of one side timed before the other side takes its turn.
-pub const BLOCK: usize = 5;
+pub const BLOCK: usize = 1;
 
 /// The learning rate of both Adams (Pyro's VAE tutorial).
 pub const LR: f64 = 1e-3;

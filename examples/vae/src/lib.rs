@@ -2,7 +2,7 @@
 //! MNIST: the library behind `cargo run --release -p vae`.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod data;
 pub mod model;
-pub mod bench;
 pub mod plain;

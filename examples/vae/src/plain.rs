@@ -84,7 +84,10 @@ impl PlainVae {
             };
             let w = copy("weight")?;
             let b = copy("bias")?;
-            Ok(Linear::new(w.as_tensor().clone(), Some(b.as_tensor().clone())))
+            Ok(Linear::new(
+                w.as_tensor().clone(),
+                Some(b.as_tensor().clone()),
+            ))
         };
         let enc_fc1 = layer("encoder.fc1")?;
         let enc_fc21 = layer("encoder.fc21")?;
@@ -112,7 +115,7 @@ impl PlainVae {
 
     /// The loss of the batch `x` (`[batch, 784]`) and its graph, drawing `ε` from the
     /// generator.
-    fn loss(&mut self, x: &Tensor) -> Result<Tensor> {
+    pub fn loss(&mut self, x: &Tensor) -> Result<Tensor> {
         // Encoder.
         let h = softplus(&self.enc_fc1.forward(x)?)?;
         let loc = self.enc_fc21.forward(&h)?;
