@@ -2,7 +2,9 @@
 //! MNIST: the library behind `cargo run --release -p vae`.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod data;
 pub mod model;
 pub mod pictures;
+pub mod plain;
 pub mod train;
