@@ -33,6 +33,56 @@ struct Cli {
 enum Command {
     /// Train the VAE (the default).
     Train(TrainArgs),
+    /// Time one SVI step against the same step written in plain candle (same initial
+    /// weights, same batch, same draws), alternating the two, and print
+    /// `svi_step_ms=A plain_candle_ms=B ratio=A/B`.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct BenchArgs {
+    /// Images per step.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Timed steps of each side.
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Untimed steps of each side first.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Dimension of the latent z.
+    #[arg(long, default_value_t = 50)]
+    latent: usize,
+    /// Width of the hidden layers.
+    #[arg(long, default_value_t = 400)]
+    hidden: usize,
+    /// Seeds the weights and the draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The device (CUDA only in a build with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Directory of the MNIST IDX files [default: the bundled subset].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn run_bench(args: &BenchArgs) -> Result<(), vae::bench::BenchError> {
+    let config = vae::bench::BenchConfig {
+        batch: args.batch_size,
+        warmup: args.warmup,
+        steps: args.steps,
+        seed: args.seed,
+        sizes: Sizes {
+            hidden: args.hidden,
+            latent: args.latent,
+        },
+        data_dir: args.data_dir.clone().unwrap_or_else(vae::data::bundled_dir),
+        device: pick_device(args.device),
+    };
+    let report = vae::bench::run(&config)?;
+    println!("{report}");
+    Ok(())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -254,9 +304,10 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Some(Command::Train(args)) => run_train(args),
-        None => run_train(&cli.train),
+    let result: Result<(), Box<dyn std::error::Error>> = match &cli.command {
+        Some(Command::Train(args)) => run_train(args).map_err(Into::into),
+        Some(Command::Bench(args)) => run_bench(args).map_err(Into::into),
+        None => run_train(&cli.train).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
