@@ -3,8 +3,11 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod checkpoint;
 pub mod data;
+mod evaluate;
 pub mod model;
+pub mod outputs;
 pub mod pictures;
 pub mod plain;
 pub mod train;

@@ -9,8 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use vae::checkpoint::CheckpointMeta;
 use vae::model::Sizes;
-use vae::train::{CheckpointMeta, DEFAULT_EPOCHS, Event, TrainConfig, TrainError, train};
+use vae::train::{DEFAULT_EPOCHS, Event, TrainConfig, TrainError, train};
 use vi_infer::candle::Device;
 
 // candle's CPU path allocates an output per op: mimalloc makes that cheap.

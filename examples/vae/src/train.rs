@@ -1,5 +1,6 @@
 //! Training: the SVI loop over shuffled minibatches, the test ELBO, the pictures, the CSV
 //! files and a checkpoint each epoch, from which `--resume` continues bit-identically.
+//! The files are written by [`crate::outputs`], the checkpoint by [`crate::checkpoint`].
 //!
 //! # Feeding minibatches to the model and the guide
 //!
@@ -22,8 +23,7 @@
 //! the same latent points).
 
 use std::cell::RefCell;
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -31,11 +31,13 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use vi_infer::candle::{self, DType, Device, Tensor};
 use vi_infer::optim::{Adam, AdamOptions};
-use vi_infer::{Ctx, Elbo, InferError, ParamStore, Svi, TraceMeanFieldElbo};
+use vi_infer::{Ctx, InferError, ParamStore, Svi, TraceMeanFieldElbo};
 
+use crate::checkpoint;
 use crate::data::{self, DataError, Split};
+use crate::evaluate::evaluate;
 use crate::model::{Sizes, Vae};
-use crate::pictures::{self, Series};
+use crate::outputs::{self, Outputs};
 
 /// Epochs of the default run: what `cargo run --release -p vae` trains on the bundled data
 /// (800 steps of 256 images, as many as 3.4 epochs of the full set: 25 to 90 seconds on two
@@ -194,42 +196,6 @@ pub enum Event<'a> {
     Epoch(&'a EpochStats),
 }
 
-/// The files a run writes in its output directory.
-#[derive(Clone, Debug)]
-pub struct Outputs {
-    /// Test digits (odd rows) over their reconstructions (even rows), one column per digit.
-    pub reconstructions: PathBuf,
-    /// Images decoded from 100 fixed draws of the prior.
-    pub samples: PathBuf,
-    /// The ELBO curve.
-    pub curve: PathBuf,
-    /// The per-epoch figures.
-    pub epochs_csv: PathBuf,
-    /// The per-step losses.
-    pub steps_csv: PathBuf,
-    /// The checkpoint's description (what `--resume` reads).
-    pub checkpoint: PathBuf,
-}
-
-impl Outputs {
-    /// The files in `dir`.
-    ///
-    /// ```
-    /// let o = vae::train::Outputs::in_dir("out".as_ref());
-    /// assert_eq!(o.samples, std::path::Path::new("out/samples.png"));
-    /// ```
-    pub fn in_dir(dir: &Path) -> Self {
-        Self {
-            reconstructions: dir.join("reconstructions.png"),
-            samples: dir.join("samples.png"),
-            curve: dir.join("elbo.png"),
-            epochs_csv: dir.join("epochs.csv"),
-            steps_csv: dir.join("steps.csv"),
-            checkpoint: dir.join(CHECKPOINT_META),
-        }
-    }
-}
-
 /// What a run returns.
 #[derive(Clone, Debug)]
 pub struct Outcome {
@@ -243,155 +209,8 @@ pub struct Outcome {
     pub outputs: Outputs,
 }
 
-/// The checkpoint's description: the epoch reached, the `Svi` checkpoint file, and the
-/// options it was trained with (so that `--resume` continues the same run).
-#[derive(Clone, Debug, PartialEq)]
-pub struct CheckpointMeta {
-    /// Epochs done.
-    pub epoch: usize,
-    /// The run's `--epochs` (what `--resume` trains up to unless told otherwise).
-    pub target_epochs: usize,
-    /// The `Svi::save` file (parameters, Adam's state, the guide's generator), relative to
-    /// the output directory.
-    pub file: String,
-    /// The run's seed.
-    pub seed: u64,
-    /// Images per minibatch.
-    pub batch_size: usize,
-    /// Adam's learning rate.
-    pub lr: f64,
-    /// Hidden and latent widths.
-    pub sizes: Sizes,
-    /// Training images.
-    pub train_images: usize,
-    /// Test images.
-    pub test_images: usize,
-}
-
-/// The name of the checkpoint's description in the output directory.
-pub const CHECKPOINT_META: &str = "checkpoint.txt";
-
-impl CheckpointMeta {
-    /// Reads `checkpoint.txt` from `out_dir`.
-    ///
-    /// ```
-    /// let err = vae::train::CheckpointMeta::read("no-such-dir".as_ref()).unwrap_err();
-    /// assert!(err.to_string().contains("checkpoint.txt"));
-    /// ```
-    pub fn read(out_dir: &Path) -> Result<Self, TrainError> {
-        let path = out_dir.join(CHECKPOINT_META);
-        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Checkpoint {
-            path: path.clone(),
-            msg: format!(
-                "cannot read it ({e}): --resume needs the output directory of an earlier run"
-            ),
-        })?;
-        let bad = |msg: String| TrainError::Checkpoint {
-            path: path.clone(),
-            msg,
-        };
-        let mut fields = std::collections::HashMap::new();
-        for line in text.lines() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((k, v)) = line.split_once('=') else {
-                return Err(bad(format!("`{line}` is not `key = value`")));
-            };
-            fields.insert(k.trim().to_string(), v.trim().to_string());
-        }
-        fn get<T: std::str::FromStr>(
-            fields: &std::collections::HashMap<String, String>,
-            key: &str,
-        ) -> Result<T, String> {
-            let v = fields.get(key).ok_or(format!("lacks `{key}`"))?;
-            v.parse().map_err(|_| format!("`{key} = {v}` is malformed"))
-        }
-        let meta = (|| -> Result<Self, String> {
-            if get::<u32>(&fields, "format")? != 1 {
-                return Err("unknown format (expected `format = 1`)".into());
-            }
-            Ok(Self {
-                epoch: get(&fields, "epoch")?,
-                target_epochs: get(&fields, "target_epochs")?,
-                file: get(&fields, "file")?,
-                seed: get(&fields, "seed")?,
-                batch_size: get(&fields, "batch_size")?,
-                lr: get(&fields, "lr")?,
-                sizes: Sizes {
-                    hidden: get(&fields, "hidden")?,
-                    latent: get(&fields, "latent")?,
-                },
-                train_images: get(&fields, "train_images")?,
-                test_images: get(&fields, "test_images")?,
-            })
-        })()
-        .map_err(bad)?;
-        Ok(meta)
-    }
-
-    fn to_text(&self) -> String {
-        format!(
-            "# The checkpoint of a `vae train` run: continue it with\n\
-             #   cargo run --release -p vae -- train --resume --out-dir <this directory> --epochs N\n\
-             format = 1\nepoch = {}\ntarget_epochs = {}\nfile = {}\nseed = {}\nbatch_size = {}\nlr = {}\n\
-             hidden = {}\nlatent = {}\ntrain_images = {}\ntest_images = {}\n",
-            self.epoch,
-            self.target_epochs,
-            self.file,
-            self.seed,
-            self.batch_size,
-            self.lr,
-            self.sizes.hidden,
-            self.sizes.latent,
-            self.train_images,
-            self.test_images
-        )
-    }
-
-    /// Whether a run of `cfg` on `train`/`test` images continues this checkpoint; the
-    /// mismatches otherwise, as `--option checkpoint-value (this run: value)`.
-    fn mismatches(&self, cfg: &TrainConfig, train: usize, test: usize) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut check = |name: &str, saved: String, now: String| {
-            if saved != now {
-                out.push(format!("{name} {saved} (this run: {now})"));
-            }
-        };
-        check("--seed", self.seed.to_string(), cfg.seed.to_string());
-        check(
-            "--batch-size",
-            self.batch_size.to_string(),
-            cfg.batch_size.to_string(),
-        );
-        check("--lr", self.lr.to_string(), cfg.lr.to_string());
-        check(
-            "--hidden",
-            self.sizes.hidden.to_string(),
-            cfg.sizes.hidden.to_string(),
-        );
-        check(
-            "--latent",
-            self.sizes.latent.to_string(),
-            cfg.sizes.latent.to_string(),
-        );
-        check(
-            "training images",
-            self.train_images.to_string(),
-            train.to_string(),
-        );
-        check(
-            "test images",
-            self.test_images.to_string(),
-            test.to_string(),
-        );
-        out
-    }
-}
-
 /// Seeds of the run's generators, one stream each.
-mod streams {
+pub(crate) mod streams {
     pub const INIT: u64 = 1;
     pub const SVI: u64 = 2;
     pub const SHUFFLE: u64 = 3;
@@ -478,18 +297,12 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
     })?;
     let outputs = Outputs::in_dir(&cfg.out_dir);
     let resume = if cfg.resume {
-        let meta = CheckpointMeta::read(&cfg.out_dir)?;
-        let wrong = meta.mismatches(cfg, train.len(), test.len());
-        if !wrong.is_empty() {
-            return Err(TrainError::Checkpoint {
-                path: outputs.checkpoint.clone(),
-                msg: format!(
-                    "trained with {}: resume with the same options and data",
-                    wrong.join(", ")
-                ),
-            });
-        }
-        Some(meta)
+        Some(checkpoint::read_for_resume(
+            cfg,
+            train.len(),
+            test.len(),
+            &outputs,
+        )?)
     } else {
         None
     };
@@ -511,19 +324,7 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
 
     let (mut history, mut steps, done) = match &resume {
         Some(meta) => {
-            let file = cfg.out_dir.join(&meta.file);
-            if !file.is_file() {
-                return Err(TrainError::Checkpoint {
-                    path: outputs.checkpoint.clone(),
-                    msg: format!("names {}, which is missing", file.display()),
-                });
-            }
-            svi.load(&file).map_err(|e| TrainError::Checkpoint {
-                path: file.clone(),
-                msg: format!("cannot load it ({e})"),
-            })?;
-            let history = read_epochs(&outputs.epochs_csv, meta.epoch)?;
-            let steps = read_steps(&outputs.steps_csv, meta.epoch)?;
+            let (history, steps) = checkpoint::restore(cfg, meta, &outputs, |file| svi.load(file))?;
             (history, steps, meta.epoch)
         }
         None => (Vec::new(), Vec::new(), 0),
@@ -536,7 +337,7 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
         train_images: train.len(),
         test_images: test.len(),
     });
-    let picks = reconstruction_picks(&test.labels);
+    let picks = outputs::reconstruction_picks(&test.labels);
     let latent = cfg.sizes.latent as f64;
     for epoch in done + 1..=cfg.epochs {
         let order = epoch_order(train.len(), cfg.seed, epoch);
@@ -583,29 +384,15 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
             seconds,
         });
         if cfg.pictures {
-            write_pictures(&vae, &test, &picks, &history, &steps, cfg, &outputs)?;
+            outputs::write_pictures(&vae, &test, &picks, &history, &steps, cfg, &outputs)?;
         }
-        write_epochs(&outputs.epochs_csv, &history)?;
-        write_steps(&outputs.steps_csv, &steps)?;
+        outputs::write_epochs(&outputs.epochs_csv, &history)?;
+        outputs::write_steps(&outputs.steps_csv, &steps)?;
         // The checkpoint last: its description is written (atomically) once everything
         // it describes is on disk, then the previous epoch's file is removed.
-        let file = format!("checkpoint-epoch{epoch}.safetensors");
-        let tmp = cfg.out_dir.join(format!("{file}.tmp"));
-        svi.save(&tmp)?;
-        rename(&tmp, &cfg.out_dir.join(&file))?;
-        let meta = CheckpointMeta {
-            epoch,
-            target_epochs: cfg.epochs,
-            file: file.clone(),
-            seed: cfg.seed,
-            batch_size: cfg.batch_size,
-            lr: cfg.lr,
-            sizes: cfg.sizes,
-            train_images: train.len(),
-            test_images: test.len(),
-        };
-        write_atomic(&outputs.checkpoint, meta.to_text().as_bytes())?;
-        remove_stale_checkpoints(&cfg.out_dir, &file);
+        checkpoint::write(cfg, epoch, train.len(), test.len(), &outputs, |file| {
+            svi.save(file)
+        })?;
         if let Some(stats) = history.last() {
             on_event(Event::Epoch(stats));
         }
@@ -615,311 +402,5 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
         steps,
         resumed_from: done,
         outputs,
-    })
-}
-
-/// Removes the checkpoint files of other epochs (of this run or an earlier one) from
-/// `dir`, keeping `keep`. Best effort: a leftover file is harmless.
-fn remove_stale_checkpoints(dir: &Path, keep: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let stale = name
-            .strip_prefix("checkpoint-epoch")
-            .and_then(|r| r.strip_suffix(".safetensors"))
-            .is_some_and(|n| n.parse::<usize>().is_ok());
-        if stale && name != keep {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// The test ELBO per image: `TraceMeanFieldElbo::compute` over the test set in batches,
-/// on a generator of its own (reseeded at each call), so the training run's generator and
-/// parameters are untouched.
-fn evaluate(
-    vae: &Vae,
-    batch: &RefCell<Tensor>,
-    store: &mut ParamStore,
-    test: &Split,
-    cfg: &TrainConfig,
-) -> Result<f64, TrainError> {
-    let mut rng = ChaCha8Rng::seed_from_u64(sub_seed(cfg.seed, streams::EVAL));
-    let elbo = TraceMeanFieldElbo::new();
-    let mut model = |ctx: &mut Ctx<'_>| vae.model(ctx, &batch.borrow());
-    let mut guide = |ctx: &mut Ctx<'_>| vae.guide(ctx, &batch.borrow());
-    let mut total = 0.0;
-    let mut start = 0;
-    while start < test.len() {
-        let n = cfg.batch_size.min(test.len() - start);
-        *batch.borrow_mut() = test.images.narrow(0, start, n)?;
-        let out = elbo.compute(&mut model, &mut guide, store, &mut rng)?;
-        total += out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        start += n;
-    }
-    Ok(-total / test.len() as f64)
-}
-
-/// Test images for the reconstruction grid: in row `r`, column `d`, the `r`-th test image
-/// of digit `d` (4 rows of 10).
-fn reconstruction_picks(labels: &[u8]) -> Vec<Option<usize>> {
-    let mut picks = vec![None; 40];
-    let mut seen = [0usize; 10];
-    for (i, &l) in labels.iter().enumerate() {
-        let d = l as usize;
-        if d < 10 && seen[d] < 4 {
-            picks[seen[d] * 10 + d] = Some(i);
-            seen[d] += 1;
-        }
-    }
-    picks
-}
-
-/// Rows of a `[n, 784]` tensor on the host.
-fn host_rows(t: &Tensor) -> Result<Vec<Vec<f32>>, TrainError> {
-    Ok(t.to_device(&Device::Cpu)?
-        .to_dtype(DType::F32)?
-        .to_vec2::<f32>()?)
-}
-
-fn write_pictures(
-    vae: &Vae,
-    test: &Split,
-    picks: &[Option<usize>],
-    history: &[EpochStats],
-    steps: &[StepRecord],
-    cfg: &TrainConfig,
-    outputs: &Outputs,
-) -> Result<(), TrainError> {
-    // Reconstructions: pairs of rows, the test digits over their reconstructions.
-    let chosen: Vec<u32> = picks.iter().flatten().map(|&i| i as u32).collect();
-    let idx = Tensor::from_slice(&chosen, chosen.len(), &cfg.device)?;
-    let originals = test.images.index_select(&idx, 0)?;
-    let recon = vae.reconstruct(&originals)?;
-    let (orig, rec) = (host_rows(&originals)?, host_rows(&recon)?);
-    // Cell `p` of the picks is row `row_of[p]` of the tensors above.
-    let mut row_of = vec![None; picks.len()];
-    let mut next = 0;
-    for (p, pick) in picks.iter().enumerate() {
-        if pick.is_some() {
-            row_of[p] = Some(next);
-            next += 1;
-        }
-    }
-    let mut cells: Vec<Option<&[f32]>> = Vec::with_capacity(80);
-    for r in 0..4 {
-        for pass in [&orig, &rec] {
-            for c in 0..10 {
-                cells.push(row_of[r * 10 + c].and_then(|k| pass.get(k).map(Vec::as_slice)));
-            }
-        }
-    }
-    save(
-        &pictures::digit_grid(&cells, 8, 10, 2, 2),
-        &outputs.reconstructions,
-    )?;
-
-    // Samples: 100 fixed draws of the prior, decoded.
-    let mut rng = ChaCha8Rng::seed_from_u64(sub_seed(cfg.seed, streams::SAMPLES));
-    let samples = host_rows(&vae.sample_prior(100, &mut rng)?)?;
-    let cells: Vec<Option<&[f32]>> = samples.iter().map(|s| Some(s.as_slice())).collect();
-    save(
-        &pictures::digit_grid(&cells, 10, 10, 2, 2),
-        &outputs.samples,
-    )?;
-
-    // The ELBO curve: each step's training ELBO per image (x in epochs), each epoch's
-    // training and test ELBO.
-    let per_epoch = steps.iter().fold(0, |m, s| m.max(s.step)).max(1) as f64;
-    let step_points: Vec<(f64, f64)> = steps
-        .iter()
-        .map(|s| {
-            (
-                (s.epoch - 1) as f64 + s.step as f64 / per_epoch,
-                -s.loss / s.images as f64,
-            )
-        })
-        .collect();
-    // The y range leaves out the first half of the first epoch (the initial loss is far
-    // below everything after it and would flatten the rest of the curve).
-    let settled = step_points
-        .iter()
-        .filter(|p| p.0 > 0.5 || history.len() <= 1)
-        .map(|p| p.1)
-        .chain(history.iter().flat_map(|h| [h.train_elbo, h.test_elbo]))
-        .filter(|v| v.is_finite());
-    let lo = settled.clone().fold(f64::INFINITY, f64::min);
-    let hi = settled.fold(f64::NEG_INFINITY, f64::max);
-    let range = (lo.is_finite() && hi.is_finite()).then_some((lo, hi));
-    let series = [
-        Series {
-            label: "train ELBO, per step".into(),
-            points: step_points,
-            color: [170, 200, 235],
-            width: 1,
-            markers: false,
-        },
-        Series {
-            label: "train ELBO, per epoch".into(),
-            points: history
-                .iter()
-                .map(|h| (h.epoch as f64, h.train_elbo))
-                .collect(),
-            color: [31, 119, 180],
-            width: 2,
-            markers: true,
-        },
-        Series {
-            label: "test ELBO".into(),
-            points: history
-                .iter()
-                .map(|h| (h.epoch as f64, h.test_elbo))
-                .collect(),
-            color: [255, 127, 14],
-            width: 2,
-            markers: true,
-        },
-    ];
-    save(
-        &pictures::plot("ELBO per image", &series, range),
-        &outputs.curve,
-    )
-}
-
-fn save<P, C>(img: &image::ImageBuffer<P, C>, path: &Path) -> Result<(), TrainError>
-where
-    P: image::Pixel + image::PixelWithColorType,
-    [P::Subpixel]: image::EncodableLayout,
-    C: std::ops::Deref<Target = [P::Subpixel]>,
-{
-    let tmp = tmp_path(path);
-    pictures::save_png(img, &tmp).map_err(|source| TrainError::Image {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    rename(&tmp, path)
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-fn rename(from: &Path, to: &Path) -> Result<(), TrainError> {
-    std::fs::rename(from, to).map_err(|source| TrainError::Io {
-        path: to.to_path_buf(),
-        source,
-    })
-}
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|source| TrainError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    rename(&tmp, path)
-}
-
-const EPOCHS_HEADER: &str = "epoch,train_elbo,test_elbo,kl_per_dim,seconds";
-const STEPS_HEADER: &str = "epoch,step,images,loss";
-
-/// Writes the per-epoch figures (full precision: `f64`'s shortest round-trip form).
-fn write_epochs(path: &Path, history: &[EpochStats]) -> Result<(), TrainError> {
-    let mut s = format!("{EPOCHS_HEADER}\n");
-    for h in history {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{}",
-            h.epoch, h.train_elbo, h.test_elbo, h.kl_per_dim, h.seconds
-        );
-    }
-    write_atomic(path, s.as_bytes())
-}
-
-fn write_steps(path: &Path, steps: &[StepRecord]) -> Result<(), TrainError> {
-    let mut s = format!("{STEPS_HEADER}\n");
-    for r in steps {
-        let _ = writeln!(s, "{},{},{},{}", r.epoch, r.step, r.images, r.loss);
-    }
-    write_atomic(path, s.as_bytes())
-}
-
-/// The rows of a CSV file written by this module, up to epoch `upto`, each parsed by `row`.
-fn read_csv<T>(
-    path: &Path,
-    header: &str,
-    upto: usize,
-    row: impl Fn(&[&str]) -> Option<(usize, T)>,
-) -> Result<Vec<T>, TrainError> {
-    let bad = |msg: String| TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        msg,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        bad(format!(
-            "cannot read it ({e}); it is written with the checkpoint"
-        ))
-    })?;
-    let mut lines = text.lines();
-    if lines.next() != Some(header) {
-        return Err(bad(format!("expected the header `{header}`")));
-    }
-    let mut out = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let cols: Vec<&str> = line.split(',').collect();
-        let (epoch, value) = row(&cols).ok_or_else(|| bad(format!("line {}: `{line}`", i + 2)))?;
-        if epoch <= upto {
-            out.push(value);
-        }
-    }
-    Ok(out)
-}
-
-fn read_epochs(path: &Path, upto: usize) -> Result<Vec<EpochStats>, TrainError> {
-    let rows = read_csv(path, EPOCHS_HEADER, upto, |c| {
-        let [e, tr, te, kl, s] = c else { return None };
-        let epoch = e.parse().ok()?;
-        Some((
-            epoch,
-            EpochStats {
-                epoch,
-                train_elbo: tr.parse().ok()?,
-                test_elbo: te.parse().ok()?,
-                kl_per_dim: kl.parse().ok()?,
-                seconds: s.parse().ok()?,
-            },
-        ))
-    })?;
-    if rows.len() != upto {
-        return Err(TrainError::Checkpoint {
-            path: path.to_path_buf(),
-            msg: format!(
-                "{} epochs recorded, the checkpoint is at epoch {upto}",
-                rows.len()
-            ),
-        });
-    }
-    Ok(rows)
-}
-
-fn read_steps(path: &Path, upto: usize) -> Result<Vec<StepRecord>, TrainError> {
-    read_csv(path, STEPS_HEADER, upto, |c| {
-        let [e, s, n, l] = c else { return None };
-        let epoch = e.parse().ok()?;
-        Some((
-            epoch,
-            StepRecord {
-                epoch,
-                step: s.parse().ok()?,
-                images: n.parse().ok()?,
-                loss: l.parse().ok()?,
-            },
-        ))
     })
 }

@@ -35,7 +35,8 @@ fn run(cfg: &TrainConfig) -> Outcome {
 
 /// The tensors of the checkpoint an outcome points at.
 fn checkpoint_tensors(o: &Outcome) -> std::collections::HashMap<String, Tensor> {
-    let meta = vae::train::CheckpointMeta::read(o.outputs.checkpoint.parent().unwrap()).unwrap();
+    let meta =
+        vae::checkpoint::CheckpointMeta::read(o.outputs.checkpoint.parent().unwrap()).unwrap();
     let file = o.outputs.checkpoint.with_file_name(&meta.file);
     vi_infer::candle::safetensors::load(file, &Device::Cpu).unwrap()
 }
