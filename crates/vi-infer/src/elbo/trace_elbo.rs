@@ -4,8 +4,8 @@ use candle_core::Tensor;
 use rand::RngCore;
 
 use super::{
-    Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate, average_terms,
-    sum_to_plates,
+    Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate, accumulate_signed,
+    average_terms, sum_to_plates,
 };
 use crate::error::{InferError, Result};
 use crate::message::{PlateFrame, SiteKind};
@@ -118,8 +118,8 @@ impl Elbo for TraceElbo {
             }
             for g in run.guide.sites().filter(|s| s.kind == SiteKind::Sample) {
                 let lq = g.log_prob()?;
-                log_r.push(((lq.detach() * -1.0)?, g.plates.clone()));
-                elbo = accumulate(elbo, (lq.sum_all()? * -1.0)?)?;
+                log_r.push((lq.detach().neg()?, g.plates.clone()));
+                elbo = accumulate_signed(elbo, &lq.sum_all()?, true)?;
             }
             let Some(elbo) = elbo else {
                 return Err(InferError::Invalid("the model has no sample sites".into()));
@@ -156,18 +156,23 @@ impl Elbo for TraceElbo {
                     surr = (surr + score)?;
                 }
             }
-            loss = accumulate(loss, (elbo * -1.0)?)?;
-            surrogate = accumulate(surrogate, (surr * -1.0)?)?;
+            loss = accumulate_signed(loss, &elbo, true)?;
+            surrogate = accumulate_signed(surrogate, &surr, true)?;
             per_run.push(terms);
             last = Some(run);
         }
         let (Some(last), Some(loss), Some(surrogate)) = (last, loss, surrogate) else {
             return Err(InferError::Invalid("no particles ran".into()));
         };
-        let n = (n_runs * vectorized) as f64;
+        let n = n_runs * vectorized;
+        let (loss, surrogate) = if n == 1 {
+            (loss, surrogate)
+        } else {
+            ((loss / n as f64)?, (surrogate / n as f64)?)
+        };
         Ok(ElboOutput {
-            loss: (loss / n)?,
-            surrogate: (surrogate / n)?,
+            loss,
+            surrogate,
             sites: average_terms(per_run, vectorized)?,
             model_trace: last.model,
             guide_trace: last.guide,
