@@ -15,6 +15,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Module, Shape, Tensor};
 use candle_nn::VarBuilder;
+use std::sync::Mutex;
 
 /// A fully connected layer `y = x Wᵀ + b` (torch's `nn.Linear`), a drop-in for
 /// [`candle_nn::Linear`] whose backward pass skips inputs that track no gradient.
@@ -144,17 +145,49 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `softplus(x Wᵀ + b)` = `ln(1 + e^{x Wᵀ + b})`: the same values as
+    /// `vi_dist::ops::softplus(&layer.forward(x)?)`, in one CPU op whose output pass adds the
+    /// bias and applies softplus, and whose backward reads the activation's derivative off
+    /// the output (`softplus′(z) = σ(z) = 1 − e^{−y}`), with no intermediate `z` kept.
+    ///
+    /// The backward pass is first order (the derivative of the activation is not itself
+    /// differentiated). Other devices and dtypes compose [`Module::forward`] and
+    /// `vi_dist::ops::softplus`.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_infer::layers::Linear;
+    /// let dev = Device::Cpu;
+    /// let layer = Linear::new(
+    ///     Tensor::new(&[[1f64, 0.], [0., 1.]], &dev)?,
+    ///     Some(Tensor::new(&[0f64, -1000.], &dev)?),
+    /// );
+    /// let y = layer.forward_softplus(&Tensor::new(&[[0f64, 0.]], &dev)?)?;
+    /// assert_eq!(y.to_vec2::<f64>()?, [[std::f64::consts::LN_2, 0.0]]);
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn forward_softplus(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self.fused_inputs(x) {
+            Some(x) => self.apply(&x, Act::Softplus),
+            None => vi_dist::ops::softplus(&self.composed(x)?).map_err(candle_core::Error::wrap),
+        }
+    }
+
+    fn apply(&self, x: &Tensor, act: Act) -> candle_core::Result<Tensor> {
+        let op = LinearOp { act };
+        match &self.bias {
+            Some(b) => x.apply_op3(&self.weight, b, op),
+            None => x.apply_op2(&self.weight, op),
+        }
+    }
+}
+
 impl Module for Linear {
     /// `x Wᵀ + b` over the last dimension of `x`; see [`Linear`].
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self.fused_inputs(x) {
-            Some(x) => {
-                let op = LinearOp;
-                match &self.bias {
-                    Some(b) => x.apply_op3(&self.weight, b, op),
-                    None => x.apply_op2(&self.weight, op),
-                }
-            }
+            Some(x) => self.apply(&x, Act::Identity),
             None => self.composed(x),
         }
     }
@@ -256,9 +289,85 @@ pub fn linear_b(
 
 // ---------- the CPU op ----------
 
-/// `x Wᵀ (+ b)` on host storage: `CustomOp2(x, w)` without bias, `CustomOp3(x, w, b)` with.
+/// `act(x Wᵀ (+ b))` on host storage: `CustomOp2(x, w)` without bias, `CustomOp3(x, w, b)`
+/// with.
 #[derive(Clone, Copy, Debug)]
-struct LinearOp;
+struct LinearOp {
+    act: Act,
+}
+
+/// The activation applied in the output pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Act {
+    Identity,
+    Softplus,
+}
+
+/// The host element types of the kernel.
+trait Elem: Copy + Send + Sync + std::ops::AddAssign {
+    /// `ln(1 + eˣ)` as `max(x, 0) + ln(1 + e^{−|x|})` (`vi_dist::ops::softplus`'s formula).
+    fn softplus(self) -> Self;
+    /// `g · softplus′(z)` from `y = softplus(z)`: `g · (1 − e^{−y})`.
+    fn softplus_back(g: Self, y: Self) -> Self;
+}
+
+impl Elem for f32 {
+    fn softplus(self) -> Self {
+        self.max(0.0) + (-self.abs()).exp().ln_1p()
+    }
+    fn softplus_back(g: Self, y: Self) -> Self {
+        -g * (-y).exp_m1()
+    }
+}
+
+impl Elem for f64 {
+    fn softplus(self) -> Self {
+        self.max(0.0) + (-self.abs()).exp().ln_1p()
+    }
+    fn softplus_back(g: Self, y: Self) -> Self {
+        -g * (-y).exp_m1()
+    }
+}
+
+/// Below this many elements a transcendental pass stays on the calling thread.
+const PAR_MIN: usize = 1 << 14;
+
+/// Runs `f(offset, chunk)` over `out` split at multiples of `unit` elements into one chunk
+/// per candle thread, on scoped threads, or in one call when `out` is small or `parallel` is
+/// false. The calling thread takes the first chunk, then any chunk no thread has taken yet
+/// (so a thread that cannot be spawned loses nothing).
+fn for_chunks<T: Send>(
+    out: &mut [T],
+    unit: usize,
+    parallel: bool,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let threads = candle_core::utils::get_num_threads();
+    if !parallel || threads < 2 || out.len() < PAR_MIN || unit == 0 {
+        f(0, out);
+        return;
+    }
+    let per = (out.len() / unit).div_ceil(threads).max(1) * unit;
+    let slots: Vec<Mutex<Option<(usize, &mut [T])>>> = out
+        .chunks_mut(per)
+        .enumerate()
+        .map(|(i, chunk)| Mutex::new(Some((i * per, chunk))))
+        .collect();
+    let run = |slot: &Mutex<Option<(usize, &mut [T])>>| {
+        let taken = slot.lock().ok().and_then(|mut s| s.take());
+        if let Some((offset, chunk)) = taken {
+            f(offset, chunk);
+        }
+    };
+    std::thread::scope(|scope| {
+        let run = &run;
+        for slot in slots.iter().skip(1) {
+            // A thread that does not start leaves its chunk to the loop below.
+            let _started = std::thread::Builder::new().spawn_scoped(scope, move || run(slot));
+        }
+        slots.iter().for_each(run);
+    });
+}
 
 /// `x`'s layout as a `(rows, in)` matrix: a rank-1 or rank-2 input keeps its strides (the
 /// GEMM reads any strides), a higher-rank one must be contiguous and is flattened.
@@ -277,12 +386,71 @@ fn rows_layout(x: &Layout, k: usize) -> candle_core::Result<(usize, Layout)> {
     }
 }
 
-/// Adds `bias` (length `n`) to every row of the row-major `out`.
-fn add_bias<T: Copy + std::ops::AddAssign>(out: &mut [T], bias: &[T], n: usize) {
-    for row in out.chunks_exact_mut(n) {
-        for (o, b) in row.iter_mut().zip(bias) {
-            *o += *b;
+/// The output pass over the row-major `out` (rows of `n`): adds `bias` to every row and
+/// applies `act`, split across threads when the activation makes it worth it.
+fn output_pass<T: Elem>(out: &mut [T], bias: Option<&[T]>, n: usize, act: Act) {
+    for_chunks(out, n, act != Act::Identity, |_, rows| {
+        for row in rows.chunks_exact_mut(n) {
+            if let Some(bias) = bias {
+                for (o, b) in row.iter_mut().zip(bias) {
+                    *o += *b;
+                }
+            }
+            if act == Act::Softplus {
+                for o in row.iter_mut() {
+                    *o = o.softplus();
+                }
+            }
         }
+    });
+}
+
+/// `g · softplus′(z)` from the op's output `y = softplus(z)`, on the host: one pass.
+struct SoftplusBack;
+
+fn softplus_back<T: Elem + candle_core::WithDType>(
+    g: &[T],
+    gl: &Layout,
+    y: &[T],
+    yl: &Layout,
+) -> Vec<T> {
+    match (gl.contiguous_offsets(), yl.contiguous_offsets()) {
+        (Some((g0, g1)), Some((y0, _))) => {
+            let (g, y) = (&g[g0..g1], &y[y0..]);
+            let mut out = g.to_vec();
+            for_chunks(&mut out, 1, true, |offset, chunk| {
+                for (i, o) in chunk.iter_mut().enumerate() {
+                    *o = T::softplus_back(*o, y[offset + i]);
+                }
+            });
+            out
+        }
+        _ => candle_core::cpu_backend::binary_map(gl, yl, g, y, T::softplus_back),
+    }
+}
+
+impl CustomOp2 for SoftplusBack {
+    fn name(&self) -> &'static str {
+        "linear-softplus-back"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        ys: &CpuStorage,
+        yl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match (gs, ys) {
+            (CpuStorage::F32(g), CpuStorage::F32(y)) => {
+                CpuStorage::F32(softplus_back(g, gl, y, yl))
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(y)) => {
+                CpuStorage::F64(softplus_back(g, gl, y, yl))
+            }
+            _ => candle_core::bail!("linear: no softplus backward for dtype {:?}", gs.dtype()),
+        };
+        Ok((out, gl.shape().clone()))
     }
 }
 
@@ -302,6 +470,7 @@ fn cpu_linear(
     x: (&CpuStorage, &Layout),
     w: (&CpuStorage, &Layout),
     b: Option<(&CpuStorage, &Layout)>,
+    act: Act,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     let (xs, xl) = x;
     let (ws, wl) = w;
@@ -311,34 +480,41 @@ fn cpu_linear(
     let wt = wl.transpose(0, 1)?;
     let mut out = xs.matmul(ws, (1, m, n, k), &x2, &wt)?;
     match (&mut out, b) {
-        (_, None) => {}
+        (CpuStorage::F32(o), None) => output_pass(o, None, n, act),
+        (CpuStorage::F64(o), None) => output_pass(o, None, n, act),
         (CpuStorage::F32(o), Some((CpuStorage::F32(bv), bl))) => {
-            add_bias(o, &bias_values(bv, bl, n)?, n)
+            output_pass(o, Some(&bias_values(bv, bl, n)?), n, act)
         }
         (CpuStorage::F64(o), Some((CpuStorage::F64(bv), bl))) => {
-            add_bias(o, &bias_values(bv, bl, n)?, n)
+            output_pass(o, Some(&bias_values(bv, bl, n)?), n, act)
         }
-        (o, Some((bv, _))) => candle_core::bail!(
-            "linear: no kernel for output {:?} and bias {:?}",
-            o.dtype(),
-            bv.dtype()
-        ),
+        (o, _) => candle_core::bail!("linear: no kernel for dtype {:?}", o.dtype()),
     }
     let mut dims = xl.dims()[..xl.dims().len() - 1].to_vec();
     dims.push(n);
     Ok((out, Shape::from(dims)))
 }
 
-/// The gradients of `x Wᵀ + b` given the output's gradient `g`: `dW = gᵀ x`, `db = Σ g`
-/// over the leading dimensions, `dx = g W`; each only for an input that tracks gradients.
+/// The gradients of `y = act(z)`, `z = x Wᵀ + b`, given the output's gradient: `g = ∂L/∂z`
+/// (read off `y` for the activation), then `dW = gᵀ x`, `db = Σ g` over the leading
+/// dimensions, `dx = g W`; each only for an input that tracks gradients.
 fn backward(
+    act: Act,
     x: &Tensor,
     w: &Tensor,
     b: Option<&Tensor>,
-    g: &Tensor,
+    y: &Tensor,
+    grad: &Tensor,
 ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let (n, k) = w.dims2()?;
-    let g2 = g.reshape(((), n))?;
+    let g = match act {
+        Act::Identity => grad.clone(),
+        Act::Softplus => grad.apply_op2_no_bwd(y, &SoftplusBack)?,
+    };
+    let g2 = match g.rank() {
+        2 => g,
+        _ => g.reshape(((), n))?,
+    };
     let dx = if x.track_op() {
         Some(g2.matmul(w)?.reshape(x.shape())?)
     } else {
@@ -372,17 +548,17 @@ impl CustomOp2 for LinearOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        cpu_linear((xs, xl), (ws, wl), None)
+        cpu_linear((xs, xl), (ws, wl), None, self.act)
     }
 
     fn bwd(
         &self,
         x: &Tensor,
         w: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = backward(x, w, None, grad)?;
+        let (dx, dw, _) = backward(self.act, x, w, None, res, grad)?;
         Ok((dx, dw))
     }
 }
@@ -401,7 +577,7 @@ impl CustomOp3 for LinearOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        cpu_linear((xs, xl), (ws, wl), Some((bs, bl)))
+        cpu_linear((xs, xl), (ws, wl), Some((bs, bl)), self.act)
     }
 
     fn bwd(
@@ -409,9 +585,9 @@ impl CustomOp3 for LinearOp {
         x: &Tensor,
         w: &Tensor,
         b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        backward(x, w, Some(b), grad)
+        backward(self.act, x, w, Some(b), res, grad)
     }
 }

@@ -366,3 +366,83 @@ fn in_a_param_store() -> Res {
     assert!(last < first, "loss {first} -> {last}");
     Ok(())
 }
+
+/// `forward_softplus` against candle-nn's layer followed by `vi_dist::ops::softplus`: values
+/// and gradients, 2-D and 3-D, with and without bias, data and `Var` inputs, large `|z|`.
+fn softplus_same_as_composed(dev: &Device, dtype: DType) -> Res {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let (k, n) = (11, 6);
+    // Scaled so that z reaches ±40 (softplus saturates, its derivative underflows).
+    let w = Var::from_tensor(&(randn(&mut rng, &[n, k], dtype, dev)? * 8.0)?)?;
+    let b = Var::from_tensor(&randn(&mut rng, &[n], dtype, dev)?)?;
+    // The last one (18 000 outputs) splits its passes across threads.
+    for (i, dims) in [vec![40, k], vec![3, 50, k], vec![3000, k]].iter().enumerate() {
+        let x = randn(&mut rng, dims, dtype, dev)?;
+        let xv = Var::from_tensor(&x)?;
+        for bias in [Some(&b), None] {
+            let ours = Linear::new(w.as_tensor().clone(), bias.map(|b| b.as_tensor().clone()));
+            let theirs: candle_nn::Linear = ours.clone().into();
+            for input in [&x, xv.as_tensor()] {
+                let what = format!("{dims:?}, bias {}, var x {}", bias.is_some(), input.track_op());
+                let y = ours.forward_softplus(input)?;
+                let y_ref = vi_infer::dist::ops::softplus(&theirs.forward(input)?)?;
+                assert_close(&y, &y_ref, tol(dtype), &format!("{what}: y"))?;
+                let r = randn(&mut rng, y.dims(), dtype, dev)?;
+                let g = (&y * &r)?.sum_all()?.backward()?;
+                let g_ref = (&y_ref * &r)?.sum_all()?.backward()?;
+                let mut pairs = vec![("w", &w)];
+                pairs.extend(bias.map(|b| ("b", b)));
+                if input.track_op() {
+                    pairs.push(("x", &xv));
+                } else if dev.is_cpu() {
+                    assert!(g.get(input).is_none(), "{what}: data input got a gradient");
+                }
+                for (name, v) in pairs {
+                    assert_close(
+                        grad(&g, v, name)?,
+                        grad(&g_ref, v, name)?,
+                        tol(dtype),
+                        &format!("{what} ({i}): d{name}"),
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+vi_test::test_device!(softplus_same_as_composed);
+
+/// `forward_softplus`'s gradients against central finite differences, in f64.
+#[test]
+fn softplus_finite_differences() -> Res {
+    let dev = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let (k, n) = (3, 4);
+    let w0 = randn(&mut rng, &[n, k], DType::F64, &dev)?;
+    let b0 = randn(&mut rng, &[n], DType::F64, &dev)?;
+    let x0 = randn(&mut rng, &[5, k], DType::F64, &dev)?;
+    let r = randn(&mut rng, &[5, n], DType::F64, &dev)?;
+    let loss = |x: &Tensor, w: &Tensor, b: &Tensor| -> Res<Tensor> {
+        let y = Linear::new(w.clone(), Some(b.clone())).forward_softplus(x)?;
+        Ok((&y * &r)?.sqr()?.sum_all()?)
+    };
+    let (x, w, b) = (Var::from_tensor(&x0)?, Var::from_tensor(&w0)?, Var::from_tensor(&b0)?);
+    let g = loss(x.as_tensor(), w.as_tensor(), b.as_tensor())?.backward()?;
+    let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f64>());
+    let eval = |xs: &Tensor, ws: &Tensor, bs: &Tensor| -> f64 {
+        loss(xs, ws, bs)
+            .and_then(|l| Ok(l.to_scalar::<f64>()?))
+            .unwrap_or(f64::NAN)
+    };
+    let at = |t: &Tensor, v: &[f64]| Tensor::from_slice(v, t.dims(), &dev).unwrap();
+    let fd_w = vi_test::finite_difference(&flat(&w0)?, 1e-6, |v| eval(&x0, &at(&w0, v), &b0));
+    let fd_b = vi_test::finite_difference(&flat(&b0)?, 1e-6, |v| eval(&x0, &w0, &at(&b0, v)));
+    let fd_x = vi_test::finite_difference(&flat(&x0)?, 1e-6, |v| eval(&at(&x0, v), &w0, &b0));
+    for (what, v, fd) in [("w", &w, fd_w), ("b", &b, fd_b), ("x", &x, fd_x)] {
+        let an = flat(grad(&g, v, what)?)?;
+        for (i, (a, f)) in an.iter().zip(&fd).enumerate() {
+            assert!((a - f).abs() <= 1e-6 * (1.0 + f.abs()), "d{what}[{i}]: {a} vs {f}");
+        }
+    }
+    Ok(())
+}
