@@ -8,6 +8,8 @@
 //! in f32/f64, [`Linear`] runs as one candle custom op (GEMM, then the bias added in the same
 //! pass over the output) whose backward skips every input that does not track gradients:
 //! a data input gets no gradient at all, a frozen weight none either.
+//! [`Linear::forward_softplus`] also applies softplus in that output pass (the VAE's hidden
+//! layers), its backward reading the derivative off the output.
 //!
 //! On other devices and dtypes it composes candle ops as `candle_nn::Linear` does, with the
 //! same results.
@@ -332,6 +334,9 @@ impl Elem for f64 {
 /// Below this many elements a transcendental pass stays on the calling thread.
 const PAR_MIN: usize = 1 << 14;
 
+/// A chunk of an output and its offset, until a thread takes it.
+type Slot<'a, T> = Mutex<Option<(usize, &'a mut [T])>>;
+
 /// Runs `f(offset, chunk)` over `out` split at multiples of `unit` elements into one chunk
 /// per candle thread, on scoped threads, or in one call when `out` is small or `parallel` is
 /// false. The calling thread takes the first chunk, then any chunk no thread has taken yet
@@ -348,12 +353,12 @@ fn for_chunks<T: Send>(
         return;
     }
     let per = (out.len() / unit).div_ceil(threads).max(1) * unit;
-    let slots: Vec<Mutex<Option<(usize, &mut [T])>>> = out
+    let slots: Vec<Slot<'_, T>> = out
         .chunks_mut(per)
         .enumerate()
         .map(|(i, chunk)| Mutex::new(Some((i * per, chunk))))
         .collect();
-    let run = |slot: &Mutex<Option<(usize, &mut [T])>>| {
+    let run = |slot: &Slot<'_, T>| {
         let taken = slot.lock().ok().and_then(|mut s| s.take());
         if let Some((offset, chunk)) = taken {
             f(offset, chunk);

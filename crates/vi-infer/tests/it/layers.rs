@@ -376,14 +376,21 @@ fn softplus_same_as_composed(dev: &Device, dtype: DType) -> Res {
     let w = Var::from_tensor(&(randn(&mut rng, &[n, k], dtype, dev)? * 8.0)?)?;
     let b = Var::from_tensor(&randn(&mut rng, &[n], dtype, dev)?)?;
     // The last one (18 000 outputs) splits its passes across threads.
-    for (i, dims) in [vec![40, k], vec![3, 50, k], vec![3000, k]].iter().enumerate() {
+    for (i, dims) in [vec![40, k], vec![3, 50, k], vec![3000, k]]
+        .iter()
+        .enumerate()
+    {
         let x = randn(&mut rng, dims, dtype, dev)?;
         let xv = Var::from_tensor(&x)?;
         for bias in [Some(&b), None] {
             let ours = Linear::new(w.as_tensor().clone(), bias.map(|b| b.as_tensor().clone()));
             let theirs: candle_nn::Linear = ours.clone().into();
             for input in [&x, xv.as_tensor()] {
-                let what = format!("{dims:?}, bias {}, var x {}", bias.is_some(), input.track_op());
+                let what = format!(
+                    "{dims:?}, bias {}, var x {}",
+                    bias.is_some(),
+                    input.track_op()
+                );
                 let y = ours.forward_softplus(input)?;
                 let y_ref = vi_infer::dist::ops::softplus(&theirs.forward(input)?)?;
                 assert_close(&y, &y_ref, tol(dtype), &format!("{what}: y"))?;
@@ -426,7 +433,11 @@ fn softplus_finite_differences() -> Res {
         let y = Linear::new(w.clone(), Some(b.clone())).forward_softplus(x)?;
         Ok((&y * &r)?.sqr()?.sum_all()?)
     };
-    let (x, w, b) = (Var::from_tensor(&x0)?, Var::from_tensor(&w0)?, Var::from_tensor(&b0)?);
+    let (x, w, b) = (
+        Var::from_tensor(&x0)?,
+        Var::from_tensor(&w0)?,
+        Var::from_tensor(&b0)?,
+    );
     let g = loss(x.as_tensor(), w.as_tensor(), b.as_tensor())?.backward()?;
     let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f64>());
     let eval = |xs: &Tensor, ws: &Tensor, bs: &Tensor| -> f64 {
@@ -441,7 +452,10 @@ fn softplus_finite_differences() -> Res {
     for (what, v, fd) in [("w", &w, fd_w), ("b", &b, fd_b), ("x", &x, fd_x)] {
         let an = flat(grad(&g, v, what)?)?;
         for (i, (a, f)) in an.iter().zip(&fd).enumerate() {
-            assert!((a - f).abs() <= 1e-6 * (1.0 + f.abs()), "d{what}[{i}]: {a} vs {f}");
+            assert!(
+                (a - f).abs() <= 1e-6 * (1.0 + f.abs()),
+                "d{what}[{i}]: {a} vs {f}"
+            );
         }
     }
     Ok(())
