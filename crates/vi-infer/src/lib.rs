@@ -10,6 +10,7 @@ mod ctx;
 mod elbo;
 mod error;
 pub mod handlers;
+pub mod layers;
 mod message;
 mod messenger;
 mod param_store;

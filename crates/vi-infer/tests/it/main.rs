@@ -4,6 +4,7 @@ mod errors;
 mod gradients;
 mod guide;
 mod handlers;
+mod layers;
 mod mean_field;
 mod plates;
 mod posterior;
