@@ -3,9 +3,9 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vi_infer::candle::{DType, Device, Module, Tensor};
-use vi_infer::dist::ops::softplus;
 use vi_infer::dist::{Bernoulli, Distribution, Normal};
-use vi_infer::nn::{Linear, VarBuilder, linear};
+use vi_infer::layers::{Linear, linear};
+use vi_infer::nn::VarBuilder;
 use vi_infer::{Ctx, ParamStore, Result};
 
 /// Sizes of the network: `784 → hidden → latent` and back.
@@ -49,7 +49,7 @@ impl Encoder {
 
     /// `(loc, scale)`, each `[batch, latent]`.
     pub fn forward(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let h = softplus(&self.fc1.forward(x)?)?;
+        let h = self.fc1.forward_softplus(x)?;
         Ok((self.fc21.forward(&h)?, self.fc22.forward(&h)?.exp()?))
     }
 }
@@ -73,7 +73,7 @@ impl Decoder {
 
     /// The pixels' logits, `[batch, 784]`.
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
-        let h = softplus(&self.fc1.forward(z)?)?;
+        let h = self.fc1.forward_softplus(z)?;
         Ok(self.fc21.forward(&h)?)
     }
 }
