@@ -21,14 +21,21 @@
 //! loss with candle ops as a new candle user would, run one backward pass and one step of
 //! the same `vi_optim::Adam`, and read the loss back.
 //!
-//! Both sides run with value validation off (`vi_dist::set_validation(false)`), as one
+//! A third side, `direct`, computes the same loss from the vi-dist and vi-kl objects called
+//! directly (the same distributions, `rsample`, `log_prob`, `kl_divergence`, the plate's
+//! `expand`, the same transform of the positive parameters) without `Ctx`, traces, handlers
+//! or `Svi`: `vi − direct` is the framework's bookkeeping, `direct − plain` its
+//! distribution math.
+//!
+//! Every side runs with value validation off (`vi_dist::set_validation(false)`), as one
 //! trains; the paired figures also time `Svi::step` with validation on, for reference.
 //!
 //! At the end the bench prints, per model, `model=<name> vi_us=<A> plain_us=<B> ratio=<A/B>`:
-//! medians of single steps timed with the two sides alternating in blocks of [`BLOCK`] steps
+//! medians of single steps timed with the sides alternating in blocks of [`BLOCK`] steps
 //! (which side goes first alternating too), in this process. `SMALL_MODELS_STEPS=<n>` sets
 //! the timed steps of each side (default per model); `SMALL_MODELS_PAIRED_ONLY=1` skips
-//! criterion's groups.
+//! criterion's groups; `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct>` only runs that side (for
+//! `perf record`).
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +79,10 @@ struct Pair {
     steps: usize,
     vi: Box<dyn FnMut() -> f64>,
     plain: Box<dyn FnMut() -> f64>,
+    /// The same loss from vi-dist and vi-kl objects called directly (no `Ctx`, traces,
+    /// handlers or `Svi`): what separates the framework's bookkeeping from its
+    /// distribution math.
+    direct: Box<dyn FnMut() -> f64>,
 }
 
 fn svi_stepper<M: Program + 'static, G: Program + 'static>(
@@ -154,6 +165,30 @@ fn tiny_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
             .unwrap()
             .sum_all()
             .unwrap();
+        let loss = (kl - ll).unwrap();
+        let grads = loss.backward().unwrap();
+        opt.step_params(&[("mu_loc", &loc), ("mu_scale", &log_scale)], &grads)
+            .unwrap();
+        loss_f64(&loss)
+    })
+}
+
+fn tiny_direct(dev: &Device) -> Box<dyn FnMut() -> f64> {
+    let y = tiny_data(dev);
+    let (zero, one, ten) = (scalar(0.0, dev), scalar(1.0, dev), scalar(10.0, dev));
+    let loc = Var::new(0f32, dev).unwrap();
+    let log_scale = Var::new(INIT_SCALE.ln() as f32, dev).unwrap();
+    let exp = vi_dist::transform_to(&Constraint::Positive).unwrap();
+    let mut opt = adam();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    Box::new(move || {
+        let scale = exp.forward(log_scale.as_tensor()).unwrap();
+        let q = Normal::new(loc.as_tensor(), &scale).unwrap();
+        let mu = q.rsample(&[], &mut rng).unwrap();
+        let p = Normal::new(&zero, &ten).unwrap();
+        let kl = vi_kl::kl_divergence(&q, &p).unwrap().sum_all().unwrap();
+        let lik = Normal::new(&mu, &one).unwrap().expand(&[TINY_N]).unwrap();
+        let ll = lik.log_prob(&y).unwrap().sum_all().unwrap();
         let loss = (kl - ll).unwrap();
         let grads = loss.backward().unwrap();
         opt.step_params(&[("mu_loc", &loc), ("mu_scale", &log_scale)], &grads)
@@ -295,6 +330,78 @@ fn reg_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
     })
 }
 
+fn reg_direct(dev: &Device) -> Box<dyn FnMut() -> f64> {
+    let (x, y) = reg_data(dev);
+    let zeros = Tensor::zeros(REG_D, DTYPE, dev).unwrap();
+    let ones = Tensor::ones(REG_D, DTYPE, dev).unwrap();
+    let (zero, one, ten) = (scalar(0.0, dev), scalar(1.0, dev), scalar(10.0, dev));
+    let log_half = INIT_SCALE.ln() as f32;
+    let w_loc = Var::zeros(REG_D, DTYPE, dev).unwrap();
+    let w_log_scale = Var::from_tensor(&Tensor::full(log_half, REG_D, dev).unwrap()).unwrap();
+    let b_loc = Var::new(0f32, dev).unwrap();
+    let b_log_scale = Var::new(log_half, dev).unwrap();
+    let s_loc = Var::new(0f32, dev).unwrap();
+    let s_log_scale = Var::new(log_half, dev).unwrap();
+    let exp = vi_dist::transform_to(&Constraint::Positive).unwrap();
+    let mut opt = adam();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    Box::new(move || {
+        let qw = Normal::new(
+            w_loc.as_tensor(),
+            &exp.forward(w_log_scale.as_tensor()).unwrap(),
+        )
+        .unwrap()
+        .to_event(1)
+        .unwrap();
+        let qb = Normal::new(
+            b_loc.as_tensor(),
+            &exp.forward(b_log_scale.as_tensor()).unwrap(),
+        )
+        .unwrap();
+        let qs = LogNormal::new(
+            s_loc.as_tensor(),
+            &exp.forward(s_log_scale.as_tensor()).unwrap(),
+        )
+        .unwrap();
+        let w = qw.rsample(&[], &mut rng).unwrap();
+        let b = qb.rsample(&[], &mut rng).unwrap();
+        let sigma = qs.rsample(&[], &mut rng).unwrap();
+        let pw = Normal::new(&zeros, &ones).unwrap().to_event(1).unwrap();
+        let pb = Normal::new(&zero, &ten).unwrap();
+        let ps = HalfNormal::new(&one).unwrap();
+        let kl_w = vi_kl::kl_divergence(&qw, &pw).unwrap().sum_all().unwrap();
+        let kl_b = vi_kl::kl_divergence(&qb, &pb).unwrap().sum_all().unwrap();
+        let mc = (qs.log_prob(&sigma).unwrap() - ps.log_prob(&sigma).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let mean = x
+            .matmul(&w.unsqueeze(1).unwrap())
+            .unwrap()
+            .squeeze(1)
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        let lik = Normal::new(&mean, &sigma).unwrap();
+        let ll = lik.log_prob(&y).unwrap().sum_all().unwrap();
+        let loss = (((kl_w + kl_b).unwrap() + mc).unwrap() - ll).unwrap();
+        let grads = loss.backward().unwrap();
+        opt.step_params(
+            &[
+                ("w_loc", &w_loc),
+                ("w_scale", &w_log_scale),
+                ("b_loc", &b_loc),
+                ("b_scale", &b_log_scale),
+                ("sigma_loc", &s_loc),
+                ("sigma_scale", &s_log_scale),
+            ],
+            &grads,
+        )
+        .unwrap();
+        loss_f64(&loss)
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // plate: z [256, 50] ~ Normal(0, 1).to_event(1) in a plate, x ~ Normal(z, 1).to_event(1).
 
@@ -367,18 +474,59 @@ fn plate_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
     })
 }
 
+fn plate_direct(dev: &Device) -> Box<dyn FnMut() -> f64> {
+    let x = plate_data(dev);
+    let zero = Tensor::zeros(PLATE_D, DTYPE, dev).unwrap();
+    let one = Tensor::ones(PLATE_D, DTYPE, dev).unwrap();
+    let shape = (PLATE_N, PLATE_D);
+    let loc = Var::zeros(shape, DTYPE, dev).unwrap();
+    let log_scale =
+        Var::from_tensor(&Tensor::full(INIT_SCALE.ln() as f32, shape, dev).unwrap()).unwrap();
+    let exp = vi_dist::transform_to(&Constraint::Positive).unwrap();
+    let mut opt = adam();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    Box::new(move || {
+        let scale = exp.forward(log_scale.as_tensor()).unwrap();
+        let q = Normal::new(loc.as_tensor(), &scale)
+            .unwrap()
+            .to_event(1)
+            .unwrap();
+        let z = q.rsample(&[], &mut rng).unwrap();
+        let p = Normal::new(&zero, &one)
+            .unwrap()
+            .to_event(1)
+            .unwrap()
+            .expand(&[PLATE_N])
+            .unwrap();
+        let kl = vi_kl::kl_divergence(&q, p.as_ref())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let lik = Normal::new(&z, &one).unwrap().to_event(1).unwrap();
+        let ll = lik.log_prob(&x).unwrap().sum_all().unwrap();
+        let loss = (kl - ll).unwrap();
+        let grads = loss.backward().unwrap();
+        opt.step_params(&[("loc", &loc), ("scale", &log_scale)], &grads)
+            .unwrap();
+        loss_f64(&loss)
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 
 type Build = fn(&Device) -> Box<dyn FnMut() -> f64>;
 
-/// Each model: its name, its two builders and its default number of timed steps.
-const MODELS: [(&str, Build, Build, usize); 3] = [
-    ("tiny", tiny_vi, tiny_plain, 20_000),
-    ("regression", reg_vi, reg_plain, 10_000),
-    ("plate", plate_vi, plate_plain, 2_000),
+/// A model: its name, its builders (vi, plain, direct) and its default number of timed
+/// steps.
+type Spec = (&'static str, Build, Build, Build, usize);
+
+const MODELS: [Spec; 3] = [
+    ("tiny", tiny_vi, tiny_plain, tiny_direct, 20_000),
+    ("regression", reg_vi, reg_plain, reg_direct, 10_000),
+    ("plate", plate_vi, plate_plain, plate_direct, 2_000),
 ];
 
-fn pair(dev: &Device, (name, vi, plain, steps): (&'static str, Build, Build, usize)) -> Pair {
+fn pair(dev: &Device, (name, vi, plain, direct, steps): Spec) -> Pair {
     let steps = std::env::var("SMALL_MODELS_STEPS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -388,16 +536,17 @@ fn pair(dev: &Device, (name, vi, plain, steps): (&'static str, Build, Build, usi
         steps,
         vi: vi(dev),
         plain: plain(dev),
+        direct: direct(dev),
     }
 }
 
 /// Both sides compute the same losses from the same draws, step after step.
 fn check_agree(p: &mut Pair) {
     for k in 0..5 {
-        let (a, b) = ((p.vi)(), (p.plain)());
+        let (a, b, c) = ((p.vi)(), (p.plain)(), (p.direct)());
         assert!(
-            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
-            "{} step {k}: vi loss {a}, plain loss {b}",
+            (a - b).abs() <= 1e-4 * b.abs().max(1.0) && (c - b).abs() <= 1e-4 * b.abs().max(1.0),
+            "{} step {k}: vi loss {a}, plain loss {b}, direct loss {c}",
             p.name
         );
     }
@@ -437,23 +586,51 @@ fn paired(sides: &mut [&mut dyn FnMut() -> f64], steps: usize) -> Vec<f64> {
     times.iter_mut().map(|t| median(t)).collect()
 }
 
+/// `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct>`: runs that side alone (for `perf record`).
+fn profile(dev: &Device, which: &str) {
+    let Some(spec) = MODELS.iter().find(|m| which.starts_with(m.0)) else {
+        panic!("SMALL_MODELS_PROFILE={which}: no such model");
+    };
+    let mut p = pair(dev, *spec);
+    let side = if which.ends_with("/plain") {
+        &mut p.plain
+    } else if which.ends_with("/direct") {
+        &mut p.direct
+    } else {
+        &mut p.vi
+    };
+    for _ in 0..p.steps {
+        std::hint::black_box(side());
+    }
+}
+
 fn main() {
     let dev = Device::Cpu;
     vi_dist::set_validation(false);
+    if let Ok(which) = std::env::var("SMALL_MODELS_PROFILE") {
+        profile(&dev, &which);
+        return;
+    }
     let mut lines = Vec::new();
     for spec in MODELS {
         let mut p = pair(&dev, spec);
         check_agree(&mut p);
         let mut checked = (spec.1)(&dev);
+        // With validation on: the same model and guide.
         let mut checked = move || vi_dist::with_validation(true, &mut checked);
-        let med = paired(&mut [&mut p.vi, &mut p.plain, &mut checked], p.steps);
+        let med = paired(
+            &mut [&mut p.vi, &mut p.plain, &mut p.direct, &mut checked],
+            p.steps,
+        );
         lines.push(format!(
-            "model={} vi_us={:.2} plain_us={:.2} ratio={:.3} vi_validation_on_us={:.2}",
+            "model={} vi_us={:.2} plain_us={:.2} ratio={:.3} direct_us={:.2} \
+             vi_validation_on_us={:.2}",
             p.name,
             med[0],
             med[1],
             med[0] / med[1],
-            med[2]
+            med[2],
+            med[3]
         ));
     }
 
