@@ -186,7 +186,7 @@ fn tiny_direct(dev: &Device) -> Box<dyn FnMut() -> f64> {
         let q = Normal::new(loc.as_tensor(), &scale).unwrap();
         let mu = q.rsample(&[], &mut rng).unwrap();
         let p = Normal::new(&zero, &ten).unwrap();
-        let kl = vi_kl::kl_divergence(&q, &p).unwrap().sum_all().unwrap();
+        let kl = vi_kl::kl_divergence(&q, &p).unwrap();
         let lik = Normal::new(&mu, &one).unwrap().expand(&[TINY_N]).unwrap();
         let ll = lik.log_prob(&y).unwrap().sum_all().unwrap();
         let loss = (kl - ll).unwrap();
@@ -370,11 +370,8 @@ fn reg_direct(dev: &Device) -> Box<dyn FnMut() -> f64> {
         let pb = Normal::new(&zero, &ten).unwrap();
         let ps = HalfNormal::new(&one).unwrap();
         let kl_w = vi_kl::kl_divergence(&qw, &pw).unwrap().sum_all().unwrap();
-        let kl_b = vi_kl::kl_divergence(&qb, &pb).unwrap().sum_all().unwrap();
-        let mc = (qs.log_prob(&sigma).unwrap() - ps.log_prob(&sigma).unwrap())
-            .unwrap()
-            .sum_all()
-            .unwrap();
+        let kl_b = vi_kl::kl_divergence(&qb, &pb).unwrap();
+        let mc = (qs.log_prob(&sigma).unwrap() - ps.log_prob(&sigma).unwrap()).unwrap();
         let mean = x
             .matmul(&w.unsqueeze(1).unwrap())
             .unwrap()

@@ -372,9 +372,8 @@ impl<'a> Ctx<'a> {
         constraint: Constraint,
     ) -> Result<Tensor> {
         let msg = Message::new(name, SiteKind::Param);
-        let name_owned = name.to_string();
         let msg = self.apply(msg, move |msg, store, _| {
-            msg.value = Some(store.param(&name_owned, init, &constraint)?);
+            msg.value = Some(store.param(name, init, &constraint)?);
             Ok(())
         })?;
         site_value(msg)

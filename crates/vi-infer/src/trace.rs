@@ -276,7 +276,7 @@ impl Site {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn log_prob_sum(&self) -> Result<Tensor> {
-        Ok(self.log_prob()?.sum_all()?)
+        crate::elbo::sum_all(self.log_prob()?)
     }
 }
 
@@ -302,8 +302,13 @@ impl Site {
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     sites: Vec<Site>,
+    /// Site positions by name, built once the trace holds [`INDEX_FROM`] sites; below that a
+    /// scan of the names is faster than hashing one (and costs no allocation per site).
     index: HashMap<String, usize>,
 }
+
+/// The number of sites from which a trace indexes its names.
+const INDEX_FROM: usize = 16;
 
 impl Trace {
     /// An empty trace.
@@ -328,7 +333,7 @@ impl Trace {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn record(&mut self, msg: &Message) -> Result<()> {
-        if let Some(&i) = self.index.get(&msg.name) {
+        if let Some(i) = self.position(&msg.name) {
             if msg.kind == SiteKind::Param && self.sites[i].kind == SiteKind::Param {
                 return Ok(());
             }
@@ -337,10 +342,33 @@ impl Trace {
             });
         }
         if let Some(site) = Site::from_message(msg) {
-            self.index.insert(msg.name.clone(), self.sites.len());
-            self.sites.push(site);
+            self.push(site);
         }
         Ok(())
+    }
+
+    /// Appends a site whose name is not in the trace yet, indexing it when the trace is large.
+    fn push(&mut self, site: Site) {
+        let i = self.sites.len();
+        if i + 1 == INDEX_FROM {
+            self.index.reserve(2 * INDEX_FROM);
+            for (k, s) in self.sites.iter().enumerate() {
+                self.index.insert(s.name.clone(), k);
+            }
+        }
+        if i + 1 >= INDEX_FROM {
+            self.index.insert(site.name.clone(), i);
+        }
+        self.sites.push(site);
+    }
+
+    /// Where the site named `name` is.
+    fn position(&self, name: &str) -> Option<usize> {
+        if self.sites.len() >= INDEX_FROM {
+            self.index.get(name).copied()
+        } else {
+            self.sites.iter().position(|s| s.name == name)
+        }
     }
 
     /// The site named `name`.
@@ -366,7 +394,7 @@ impl Trace {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self, name: &str) -> Option<&Site> {
-        self.index.get(name).map(|&i| &self.sites[i])
+        self.position(name).map(|i| &self.sites[i])
     }
 
     /// Whether a site is named `name`.
@@ -391,7 +419,7 @@ impl Trace {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+        self.position(name).is_some()
     }
 
     /// The sites in the order they ran.
