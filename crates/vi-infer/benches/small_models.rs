@@ -32,7 +32,9 @@
 //!
 //! At the end the bench prints, per model, `model=<name> vi_us=<A> plain_us=<B> ratio=<A/B>`:
 //! medians of single steps timed with the sides alternating in blocks of [`BLOCK`] steps
-//! (which side goes first alternating too), in this process. `SMALL_MODELS_STEPS=<n>` sets
+//! (which side goes first alternating too), in this process; then `direct_us`, the
+//! validation-on figure and the heap allocations per step of each side (the global allocator
+//! is mimalloc behind a thread-local counter). `SMALL_MODELS_STEPS=<n>` sets
 //! the timed steps of each side (default per model); `SMALL_MODELS_PAIRED_ONLY=1` skips
 //! criterion's groups; `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct>` only runs that side (for
 //! `perf record`).
@@ -47,9 +49,54 @@ use vi_dist::{Constraint, Distribution, HalfNormal, LogNormal, Normal};
 use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
 use vi_optim::{Adam, AdamOptions, Optimizer};
 
-// Like the example binaries: candle's CPU path allocates an output per op.
+// Like the example binaries: candle's CPU path allocates an output per op. Wrapped to count
+// the allocations of this thread (a thread-local add per call), reported per step.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting(mimalloc::MiMalloc);
+
+struct Counting(mimalloc::MiMalloc);
+
+thread_local! {
+    static ALLOCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to mimalloc; the counter is a const-initialised
+// thread-local `Cell` (no allocation, no lazy initialisation).
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.with(|n| n.set(n.get() + 1));
+        // SAFETY: the caller's contract is mimalloc's.
+        unsafe { self.0.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as above.
+        unsafe { self.0.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.with(|n| n.set(n.get() + 1));
+        // SAFETY: as above.
+        unsafe { self.0.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        ALLOCS.with(|n| n.set(n.get() + 1));
+        // SAFETY: as above.
+        unsafe { self.0.realloc(ptr, layout, size) }
+    }
+}
+
+/// The allocations (and reallocations) this thread has made so far.
+fn allocs() -> u64 {
+    ALLOCS.with(|n| n.get())
+}
+
+/// Allocations per call of `f`, over 100 calls.
+fn allocs_per_step(f: &mut dyn FnMut() -> f64) -> f64 {
+    let before = allocs();
+    for _ in 0..100 {
+        std::hint::black_box(f());
+    }
+    (allocs() - before) as f64 / 100.0
+}
 
 const DTYPE: DType = DType::F32;
 /// Seeds the generator of `ε` of both sides.
@@ -615,19 +662,27 @@ fn main() {
         let mut checked = (spec.1)(&dev);
         // With validation on: the same model and guide.
         let mut checked = move || vi_dist::with_validation(true, &mut checked);
+        let counts = [
+            allocs_per_step(&mut p.vi),
+            allocs_per_step(&mut p.plain),
+            allocs_per_step(&mut p.direct),
+        ];
         let med = paired(
             &mut [&mut p.vi, &mut p.plain, &mut p.direct, &mut checked],
             p.steps,
         );
         lines.push(format!(
             "model={} vi_us={:.2} plain_us={:.2} ratio={:.3} direct_us={:.2} \
-             vi_validation_on_us={:.2}",
+             vi_validation_on_us={:.2} allocs_per_step(vi/plain/direct)={:.0}/{:.0}/{:.0}",
             p.name,
             med[0],
             med[1],
             med[0] / med[1],
             med[2],
-            med[3]
+            med[3],
+            counts[0],
+            counts[1],
+            counts[2]
         ));
     }
 
