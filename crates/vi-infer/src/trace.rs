@@ -84,6 +84,22 @@ impl Site {
         })
     }
 
+    /// [`from_message`](Site::from_message) taking the message: its name, distribution and
+    /// plates move into the site instead of being copied.
+    fn from_owned(msg: Message) -> Option<Self> {
+        Some(Self {
+            value: msg.value?,
+            name: msg.name,
+            kind: msg.kind,
+            dist: msg.dist,
+            is_observed: msg.is_observed,
+            plates: msg.plates,
+            scale: msg.scale,
+            mask: msg.mask,
+            log_prob: OnceLock::new(),
+        })
+    }
+
     /// Whether this is a latent sample site.
     ///
     /// ```
@@ -333,18 +349,34 @@ impl Trace {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn record(&mut self, msg: &Message) -> Result<()> {
+        if self.admits(msg)?
+            && let Some(site) = Site::from_message(msg)
+        {
+            self.push(site);
+        }
+        Ok(())
+    }
+
+    /// What [`record`](Trace::record) would do with `msg`: `Ok(true)` to add a site (a new
+    /// name with a value), `Ok(false)` to keep the trace as is (a parameter read again, or no
+    /// value), [`InferError::DuplicateSite`] for a name seen twice otherwise.
+    pub(crate) fn admits(&self, msg: &Message) -> Result<bool> {
         if let Some(i) = self.position(&msg.name) {
             if msg.kind == SiteKind::Param && self.sites[i].kind == SiteKind::Param {
-                return Ok(());
+                return Ok(false);
             }
             return Err(InferError::DuplicateSite {
                 site: msg.name.clone(),
             });
         }
-        if let Some(site) = Site::from_message(msg) {
+        Ok(msg.value.is_some())
+    }
+
+    /// Adds `msg` as a site without copying it, once [`admits`](Trace::admits) said so.
+    pub(crate) fn record_owned(&mut self, msg: Message) {
+        if let Some(site) = Site::from_owned(msg) {
             self.push(site);
         }
-        Ok(())
     }
 
     /// Appends a site whose name is not in the trace yet, indexing it when the trace is large.

@@ -15,7 +15,7 @@ pub use trace_elbo::TraceElbo;
 
 use crate::ctx::Ctx;
 use crate::error::{InferError, Result};
-use crate::handlers::{ReplayMessenger, SeedMessenger};
+use crate::handlers::SeedMessenger;
 use crate::message::{PlateFrame, SiteKind};
 use crate::param_store::ParamStore;
 use crate::trace::{Site, Trace};
@@ -253,16 +253,8 @@ pub(crate) fn run(
     };
     let ((), guide_trace) = ctx.trace(|ctx| in_particles(ctx, guide))?;
     // The guide's trace moves into the replay handler and back out: nothing is copied.
-    let (((), replay), model_trace) = ctx.trace(|ctx| {
-        ctx.with(ReplayMessenger::owning(guide_trace), |ctx| {
-            in_particles(ctx, model)
-        })
-    })?;
-    let Some(guide_trace) = replay.into_trace() else {
-        return Err(InferError::Invalid(
-            "the replay handler lost the guide's trace".into(),
-        ));
-    };
+    let (((), guide_trace), model_trace) =
+        ctx.trace(|ctx| ctx.replay_owned(guide_trace, |ctx| in_particles(ctx, model)))?;
     let modules = ctx.modules().to_vec();
     check_sites(&model_trace, &guide_trace)?;
     Ok(Run {
