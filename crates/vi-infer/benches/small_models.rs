@@ -36,7 +36,7 @@
 //! validation-on figure and the heap allocations per step of each side (the global allocator
 //! is mimalloc behind a thread-local counter). `SMALL_MODELS_STEPS=<n>` sets
 //! the timed steps of each side (default per model); `SMALL_MODELS_PAIRED_ONLY=1` skips
-//! criterion's groups; `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct>` only runs that side (for
+//! criterion's groups; `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct|checked>` only runs that side (for
 //! `perf record`).
 
 use std::time::{Duration, Instant};
@@ -630,7 +630,7 @@ fn paired(sides: &mut [&mut dyn FnMut() -> f64], steps: usize) -> Vec<f64> {
     times.iter_mut().map(|t| median(t)).collect()
 }
 
-/// `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct>`: runs that side alone (for `perf record`).
+/// `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct|checked>`: runs that side alone (for `perf record`).
 fn profile(dev: &Device, which: &str) {
     let Some(spec) = MODELS.iter().find(|m| which.starts_with(m.0)) else {
         panic!("SMALL_MODELS_PROFILE={which}: no such model");
@@ -640,6 +640,9 @@ fn profile(dev: &Device, which: &str) {
         &mut p.plain
     } else if which.ends_with("/direct") {
         &mut p.direct
+    } else if which.ends_with("/checked") {
+        vi_dist::set_validation(true);
+        &mut p.vi
     } else {
         &mut p.vi
     };

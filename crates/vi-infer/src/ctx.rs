@@ -370,6 +370,7 @@ impl<'a> Ctx<'a> {
         dist: Box<dyn Distribution>,
         value: &Tensor,
     ) -> Result<Tensor> {
+        let mut msg = Message::new(name, SiteKind::Sample);
         if vi_dist::validation_enabled() {
             vi_dist::validate_value(dist.as_ref(), value).map_err(|source| {
                 InferError::Observed {
@@ -377,8 +378,8 @@ impl<'a> Ctx<'a> {
                     source: Box::new(source),
                 }
             })?;
+            msg.checked = Some((value.id(), dist.support()));
         }
-        let mut msg = Message::new(name, SiteKind::Sample);
         msg.dist = Some(dist);
         msg.value = Some(value.clone());
         msg.is_observed = true;

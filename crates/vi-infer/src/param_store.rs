@@ -99,7 +99,9 @@ fn read(p: &mut Param, name: &str, constraint: &Constraint) -> Result<Tensor> {
     Ok(t.forward(p.unconstrained.as_tensor())?)
 }
 
-fn same_constraint(a: &Constraint, b: &Constraint) -> bool {
+/// Whether two constraints are the same: by variant for those without parameters, else by
+/// their text.
+pub(crate) fn same_constraint(a: &Constraint, b: &Constraint) -> bool {
     use Constraint::*;
     let plain = |c: &Constraint| {
         matches!(

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-use candle_core::Tensor;
-use vi_dist::Distribution;
+use candle_core::{Tensor, TensorId};
+use vi_dist::{Constraint, Distribution};
 
 use crate::error::{InferError, Result};
 use crate::message::{Message, PlateFrame, SiteKind};
+use crate::param_store::same_constraint;
 
 /// One site of a trace: what `ctx.sample` / `observe` / `param` / `deterministic` recorded.
 ///
@@ -51,6 +52,8 @@ pub struct Site {
     /// Where its log-density counts (`None`: everywhere).
     pub mask: Option<Tensor>,
     log_prob: OnceLock<Tensor>,
+    /// The value and support `ctx.observe` checked (see [`Message`]).
+    checked: Option<(TensorId, Constraint)>,
 }
 
 impl Clone for Site {
@@ -65,6 +68,7 @@ impl Clone for Site {
             scale: self.scale,
             mask: self.mask.clone(),
             log_prob: self.log_prob.clone(),
+            checked: self.checked.clone(),
         }
     }
 }
@@ -81,6 +85,7 @@ impl Site {
             scale: msg.scale,
             mask: msg.mask.clone(),
             log_prob: OnceLock::new(),
+            checked: msg.checked.clone(),
         })
     }
 
@@ -97,6 +102,7 @@ impl Site {
             scale: msg.scale,
             mask: msg.mask,
             log_prob: OnceLock::new(),
+            checked: msg.checked,
         })
     }
 
@@ -177,7 +183,18 @@ impl Site {
                 self.name
             )));
         };
-        dist.log_prob(&self.value).map_err(|source| {
+        // A value `ctx.observe` already checked against this support is not checked again
+        // (the shape still is: log_prob checks it whatever the validation setting).
+        let checked = vi_dist::validation_enabled()
+            && self.checked.as_ref().is_some_and(|(id, support)| {
+                *id == self.value.id() && same_constraint(support, &dist.support())
+            });
+        let lp = if checked {
+            vi_dist::with_validation(false, || dist.log_prob(&self.value))
+        } else {
+            dist.log_prob(&self.value)
+        };
+        lp.map_err(|source| {
             if self.is_observed {
                 InferError::Observed {
                     site: self.name.clone(),
