@@ -459,7 +459,7 @@ impl<'a> Ctx<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn module<'m, M>(&mut self, name: &str, module: &'m M) -> Result<&'m M> {
-        if self.store.module_vars(name).is_empty() {
+        if !self.store.has_module(name) {
             return Err(InferError::Param {
                 name: name.to_string(),
                 msg: "no module variables live under this prefix: build the module from \

@@ -314,6 +314,21 @@ impl ParamStore {
         Ok(VarBuilder::from_varmap(&self.modules, *dtype, device).pp(prefix))
     }
 
+    /// Whether some module variable lives under `prefix` (is named `prefix` or
+    /// `prefix.<…>`), without collecting them.
+    pub(crate) fn has_module(&self, prefix: &str) -> bool {
+        let data = self
+            .modules
+            .data()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        data.keys().any(|k| {
+            prefix.is_empty()
+                || k.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+    }
+
     /// Whether a module variable is named `name`.
     fn has_module_var(&self, name: &str) -> bool {
         let data = self
