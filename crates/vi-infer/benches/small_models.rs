@@ -34,10 +34,17 @@
 //! medians of single steps timed with the sides alternating in blocks of [`BLOCK`] steps
 //! (which side goes first alternating too), in this process; then `direct_us`, the
 //! validation-on figure and the heap allocations per step of each side (the global allocator
-//! is mimalloc behind a thread-local counter). `SMALL_MODELS_STEPS=<n>` sets
-//! the timed steps of each side (default per model); `SMALL_MODELS_PAIRED_ONLY=1` skips
-//! criterion's groups; `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct|checked>` only runs that side (for
-//! `perf record`).
+//! is mimalloc behind a thread-local counter).
+//!
+//! `SMALL_MODELS_STEPS=<n>` sets the timed steps of each side (default per model);
+//! `SMALL_MODELS_PAIRED_ONLY=1` skips criterion's groups;
+//! `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct|checked>` only runs that side (`checked`: vi
+//! with validation on), for `perf record`.
+//!
+//! Note: unless `RAYON_NUM_THREADS` is set, candle 0.11 works out its thread count on every
+//! CPU matmul, reading `/proc/cpuinfo` (`num_cpus::get_physical`): about 30 µs per matmul
+//! here, three per regression step, on both sides alike. Set `RAYON_NUM_THREADS` to time the
+//! regression without it.
 
 use std::time::{Duration, Instant};
 
