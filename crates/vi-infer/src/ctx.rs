@@ -45,9 +45,35 @@ use crate::trace::Trace;
 pub struct Ctx<'a> {
     store: &'a mut ParamStore,
     rng: &'a mut dyn RngCore,
-    stack: Vec<Box<dyn Messenger>>,
+    stack: Vec<Handler>,
     plates: Vec<PlateFrame>,
     modules: Vec<String>,
+}
+
+/// A handler on the stack: the three every ELBO step pushes (trace, replay, plate) held as
+/// they are, any other boxed. The context records into a trace itself, so that the last trace
+/// a message reaches takes it whole instead of a copy.
+enum Handler {
+    Trace(TraceMessenger),
+    Replay(ReplayMessenger),
+    Plate(PlateMessenger),
+    Boxed(Box<dyn Messenger>),
+}
+
+impl Handler {
+    fn messenger(&mut self) -> &mut dyn Messenger {
+        match self {
+            Handler::Trace(h) => h,
+            Handler::Replay(h) => h,
+            Handler::Plate(h) => h,
+            Handler::Boxed(h) => h.as_mut(),
+        }
+    }
+}
+
+/// The error of a handler stack that a `with` block left changed.
+fn stack_changed() -> InferError {
+    InferError::Invalid("the handler stack changed under a `with` block".into())
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -175,16 +201,21 @@ impl<'a> Ctx<'a> {
     /// Sends `msg` through the stack: `process` from the innermost handler out (stopping
     /// at a `block`), the default action if no handler set a value (drawing from the
     /// innermost reached handler's generator, e.g. a `seed`, else the context's), then
-    /// `postprocess` from the outermost handler reached back in.
+    /// `postprocess` from the outermost handler reached back in. Returns the site's value.
+    ///
+    /// A trace's `postprocess` is split: whether it takes the message (or fails on a duplicate
+    /// name) is decided in its turn; the site is added once every handler has seen the
+    /// message, the last trace taking the message itself (no copy of its name, distribution
+    /// or plates) and any other a copy.
     fn apply(
         &mut self,
         mut msg: Message,
         default: impl FnOnce(&mut Message, &mut ParamStore, &mut dyn RngCore) -> Result<()>,
-    ) -> Result<Message> {
+    ) -> Result<Tensor> {
         let n = self.stack.len();
         let mut reached = n;
         for i in (0..n).rev() {
-            self.stack[i].process(&mut msg)?;
+            self.stack[i].messenger().process(&mut msg)?;
             reached = i;
             if msg.stop {
                 break;
@@ -194,16 +225,47 @@ impl<'a> Ctx<'a> {
             let Self {
                 stack, store, rng, ..
             } = self;
-            let rng = match stack[reached..].iter_mut().rev().find_map(|h| h.rng()) {
+            let rng = match stack[reached..]
+                .iter_mut()
+                .rev()
+                .find_map(|h| h.messenger().rng())
+            {
                 Some(seeded) => seeded,
                 None => &mut **rng,
             };
             default(&mut msg, store, rng)?;
         }
+        let (mut takers, mut last) = (0usize, n);
         for i in reached..n {
-            self.stack[i].postprocess(&msg)?;
+            match &mut self.stack[i] {
+                Handler::Trace(t) => {
+                    if t.trace_mut().admits(&msg)? {
+                        takers += 1;
+                        last = i;
+                    }
+                }
+                h => h.messenger().postprocess(&msg)?,
+            }
         }
-        Ok(msg)
+        let Some(value) = msg.value.clone() else {
+            return Err(InferError::Invalid(format!(
+                "site `{}` got no value",
+                msg.name
+            )));
+        };
+        if takers > 1 {
+            for h in &mut self.stack[reached..last] {
+                if let Handler::Trace(t) = h
+                    && t.trace_mut().admits(&msg)?
+                {
+                    t.trace_mut().record(&msg)?;
+                }
+            }
+        }
+        if let Some(Handler::Trace(t)) = self.stack.get_mut(last) {
+            t.trace_mut().record_owned(msg);
+        }
+        Ok(value)
     }
 
     /// A latent random variable: `pyro.sample(name, dist)`. The value is drawn from `dist`
@@ -250,8 +312,7 @@ impl<'a> Ctx<'a> {
     pub fn sample_boxed(&mut self, name: &str, dist: Box<dyn Distribution>) -> Result<Tensor> {
         let mut msg = Message::new(name, SiteKind::Sample);
         msg.dist = Some(dist);
-        let msg = self.apply(msg, draw)?;
-        site_value(msg)
+        self.apply(msg, draw)
     }
 
     /// An observed random variable: `pyro.sample(name, dist, obs=value)`. Its log-density
@@ -309,6 +370,7 @@ impl<'a> Ctx<'a> {
         dist: Box<dyn Distribution>,
         value: &Tensor,
     ) -> Result<Tensor> {
+        let mut msg = Message::new(name, SiteKind::Sample);
         if vi_dist::validation_enabled() {
             vi_dist::validate_value(dist.as_ref(), value).map_err(|source| {
                 InferError::Observed {
@@ -316,13 +378,12 @@ impl<'a> Ctx<'a> {
                     source: Box::new(source),
                 }
             })?;
+            msg.checked = Some((value.id(), dist.support()));
         }
-        let mut msg = Message::new(name, SiteKind::Sample);
         msg.dist = Some(dist);
         msg.value = Some(value.clone());
         msg.is_observed = true;
-        let msg = self.apply(msg, draw)?;
-        site_value(msg)
+        self.apply(msg, draw)
     }
 
     /// A learnable parameter: `pyro.param(name, init, constraint=...)`. Created from `init`
@@ -372,12 +433,10 @@ impl<'a> Ctx<'a> {
         constraint: Constraint,
     ) -> Result<Tensor> {
         let msg = Message::new(name, SiteKind::Param);
-        let name_owned = name.to_string();
-        let msg = self.apply(msg, move |msg, store, _| {
-            msg.value = Some(store.param(&name_owned, init, &constraint)?);
+        self.apply(msg, move |msg, store, _| {
+            msg.value = Some(store.param(name, init, &constraint)?);
             Ok(())
-        })?;
-        site_value(msg)
+        })
     }
 
     /// Marks the candle-nn module whose variables live in the store under `name` (built from
@@ -400,7 +459,7 @@ impl<'a> Ctx<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn module<'m, M>(&mut self, name: &str, module: &'m M) -> Result<&'m M> {
-        if self.store.module_vars(name).is_empty() {
+        if !self.store.has_module(name) {
             return Err(InferError::Param {
                 name: name.to_string(),
                 msg: "no module variables live under this prefix: build the module from \
@@ -438,8 +497,7 @@ impl<'a> Ctx<'a> {
     pub fn deterministic(&mut self, name: &str, value: &Tensor) -> Result<Tensor> {
         let mut msg = Message::new(name, SiteKind::Deterministic);
         msg.value = Some(value.clone());
-        let msg = self.apply(msg, |_, _, _| Ok(()))?;
-        site_value(msg)
+        self.apply(msg, |_, _, _| Ok(()))
     }
 
     /// Runs `f` with `handler` pushed on the stack (innermost), and returns `f`'s value with
@@ -468,22 +526,50 @@ impl<'a> Ctx<'a> {
         handler: H,
         f: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<(T, H)> {
-        self.stack.push(Box::new(handler));
+        let (out, handler) = self.with_handler(Handler::Boxed(Box::new(handler)), f)?;
+        let Handler::Boxed(handler) = handler else {
+            return Err(stack_changed());
+        };
+        let handler: Box<dyn Any> = handler;
+        let handler = handler.downcast::<H>().map_err(|_| stack_changed())?;
+        Ok((out?, *handler))
+    }
+
+    /// Runs `f` with `handler` pushed on the stack and pops it back: `f`'s result and the
+    /// handler.
+    fn with_handler<T>(
+        &mut self,
+        handler: Handler,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<(Result<T>, Handler)> {
+        self.stack.push(handler);
         let depth = self.stack.len();
         let out = f(self);
         if self.stack.len() != depth {
-            return Err(InferError::Invalid(
-                "the handler stack changed under a `with` block".into(),
-            ));
+            return Err(stack_changed());
         }
-        let handler: Box<dyn Any> = match self.stack.pop() {
-            Some(h) => h,
-            None => return Err(InferError::Invalid("the handler stack is empty".into())),
+        match self.stack.pop() {
+            Some(h) => Ok((out, h)),
+            None => Err(InferError::Invalid("the handler stack is empty".into())),
+        }
+    }
+
+    /// Runs `f` under `trace`'s replay without copying it: `f`'s value and the trace back.
+    pub(crate) fn replay_owned<T>(
+        &mut self,
+        trace: Trace,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<(T, Trace)> {
+        let handler = Handler::Replay(ReplayMessenger::owning(trace));
+        let (out, handler) = self.with_handler(handler, f)?;
+        let Handler::Replay(replay) = handler else {
+            return Err(stack_changed());
         };
-        let handler = handler.downcast::<H>().map_err(|_| {
-            InferError::Invalid("the handler stack changed under a `with` block".into())
-        })?;
-        Ok((out?, *handler))
+        let out = out?;
+        match replay.into_trace() {
+            Some(trace) => Ok((out, trace)),
+            None => Err(stack_changed()),
+        }
     }
 
     /// Runs `f` and records its sites: `poutine.trace`.
@@ -504,8 +590,11 @@ impl<'a> Ctx<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn trace<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<(T, Trace)> {
-        let (out, h) = self.with(TraceMessenger::new(), f)?;
-        Ok((out, h.into_trace()))
+        let (out, h) = self.with_handler(Handler::Trace(TraceMessenger::new()), f)?;
+        let Handler::Trace(h) = h else {
+            return Err(stack_changed());
+        };
+        Ok((out?, h.into_trace()))
     }
 
     /// Runs `f` with the sample (and subsample) values of `trace` for the sites it has:
@@ -532,7 +621,8 @@ impl<'a> Ctx<'a> {
         trace: &Trace,
         f: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<T> {
-        Ok(self.with(ReplayMessenger::new(trace), f)?.0)
+        self.with_handler(Handler::Replay(ReplayMessenger::new(trace)), f)?
+            .0
     }
 
     /// Runs `f` with the named sample sites fixed to data and observed: `poutine.condition`.
@@ -733,9 +823,9 @@ impl<'a> Ctx<'a> {
         f: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<T> {
         self.plates.push(frame.clone());
-        let out = self.with(PlateMessenger::new(frame), f);
+        let out = self.with_handler(Handler::Plate(PlateMessenger::new(frame)), f);
         self.plates.pop();
-        Ok(out?.0)
+        out?.0
     }
 
     /// Runs `f` in a plate of `size` conditionally independent elements (`pyro.plate`):
@@ -846,8 +936,7 @@ impl<'a> Ctx<'a> {
                 .cloned()
                 .unwrap_or(candle_core::Device::Cpu),
         });
-        let msg = self.apply(msg, draw)?;
-        let idx = site_value(msg)?;
+        let idx = self.apply(msg, draw)?;
         if idx.dims() != [subsample_size] {
             return Err(InferError::Plate {
                 plate: name.to_string(),
@@ -898,9 +987,4 @@ pub(crate) fn draw_with(msg: &mut Message, rng: &mut dyn RngCore) -> Result<()> 
         source: Box::new(source),
     })?);
     Ok(())
-}
-
-fn site_value(msg: Message) -> Result<Tensor> {
-    msg.value
-        .ok_or_else(|| InferError::Invalid(format!("site `{}` got no value", msg.name)))
 }

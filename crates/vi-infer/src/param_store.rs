@@ -77,7 +77,31 @@ impl std::fmt::Debug for ParamStore {
 /// Whether two constraints are the same. Constraints with tensor bounds have no equality, so
 /// they compare by what they print; the common field-less ones (`real`, `positive`, …) compare
 /// without printing (this runs at every `ctx.param`).
-fn same_constraint(a: &Constraint, b: &Constraint) -> bool {
+/// A stored parameter's constrained value, once `constraint` is checked against (or, for a
+/// parameter loaded from a checkpoint, set as) the one it was created with.
+fn read(p: &mut Param, name: &str, constraint: &Constraint) -> Result<Tensor> {
+    let bad = |msg: String| InferError::Param {
+        name: name.to_string(),
+        msg,
+    };
+    match &p.constraint {
+        Some((c, _)) if !same_constraint(c, constraint) => {
+            return Err(bad(format!(
+                "used with constraint {constraint}, created with {c}"
+            )));
+        }
+        Some(_) => {}
+        None => p.constraint = Some((constraint.clone(), transform_to(constraint)?)),
+    }
+    let Some((_, t)) = &p.constraint else {
+        return Err(bad("has no constraint".into()));
+    };
+    Ok(t.forward(p.unconstrained.as_tensor())?)
+}
+
+/// Whether two constraints are the same: by variant for those without parameters, else by
+/// their text.
+pub(crate) fn same_constraint(a: &Constraint, b: &Constraint) -> bool {
     use Constraint::*;
     let plain = |c: &Constraint| {
         matches!(
@@ -184,54 +208,38 @@ impl ParamStore {
             name: name.to_string(),
             msg,
         };
-        if self.module_var(name).is_some() {
+        if self.has_module_var(name) {
             return Err(bad("a module variable already has this name".into()));
         }
-        if !self.params.contains_key(name) {
-            let init = init()?;
-            let (device, dtype) = self
-                .kind
-                .get_or_insert_with(|| (init.device().clone(), init.dtype()));
-            if init.dtype() != *dtype || !init.device().same_device(device) {
-                return Err(bad(format!(
-                    "init is {:?} on {:?}, the store holds {:?} on {:?}",
-                    init.dtype(),
-                    init.device().location(),
-                    dtype,
-                    device.location()
-                )));
-            }
-            if vi_dist::validation_enabled() && !constraint.all(&init)? {
-                return Err(bad(format!(
-                    "init lies outside the constraint {constraint}"
-                )));
-            }
-            let transform = transform_to(constraint)?;
-            let raw = transform.inverse(&init.detach())?;
-            self.params.insert(
-                name.to_string(),
-                Param {
-                    unconstrained: Var::from_tensor(&raw)?,
-                    constraint: Some((constraint.clone(), transform)),
-                },
-            );
+        // The common case, every step after the first: one lookup.
+        if let Some(p) = self.params.get_mut(name) {
+            return read(p, name, constraint);
         }
-        let Some(p) = self.params.get_mut(name) else {
-            return Err(bad("vanished from the store".into()));
-        };
-        match &p.constraint {
-            Some((c, _)) if !same_constraint(c, constraint) => {
-                return Err(bad(format!(
-                    "used with constraint {constraint}, created with {c}"
-                )));
-            }
-            Some(_) => {}
-            None => p.constraint = Some((constraint.clone(), transform_to(constraint)?)),
+        let init = init()?;
+        let (device, dtype) = self
+            .kind
+            .get_or_insert_with(|| (init.device().clone(), init.dtype()));
+        if init.dtype() != *dtype || !init.device().same_device(device) {
+            return Err(bad(format!(
+                "init is {:?} on {:?}, the store holds {:?} on {:?}",
+                init.dtype(),
+                init.device().location(),
+                dtype,
+                device.location()
+            )));
         }
-        let Some((_, t)) = &p.constraint else {
-            return Err(bad("has no constraint".into()));
-        };
-        Ok(t.forward(p.unconstrained.as_tensor())?)
+        if vi_dist::validation_enabled() && !constraint.all(&init)? {
+            return Err(bad(format!(
+                "init lies outside the constraint {constraint}"
+            )));
+        }
+        let transform = transform_to(constraint)?;
+        let raw = transform.inverse(&init.detach())?;
+        let p = self.params.entry(name.to_string()).or_insert(Param {
+            unconstrained: Var::from_tensor(&raw)?,
+            constraint: Some((constraint.clone(), transform)),
+        });
+        read(p, name, constraint)
     }
 
     /// The constrained value of a parameter, if it exists and has its constraint (a value
@@ -304,6 +312,31 @@ impl ParamStore {
             });
         };
         Ok(VarBuilder::from_varmap(&self.modules, *dtype, device).pp(prefix))
+    }
+
+    /// Whether some module variable lives under `prefix` (is named `prefix` or
+    /// `prefix.<…>`), without collecting them.
+    pub(crate) fn has_module(&self, prefix: &str) -> bool {
+        let data = self
+            .modules
+            .data()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        data.keys().any(|k| {
+            prefix.is_empty()
+                || k.strip_prefix(prefix)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        })
+    }
+
+    /// Whether a module variable is named `name`.
+    fn has_module_var(&self, name: &str) -> bool {
+        let data = self
+            .modules
+            .data()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        data.contains_key(name)
     }
 
     fn module_var(&self, name: &str) -> Option<Var> {

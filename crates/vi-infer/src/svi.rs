@@ -431,9 +431,9 @@ where
     pub fn step(&mut self) -> Result<StepReport> {
         let out = self.compute()?;
         let grads = out.surrogate.backward()?;
-        let params = self.touched(&out)?;
-        let refs: Vec<(&str, &Var)> = params.iter().map(|(n, v)| (n.as_str(), v)).collect();
-        self.optimizer.step_params(&refs, &grads)?;
+        let modules = self.module_vars(&out);
+        let params = touched(&self.store, &out, &modules);
+        self.optimizer.step_params(&params, &grads)?;
         StepReport::from_output(out)
     }
 
@@ -467,28 +467,17 @@ where
         StepReport::from_output(self.compute()?)
     }
 
-    /// The parameters a step touched: the params of both traces and the variables of the
-    /// modules marked with `ctx.module`.
-    fn touched(&self, out: &ElboOutput) -> Result<Vec<(String, Var)>> {
-        let mut params: Vec<(String, Var)> = Vec::new();
-        for tr in [&out.guide_trace, &out.model_trace] {
-            for s in tr.sites().filter(|s| s.kind == SiteKind::Param) {
-                if params.iter().any(|(n, _)| n == &s.name) {
-                    continue;
-                }
-                if let Some(v) = self.store.unconstrained(&s.name) {
-                    params.push((s.name.clone(), v.clone()));
-                }
-            }
-        }
+    /// The variables of the modules the run marked with `ctx.module`.
+    fn module_vars(&self, out: &ElboOutput) -> Vec<(String, Var)> {
+        let mut vars: Vec<(String, Var)> = Vec::new();
         for m in &out.modules {
             for (n, v) in self.store.module_vars(m) {
-                if !params.iter().any(|(p, _)| p == &n) {
-                    params.push((n, v));
+                if !vars.iter().any(|(p, _)| p == &n) {
+                    vars.push((n, v));
                 }
             }
         }
-        Ok(params)
+        vars
     }
 
     /// Writes a checkpoint: the store's tensors, the optimizer's state and the generator's
@@ -582,6 +571,33 @@ where
         self.rng = rng_from_state(&rng)?;
         Ok(())
     }
+}
+
+/// The parameters a step touched: the params of both traces (each once, in the order they
+/// ran, guide first), then the variables of the modules (`modules`, from
+/// [`Svi::module_vars`]) that are not params. Borrowed: nothing is copied per step.
+fn touched<'a>(
+    store: &'a ParamStore,
+    out: &'a ElboOutput,
+    modules: &'a [(String, Var)],
+) -> Vec<(&'a str, &'a Var)> {
+    let mut params: Vec<(&str, &Var)> = Vec::new();
+    for tr in [&out.guide_trace, &out.model_trace] {
+        for s in tr.sites().filter(|s| s.kind == SiteKind::Param) {
+            if params.iter().any(|(n, _)| *n == s.name) {
+                continue;
+            }
+            if let Some(v) = store.unconstrained(&s.name) {
+                params.push((s.name.as_str(), v));
+            }
+        }
+    }
+    for (n, v) in modules {
+        if !params.iter().any(|(p, _)| p == n) {
+            params.push((n.as_str(), v));
+        }
+    }
+    params
 }
 
 /// The generator's seed, stream and word position as tensors (u8 seed; the u64/u128 words

@@ -4,11 +4,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
-use candle_core::Tensor;
-use vi_dist::Distribution;
+use candle_core::{Tensor, TensorId};
+use vi_dist::{Constraint, Distribution};
 
 use crate::error::{InferError, Result};
 use crate::message::{Message, PlateFrame, SiteKind};
+use crate::param_store::same_constraint;
 
 /// One site of a trace: what `ctx.sample` / `observe` / `param` / `deterministic` recorded.
 ///
@@ -51,6 +52,8 @@ pub struct Site {
     /// Where its log-density counts (`None`: everywhere).
     pub mask: Option<Tensor>,
     log_prob: OnceLock<Tensor>,
+    /// The value and support `ctx.observe` checked (see [`Message`]).
+    checked: Option<(TensorId, Constraint)>,
 }
 
 impl Clone for Site {
@@ -65,6 +68,7 @@ impl Clone for Site {
             scale: self.scale,
             mask: self.mask.clone(),
             log_prob: self.log_prob.clone(),
+            checked: self.checked.clone(),
         }
     }
 }
@@ -81,6 +85,24 @@ impl Site {
             scale: msg.scale,
             mask: msg.mask.clone(),
             log_prob: OnceLock::new(),
+            checked: msg.checked.clone(),
+        })
+    }
+
+    /// [`from_message`](Site::from_message) taking the message: its name, distribution and
+    /// plates move into the site instead of being copied.
+    fn from_owned(msg: Message) -> Option<Self> {
+        Some(Self {
+            value: msg.value?,
+            name: msg.name,
+            kind: msg.kind,
+            dist: msg.dist,
+            is_observed: msg.is_observed,
+            plates: msg.plates,
+            scale: msg.scale,
+            mask: msg.mask,
+            log_prob: OnceLock::new(),
+            checked: msg.checked,
         })
     }
 
@@ -161,7 +183,18 @@ impl Site {
                 self.name
             )));
         };
-        dist.log_prob(&self.value).map_err(|source| {
+        // A value `ctx.observe` already checked against this support is not checked again
+        // (the shape still is: log_prob checks it whatever the validation setting).
+        let checked = vi_dist::validation_enabled()
+            && self.checked.as_ref().is_some_and(|(id, support)| {
+                *id == self.value.id() && same_constraint(support, &dist.support())
+            });
+        let lp = if checked {
+            vi_dist::with_validation(false, || dist.log_prob(&self.value))
+        } else {
+            dist.log_prob(&self.value)
+        };
+        lp.map_err(|source| {
             if self.is_observed {
                 InferError::Observed {
                     site: self.name.clone(),
@@ -276,7 +309,7 @@ impl Site {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn log_prob_sum(&self) -> Result<Tensor> {
-        Ok(self.log_prob()?.sum_all()?)
+        crate::elbo::sum_all(self.log_prob()?)
     }
 }
 
@@ -302,8 +335,13 @@ impl Site {
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     sites: Vec<Site>,
+    /// Site positions by name, built once the trace holds [`INDEX_FROM`] sites; below that a
+    /// scan of the names is faster than hashing one (and costs no allocation per site).
     index: HashMap<String, usize>,
 }
+
+/// The number of sites from which a trace indexes its names.
+const INDEX_FROM: usize = 16;
 
 impl Trace {
     /// An empty trace.
@@ -328,19 +366,58 @@ impl Trace {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn record(&mut self, msg: &Message) -> Result<()> {
-        if let Some(&i) = self.index.get(&msg.name) {
+        if self.admits(msg)?
+            && let Some(site) = Site::from_message(msg)
+        {
+            self.push(site);
+        }
+        Ok(())
+    }
+
+    /// What [`record`](Trace::record) would do with `msg`: `Ok(true)` to add a site (a new
+    /// name with a value), `Ok(false)` to keep the trace as is (a parameter read again, or no
+    /// value), [`InferError::DuplicateSite`] for a name seen twice otherwise.
+    pub(crate) fn admits(&self, msg: &Message) -> Result<bool> {
+        if let Some(i) = self.position(&msg.name) {
             if msg.kind == SiteKind::Param && self.sites[i].kind == SiteKind::Param {
-                return Ok(());
+                return Ok(false);
             }
             return Err(InferError::DuplicateSite {
                 site: msg.name.clone(),
             });
         }
-        if let Some(site) = Site::from_message(msg) {
-            self.index.insert(msg.name.clone(), self.sites.len());
-            self.sites.push(site);
+        Ok(msg.value.is_some())
+    }
+
+    /// Adds `msg` as a site without copying it, once [`admits`](Trace::admits) said so.
+    pub(crate) fn record_owned(&mut self, msg: Message) {
+        if let Some(site) = Site::from_owned(msg) {
+            self.push(site);
         }
-        Ok(())
+    }
+
+    /// Appends a site whose name is not in the trace yet, indexing it when the trace is large.
+    fn push(&mut self, site: Site) {
+        let i = self.sites.len();
+        if i + 1 == INDEX_FROM {
+            self.index.reserve(2 * INDEX_FROM);
+            for (k, s) in self.sites.iter().enumerate() {
+                self.index.insert(s.name.clone(), k);
+            }
+        }
+        if i + 1 >= INDEX_FROM {
+            self.index.insert(site.name.clone(), i);
+        }
+        self.sites.push(site);
+    }
+
+    /// Where the site named `name` is.
+    fn position(&self, name: &str) -> Option<usize> {
+        if self.sites.len() >= INDEX_FROM {
+            self.index.get(name).copied()
+        } else {
+            self.sites.iter().position(|s| s.name == name)
+        }
     }
 
     /// The site named `name`.
@@ -366,7 +443,7 @@ impl Trace {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self, name: &str) -> Option<&Site> {
-        self.index.get(name).map(|&i| &self.sites[i])
+        self.position(name).map(|i| &self.sites[i])
     }
 
     /// Whether a site is named `name`.
@@ -391,7 +468,7 @@ impl Trace {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn contains(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+        self.position(name).is_some()
     }
 
     /// The sites in the order they ran.

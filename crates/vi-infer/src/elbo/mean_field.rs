@@ -5,7 +5,7 @@ use rand::RngCore;
 
 use super::{
     Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate_signed, average_terms,
-    sites_agree,
+    sites_agree, sum_all,
 };
 use crate::error::{InferError, Result};
 use crate::param_store::ParamStore;
@@ -93,8 +93,11 @@ pub(crate) fn latent_kl_term(model: &Site, guide: &Site) -> Result<(TermKind, Te
             model.name
         )));
     };
-    if sites_agree(model, guide) {
-        match vi_kl::kl_divergence(gd.as_ref(), md.as_ref()) {
+    // A pair without a closed form goes straight to Monte Carlo: asking for its KL would
+    // only build an error (with descriptions of both distributions) to throw away.
+    let registry = vi_kl::global_registry();
+    if sites_agree(model, guide) && registry.has_rule(gd.as_ref(), md.as_ref()) {
+        match registry.kl(gd.as_ref(), md.as_ref()) {
             Ok(kl) => return Ok((TermKind::KlAnalytic, guide.scale_and_mask(&kl)?)),
             Err(e) if e.is_no_closed_form() => {}
             Err(source) => {
@@ -148,7 +151,7 @@ impl Elbo for TraceMeanFieldElbo {
                     let (kind, value) = latent_kl_term(m, g)?;
                     (kind, value, false)
                 };
-                let sum = value.sum_all()?;
+                let sum = sum_all(&value)?;
                 loss = accumulate_signed(loss, &sum, negate)?;
                 terms.push(SiteTerm {
                     name: m.name.clone(),

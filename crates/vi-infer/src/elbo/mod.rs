@@ -252,8 +252,9 @@ pub(crate) fn run(
         }
     };
     let ((), guide_trace) = ctx.trace(|ctx| in_particles(ctx, guide))?;
-    let ((), model_trace) =
-        ctx.trace(|ctx| ctx.replay(&guide_trace, |ctx| in_particles(ctx, model)))?;
+    // The guide's trace moves into the replay handler and back out: nothing is copied.
+    let (((), guide_trace), model_trace) =
+        ctx.trace(|ctx| ctx.replay_owned(guide_trace, |ctx| in_particles(ctx, model)))?;
     let modules = ctx.modules().to_vec();
     check_sites(&model_trace, &guide_trace)?;
     Ok(Run {
@@ -396,6 +397,16 @@ pub(crate) fn sites_agree(model: &Site, guide: &Site) -> bool {
         _ => false,
     };
     same_plates && same_scale && same_mask
+}
+
+/// The sum of every element of `t`: `t` itself when it is already a scalar (candle's
+/// `sum_all` would add a copy, and a node to backpropagate through, for nothing).
+pub(crate) fn sum_all(t: &Tensor) -> Result<Tensor> {
+    if t.rank() == 0 {
+        Ok(t.clone())
+    } else {
+        Ok(t.sum_all()?)
+    }
 }
 
 /// Adds `b` to an optional running sum.

@@ -5,7 +5,7 @@ use rand::RngCore;
 
 use super::{
     Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate, accumulate_signed,
-    average_terms, sum_to_plates,
+    average_terms, sum_all, sum_to_plates,
 };
 use crate::error::{InferError, Result};
 use crate::message::{PlateFrame, SiteKind};
@@ -91,24 +91,32 @@ impl Elbo for TraceElbo {
         let mut last = None;
         for run in runs {
             // log r terms: (+ model log p, − guide log q), each with its plates.
+            // Only a guide site without rsample takes a score-function term, which needs them.
+            let needs_score = run.guide.sites().any(|g| {
+                g.kind == SiteKind::Sample && g.dist.as_ref().is_some_and(|d| !d.has_rsample())
+            });
             let mut log_r: Vec<(Tensor, Vec<PlateFrame>)> = Vec::new();
             let mut terms = Vec::new();
             let mut elbo: Option<Tensor> = None;
             for m in run.model.sites().filter(|s| s.kind == SiteKind::Sample) {
                 let lp = m.log_prob()?;
-                log_r.push((lp.detach(), m.plates.clone()));
-                elbo = accumulate(elbo, lp.sum_all()?)?;
-                let (kind, value) = if m.is_observed {
-                    (TermKind::LogLikelihood, lp.clone())
+                if needs_score {
+                    log_r.push((lp.detach(), m.plates.clone()));
+                }
+                let lp_sum = sum_all(lp)?;
+                elbo = accumulate(elbo, lp_sum.clone())?;
+                let (kind, value, sum) = if m.is_observed {
+                    (TermKind::LogLikelihood, lp.clone(), lp_sum)
                 } else {
                     let Some(g) = run.guide.get(&m.name) else {
                         return Err(InferError::LatentNotInGuide {
                             site: m.name.clone(),
                         });
                     };
-                    (TermKind::KlMonteCarlo, g.log_prob()?.broadcast_sub(lp)?)
+                    let value = g.log_prob()?.broadcast_sub(lp)?;
+                    let sum = sum_all(&value)?;
+                    (TermKind::KlMonteCarlo, value, sum)
                 };
-                let sum = value.sum_all()?;
                 terms.push(SiteTerm {
                     name: m.name.clone(),
                     kind,
@@ -118,8 +126,10 @@ impl Elbo for TraceElbo {
             }
             for g in run.guide.sites().filter(|s| s.kind == SiteKind::Sample) {
                 let lq = g.log_prob()?;
-                log_r.push((lq.detach().neg()?, g.plates.clone()));
-                elbo = accumulate_signed(elbo, &lq.sum_all()?, true)?;
+                if needs_score {
+                    log_r.push((lq.detach().neg()?, g.plates.clone()));
+                }
+                elbo = accumulate_signed(elbo, &sum_all(lq)?, true)?;
             }
             let Some(elbo) = elbo else {
                 return Err(InferError::Invalid("the model has no sample sites".into()));

@@ -33,6 +33,9 @@ use crate::trace::Trace;
 #[derive(Debug, Default)]
 pub struct ReplayMessenger {
     values: HashMap<String, Tensor>,
+    /// A trace replayed in place (the ELBOs' guide trace, moved in and taken back out, so
+    /// that no value or name is copied).
+    trace: Option<Trace>,
 }
 
 impl ReplayMessenger {
@@ -48,14 +51,40 @@ impl ReplayMessenger {
             .filter(|s| matches!(s.kind, SiteKind::Sample | SiteKind::Subsample))
             .map(|s| (s.name.clone(), s.value.clone()))
             .collect();
-        Self { values }
+        Self {
+            values,
+            trace: None,
+        }
+    }
+
+    /// Replays `trace` without copying it; [`into_trace`](Self::into_trace) gives it back.
+    pub(crate) fn owning(trace: Trace) -> Self {
+        Self {
+            values: HashMap::new(),
+            trace: Some(trace),
+        }
+    }
+
+    /// The trace given to [`owning`](Self::owning).
+    pub(crate) fn into_trace(self) -> Option<Trace> {
+        self.trace
     }
 }
 
 impl Messenger for ReplayMessenger {
     fn process(&mut self, msg: &mut Message) -> Result<()> {
         let replayable = msg.is_latent() || msg.kind == SiteKind::Subsample;
-        if replayable && let Some(v) = self.values.get(&msg.name) {
+        if !replayable {
+            return Ok(());
+        }
+        let value = match &self.trace {
+            Some(tr) => tr
+                .get(&msg.name)
+                .filter(|s| matches!(s.kind, SiteKind::Sample | SiteKind::Subsample))
+                .map(|s| &s.value),
+            None => self.values.get(&msg.name),
+        };
+        if let Some(v) = value {
             msg.value = Some(v.clone());
         }
         Ok(())

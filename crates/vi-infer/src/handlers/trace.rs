@@ -40,6 +40,11 @@ impl TraceMessenger {
         Self::default()
     }
 
+    /// The trace recorded so far, mutably (the context records into it directly).
+    pub(crate) fn trace_mut(&mut self) -> &mut Trace {
+        &mut self.trace
+    }
+
     /// The recorded trace.
     ///
     /// ```

@@ -1,5 +1,6 @@
 //! The integration tests of `vi-infer`, one binary.
 
+mod bookkeeping;
 mod errors;
 mod gradients;
 mod guide;
