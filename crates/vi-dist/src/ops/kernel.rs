@@ -3,6 +3,7 @@
 //! stay in L1, split across rayon's threads for large tensors, with the per-element body
 //! inlined into loops compiled for AVX-512, AVX2+FMA or the portable target.
 
+use std::mem::MaybeUninit;
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use candle_core::{CpuStorage, Layout};
@@ -246,10 +247,12 @@ pub(crate) fn run<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
     want: [bool; NO],
 ) -> Vec<T> {
     let k = want.iter().filter(|w| **w).count();
-    let mut buf = vec![T::cst(0.0); k * n];
-    if n == 0 || k == 0 {
-        return buf;
+    let len = k * n;
+    if len == 0 {
+        return Vec::new();
     }
+    // Every element is written below, so the output is not zero-filled first.
+    let mut buf: Vec<T> = Vec::with_capacity(len);
     let isa = Isa::detected();
     let threads = rayon::current_num_threads();
     let task = if n >= PAR_MIN && threads > 1 {
@@ -258,27 +261,35 @@ pub(crate) fn run<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
     } else {
         n
     };
-    let mut segments = buf.chunks_mut(n);
-    let outs: [Option<&mut [T]>; NO] = want.map(|w| if w { segments.next() } else { None });
-    let mut tasks: Vec<(usize, [Option<&mut [T]>; NO])> = (0..n.div_ceil(task))
-        .map(|i| (i * task, [const { None }; NO]))
-        .collect();
-    for (j, out) in outs.into_iter().enumerate() {
-        if let Some(out) = out {
-            for ((_, slots), part) in tasks.iter_mut().zip(out.chunks_mut(task)) {
-                slots[j] = Some(part);
+    {
+        let spare = &mut buf.spare_capacity_mut()[..len];
+        let mut segments = spare.chunks_mut(n);
+        let outs: [Option<&mut [MaybeUninit<T>]>; NO] =
+            want.map(|w| if w { segments.next() } else { None });
+        let mut tasks: Vec<(usize, [Option<&mut [MaybeUninit<T>]>; NO])> = (0..n.div_ceil(task))
+            .map(|i| (i * task, [const { None }; NO]))
+            .collect();
+        for (j, out) in outs.into_iter().enumerate() {
+            if let Some(out) = out {
+                for ((_, slots), part) in tasks.iter_mut().zip(out.chunks_mut(task)) {
+                    slots[j] = Some(part);
+                }
+            }
+        }
+        if tasks.len() > 1 {
+            tasks
+                .into_par_iter()
+                .for_each(|(start, slots)| run_task(isa, body, srcs, start, slots));
+        } else {
+            for (start, slots) in tasks {
+                run_task(isa, body, srcs, start, slots);
             }
         }
     }
-    if tasks.len() > 1 {
-        tasks
-            .into_par_iter()
-            .for_each(|(start, slots)| run_task(isa, body, srcs, start, slots));
-    } else {
-        for (start, slots) in tasks {
-            run_task(isa, body, srcs, start, slots);
-        }
-    }
+    // SAFETY: `spare[..len]` is split into `k` segments of `n`, each segment into tasks that
+    // cover it, each task into chunks that cover it, and `lanes` writes every position of
+    // every chunk of every output: all `len` elements are initialised.
+    unsafe { buf.set_len(len) };
     buf
 }
 
@@ -288,7 +299,7 @@ fn run_task<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
     body: &B,
     srcs: &[Src<'_, T>; NI],
     start: usize,
-    mut slots: [Option<&mut [T]>; NO],
+    mut slots: [Option<&mut [MaybeUninit<T>]>; NO],
 ) {
     let len = slots.iter().flatten().map(|s| s.len()).next().unwrap_or(0);
     let chunk = CHUNK.min(len);
@@ -298,11 +309,11 @@ fn run_task<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
         Src::Scalar(v) => vec![*v; chunk],
         Src::Strided(_) => vec![zero; chunk],
     });
-    let mut scratch: [Vec<T>; NO] = slots.each_ref().map(|s| {
+    let mut scratch: [Vec<MaybeUninit<T>>; NO] = slots.each_ref().map(|s| {
         if s.is_some() {
             Vec::new()
         } else {
-            vec![zero; chunk]
+            vec![MaybeUninit::uninit(); chunk]
         }
     });
     let mut c0 = 0;
@@ -319,12 +330,12 @@ fn run_task<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
             _ => &bufs[j][..m],
         });
         let mut scr = scratch.iter_mut();
-        let mut outs: [&mut [T]; NO] = slots.each_mut().map(|slot| {
+        let mut outs: [&mut [MaybeUninit<T>]; NO] = slots.each_mut().map(|slot| {
             let spare = scr.next();
             match (slot, spare) {
                 (Some(o), _) => &mut o[c0..c0 + m],
                 (None, Some(v)) => &mut v[..m],
-                (None, None) => &mut [],
+                (None, None) => Default::default(),
             }
         });
         lanes_dispatch(isa, body, &ins, &mut outs);
@@ -338,7 +349,7 @@ fn lanes_dispatch<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
     isa: Isa,
     body: &B,
     ins: &[&[T]; NI],
-    outs: &mut [&mut [T]; NO],
+    outs: &mut [&mut [MaybeUninit<T>]; NO],
 ) {
     #[cfg(target_arch = "x86_64")]
     match isa {
@@ -357,7 +368,7 @@ fn lanes_dispatch<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
 fn lanes_avx512<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
     body: &B,
     ins: &[&[T]; NI],
-    outs: &mut [&mut [T]; NO],
+    outs: &mut [&mut [MaybeUninit<T>]; NO],
 ) {
     lanes::<T, Fma, B, NI, NO>(body, ins, outs)
 }
@@ -367,7 +378,7 @@ fn lanes_avx512<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
 fn lanes_avx2<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
     body: &B,
     ins: &[&[T]; NI],
-    outs: &mut [&mut [T]; NO],
+    outs: &mut [&mut [MaybeUninit<T>]; NO],
 ) {
     lanes::<T, Fma, B, NI, NO>(body, ins, outs)
 }
@@ -376,17 +387,17 @@ fn lanes_avx2<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
 fn lanes<T: Real, M: Mode, B: Body<NI, NO>, const NI: usize, const NO: usize>(
     body: &B,
     ins: &[&[T]; NI],
-    outs: &mut [&mut [T]; NO],
+    outs: &mut [&mut [MaybeUninit<T>]; NO],
 ) {
     let n = outs.first().map_or(0, |o| o.len());
     // Equal lengths, known to the optimiser: no bounds checks in the loop.
     let ins: [&[T]; NI] = ins.map(|s| &s[..n]);
-    let mut outs: [&mut [T]; NO] = outs.each_mut().map(|o| &mut o[..n]);
+    let mut outs: [&mut [MaybeUninit<T>]; NO] = outs.each_mut().map(|o| &mut o[..n]);
     for i in 0..n {
         let x: [T; NI] = std::array::from_fn(|j| ins[j][i]);
         let y = body.eval::<T, M>(x);
         for (o, v) in outs.iter_mut().zip(y) {
-            o[i] = v;
+            o[i] = MaybeUninit::new(v);
         }
     }
 }
