@@ -13,9 +13,13 @@ use super::fastmath::{self, Fma, Isa, Mode, NoFma};
 
 /// Elements per inner loop: the gathered inputs and scratch outputs of one chunk stay in L1.
 const CHUNK: usize = 1024;
-/// Below this many elements a fused op runs on the calling thread: the fork/join of rayon
-/// (a few µs on two cores) costs more than it saves (measured with the `fused` bench).
-pub(crate) const PAR_MIN: usize = 32 * 1024;
+/// Below this many elements a fused op runs on the calling thread. Measured on 2 shared vCPUs
+/// (AVX-512): a forward pass alone, repeated, gains from the split from 32K elements
+/// (softplus 200K: 121 → 84 µs), but inside a forward + backward, where candle's own ops run
+/// between ours, waking rayon's workers costs ~25 µs a region and the split lost at 16K–200K
+/// (softplus fwd+bwd 16K: 24 → 49 µs; 200K: 325 → 386 µs) and broke even at 1M. So only
+/// tensors well past the VAE's [256, 784] are split.
+const PAR_MIN: usize = 256 * 1024;
 /// Tasks per rayon thread when splitting, so an uneven thread still finds work.
 const TASKS_PER_THREAD: usize = 2;
 
