@@ -241,6 +241,9 @@ impl<T: Real> Strided<'_, T> {
     }
 }
 
+/// The output slices of one task (`None`: an output not wanted).
+type Slots<'a, T, const NO: usize> = [Option<&'a mut [MaybeUninit<T>]>; NO];
+
 /// Run `body` over `n` elements of `srcs`, writing the outputs flagged in `want` one after the
 /// other into one buffer (`want.count() · n` elements); outputs not wanted are computed into
 /// scratch and dropped (cheaper than a loop per subset of outputs).
@@ -270,7 +273,7 @@ pub(crate) fn run<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
         let mut segments = spare.chunks_mut(n);
         let outs: [Option<&mut [MaybeUninit<T>]>; NO] =
             want.map(|w| if w { segments.next() } else { None });
-        let mut tasks: Vec<(usize, [Option<&mut [MaybeUninit<T>]>; NO])> = (0..n.div_ceil(task))
+        let mut tasks: Vec<(usize, Slots<'_, T, NO>)> = (0..n.div_ceil(task))
             .map(|i| (i * task, [const { None }; NO]))
             .collect();
         for (j, out) in outs.into_iter().enumerate() {
@@ -303,7 +306,7 @@ fn run_task<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
     body: &B,
     srcs: &[Src<'_, T>; NI],
     start: usize,
-    mut slots: [Option<&mut [MaybeUninit<T>]>; NO],
+    mut slots: Slots<'_, T, NO>,
 ) {
     let len = slots.iter().flatten().map(|s| s.len()).next().unwrap_or(0);
     let chunk = CHUNK.min(len);
