@@ -25,11 +25,23 @@ pub(crate) trait Mode {
     fn fma(a: f32, b: f32, c: f32) -> f32;
 }
 
-/// Hardware FMA (AVX2+FMA and AVX-512 builds of the loops).
+/// Hardware FMA (AVX2+FMA and AVX-512 builds of the loops; every aarch64 CPU).
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 pub(crate) struct Fma;
 
-/// Multiply then add (the portable build of the loops).
+/// Multiply then add (the portable build of the loops where FMA is not in the baseline).
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
 pub(crate) struct NoFma;
+
+/// The mode of the portable loops: aarch64 always has FMA, baseline x86-64 has none.
+#[cfg(target_arch = "aarch64")]
+pub(crate) type Portable = Fma;
+/// The mode of the portable loops: aarch64 always has FMA, baseline x86-64 has none.
+#[cfg(not(target_arch = "aarch64"))]
+pub(crate) type Portable = NoFma;
 
 impl Mode for Fma {
     #[inline(always)]
@@ -205,7 +217,8 @@ pub(crate) fn sigmoid_grad<M: Mode>(x: f32) -> f32 {
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Isa {
-    /// Plain Rust for the compile target (SSE2 on x86-64), multiply-then-add.
+    /// Plain Rust for the compile target (SSE2 and multiply-then-add on x86-64; NEON and FMA on
+    /// aarch64).
     Portable,
     /// x86-64 AVX2 with FMA (256-bit vectors).
     Avx2Fma,
@@ -279,14 +292,14 @@ pub enum Func {
 }
 
 impl Func {
-    /// The function at one point (the portable build, no FMA).
+    /// The function at one point (the portable build).
     ///
     /// ```
     /// use vi_dist::ops::fastmath::Func;
     /// assert!((Func::Ln.eval(std::f32::consts::E) - 1.0).abs() < 1e-7);
     /// ```
     pub fn eval(self, x: f32) -> f32 {
-        self.scalar::<NoFma>(x)
+        self.scalar::<Portable>(x)
     }
 
     #[inline(always)]
@@ -349,7 +362,7 @@ pub fn apply_with(isa: Isa, f: Func, xs: &mut [f32]) {
         }
     }
     let _ = isa;
-    each!(map_portable, NoFma)
+    each!(map_portable, Portable)
 }
 
 #[inline(always)]

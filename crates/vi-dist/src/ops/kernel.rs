@@ -9,7 +9,9 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 use candle_core::{CpuStorage, Layout};
 use rayon::prelude::*;
 
-use super::fastmath::{self, Fma, Isa, Mode, NoFma};
+#[cfg(target_arch = "x86_64")]
+use super::fastmath::Fma;
+use super::fastmath::{self, Isa, Mode, Portable};
 
 /// Elements per inner loop: the gathered inputs and scratch outputs of one chunk stay in L1.
 const CHUNK: usize = 1024;
@@ -367,7 +369,7 @@ fn lanes_dispatch<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
         Isa::Portable => {}
     }
     let _ = isa;
-    lanes::<T, NoFma, B, NI, NO>(body, ins, outs)
+    lanes::<T, Portable, B, NI, NO>(body, ins, outs)
 }
 
 #[cfg(target_arch = "x86_64")]
