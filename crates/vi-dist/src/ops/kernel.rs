@@ -15,13 +15,14 @@ use super::fastmath::{self, Isa, Mode, Portable};
 
 /// Elements per inner loop: the gathered inputs and scratch outputs of one chunk stay in L1.
 const CHUNK: usize = 1024;
-/// Below this many elements a fused op runs on the calling thread. Measured on 2 shared vCPUs
-/// (AVX-512): a forward pass alone, repeated, gains from the split from 32K elements
-/// (softplus 200K: 121 → 84 µs), but inside a forward + backward, where candle's own ops run
-/// between ours, waking rayon's workers costs ~25 µs a region and the split lost at 16K–200K
-/// (softplus fwd+bwd 16K: 24 → 49 µs; 200K: 325 → 386 µs) and broke even at 1M. So only
-/// tensors well past the VAE's [256, 784] are split.
-const PAR_MIN: usize = 256 * 1024;
+/// Below this many elements a fused op runs on the calling thread; from it on, it is split
+/// across rayon's pool, the pool candle's own elementwise ops use from the same size
+/// (`PAR_ELEMWISE_MIN` in candle-core 0.11), so a fused op uses threads exactly where the
+/// candle ops it replaces did (and `RAYON_NUM_THREADS` governs both). Measured on 2 shared
+/// vCPUs (AVX-512), f32 softplus forward: 16K 10 → 14 µs (split loses), 64K 40 → 29 µs,
+/// 200K 121 → 84 µs; in forward + backward chains the split was within the noise of the
+/// shared machine (±30 %) at 200K.
+const PAR_MIN: usize = 64 * 1024;
 /// Tasks per rayon thread when splitting, so an uneven thread still finds work.
 const TASKS_PER_THREAD: usize = 2;
 
