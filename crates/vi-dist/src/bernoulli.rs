@@ -140,9 +140,7 @@ impl Distribution for Bernoulli {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let value = float_value(value, self.dtype())?;
         validate_value(self, &value)?;
-        let logits = self.logits()?;
-        let sp = crate::ops::softplus(&logits)?;
-        Ok(value.broadcast_mul(&logits)?.broadcast_sub(&sp)?)
+        crate::ops::bernoulli_log_prob(&value, &self.logits()?)
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -10,7 +10,6 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::normal::normal_log_prob;
 use crate::rng::standard_normal;
 
 /// `HalfNormal(scale)`: the law of `|y|` for `y ~ Normal(0, scale)`, as
@@ -92,8 +91,11 @@ impl Distribution for HalfNormal {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
-        let z = value.broadcast_div(&self.scale)?;
-        fold_log_prob(&normal_log_prob(&z, &self.scale)?, value)
+        let zero = Tensor::zeros((), self.dtype(), self.device())?;
+        fold_log_prob(
+            &crate::ops::normal_log_prob(value, &zero, &self.scale)?,
+            value,
+        )
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -10,7 +10,6 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::normal::normal_log_prob;
 use crate::rng::standard_normal;
 
 /// `LogNormal(loc, scale)`: the law of `exp(y)` for `y ~ Normal(loc, scale)`, as
@@ -99,10 +98,7 @@ impl Distribution for LogNormal {
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);
         let eps = standard_normal(&shape, self.dtype(), self.device(), rng)?;
-        Ok(eps
-            .broadcast_mul(&self.scale)?
-            .broadcast_add(&self.loc)?
-            .exp()?)
+        Ok(crate::ops::normal_rsample(&self.loc, &self.scale, &eps)?.exp()?)
     }
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
@@ -110,8 +106,7 @@ impl Distribution for LogNormal {
         // The normal log density of ln x, less ln x (the Jacobian of exp), as torch's
         // TransformedDistribution(Normal, ExpTransform).
         let log_x = value.log()?;
-        let z = log_x.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
-        Ok(normal_log_prob(&z, &self.scale)?.broadcast_sub(&log_x)?)
+        Ok(crate::ops::normal_log_prob(&log_x, &self.loc, &self.scale)?.broadcast_sub(&log_x)?)
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -5,7 +5,7 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::{broadcast_params, map_compact};
+use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::Result;
@@ -78,14 +78,6 @@ impl Normal {
     }
 }
 
-/// The normal log density at `z = (x − loc) / scale`: `−z²/2 − ½ ln 2π − ln scale` (shared
-/// with LogNormal and HalfNormal).
-pub(crate) fn normal_log_prob(z: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    Ok(z.sqr()?
-        .affine(-0.5, -0.5 * (2.0 * PI).ln())?
-        .broadcast_sub(&map_compact(scale, |s| s.log())?)?)
-}
-
 impl Distribution for Normal {
     dist_common!("Normal", loc);
 
@@ -100,13 +92,12 @@ impl Distribution for Normal {
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);
         let eps = standard_normal(&shape, self.dtype(), self.device(), rng)?;
-        Ok(eps.broadcast_mul(&self.scale)?.broadcast_add(&self.loc)?)
+        crate::ops::normal_rsample(&self.loc, &self.scale, &eps)
     }
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
-        let z = value.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
-        normal_log_prob(&z, &self.scale)
+        crate::ops::normal_log_prob(value, &self.loc, &self.scale)
     }
 
     fn entropy(&self) -> Result<Tensor> {

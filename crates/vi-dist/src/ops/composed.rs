@@ -6,6 +6,7 @@ use std::f64::consts::PI;
 
 use candle_core::Tensor;
 
+use crate::broadcast::map_compact;
 use crate::error::Result;
 
 /// Lanczos coefficients (g = 7, n = 9), the standard published set.
@@ -183,6 +184,73 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     let e = x.abs()?.neg()?.exp()?;
     let num = x.ge(0.0)?.where_cond(&e.ones_like()?, &e)?;
     Ok((num / e.affine(1.0, 1.0)?)?)
+}
+
+/// `−½ ((v − μ)/σ)² − ½ ln 2π − ln σ`, broadcast (`ln σ` once per distinct element of a
+/// broadcast `scale`).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let cpu = Device::Cpu;
+/// let lp = vi_dist::ops::composed::normal_log_prob(&Tensor::new(1.0f64, &cpu)?, &Tensor::new(1.0f64, &cpu)?, &Tensor::new(1.0f64, &cpu)?)?;
+/// assert!((lp.to_scalar::<f64>()? + 0.5 * (2.0 * std::f64::consts::PI).ln()).abs() < 1e-15);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn normal_log_prob(value: &Tensor, loc: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    let z = value.broadcast_sub(loc)?.broadcast_div(scale)?;
+    Ok(z.sqr()?
+        .affine(-0.5, -0.5 * (2.0 * PI).ln())?
+        .broadcast_sub(&map_compact(scale, |s| s.log())?)?)
+}
+
+/// `eps · scale + loc`, broadcast.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let cpu = Device::Cpu;
+/// let z = vi_dist::ops::composed::normal_rsample(&Tensor::new(1.0f64, &cpu)?, &Tensor::new(2.0f64, &cpu)?, &Tensor::new(&[0.5f64], &cpu)?)?;
+/// assert_eq!(z.to_vec1::<f64>()?, vec![2.0]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn normal_rsample(loc: &Tensor, scale: &Tensor, eps: &Tensor) -> Result<Tensor> {
+    Ok(eps.broadcast_mul(scale)?.broadcast_add(loc)?)
+}
+
+/// `v · l − softplus(l)`, broadcast (with the composed [`softplus`]).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let cpu = Device::Cpu;
+/// let lp = vi_dist::ops::composed::bernoulli_log_prob(&Tensor::new(0.0f64, &cpu)?, &Tensor::new(0.0f64, &cpu)?)?;
+/// assert!((lp.to_scalar::<f64>()? - 0.5f64.ln()).abs() < 1e-15);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn bernoulli_log_prob(value: &Tensor, logits: &Tensor) -> Result<Tensor> {
+    Ok(value
+        .broadcast_mul(logits)?
+        .broadcast_sub(&softplus(logits)?)?)
+}
+
+/// `½ (r + ((μp − μq)/σq)² − 1 − ln r)`, `r = (σp/σq)²`, broadcast.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let cpu = Device::Cpu;
+/// let (zero, one) = (Tensor::new(0.0f64, &cpu)?, Tensor::new(1.0f64, &cpu)?);
+/// let kl = vi_dist::ops::composed::kl_normal_normal(&one, &one, &zero, &one)?;
+/// assert!((kl.to_scalar::<f64>()? - 0.5).abs() < 1e-15);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn kl_normal_normal(
+    loc_p: &Tensor,
+    scale_p: &Tensor,
+    loc_q: &Tensor,
+    scale_q: &Tensor,
+) -> Result<Tensor> {
+    let ratio = scale_p.broadcast_div(scale_q)?.sqr()?;
+    let t = loc_p.broadcast_sub(loc_q)?.broadcast_div(scale_q)?.sqr()?;
+    let kl = (ratio.broadcast_add(&t)?.broadcast_sub(&ratio.log()?)? - 1.0)?;
+    Ok((kl * 0.5)?)
 }
 
 pub use super::linalg::{

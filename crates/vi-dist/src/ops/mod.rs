@@ -2,7 +2,8 @@
 //!
 //! | op | CPU | other devices |
 //! |---|---|---|
-//! | `lgamma`, `digamma`, `trigamma`, `log1p`, `expm1`, `softplus`, `sigmoid` | host kernel (`CustomOp1`) with backward | composed candle ops ([`composed`]) |
+//! | `lgamma`, `digamma`, `trigamma`, `log1p`, `expm1` | host kernel (`CustomOp1`) with backward | composed candle ops ([`composed`]) |
+//! | `softplus`, `sigmoid`, `normal_log_prob`, `normal_rsample`, `bernoulli_log_prob`, `kl_normal_normal` | fused vectorised kernel ([`fused`], f32/f64), one pass forward and backward | composed candle ops ([`composed`]) |
 //! | `xlogy` | composed | composed |
 //! | `diagonal` | composed | composed |
 //! | `cholesky`, `solve_triangular`, `solve_triangular_transposed` | host kernel (`CustomOp1/2`) with backward | composed candle ops ([`composed`]) |
@@ -12,10 +13,15 @@
 //! | `reparameterize_standard_gamma` | `CustomOp2`, backward = `standard_gamma_grad` | `x + (α − sg(α))·sg(g)` |
 
 pub mod composed;
+mod density;
 mod elementwise;
+pub mod fastmath;
+pub mod fused;
+mod kernel;
 mod linalg;
 mod special;
 
+pub use density::{bernoulli_log_prob, kl_normal_normal, normal_log_prob, normal_rsample};
 #[allow(unused_imports)]
 pub(crate) use linalg::square_size;
 pub use linalg::{diagonal, is_positive_definite};

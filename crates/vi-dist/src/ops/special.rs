@@ -1,8 +1,9 @@
 //! Scalar special functions candle lacks: `lgamma`, `digamma`, `trigamma`, `log1p`, `expm1`,
 //! `softplus`, `sigmoid`, `xlogy`, as differentiable tensor ops.
 //!
-//! On the CPU each is one host kernel (`libm`, `statrs`, std) with a backward pass; on other
-//! devices each is composed from candle ops so it runs unchanged there.
+//! On the CPU each is one host kernel (`libm`, `statrs`, std; `softplus` and `sigmoid` the
+//! vectorised fused kernels of [`super::fused`]) with a backward pass; on other devices each
+//! is composed from candle ops so it runs unchanged there.
 
 use candle_core::Tensor;
 
@@ -54,28 +55,6 @@ pub(crate) fn trigamma_f64(x: f64) -> f64 {
     acc + 1.0 / x + z / 2.0 + series / x
 }
 
-fn softplus_f64(x: f64) -> f64 {
-    // log(1 + e^x) without overflow: max(x, 0) + log1p(e^-|x|)
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-fn softplus_f32(x: f32) -> f32 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
-}
-
-fn sigmoid_f64(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-fn sigmoid_f32(x: f32) -> f32 {
-    sigmoid_f64(x as f64) as f32
-}
-
 // ---------- the ops ----------
 
 const LGAMMA: Elementwise = Elementwise {
@@ -111,20 +90,6 @@ const EXPM1: Elementwise = Elementwise {
     f64_fn: f64::exp_m1,
     f32_fn: f32::exp_m1,
     derivative: Some(|_, y| y + 1.0),
-};
-
-const SOFTPLUS: Elementwise = Elementwise {
-    name: "softplus",
-    f64_fn: softplus_f64,
-    f32_fn: softplus_f32,
-    derivative: Some(|x, _| sigmoid(x).map_err(candle_core::Error::wrap)),
-};
-
-const SIGMOID: Elementwise = Elementwise {
-    name: "sigmoid",
-    f64_fn: sigmoid_f64,
-    f32_fn: sigmoid_f32,
-    derivative: Some(|_, y| y * (1.0 - y)?),
 };
 
 /// `ln Γ(x)`, elementwise, differentiable (`d/dx = digamma`).
@@ -220,8 +185,8 @@ pub fn expm1(x: &Tensor) -> Result<Tensor> {
 /// # Ok::<(), vi_dist::DistError>(())
 /// ```
 pub fn softplus(x: &Tensor) -> Result<Tensor> {
-    if on_cpu(x) {
-        Ok(x.apply_op1(SOFTPLUS)?)
+    if super::fused::is_supported(&[x]) {
+        super::fused::softplus(x)
     } else {
         super::composed::softplus(x)
     }
@@ -236,8 +201,8 @@ pub fn softplus(x: &Tensor) -> Result<Tensor> {
 /// # Ok::<(), vi_dist::DistError>(())
 /// ```
 pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
-    if on_cpu(x) {
-        Ok(x.apply_op1(SIGMOID)?)
+    if super::fused::is_supported(&[x]) {
+        super::fused::sigmoid(x)
     } else {
         super::composed::sigmoid(x)
     }

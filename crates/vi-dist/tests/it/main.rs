@@ -4,6 +4,7 @@ mod conformance;
 mod continuous;
 mod core;
 mod discrete;
+mod fused;
 mod gamma_families;
 mod linalg;
 mod mvn;

@@ -48,12 +48,13 @@ pub(super) fn register(reg: &mut KlRegistry) {
     reg.insert("closed form", lognormal_lognormal);
 }
 
-/// KL(N(μp, σp²) ‖ N(μq, σq²)) = ½ (r + ((μp − μq)/σq)² − 1 − ln r), r = (σp/σq)².
+/// KL(N(μp, σp²) ‖ N(μq, σq²)) = ½ (r + ((μp − μq)/σq)² − 1 − ln r), r = (σp/σq)²: one fused
+/// CPU kernel (forward and backward) for CPU f32/f64 tensors, composed candle ops elsewhere
+/// (`vi_dist::ops::kl_normal_normal`).
 fn gaussian(loc_p: &Tensor, scale_p: &Tensor, loc_q: &Tensor, scale_q: &Tensor) -> Result<Tensor> {
-    let ratio = scale_p.broadcast_div(scale_q)?.sqr()?;
-    let t = loc_p.broadcast_sub(loc_q)?.broadcast_div(scale_q)?.sqr()?;
-    let kl = ((ratio.broadcast_add(&t)? - ratio.log()?)? - 1.0)?;
-    Ok((kl * 0.5)?)
+    Ok(vi_dist::ops::kl_normal_normal(
+        loc_p, scale_p, loc_q, scale_q,
+    )?)
 }
 
 /// KL(N(μp, σp²) ‖ N(μq, σq²)) = ½ (r + ((μp − μq)/σq)² − 1 − ln r), r = (σp/σq)².

@@ -1,0 +1,705 @@
+//! The fused CPU kernels: the vectorised f32 math against f64 `std` (every instruction set
+//! this CPU has), and every fused op against its composed candle expression on seeded random
+//! shapes (broadcast, expanded, transposed inputs), values and gradients, with finite
+//! differences for each fused backward and the "no gradient for an untracked input" rule.
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use vi_dist::ops::fastmath::{self, Func, Isa};
+use vi_dist::ops::{composed, fused};
+use vi_dist::{Distribution, HalfNormal, LogNormal, Normal};
+
+type Res = Result<(), Box<dyn std::error::Error>>;
+
+// ---------- fastmath ----------
+
+/// The f64 reference of each function.
+fn reference(f: Func, x: f64) -> f64 {
+    match f {
+        Func::Exp => x.exp(),
+        Func::Ln => x.ln(),
+        Func::Log1p => x.ln_1p(),
+        Func::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        Func::Sigmoid => {
+            if x >= 0.0 {
+                1.0 / (1.0 + (-x).exp())
+            } else {
+                x.exp() / (1.0 + x.exp())
+            }
+        }
+    }
+}
+
+/// The spacing of f32 at `r` (the subnormal spacing below the normal range).
+fn ulp_f32(r: f64) -> f64 {
+    let a = (r.abs() as f32).max(f32::MIN_POSITIVE);
+    let e = a.to_bits() >> 23;
+    // 2^(e − 127 − 23), never below the subnormal spacing 2^-149
+    2f64.powi(e as i32 - 150).max(2f64.powi(-149))
+}
+
+/// Error of `y` against the f64 reference in f32 ulps; non-finite references (and results
+/// that round to them) must match exactly.
+fn ulps(y: f32, r: f64) -> f64 {
+    let rf = r as f32;
+    if !rf.is_finite() || !y.is_finite() {
+        let same = (y.is_nan() && rf.is_nan()) || y == rf;
+        return if same { 0.0 } else { f64::INFINITY };
+    }
+    (f64::from(y) - r).abs() / ulp_f32(r)
+}
+
+/// Every 2039th f32 bit pattern of both signs (about 2 million points, every
+/// binade), plus special values.
+fn grid() -> Vec<f32> {
+    let mut g: Vec<f32> = (0..=0x7f80_0000u32)
+        .step_by(2039)
+        .flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)])
+        .collect();
+    g.extend([
+        0.0,
+        -0.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        88.7,
+        -88.7,
+        88.72283,
+        88.72284,
+        89.0,
+        -87.33655,
+        103.0,
+        -103.0,
+        -103.97,
+        -104.0,
+        1e-45,
+        -1e-45,
+        1e-40,
+        f32::MIN_POSITIVE,
+        f32::MAX,
+        f32::MIN,
+        f32::EPSILON,
+        1.0,
+        -1.0,
+        1e4,
+        -1e4,
+    ]);
+    g
+}
+
+#[test]
+fn fastmath_within_a_few_ulp_on_every_isa() {
+    let xs = grid();
+    let isas: Vec<Isa> = [Isa::Portable, Isa::Avx2Fma, Isa::Avx512]
+        .into_iter()
+        .filter(|i| i.is_available())
+        .collect();
+    for isa in isas {
+        for f in [
+            Func::Exp,
+            Func::Ln,
+            Func::Log1p,
+            Func::Softplus,
+            Func::Sigmoid,
+        ] {
+            let mut ys = xs.clone();
+            fastmath::apply_with(isa, f, &mut ys);
+            let (mut worst, mut at) = (0.0f64, 0.0f32);
+            for (&x, &y) in xs.iter().zip(&ys) {
+                let e = ulps(y, reference(f, f64::from(x)));
+                if e > worst || e.is_nan() {
+                    (worst, at) = (e, x);
+                }
+            }
+            println!("{isa:?} {f:?}: max {worst:.2} ulp at {at:e}");
+            assert!(worst <= 3.0, "{isa:?} {f:?}: {worst} ulp at x = {at:e}");
+        }
+    }
+}
+
+#[test]
+fn fastmath_special_values() {
+    let cases: [(Func, f32, f32); 18] = [
+        (Func::Exp, f32::NEG_INFINITY, 0.0),
+        (Func::Exp, f32::INFINITY, f32::INFINITY),
+        (Func::Exp, 0.0, 1.0),
+        (Func::Exp, -0.0, 1.0),
+        (Func::Exp, 89.0, f32::INFINITY),
+        (Func::Exp, -104.0, 0.0),
+        (Func::Ln, 0.0, f32::NEG_INFINITY),
+        (Func::Ln, f32::INFINITY, f32::INFINITY),
+        (Func::Ln, 1.0, 0.0),
+        (Func::Log1p, -1.0, f32::NEG_INFINITY),
+        (Func::Log1p, 1e-30, 1e-30),
+        (Func::Log1p, 1e-45, 1e-45),
+        (Func::Softplus, 1e4, 1e4),
+        (Func::Softplus, -1e4, 0.0),
+        (Func::Softplus, f32::INFINITY, f32::INFINITY),
+        (Func::Softplus, f32::NEG_INFINITY, 0.0),
+        (Func::Sigmoid, 1e4, 1.0),
+        (Func::Sigmoid, -1e4, 0.0),
+    ];
+    for isa in [Isa::Portable, Isa::detected()] {
+        for (f, x, want) in cases {
+            let mut y = [x];
+            fastmath::apply_with(isa, f, &mut y);
+            assert_eq!(y[0], want, "{isa:?} {f:?}({x})");
+        }
+        for f in [
+            Func::Exp,
+            Func::Ln,
+            Func::Log1p,
+            Func::Softplus,
+            Func::Sigmoid,
+        ] {
+            let mut y = [f32::NAN];
+            fastmath::apply_with(isa, f, &mut y);
+            assert!(y[0].is_nan(), "{isa:?} {f:?}(NaN)");
+        }
+        for (f, x) in [(Func::Ln, -1.0f32), (Func::Ln, -1e-45), (Func::Log1p, -1.5)] {
+            let mut y = [x];
+            fastmath::apply_with(isa, f, &mut y);
+            assert!(y[0].is_nan(), "{isa:?} {f:?}({x})");
+        }
+    }
+}
+
+/// softplus(x) ≈ eˣ for x ≪ 0 with full relative accuracy (a proper log1p, not ln(1 + y)).
+#[test]
+fn softplus_keeps_relative_accuracy_far_left() {
+    let xs: Vec<f32> = (0..400).map(|i| -17.0 - 0.2 * i as f32).collect();
+    let mut ys = xs.clone();
+    fastmath::apply(Func::Softplus, &mut ys);
+    for (x, y) in xs.iter().zip(&ys) {
+        let r = f64::from(*x).exp().ln_1p();
+        if r > f64::from(f32::MIN_POSITIVE) {
+            assert!(
+                ((f64::from(*y) - r) / r).abs() < 3e-7,
+                "softplus({x}) = {y}, want {r}"
+            );
+        }
+    }
+}
+
+// ---------- fused against composed ----------
+
+/// How an input reaches the output shape.
+#[derive(Clone, Copy, Debug)]
+enum Pattern {
+    /// Contiguous, the output shape.
+    Full,
+    /// Rank 0.
+    Scalar,
+    /// The last dim only (a row, broadcast over the leading dims).
+    Row,
+    /// The first dim with size-1 dims after it (a column).
+    Column,
+    /// The output shape with every other dim 1, expanded by `broadcast_as` (stride 0).
+    Expanded,
+    /// The output shape built transposed and permuted back (not contiguous).
+    Transposed,
+}
+
+const PATTERNS: [Pattern; 6] = [
+    Pattern::Full,
+    Pattern::Scalar,
+    Pattern::Row,
+    Pattern::Column,
+    Pattern::Expanded,
+    Pattern::Transposed,
+];
+
+/// A leaf (what gradients are taken against) and the view of it the op receives.
+struct Input {
+    leaf: Var,
+    view: Tensor,
+}
+
+fn input(
+    rng: &mut ChaCha8Rng,
+    shape: &[usize],
+    pattern: Pattern,
+    draw: &dyn Fn(&mut ChaCha8Rng) -> f64,
+    dtype: DType,
+) -> Input {
+    let leaf_shape: Vec<usize> = match pattern {
+        Pattern::Full | Pattern::Transposed => shape.to_vec(),
+        Pattern::Scalar => vec![],
+        Pattern::Row => shape.last().map(|&d| vec![d]).unwrap_or_default(),
+        Pattern::Column => shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if i == 0 { d } else { 1 })
+            .collect(),
+        Pattern::Expanded => shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if i % 2 == 1 { d } else { 1 })
+            .collect(),
+    };
+    let rev: Vec<usize> = leaf_shape.iter().rev().copied().collect();
+    let transposed = matches!(pattern, Pattern::Transposed) && shape.len() >= 2;
+    let store_shape = if transposed { rev } else { leaf_shape.clone() };
+    let n: usize = store_shape.iter().product();
+    let data: Vec<f64> = (0..n).map(|_| draw(rng)).collect();
+    let leaf = Var::from_tensor(
+        &Tensor::from_vec(data, store_shape.as_slice(), &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap(),
+    )
+    .unwrap();
+    let mut view = leaf.as_tensor().clone();
+    if transposed {
+        let perm: Vec<usize> = (0..shape.len()).rev().collect();
+        view = view.permute(perm).unwrap();
+    }
+    if matches!(pattern, Pattern::Expanded) {
+        view = view.broadcast_as(shape).unwrap();
+    }
+    Input { leaf, view }
+}
+
+fn random_shape(rng: &mut ChaCha8Rng) -> Vec<usize> {
+    let rank = rng.random_range(0..=3);
+    (0..rank).map(|_| rng.random_range(1..=5)).collect()
+}
+
+fn host(t: &Tensor) -> Vec<f64> {
+    vi_test::to_vec(t).unwrap()
+}
+
+fn tol(dtype: DType) -> vi_test::Tol {
+    match dtype {
+        DType::F64 => vi_test::Tol {
+            rtol: 1e-12,
+            atol: 1e-12,
+        },
+        _ => vi_test::F32,
+    }
+}
+
+fn assert_close(what: &str, a: &[f64], b: &[f64], tol: vi_test::Tol) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(tol.close(*x, *y), "{what}[{i}]: fused {x}, composed {y}");
+    }
+}
+
+type OpFn = fn(&[&Tensor]) -> vi_dist::Result<Tensor>;
+
+/// One fused op, its composed twin, and how to draw each input.
+struct Case {
+    name: &'static str,
+    fused: OpFn,
+    composed: OpFn,
+    draws: Vec<fn(&mut ChaCha8Rng) -> f64>,
+}
+
+fn normal_draw(r: &mut ChaCha8Rng) -> f64 {
+    let u: f64 = r.random_range(-1.0..1.0);
+    let v: f64 = r.random_range(-1.0..1.0);
+    2.0 * (u + v)
+}
+fn scale_draw(r: &mut ChaCha8Rng) -> f64 {
+    r.random_range(0.3..3.0)
+}
+fn logit_draw(r: &mut ChaCha8Rng) -> f64 {
+    r.random_range(-8.0..8.0)
+}
+fn bit_draw(r: &mut ChaCha8Rng) -> f64 {
+    f64::from(u8::from(r.random_bool(0.4)))
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "softplus",
+            fused: |x| fused::softplus(x[0]),
+            composed: |x| composed::softplus(x[0]),
+            draws: vec![logit_draw],
+        },
+        Case {
+            name: "sigmoid",
+            fused: |x| fused::sigmoid(x[0]),
+            composed: |x| composed::sigmoid(x[0]),
+            draws: vec![logit_draw],
+        },
+        Case {
+            name: "normal_log_prob",
+            fused: |x| fused::normal_log_prob(x[0], x[1], x[2]),
+            composed: |x| composed::normal_log_prob(x[0], x[1], x[2]),
+            draws: vec![normal_draw, normal_draw, scale_draw],
+        },
+        Case {
+            name: "normal_rsample",
+            fused: |x| fused::normal_rsample(x[0], x[1], x[2]),
+            composed: |x| composed::normal_rsample(x[0], x[1], x[2]),
+            draws: vec![normal_draw, scale_draw, normal_draw],
+        },
+        Case {
+            name: "bernoulli_log_prob",
+            fused: |x| fused::bernoulli_log_prob(x[0], x[1]),
+            composed: |x| composed::bernoulli_log_prob(x[0], x[1]),
+            draws: vec![bit_draw, logit_draw],
+        },
+        Case {
+            name: "kl_normal_normal",
+            fused: |x| fused::kl_normal_normal(x[0], x[1], x[2], x[3]),
+            composed: |x| composed::kl_normal_normal(x[0], x[1], x[2], x[3]),
+            draws: vec![normal_draw, scale_draw, normal_draw, scale_draw],
+        },
+    ]
+}
+
+/// Value of the op and gradients of `Σ w · op` for every leaf (`None` where there is none).
+fn eval(
+    op: OpFn,
+    inputs: &[Input],
+    weights: Option<&Tensor>,
+) -> (Vec<f64>, Vec<usize>, Vec<Option<Vec<f64>>>) {
+    let views: Vec<&Tensor> = inputs.iter().map(|i| &i.view).collect();
+    let y = op(&views).unwrap();
+    let loss = match weights {
+        Some(w) => y.broadcast_mul(w).unwrap().sum_all().unwrap(),
+        None => y.sum_all().unwrap(),
+    };
+    let grads = loss.backward().unwrap();
+    let g = inputs
+        .iter()
+        .map(|i| grads.get(i.leaf.as_tensor()).map(host))
+        .collect();
+    (host(&y), y.dims().to_vec(), g)
+}
+
+fn fused_matches_composed(dtype: DType, seed: u64, rounds: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for case in cases() {
+        for round in 0..rounds {
+            let shape = random_shape(&mut rng);
+            let inputs: Vec<Input> = case
+                .draws
+                .iter()
+                .map(|d| {
+                    let p = PATTERNS[rng.random_range(0..PATTERNS.len())];
+                    input(&mut rng, &shape, p, d, dtype)
+                })
+                .collect();
+            let w = if round % 2 == 0 {
+                let n: usize = shape.iter().product();
+                let data: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+                Some(
+                    Tensor::from_vec(data, shape.as_slice(), &Device::Cpu)
+                        .unwrap()
+                        .to_dtype(dtype)
+                        .unwrap(),
+                )
+            } else {
+                None
+            };
+            let what = format!("{} {dtype:?} round {round} shape {shape:?}", case.name);
+            let (fv, fs, fg) = eval(case.fused, &inputs, w.as_ref());
+            let (cv, cs, cg) = eval(case.composed, &inputs, w.as_ref());
+            assert_eq!(fs, cs, "{what}: shapes");
+            assert_close(&what, &fv, &cv, tol(dtype));
+            for (i, (a, b)) in fg.iter().zip(&cg).enumerate() {
+                let (Some(a), Some(b)) = (a, b) else {
+                    panic!("{what}: input {i} has no gradient");
+                };
+                assert_close(&format!("{what} ∂{i}"), a, b, tol(dtype));
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_matches_composed_f64() {
+    fused_matches_composed(DType::F64, 7, 60);
+}
+
+#[test]
+fn fused_matches_composed_f32() {
+    fused_matches_composed(DType::F32, 8, 60);
+}
+
+/// Tensors past the threading threshold (64K elements: split across rayon's threads), with a
+/// broadcast row and a transposed input, f32 and f64.
+#[test]
+fn fused_matches_composed_on_large_tensors() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let shape = [256usize, 300];
+    for dtype in [DType::F64, DType::F32] {
+        for case in cases() {
+            let inputs: Vec<Input> = case
+                .draws
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let p = [Pattern::Full, Pattern::Row, Pattern::Transposed][i % 3];
+                    input(&mut rng, &shape, p, d, dtype)
+                })
+                .collect();
+            let what = format!("{} {dtype:?} large", case.name);
+            let (fv, _, fg) = eval(case.fused, &inputs, None);
+            let (cv, _, cg) = eval(case.composed, &inputs, None);
+            assert_close(&what, &fv, &cv, tol(dtype));
+            for (i, (a, b)) in fg.iter().zip(&cg).enumerate() {
+                // a row gradient sums 256 terms: allow for the f32 accumulation
+                let t = match (dtype, i % 3) {
+                    (DType::F32, 1) => vi_test::Tol {
+                        rtol: 1e-3,
+                        atol: 1e-3,
+                    },
+                    _ => tol(dtype),
+                };
+                let (Some(a), Some(b)) = (a, b) else {
+                    panic!("{what}: input {i} has no gradient");
+                };
+                assert_close(&format!("{what} ∂{i}"), a, b, t);
+            }
+        }
+    }
+}
+
+/// Every fused backward against central finite differences of the fused forward (f64).
+#[test]
+fn fused_backward_matches_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for case in cases() {
+        let shape = [2usize, 3];
+        let inputs: Vec<Input> = case
+            .draws
+            .iter()
+            .map(|d| input(&mut rng, &shape, Pattern::Full, d, DType::F64))
+            .collect();
+        let w = Tensor::new(&[[0.3f64, -1.2, 0.7], [1.1, 0.4, -0.6]], &Device::Cpu).unwrap();
+        let (_, _, grads) = eval(case.fused, &inputs, Some(&w));
+        let base: Vec<Vec<f64>> = inputs.iter().map(|i| host(i.leaf.as_tensor())).collect();
+        for (k, g) in grads.iter().enumerate() {
+            let fd = vi_test::finite_difference(&base[k], 1e-6, |x| {
+                let ts: Vec<Tensor> = base
+                    .iter()
+                    .enumerate()
+                    .map(|(j, b)| {
+                        let d = if j == k { x.to_vec() } else { b.clone() };
+                        Tensor::from_vec(d, &shape, &Device::Cpu).unwrap()
+                    })
+                    .collect();
+                let refs: Vec<&Tensor> = ts.iter().collect();
+                let y = (case.fused)(&refs).unwrap();
+                (y * &w)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap()
+            });
+            let g = g.as_ref().expect("gradient");
+            for (a, b) in g.iter().zip(&fd) {
+                assert!(
+                    (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                    "{} ∂{k}: autograd {a}, finite difference {b}",
+                    case.name
+                );
+            }
+        }
+    }
+}
+
+/// An input that tracks no gradient gets none: the op's backward returns `None` for it (so
+/// candle's gradient store has no entry), while tracked ones get theirs.
+#[test]
+fn untracked_inputs_get_no_gradient() -> Res {
+    let cpu = Device::Cpu;
+    let data = Tensor::new(&[[1.0f32, 0.0, 1.0]], &cpu)?;
+    let logits = Var::new(&[[0.5f32, -2.0, 3.0]], &cpu)?;
+    let g = fused::bernoulli_log_prob(&data, logits.as_tensor())?
+        .sum_all()?
+        .backward()?;
+    assert!(g.get(&data).is_none());
+    assert!(g.get(logits.as_tensor()).is_some());
+
+    // the VAE's prior: constant Normal(0, 1) expanded, a tracked sample
+    let z = Var::new(&[[0.3f64, -1.0], [2.0, 0.1]], &cpu)?;
+    let zero = Tensor::zeros((2, 2), DType::F64, &cpu)?;
+    let one = Tensor::ones(2, DType::F64, &cpu)?.broadcast_as((2, 2))?;
+    let g = fused::normal_log_prob(z.as_tensor(), &zero, &one)?
+        .sum_all()?
+        .backward()?;
+    assert!(g.get(&zero).is_none() && g.get(&one).is_none());
+    let gz = host(g.get(z.as_tensor()).expect("dz"));
+    assert_eq!(gz, vec![-0.3, 1.0, -2.0, -0.1]);
+
+    // KL of a tracked guide against the constant prior: gradients for p only
+    let (mp, sp) = (
+        Var::new(&[0.5f64, -1.0], &cpu)?,
+        Var::new(&[0.7f64, 1.3], &cpu)?,
+    );
+    let (mq, sq) = (
+        Tensor::zeros(2, DType::F64, &cpu)?,
+        Tensor::ones(2, DType::F64, &cpu)?,
+    );
+    let g = fused::kl_normal_normal(mp.as_tensor(), sp.as_tensor(), &mq, &sq)?
+        .sum_all()?
+        .backward()?;
+    assert!(g.get(&mq).is_none() && g.get(&sq).is_none());
+    assert!(g.get(mp.as_tensor()).is_some() && g.get(sp.as_tensor()).is_some());
+
+    // rsample: ε is data
+    let eps = Tensor::new(&[0.2f32, -0.4], &cpu)?;
+    let (loc, scale) = (
+        Var::new(&[1.0f32, 2.0], &cpu)?,
+        Var::new(&[0.5f32, 3.0], &cpu)?,
+    );
+    let g = fused::normal_rsample(loc.as_tensor(), scale.as_tensor(), &eps)?
+        .sum_all()?
+        .backward()?;
+    assert!(g.get(&eps).is_none());
+    assert_eq!(host(g.get(scale.as_tensor()).expect("dscale")), host(&eps));
+    assert_eq!(host(g.get(loc.as_tensor()).expect("dloc")), vec![1.0, 1.0]);
+    Ok(())
+}
+
+/// All four KL parameters tracked (the op folds the locs into their difference).
+#[test]
+fn kl_with_every_parameter_tracked() -> Res {
+    let cpu = Device::Cpu;
+    let vars: Vec<Var> = [[0.5f64, -1.0], [0.7, 1.3], [0.1, 0.4], [1.5, 0.2]]
+        .iter()
+        .map(|v| Var::new(v, &cpu).unwrap())
+        .collect();
+    let ts: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+    let a = fused::kl_normal_normal(ts[0], ts[1], ts[2], ts[3])?;
+    let b = composed::kl_normal_normal(ts[0], ts[1], ts[2], ts[3])?;
+    assert_close("kl", &host(&a), &host(&b), tol(DType::F64));
+    let (ga, gb) = (a.sum_all()?.backward()?, b.sum_all()?.backward()?);
+    for t in ts {
+        let (x, y) = (ga.get(t).expect("fused grad"), gb.get(t).expect("grad"));
+        assert_close("kl grad", &host(x), &host(y), tol(DType::F64));
+    }
+    Ok(())
+}
+
+/// Far tails and extreme scales: fused and composed agree, gradients stay finite.
+#[test]
+fn extreme_inputs() -> Res {
+    let cpu = Device::Cpu;
+    for dtype in [DType::F64, DType::F32] {
+        let x = Var::from_tensor(
+            &Tensor::new(&[1e4f64, -1e4, 0.0, 30.0, -30.0], &cpu)?.to_dtype(dtype)?,
+        )?;
+        for (name, f, c) in [
+            (
+                "softplus",
+                fused::softplus as fn(&Tensor) -> vi_dist::Result<Tensor>,
+                composed::softplus as fn(&Tensor) -> vi_dist::Result<Tensor>,
+            ),
+            ("sigmoid", fused::sigmoid, composed::sigmoid),
+        ] {
+            let (a, b) = (f(x.as_tensor())?, c(x.as_tensor())?);
+            assert_close(name, &host(&a), &host(&b), tol(dtype));
+            let ga = host(a.sum_all()?.backward()?.get(x.as_tensor()).expect("grad"));
+            let gb = host(b.sum_all()?.backward()?.get(x.as_tensor()).expect("grad"));
+            assert!(ga.iter().all(|g| g.is_finite()), "{name}: {ga:?}");
+            assert_close(&format!("{name} grad"), &ga, &gb, tol(dtype));
+        }
+        let sp = host(&fused::softplus(x.as_tensor())?);
+        assert_eq!(sp[..2], [1e4, 0.0]);
+
+        // tiny and huge scales
+        let (tiny, huge) = match dtype {
+            DType::F64 => (1e-150, 1e150),
+            _ => (1e-18, 1e18),
+        };
+        let scale = Tensor::new(&[tiny, 1.0, huge], &cpu)?.to_dtype(dtype)?;
+        let loc = Tensor::new(&[0.0f64, 0.0, 0.0], &cpu)?.to_dtype(dtype)?;
+        let v = (&scale * 0.5)?;
+        let a = host(&fused::normal_log_prob(&v, &loc, &scale)?);
+        let b = host(&composed::normal_log_prob(&v, &loc, &scale)?);
+        assert_close("normal tiny/huge", &a, &b, tol(dtype));
+        let a = host(&fused::kl_normal_normal(
+            &loc,
+            &scale,
+            &loc,
+            &scale.ones_like()?,
+        )?);
+        let b = host(&composed::kl_normal_normal(
+            &loc,
+            &scale,
+            &loc,
+            &scale.ones_like()?,
+        )?);
+        assert_close("kl tiny/huge", &a, &b, tol(dtype));
+    }
+    Ok(())
+}
+
+/// The distributions route through the fused ops on the CPU and still give the composed
+/// values, with a value that broadcasts (sample dims) against the batch.
+#[test]
+fn distributions_use_the_same_math() -> Res {
+    let cpu = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for dtype in [DType::F64, DType::F32] {
+        let loc = input(&mut rng, &[3, 4], Pattern::Full, &normal_draw, dtype);
+        let scale = input(&mut rng, &[4], Pattern::Full, &scale_draw, dtype);
+        let v = input(&mut rng, &[2, 3, 4], Pattern::Full, &normal_draw, dtype);
+        let d = Normal::new(&loc.view, &scale.view)?;
+        let want = composed::normal_log_prob(&v.view, d.loc(), d.scale())?;
+        assert_close(
+            "Normal",
+            &host(&d.log_prob(&v.view)?),
+            &host(&want),
+            tol(dtype),
+        );
+
+        let pos = v.view.abs()?.affine(1.0, 0.1)?;
+        let ln = LogNormal::new(&loc.view, &scale.view)?;
+        let log_x = pos.log()?;
+        let want =
+            composed::normal_log_prob(&log_x, ln.loc(), ln.scale())?.broadcast_sub(&log_x)?;
+        assert_close(
+            "LogNormal",
+            &host(&ln.log_prob(&pos)?),
+            &host(&want),
+            tol(dtype),
+        );
+
+        let hn = HalfNormal::new(&scale.view)?;
+        let zero = Tensor::zeros((), dtype, &cpu)?;
+        let want = composed::normal_log_prob(&pos, &zero, hn.scale())?.affine(1.0, 2f64.ln())?;
+        assert_close(
+            "HalfNormal",
+            &host(&hn.log_prob(&pos)?),
+            &host(&want),
+            tol(dtype),
+        );
+
+        let mut r = ChaCha8Rng::seed_from_u64(1);
+        let z = d.rsample(&[2], &mut r)?;
+        let mut r = ChaCha8Rng::seed_from_u64(1);
+        let eps = vi_dist::standard_normal(&[2, 3, 4], dtype, &cpu, &mut r)?;
+        let want = composed::normal_rsample(d.loc(), d.scale(), &eps)?;
+        assert_close("Normal rsample", &host(&z), &host(&want), tol(dtype));
+    }
+    Ok(())
+}
+
+/// Not-supported inputs are an error for the fused functions, and the dispatching ones fall
+/// back to the composed path.
+#[test]
+fn unsupported_inputs_fall_back() -> Res {
+    let cpu = Device::Cpu;
+    let a = Tensor::new(&[0.5f32], &cpu)?;
+    let b = Tensor::new(&[0.5f64], &cpu)?;
+    assert!(fused::bernoulli_log_prob(&a, &b).is_err());
+    assert!(vi_dist::ops::bernoulli_log_prob(&a, &b).is_err());
+    let h = a.to_dtype(DType::BF16)?;
+    assert!(!fused::is_supported(&[&h]));
+    let y = vi_dist::ops::softplus(&h)?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?;
+    assert!((y[0] - 0.974).abs() < 1e-2);
+    Ok(())
+}
