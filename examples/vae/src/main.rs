@@ -303,7 +303,28 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainError> {
     Ok(())
 }
 
+/// The thread setup measured fastest on the CPU (docs/performance.md, "Threads"), unless
+/// the environment already sets it: every core in rayon's pool, where candle's GEMM and
+/// vi's fused kernels run (`RAYON_NUM_THREADS`, which also spares candle a read of
+/// `/proc/cpuinfo` per matmul), and no workers in candle's second pool for its own
+/// elementwise ops (`CANDLE_NUM_THREADS=1`), whose spinning workers otherwise take a core
+/// from the GEMM's threads.
+fn default_threads() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (var, value) in [
+        ("RAYON_NUM_THREADS", cores.to_string()),
+        ("CANDLE_NUM_THREADS", "1".to_string()),
+    ] {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: called first thing in `main`, before any other thread exists, so
+            // nothing reads or writes the environment concurrently.
+            unsafe { std::env::set_var(var, value) };
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    default_threads();
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match &cli.command {
         Some(Command::Train(args)) => run_train(args).map_err(Into::into),
