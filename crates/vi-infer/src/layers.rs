@@ -537,10 +537,66 @@ fn backward(
         None
     };
     let db = match b {
-        Some(b) if b.track_op() => Some(g2.sum(0)?),
+        Some(b) if b.track_op() => Some(match g2.device() {
+            // candle's `sum(0)` walks the columns with a stride; this adds whole rows.
+            candle_core::Device::Cpu => g2.apply_op1_no_bwd(&RowSum)?,
+            _ => g2.sum(0)?,
+        }),
         _ => None,
     };
     Ok((dx, dw, db))
+}
+
+/// `Σᵢ g[i, ·]` of a matrix on the host: the bias gradient, adding whole rows (contiguous,
+/// vectorised) into one accumulator row.
+struct RowSum;
+
+fn row_sum<T: Copy + Default + std::ops::AddAssign>(g: &[T], l: &Layout) -> Vec<T> {
+    let (m, n) = match l.dims() {
+        [m, n] => (*m, *n),
+        _ => (1, l.shape().elem_count()),
+    };
+    let mut out = vec![T::default(); n];
+    match l.contiguous_offsets() {
+        Some((o0, o1)) => {
+            for row in g[o0..o1].chunks_exact(n.max(1)) {
+                for (o, v) in out.iter_mut().zip(row) {
+                    *o += *v;
+                }
+            }
+        }
+        None => {
+            let (s0, s1) = match l.stride() {
+                [s0, s1] => (*s0, *s1),
+                _ => (n, 1),
+            };
+            for i in 0..m {
+                for (j, o) in out.iter_mut().enumerate() {
+                    *o += g[l.start_offset() + i * s0 + j * s1];
+                }
+            }
+        }
+    }
+    out
+}
+
+impl candle_core::CustomOp1 for RowSum {
+    fn name(&self) -> &'static str {
+        "linear-bias-grad"
+    }
+
+    fn cpu_fwd(&self, gs: &CpuStorage, gl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let n = match gl.dims() {
+            [_, n] => *n,
+            _ => candle_core::bail!("linear: bias gradient of a rank-{} tensor", gl.dims().len()),
+        };
+        let out = match gs {
+            CpuStorage::F32(g) => CpuStorage::F32(row_sum(g, gl)),
+            CpuStorage::F64(g) => CpuStorage::F64(row_sum(g, gl)),
+            _ => candle_core::bail!("linear: no bias gradient for dtype {:?}", gs.dtype()),
+        };
+        Ok((out, Shape::from(n)))
+    }
 }
 
 impl CustomOp2 for LinearOp {

@@ -383,7 +383,7 @@ fn param_store() -> Res {
 fn modules() -> Res {
     use vi_infer::candle::{DType, Device, Module, Tensor};
     use vi_infer::dist::{Bernoulli, Distribution, Normal};
-    use vi_infer::nn::linear;
+    use vi_infer::layers::linear; // candle_nn::linear's twin, without gradients for data
     use vi_infer::optim::{Adam, AdamOptions};
     use vi_infer::{Ctx, ParamStore, Svi, TraceMeanFieldElbo};
 
