@@ -115,6 +115,16 @@ impl Bernoulli {
     }
 }
 
+impl Bernoulli {
+    /// `log_prob` summed over the trailing `dims` dims in one fused op:
+    /// `Independent(Bernoulli, dims).log_prob` after the wrapper has checked the value's shape.
+    pub(crate) fn log_prob_sum(&self, value: &Tensor, dims: usize) -> Result<Tensor> {
+        let value = float_value(value, self.dtype())?;
+        validate_value(self, &value)?;
+        crate::ops::bernoulli_log_prob_sum(&value, &self.logits()?, dims)
+    }
+}
+
 impl Distribution for Bernoulli {
     dist_common!("Bernoulli", param);
 

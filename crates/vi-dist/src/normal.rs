@@ -78,6 +78,15 @@ impl Normal {
     }
 }
 
+impl Normal {
+    /// `log_prob` summed over the trailing `dims` dims in one fused op:
+    /// `Independent(Normal, dims).log_prob` after the wrapper has checked the value's shape.
+    pub(crate) fn log_prob_sum(&self, value: &Tensor, dims: usize) -> Result<Tensor> {
+        validate_value(self, value)?;
+        crate::ops::normal_log_prob_sum(value, &self.loc, &self.scale, dims)
+    }
+}
+
 impl Distribution for Normal {
     dist_common!("Normal", loc);
 

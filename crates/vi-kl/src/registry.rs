@@ -19,6 +19,9 @@ type RuleFn =
 struct Rule {
     info: PairInfo,
     f: Arc<RuleFn>,
+    /// One of this crate's rules (not a user's): the wrapper fast paths may compute it
+    /// themselves.
+    builtin: bool,
 }
 
 /// One registered pair, as listed by [`KlRegistry::pairs`] (and the table in `docs/kl.md`).
@@ -144,11 +147,21 @@ impl KlRegistry {
         Q: Distribution + 'static,
         F: Fn(&P, &Q, &KlRegistry) -> Result<Tensor> + Send + Sync + 'static,
     {
-        self.insert("", f)
+        self.insert_rule("", false, f)
     }
 
     /// [`register`](Self::register) with a note for the table of pairs.
     pub(crate) fn insert<P, Q, F>(&mut self, note: &'static str, f: F) -> Option<PairInfo>
+    where
+        P: Distribution + 'static,
+        Q: Distribution + 'static,
+        F: Fn(&P, &Q, &KlRegistry) -> Result<Tensor> + Send + Sync + 'static,
+    {
+        self.insert_rule(note, true, f)
+    }
+
+    /// [`insert`](Self::insert) of one of this crate's rules (`builtin`) or a user's.
+    fn insert_rule<P, Q, F>(&mut self, note: &'static str, builtin: bool, f: F) -> Option<PairInfo>
     where
         P: Distribution + 'static,
         Q: Distribution + 'static,
@@ -175,6 +188,7 @@ impl KlRegistry {
                 Rule {
                     info,
                     f: Arc::new(f),
+                    builtin,
                 },
             )
             .map(|r| r.info)
@@ -191,6 +205,12 @@ impl KlRegistry {
     pub fn contains<P: 'static, Q: 'static>(&self) -> bool {
         self.rules
             .contains_key(&(TypeId::of::<P>(), TypeId::of::<Q>()))
+    }
+
+    /// How [`kl`](Self::kl) would treat the pair of these types: `Some(true)` for this crate's
+    /// own rule, `Some(false)` for a user's, `None` when no rule is registered.
+    pub(crate) fn builtin_rule(&self, p: TypeId, q: TypeId) -> Option<bool> {
+        self.rules.get(&(p, q)).map(|r| r.builtin)
     }
 
     /// The registered pairs, sorted by `(p, q)`.

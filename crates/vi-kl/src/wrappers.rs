@@ -2,7 +2,7 @@
 //! and point masses: they apply to any pair that has no registered rule, in any registry.
 
 use candle_core::Tensor;
-use vi_dist::{Delta, Distribution, Expanded, Independent, Masked};
+use vi_dist::{Delta, Distribution, Expanded, Independent, Masked, Normal};
 
 use crate::error::{KlError, Result};
 use crate::registry::KlRegistry;
@@ -24,9 +24,62 @@ fn independent_independent(p: &Independent, q: &Independent, reg: &KlRegistry) -
     let shared = p
         .reinterpreted_batch_ndims()
         .min(q.reinterpreted_batch_ndims());
+    if p.reinterpreted_batch_ndims() == q.reinterpreted_batch_ndims()
+        && let Some(kl) = normal_normal_summed(p.base(), q.base(), reg, shared)?
+    {
+        return Ok(kl);
+    }
     let (p_inner, q_inner) = (peel(p, shared)?, peel(q, shared)?);
     let kl = reg.kl(p_inner.as_ref(), q_inner.as_ref())?;
     sum_rightmost(&kl, shared)
+}
+
+/// The `loc` and `scale` of a `Normal`, or of an `Expanded` one (broadcast to its batch
+/// shape, as views).
+fn normal_params(d: &dyn Distribution) -> Result<Option<(Tensor, Tensor)>> {
+    let any = d.as_any();
+    if let Some(n) = any.downcast_ref::<Normal>() {
+        return Ok(Some((n.loc().clone(), n.scale().clone())));
+    }
+    if let Some(e) = any.downcast_ref::<Expanded>()
+        && let Some(n) = e.base().as_any().downcast_ref::<Normal>()
+    {
+        let b = e.batch_shape();
+        return Ok(Some((n.loc().broadcast_as(b)?, n.scale().broadcast_as(b)?)));
+    }
+    Ok(None)
+}
+
+/// `KL(p ‖ q)` summed over the trailing `dims` dims in one fused op
+/// (`vi_dist::ops::kl_normal_normal_sum`), when `p` and `q` are Normals (or `Expanded`
+/// Normals) that `reg` would hand to this crate's Normal‖Normal rule: the bases of two
+/// `Independent`s with the same reinterpreted count. `None` for anything else (a user's rule
+/// for the pair, other families), which goes the general way: the bases' KL, then `sum`.
+fn normal_normal_summed(
+    p: &dyn Distribution,
+    q: &dyn Distribution,
+    reg: &KlRegistry,
+    dims: usize,
+) -> Result<Option<Tensor>> {
+    let (Some((loc_p, scale_p)), Some((loc_q, scale_q))) = (normal_params(p)?, normal_params(q)?)
+    else {
+        return Ok(None);
+    };
+    use std::any::{Any, TypeId};
+    let normal = TypeId::of::<Normal>();
+    let exact = reg.builtin_rule(Any::type_id(p.as_any()), Any::type_id(q.as_any()));
+    // Two Normals: their rule must be ours. An `Expanded` side: no rule of its own for the
+    // pair (the structural rule takes the bases), and ours for the bases.
+    let ours = match exact {
+        Some(builtin) => builtin,
+        None => reg.builtin_rule(normal, normal) == Some(true),
+    };
+    if !ours {
+        return Ok(None);
+    }
+    Ok(Some(vi_dist::ops::kl_normal_normal_sum(
+        &loc_p, &scale_p, &loc_q, &scale_q, dims,
+    )?))
 }
 
 /// The value of a point mass: `Delta`, or an `Independent` of one.

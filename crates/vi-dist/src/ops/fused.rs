@@ -32,7 +32,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, La
 use candle_core::{Storage, Tensor};
 
 use super::fastmath::Mode;
-use super::kernel::{Body, Real, Src, run};
+use super::kernel::{Body, Real, Src, run, run_sum};
 use crate::broadcast::broadcast_shapes;
 use crate::error::{DistError, Result};
 
@@ -155,6 +155,78 @@ pub fn kl_normal_normal(
     loc_q: &Tensor,
     scale_q: &Tensor,
 ) -> Result<Tensor> {
+    kl_normal_normal_sum(loc_p, scale_p, loc_q, scale_q, 0)
+}
+
+/// [`normal_log_prob`] summed over the trailing `dims` dims of the broadcast shape, inside
+/// the op: `Independent(Normal, dims).log_prob`. The sum runs in f64 whatever the dtype. The
+/// backward reads the gradient of the summed value and broadcasts it over the summed dims in
+/// the same pass that computes the input gradients (no `sum` node, no full-shape gradient
+/// between the two). An error when `dims` exceeds the broadcast rank.
+/// As [`crate::ops::normal_log_prob_sum`].
+///
+/// ```
+/// use candle_core::{DType, Device, Tensor, D};
+/// use vi_dist::ops::fused;
+/// let cpu = Device::Cpu;
+/// let v = Tensor::new(&[[0.0f64, 1.0, -2.0], [0.5, 0.25, 3.0]], &cpu)?;
+/// let (loc, scale) = (Tensor::new(0.5f64, &cpu)?, Tensor::new(&[1.0f64, 2.0, 0.5], &cpu)?);
+/// let lp = fused::normal_log_prob_sum(&v, &loc, &scale, 1)?;
+/// let want = fused::normal_log_prob(&v, &loc, &scale)?.sum(D::Minus1)?;
+/// assert_eq!(lp.dims(), &[2]);
+/// assert!((lp - want)?.abs()?.max_all()?.to_scalar::<f64>()? < 1e-14);
+/// assert!(fused::normal_log_prob_sum(&v, &loc, &scale, 3).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn normal_log_prob_sum(
+    value: &Tensor,
+    loc: &Tensor,
+    scale: &Tensor,
+    dims: usize,
+) -> Result<Tensor> {
+    apply_sum(NormalLogProb, [value, loc, scale], dims)
+}
+
+/// [`bernoulli_log_prob`] summed over the trailing `dims` dims of the broadcast shape, inside
+/// the op (f64 accumulation, one-pass backward, as [`normal_log_prob_sum`]):
+/// `Independent(Bernoulli, dims).log_prob`, the VAE's likelihood.
+/// As [`crate::ops::bernoulli_log_prob_sum`].
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let cpu = Device::Cpu;
+/// let x = Tensor::new(&[[1.0f32, 0.0], [1.0, 1.0]], &cpu)?;
+/// let lp = vi_dist::ops::fused::bernoulli_log_prob_sum(&x, &Tensor::new(0.0f32, &cpu)?, 1)?;
+/// assert_eq!(lp.dims(), &[2]);
+/// assert!(lp.to_vec1::<f32>()?.iter().all(|v| (v - 2.0 * 0.5f32.ln()).abs() < 1e-6));
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn bernoulli_log_prob_sum(value: &Tensor, logits: &Tensor, dims: usize) -> Result<Tensor> {
+    apply_sum(BernoulliLogProb, [value, logits], dims)
+}
+
+/// [`kl_normal_normal`] summed over the trailing `dims` dims of the broadcast shape, inside
+/// the op (f64 accumulation, one-pass backward, as [`normal_log_prob_sum`]):
+/// `KL(Independent(Normal, dims) ‖ Independent(Normal, dims))`.
+/// As [`crate::ops::kl_normal_normal_sum`].
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let cpu = Device::Cpu;
+/// let (zero, one) = (Tensor::new(0.0f64, &cpu)?, Tensor::new(1.0f64, &cpu)?);
+/// let loc = Tensor::new(&[[1.0f64, 1.0, 1.0]], &cpu)?;
+/// let kl = vi_dist::ops::fused::kl_normal_normal_sum(&loc, &one, &zero, &one, 1)?;
+/// assert_eq!(kl.dims(), &[1]);
+/// assert!((kl.to_vec1::<f64>()?[0] - 1.5).abs() < 1e-15);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn kl_normal_normal_sum(
+    loc_p: &Tensor,
+    scale_p: &Tensor,
+    loc_q: &Tensor,
+    scale_q: &Tensor,
+    dims: usize,
+) -> Result<Tensor> {
     let all = [loc_p, scale_p, loc_q, scale_q];
     if all.iter().all(|t| t.track_op()) {
         // A custom op takes at most three tensors that carry gradients: fold the two locs
@@ -162,9 +234,9 @@ pub fn kl_normal_normal(
         check(KlNormal::NAME, &all)?;
         let diff = loc_p.broadcast_sub(loc_q)?;
         let zero = Tensor::zeros((), loc_p.dtype(), loc_p.device())?;
-        return apply(KlNormal, [&diff, scale_p, &zero, scale_q]);
+        return apply_sum(KlNormal, [&diff, scale_p, &zero, scale_q], dims);
     }
-    apply(KlNormal, all)
+    apply_sum(KlNormal, all, dims)
 }
 
 // ---------- the kernels ----------
@@ -364,10 +436,25 @@ fn check(op: &'static str, inputs: &[&Tensor]) -> Result<()> {
 
 /// Broadcast `inputs` together and run `elem` over them as one custom op.
 fn apply<E: Elem<N>, const N: usize>(elem: E, inputs: [&Tensor; N]) -> Result<Tensor> {
+    apply_sum(elem, inputs, 0)
+}
+
+/// [`apply`], the result summed over its trailing `sum_dims` dims inside the op.
+fn apply_sum<E: Elem<N>, const N: usize>(
+    elem: E,
+    inputs: [&Tensor; N],
+    sum_dims: usize,
+) -> Result<Tensor> {
     check(E::NAME, &inputs)?;
     let dims: Vec<&[usize]> = inputs.iter().map(|t| t.dims()).collect();
     let shape = broadcast_shapes(&dims)
         .ok_or_else(|| op_error(E::NAME, format!("shapes {dims:?} do not broadcast")))?;
+    if sum_dims > shape.len() {
+        return Err(op_error(
+            E::NAME,
+            format!("cannot sum {sum_dims} trailing dims of shape {shape:?}"),
+        ));
+    }
     let mut full = Vec::with_capacity(N);
     for t in inputs {
         full.push(if t.dims() == shape.as_slice() {
@@ -389,7 +476,12 @@ fn apply<E: Elem<N>, const N: usize>(elem: E, inputs: [&Tensor; N]) -> Result<Te
         if tracked.is_empty() { vec![0] } else { tracked }
     };
     let a: Vec<Tensor> = args.iter().map(|&i| inputs[i].clone()).collect();
-    let op = FusedOp { elem, inputs, args };
+    let op = FusedOp {
+        elem,
+        inputs,
+        args,
+        sum_dims,
+    };
     Ok(match a.as_slice() {
         [x] => x.apply_op1(op)?,
         [x, y] => x.apply_op2(y, op)?,
@@ -399,11 +491,14 @@ fn apply<E: Elem<N>, const N: usize>(elem: E, inputs: [&Tensor; N]) -> Result<Te
 }
 
 /// A fused op over `N` inputs broadcast to one shape; `args` are the inputs candle passes (and
-/// differentiates), the others are read from `inputs` directly.
+/// differentiates), the others are read from `inputs` directly. With `sum_dims > 0` the op's
+/// value is summed over the trailing `sum_dims` dims of that shape (its output has the
+/// leading dims), and its backward broadcasts the incoming gradient back over them.
 struct FusedOp<E, const N: usize> {
     elem: E,
     inputs: [Tensor; N],
     args: Vec<usize>,
+    sum_dims: usize,
 }
 
 /// The CPU storage of a tensor (an error for any other device).
@@ -431,6 +526,14 @@ fn sources<'a, T: Real>(
 }
 
 impl<E: Elem<N>, const N: usize> FusedOp<E, N> {
+    /// The leading dims of the inputs' shape, which the output keeps, and how many elements
+    /// the trailing `sum_dims` dims hold.
+    fn split(&self) -> (&[usize], usize) {
+        let dims = self.inputs[0].dims();
+        let lead = dims.len() - self.sum_dims.min(dims.len());
+        (&dims[..lead], dims[lead..].iter().product())
+    }
+
     fn forward(&self, args: &[(&CpuStorage, &Layout)]) -> candle_core::Result<(CpuStorage, Shape)> {
         let shape = self.inputs[0].shape().clone();
         let n = shape.elem_count();
@@ -456,7 +559,10 @@ impl<E: Elem<N>, const N: usize> FusedOp<E, N> {
             Some(DType::F64) => f64::storage(self.forward_typed::<f64>(&views, n)?),
             other => candle_core::bail!("{}: no kernel for {other:?}", E::NAME),
         };
-        Ok((out, shape))
+        if self.sum_dims == 0 {
+            return Ok((out, shape));
+        }
+        Ok((out, Shape::from(self.split().0)))
     }
 
     fn forward_typed<T: Real>(
@@ -467,11 +573,28 @@ impl<E: Elem<N>, const N: usize> FusedOp<E, N> {
         let srcs: [Src<'_, T>; N] = sources(E::NAME, views)?
             .try_into()
             .map_err(|_| candle_core::Error::Msg(format!("{}: arity", E::NAME)))?;
-        Ok(run(&Fwd(self.elem), &srcs, n, [true]))
+        if self.sum_dims == 0 {
+            return Ok(run(&Fwd(self.elem), &srcs, n, [true]));
+        }
+        let (lead, m) = self.split();
+        Ok(run_sum(&Fwd(self.elem), &srcs, lead.iter().product(), m))
     }
 
     /// Gradients of every input (`None` for those that track none), in one pass.
     fn backward(&self, grad: &Tensor) -> candle_core::Result<[Option<Tensor>; N]> {
+        let shape = self.inputs[0].shape().clone();
+        // A summed op gets the gradient of its output: every element of a summed run gets
+        // its row's (a stride-0 view, which the loop reads in place).
+        let full;
+        let grad = if self.sum_dims == 0 {
+            grad
+        } else {
+            let (lead, _) = self.split();
+            let mut kept: Vec<usize> = lead.to_vec();
+            kept.resize(shape.rank(), 1);
+            full = grad.reshape(kept)?.broadcast_as(&shape)?;
+            &full
+        };
         let mut out: [Option<Tensor>; N] = [const { None }; N];
         let mut want = [false; N];
         for i in 0..N {
@@ -487,7 +610,6 @@ impl<E: Elem<N>, const N: usize> FusedOp<E, N> {
         if k == 0 {
             return Ok(out);
         }
-        let shape = self.inputs[0].shape().clone();
         let n = shape.elem_count();
         let buf = {
             let guards: Vec<_> = self

@@ -42,6 +42,8 @@ pub(crate) trait Real:
 {
     /// A constant (rounded from f64).
     fn cst(x: f64) -> Self;
+    /// The value as f64 (exact).
+    fn to_f64(self) -> f64;
     /// `ln x`.
     fn ln<M: Mode>(self) -> Self;
     /// `ln(1 + eˣ)`.
@@ -60,6 +62,10 @@ impl Real for f32 {
     #[inline(always)]
     fn cst(x: f64) -> Self {
         x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
     }
     #[inline(always)]
     fn ln<M: Mode>(self) -> Self {
@@ -92,6 +98,10 @@ impl Real for f64 {
     #[inline(always)]
     fn cst(x: f64) -> Self {
         x
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
     }
     #[inline(always)]
     fn ln<M: Mode>(self) -> Self {
@@ -410,4 +420,193 @@ fn lanes<T: Real, M: Mode, B: Body<NI, NO>, const NI: usize, const NO: usize>(
             o[i] = MaybeUninit::new(v);
         }
     }
+}
+
+// ---------- reducing loops ----------
+
+/// Accumulators of [`sum_f64`]: independent lanes, so the loop vectorises without
+/// reassociating anything (two AVX-512 registers of f64).
+const SUM_LANES: usize = 16;
+
+/// Run the one-output `body` over `rows · m` elements of `srcs` (the row-major order of a
+/// shape whose trailing dims hold `m` elements) and sum each run of `m` consecutive values:
+/// `rows` results. The sums accumulate in f64 (16 interleaved lanes, then a pairwise sum of
+/// the lanes) whatever `T` is, so an f32 sum of many terms carries only the rounding of its
+/// terms. Split across rayon's threads by rows from [`PAR_MIN`] elements, like [`run`].
+pub(crate) fn run_sum<T: Real, B: Body<NI, 1>, const NI: usize>(
+    body: &B,
+    srcs: &[Src<'_, T>; NI],
+    rows: usize,
+    m: usize,
+) -> Vec<T> {
+    let mut out = vec![T::cst(0.0); rows];
+    if rows == 0 || m == 0 {
+        return out;
+    }
+    let isa = Isa::detected();
+    let threads = rayon::current_num_threads();
+    let task_rows = if rows * m >= PAR_MIN && threads > 1 {
+        rows.div_ceil(threads * TASKS_PER_THREAD)
+    } else {
+        rows
+    };
+    if task_rows < rows {
+        out.par_chunks_mut(task_rows)
+            .enumerate()
+            .for_each(|(i, o)| sum_task(isa, body, srcs, i * task_rows, m, o));
+    } else {
+        sum_task(isa, body, srcs, 0, m, &mut out);
+    }
+    out
+}
+
+/// One task of [`run_sum`]: rows `row0 .. row0 + out.len()`. A chunk holds whole rows when a
+/// row fits in [`CHUNK`] elements, else one piece of a row (its sums added up in f64).
+fn sum_task<T: Real, B: Body<NI, 1>, const NI: usize>(
+    isa: Isa,
+    body: &B,
+    srcs: &[Src<'_, T>; NI],
+    row0: usize,
+    m: usize,
+    out: &mut [T],
+) {
+    let rows = out.len();
+    let rows_per_chunk = (CHUNK / m).max(1);
+    let cap = if m <= CHUNK { rows_per_chunk * m } else { CHUNK };
+    let cap = cap.min(rows * m);
+    let zero = T::cst(0.0);
+    let mut bufs: [Vec<T>; NI] = srcs.each_ref().map(|s| match s {
+        Src::Contig(_) => Vec::new(),
+        Src::Scalar(v) => vec![*v; cap],
+        Src::Strided(_) => vec![zero; cap],
+    });
+    let mut vals = vec![zero; cap];
+    let mut acc = vec![0.0f64; rows_per_chunk];
+    // The sums of `len` values from output position `at`, `seg` values each, into `acc`.
+    let mut chunk = |at: usize, len: usize, seg: usize, acc: &mut [f64]| {
+        for (src, buf) in srcs.iter().zip(bufs.iter_mut()) {
+            if let Src::Strided(s) = src {
+                s.gather(at, &mut buf[..len]);
+            }
+        }
+        let ins: [&[T]; NI] = std::array::from_fn(|j| match &srcs[j] {
+            Src::Contig(s) => &s[at..at + len],
+            _ => &bufs[j][..len],
+        });
+        sums_dispatch(isa, body, &ins, seg, &mut vals[..len], acc);
+    };
+    let mut r = 0;
+    while r < rows {
+        let at = (row0 + r) * m;
+        if m <= CHUNK {
+            let nr = rows_per_chunk.min(rows - r);
+            chunk(at, nr * m, m, &mut acc[..nr]);
+            for (o, a) in out[r..r + nr].iter_mut().zip(&acc) {
+                *o = T::cst(*a);
+            }
+            r += nr;
+        } else {
+            let mut total = 0.0f64;
+            let mut c = 0;
+            while c < m {
+                let len = CHUNK.min(m - c);
+                chunk(at + c, len, len, &mut acc[..1]);
+                total += acc[0];
+                c += len;
+            }
+            out[r] = T::cst(total);
+            r += 1;
+        }
+    }
+}
+
+/// [`sums`] compiled for the instruction set `isa` (which the CPU has: it comes from
+/// [`Isa::detected`]).
+fn sums_dispatch<T: Real, B: Body<NI, 1>, const NI: usize>(
+    isa: Isa,
+    body: &B,
+    ins: &[&[T]; NI],
+    seg: usize,
+    vals: &mut [T],
+    acc: &mut [f64],
+) {
+    #[cfg(target_arch = "x86_64")]
+    match isa {
+        // SAFETY: `isa` is `Isa::detected()`, so the CPU has the features the loop needs.
+        Isa::Avx512 => return unsafe { sums_avx512(body, ins, seg, vals, acc) },
+        // SAFETY: as above.
+        Isa::Avx2Fma => return unsafe { sums_avx2(body, ins, seg, vals, acc) },
+        Isa::Portable => {}
+    }
+    let _ = isa;
+    sums::<T, Portable, B, NI>(body, ins, seg, vals, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn sums_avx512<T: Real, B: Body<NI, 1>, const NI: usize>(
+    body: &B,
+    ins: &[&[T]; NI],
+    seg: usize,
+    vals: &mut [T],
+    acc: &mut [f64],
+) {
+    sums::<T, Fma, B, NI>(body, ins, seg, vals, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn sums_avx2<T: Real, B: Body<NI, 1>, const NI: usize>(
+    body: &B,
+    ins: &[&[T]; NI],
+    seg: usize,
+    vals: &mut [T],
+    acc: &mut [f64],
+) {
+    sums::<T, Fma, B, NI>(body, ins, seg, vals, acc)
+}
+
+/// The values of `body` over one chunk into `vals`, then the sum of each run of `seg` of them
+/// into `acc` (as many runs as `acc` has room for).
+#[inline(always)]
+fn sums<T: Real, M: Mode, B: Body<NI, 1>, const NI: usize>(
+    body: &B,
+    ins: &[&[T]; NI],
+    seg: usize,
+    vals: &mut [T],
+    acc: &mut [f64],
+) {
+    let n = vals.len();
+    let ins: [&[T]; NI] = ins.map(|s| &s[..n]);
+    for (i, v) in vals.iter_mut().enumerate() {
+        let x: [T; NI] = std::array::from_fn(|j| ins[j][i]);
+        let [y] = body.eval::<T, M>(x);
+        *v = y;
+    }
+    for (a, row) in acc.iter_mut().zip(vals.chunks_exact(seg.max(1))) {
+        *a = sum_f64(row);
+    }
+}
+
+/// `Σ xs` in f64: [`SUM_LANES`] interleaved partial sums (a vector loop), then the lanes
+/// added pairwise and the remainder last.
+#[inline(always)]
+fn sum_f64<T: Real>(xs: &[T]) -> f64 {
+    let mut lanes = [0.0f64; SUM_LANES];
+    let mut it = xs.chunks_exact(SUM_LANES);
+    for c in &mut it {
+        for (l, x) in lanes.iter_mut().zip(c) {
+            *l += x.to_f64();
+        }
+    }
+    let mut w = SUM_LANES / 2;
+    while w > 0 {
+        for j in 0..w {
+            lanes[j] += lanes[j + w];
+        }
+        w /= 2;
+    }
+    it.remainder()
+        .iter()
+        .fold(lanes[0], |s, x| s + x.to_f64())
 }

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `lgamma`, `digamma`, `trigamma`, `log1p`, `expm1` | host kernel (`CustomOp1`) with backward | composed candle ops ([`composed`]) |
 //! | `softplus`, `sigmoid`, `normal_log_prob`, `normal_rsample`, `bernoulli_log_prob`, `kl_normal_normal` | fused vectorised kernel ([`fused`], f32/f64), one pass forward and backward | composed candle ops ([`composed`]) |
+//! | `normal_log_prob_sum`, `bernoulli_log_prob_sum`, `kl_normal_normal_sum` (summed over trailing event dims) | fused kernel with the sum inside (f64 accumulation), one-pass backward from the summed gradient | composed candle ops, then `sum` |
 //! | `xlogy` | composed | composed |
 //! | `diagonal` | composed | composed |
 //! | `cholesky`, `solve_triangular`, `solve_triangular_transposed` | host kernel (`CustomOp1/2`) with backward | composed candle ops ([`composed`]) |
@@ -21,7 +22,10 @@ mod kernel;
 mod linalg;
 mod special;
 
-pub use density::{bernoulli_log_prob, kl_normal_normal, normal_log_prob, normal_rsample};
+pub use density::{
+    bernoulli_log_prob, bernoulli_log_prob_sum, kl_normal_normal, kl_normal_normal_sum,
+    normal_log_prob, normal_log_prob_sum, normal_rsample,
+};
 #[allow(unused_imports)]
 pub(crate) use linalg::square_size;
 pub use linalg::{diagonal, is_positive_definite};

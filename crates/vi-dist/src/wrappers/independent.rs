@@ -5,10 +5,12 @@ use std::any::Any;
 use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
+use crate::bernoulli::Bernoulli;
 use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, value_batch_shape};
 use crate::error::{DistError, Result};
+use crate::normal::Normal;
 
 /// The rightmost `reinterpreted_batch_ndims` batch dims of `base` treated as one event:
 /// `log_prob` sums over them, as `torch.distributions.Independent`.
@@ -137,7 +139,19 @@ impl Distribution for Independent {
         // The event shape is checked here: the base alone would accept a value that only
         // broadcasts against the reinterpreted dims. The base checks the support.
         value_batch_shape(self, value)?;
-        sum_rightmost(&self.base.log_prob(value)?, self.reinterpreted)
+        // The hot families sum inside their fused op (CPU f32/f64; composed + sum elsewhere):
+        // no separate `sum` node, whose backward would build a full-shape gradient.
+        let k = self.reinterpreted;
+        if k > 0 {
+            let base = self.base.as_any();
+            if let Some(normal) = base.downcast_ref::<Normal>() {
+                return normal.log_prob_sum(value, k);
+            }
+            if let Some(bernoulli) = base.downcast_ref::<Bernoulli>() {
+                return bernoulli.log_prob_sum(value, k);
+            }
+        }
+        sum_rightmost(&self.base.log_prob(value)?, k)
     }
     fn entropy(&self) -> Result<Tensor> {
         sum_rightmost(&self.base.entropy()?, self.reinterpreted)
