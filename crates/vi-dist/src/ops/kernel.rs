@@ -472,7 +472,11 @@ fn sum_task<T: Real, B: Body<NI, 1>, const NI: usize>(
 ) {
     let rows = out.len();
     let rows_per_chunk = (CHUNK / m).max(1);
-    let cap = if m <= CHUNK { rows_per_chunk * m } else { CHUNK };
+    let cap = if m <= CHUNK {
+        rows_per_chunk * m
+    } else {
+        CHUNK
+    };
     let cap = cap.min(rows * m);
     let zero = T::cst(0.0);
     let mut bufs: [Vec<T>; NI] = srcs.each_ref().map(|s| match s {
@@ -606,7 +610,5 @@ fn sum_f64<T: Real>(xs: &[T]) -> f64 {
         }
         w /= 2;
     }
-    it.remainder()
-        .iter()
-        .fold(lanes[0], |s, x| s + x.to_f64())
+    it.remainder().iter().fold(lanes[0], |s, x| s + x.to_f64())
 }

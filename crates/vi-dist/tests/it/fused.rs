@@ -703,3 +703,448 @@ fn unsupported_inputs_fall_back() -> Res {
     assert!((y[0] - 0.974).abs() < 1e-2);
     Ok(())
 }
+
+// ---------- fused ops summed over trailing (event) dims ----------
+
+type SumFn = fn(&[&Tensor], usize) -> vi_dist::Result<Tensor>;
+
+/// A summing fused op and the elementwise composed op it sums.
+struct SumCase {
+    name: &'static str,
+    fused: SumFn,
+    composed: OpFn,
+    draws: Vec<fn(&mut ChaCha8Rng) -> f64>,
+}
+
+fn sum_cases() -> Vec<SumCase> {
+    vec![
+        SumCase {
+            name: "normal_log_prob_sum",
+            fused: |x, k| fused::normal_log_prob_sum(x[0], x[1], x[2], k),
+            composed: |x| composed::normal_log_prob(x[0], x[1], x[2]),
+            draws: vec![normal_draw, normal_draw, scale_draw],
+        },
+        SumCase {
+            name: "bernoulli_log_prob_sum",
+            fused: |x, k| fused::bernoulli_log_prob_sum(x[0], x[1], k),
+            composed: |x| composed::bernoulli_log_prob(x[0], x[1]),
+            draws: vec![bit_draw, logit_draw],
+        },
+        SumCase {
+            name: "kl_normal_normal_sum",
+            fused: |x, k| fused::kl_normal_normal_sum(x[0], x[1], x[2], x[3], k),
+            composed: |x| composed::kl_normal_normal(x[0], x[1], x[2], x[3]),
+            draws: vec![normal_draw, scale_draw, normal_draw, scale_draw],
+        },
+    ]
+}
+
+fn sum_last(t: Tensor, k: usize) -> Tensor {
+    (0..k).fold(t, |t, _| t.sum(candle_core::D::Minus1).unwrap())
+}
+
+/// Value and gradients of every leaf of `Σ w · y` for `y = op(views)` (`None`: no gradient).
+fn eval_with(
+    y: Tensor,
+    inputs: &[Input],
+    weights: Option<&Tensor>,
+) -> (Vec<f64>, Vec<usize>, Vec<Option<Vec<f64>>>) {
+    let loss = match weights {
+        Some(w) => y.broadcast_mul(w).unwrap().sum_all().unwrap(),
+        None => y.sum_all().unwrap(),
+    };
+    let grads = loss.backward().unwrap();
+    let g = inputs
+        .iter()
+        .map(|i| grads.get(i.leaf.as_tensor()).map(host))
+        .collect();
+    (host(&y), y.dims().to_vec(), g)
+}
+
+fn random_weights(rng: &mut ChaCha8Rng, shape: &[usize], dtype: DType) -> Tensor {
+    let n: usize = shape.iter().product();
+    let data: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    Tensor::from_vec(data, shape, &Device::Cpu)
+        .unwrap()
+        .to_dtype(dtype)
+        .unwrap()
+}
+
+/// Compare one summing op with the composed op then `sum`, values and every gradient.
+fn check_sum_case(
+    case: &SumCase,
+    inputs: &[Input],
+    k: usize,
+    w: Option<&Tensor>,
+    what: &str,
+    value_tol: vi_test::Tol,
+    grad_tol: &dyn Fn(usize) -> vi_test::Tol,
+) {
+    let views: Vec<&Tensor> = inputs.iter().map(|i| &i.view).collect();
+    let (fv, fs, fg) = eval_with((case.fused)(&views, k).unwrap(), inputs, w);
+    let (cv, cs, cg) = eval_with(sum_last((case.composed)(&views).unwrap(), k), inputs, w);
+    assert_eq!(fs, cs, "{what}: shapes");
+    assert_close(what, &fv, &cv, value_tol);
+    for (i, (a, b)) in fg.iter().zip(&cg).enumerate() {
+        let (Some(a), Some(b)) = (a, b) else {
+            panic!("{what}: input {i} has no gradient");
+        };
+        assert_close(&format!("{what} ∂{i}"), a, b, grad_tol(i));
+    }
+}
+
+fn summed_matches_composed(dtype: DType, seed: u64, rounds: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for case in sum_cases() {
+        for round in 0..rounds {
+            let k = 1 + round % 2;
+            let rank = rng.random_range(k..=3);
+            let shape: Vec<usize> = (0..rank).map(|_| rng.random_range(1..=5)).collect();
+            // the first input reaches the whole shape (so the sum has `rank - k` dims), the
+            // others any pattern
+            let full = [Pattern::Full, Pattern::Expanded, Pattern::Transposed];
+            let inputs: Vec<Input> = case
+                .draws
+                .iter()
+                .enumerate()
+                .map(|(i, d)| {
+                    let p = if i == 0 {
+                        full[rng.random_range(0..full.len())]
+                    } else {
+                        PATTERNS[rng.random_range(0..PATTERNS.len())]
+                    };
+                    input(&mut rng, &shape, p, d, dtype)
+                })
+                .collect();
+            let w = (round % 3 != 0).then(|| random_weights(&mut rng, &shape[..rank - k], dtype));
+            let what = format!(
+                "{} {dtype:?} round {round} shape {shape:?} k {k}",
+                case.name
+            );
+            check_sum_case(&case, &inputs, k, w.as_ref(), &what, tol(dtype), &|_| {
+                tol(dtype)
+            });
+        }
+    }
+}
+
+#[test]
+fn summed_matches_composed_f64() {
+    summed_matches_composed(DType::F64, 17, 60);
+}
+
+#[test]
+fn summed_matches_composed_f32() {
+    summed_matches_composed(DType::F32, 18, 60);
+}
+
+/// The VAE's shapes ([256, 784] past the threading threshold, [256, 50] below it), a row
+/// summed wider than one chunk ([3, 2500]), everything summed at once (k = rank), with
+/// broadcast rows, transposed inputs and the expanded constant prior, f64 and f32.
+#[test]
+fn summed_matches_composed_on_large_tensors() {
+    let mut rng = ChaCha8Rng::seed_from_u64(19);
+    let shapes: [(&[usize], usize); 5] = [
+        (&[256, 784], 1),
+        (&[256, 50], 1),
+        (&[3, 2500], 1),
+        (&[16, 4, 300], 2),
+        (&[256, 784], 2),
+    ];
+    for dtype in [DType::F64, DType::F32] {
+        for case in sum_cases() {
+            for (si, &(shape, k)) in shapes.iter().enumerate() {
+                let inputs: Vec<Input> = case
+                    .draws
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| {
+                        let p = [
+                            Pattern::Full,
+                            Pattern::Row,
+                            Pattern::Transposed,
+                            Pattern::Expanded,
+                        ][(i + si) % 4];
+                        input(&mut rng, shape, p, d, dtype)
+                    })
+                    .collect();
+                let patterns: Vec<usize> = (0..inputs.len()).map(|i| (i + si) % 4).collect();
+                let w = random_weights(&mut rng, &shape[..shape.len() - k], dtype);
+                let what = format!("{} {dtype:?} {shape:?} k {k}", case.name);
+                // f32 sums of up to 200 000 terms: the composed side sums in f32; a broadcast
+                // input's gradient sums many terms on both sides.
+                let f32_sum = vi_test::Tol {
+                    rtol: 1e-4,
+                    atol: 1e-2,
+                };
+                let value_tol = match dtype {
+                    DType::F64 => tol(dtype),
+                    _ => f32_sum,
+                };
+                let grad_tol = |i: usize| match (dtype, patterns[i]) {
+                    (DType::F32, 1 | 3) => vi_test::Tol {
+                        rtol: 1e-3,
+                        atol: 1e-3,
+                    },
+                    _ => tol(dtype),
+                };
+                check_sum_case(&case, &inputs, k, Some(&w), &what, value_tol, &grad_tol);
+            }
+        }
+    }
+}
+
+/// The f32 sums accumulate in f64: a sum of 200 704 terms matches the f64 sum of the same
+/// f32 terms to an f32 rounding, where a plain f32 running sum would drift.
+#[test]
+fn summed_f32_accumulates_in_f64() -> Res {
+    let cpu = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let n = 256 * 784;
+    let logits: Vec<f32> = (0..n).map(|_| rng.random_range(-8.0..8.0)).collect();
+    let bits: Vec<f32> = (0..n)
+        .map(|_| f32::from(u8::from(rng.random_bool(0.3))))
+        .collect();
+    let l = Tensor::from_vec(logits, (256, 784), &cpu)?;
+    let x = Tensor::from_vec(bits, (256, 784), &cpu)?;
+    let each: Vec<f64> = host(&fused::bernoulli_log_prob(&x, &l)?);
+    let exact: f64 = each.iter().sum();
+    let total = fused::bernoulli_log_prob_sum(&x, &l, 2)?.to_scalar::<f32>()?;
+    assert!(
+        (f64::from(total) - exact).abs() <= exact.abs() * 1e-7,
+        "{total} vs {exact}"
+    );
+    // `Independent(Bernoulli, 2)` and `Independent(Normal, 2)` take the summing op (candle's
+    // f32 `sum` of the same terms is off by 3e-7 relative here)
+    let d = vi_dist::Bernoulli::from_logits(&l)?.to_event(2)?;
+    let total = d.log_prob(&x)?.to_scalar::<f32>()?;
+    assert!(
+        (f64::from(total) - exact).abs() <= exact.abs() * 1e-7,
+        "Independent(Bernoulli): {total} vs {exact}"
+    );
+    let scale = l.abs()?.affine(1.0, 0.5)?;
+    let d = Normal::new(&x, &scale)?.to_event(2)?;
+    let exact: f64 = host(&fused::normal_log_prob(&l, &x, &scale)?).iter().sum();
+    let total = d.log_prob(&l)?.to_scalar::<f32>()?;
+    assert!(
+        (f64::from(total) - exact).abs() <= exact.abs() * 1e-7,
+        "Independent(Normal): {total} vs {exact}"
+    );
+    Ok(())
+}
+
+/// Every summing backward against central finite differences of its forward (f64), k = 1
+/// and 2, with broadcast inputs.
+#[test]
+fn summed_backward_matches_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(29);
+    for case in sum_cases() {
+        for k in [1usize, 2] {
+            let shape = [2usize, 3, 2];
+            let leaf_shapes: Vec<Vec<usize>> = (0..case.draws.len())
+                .map(|i| match i % 3 {
+                    0 => shape.to_vec(),
+                    1 => vec![3, 1],
+                    _ => vec![2],
+                })
+                .collect();
+            let base: Vec<Vec<f64>> = leaf_shapes
+                .iter()
+                .zip(&case.draws)
+                .map(|(s, d)| (0..s.iter().product()).map(|_| d(&mut rng)).collect())
+                .collect();
+            let w = random_weights(&mut rng, &shape[..shape.len() - k], DType::F64);
+            let run = |vals: &[Vec<f64>], track: bool| {
+                let vars: Vec<Var> = vals
+                    .iter()
+                    .zip(&leaf_shapes)
+                    .map(|(v, s)| {
+                        Var::from_tensor(
+                            &Tensor::from_vec(v.clone(), s.as_slice(), &Device::Cpu).unwrap(),
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                let ts: Vec<Tensor> = vars
+                    .iter()
+                    .map(|v| {
+                        let t = if track {
+                            v.as_tensor().clone()
+                        } else {
+                            v.as_tensor().detach()
+                        };
+                        t.broadcast_as(&shape[..]).unwrap()
+                    })
+                    .collect();
+                let refs: Vec<&Tensor> = ts.iter().collect();
+                let loss = (case.fused)(&refs, k)
+                    .unwrap()
+                    .broadcast_mul(&w)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
+                (loss, vars)
+            };
+            let (loss, vars) = run(&base, true);
+            let grads = loss.backward().unwrap();
+            for (j, var) in vars.iter().enumerate() {
+                let g = host(grads.get(var.as_tensor()).expect("gradient"));
+                let fd = vi_test::finite_difference(&base[j], 1e-6, |x| {
+                    let mut vals = base.clone();
+                    vals[j] = x.to_vec();
+                    run(&vals, false).0.to_scalar::<f64>().unwrap()
+                });
+                for (a, b) in g.iter().zip(&fd) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                        "{} k {k} ∂{j}: autograd {a}, finite difference {b}",
+                        case.name
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Summing ops: untracked inputs get no gradient, tracked ones theirs (the VAE's likelihood
+/// and KL against the constant prior), all four KL parameters tracked, and `dims` beyond the
+/// rank is an error on both paths.
+#[test]
+fn summed_gradients_and_errors() -> Res {
+    let cpu = Device::Cpu;
+    let data = Tensor::new(&[[1.0f32, 0.0, 1.0]], &cpu)?;
+    let logits = Var::new(&[[0.5f32, -2.0, 3.0]], &cpu)?;
+    let g = fused::bernoulli_log_prob_sum(&data, logits.as_tensor(), 1)?
+        .sum_all()?
+        .backward()?;
+    assert!(g.get(&data).is_none());
+    assert!(g.get(logits.as_tensor()).is_some());
+
+    let (mp, sp) = (
+        Var::new(&[[0.5f64, -1.0]], &cpu)?,
+        Var::new(&[[0.7f64, 1.3]], &cpu)?,
+    );
+    let (mq, sq) = (
+        Tensor::zeros(2, DType::F64, &cpu)?,
+        Tensor::ones(2, DType::F64, &cpu)?,
+    );
+    let g = fused::kl_normal_normal_sum(mp.as_tensor(), sp.as_tensor(), &mq, &sq, 1)?
+        .sum_all()?
+        .backward()?;
+    assert!(g.get(&mq).is_none() && g.get(&sq).is_none());
+    assert!(g.get(mp.as_tensor()).is_some() && g.get(sp.as_tensor()).is_some());
+
+    let vars: Vec<Var> = [[0.5f64, -1.0], [0.7, 1.3], [0.1, 0.4], [1.5, 0.2]]
+        .iter()
+        .map(|v| Var::new(v, &cpu).unwrap())
+        .collect();
+    let ts: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+    let a = fused::kl_normal_normal_sum(ts[0], ts[1], ts[2], ts[3], 1)?;
+    let b = composed::kl_normal_normal(ts[0], ts[1], ts[2], ts[3])?.sum_all()?;
+    assert_eq!(a.dims(), &[] as &[usize]);
+    assert_close("kl sum", &host(&a), &host(&b), tol(DType::F64));
+    let (ga, gb) = (a.backward()?, b.backward()?);
+    for t in ts {
+        let (x, y) = (ga.get(t).expect("fused grad"), gb.get(t).expect("grad"));
+        assert_close("kl sum grad", &host(x), &host(y), tol(DType::F64));
+    }
+
+    let v = Tensor::zeros((2, 3), DType::F32, &cpu)?;
+    let one = Tensor::ones((), DType::F32, &cpu)?;
+    assert!(fused::normal_log_prob_sum(&v, &one, &one, 3).is_err());
+    assert!(vi_dist::ops::normal_log_prob_sum(&v, &one, &one, 3).is_err());
+    let h = v.to_dtype(DType::BF16)?;
+    let hone = one.to_dtype(DType::BF16)?;
+    assert!(vi_dist::ops::normal_log_prob_sum(&h, &hone, &hone, 3).is_err());
+    // the composed fallback (bf16) sums too
+    let lp = vi_dist::ops::normal_log_prob_sum(&h, &hone, &hone, 1)?.to_dtype(DType::F32)?;
+    assert_eq!(lp.dims(), &[2]);
+    // an empty event sums to 0
+    let e = Tensor::zeros((2, 0), DType::F64, &cpu)?;
+    let z = fused::normal_log_prob_sum(&e, &e, &e, 1)?;
+    assert_eq!(host(&z), vec![0.0, 0.0]);
+    Ok(())
+}
+
+/// `Independent(Normal | Bernoulli, k).log_prob` (the summing ops) against the base's
+/// `log_prob` summed, with sample dims on the value and broadcast parameters, values and
+/// gradients; its shape and support errors are unchanged.
+#[test]
+fn independent_log_prob_sums_in_the_op() -> Res {
+    use vi_dist::{Bernoulli, DistError};
+    let cpu = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    for dtype in [DType::F64, DType::F32] {
+        for k in [1usize, 2] {
+            let loc = input(&mut rng, &[3, 4], Pattern::Full, &normal_draw, dtype);
+            let scale = input(&mut rng, &[4], Pattern::Full, &scale_draw, dtype);
+            let v = input(&mut rng, &[2, 3, 4], Pattern::Full, &normal_draw, dtype);
+            let d = Normal::new(&loc.view, &scale.view)?;
+            let ins = [v, loc, scale];
+            let ind = d.clone().to_event(k)?;
+            let (a, sa, ga) = eval_with(ind.log_prob(&ins[0].view)?, &ins, None);
+            let (b, sb, gb) = eval_with(sum_last(d.log_prob(&ins[0].view)?, k), &ins, None);
+            assert_eq!(sa, sb);
+            assert_close("Independent(Normal)", &a, &b, tol(dtype));
+            for (x, y) in ga.iter().zip(&gb) {
+                assert_close(
+                    "Independent(Normal) grad",
+                    x.as_ref().expect("grad"),
+                    y.as_ref().expect("grad"),
+                    tol(dtype),
+                );
+            }
+
+            let logits = input(&mut rng, &[3, 4], Pattern::Expanded, &logit_draw, dtype);
+            let x = input(&mut rng, &[3, 4], Pattern::Full, &bit_draw, dtype);
+            let bern = Bernoulli::from_logits(&logits.view)?;
+            let ind = bern.clone().to_event(k)?;
+            let xv = x.view.detach();
+            let ins = [logits];
+            let (a, sa, ga) = eval_with(ind.log_prob(&xv)?, &ins, None);
+            let (b, sb, gb) = eval_with(sum_last(bern.log_prob(&xv)?, k), &ins, None);
+            assert_eq!(sa, sb);
+            assert_close("Independent(Bernoulli)", &a, &b, tol(dtype));
+            assert_close(
+                "Independent(Bernoulli) grad",
+                ga[0].as_ref().expect("grad"),
+                gb[0].as_ref().expect("grad"),
+                tol(dtype),
+            );
+            // integer values are accepted as by the base
+            let xi = xv.to_dtype(DType::U8)?;
+            assert_close(
+                "Independent(Bernoulli) u8",
+                &host(&ind.log_prob(&xi)?),
+                &a,
+                tol(dtype),
+            );
+        }
+        // errors: the event shape, then the base's support (validation on)
+        let d = Normal::new(
+            &Tensor::zeros((3, 4), dtype, &cpu)?,
+            &Tensor::ones((3, 4), dtype, &cpu)?,
+        )?
+        .to_event(1)?;
+        let bad = Tensor::zeros((3, 5), dtype, &cpu)?;
+        assert!(matches!(
+            d.log_prob(&bad),
+            Err(DistError::ValueShape { .. })
+        ));
+        let b =
+            vi_dist::Bernoulli::from_logits(&Tensor::zeros((3, 4), dtype, &cpu)?)?.to_event(2)?;
+        let half = Tensor::full(0.5f64, (3, 4), &cpu)?.to_dtype(dtype)?;
+        let r = vi_dist::with_validation(true, || b.log_prob(&half));
+        assert!(matches!(r, Err(DistError::ValueSupport { .. })));
+        let other = Tensor::zeros((3, 4), DType::U32, &cpu)?.to_dtype(if dtype == DType::F32 {
+            DType::F64
+        } else {
+            DType::F32
+        })?;
+        assert!(matches!(
+            d.log_prob(&other),
+            Err(DistError::ValueKind { .. })
+        ));
+    }
+    Ok(())
+}

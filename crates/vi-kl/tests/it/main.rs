@@ -3,6 +3,7 @@
 mod bounded_discrete;
 mod conformance;
 mod docs_table;
+mod fused_independent;
 mod gamma_family;
 mod location_scale;
 mod monte_carlo;
