@@ -1,10 +1,11 @@
 //! `Normal` log_prob and rsample on [256, 50] against the same expressions in plain candle;
 //! the fused CPU kernels (`vi_dist::ops::fused`) against their composed candle twins
-//! (`vi_dist::ops::composed`), forward + backward, on the VAE's shapes [256, 784] and [256, 50].
+//! (`vi_dist::ops::composed`), forward + backward, on the VAE's shapes [256, 784] and [256, 50];
+//! and the summing fused ops (`Independent(.., 1)`) against the fused op then candle's `sum`.
 
 use std::f64::consts::PI;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{D, DType, Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use vi_dist::ops::{composed, fused};
@@ -130,11 +131,39 @@ fn fused_vs_composed(c: &mut Criterion) {
                 vec![&loc, &scale, &zero, &one],
             ),
         ];
+        // `Independent(.., 1).log_prob` and the Independent KL: the fused op summing over the
+        // event dim inside (`sum`), against the fused op then candle's `sum` (`then_sum`).
+        let summed: [(&str, Op, Op, Vec<&Tensor>); 3] = [
+            (
+                "bernoulli_log_prob_event",
+                |t| fused::bernoulli_log_prob_sum(t[0], t[1], 1),
+                |t| Ok(fused::bernoulli_log_prob(t[0], t[1])?.sum(D::Minus1)?),
+                vec![&data, &x],
+            ),
+            (
+                "normal_log_prob_event",
+                |t| fused::normal_log_prob_sum(t[0], t[1], t[2], 1),
+                |t| Ok(fused::normal_log_prob(t[0], t[1], t[2])?.sum(D::Minus1)?),
+                vec![&x, &loc, &scale],
+            ),
+            (
+                "kl_normal_normal_prior_event",
+                |t| fused::kl_normal_normal_sum(t[0], t[1], t[2], t[3], 1),
+                |t| Ok(fused::kl_normal_normal(t[0], t[1], t[2], t[3])?.sum(D::Minus1)?),
+                vec![&loc, &scale, &zero, &one],
+            ),
+        ];
         let mut g = c.benchmark_group(format!("fwd_bwd_{rows}x{cols}"));
         for (name, f, comp, inputs) in &cases {
             g.bench_function(format!("{name}/fused"), |b| b.iter(|| fwd_bwd(*f, inputs)));
             g.bench_function(format!("{name}/composed"), |b| {
                 b.iter(|| fwd_bwd(*comp, inputs))
+            });
+        }
+        for (name, f, then_sum, inputs) in &summed {
+            g.bench_function(format!("{name}/sum"), |b| b.iter(|| fwd_bwd(*f, inputs)));
+            g.bench_function(format!("{name}/then_sum"), |b| {
+                b.iter(|| fwd_bwd(*then_sum, inputs))
             });
         }
         g.finish();
