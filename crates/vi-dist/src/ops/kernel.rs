@@ -44,6 +44,8 @@ pub(crate) trait Real:
     fn cst(x: f64) -> Self;
     /// The value as f64 (exact).
     fn to_f64(self) -> f64;
+    /// `xs` as f32s, if that is what they are (for the f32-only vector sums).
+    fn as_f32s(xs: &[Self]) -> Option<&[f32]>;
     /// `ln x`.
     fn ln<M: Mode>(self) -> Self;
     /// `ln(1 + eˣ)`.
@@ -66,6 +68,10 @@ impl Real for f32 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         f64::from(self)
+    }
+    #[inline(always)]
+    fn as_f32s(xs: &[Self]) -> Option<&[f32]> {
+        Some(xs)
     }
     #[inline(always)]
     fn ln<M: Mode>(self) -> Self {
@@ -102,6 +108,10 @@ impl Real for f64 {
     #[inline(always)]
     fn to_f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn as_f32s(_: &[Self]) -> Option<&[f32]> {
+        None
     }
     #[inline(always)]
     fn ln<M: Mode>(self) -> Self {
@@ -460,8 +470,41 @@ pub(crate) fn run_sum<T: Real, B: Body<NI, 1>, const NI: usize>(
     out
 }
 
-/// One task of [`run_sum`]: rows `row0 .. row0 + out.len()`. A chunk holds whole rows when a
-/// row fits in [`CHUNK`] elements, else one piece of a row (its sums added up in f64).
+/// The running sums of one task of [`run_sum`]: values arrive in order, `m` to a row, and
+/// each full row's f64 sum is written to `out`.
+struct RowSums<'a, T> {
+    out: &'a mut [T],
+    m: usize,
+    row: usize,
+    in_row: usize,
+    acc: f64,
+}
+
+impl<T: Real> RowSums<'_, T> {
+    /// Add the next values (they may end or start rows anywhere), each run summed by `sum`.
+    #[inline(always)]
+    fn add(&mut self, mut vals: &[T], sum: impl Fn(&[T]) -> f64) {
+        while !vals.is_empty() {
+            let take = (self.m - self.in_row).min(vals.len());
+            let (now, rest) = vals.split_at(take);
+            self.acc += sum(now);
+            self.in_row += take;
+            if self.in_row == self.m {
+                if let Some(o) = self.out.get_mut(self.row) {
+                    *o = T::cst(self.acc);
+                }
+                self.row += 1;
+                self.in_row = 0;
+                self.acc = 0.0;
+            }
+            vals = rest;
+        }
+    }
+}
+
+/// One task of [`run_sum`]: rows `row0 .. row0 + out.len()`, in chunks of [`CHUNK`] values
+/// that need not follow row boundaries (so the vector loop runs over whole chunks, not over
+/// rows that leave a scalar remainder each).
 fn sum_task<T: Real, B: Body<NI, 1>, const NI: usize>(
     isa: Isa,
     body: &B,
@@ -470,80 +513,61 @@ fn sum_task<T: Real, B: Body<NI, 1>, const NI: usize>(
     m: usize,
     out: &mut [T],
 ) {
-    let rows = out.len();
-    let rows_per_chunk = (CHUNK / m).max(1);
-    let cap = if m <= CHUNK {
-        rows_per_chunk * m
-    } else {
-        CHUNK
-    };
-    let cap = cap.min(rows * m);
+    let len = out.len() * m;
+    let start = row0 * m;
+    let chunk = CHUNK.min(len);
     let zero = T::cst(0.0);
     let mut bufs: [Vec<T>; NI] = srcs.each_ref().map(|s| match s {
         Src::Contig(_) => Vec::new(),
-        Src::Scalar(v) => vec![*v; cap],
-        Src::Strided(_) => vec![zero; cap],
+        Src::Scalar(v) => vec![*v; chunk],
+        Src::Strided(_) => vec![zero; chunk],
     });
-    let mut vals = vec![zero; cap];
-    let mut acc = vec![0.0f64; rows_per_chunk];
-    // The sums of `len` values from output position `at`, `seg` values each, into `acc`.
-    let mut chunk = |at: usize, len: usize, seg: usize, acc: &mut [f64]| {
+    let mut vals = vec![zero; chunk];
+    let mut rows = RowSums {
+        out,
+        m,
+        row: 0,
+        in_row: 0,
+        acc: 0.0,
+    };
+    let mut c0 = 0;
+    while c0 < len {
+        let n = chunk.min(len - c0);
+        let at = start + c0;
         for (src, buf) in srcs.iter().zip(bufs.iter_mut()) {
             if let Src::Strided(s) = src {
-                s.gather(at, &mut buf[..len]);
+                s.gather(at, &mut buf[..n]);
             }
         }
         let ins: [&[T]; NI] = std::array::from_fn(|j| match &srcs[j] {
-            Src::Contig(s) => &s[at..at + len],
-            _ => &bufs[j][..len],
+            Src::Contig(s) => &s[at..at + n],
+            _ => &bufs[j][..n],
         });
-        sums_dispatch(isa, body, &ins, seg, &mut vals[..len], acc);
-    };
-    let mut r = 0;
-    while r < rows {
-        let at = (row0 + r) * m;
-        if m <= CHUNK {
-            let nr = rows_per_chunk.min(rows - r);
-            chunk(at, nr * m, m, &mut acc[..nr]);
-            for (o, a) in out[r..r + nr].iter_mut().zip(&acc) {
-                *o = T::cst(*a);
-            }
-            r += nr;
-        } else {
-            let mut total = 0.0f64;
-            let mut c = 0;
-            while c < m {
-                let len = CHUNK.min(m - c);
-                chunk(at + c, len, len, &mut acc[..1]);
-                total += acc[0];
-                c += len;
-            }
-            out[r] = T::cst(total);
-            r += 1;
-        }
+        sums_dispatch(isa, body, &ins, &mut vals[..n], &mut rows);
+        c0 += n;
     }
 }
 
-/// [`sums`] compiled for the instruction set `isa` (which the CPU has: it comes from
-/// [`Isa::detected`]).
+/// The values of one chunk ([`values`]) added to the row sums, compiled for the instruction
+/// set `isa` (which the CPU has: it comes from [`Isa::detected`]).
 fn sums_dispatch<T: Real, B: Body<NI, 1>, const NI: usize>(
     isa: Isa,
     body: &B,
     ins: &[&[T]; NI],
-    seg: usize,
     vals: &mut [T],
-    acc: &mut [f64],
+    rows: &mut RowSums<'_, T>,
 ) {
     #[cfg(target_arch = "x86_64")]
     match isa {
         // SAFETY: `isa` is `Isa::detected()`, so the CPU has the features the loop needs.
-        Isa::Avx512 => return unsafe { sums_avx512(body, ins, seg, vals, acc) },
+        Isa::Avx512 => return unsafe { sums_avx512(body, ins, vals, rows) },
         // SAFETY: as above.
-        Isa::Avx2Fma => return unsafe { sums_avx2(body, ins, seg, vals, acc) },
+        Isa::Avx2Fma => return unsafe { sums_avx2(body, ins, vals, rows) },
         Isa::Portable => {}
     }
     let _ = isa;
-    sums::<T, Portable, B, NI>(body, ins, seg, vals, acc)
+    values::<T, Portable, B, NI>(body, ins, vals);
+    rows.add(vals, sum_f64);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -551,11 +575,38 @@ fn sums_dispatch<T: Real, B: Body<NI, 1>, const NI: usize>(
 fn sums_avx512<T: Real, B: Body<NI, 1>, const NI: usize>(
     body: &B,
     ins: &[&[T]; NI],
-    seg: usize,
     vals: &mut [T],
-    acc: &mut [f64],
+    rows: &mut RowSums<'_, T>,
 ) {
-    sums::<T, Fma, B, NI>(body, ins, seg, vals, acc)
+    values::<T, Fma, B, NI>(body, ins, vals);
+    rows.add(vals, |xs| match T::as_f32s(xs) {
+        Some(f) => sum_f32_avx512(f),
+        None => sum_f64(xs),
+    });
+}
+
+/// `Σ xs` in f64 for f32 `xs` with AVX-512: eight f32s at a time widened to f64 into four
+/// independent vector accumulators, which are then added together, the tail last.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn sum_f32_avx512(xs: &[f32]) -> f64 {
+    use std::arch::x86_64::{
+        _mm256_loadu_ps, _mm512_add_pd, _mm512_cvtps_pd, _mm512_reduce_add_pd, _mm512_setzero_pd,
+    };
+    let mut acc = [_mm512_setzero_pd(); 4];
+    let mut it = xs.chunks_exact(32);
+    for c in &mut it {
+        for (k, a) in acc.iter_mut().enumerate() {
+            // SAFETY: `c` holds 32 f32s, so `c[8k .. 8k + 8]` is in bounds (k < 4); the load
+            // is unaligned.
+            let v = unsafe { _mm256_loadu_ps(c.as_ptr().add(8 * k)) };
+            *a = _mm512_add_pd(*a, _mm512_cvtps_pd(v));
+        }
+    }
+    let total = _mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3]));
+    it.remainder()
+        .iter()
+        .fold(_mm512_reduce_add_pd(total), |s, &x| s + f64::from(x))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -563,32 +614,29 @@ fn sums_avx512<T: Real, B: Body<NI, 1>, const NI: usize>(
 fn sums_avx2<T: Real, B: Body<NI, 1>, const NI: usize>(
     body: &B,
     ins: &[&[T]; NI],
-    seg: usize,
     vals: &mut [T],
-    acc: &mut [f64],
+    rows: &mut RowSums<'_, T>,
 ) {
-    sums::<T, Fma, B, NI>(body, ins, seg, vals, acc)
+    values::<T, Fma, B, NI>(body, ins, vals);
+    rows.add(vals, sum_f64);
 }
 
-/// The values of `body` over one chunk into `vals`, then the sum of each run of `seg` of them
-/// into `acc` (as many runs as `acc` has room for).
+/// The values of `body` over one chunk into `vals`.
 #[inline(always)]
-fn sums<T: Real, M: Mode, B: Body<NI, 1>, const NI: usize>(
+fn values<T: Real, M: Mode, B: Body<NI, 1>, const NI: usize>(
     body: &B,
     ins: &[&[T]; NI],
-    seg: usize,
     vals: &mut [T],
-    acc: &mut [f64],
 ) {
     let n = vals.len();
+    // Equal lengths, known to the optimiser, and an index loop (as in `lanes`): no bounds
+    // checks, and no scalar tail for a chunk whose length is a multiple of the vector width.
     let ins: [&[T]; NI] = ins.map(|s| &s[..n]);
-    for (i, v) in vals.iter_mut().enumerate() {
+    let out = &mut vals[..n];
+    for i in 0..n {
         let x: [T; NI] = std::array::from_fn(|j| ins[j][i]);
         let [y] = body.eval::<T, M>(x);
-        *v = y;
-    }
-    for (a, row) in acc.iter_mut().zip(vals.chunks_exact(seg.max(1))) {
-        *a = sum_f64(row);
+        out[i] = y;
     }
 }
 
