@@ -17,6 +17,10 @@ use crate::normal::Normal;
 ///
 /// Nested wrappers collapse: `Independent(Independent(d, m), n)` is `Independent(d, m + n)`.
 ///
+/// For a `Normal` or `Bernoulli` base, `log_prob` is one op that sums over the event dims
+/// itself ([`crate::ops::normal_log_prob_sum`], [`crate::ops::bernoulli_log_prob_sum`]: fused
+/// on the CPU, f64 accumulation); other bases sum their `log_prob` with candle's `sum`.
+///
 /// ```
 /// use candle_core::{Device, Tensor, DType};
 /// use vi_dist::{Distribution, Normal};
