@@ -267,6 +267,39 @@ impl<T: Real> Strided<'_, T> {
 /// The output slices of one task (`None`: an output not wanted).
 type Slots<'a, T, const NO: usize> = [Option<&'a mut [MaybeUninit<T>]>; NO];
 
+/// A task's view of its inputs, one chunk at a time: contiguous inputs are sliced in place,
+/// a scalar is filled into a buffer once, other layouts are gathered into a buffer per chunk.
+struct Staged<T, const NI: usize> {
+    bufs: [Vec<T>; NI],
+}
+
+impl<T: Real, const NI: usize> Staged<T, NI> {
+    /// Buffers of `chunk` elements for the inputs that need one.
+    fn new(srcs: &[Src<'_, T>; NI], chunk: usize) -> Self {
+        Self {
+            bufs: srcs.each_ref().map(|s| match s {
+                Src::Contig(_) => Vec::new(),
+                Src::Scalar(v) => vec![*v; chunk],
+                Src::Strided(_) => vec![T::cst(0.0); chunk],
+            }),
+        }
+    }
+
+    /// The inputs at output positions `at .. at + m` (`m` at most the chunk).
+    fn chunk<'s>(&'s mut self, srcs: &'s [Src<'_, T>; NI], at: usize, m: usize) -> [&'s [T]; NI] {
+        for (src, buf) in srcs.iter().zip(self.bufs.iter_mut()) {
+            if let Src::Strided(s) = src {
+                s.gather(at, &mut buf[..m]);
+            }
+        }
+        let bufs = &self.bufs;
+        std::array::from_fn(|j| match &srcs[j] {
+            Src::Contig(s) => &s[at..at + m],
+            _ => &bufs[j][..m],
+        })
+    }
+}
+
 /// Run `body` over `n` elements of `srcs`, writing the outputs flagged in `want` one after the
 /// other into one buffer (`want.count() · n` elements); outputs not wanted are computed into
 /// scratch and dropped (cheaper than a loop per subset of outputs).
@@ -333,12 +366,7 @@ fn run_task<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
 ) {
     let len = slots.iter().flatten().map(|s| s.len()).next().unwrap_or(0);
     let chunk = CHUNK.min(len);
-    let zero = T::cst(0.0);
-    let mut bufs: [Vec<T>; NI] = srcs.each_ref().map(|s| match s {
-        Src::Contig(_) => Vec::new(),
-        Src::Scalar(v) => vec![*v; chunk],
-        Src::Strided(_) => vec![zero; chunk],
-    });
+    let mut staged = Staged::new(srcs, chunk);
     let mut scratch: [Vec<MaybeUninit<T>>; NO] = slots.each_ref().map(|s| {
         if s.is_some() {
             Vec::new()
@@ -350,15 +378,7 @@ fn run_task<T: Real, B: Body<NI, NO>, const NI: usize, const NO: usize>(
     while c0 < len {
         let m = chunk.min(len - c0);
         let at = start + c0;
-        for (src, buf) in srcs.iter().zip(bufs.iter_mut()) {
-            if let Src::Strided(s) = src {
-                s.gather(at, &mut buf[..m]);
-            }
-        }
-        let ins: [&[T]; NI] = std::array::from_fn(|j| match &srcs[j] {
-            Src::Contig(s) => &s[at..at + m],
-            _ => &bufs[j][..m],
-        });
+        let ins = staged.chunk(srcs, at, m);
         let mut scr = scratch.iter_mut();
         let mut outs: [&mut [MaybeUninit<T>]; NO] = slots.each_mut().map(|slot| {
             let spare = scr.next();
@@ -517,11 +537,7 @@ fn sum_task<T: Real, B: Body<NI, 1>, const NI: usize>(
     let start = row0 * m;
     let chunk = CHUNK.min(len);
     let zero = T::cst(0.0);
-    let mut bufs: [Vec<T>; NI] = srcs.each_ref().map(|s| match s {
-        Src::Contig(_) => Vec::new(),
-        Src::Scalar(v) => vec![*v; chunk],
-        Src::Strided(_) => vec![zero; chunk],
-    });
+    let mut staged = Staged::new(srcs, chunk);
     let mut vals = vec![zero; chunk];
     let mut rows = RowSums {
         out,
@@ -534,15 +550,7 @@ fn sum_task<T: Real, B: Body<NI, 1>, const NI: usize>(
     while c0 < len {
         let n = chunk.min(len - c0);
         let at = start + c0;
-        for (src, buf) in srcs.iter().zip(bufs.iter_mut()) {
-            if let Src::Strided(s) = src {
-                s.gather(at, &mut buf[..n]);
-            }
-        }
-        let ins: [&[T]; NI] = std::array::from_fn(|j| match &srcs[j] {
-            Src::Contig(s) => &s[at..at + n],
-            _ => &bufs[j][..n],
-        });
+        let ins = staged.chunk(srcs, at, n);
         sums_dispatch(isa, body, &ins, &mut vals[..n], &mut rows);
         c0 += n;
     }
