@@ -8,8 +8,10 @@
 //! the median of each. On a busy machine the figures still move by several percent from
 //! run to run: give it more steps.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Instant;
 
 use vi_infer::candle::{Device, Tensor};
@@ -127,14 +129,14 @@ type Step = Box<dyn FnMut() -> vi_infer::Result<f64>>;
 pub struct Pair {
     svi: Step,
     plain: PlainVae,
-    x: Tensor,
+    x: Rc<RefCell<Tensor>>,
 }
 
 impl fmt::Debug for Pair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pair")
             .field("plain", &self.plain)
-            .field("x", &self.x.shape())
+            .field("x", &self.x.borrow().shape())
             .finish_non_exhaustive()
     }
 }
@@ -182,10 +184,11 @@ impl Pair {
         let mut store = ParamStore::new(x.device(), x.dtype());
         let vae = Vae::new(&mut store, sizes, seed)?;
         let plain = PlainVae::from_store(&store, sizes, LR, seed)?;
+        let x = Rc::new(RefCell::new(x));
         let (vae_m, x_m) = (vae.clone(), x.clone());
-        let model = move |ctx: &mut Ctx<'_>| vae_m.model(ctx, &x_m);
+        let model = move |ctx: &mut Ctx<'_>| vae_m.model(ctx, &x_m.borrow());
         let x_g = x.clone();
-        let guide = move |ctx: &mut Ctx<'_>| vae.guide(ctx, &x_g);
+        let guide = move |ctx: &mut Ctx<'_>| vae.guide(ctx, &x_g.borrow());
         let adam = Adam::empty(AdamOptions {
             lr: LR,
             ..Default::default()
@@ -208,7 +211,14 @@ impl Pair {
 
     /// One plain-candle step; its loss.
     pub fn plain_step(&mut self) -> vi_infer::Result<f64> {
-        self.plain.step(&self.x)
+        let x = self.x.borrow().clone();
+        self.plain.step(&x)
+    }
+
+    /// Makes `x` (`[batch, 784]`, the dtype and device of the first) the batch of both sides'
+    /// next steps.
+    pub fn set_batch(&mut self, x: Tensor) {
+        *self.x.borrow_mut() = x;
     }
 }
 
@@ -256,6 +266,87 @@ fn run_unvalidated(config: &BenchConfig) -> Result<BenchReport, BenchError> {
     })
 }
 
+/// The seconds of one pass over the training set of each side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EpochReport {
+    /// The sum of the `Svi::step` times over the epoch's batches.
+    pub svi_epoch_s: f64,
+    /// The sum of the plain-candle step times over the same batches.
+    pub plain_candle_epoch_s: f64,
+    /// The number of steps (batches) in the epoch.
+    pub steps: usize,
+}
+
+impl fmt::Display for EpochReport {
+    /// `svi_epoch_s=A plain_candle_epoch_s=B ratio=R steps=N`.
+    ///
+    /// ```
+    /// let r = vae::bench::EpochReport { svi_epoch_s: 6.0, plain_candle_epoch_s: 6.0, steps: 235 };
+    /// assert_eq!(r.to_string(), "svi_epoch_s=6.000 plain_candle_epoch_s=6.000 ratio=1.000 steps=235");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "svi_epoch_s={:.3} plain_candle_epoch_s={:.3} ratio={:.3} steps={}",
+            self.svi_epoch_s,
+            self.plain_candle_epoch_s,
+            self.svi_epoch_s / self.plain_candle_epoch_s,
+            self.steps
+        )
+    }
+}
+
+/// One epoch of each side over the whole training set of `config.data_dir`, in batches of
+/// `config.batch` in file order (a last partial batch included), after `config.warmup`
+/// untimed steps on the first batch: the SVI step and the plain step on each batch in turn,
+/// which one goes first alternating, each step timed on its own. `config.steps` is not used.
+/// Value validation is off while it runs.
+///
+/// ```no_run
+/// let config = vae::bench::BenchConfig { data_dir: "data/mnist".into(), ..Default::default() };
+/// println!("{}", vae::bench::run_epoch(&config)?);
+/// # Ok::<(), vae::bench::BenchError>(())
+/// ```
+pub fn run_epoch(config: &BenchConfig) -> Result<EpochReport, BenchError> {
+    vi_infer::dist::with_validation(false, || {
+        let train = data::load_split(&config.data_dir, "train", &config.device)?;
+        let n = train.len();
+        if config.batch == 0 || n == 0 {
+            return Err(BenchError::Config(format!(
+                "batch {} with {n} training images in {}",
+                config.batch,
+                config.data_dir.display()
+            )));
+        }
+        let first = train.images.narrow(0, 0, config.batch.min(n))?;
+        let mut pair = Pair::from_batch(first, config.sizes, config.seed)?;
+        for _ in 0..config.warmup {
+            pair.svi_step()?;
+            pair.plain_step()?;
+        }
+        let (mut svi, mut plain, mut steps) = (0.0, 0.0, 0);
+        for (k, start) in (0..n).step_by(config.batch).enumerate() {
+            pair.set_batch(train.images.narrow(0, start, config.batch.min(n - start))?);
+            for side in 0..2 {
+                let t = Instant::now();
+                if (side == 0) == (k % 2 == 0) {
+                    pair.svi_step()?;
+                    svi += t.elapsed().as_secs_f64();
+                } else {
+                    pair.plain_step()?;
+                    plain += t.elapsed().as_secs_f64();
+                }
+            }
+            steps += 1;
+        }
+        Ok(EpochReport {
+            svi_epoch_s: svi,
+            plain_candle_epoch_s: plain,
+            steps,
+        })
+    })
+}
+
 /// The median (the mean of the middle two for an even count); 0 for none.
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -285,7 +376,7 @@ mod tests {
                 losses.push((pair.svi_step().unwrap(), pair.plain_step().unwrap()));
             }
             // Another seed draws other ε: the comparison can tell.
-            let x = pair.x.clone();
+            let x = pair.x.borrow().clone();
             let mut other = Pair::from_batch(x, config.sizes, config.seed + 1).unwrap();
             let different = other.plain_step().unwrap();
             (losses, different)
