@@ -19,7 +19,11 @@ use crate::trace::Trace;
 /// log-likelihood (observed), with the two traces.
 ///
 /// This is how a user inspects the KL of each latent site:
-/// `report.site("z").unwrap().sum_f64()?`.
+/// `report.site("z").unwrap().sum_f64()?`. The terms are computed before the optimizer
+/// steps; the traces hold the step's draws and distributions, but a distribution built
+/// directly from a parameter's storage (an unconstrained `Constraint::Real` param is the
+/// stored `Var` itself) reads the updated value afterwards, as in Pyro, where the optimizer
+/// also updates parameters in place.
 ///
 /// ```
 /// # use candle_core::{DType, Device, Tensor};

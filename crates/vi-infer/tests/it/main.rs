@@ -2,6 +2,7 @@
 
 mod errors;
 mod gradients;
+mod guide;
 mod handlers;
 mod mean_field;
 mod plates;

@@ -1,0 +1,866 @@
+//! The snippets of `docs/guide.md` and of the README's tour, as tests: each Rust block of those
+//! files must appear, line for line (indentation aside), in this file, and every test here
+//! runs it and checks what the text says it does (`guide::snippets_in_sync`).
+
+use std::error::Error;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vi_infer::candle::{DType, Device, Tensor};
+use vi_infer::dist::{Constraint, Distribution, Normal};
+use vi_infer::{Ctx, ParamStore};
+
+type Res = Result<(), Box<dyn Error>>;
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+/// The README's tour and the guide's first example.
+#[test]
+fn tour() -> Res {
+    use vi_infer::candle::{Device, Tensor};
+    use vi_infer::dist::{Constraint, Normal};
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+
+    let dev = Device::Cpu;
+    let data = Tensor::new(&[1.2f64, 0.8, 1.1, 0.9], &dev)?;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    // The model: mu ~ Normal(0, 1), and four observations x_i ~ Normal(mu, 1).
+    let model = |ctx: &mut Ctx| {
+        let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
+        ctx.plate("data", 4, |ctx| {
+            ctx.observe("x", Normal::new(&mu, &one)?, &data)
+        })
+    };
+    // The guide: q(mu) = Normal(loc, scale), both learnable, the scale kept positive.
+    let guide = |ctx: &mut Ctx| {
+        let loc = ctx.param("loc", &zero, Constraint::Real)?;
+        let scale = ctx.param("scale", &one, Constraint::Positive)?;
+        ctx.sample("mu", Normal::new(&loc, &scale)?)
+    };
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.02,
+        ..Default::default()
+    })?;
+    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+    for step in 0..2000 {
+        let report = svi.step()?; // the loss (-ELBO) and each site's term
+        if step % 500 == 0 {
+            let kl = report.site("mu").unwrap().sum_f64()?;
+            println!("step {step}: loss {:.3}, KL(mu) {kl:.3}", report.loss);
+        }
+    }
+    // The exact posterior is Normal(0.8, 0.447).
+    let loc = svi.store().get("loc")?.unwrap().to_scalar::<f64>()?;
+    let scale = svi.store().get("scale")?.unwrap().to_scalar::<f64>()?;
+    println!("q(mu) = Normal({loc:.3}, {scale:.3})");
+    assert!(close(loc, 0.8, 0.05), "loc {loc}");
+    assert!(close(scale, 0.2f64.sqrt(), 0.05), "scale {scale}");
+    Ok(())
+}
+
+/// The README's tour, shorter than the guide's first example.
+#[test]
+fn readme_tour() -> Res {
+    use vi_infer::candle::{Device, Tensor};
+    use vi_infer::dist::{Constraint, Normal};
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+
+    let dev = Device::Cpu;
+    let x = Tensor::new(&[1.2f64, 0.8, 1.1, 0.9], &dev)?;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    let model = |ctx: &mut Ctx| {
+        let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?; // the prior
+        ctx.plate("data", 4, |ctx| {
+            ctx.observe("x", Normal::new(&mu, &one)?, &x) // the likelihood
+        })
+    };
+    let guide = |ctx: &mut Ctx| {
+        let loc = ctx.param("loc", &zero, Constraint::Real)?;
+        let scale = ctx.param("scale", &one, Constraint::Positive)?;
+        ctx.sample("mu", Normal::new(&loc, &scale)?) // q(mu) = Normal(loc, scale)
+    };
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.02,
+        ..Default::default()
+    })?;
+    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new());
+    for _ in 0..2000 {
+        svi.step()?; // returns the loss and each site's KL or log-likelihood
+    }
+    let loc = svi.store().get("loc")?.unwrap().to_scalar::<f64>()?; // about 0.8
+
+    assert!(close(loc, 0.8, 0.05), "loc {loc}");
+    Ok(())
+}
+
+/// Sites and traces: what `ctx.trace` records.
+#[test]
+fn sites_and_traces() -> Res {
+    use rand::SeedableRng;
+    use vi_infer::candle::{DType, Device, Tensor};
+    use vi_infer::dist::{Constraint, Normal};
+    use vi_infer::{Ctx, ParamStore, SiteKind};
+
+    let dev = Device::Cpu;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    let x = Tensor::new(&[0.3f64, -0.2, 1.4], &dev)?;
+    let model = |ctx: &mut Ctx| {
+        let s = ctx.param("s", &one, Constraint::Positive)?;
+        let z = ctx.sample("z", Normal::new(&zero, &s)?)?;
+        ctx.deterministic("z2", &z.sqr()?)?;
+        ctx.plate("data", 3, |ctx| {
+            ctx.observe("x", Normal::new(&z, &one)?, &x)
+        })
+    };
+    // Running a model by hand: a context over a store and a generator.
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Ctx::new(&mut store, &mut rng);
+    let (_, trace) = ctx.trace(model)?;
+    assert_eq!(trace.names().collect::<Vec<_>>(), ["s", "z", "z2", "x"]);
+    let z = trace.get("z").unwrap();
+    assert!(z.kind == SiteKind::Sample && z.is_latent());
+    assert!(trace.get("x").unwrap().is_observed);
+    assert_eq!(trace.get("x").unwrap().log_prob()?.dims(), &[3]); // one per data point
+    let log_joint = trace.log_prob_sum()?; // log p(z) + sum_i log p(x_i | z)
+    print!("{}", trace.format_shapes()?);
+
+    let by_hand = (z.log_prob_sum()? + trace.get("x").unwrap().log_prob_sum()?)?;
+    assert_eq!(log_joint.to_scalar::<f64>()?, by_hand.to_scalar::<f64>()?);
+    assert_eq!(trace.get("z2").unwrap().kind, SiteKind::Deterministic);
+    assert_eq!(
+        trace.format_shapes()?,
+        "Trace Shapes:\n Param Sites:\n            s\nSample Sites:\n       z dist   |\n        \
+         value   |\n     log_prob   |\n     z2 value\n   data plate 3 |\n       x dist 3 |\n        \
+         value 3 |\n     log_prob 3 |\n"
+    );
+    Ok(())
+}
+
+/// Plates: nesting, dims, broadcasting.
+#[test]
+fn plates_nest() -> Res {
+    let dev = Device::Cpu;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Ctx::new(&mut store, &mut rng);
+
+    let (z, trace) = ctx.trace(|ctx| {
+        ctx.plate("columns", 2, |ctx| {
+            ctx.plate("rows", 3, |ctx| ctx.sample("z", Normal::new(&zero, &one)?))
+        })
+    })?;
+    assert_eq!(z.dims(), &[3, 2]); // "columns" took dim -1, "rows" dim -2
+    let frames = &trace.get("z").unwrap().plates;
+    assert_eq!((frames[0].dim, frames[1].dim), (-1, -2));
+
+    // A vector-valued site in a plate: the event dims stay on the right.
+    let loc = Tensor::zeros(5, DType::F64, &dev)?;
+    let w = ctx.plate("data", 3, |ctx| {
+        let prior = Normal::new(&loc, &loc.ones_like()?)?.to_event(1)?; // batch [], event [5]
+        ctx.sample("w", prior)
+    })?;
+    assert_eq!(w.dims(), &[3, 5]); // plate dim, then the event dim
+
+    let u = ctx.plate_dim("rows", 4, -2, |ctx| {
+        ctx.sample("u", Normal::new(&zero, &one)?)
+    })?;
+    assert_eq!(u.dims(), &[4, 1]);
+    Ok(())
+}
+
+/// A subsampled plate: indices, batch size, scale.
+#[test]
+fn plate_subsample() -> Res {
+    let dev = Device::Cpu;
+    let one = Tensor::new(1.0f64, &dev)?;
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Ctx::new(&mut store, &mut rng);
+    let mu = Tensor::new(0.5f64, &dev)?;
+    let data = (Tensor::arange(0u32, 1000, &dev)?.to_dtype(DType::F64)? / 1000.0)?;
+
+    let (_, trace) = ctx.trace(|ctx| {
+        ctx.plate_subsample("data", 1000, 100, |ctx, idx| {
+            let batch = data.index_select(idx, 0)?; // idx: 100 distinct indices in 0..1000
+            ctx.observe("x", Normal::new(&mu, &one)?, &batch)
+        })
+    })?;
+    let x = trace.get("x").unwrap();
+    assert_eq!(x.scale, 10.0); // 1000 / 100: the sum over the batch estimates the full sum
+    assert_eq!(trace.get("data").unwrap().value.dims(), &[100]); // the indices, as a site
+
+    let idx = trace.get("data").unwrap().value.to_vec1::<u32>()?;
+    let mut sorted = idx.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 100);
+    assert!(idx.iter().all(|&i| i < 1000));
+    let unscaled = x.unscaled_log_prob()?.sum_all()?.to_scalar::<f64>()?;
+    let scaled = x.log_prob_sum()?.to_scalar::<f64>()?;
+    assert!(close(scaled, 10.0 * unscaled, 1e-9));
+    Ok(())
+}
+
+/// Minibatches from the training loop: the closures read a batch the loop sets.
+#[test]
+fn minibatches() -> Res {
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Svi, TraceMeanFieldElbo};
+
+    let dev = Device::Cpu;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+
+    use std::cell::RefCell;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let truth = Normal::new(&one, &one)?;
+    let train = truth.sample(&[20, 4], &mut rng)?; // 20 batches of 4 data points
+    let test = truth.sample(&[4], &mut rng)?; // a held-out batch
+    let n = 80; // data points in the training set
+
+    let batch = RefCell::new(train.get(0)?);
+    let model = |ctx: &mut Ctx| {
+        let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
+        let x = batch.borrow().clone();
+        let size = x.dims()[0];
+        // Scale the batch's log-likelihood by n / size, as a subsampled plate does.
+        ctx.scale(n as f64 / size as f64, |ctx| {
+            ctx.plate("data", size, |ctx| {
+                ctx.observe("x", Normal::new(&mu, &one)?, &x)
+            })
+        })
+    };
+    let guide = |ctx: &mut Ctx| {
+        let loc = ctx.param("loc", &zero, Constraint::Real)?;
+        let scale = ctx.param("scale", &one, Constraint::Positive)?;
+        ctx.sample("mu", Normal::new(&loc, &scale)?)
+    };
+    let adam = Adam::empty(AdamOptions::default())?;
+    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new());
+    for epoch in 0..3 {
+        for i in 0..20 {
+            *batch.borrow_mut() = train.get(i)?;
+            svi.step()?;
+        }
+        *batch.borrow_mut() = test.clone();
+        let test_loss = svi.evaluate_loss()?.loss; // no gradient step
+        println!("epoch {epoch}: test loss {test_loss:.3}");
+    }
+
+    assert!(svi.evaluate_loss()?.loss.is_finite());
+    assert!(svi.store().get("loc")?.unwrap().to_scalar::<f64>()? > 0.0);
+    Ok(())
+}
+
+/// The handlers through `Ctx`'s methods.
+#[test]
+fn handlers() -> Res {
+    let dev = Device::Cpu;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    let data = Tensor::new(&[1.2f64, 0.8, 1.1, 0.9], &dev)?;
+    let model = |ctx: &mut Ctx| {
+        let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
+        ctx.plate("data", 4, |ctx| {
+            ctx.observe("x", Normal::new(&mu, &one)?, &data)
+        })
+    };
+    let guide = |ctx: &mut Ctx| {
+        let loc = ctx.param("loc", &zero, Constraint::Real)?;
+        ctx.sample("mu", Normal::new(&loc, &one)?)
+    };
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Ctx::new(&mut store, &mut rng);
+
+    use vi_infer::handlers::Block;
+    // trace + replay: score the model at the guide's draw (one importance weight).
+    let (_, guide_tr) = ctx.trace(guide)?;
+    let (_, model_tr) = ctx.trace(|ctx| ctx.replay(&guide_tr, model))?;
+    let log_w = (model_tr.log_prob_sum()? - guide_tr.log_prob_sum()?)?;
+
+    // condition: fix a latent site to a value; it becomes observed.
+    let fixed = [("mu".to_string(), Tensor::new(0.5f64, &dev)?)];
+    let (_, tr) = ctx.trace(|ctx| ctx.condition(fixed, model))?;
+    assert!(tr.get("mu").unwrap().is_observed);
+
+    // block: run the sites but hide them from the handlers outside (here, the trace).
+    let (_, tr) = ctx.trace(|ctx| ctx.block(Block::hide(["mu"]), model))?;
+    assert!(!tr.contains("mu") && tr.contains("x"));
+
+    // scale: multiply log-densities (a KL-annealing weight, say); mask: count some only.
+    let beta = 0.1;
+    let (_, tr) = ctx.trace(|ctx| ctx.scale(beta, model))?;
+    assert_eq!(tr.get("x").unwrap().scale, 0.1);
+    let keep = Tensor::new(&[1u8, 1, 0, 1], &dev)?;
+    let (_, tr) = ctx.trace(|ctx| ctx.mask(&keep, model))?;
+    assert_eq!(tr.get("x").unwrap().log_prob()?.to_vec1::<f64>()?[2], 0.0);
+
+    // seed: the same seed gives the same draws, whatever ran before.
+    let a = ctx.seed(7, model)?;
+    let b = ctx.seed(7, model)?;
+    assert_eq!(a.to_vec1::<f64>()?, b.to_vec1::<f64>()?);
+
+    assert_eq!(
+        model_tr.get("mu").unwrap().value.to_scalar::<f64>()?,
+        guide_tr.get("mu").unwrap().value.to_scalar::<f64>()?
+    );
+    assert!(log_w.to_scalar::<f64>()?.is_finite());
+    // Replay does not touch observed sites: x keeps its data.
+    assert_eq!(
+        model_tr.get("x").unwrap().value.to_vec1::<f64>()?,
+        data.to_vec1::<f64>()?
+    );
+    Ok(())
+}
+
+/// A handler of one's own.
+#[test]
+fn custom_handler() -> Res {
+    let dev = Device::Cpu;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Ctx::new(&mut store, &mut rng);
+
+    use vi_infer::{Message, Messenger};
+
+    /// Counts the latent sample sites and doubles their log-densities.
+    #[derive(Default)]
+    struct CountAndDouble {
+        latent: usize,
+    }
+    impl Messenger for CountAndDouble {
+        fn process(&mut self, msg: &mut Message) -> vi_infer::Result<()> {
+            if msg.is_latent() {
+                msg.scale *= 2.0;
+            }
+            Ok(())
+        }
+        fn postprocess(&mut self, msg: &Message) -> vi_infer::Result<()> {
+            if msg.is_latent() {
+                self.latent += 1;
+            }
+            Ok(())
+        }
+    }
+    let ((_, trace), handler) = ctx.with(CountAndDouble::default(), |ctx| {
+        ctx.trace(|ctx| ctx.sample("z", Normal::new(&zero, &one)?))
+    })?;
+    assert_eq!(handler.latent, 1);
+    assert_eq!(trace.get("z").unwrap().scale, 2.0);
+    Ok(())
+}
+
+/// The param store: constrained parameters, modules, saving.
+#[test]
+fn param_store() -> Res {
+    let dev = Device::Cpu;
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let init = Tensor::new(&[0.5f64, 2.0], &dev)?;
+    let scale = store.param("scale", || Ok(init.clone()), &Constraint::Positive)?;
+    let raw = store.unconstrained("scale").unwrap(); // the Var the optimizer moves: log(scale)
+    let path = std::env::temp_dir().join("vi_guide_params.safetensors");
+    store.save(&path)?; // unconstrained values, module variables included
+    let mut back = ParamStore::new(&dev, DType::F64);
+    back.load(&path)?;
+    let again = back.param("scale", || init.zeros_like(), &Constraint::Positive)?;
+    assert_eq!(again.to_vec1::<f64>()?, [0.5, 2.0]); // the init is not used again
+
+    std::fs::remove_file(&path).ok();
+    assert_eq!(scale.to_vec1::<f64>()?, [0.5, 2.0]);
+    let raw = raw.as_tensor().to_vec1::<f64>()?;
+    assert!(close(raw[0], 0.5f64.ln(), 1e-12) && close(raw[1], 2.0f64.ln(), 1e-12));
+    Ok(())
+}
+
+/// A tiny VAE: modules in the store, a plate over the batch, Bernoulli pixels, checkpoints.
+#[test]
+fn modules() -> Res {
+    use vi_infer::candle::{DType, Device, Module, Tensor};
+    use vi_infer::dist::{Bernoulli, Distribution, Normal};
+    use vi_infer::nn::linear;
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Ctx, ParamStore, Svi, TraceMeanFieldElbo};
+
+    let dev = Device::Cpu;
+    let images = Tensor::new(
+        &[[1f32, 1., 0., 0., 1., 0.], [0., 1., 1., 0., 0., 1.]],
+        &dev,
+    )?;
+    let images = images.repeat((8, 1))?; // 16 images of 6 pixels
+    let (n, latent) = (16, 2);
+
+    let store = ParamStore::new(&dev, DType::F32);
+    // Modules are built once, from the store: their variables live in it.
+    let encoder = linear(6, 2 * latent, store.var_builder("encoder")?)?; // x -> (loc, log scale)
+    let decoder = linear(latent, 6, store.var_builder("decoder")?)?; // z -> pixel logits
+    let zeros = Tensor::zeros(latent, DType::F32, &dev)?;
+    let ones = Tensor::ones(latent, DType::F32, &dev)?;
+
+    let model = |ctx: &mut Ctx| {
+        let decoder = ctx.module("decoder", &decoder)?; // step its variables
+        ctx.plate("data", n, |ctx| {
+            let z = ctx.sample("z", Normal::new(&zeros, &ones)?.to_event(1)?)?;
+            let logits = decoder.forward(&z)?;
+            ctx.observe("x", Bernoulli::from_logits(&logits)?.to_event(1)?, &images)
+        })
+    };
+    let guide = |ctx: &mut Ctx| {
+        let encoder = ctx.module("encoder", &encoder)?;
+        ctx.plate("data", n, |ctx| {
+            let h = encoder.forward(&images)?;
+            let (loc, scale) = (h.narrow(1, 0, latent)?, h.narrow(1, latent, latent)?.exp()?);
+            ctx.sample("z", Normal::new(&loc, &scale)?.to_event(1)?)
+        })
+    };
+    let adam = Adam::empty(AdamOptions {
+        lr: 1e-2,
+        ..Default::default()
+    })?;
+    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).with_store(store);
+    let first = svi.step()?.loss;
+    for _ in 0..200 {
+        svi.step()?;
+    }
+    // A checkpoint: parameters, Adam's moments and the generator's position.
+    let path = std::env::temp_dir().join("vi_guide_vae.safetensors");
+    svi.save(&path)?;
+    let next = svi.step()?.loss;
+    svi.load(&path)?; // back to the checkpoint: the same step again, bit for bit
+    assert_eq!(svi.step()?.loss, next);
+
+    std::fs::remove_file(&path).ok();
+    let last = svi.evaluate_loss()?.loss;
+    assert!(last < first, "loss {first} -> {last}");
+    let names: Vec<String> = svi.store().named_tensors().into_keys().collect();
+    assert_eq!(names.len(), 4);
+    Ok(())
+}
+
+/// The two ELBOs and their particles; a discrete guide site needs `TraceElbo`.
+#[test]
+fn elbos() -> Res {
+    use vi_infer::dist::Bernoulli;
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{InferError, Svi, TraceElbo, TraceMeanFieldElbo};
+
+    // Eight draws of the guide per step, at once, in a plate left of the model's one plate.
+    let elbo = TraceMeanFieldElbo::new()
+        .num_particles(8)
+        .vectorize_particles(true)
+        .max_plate_nesting(1);
+    let score = TraceElbo::new().num_particles(8); // eight runs, one after another
+
+    let dev = Device::Cpu;
+    let half = Tensor::new(0.5f64, &dev)?;
+    let data = Tensor::new(&[1.0f64, 1.0, 0.0, 1.0], &dev)?;
+    let model = |ctx: &mut Ctx| {
+        let p = ctx.sample("p", vi_infer::dist::Beta::new(&half, &half)?)?;
+        ctx.plate("data", 4, |ctx| {
+            ctx.observe("x", Bernoulli::from_probs(&p)?, &data)
+        })
+    };
+    let guide = |ctx: &mut Ctx| {
+        let a = ctx.param("a", &half, Constraint::Positive)?;
+        let b = ctx.param("b", &half, Constraint::Positive)?;
+        ctx.sample("p", vi_infer::dist::Beta::new(&a, &b)?)
+    };
+    let mut svi = Svi::new(model, guide, Adam::empty(AdamOptions::default())?, elbo);
+    let report = svi.step()?;
+    assert_eq!(report.site("x").unwrap().value.dims(), &[8, 4]);
+    let mut svi = Svi::new(model, guide, Adam::empty(AdamOptions::default())?, score);
+    assert!(svi.step()?.loss.is_finite());
+
+    // A discrete latent: TraceMeanFieldElbo refuses it, TraceElbo adds the score-function term.
+    let coin_model = |ctx: &mut Ctx| {
+        let c = ctx.sample("c", Bernoulli::from_probs(&half)?)?;
+        let loc = (&c * 2.0)?;
+        ctx.observe("y", Normal::new(&loc, &half)?, &Tensor::new(1.8f64, &dev)?)
+    };
+    let coin_guide = |ctx: &mut Ctx| {
+        let p = ctx.param("p", &half, Constraint::UnitInterval)?;
+        ctx.sample("c", Bernoulli::from_probs(&p)?)
+    };
+    let adam = Adam::empty(AdamOptions::default())?;
+    let mut svi = Svi::new(coin_model, coin_guide, adam, TraceMeanFieldElbo::new());
+    assert!(matches!(
+        svi.step(),
+        Err(InferError::NotReparameterized { .. })
+    ));
+    let adam = Adam::empty(AdamOptions::default())?;
+    let mut svi = Svi::new(coin_model, coin_guide, adam, TraceElbo::new());
+    assert!(svi.step()?.loss.is_finite());
+    Ok(())
+}
+
+/// Per-site KL from the step report: analytic and Monte Carlo.
+#[test]
+fn per_site_kl() -> Res {
+    use vi_infer::dist::{Constraint, HalfNormal, LogNormal, Normal};
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Ctx, Svi, TermKind, TraceMeanFieldElbo};
+
+    let dev = Device::Cpu;
+    let data = Tensor::new(&[1.2f64, 0.8, 1.1, 0.9], &dev)?;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    let model = |ctx: &mut Ctx| {
+        let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
+        let sigma = ctx.sample("sigma", HalfNormal::new(&one)?)?;
+        ctx.plate("data", 4, |ctx| {
+            ctx.observe("x", Normal::new(&mu, &sigma)?, &data)
+        })
+    };
+    let guide = |ctx: &mut Ctx| {
+        let loc = ctx.param("loc", &zero, Constraint::Real)?;
+        let log_sigma = ctx.param("log_sigma", &zero, Constraint::Real)?;
+        ctx.sample("mu", Normal::new(&loc, &one)?)?;
+        ctx.sample("sigma", LogNormal::new(&log_sigma, &(&one * 0.3)?)?)
+    };
+    let adam = Adam::empty(AdamOptions::default())?;
+    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new());
+    let report = svi.step()?;
+    for term in &report.sites {
+        let how = match term.kind {
+            TermKind::KlAnalytic => "KL(q || p), closed form",
+            TermKind::KlMonteCarlo => "KL(q || p), one-draw estimate log q(z) - log p(z)",
+            TermKind::LogLikelihood => "log p(x | z)",
+        };
+        println!("{:>6} {:>9.4}  {how}", term.name, term.sum_f64()?);
+    }
+    let kl_mu = report.site("mu").unwrap().sum_f64()?;
+    let total_kl: f64 = report
+        .kls()
+        .map(|t| t.sum_f64())
+        .sum::<vi_infer::Result<f64>>()?;
+
+    assert_eq!(report.site("mu").unwrap().kind, TermKind::KlAnalytic);
+    assert_eq!(report.site("sigma").unwrap().kind, TermKind::KlMonteCarlo);
+    assert_eq!(report.site("x").unwrap().kind, TermKind::LogLikelihood);
+    // KL(N(0, 1) || N(0, 1)) = 0 at the first step (loc starts at 0).
+    assert!(close(kl_mu, 0.0, 1e-12));
+    // loss = sum of KLs - sum of log-likelihoods
+    let ll = report.site("x").unwrap().sum_f64()?;
+    assert!(close(report.loss, total_kl - ll, 1e-9));
+    // The same decomposition under TraceElbo, with two particles: every KL is Monte Carlo.
+    let adam = Adam::empty(AdamOptions::default())?;
+    let elbo = vi_infer::TraceElbo::new().num_particles(2);
+    let mut svi = Svi::new(model, guide, adam, elbo);
+    let report = svi.step()?;
+    assert!(report.kls().all(|t| t.kind == TermKind::KlMonteCarlo));
+    let total_kl: f64 = report.kls().map(|t| t.sum_f64().unwrap()).sum();
+    let ll = report.site("x").unwrap().sum_f64()?;
+    assert!(close(report.loss, total_kl - ll, 1e-9));
+    Ok(())
+}
+
+/// Per-site KL in a VAE-shaped model: the value is batch-shaped; the mean per dimension.
+#[test]
+fn per_site_kl_batch() -> Res {
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Svi, TermKind, TraceMeanFieldElbo};
+
+    let dev = Device::Cpu;
+    let (batch, latent) = (8, 3);
+    let x = Normal::new(
+        &Tensor::zeros((batch, latent), DType::F64, &dev)?,
+        &Tensor::ones((batch, latent), DType::F64, &dev)?,
+    )?
+    .sample(&[], &mut ChaCha8Rng::seed_from_u64(1))?;
+    let zeros = Tensor::zeros(latent, DType::F64, &dev)?;
+    let ones = Tensor::ones(latent, DType::F64, &dev)?;
+    let model = |ctx: &mut Ctx| {
+        ctx.plate("data", batch, |ctx| {
+            let z = ctx.sample("z", Normal::new(&zeros, &ones)?.to_event(1)?)?;
+            ctx.observe("x", Normal::new(&z, &ones)?.to_event(1)?, &x)
+        })
+    };
+    let guide = |ctx: &mut Ctx| {
+        let loc = ctx.param("loc", &x.zeros_like()?, Constraint::Real)?;
+        let scale = ctx.param("scale", &(x.ones_like()? * 0.5)?, Constraint::Positive)?;
+        ctx.plate("data", batch, |ctx| {
+            ctx.sample("z", Normal::new(&loc, &scale)?.to_event(1)?)
+        })
+    };
+    let adam = Adam::empty(AdamOptions::default())?;
+    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new());
+
+    let report = svi.step()?;
+    let z = report.site("z").unwrap();
+    assert_eq!(z.kind, TermKind::KlAnalytic);
+    assert_eq!(z.value.dims(), &[batch]); // one KL per data point, summed over the event dim
+    let per_dim = z.sum_f64()? / (batch * latent) as f64; // mean KL per latent dimension
+
+    // KL(N(0, 0.5) || N(0, 1)) per dim = -log 0.5 + (0.25 - 1) / 2
+    let want = -(0.5f64.ln()) + (0.25 - 1.0) / 2.0;
+    assert!(close(per_dim, want, 1e-12), "{per_dim} vs {want}");
+    Ok(())
+}
+
+/// The seed question: a `Normal(loc, scale).to_event(1)` guide against a MultivariateNormal
+/// prior.
+#[test]
+fn seed_question() -> Res {
+    use vi_infer::dist::{Constraint, Distribution, MultivariateNormal, Normal};
+    use vi_infer::kl::kl_divergence;
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Ctx, Svi, TermKind, TraceMeanFieldElbo};
+
+    let dev = Device::Cpu;
+    let zeros = Tensor::zeros(3, DType::F64, &dev)?;
+    let ones = Tensor::ones(3, DType::F64, &dev)?;
+    let x = Tensor::new(&[0.5f64, -0.3, 1.2], &dev)?;
+    let tril = Tensor::new(&[[1.0f64, 0., 0.], [0.6, 0.8, 0.], [-0.4, 0.3, 0.9]], &dev)?;
+    let model = |ctx: &mut Ctx| {
+        let prior = MultivariateNormal::from_scale_tril(&zeros, &tril)?; // correlated
+        let z = ctx.sample("z", prior)?;
+        ctx.observe("x", Normal::new(&z, &ones)?.to_event(1)?, &x)
+    };
+    let guide = |ctx: &mut Ctx| {
+        let loc = ctx.param("loc", &zeros, Constraint::Real)?;
+        let scale = ctx.param("scale", &ones, Constraint::Positive)?;
+        ctx.sample("z", Normal::new(&loc, &scale)?.to_event(1)?) // mean field
+    };
+    let adam = Adam::empty(AdamOptions::default())?;
+    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new());
+    svi.step()?;
+    let report = svi.evaluate_loss()?; // no step: the traces' parameters stay as they were
+    let term = report.site("z").unwrap();
+    assert_eq!(term.kind, TermKind::KlAnalytic); // a closed form, not an estimate
+
+    // The same number by hand, from the distributions the two traces hold...
+    let q = report.guide_trace.get("z").unwrap().dist.as_ref().unwrap();
+    let p = report.model_trace.get("z").unwrap().dist.as_ref().unwrap();
+    let by_hand = kl_divergence(q.as_ref(), p.as_ref())?;
+    // ...and with the guide written as a diagonal MVN: pass the scale, not a variance.
+    let loc = &report.guide_trace.get("loc").unwrap().value;
+    let scale = &report.guide_trace.get("scale").unwrap().value;
+    let diag = MultivariateNormal::from_diag_scale(loc, scale)?;
+    let as_mvn = kl_divergence(&diag, p.as_ref())?;
+    // The other direction has a closed form too.
+    let reverse = kl_divergence(p.as_ref(), q.as_ref())?;
+
+    let (a, b, c) = (
+        term.sum_f64()?,
+        by_hand.to_scalar::<f64>()?,
+        as_mvn.to_scalar::<f64>()?,
+    );
+    assert!(close(a, b, 1e-12) && close(a, c, 1e-10), "{a} {b} {c}");
+    assert!(reverse.to_scalar::<f64>()? > 0.0);
+    let _ = Distribution::event_shape(&diag);
+    Ok(())
+}
+
+/// Each call form of the guide's Pyro → vi table.
+#[test]
+fn translation_table() -> Res {
+    use vi_infer::dist::{Independent, Masked};
+    use vi_infer::handlers::Block;
+    use vi_infer::kl::{KlRegistry, kl_divergence, register_kl};
+    use vi_infer::optim::{Adam, AdamOptions, ClippedAdam, ClippedAdamOptions};
+    use vi_infer::{Svi, TraceElbo, TraceMeanFieldElbo};
+
+    let dev = Device::Cpu;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    let init = one.clone();
+    let data = Tensor::new(&[0.5f64, 1.5], &dev)?;
+    let (n, b) = (2, 1);
+    let (v, m, s) = (zero.clone(), Tensor::new(&[1u8, 0], &dev)?, 0.5);
+    let store = ParamStore::new(&dev, DType::F64);
+    let encoder = vi_infer::nn::linear(2, 2, store.var_builder("encoder")?)?;
+    let mut store = store;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Ctx::new(&mut store, &mut rng);
+    let dist = Normal::new(&zero, &one)?;
+
+    let (_, tr) = ctx.trace(|ctx| {
+        let z = ctx.sample("z", dist.clone())?;
+        ctx.observe("x0", Normal::new(&z, &one)?, &one)?;
+        let _s = ctx.param("s", &init, Constraint::Positive)?;
+        let _s2 = ctx.param_with("s2", || Ok(init.clone()), Constraint::Positive)?;
+        let _enc = ctx.module("encoder", &encoder)?;
+        ctx.deterministic("d", &z)?;
+        ctx.plate("data", n, |ctx| {
+            ctx.observe("x", Normal::new(&z, &one)?, &data)
+        })?;
+        ctx.plate_dim("rows", n, -2, |ctx| ctx.sample("r", dist.clone()))?;
+        ctx.plate_subsample("sub", n, b, |ctx, idx| {
+            ctx.observe("xs", Normal::new(&z, &one)?, &data.index_select(idx, 0)?)
+        })?;
+        let _e: Independent = Normal::new(&data, &data)?.to_event(1)?;
+        let _m: Masked = dist.mask(&Tensor::new(1u8, &dev)?)?;
+        Ok(())
+    })?;
+    assert_eq!(tr.get("s").unwrap().kind, vi_infer::SiteKind::Param);
+    assert!(tr.get("s2").is_some() && tr.get("d").is_some());
+    assert_eq!(ctx.modules(), ["encoder"]);
+    assert_eq!(tr.get("r").unwrap().value.dims(), &[2, 1]);
+    assert_eq!(tr.get("xs").unwrap().scale, 2.0);
+    let _ = tr.get("z").unwrap().value.clone();
+    let _ = tr.get("z").unwrap().dist.as_ref().unwrap();
+    let _ = tr.log_prob_sum()?;
+    let _ = tr.format_shapes()?;
+
+    let f = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
+    let (_, tr) = ctx.trace(f)?;
+    ctx.replay(&tr, f)?;
+    ctx.condition([("z".to_string(), v.clone())], f)?;
+    ctx.substitute([("s".to_string(), v.clone())], |ctx| {
+        ctx.param("s", &init, Constraint::Positive)
+    })?;
+    ctx.block(Block::hide(["z"]), f)?;
+    ctx.block(Block::expose(["z"]), f)?;
+    ctx.block(Block::All, f)?;
+    ctx.scale(s, f)?;
+    ctx.mask(&m, |ctx| ctx.sample("zm", Normal::new(&data, &data)?))?;
+    ctx.seed(0, f)?;
+    let (_, tracer) = ctx.with(vi_infer::handlers::TraceMessenger::new(), f)?;
+    assert!(tracer.into_trace().contains("z"));
+
+    let _ = TraceElbo::new();
+    let _ = TraceMeanFieldElbo::new();
+    let _ = TraceElbo::new()
+        .num_particles(8)
+        .vectorize_particles(true)
+        .max_plate_nesting(1);
+    let _ = Adam::empty(AdamOptions {
+        lr: 1e-3,
+        ..Default::default()
+    })?;
+    let optim = ClippedAdam::empty(ClippedAdamOptions {
+        lr: 1e-3,
+        clip_norm: 10.0,
+        lrd: 0.999,
+        ..Default::default()
+    })?;
+    let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
+    let guide = |ctx: &mut Ctx| {
+        let loc = ctx.param("loc", &zero, Constraint::Real)?;
+        ctx.sample("z", Normal::new(&loc, &one)?)
+    };
+    let mut svi = Svi::new(model, guide, optim, TraceElbo::new()).seed(0);
+    let _ = svi.step()?.loss;
+    let _ = svi.evaluate_loss()?.loss;
+    let path = std::env::temp_dir().join("vi_guide_table.safetensors");
+    svi.store().save(&path)?;
+    svi.store_mut().load(&path)?;
+    svi.save(&path)?;
+    svi.load(&path)?;
+    std::fs::remove_file(&path).ok();
+    let _ = svi.store().get("loc")?;
+
+    let before = vi_infer::dist::set_validation(false);
+    vi_infer::dist::set_validation(before);
+    let checked = vi_infer::dist::with_validation(false, vi_infer::dist::validation_enabled);
+    assert!(!checked);
+
+    let p = Normal::new(&zero, &one)?;
+    let q = Normal::new(&one, &one)?;
+    let _ = kl_divergence(&p, &q)?;
+    // register_kl: a rule for a distribution type of one's own.
+    register_kl(|p: &Mine, q: &Normal, reg: &KlRegistry| reg.kl(&p.0, q));
+    let kl = kl_divergence(&Mine(p.clone()), &p)?;
+    assert_eq!(kl.to_scalar::<f64>()?, 0.0);
+    Ok(())
+}
+
+/// A distribution type of one's own (a Normal inside), for `register_kl`.
+#[derive(Clone, Debug)]
+struct Mine(Normal);
+
+impl Distribution for Mine {
+    fn name(&self) -> &'static str {
+        "Mine"
+    }
+    fn batch_shape(&self) -> &[usize] {
+        self.0.batch_shape()
+    }
+    fn event_shape(&self) -> &[usize] {
+        self.0.event_shape()
+    }
+    fn dtype(&self) -> DType {
+        self.0.dtype()
+    }
+    fn device(&self) -> &Device {
+        self.0.device()
+    }
+    fn sample(&self, s: &[usize], rng: &mut dyn rand::RngCore) -> vi_infer::dist::Result<Tensor> {
+        self.0.sample(s, rng)
+    }
+    fn log_prob(&self, x: &Tensor) -> vi_infer::dist::Result<Tensor> {
+        self.0.log_prob(x)
+    }
+    fn entropy(&self) -> vi_infer::dist::Result<Tensor> {
+        self.0.entropy()
+    }
+    fn mean(&self) -> vi_infer::dist::Result<Tensor> {
+        self.0.mean()
+    }
+    fn variance(&self) -> vi_infer::dist::Result<Tensor> {
+        self.0.variance()
+    }
+    fn support(&self) -> Constraint {
+        self.0.support()
+    }
+    fn expand(&self, b: &[usize]) -> vi_infer::dist::Result<Box<dyn Distribution>> {
+        self.0.expand(b)
+    }
+    fn clone_box(&self) -> Box<dyn Distribution> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+/// Extracts the ```rust blocks of a Markdown text, each as its trimmed, non-empty lines.
+fn rust_blocks(markdown: &str) -> Vec<Vec<String>> {
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<String>> = None;
+    for line in markdown.lines() {
+        let t = line.trim();
+        match &mut current {
+            None if t.starts_with("```rust") => current = Some(Vec::new()),
+            Some(b) if t.starts_with("```") => {
+                blocks.push(std::mem::take(b));
+                current = None;
+            }
+            Some(b) if !t.is_empty() => b.push(t.to_string()),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+fn contains_block(haystack: &[String], block: &[String]) -> bool {
+    block.is_empty() || haystack.windows(block.len()).any(|w| w == block)
+}
+
+/// Every Rust block of the guide and of the README is in this file (so it compiles and runs).
+#[test]
+fn snippets_in_sync() {
+    let this: Vec<String> = include_str!("guide.rs")
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    for (file, text) in [
+        ("docs/guide.md", include_str!("../../../../docs/guide.md")),
+        ("README.md", include_str!("../../../../README.md")),
+    ] {
+        let blocks = rust_blocks(text);
+        assert!(!blocks.is_empty(), "{file} has no rust blocks");
+        for (i, block) in blocks.iter().enumerate() {
+            assert!(
+                contains_block(&this, block),
+                "{file}: rust block {} is not in tests/it/guide.rs:\n{}",
+                i + 1,
+                block.join("\n")
+            );
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! `vae`: trains the VAE of Pyro's tutorial on MNIST with `vi-infer`'s SVI, and writes
+//! reconstructions, prior samples, the ELBO curve, per-epoch figures and checkpoints.
+//!
+//! `cargo run --release -p vae` trains a few epochs on the bundled MNIST subset;
+//! `cargo run --release -p vae -- train --help` lists the options.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use vae::checkpoint::CheckpointMeta;
+use vae::model::Sizes;
+use vae::train::{DEFAULT_EPOCHS, Event, TrainConfig, TrainError, train};
+use vi_infer::candle::Device;
+
+// candle's CPU path allocates an output per op: mimalloc makes that cheap.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A variational autoencoder on MNIST, trained with vi-infer's SVI (Pyro's VAE tutorial).
+///
+/// Without a subcommand it trains (`train`'s options apply).
+#[derive(Parser, Debug)]
+#[command(name = "vae", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train the VAE (the default).
+    Train(TrainArgs),
+    /// Time one SVI step against the same step written in plain candle (same initial
+    /// weights, same batch, same draws), alternating the two, and print
+    /// `svi_step_ms=A plain_candle_ms=B ratio=A/B`.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct BenchArgs {
+    /// Images per step.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Timed steps of each side.
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    /// Untimed steps of each side first.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Dimension of the latent z.
+    #[arg(long, default_value_t = 50)]
+    latent: usize,
+    /// Width of the hidden layers.
+    #[arg(long, default_value_t = 400)]
+    hidden: usize,
+    /// Seeds the weights and the draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The device (CUDA only in a build with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// Directory of the MNIST IDX files [default: the bundled subset].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Time one whole epoch of each side over the training set instead (prints
+    /// `svi_epoch_s=A plain_candle_epoch_s=B ratio=A/B steps=N`; `--steps` is not used).
+    #[arg(long)]
+    epoch: bool,
+}
+
+fn run_bench(args: &BenchArgs) -> Result<(), vae::bench::BenchError> {
+    let config = vae::bench::BenchConfig {
+        batch: args.batch_size,
+        warmup: args.warmup,
+        steps: args.steps,
+        seed: args.seed,
+        sizes: Sizes {
+            hidden: args.hidden,
+            latent: args.latent,
+        },
+        data_dir: args.data_dir.clone().unwrap_or_else(vae::data::bundled_dir),
+        device: pick_device(args.device),
+    };
+    if args.epoch {
+        println!("{}", vae::bench::run_epoch(&config)?);
+    } else {
+        println!("{}", vae::bench::run(&config)?);
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum DeviceArg {
+    /// The CPU.
+    Cpu,
+    /// The first CUDA GPU (needs a build with `--features cuda`; falls back to the CPU).
+    Cuda,
+}
+
+#[derive(Args, Debug, Clone)]
+struct TrainArgs {
+    /// Train until this many epochs are done [default: 20; with --resume, the checkpoint's].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per minibatch [default: 256].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam's learning rate [default: 0.001].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Dimension of the latent z [default: 50].
+    #[arg(long)]
+    latent: Option<usize>,
+    /// Width of the hidden layers [default: 400].
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Seed of every random choice (initial weights, draws, shuffles) [default: 0].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    /// Directory of the MNIST files (train-images-idx3-ubyte.gz, …) [default: the bundled
+    /// 10k/2k subset].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where the pictures, CSV files and checkpoints go.
+    #[arg(long, default_value = "vae-output")]
+    out_dir: PathBuf,
+    /// Continue the run whose checkpoint is in --out-dir (options left out are the
+    /// checkpoint's; options given must match it).
+    #[arg(long)]
+    resume: bool,
+    /// Use only the first N training images.
+    #[arg(long, value_name = "N")]
+    train_size: Option<usize>,
+    /// Use only the first N test images.
+    #[arg(long, value_name = "N")]
+    test_size: Option<usize>,
+}
+
+/// The device asked for, or the CPU with a note saying why not.
+fn pick_device(arg: DeviceArg) -> Device {
+    match arg {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Cuda if !cfg!(feature = "cuda") => {
+            eprintln!(
+                "note: this binary was built without CUDA; training on the CPU \
+                 (build with `cargo run --release -p vae --features cuda -- --device cuda`)"
+            );
+            Device::Cpu
+        }
+        DeviceArg::Cuda => match Device::new_cuda(0) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("note: no usable CUDA device ({e}); training on the CPU");
+                Device::Cpu
+            }
+        },
+    }
+}
+
+/// The run's configuration: the options given, the checkpoint's for those left out when
+/// resuming, the defaults otherwise.
+fn config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(vae::data::bundled_dir);
+    let mut cfg = TrainConfig::new(data_dir, args.out_dir.clone());
+    cfg.resume = args.resume;
+    cfg.train_limit = args.train_size;
+    cfg.test_limit = args.test_size;
+    if args.resume {
+        let meta = CheckpointMeta::read(&args.out_dir)?;
+        cfg.epochs = meta.target_epochs;
+        cfg.batch_size = meta.batch_size;
+        cfg.lr = meta.lr;
+        cfg.sizes = meta.sizes;
+        cfg.seed = meta.seed;
+        cfg.train_limit = cfg.train_limit.or(Some(meta.train_images));
+        cfg.test_limit = cfg.test_limit.or(Some(meta.test_images));
+    } else {
+        cfg.epochs = DEFAULT_EPOCHS;
+        if let Ok(meta) = CheckpointMeta::read(&args.out_dir) {
+            eprintln!(
+                "note: starting afresh in {}: its checkpoint (epoch {}) will be replaced \
+                 (--resume continues it instead)",
+                args.out_dir.display(),
+                meta.epoch
+            );
+        }
+    }
+    let d = Sizes::default();
+    cfg.epochs = args.epochs.unwrap_or(cfg.epochs);
+    cfg.batch_size = args.batch_size.unwrap_or(cfg.batch_size);
+    cfg.lr = args.lr.unwrap_or(cfg.lr);
+    cfg.sizes = Sizes {
+        hidden: args.hidden.unwrap_or(if args.resume {
+            cfg.sizes.hidden
+        } else {
+            d.hidden
+        }),
+        latent: args.latent.unwrap_or(if args.resume {
+            cfg.sizes.latent
+        } else {
+            d.latent
+        }),
+    };
+    cfg.seed = args.seed.unwrap_or(cfg.seed);
+    cfg.device = pick_device(args.device);
+    Ok(cfg)
+}
+
+fn run_train(args: &TrainArgs) -> Result<(), TrainError> {
+    let cfg = config(args)?;
+    let device = if cfg.device.is_cuda() { "CUDA" } else { "CPU" };
+    let data = if args.data_dir.is_none() {
+        format!("the bundled MNIST subset ({})", cfg.data_dir.display())
+    } else {
+        cfg.data_dir.display().to_string()
+    };
+    println!(
+        "VAE 784-{h}-{l} (Pyro's tutorial) on {data}: TraceMeanFieldElbo, Adam lr {lr}, \
+         batch {b}, seed {s}, {device}",
+        h = cfg.sizes.hidden,
+        l = cfg.sizes.latent,
+        lr = cfg.lr,
+        b = cfg.batch_size,
+        s = cfg.seed,
+    );
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:30}] {pos}/{len} steps  loss/image {msg}  {elapsed}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let mut bar: Option<ProgressBar> = None;
+    let (mut steps, epochs) = (0u64, cfg.epochs);
+    let mut on_event = |event: Event<'_>| match event {
+        Event::Start {
+            done,
+            steps_per_epoch,
+            train_images,
+            test_images,
+        } => {
+            steps = steps_per_epoch as u64;
+            println!(
+                "{train_images} training and {test_images} test images, {steps_per_epoch} \
+                 steps per epoch; {}",
+                if done > 0 {
+                    format!("resuming after epoch {done} of {epochs}")
+                } else {
+                    format!("{epochs} epoch{}", if epochs == 1 { "" } else { "s" })
+                }
+            );
+        }
+        Event::Step {
+            record,
+            running_loss,
+        } => {
+            let b = bar.get_or_insert_with(|| {
+                let b = ProgressBar::new(steps).with_style(style.clone());
+                b.set_prefix(format!("epoch {:>3}/{epochs}", record.epoch));
+                b
+            });
+            b.set_position(record.step as u64);
+            b.set_message(format!("{running_loss:.2}"));
+        }
+        Event::Epoch(s) => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            println!(
+                "epoch {:>3}/{epochs}  train ELBO {:>9.3}  test ELBO {:>9.3}  KL(z)/dim {:.4}  {:>6.2} s",
+                s.epoch, s.train_elbo, s.test_elbo, s.kl_per_dim, s.seconds
+            );
+        }
+    };
+    let outcome = train(&cfg, &mut on_event)?;
+    let o = &outcome.outputs;
+    if outcome.resumed_from >= cfg.epochs {
+        println!(
+            "the checkpoint is already at epoch {} (pass a larger --epochs to train on)",
+            outcome.resumed_from
+        );
+    }
+    if outcome.history.is_empty() {
+        return Ok(());
+    }
+    println!("pictures:");
+    println!(
+        "  {}  test digits (rows 1, 3, 5, 7) over their reconstructions",
+        o.reconstructions.display()
+    );
+    println!(
+        "  {}  100 images decoded from draws of the prior",
+        o.samples.display()
+    );
+    println!("  {}  the ELBO per image", o.curve.display());
+    println!(
+        "figures: {} (per epoch), {} (per step)",
+        o.epochs_csv.display(),
+        o.steps_csv.display()
+    );
+    println!(
+        "checkpoint: {} (continue with --resume --epochs N)",
+        o.checkpoint.display()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), Box<dyn std::error::Error>> = match &cli.command {
+        Some(Command::Train(args)) => run_train(args).map_err(Into::into),
+        Some(Command::Bench(args)) => run_bench(args).map_err(Into::into),
+        None => run_train(&cli.train).map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
