@@ -153,6 +153,11 @@ fn kl_normal_const(loc: &Tensor, scale: &Tensor, mu0: f64, sigma0: f64) -> Tenso
     (quad.affine(v, sigma0.ln() - 0.5).unwrap() - scale.log().unwrap()).unwrap()
 }
 
+/// `log N(z; 0, 1) = −½ z² − ½ ln 2π`, elementwise.
+fn std_normal_log_prob(z: &Tensor) -> Tensor {
+    z.sqr().unwrap().affine(-0.5, -HALF_LN_2PI).unwrap()
+}
+
 fn loss_f64(loss: &Tensor) -> f64 {
     loss.to_dtype(DType::F64)
         .unwrap()
@@ -210,13 +215,7 @@ fn tiny_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
         let mu = ((eps * &scale).unwrap() + loc.as_tensor()).unwrap();
         let kl = kl_normal_const(loc.as_tensor(), &scale, 0.0, 10.0);
         // Σ log N(y_i; μ, 1) = Σ −½ (y_i − μ)² − N ½ ln 2π
-        let ll = y
-            .broadcast_sub(&mu)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .affine(-0.5, -HALF_LN_2PI)
-            .unwrap()
+        let ll = std_normal_log_prob(&y.broadcast_sub(&mu).unwrap())
             .sum_all()
             .unwrap();
         let loss = (kl - ll).unwrap();
@@ -337,11 +336,8 @@ fn reg_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
         // σ: log q(σ) − log p(σ), q = LogNormal(s_loc, s_scale), p = HalfNormal(1).
         let log_sigma = sigma.log().unwrap();
         let zq = ((&log_sigma - s_loc.as_tensor()).unwrap() / &s_scale).unwrap();
-        let log_q = ((zq.sqr().unwrap().affine(-0.5, -HALF_LN_2PI).unwrap()
-            - s_scale.log().unwrap())
-        .unwrap()
-            - &log_sigma)
-            .unwrap();
+        let log_q =
+            ((std_normal_log_prob(&zq) - s_scale.log().unwrap()).unwrap() - &log_sigma).unwrap();
         let log_p = sigma
             .sqr()
             .unwrap()
@@ -357,11 +353,7 @@ fn reg_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
             .broadcast_add(&b)
             .unwrap();
         let z = (&y - mean).unwrap().broadcast_div(&sigma).unwrap();
-        let ll = z
-            .sqr()
-            .unwrap()
-            .affine(-0.5, -HALF_LN_2PI)
-            .unwrap()
+        let ll = std_normal_log_prob(&z)
             .broadcast_sub(&log_sigma)
             .unwrap()
             .sum_all()
@@ -509,14 +501,7 @@ fn plate_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
             .sum_all()
             .unwrap();
         // Σ log N(x; z, 1)
-        let ll = (&x - &z)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .affine(-0.5, -HALF_LN_2PI)
-            .unwrap()
-            .sum_all()
-            .unwrap();
+        let ll = std_normal_log_prob(&(&x - &z).unwrap()).sum_all().unwrap();
         let loss = (kl - ll).unwrap();
         let grads = loss.backward().unwrap();
         opt.step_params(&[("loc", &loc), ("scale", &log_scale)], &grads)

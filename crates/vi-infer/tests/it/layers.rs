@@ -299,17 +299,14 @@ fn other_inputs() -> Res {
     Ok(())
 }
 
-/// Built from a `ParamStore`'s `var_builder` (the same variables as `candle_nn::linear`), used
-/// through `ctx.module` in a tiny VAE: SVI lowers the loss and the encoder's input (the
-/// data) never gets a gradient.
+/// Built from a `ParamStore`'s `var_builder`: the same variables (names, shapes) as
+/// `candle_nn::linear`, and the encoder's input (the data) never gets a gradient. The guide's
+/// miniature VAE (`guide::modules`) trains with these layers through `ctx.module`.
 #[test]
 fn in_a_param_store() -> Res {
-    use vi_infer::dist::{Bernoulli, Distribution, Normal};
-    use vi_infer::optim::{Adam, AdamOptions};
-    use vi_infer::{Ctx, ParamStore, Svi, TraceMeanFieldElbo};
+    use vi_infer::ParamStore;
 
     let dev = Device::Cpu;
-    // The variables (names, shapes) are candle-nn's.
     let a = ParamStore::new(&dev, DType::F32);
     let b = ParamStore::new(&dev, DType::F32);
     layers::linear(6, 4, a.var_builder("enc")?.pp("fc"))?;
@@ -327,43 +324,14 @@ fn in_a_param_store() -> Res {
     let images = Tensor::new(
         &[[1f32, 1., 0., 0., 1., 0.], [0., 1., 1., 0., 0., 1.]],
         &dev,
-    )?
-    .repeat((8, 1))?;
-    let (n, latent) = (16, 2);
-    let store = ParamStore::new(&dev, DType::F32);
-    let encoder = layers::linear(6, 2 * latent, store.var_builder("encoder")?)?;
-    let decoder = layers::linear(latent, 6, store.var_builder("decoder")?)?;
+    )?;
+    let encoder = layers::linear(6, 4, a.var_builder("encoder")?)?;
     let g = encoder.forward(&images)?.sum_all()?.backward()?;
     assert!(g.get(&images).is_none());
-    let zeros = Tensor::zeros(latent, DType::F32, &dev)?;
-    let ones = Tensor::ones(latent, DType::F32, &dev)?;
-    let model = |ctx: &mut Ctx| {
-        let decoder = ctx.module("decoder", &decoder)?;
-        ctx.plate("data", n, |ctx| {
-            let z = ctx.sample("z", Normal::new(&zeros, &ones)?.to_event(1)?)?;
-            let logits = decoder.forward(&z)?;
-            ctx.observe("x", Bernoulli::from_logits(&logits)?.to_event(1)?, &images)
-        })
-    };
-    let guide = |ctx: &mut Ctx| {
-        let encoder = ctx.module("encoder", &encoder)?;
-        ctx.plate("data", n, |ctx| {
-            let h = encoder.forward(&images)?;
-            let (loc, scale) = (h.narrow(1, 0, latent)?, h.narrow(1, latent, latent)?.exp()?);
-            ctx.sample("z", Normal::new(&loc, &scale)?.to_event(1)?)
-        })
-    };
-    let adam = Adam::empty(AdamOptions {
-        lr: 1e-2,
-        ..Default::default()
-    })?;
-    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).with_store(store);
-    let first = svi.evaluate_loss()?.loss;
-    for _ in 0..200 {
-        svi.step()?;
+    // Both of the encoder's variables do get one.
+    for (name, var) in a.module_vars("encoder") {
+        assert!(g.get(var.as_tensor()).is_some(), "{name}");
     }
-    let last = svi.evaluate_loss()?.loss;
-    assert!(last < first, "loss {first} -> {last}");
     Ok(())
 }
 
