@@ -178,18 +178,12 @@ pub(crate) fn write_pictures(
     )
 }
 
-fn save<P, C>(img: &image::ImageBuffer<P, C>, path: &Path) -> Result<(), TrainError>
-where
-    P: image::Pixel + image::PixelWithColorType,
-    [P::Subpixel]: image::EncodableLayout,
-    C: std::ops::Deref<Target = [P::Subpixel]>,
-{
-    let tmp = tmp_path(path);
-    pictures::save_png(img, &tmp).map_err(|source| TrainError::Image {
+fn save(img: &pictures::Raster, path: &Path) -> Result<(), TrainError> {
+    let bytes = img.to_png().map_err(|source| TrainError::Image {
         path: path.to_path_buf(),
         source,
     })?;
-    rename(&tmp, path)
+    write_atomic(path, &bytes)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

@@ -1,10 +1,130 @@
-//! The pictures the example writes: digit grids and the ELBO curve, drawn with the `image`
-//! crate alone (a plot needs only lines, dots and a few labels, so a small built-in bitmap
-//! font replaces a font-rendering dependency).
+//! The pictures the example writes: digit grids and the ELBO curve, drawn into a plain 8-bit
+//! [`Raster`] and encoded by the `png` crate (a plot needs only lines, dots and a few labels,
+//! so a small built-in bitmap font replaces a plotting and font-rendering dependency).
 
-use std::path::Path;
+/// An 8-bit picture, grayscale (one channel) or RGB (three), stored row by row.
+///
+/// ```
+/// let img = vae::pictures::Raster::rgb(3, 2, [255, 0, 0]);
+/// assert_eq!((img.width(), img.height(), img.channels()), (3, 2, 3));
+/// assert_eq!(img.pixel(2, 1), Some(&[255u8, 0, 0][..]));
+/// assert_eq!(img.pixel(3, 0), None);
+/// let png = img.to_png()?;
+/// assert_eq!(&png[1..4], b"PNG");
+/// # Ok::<(), png::EncodingError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Raster {
+    width: u32,
+    height: u32,
+    channels: usize,
+    data: Vec<u8>,
+}
 
-use image::{GrayImage, Luma, Rgb, RgbImage};
+impl Raster {
+    /// A grayscale picture, every pixel `value`.
+    ///
+    /// ```
+    /// let img = vae::pictures::Raster::gray(4, 1, 128);
+    /// assert_eq!(img.pixel(0, 0), Some(&[128u8][..]));
+    /// ```
+    pub fn gray(width: u32, height: u32, value: u8) -> Self {
+        Self::filled(width, height, &[value])
+    }
+
+    /// An RGB picture, every pixel `color`.
+    ///
+    /// ```
+    /// let img = vae::pictures::Raster::rgb(4, 1, [1, 2, 3]);
+    /// assert_eq!(img.channels(), 3);
+    /// ```
+    pub fn rgb(width: u32, height: u32, color: [u8; 3]) -> Self {
+        Self::filled(width, height, &color)
+    }
+
+    fn filled(width: u32, height: u32, pixel: &[u8]) -> Self {
+        let n = width as usize * height as usize;
+        Self {
+            width,
+            height,
+            channels: pixel.len(),
+            data: pixel.repeat(n),
+        }
+    }
+
+    /// Width in pixels.
+    ///
+    /// ```
+    /// assert_eq!(vae::pictures::Raster::gray(4, 1, 0).width(), 4);
+    /// ```
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    ///
+    /// ```
+    /// assert_eq!(vae::pictures::Raster::gray(4, 1, 0).height(), 1);
+    /// ```
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Channels per pixel: 1 (grayscale) or 3 (RGB).
+    ///
+    /// ```
+    /// assert_eq!(vae::pictures::Raster::gray(4, 1, 0).channels(), 1);
+    /// ```
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// The channels of the pixel at column `x`, row `y` (`None` outside the picture).
+    ///
+    /// ```
+    /// let img = vae::pictures::Raster::gray(2, 2, 9);
+    /// assert_eq!(img.pixel(1, 1), Some(&[9u8][..]));
+    /// ```
+    pub fn pixel(&self, x: u32, y: u32) -> Option<&[u8]> {
+        self.offset(x as i64, y as i64)
+            .map(|i| &self.data[i..i + self.channels])
+    }
+
+    fn offset(&self, x: i64, y: i64) -> Option<usize> {
+        let inside = x >= 0 && y >= 0 && x < self.width as i64 && y < self.height as i64;
+        inside.then(|| (y as usize * self.width as usize + x as usize) * self.channels)
+    }
+
+    /// Sets the pixel at `(x, y)`; a point outside the picture is skipped (clipping).
+    fn put(&mut self, x: i64, y: i64, c: &[u8]) {
+        if let Some(i) = self.offset(x, y) {
+            let n = self.channels.min(c.len());
+            self.data[i..i + n].copy_from_slice(&c[..n]);
+        }
+    }
+
+    /// The picture as the bytes of a PNG file (8 bits per channel).
+    ///
+    /// ```
+    /// let png = vae::pictures::Raster::gray(2, 2, 0).to_png()?;
+    /// assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    /// # Ok::<(), png::EncodingError>(())
+    /// ```
+    pub fn to_png(&self) -> Result<Vec<u8>, png::EncodingError> {
+        let mut bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut bytes, self.width, self.height);
+        encoder.set_color(if self.channels == 3 {
+            png::ColorType::Rgb
+        } else {
+            png::ColorType::Grayscale
+        });
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(&self.data)?;
+        writer.finish()?;
+        Ok(bytes)
+    }
+}
 
 /// Side of an MNIST image.
 const SIDE: u32 = 28;
@@ -18,18 +138,12 @@ const SIDE: u32 = 28;
 /// let img = vae::pictures::digit_grid(&[Some(one.as_slice()), None], 1, 2, 2, 1);
 /// assert_eq!((img.width(), img.height()), (2 * 28 + 3 * 2, 28 + 2 * 2));
 /// ```
-pub fn digit_grid(
-    pixels: &[Option<&[f32]>],
-    rows: u32,
-    cols: u32,
-    gap: u32,
-    zoom: u32,
-) -> GrayImage {
+pub fn digit_grid(pixels: &[Option<&[f32]>], rows: u32, cols: u32, gap: u32, zoom: u32) -> Raster {
     let zoom = zoom.max(1);
     let cell = SIDE * zoom;
     let width = cols * cell + (cols + 1) * gap;
     let height = rows * cell + (rows + 1) * gap;
-    let mut img = GrayImage::from_pixel(width, height, Luma([128]));
+    let mut img = Raster::gray(width, height, 128);
     for (i, digit) in pixels.iter().enumerate().take((rows * cols) as usize) {
         let (r, c) = (i as u32 / cols, i as u32 % cols);
         let (x0, y0) = (gap + c * (cell + gap), gap + r * (cell + gap));
@@ -41,7 +155,7 @@ pub fn digit_grid(
                         .unwrap_or(0.0)
                 });
                 let v = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-                img.put_pixel(x0 + x, y0 + y, Luma([v]));
+                img.put((x0 + x) as i64, (y0 + y) as i64, &[v]);
             }
         }
     }
@@ -81,8 +195,8 @@ const BOTTOM: u32 = 44;
 /// let img = plot("ELBO per image", &[s], None);
 /// assert_eq!(img.width(), 720);
 /// ```
-pub fn plot(title: &str, series: &[Series], y_range: Option<(f64, f64)>) -> RgbImage {
-    let mut img = RgbImage::from_pixel(WIDTH, HEIGHT, Rgb([255, 255, 255]));
+pub fn plot(title: &str, series: &[Series], y_range: Option<(f64, f64)>) -> Raster {
+    let mut img = Raster::rgb(WIDTH, HEIGHT, [255, 255, 255]);
     let all = || series.iter().flat_map(|s| s.points.iter());
     let finite = |v: &f64| v.is_finite();
     let xmax = all().map(|p| p.0).filter(finite).fold(1.0f64, f64::max);
@@ -108,8 +222,8 @@ pub fn plot(title: &str, series: &[Series], y_range: Option<(f64, f64)>) -> RgbI
         y0: TOP as i64,
         y1: (HEIGHT - BOTTOM) as i64,
     };
-    let grid = Rgb([232, 232, 232]);
-    let ink = Rgb([40, 40, 40]);
+    let grid = [232, 232, 232];
+    let ink = [40, 40, 40];
 
     // Y ticks at a 1-2-5 step, with grid lines and labels.
     let step = nice_step((yhi - ylo) / 8.0);
@@ -152,7 +266,7 @@ pub fn plot(title: &str, series: &[Series], y_range: Option<(f64, f64)>) -> RgbI
     vline(&mut img, frame.x1, frame.y0, frame.y1, ink);
 
     for s in series {
-        let color = Rgb(s.color);
+        let color = s.color;
         let pts: Vec<(f64, f64)> = s
             .points
             .iter()
@@ -179,7 +293,7 @@ pub fn plot(title: &str, series: &[Series], y_range: Option<(f64, f64)>) -> RgbI
     let ly = frame.y1 - 12 - 14 * series.len() as i64;
     for y in ly - 4..frame.y1 - 6 {
         for x in lx - 8..frame.x1 - 6 {
-            put(&mut img, x, y, Rgb([255, 255, 255]));
+            put(&mut img, x, y, [255, 255, 255]);
         }
     }
     hline(&mut img, lx - 8, frame.x1 - 6, ly - 4, grid);
@@ -188,7 +302,7 @@ pub fn plot(title: &str, series: &[Series], y_range: Option<(f64, f64)>) -> RgbI
     vline(&mut img, frame.x1 - 6, ly - 4, frame.y1 - 6, grid);
     for (i, s) in series.iter().enumerate() {
         let y = ly + 6 + 14 * i as i64;
-        let color = Rgb(s.color);
+        let color = s.color;
         line(
             &mut img,
             (lx as f64, y as f64),
@@ -203,19 +317,6 @@ pub fn plot(title: &str, series: &[Series], y_range: Option<(f64, f64)>) -> RgbI
         text(&mut img, lx + 26, y - 3, &s.label, 1, ink);
     }
     img
-}
-
-/// Writes `img` as a PNG at `path`.
-pub(crate) fn save_png<P, C>(
-    img: &image::ImageBuffer<P, C>,
-    path: &Path,
-) -> Result<(), image::ImageError>
-where
-    P: image::Pixel + image::PixelWithColorType,
-    [P::Subpixel]: image::EncodableLayout,
-    C: std::ops::Deref<Target = [P::Subpixel]>,
-{
-    img.save_with_format(path, image::ImageFormat::Png)
 }
 
 /// The plot area, in pixels (inclusive).
@@ -260,26 +361,24 @@ fn format_tick(v: f64, step: f64) -> String {
     }
 }
 
-fn put(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
-    if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-        img.put_pixel(x as u32, y as u32, c);
-    }
+fn put(img: &mut Raster, x: i64, y: i64, c: [u8; 3]) {
+    img.put(x, y, &c);
 }
 
-fn hline(img: &mut RgbImage, x0: i64, x1: i64, y: i64, c: Rgb<u8>) {
+fn hline(img: &mut Raster, x0: i64, x1: i64, y: i64, c: [u8; 3]) {
     for x in x0..=x1 {
         put(img, x, y, c);
     }
 }
 
-fn vline(img: &mut RgbImage, x: i64, y0: i64, y1: i64, c: Rgb<u8>) {
+fn vline(img: &mut Raster, x: i64, y0: i64, y1: i64, c: [u8; 3]) {
     for y in y0..=y1 {
         put(img, x, y, c);
     }
 }
 
 /// A line `width` pixels wide from `a` to `b`, clipped to the frame.
-fn line(img: &mut RgbImage, a: (f64, f64), b: (f64, f64), width: u32, c: Rgb<u8>, frame: &Frame) {
+fn line(img: &mut Raster, a: (f64, f64), b: (f64, f64), width: u32, c: [u8; 3], frame: &Frame) {
     let (dx, dy) = (b.0 - a.0, b.1 - a.1);
     let n = dx.abs().max(dy.abs()).ceil().max(1.0) as usize;
     let half = width as f64 / 2.0;
@@ -299,7 +398,7 @@ fn line(img: &mut RgbImage, a: (f64, f64), b: (f64, f64), width: u32, c: Rgb<u8>
 }
 
 /// A filled disc of radius `r` at `(x, y)`, clipped to the frame.
-fn dot(img: &mut RgbImage, x: f64, y: f64, r: i64, c: Rgb<u8>, frame: &Frame) {
+fn dot(img: &mut Raster, x: f64, y: f64, r: i64, c: [u8; 3], frame: &Frame) {
     let (cx, cy) = (x.round() as i64, y.round() as i64);
     for oy in -r..=r {
         for ox in -r..=r {
@@ -316,7 +415,7 @@ fn text_width(s: &str, scale: u32) -> u32 {
 }
 
 /// Draws `s` with its top left corner at `(x, y)`, each font pixel `scale` pixels wide.
-fn text(img: &mut RgbImage, x: i64, y: i64, s: &str, scale: u32, c: Rgb<u8>) {
+fn text(img: &mut Raster, x: i64, y: i64, s: &str, scale: u32, c: [u8; 3]) {
     let scale = scale as i64;
     for (i, ch) in s.chars().enumerate() {
         let Some(rows) = glyph(ch) else { continue };

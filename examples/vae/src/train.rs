@@ -125,7 +125,7 @@ pub enum TrainError {
         /// The file.
         path: PathBuf,
         /// The encoder's error.
-        source: image::ImageError,
+        source: png::EncodingError,
     },
     /// The checkpoint is missing, malformed, or was trained with other options.
     #[error("{path}: {msg}")]

@@ -100,6 +100,36 @@ fn trains_and_resumes_bit_identically() {
     ] {
         assert!(f.is_file(), "{} missing", f.display());
     }
+    // The pictures decode as PNGs of the grids' and the plot's sizes: 8 × 10 and 10 × 10
+    // digits at zoom 2 with 2-pixel mid-gray gaps, and the 720 × 440 RGB plot on white.
+    for (f, size, color, corner) in [
+        (
+            &a.outputs.reconstructions,
+            (582, 466),
+            png::ColorType::Grayscale,
+            vec![128],
+        ),
+        (
+            &a.outputs.samples,
+            (582, 582),
+            png::ColorType::Grayscale,
+            vec![128],
+        ),
+        (
+            &a.outputs.curve,
+            (720, 440),
+            png::ColorType::Rgb,
+            vec![255, 255, 255],
+        ),
+    ] {
+        let file = std::io::BufReader::new(std::fs::File::open(f).unwrap());
+        let mut reader = png::Decoder::new(file).read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), size, "{}", f.display());
+        assert_eq!(info.color_type, color, "{}", f.display());
+        assert_eq!(buf[..corner.len()], corner[..], "{}", f.display());
+    }
 
     // The loss falls: per image, the last epoch's steps are well below the first epoch's,
     // and the test ELBO rises epoch after epoch.
