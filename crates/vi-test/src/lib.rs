@@ -107,6 +107,26 @@ impl Tol {
     }
 }
 
+/// Fused CPU kernels against their composed candle twins: 1e-12 in f64, [`F32`] otherwise.
+pub fn fused_tol(dtype: DType) -> Tol {
+    match dtype {
+        DType::F64 => Tol {
+            rtol: 1e-12,
+            atol: 1e-12,
+        },
+        _ => F32,
+    }
+}
+
+/// Assert that two host vectors have the same length and agree element by element; a failure
+/// names `what` and the first index that differs.
+pub fn assert_all_close(what: &str, actual: &[f64], expected: &[f64], tol: Tol) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(tol.close(*a, *e), "{what}[{i}]: got {a}, expected {e}");
+    }
+}
+
 /// Read a tensor back as f64.
 pub fn to_vec(t: &Tensor) -> candle_core::Result<Vec<f64>> {
     t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use vi_dist::ops::fastmath::{self, Func, Isa};
 use vi_dist::ops::{composed, fused};
 use vi_dist::{Distribution, HalfNormal, LogNormal, Normal};
+use vi_test::{assert_all_close as assert_close, fused_tol as tol};
 
 type Res = Result<(), Box<dyn std::error::Error>>;
 
@@ -268,23 +269,6 @@ fn random_shape(rng: &mut ChaCha8Rng) -> Vec<usize> {
 
 fn host(t: &Tensor) -> Vec<f64> {
     vi_test::to_vec(t).unwrap()
-}
-
-fn tol(dtype: DType) -> vi_test::Tol {
-    match dtype {
-        DType::F64 => vi_test::Tol {
-            rtol: 1e-12,
-            atol: 1e-12,
-        },
-        _ => vi_test::F32,
-    }
-}
-
-fn assert_close(what: &str, a: &[f64], b: &[f64], tol: vi_test::Tol) {
-    assert_eq!(a.len(), b.len(), "{what}: lengths");
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(tol.close(*x, *y), "{what}[{i}]: fused {x}, composed {y}");
-    }
 }
 
 type OpFn = fn(&[&Tensor]) -> vi_dist::Result<Tensor>;
