@@ -8,7 +8,7 @@ use rand::RngCore;
 
 use crate::constraint::Constraint;
 use crate::error::{DistError, Result, kind_of};
-use crate::wrappers::{Independent, Masked};
+use crate::wrappers::{Independent, Masked, NoRsample};
 
 /// A batch of probability distributions over tensor-valued events, as
 /// `torch.distributions.Distribution`.
@@ -96,6 +96,31 @@ pub trait Distribution: Debug + Send + Sync + 'static {
         Masked::new(self.clone_box(), mask)
     }
 
+    /// Checks `value` before [`log_prob`](Self::log_prob) as [`validate_value`] does (kind and
+    /// shape always, support with validation on) and returns the shape of its log-density.
+    /// Wrappers that count only some elements ([`Masked`]) check the support only there, so a
+    /// placeholder (NaN for missing data) where the mask is clear passes.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let d = Normal::new(&Tensor::zeros(3, candle_core::DType::F64, &Device::Cpu)?, &Tensor::ones(3, candle_core::DType::F64, &Device::Cpu)?)?;
+    /// let x = Tensor::new(&[0.5f64, f64::NAN, 1.0], &Device::Cpu)?;
+    /// assert!(d.validate(&x).is_err()); // NaN is outside `real`
+    /// let keep = Tensor::new(&[1u8, 0, 1], &Device::Cpu)?;
+    /// assert_eq!(d.mask(&keep)?.validate(&x)?, vec![3]); // ... unless masked out
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    fn validate(&self, value: &Tensor) -> Result<Vec<usize>> {
+        validate_value(self, value)
+    }
+
+    /// The same distribution without its reparameterised sampler (Pyro's
+    /// `.has_rsample_(False)`): inference then takes the score-function path at its sites.
+    fn without_rsample(&self) -> NoRsample {
+        NoRsample::new(self.clone_box())
+    }
+
     /// `sample_shape + batch_shape + event_shape`.
     fn extended_shape(&self, sample_shape: &[usize]) -> Vec<usize> {
         crate::broadcast::extended_shape(sample_shape, self.batch_shape(), self.event_shape())
@@ -126,14 +151,8 @@ impl Clone for Box<dyn Distribution> {
 /// assert!(validate_value(&d, &Tensor::zeros(2, DType::F64, &Device::Cpu)?).is_err());
 /// # Ok::<(), vi_dist::DistError>(())
 /// ```
-pub fn validate_value(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>> {
-    if value.dtype() != d.dtype() || !value.device().same_device(d.device()) {
-        return Err(DistError::ValueKind {
-            dist: d.name(),
-            expected: kind_of(d.dtype(), d.device()),
-            found: kind_of(value.dtype(), value.device()),
-        });
-    }
+pub fn validate_value<D: Distribution + ?Sized>(d: &D, value: &Tensor) -> Result<Vec<usize>> {
+    value_kind(d, value)?;
     let out = value_batch_shape(d, value)?;
     if crate::validation::validation_enabled() {
         let support = d.support();
@@ -148,9 +167,24 @@ pub fn validate_value(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>
     Ok(out)
 }
 
+/// The dtype and device part of [`validate_value`].
+pub(crate) fn value_kind<D: Distribution + ?Sized>(d: &D, value: &Tensor) -> Result<()> {
+    if value.dtype() != d.dtype() || !value.device().same_device(d.device()) {
+        return Err(DistError::ValueKind {
+            dist: d.name(),
+            expected: kind_of(d.dtype(), d.device()),
+            found: kind_of(value.dtype(), value.device()),
+        });
+    }
+    Ok(())
+}
+
 /// The shape part of [`validate_value`] (no support check, no device sync): for wrappers,
 /// whose base checks the support.
-pub(crate) fn value_batch_shape(d: &dyn Distribution, value: &Tensor) -> Result<Vec<usize>> {
+pub(crate) fn value_batch_shape<D: Distribution + ?Sized>(
+    d: &D,
+    value: &Tensor,
+) -> Result<Vec<usize>> {
     let event = d.event_shape();
     let batch = d.batch_shape();
     let dims = value.dims();

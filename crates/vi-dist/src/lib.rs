@@ -33,7 +33,9 @@
 //!   [`LowRankMultivariateNormal`].
 //! - **Discrete families** (`from_logits` / `from_probs`): [`Bernoulli`], [`Categorical`],
 //!   [`OneHotCategorical`], [`Binomial`], [`Geometric`]; and [`Poisson`].
-//! - **Wrappers**: [`Independent`] (`to_event`), [`Expanded`], [`Masked`] (`mask`).
+//! - **Wrappers**: [`Independent`] (`to_event`), [`Expanded`], [`Masked`] (`mask`),
+//!   [`NoRsample`] (`without_rsample`).
+//! - **Factors**: [`Unit`] (the log-weight behind `ctx.factor`).
 //! - **Supports and bijections**: [`Constraint`] (with [`Bound`]); [`transform_to`] /
 //!   [`biject_to`] and the [`transforms`] module.
 //! - **Ops candle lacks** (special functions, Cholesky, triangular solves, the implicit gamma
@@ -86,6 +88,7 @@ mod spec;
 mod student_t;
 pub mod transforms;
 mod uniform;
+mod unit;
 mod validation;
 mod wrappers;
 
@@ -119,5 +122,6 @@ pub use spec::DistSpec;
 pub use student_t::StudentT;
 pub use transforms::{Transform, biject_to, transform_to};
 pub use uniform::Uniform;
+pub use unit::Unit;
 pub use validation::{set_validation, validation_enabled, with_validation};
-pub use wrappers::{Expanded, Independent, Masked};
+pub use wrappers::{Expanded, Independent, Masked, NoRsample};

@@ -6,12 +6,13 @@ use candle_core::Tensor;
 use rand::RngCore;
 use vi_dist::{Constraint, Distribution};
 
-use crate::error::{InferError, Result};
+use crate::error::{InferError, Result, at_site};
 use crate::handlers::{
     Block, BlockMessenger, ConditionMessenger, MaskMessenger, PlateMessenger, ReplayMessenger,
     ScaleMessenger, SeedMessenger, SubstituteMessenger, TraceMessenger,
 };
 use crate::message::{Message, PlateFrame, SiteKind, Subsample};
+use crate::plate::Plate;
 use crate::messenger::Messenger;
 use crate::param_store::ParamStore;
 use crate::trace::Trace;
@@ -48,6 +49,9 @@ pub struct Ctx<'a> {
     stack: Vec<Handler>,
     plates: Vec<PlateFrame>,
     modules: Vec<String>,
+    /// The subsampled plates entered in the current trace, with their indices: entering one
+    /// again reuses them.
+    subsampled: Vec<(String, usize, usize, Tensor)>,
 }
 
 /// A handler on the stack: the three every ELBO step pushes (trace, replay, plate) held as
@@ -110,6 +114,7 @@ impl<'a> Ctx<'a> {
             stack: Vec::new(),
             plates: Vec::new(),
             modules: Vec::new(),
+            subsampled: Vec::new(),
         }
     }
 
@@ -372,12 +377,8 @@ impl<'a> Ctx<'a> {
     ) -> Result<Tensor> {
         let mut msg = Message::new(name, SiteKind::Sample);
         if vi_dist::validation_enabled() {
-            vi_dist::validate_value(dist.as_ref(), value).map_err(|source| {
-                InferError::Observed {
-                    site: name.to_string(),
-                    source: Box::new(source),
-                }
-            })?;
+            dist.validate(value)
+                .map_err(|source| at_site(name, &self.plates, true, source))?;
             msg.checked = Some((value.id(), dist.support()));
         }
         msg.dist = Some(dist);
@@ -500,6 +501,99 @@ impl<'a> Ctx<'a> {
         self.apply(msg, |_, _, _| Ok(()))
     }
 
+    /// Adds `log_weight` to the log-density of the program (`pyro.factor`): an observed site
+    /// of a [`Unit`](vi_dist::Unit) distribution, whose term in the ELBO is `log_weight`
+    /// (summed, scaled and masked as any site; its shape is a batch shape, fit to the plates
+    /// around it). A factor belongs in the model: in a guide it is an error at the step.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let w = Tensor::new(&[-0.5f64, 1.0, 2.0], &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| ctx.plate("data", 3, |ctx| ctx.factor("penalty", &w)))?;
+    /// assert_eq!(tr.get("penalty").unwrap().log_prob()?.to_vec1::<f64>()?, [-0.5, 1.0, 2.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn factor(&mut self, name: &str, log_weight: &Tensor) -> Result<Tensor> {
+        let dist = vi_dist::Unit::new(log_weight).map_err(|e| at_site(name, &self.plates, true, e))?;
+        let mut msg = Message::new(name, SiteKind::Sample);
+        msg.value = Some(log_weight.detach().zeros_like()?);
+        msg.dist = Some(Box::new(dist));
+        msg.is_observed = true;
+        self.apply(msg, draw)
+    }
+
+    /// An observation with missing entries (Pyro's `obs_mask`): where `obs_mask` is set,
+    /// `value` is observed (site `{name}_observed`, masked to those entries); elsewhere the
+    /// entries are latent (site `{name}_unobserved`, masked to the others, which the guide
+    /// must sample), and whatever `value` holds there (NaN, say) is never read. Returns the
+    /// two combined, recorded as the deterministic site `name`. `obs_mask` is a boolean (u8)
+    /// tensor of the batch shape (or broadcastable to it).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let x = Tensor::new(&[0.5f64, f64::NAN, 1.5], &dev)?;
+    /// let seen = Tensor::new(&[1u8, 0, 1], &dev)?;
+    /// let (v, tr) = ctx.trace(|ctx| ctx.observe_masked("x", Normal::new(&zero, &one)?, &x, &seen))?;
+    /// let v = v.to_vec1::<f64>()?;
+    /// assert_eq!((v[0], v[2]), (0.5, 1.5));
+    /// assert!(v[1].is_finite()); // drawn by the `x_unobserved` site
+    /// assert!(tr.get("x_observed").unwrap().is_observed && tr.get("x_unobserved").unwrap().is_latent());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn observe_masked(
+        &mut self,
+        name: &str,
+        dist: impl Distribution,
+        value: &Tensor,
+        obs_mask: &Tensor,
+    ) -> Result<Tensor> {
+        let seen = if obs_mask.dtype() == candle_core::DType::U8 {
+            obs_mask.clone()
+        } else {
+            obs_mask.ne(0.0)?
+        };
+        let unseen = seen.eq(0u8)?;
+        let at = |plates: &[PlateFrame], e| at_site(name, plates, true, e);
+        let observed_dist = dist.mask(&seen).map_err(|e| at(&self.plates, e))?;
+        let latent_dist = dist.mask(&unseen).map_err(|e| at(&self.plates, e))?;
+        let observed = self.observe(&format!("{name}_observed"), observed_dist, value)?;
+        let latent = self.sample(&format!("{name}_unobserved"), latent_dist)?;
+        // The mask over the batch dims, widened by the event dims.
+        let event = dist.event_shape().len();
+        let shape: Vec<usize> = seen.dims().iter().copied().chain(std::iter::repeat_n(1, event)).collect();
+        let out_shape = vi_dist::broadcast_shapes(&[observed.dims(), latent.dims()]).ok_or_else(|| {
+            InferError::Invalid(format!(
+                "site `{name}`: observed value {:?} and latent draw {:?} do not broadcast",
+                observed.dims(),
+                latent.dims()
+            ))
+        })?;
+        let keep = seen.reshape(shape)?.broadcast_as(out_shape.as_slice())?;
+        let combined = keep.where_cond(
+            &observed.broadcast_as(out_shape.as_slice())?,
+            &latent.broadcast_as(out_shape.as_slice())?,
+        )?;
+        self.deterministic(name, &combined)
+    }
+
     /// Runs `f` with `handler` pushed on the stack (innermost), and returns `f`'s value with
     /// the handler (e.g. to read what it recorded). The handler is popped even when `f` fails.
     ///
@@ -590,11 +684,25 @@ impl<'a> Ctx<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn trace<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<(T, Trace)> {
-        let (out, h) = self.with_handler(Handler::Trace(TraceMessenger::new()), f)?;
+        let (out, trace) = self.trace_partial(f)?;
+        Ok((out?, trace))
+    }
+
+    /// [`trace`](Ctx::trace) that returns what was recorded even when `f` fails (to name the
+    /// last site before an error).
+    pub(crate) fn trace_partial<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<(Result<T>, Trace)> {
+        // A trace is one run: subsampled plates drawn before it are not reused inside it.
+        let outer = std::mem::take(&mut self.subsampled);
+        let handled = self.with_handler(Handler::Trace(TraceMessenger::new()), f);
+        self.subsampled = outer;
+        let (out, h) = handled?;
         let Handler::Trace(h) = h else {
             return Err(stack_changed());
         };
-        Ok((out?, h.into_trace()))
+        Ok((out, h.into_trace()))
     }
 
     /// Runs `f` with the sample (and subsample) values of `trace` for the sites it has:
@@ -723,6 +831,36 @@ impl<'a> Ctx<'a> {
     /// ```
     pub fn scale<T>(&mut self, factor: f64, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         Ok(self.with(ScaleMessenger::new(factor)?, f)?.0)
+    }
+
+    /// Runs `f` with every log-density multiplied element-wise by `factor` (Pyro's
+    /// `poutine.scale` with a tensor): positive and finite, broadcastable to the batch shape of
+    /// each site inside without widening it.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let w = Tensor::new(&[1.0f64, 0.5, 2.0], &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| ctx.scale_by(&w, |ctx| ctx.sample("z", Normal::new(&zero, &one)?)))?;
+    /// let lp = tr.get("z").unwrap().log_prob()?.to_vec1::<f64>()?;
+    /// let plain = Normal::new(&zero, &one)?.log_prob(&tr.get("z").unwrap().value)?.to_vec1::<f64>()?;
+    /// assert_eq!(lp[2], 2.0 * plain[2]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn scale_by<T>(
+        &mut self,
+        factor: &Tensor,
+        f: impl FnOnce(&mut Self) -> Result<T>,
+    ) -> Result<T> {
+        Ok(self.with(ScaleMessenger::tensor(factor)?, f)?.0)
     }
 
     /// Runs `f` with log-densities counted only where `mask` is set: `poutine.mask`.
@@ -919,35 +1057,118 @@ impl<'a> Ctx<'a> {
         subsample_size: usize,
         f: impl FnOnce(&mut Self, &Tensor) -> Result<T>,
     ) -> Result<T> {
-        if subsample_size == 0 || subsample_size > size {
-            return Err(InferError::Plate {
-                plate: name.to_string(),
-                msg: format!("subsample size {subsample_size} is not in 1..={size}"),
-            });
-        }
-        let frame = self.plate_frame(name, size, subsample_size, None)?;
-        let mut msg = Message::new(name, SiteKind::Subsample);
-        msg.subsample = Some(Subsample {
+        self.plate_with(Plate::new(name, size).subsample_size(subsample_size), f)
+    }
+
+    /// A plate with every option of Pyro's `pyro.plate(name, size, subsample_size=…,
+    /// subsample=…, dim=…)` (see [`Plate`]): `f` receives the plate's indices. A subsampled
+    /// plate records its indices as a `Subsample` site under its name (replayed into the
+    /// model from the guide) and scales log-densities by `size / subsample_size`; entering it
+    /// again in the same run reuses the same indices (other sizes are an error). Indices of
+    /// one's own (`subsample`) are taken as given: 1-D, integer, each below `size` (checked
+    /// with validation on).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// use vi_infer::Plate;
+    /// let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let rows = Plate::new("rows", 10).subsample_size(4).dim(-2);
+    ///     let a = ctx.plate_with(rows.clone(), |ctx, idx| {
+    ///         ctx.sample("a", Normal::new(&zero, &one)?)?;
+    ///         Ok(idx.to_vec1::<u32>()?)
+    ///     })?;
+    ///     // The same plate again: the same four rows.
+    ///     let b = ctx.plate_with(rows, |_, idx| Ok(idx.to_vec1::<u32>()?))?;
+    ///     assert_eq!(a, b);
+    ///     // Indices of one's own.
+    ///     let mine = Tensor::new(&[7u32, 2], &dev)?;
+    ///     ctx.plate_with(Plate::new("cols", 10).subsample(&mine), |ctx, idx| {
+    ///         assert_eq!(idx.to_vec1::<u32>()?, [7, 2]);
+    ///         ctx.sample("c", Normal::new(&zero, &one)?)
+    ///     })
+    /// })?;
+    /// assert_eq!(tr.get("a").unwrap().value.dims(), &[4, 1]);
+    /// assert_eq!(tr.get("c").unwrap().scale, 5.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn plate_with<T>(
+        &mut self,
+        plate: Plate<'_>,
+        f: impl FnOnce(&mut Self, &Tensor) -> Result<T>,
+    ) -> Result<T> {
+        let Plate {
+            name,
             size,
             subsample_size,
-            device: self
-                .store
-                .device()
-                .cloned()
-                .unwrap_or(candle_core::Device::Cpu),
-        });
-        let idx = self.apply(msg, draw)?;
-        if idx.dims() != [subsample_size] {
-            return Err(InferError::Plate {
-                plate: name.to_string(),
-                msg: format!(
-                    "subsample indices have shape {:?}, expected [{subsample_size}]",
-                    idx.dims()
-                ),
-            });
-        }
+            subsample,
+            dim,
+        } = plate;
+        let bad = |msg: String| InferError::Plate {
+            plate: name.to_string(),
+            msg,
+        };
+        let device = self
+            .store
+            .device()
+            .cloned()
+            .unwrap_or(candle_core::Device::Cpu);
+        let given = match subsample {
+            Some(idx) => Some(crate::plate::own_indices(name, size, subsample_size, idx)?),
+            None => None,
+        };
+        let n = match (&given, subsample_size) {
+            (Some(idx), _) => idx.dims()[0],
+            (None, Some(n)) if n == 0 || n > size => {
+                return Err(bad(format!("subsample size {n} is not in 1..={size}")));
+            }
+            (None, Some(n)) => n,
+            (None, None) => {
+                // A plain plate: no indices to record.
+                let frame = self.plate_frame(name, size, size, dim)?;
+                let idx = Tensor::arange(0u32, size as u32, &device)?;
+                return self.in_plate(frame, |ctx| f(ctx, &idx));
+            }
+        };
+        let frame = self.plate_frame(name, size, n, dim)?;
+        let idx = match self.subsampled.iter().find(|(p, ..)| p == name) {
+            Some((_, s, m, idx)) if (*s, *m) == (size, n) => idx.clone(),
+            Some((_, s, m, _)) => {
+                return Err(bad(format!(
+                    "entered again with size {size} and subsample size {n}, first with {s} and {m}"
+                )));
+            }
+            None => {
+                let mut msg = Message::new(name, SiteKind::Subsample);
+                msg.subsample = Some(Subsample {
+                    size,
+                    subsample_size: n,
+                    device,
+                });
+                msg.value = given;
+                let idx = self.apply(msg, draw)?;
+                if idx.dims() != [n] {
+                    return Err(bad(format!(
+                        "subsample indices have shape {:?}, expected [{n}]",
+                        idx.dims()
+                    )));
+                }
+                self.subsampled.push((name.to_string(), size, n, idx.clone()));
+                idx
+            }
+        };
         self.in_plate(frame, |ctx| f(ctx, &idx))
     }
+
 }
 
 /// The default action for a sample site or a subsampled plate without a value: draw it.
@@ -982,9 +1203,6 @@ pub(crate) fn draw_with(msg: &mut Message, rng: &mut dyn RngCore) -> Result<()> 
     } else {
         dist.sample(&[], rng)
     };
-    msg.value = Some(value.map_err(|source| InferError::Site {
-        site: msg.name.clone(),
-        source: Box::new(source),
-    })?);
+    msg.value = Some(value.map_err(|source| at_site(&msg.name, &msg.plates, false, source))?);
     Ok(())
 }

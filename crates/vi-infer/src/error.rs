@@ -90,20 +90,102 @@ pub enum InferError {
         msg: String,
     },
     /// An observed value lies outside its distribution's support (or has the wrong shape).
-    #[error("observed site `{site}`: {source}")]
+    #[error("observed site `{site}`{}: {source}", in_plates(plates))]
     Observed {
         /// The site.
         site: String,
+        /// The plates the site is in, outermost first.
+        plates: Vec<String>,
         /// What the distribution said.
         source: Box<DistError>,
     },
-    /// A distribution error at a site (building, sampling, `log_prob`).
-    #[error("site `{site}`: {source}")]
+    /// A distribution error at a site (sampling, `log_prob`, expanding to a plate).
+    #[error("site `{site}`{}: {source}", in_plates(plates))]
     Site {
         /// The site.
         site: String,
+        /// The plates the site is in, outermost first.
+        plates: Vec<String>,
         /// The distribution's error.
         source: Box<DistError>,
+    },
+    /// A sample site whose batch shape (its log-density's shape: the value's batch dims
+    /// broadcast with the distribution's batch shape) has a dim of size other than 1 that no
+    /// plate declares, as Pyro's `check_site_shape`.
+    #[error(
+        "site `{site}`: {what} gives a log-density of shape {shape:?}, whose dim {dim} (size {size}) {}; plates here: {}. Enclose the batched dim in a plate, move it into the event with `.to_event(..)`, or reshape the data",
+        dim_owner(plate),
+        plate_list(plates)
+    )]
+    SiteShape {
+        /// The site.
+        site: String,
+        /// The site's distribution (with its batch and event shapes), or the mask or scale
+        /// that widened it.
+        what: String,
+        /// The batch shape of the site's log-density.
+        shape: Box<[usize]>,
+        /// The offending dim, counted from the right (negative).
+        dim: isize,
+        /// Its size.
+        size: usize,
+        /// The plate at that dim and its size, if one is there (then `size` is neither 1 nor
+        /// the plate's).
+        plate: Option<(String, usize)>,
+        /// The plates the site is in: `name (dim d, size n)`.
+        plates: Vec<String>,
+    },
+    /// A latent site whose model and guide distributions have batch shapes that disagree
+    /// (after broadcasting size-1 dims), as Pyro's `check_model_guide_match`.
+    #[error(
+        "site `{site}`: the model's {model_dist} has shape {model:?} (batch + event), the guide's {guide_dist} has {guide:?}; they disagree at dim {dim}. Sample the site in the same plates in both"
+    )]
+    BatchShape {
+        /// The site.
+        site: String,
+        /// The model's distribution (with wrappers).
+        model_dist: String,
+        /// The guide's distribution (with wrappers).
+        guide_dist: String,
+        /// The model's batch + event shape.
+        model: Box<[usize]>,
+        /// The guide's batch + event shape.
+        guide: Box<[usize]>,
+        /// The first dim (from the right, negative) where they disagree.
+        dim: isize,
+    },
+    /// The guide uses a plate that the model never enters (Pyro: "Found plate statements in
+    /// guide but not model").
+    #[error("plate `{plate}` appears in the guide (at site `{site}`) but not in the model")]
+    GuidePlateNotInModel {
+        /// The plate.
+        plate: String,
+        /// The first guide site in it.
+        site: String,
+    },
+    /// The loss of a step, or the gradient of a parameter, is NaN or infinite. The step left
+    /// the parameters and the optimizer's state as they were.
+    #[error("{what} is {value}{}; the parameters and the optimizer state are unchanged", culprits(terms))]
+    NonFinite {
+        /// `the loss` or `the gradient of param `w``.
+        what: String,
+        /// What the value is: `NaN`, `inf`, `-inf`, or `NaN at [2, 3]` for a tensor.
+        value: String,
+        /// For the loss: each site whose term is not finite (name, term kind, value).
+        terms: Vec<(String, String, String)>,
+    },
+    /// An error raised while the model or the guide ran that does not name a site itself
+    /// (a distribution's constructor, a candle op): which program, and the last site it
+    /// recorded before the error.
+    #[error("in the {program}{}: {source}", after_site(last_site))]
+    InProgram {
+        /// `model` or `guide`.
+        program: &'static str,
+        /// The last site the program recorded before the error (none: it failed before its
+        /// first site).
+        last_site: Option<String>,
+        /// The error.
+        source: Box<InferError>,
     },
     /// A KL error at a site.
     #[error("site `{site}`: {source}")]
@@ -145,6 +227,124 @@ pub enum InferError {
     /// An error from a candle op.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+}
+
+impl InferError {
+    /// The error itself, seen through [`InferError::InProgram`]'s context: match on this.
+    ///
+    /// ```
+    /// use vi_infer::InferError;
+    /// let inner = InferError::Invalid("bad".into());
+    /// let e = InferError::InProgram { program: "guide", last_site: None, source: Box::new(inner) };
+    /// assert!(matches!(e.root(), InferError::Invalid(_)));
+    /// assert_eq!(e.to_string(), "in the guide (before its first site): bad");
+    /// ```
+    pub fn root(&self) -> &InferError {
+        match self {
+            InferError::InProgram { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
+    /// Whether the error names no site of its own, so that the program it came from and its
+    /// last site are worth adding.
+    pub(crate) fn lacks_site(&self) -> bool {
+        matches!(
+            self,
+            InferError::Dist(_)
+                | InferError::KlDivergence(_)
+                | InferError::Candle(_)
+                | InferError::Invalid(_)
+                | InferError::Optim(_)
+        )
+    }
+
+    /// Adds the program (`model` or `guide`) and its last recorded site to an error that
+    /// names no site.
+    pub(crate) fn in_program(self, program: &'static str, last_site: Option<&str>) -> Self {
+        if self.lacks_site() {
+            InferError::InProgram {
+                program,
+                last_site: last_site.map(str::to_string),
+                source: Box::new(self),
+            }
+        } else {
+            self
+        }
+    }
+}
+
+/// A distribution's error at a site: [`InferError::Observed`] for an observed site,
+/// [`InferError::Site`] otherwise, with the names of the site's plates.
+pub(crate) fn at_site(
+    site: &str,
+    plates: &[crate::message::PlateFrame],
+    observed: bool,
+    source: DistError,
+) -> InferError {
+    let plates = plates.iter().map(|p| p.name.clone()).collect();
+    let (site, source) = (site.to_string(), Box::new(source));
+    if observed {
+        InferError::Observed {
+            site,
+            plates,
+            source,
+        }
+    } else {
+        InferError::Site {
+            site,
+            plates,
+            source,
+        }
+    }
+}
+
+/// ` (in plate `a`)` / ` (in plates `a`, `b`)` / nothing.
+fn in_plates(plates: &[String]) -> String {
+    match plates {
+        [] => String::new(),
+        [p] => format!(" (in plate `{p}`)"),
+        ps => format!(
+            " (in plates {})",
+            ps.iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn plate_list(plates: &[String]) -> String {
+    if plates.is_empty() {
+        "none".into()
+    } else {
+        plates.join(", ")
+    }
+}
+
+fn dim_owner(plate: &Option<(String, usize)>) -> String {
+    match plate {
+        Some((p, n)) => format!("is neither 1 nor the size {n} of plate `{p}` there"),
+        None => "belongs to no plate the site is in (it must be 1)".into(),
+    }
+}
+
+fn culprits(terms: &[(String, String, String)]) -> String {
+    if terms.is_empty() {
+        return String::new();
+    }
+    let list: Vec<String> = terms
+        .iter()
+        .map(|(site, kind, v)| format!("site `{site}` ({kind}: {v})"))
+        .collect();
+    format!(": non-finite at {}", list.join(", "))
+}
+
+fn after_site(last: &Option<String>) -> String {
+    match last {
+        Some(s) => format!(" (after site `{s}`)"),
+        None => " (before its first site)".into(),
+    }
 }
 
 impl From<DistError> for InferError {

@@ -6,14 +6,18 @@
 //! user adds: [`dist`] (`vi-dist`), [`kl`] (`vi-kl`) and [`optim`] (`vi-optim`).
 #![deny(missing_docs)]
 
+mod checkpoint;
+mod checks;
 mod ctx;
 mod elbo;
 mod error;
+mod finite;
 pub mod handlers;
 pub mod layers;
 mod message;
 mod messenger;
 mod param_store;
+mod plate;
 mod svi;
 mod trace;
 
@@ -25,6 +29,7 @@ pub use error::{InferError, Result};
 pub use message::{Message, PlateFrame, SiteKind, Subsample};
 pub use messenger::Messenger;
 pub use param_store::ParamStore;
+pub use plate::Plate;
 pub use svi::{StepReport, Svi};
 pub use trace::{Site, Trace};
 

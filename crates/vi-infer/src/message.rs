@@ -95,6 +95,9 @@ pub struct Message {
     pub is_observed: bool,
     /// The factor the site's log-density is multiplied by (plates' subsampling, `scale`).
     pub scale: f64,
+    /// A per-element factor on top of `scale` (`ctx.scale_by` with a tensor), broadcastable to
+    /// the batch shape; `None` for none.
+    pub scale_tensor: Option<Tensor>,
     /// Where the site's log-density counts (`mask` handler, `ctx.mask`): a boolean (u8)
     /// tensor broadcastable to the batch shape; `None` counts everywhere.
     pub mask: Option<Tensor>,
@@ -125,6 +128,7 @@ impl Message {
             value: None,
             is_observed: false,
             scale: 1.0,
+            scale_tensor: None,
             mask: None,
             plates: Vec::new(),
             stop: false,

@@ -8,14 +8,19 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use vi_dist::{Constraint, Transform, transform_to};
 
+use crate::checkpoint;
 use crate::error::{InferError, Result};
+use crate::finite::{finite_mask, first_bad};
 
 /// One constrained parameter: its unconstrained `Var`, and the constraint with its bijection
-/// (absent for a value loaded from a file until a model names the constraint again).
+/// (absent for a value loaded from bare tensors until a model names the constraint again).
 #[derive(Debug)]
 struct Param {
     unconstrained: Var,
     constraint: Option<(Constraint, Box<dyn Transform>)>,
+    /// Loaded from a file and not read by a `param` call since: the first call checks the
+    /// loaded shape against its initial value's.
+    loaded: bool,
 }
 
 /// The learnable parameters of a model and guide, on one device and dtype: Pyro's
@@ -74,12 +79,15 @@ impl std::fmt::Debug for ParamStore {
     }
 }
 
-/// Whether two constraints are the same. Constraints with tensor bounds have no equality, so
-/// they compare by what they print; the common field-less ones (`real`, `positive`, …) compare
-/// without printing (this runs at every `ctx.param`).
 /// A stored parameter's constrained value, once `constraint` is checked against (or, for a
-/// parameter loaded from a checkpoint, set as) the one it was created with.
-fn read(p: &mut Param, name: &str, constraint: &Constraint) -> Result<Tensor> {
+/// parameter loaded without one, set as) the one it was created with. A parameter loaded from
+/// a file has its shape checked against `init`'s at its first read.
+fn read(
+    p: &mut Param,
+    name: &str,
+    constraint: &Constraint,
+    init: impl FnOnce() -> candle_core::Result<Tensor>,
+) -> Result<Tensor> {
     let bad = |msg: String| InferError::Param {
         name: name.to_string(),
         msg,
@@ -87,7 +95,7 @@ fn read(p: &mut Param, name: &str, constraint: &Constraint) -> Result<Tensor> {
     match &p.constraint {
         Some((c, _)) if !same_constraint(c, constraint) => {
             return Err(bad(format!(
-                "used with constraint {constraint}, created with {c}"
+                "used with constraint {constraint}, created (or loaded) with {c}"
             )));
         }
         Some(_) => {}
@@ -96,11 +104,29 @@ fn read(p: &mut Param, name: &str, constraint: &Constraint) -> Result<Tensor> {
     let Some((_, t)) = &p.constraint else {
         return Err(bad("has no constraint".into()));
     };
-    Ok(t.forward(p.unconstrained.as_tensor())?)
+    let value = t.forward(p.unconstrained.as_tensor())?;
+    if p.loaded {
+        let init = init()?;
+        if init.dims() != value.dims() {
+            return Err(bad(format!(
+                "loaded from a checkpoint with shape {:?}, but the program now initialises it with shape {:?}",
+                value.dims(),
+                init.dims()
+            )));
+        }
+        p.loaded = false;
+    }
+    // The optimizer updates the `Var` in place: a value that is the `Var`'s own storage (the
+    // identity bijection of `real`) is copied, so that what a step's traces recorded stays
+    // what the step used.
+    if value.id() == p.unconstrained.as_tensor().id() {
+        return Ok(value.copy()?);
+    }
+    Ok(value)
 }
 
 /// Whether two constraints are the same: by variant for those without parameters, else by
-/// their text.
+/// their text (tensor bounds, which print as their shape, by tensor identity).
 pub(crate) fn same_constraint(a: &Constraint, b: &Constraint) -> bool {
     use Constraint::*;
     let plain = |c: &Constraint| {
@@ -117,10 +143,27 @@ pub(crate) fn same_constraint(a: &Constraint, b: &Constraint) -> bool {
                 | PositiveDefinite
         )
     };
-    if plain(a) && plain(b) && std::mem::discriminant(a) == std::mem::discriminant(b) {
+    if plain(a) && plain(b) {
+        return std::mem::discriminant(a) == std::mem::discriminant(b);
+    }
+    match (checkpoint::encode(a), checkpoint::encode(b)) {
+        (Ok((sa, xa)), Ok((sb, xb))) => {
+            sa == sb && xa.len() == xb.len() && xa.iter().zip(&xb).all(|(x, y)| same_tensor(x, y))
+        }
+        _ => a.to_string() == b.to_string(),
+    }
+}
+
+/// The same tensor, or equal shapes and values (a host read, for tensor bounds built anew).
+fn same_tensor(x: &Tensor, y: &Tensor) -> bool {
+    if x.id() == y.id() {
         return true;
     }
-    a.to_string() == b.to_string()
+    let values = |t: &Tensor| -> candle_core::Result<Vec<f64>> {
+        t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()
+    };
+    x.dims() == y.dims()
+        && matches!((values(x), values(y)), (Ok(a), Ok(b)) if a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()))
 }
 
 impl ParamStore {
@@ -213,7 +256,7 @@ impl ParamStore {
         }
         // The common case, every step after the first: one lookup.
         if let Some(p) = self.params.get_mut(name) {
-            return read(p, name, constraint);
+            return read(p, name, constraint, init);
         }
         let init = init()?;
         let (device, dtype) = self
@@ -230,42 +273,60 @@ impl ParamStore {
         }
         if vi_dist::validation_enabled() && !constraint.all(&init)? {
             return Err(bad(format!(
-                "init lies outside the constraint {constraint}"
+                "init lies outside the constraint {constraint}{}",
+                first_bad(&init, |t| Ok(constraint.check(t)?))?
             )));
         }
         let transform = transform_to(constraint)?;
         let raw = transform.inverse(&init.detach())?;
+        // A parameter is a point the optimizer moves: its unconstrained value must be finite
+        // (an init of inf, or 0 for `positive`, would give a NaN gradient at the first step).
+        let finite = first_bad(&raw, finite_mask)?;
+        if !finite.is_empty() {
+            return Err(bad(format!(
+                "init is not finite in the unconstrained space of {constraint}{finite}"
+            )));
+        }
         let p = self.params.entry(name.to_string()).or_insert(Param {
             unconstrained: Var::from_tensor(&raw)?,
             constraint: Some((constraint.clone(), transform)),
+            loaded: false,
         });
-        read(p, name, constraint)
+        read(p, name, constraint, || Ok(init))
     }
 
-    /// The constrained value of a parameter, if it exists and has its constraint (a value
-    /// loaded from a file gets it at its first `param` call).
+    /// The constrained value of a parameter (or a module variable), `None` if there is none
+    /// by that name. A parameter loaded from bare tensors ([`load_tensors`] of values without
+    /// their constraints) has no constraint until a `param` call names it: reading it before
+    /// is an error, never the unconstrained storage. Checkpoints written by [`save`] and
+    /// `Svi::save` carry the constraints.
+    ///
+    /// [`load_tensors`]: ParamStore::load_tensors
+    /// [`save`]: ParamStore::save
     ///
     /// ```
-    /// # use candle_core::{DType, Device, Tensor};
-    /// # use vi_dist::Constraint;
-    /// # use vi_infer::ParamStore;
     /// let dev = Device::Cpu;
     /// let mut store = ParamStore::new(&dev, DType::F64);
     /// store.param("s", || Tensor::new(&[2.0f64], &dev), &Constraint::Positive)?;
     /// assert_eq!(store.get("s")?.unwrap().to_vec1::<f64>()?, vec![2.0]);
     /// assert!(store.get("missing")?.is_none());
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self, name: &str) -> Result<Option<Tensor>> {
         match self.params.get(name) {
             Some(Param {
                 unconstrained,
                 constraint: Some((_, t)),
+                ..
             }) => Ok(Some(t.forward(unconstrained.as_tensor())?)),
             Some(Param {
-                unconstrained,
-                constraint: None,
-            }) => Ok(Some(unconstrained.as_tensor().clone())),
+                constraint: None, ..
+            }) => Err(InferError::Param {
+                name: name.to_string(),
+                msg: "was loaded without its constraint, so its constrained value is unknown: \
+                      run the program once (its `param` call names the constraint) or read \
+                      the raw storage with `unconstrained`"
+                    .into(),
+            }),
             None => Ok(self.module_var(name).map(|v| v.as_tensor().clone())),
         }
     }
@@ -421,61 +482,116 @@ impl ParamStore {
         out
     }
 
-    /// Sets stored tensors from `tensors` (as written by [`named_tensors`]): module variables
-    /// that exist are overwritten in place (modules built from this store see the new
-    /// values); other names become unconstrained parameters, whose constraint the next
-    /// `param` call supplies.
+    /// Every stored tensor by name, as [`named_tensors`], plus the constraint of each
+    /// parameter (as tensors under reserved names): what [`save`] writes and
+    /// [`load_tensors`] reads back whole.
     ///
+    /// [`named_tensors`]: ParamStore::named_tensors
+    /// [`save`]: ParamStore::save
+    /// [`load_tensors`]: ParamStore::load_tensors
+    ///
+    /// ```
+    /// let dev = Device::Cpu;
+    /// let mut store = ParamStore::new(&dev, DType::F64);
+    /// store.param("s", || Tensor::new(&[0.5f64], &dev), &Constraint::Positive)?;
+    /// let mut fresh = ParamStore::new(&dev, DType::F64);
+    /// fresh.load_tensors(&store.state()?)?;
+    /// // The constraint came with the value: `get` is the constrained value at once.
+    /// assert_eq!(fresh.get("s")?.unwrap().to_vec1::<f64>()?, vec![0.5]);
+    /// ```
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = self.named_tensors();
+        for (name, p) in &self.params {
+            if let Some((c, _)) = &p.constraint {
+                out.extend(checkpoint::constraint_records(name, c)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sets stored tensors from `tensors` (as written by [`state`] or [`named_tensors`]):
+    /// module variables that exist are overwritten in place (modules built from this store
+    /// see the new values); other names become parameters, with the constraint recorded beside
+    /// them when there is one (else the next `param` call supplies it). A shape or constraint
+    /// that disagrees with what the store already holds is an error naming the parameter,
+    /// and then nothing is changed; a loaded parameter's shape is checked against its initial
+    /// value at its first `param` call.
+    ///
+    /// [`state`]: ParamStore::state
     /// [`named_tensors`]: ParamStore::named_tensors
     ///
     /// ```
-    /// # use candle_core::{DType, Device, Tensor};
-    /// # use vi_dist::Constraint;
-    /// # use vi_infer::ParamStore;
     /// let dev = Device::Cpu;
     /// let mut store = ParamStore::new(&dev, DType::F64);
     /// store.param("s", || Tensor::new(&[1.0f64], &dev), &Constraint::Positive)?;
-    /// let saved = store.named_tensors();
+    /// let saved = store.named_tensors(); // values only
     /// let mut fresh = ParamStore::new(&dev, DType::F64);
     /// fresh.load_tensors(&saved)?;
+    /// assert!(fresh.get("s").is_err()); // no constraint yet: no value to give
     /// // The constraint comes back with the first `param` call; the init is not used.
     /// let s = fresh.param("s", || Tensor::new(&[9.0f64], &dev), &Constraint::Positive)?;
     /// assert_eq!(s.to_vec1::<f64>()?, vec![1.0]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load_tensors(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        for (name, t) in tensors {
+        let (values, constraints) = checkpoint::split_constraints(tensors)?;
+        let bad = |name: &str, msg: String| InferError::Param {
+            name: name.to_string(),
+            msg,
+        };
+        // Check everything first, so that a bad file leaves the store as it was.
+        for (name, t) in &values {
+            if let Some(v) = self.module_var(name) {
+                if v.dims() != t.dims() {
+                    return Err(bad(
+                        name,
+                        format!("loaded shape {:?}, the module has {:?}", t.dims(), v.dims()),
+                    ));
+                }
+            } else if let Some(p) = self.params.get(name) {
+                if p.unconstrained.dims() != t.dims() {
+                    return Err(bad(
+                        name,
+                        format!(
+                            "loaded shape {:?}, the store has {:?}",
+                            t.dims(),
+                            p.unconstrained.dims()
+                        ),
+                    ));
+                }
+                if let (Some((have, _)), Some(file)) = (&p.constraint, constraints.get(name))
+                    && !same_constraint(have, file)
+                {
+                    return Err(bad(
+                        name,
+                        format!("loaded with constraint {file}, the store has {have}"),
+                    ));
+                }
+            }
+        }
+        if let Some(orphan) = constraints.keys().find(|k| !values.contains_key(*k)) {
+            return Err(bad(orphan, "the file has its constraint but no value".into()));
+        }
+        for (name, t) in &values {
             let (device, dtype) = self
                 .kind
                 .get_or_insert_with(|| (t.device().clone(), t.dtype()))
                 .clone();
             let t = t.to_device(&device)?.to_dtype(dtype)?;
             if let Some(v) = self.module_var(name) {
-                if v.dims() != t.dims() {
-                    return Err(InferError::Param {
-                        name: name.clone(),
-                        msg: format!("loaded shape {:?}, the module has {:?}", t.dims(), v.dims()),
-                    });
-                }
                 v.set(&t)?;
             } else if let Some(p) = self.params.get(name) {
-                if p.unconstrained.dims() != t.dims() {
-                    return Err(InferError::Param {
-                        name: name.clone(),
-                        msg: format!(
-                            "loaded shape {:?}, the store has {:?}",
-                            t.dims(),
-                            p.unconstrained.dims()
-                        ),
-                    });
-                }
                 p.unconstrained.set(&t)?;
             } else {
+                let constraint = match constraints.get(name) {
+                    Some(c) => Some((c.clone(), transform_to(c)?)),
+                    None => None,
+                };
                 self.params.insert(
                     name.clone(),
                     Param {
                         unconstrained: Var::from_tensor(&t)?,
-                        constraint: None,
+                        constraint,
+                        loaded: true,
                     },
                 );
             }
@@ -483,31 +599,25 @@ impl ParamStore {
         Ok(())
     }
 
-    /// Writes every stored tensor (unconstrained) to a safetensors file.
+    /// Writes every stored tensor (parameters unconstrained, with their constraints; module
+    /// variables) to a safetensors file, through a temporary file renamed over `path`: a
+    /// failed write leaves the previous file whole.
     ///
     /// ```
-    /// # use candle_core::{DType, Device, Tensor};
-    /// # use vi_dist::Constraint;
-    /// # use vi_infer::ParamStore;
     /// let dev = Device::Cpu;
     /// let mut store = ParamStore::new(&dev, DType::F64);
     /// store.param("s", || Tensor::new(&[3.0f64], &dev), &Constraint::Positive)?;
     /// let path = std::env::temp_dir().join("vi_infer_doc_store_save.safetensors");
     /// store.save(&path)?;
-    /// # std::fs::remove_file(&path).ok();
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        candle_core::safetensors::save(&self.named_tensors(), path.as_ref())?;
-        Ok(())
+        checkpoint::save(&self.state()?, path.as_ref())
     }
 
-    /// Reads a safetensors file written by [`save`](ParamStore::save) into the store.
+    /// Reads a safetensors file written by [`save`](ParamStore::save) into the store. A
+    /// missing or unreadable file is [`InferError::Io`] naming it.
     ///
     /// ```
-    /// # use candle_core::{DType, Device, Tensor};
-    /// # use vi_dist::Constraint;
-    /// # use vi_infer::ParamStore;
     /// let dev = Device::Cpu;
     /// let mut store = ParamStore::new(&dev, DType::F64);
     /// store.param("s", || Tensor::new(&[3.0f64], &dev), &Constraint::Positive)?;
@@ -515,14 +625,11 @@ impl ParamStore {
     /// store.save(&path)?;
     /// let mut back = ParamStore::new(&dev, DType::F64);
     /// back.load(&path)?;
-    /// let s = back.param("s", || Tensor::new(&[1.0f64], &dev), &Constraint::Positive)?;
-    /// assert!((s.to_vec1::<f64>()?[0] - 3.0).abs() < 1e-12);
-    /// # std::fs::remove_file(&path).ok();
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// assert!((back.get("s")?.unwrap().to_vec1::<f64>()?[0] - 3.0).abs() < 1e-12);
     /// ```
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let device = self.device().cloned().unwrap_or(Device::Cpu);
-        let tensors = candle_core::safetensors::load(path.as_ref(), &device)?;
+        let tensors = checkpoint::load(path.as_ref(), &device)?;
         self.load_tensors(&tensors)
     }
 }

@@ -62,15 +62,59 @@ pub struct StepReport {
     pub guide_trace: Trace,
 }
 
+/// The loss read back to the host (the step's one sync); a NaN or infinite loss is
+/// [`InferError::NonFinite`] naming each site whose term is not finite.
+fn read_loss(out: &ElboOutput) -> Result<f64> {
+    let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    if loss.is_finite() {
+        return Ok(loss);
+    }
+    let mut terms = Vec::new();
+    for t in &out.sites {
+        let v = t.sum_f64()?;
+        if !v.is_finite() {
+            let kind = match t.kind {
+                TermKind::KlAnalytic => "analytic KL",
+                TermKind::KlMonteCarlo => "Monte Carlo KL",
+                TermKind::LogLikelihood => "log-likelihood",
+            };
+            terms.push((t.name.clone(), kind.to_string(), crate::finite::describe(v)));
+        }
+    }
+    Err(InferError::NonFinite {
+        what: "the loss".into(),
+        value: crate::finite::describe(loss),
+        terms,
+    })
+}
+
+/// Every gradient the optimizer is about to apply is finite; else [`InferError::NonFinite`]
+/// naming the parameter and the first bad element.
+fn check_gradients(params: &[(&str, &Var)], grads: &candle_core::backprop::GradStore) -> Result<()> {
+    for (name, var) in params {
+        let Some(g) = grads.get(var.as_tensor()) else {
+            continue;
+        };
+        if !crate::finite::all_finite(g)? {
+            let at = crate::finite::first_bad(g, crate::finite::finite_mask)?;
+            return Err(InferError::NonFinite {
+                what: format!("the gradient of param `{name}`"),
+                value: at.trim_start_matches(": ").to_string(),
+                terms: Vec::new(),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl StepReport {
-    fn from_output(out: ElboOutput) -> Result<Self> {
-        let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-        Ok(Self {
+    fn new(loss: f64, out: ElboOutput) -> Self {
+        Self {
             loss,
             sites: out.sites,
             model_trace: out.model_trace,
             guide_trace: out.guide_trace,
-        })
+        }
     }
 
     /// The term of the site `name`.
@@ -430,11 +474,15 @@ where
     /// ```
     pub fn step(&mut self) -> Result<StepReport> {
         let out = self.compute()?;
+        let loss = read_loss(&out)?;
         let grads = out.surrogate.backward()?;
         let modules = self.module_vars(&out);
         let params = touched(&self.store, &out, &modules);
+        if vi_dist::validation_enabled() {
+            check_gradients(&params, &grads)?;
+        }
         self.optimizer.step_params(&params, &grads)?;
-        StepReport::from_output(out)
+        Ok(StepReport::new(loss, out))
     }
 
     /// The loss and each site's term without a gradient step (the generator advances as in
@@ -464,7 +512,9 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn evaluate_loss(&mut self) -> Result<StepReport> {
-        StepReport::from_output(self.compute()?)
+        let out = self.compute()?;
+        let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        Ok(StepReport::new(loss, out))
     }
 
     /// The variables of the modules the run marked with `ctx.module`.
@@ -508,7 +558,7 @@ where
     /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let mut all: HashMap<String, Tensor> = HashMap::new();
-        for (k, v) in self.store.named_tensors() {
+        for (k, v) in self.store.state()? {
             all.insert(format!("param/{k}"), v);
         }
         for (k, v) in self.optimizer.state_dict()?.prefixed("optim/").iter() {
@@ -517,8 +567,7 @@ where
         for (k, v) in rng_state(&self.rng)? {
             all.insert(format!("rng/{k}"), v);
         }
-        candle_core::safetensors::save(&all, path.as_ref())?;
-        Ok(())
+        crate::checkpoint::save(&all, path.as_ref())
     }
 
     /// Reads a checkpoint written by [`save`](Svi::save): parameters, optimizer state and
@@ -552,7 +601,7 @@ where
     /// ```
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let device = self.store.device().cloned().unwrap_or(Device::Cpu);
-        let all = candle_core::safetensors::load(path.as_ref(), &device)?;
+        let all = crate::checkpoint::load(path.as_ref(), &device)?;
         let mut params = HashMap::new();
         let mut optim = StateDict::new();
         let mut rng = HashMap::new();
@@ -565,10 +614,11 @@ where
                 rng.insert(name.to_string(), v);
             }
         }
+        let rng = rng_from_state(&rng)?;
         self.store.load_tensors(&params)?;
         self.optimizer
             .load_state_dict(&optim.strip_prefix("optim/"))?;
-        self.rng = rng_from_state(&rng)?;
+        self.rng = rng;
         Ok(())
     }
 }

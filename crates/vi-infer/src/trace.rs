@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use candle_core::{Tensor, TensorId};
 use vi_dist::{Constraint, Distribution};
 
-use crate::error::{InferError, Result};
+use crate::error::{InferError, Result, at_site};
 use crate::message::{Message, PlateFrame, SiteKind};
 use crate::param_store::same_constraint;
 
@@ -49,6 +49,8 @@ pub struct Site {
     pub plates: Vec<PlateFrame>,
     /// The factor its log-density is multiplied by.
     pub scale: f64,
+    /// A per-element factor on top of `scale` (`None`: none).
+    pub scale_tensor: Option<Tensor>,
     /// Where its log-density counts (`None`: everywhere).
     pub mask: Option<Tensor>,
     log_prob: OnceLock<Tensor>,
@@ -66,6 +68,7 @@ impl Clone for Site {
             is_observed: self.is_observed,
             plates: self.plates.clone(),
             scale: self.scale,
+            scale_tensor: self.scale_tensor.clone(),
             mask: self.mask.clone(),
             log_prob: self.log_prob.clone(),
             checked: self.checked.clone(),
@@ -83,6 +86,7 @@ impl Site {
             is_observed: msg.is_observed,
             plates: msg.plates.clone(),
             scale: msg.scale,
+            scale_tensor: msg.scale_tensor.clone(),
             mask: msg.mask.clone(),
             log_prob: OnceLock::new(),
             checked: msg.checked.clone(),
@@ -100,6 +104,7 @@ impl Site {
             is_observed: msg.is_observed,
             plates: msg.plates,
             scale: msg.scale,
+            scale_tensor: msg.scale_tensor,
             mask: msg.mask,
             log_prob: OnceLock::new(),
             checked: msg.checked,
@@ -194,19 +199,7 @@ impl Site {
         } else {
             dist.log_prob(&self.value)
         };
-        lp.map_err(|source| {
-            if self.is_observed {
-                InferError::Observed {
-                    site: self.name.clone(),
-                    source: Box::new(source),
-                }
-            } else {
-                InferError::Site {
-                    site: self.name.clone(),
-                    source: Box::new(source),
-                }
-            }
-        })
+        lp.map_err(|source| at_site(&self.name, &self.plates, self.is_observed, source))
     }
 
     /// Applies the site's mask (0 where clear) and scale to a batch-shaped term (a log-density
@@ -248,6 +241,9 @@ impl Site {
         }
         if self.scale != 1.0 {
             t = (t * self.scale)?;
+        }
+        if let Some(s) = &self.scale_tensor {
+            t = t.broadcast_mul(&s.to_dtype(t.dtype())?)?;
         }
         Ok(t)
     }
@@ -520,6 +516,30 @@ impl Trace {
     /// ```
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.sites.iter().map(|s| s.name.as_str())
+    }
+
+    /// The name of the last site recorded, if any.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     let s = ctx.param("s", &one, Constraint::Positive)?;
+    ///     ctx.sample("z", Normal::new(&zero, &s)?)
+    /// })?;
+    /// assert_eq!(tr.last_name(), Some("z"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn last_name(&self) -> Option<&str> {
+        self.sites.last().map(|s| s.name.as_str())
     }
 
     /// The number of sites.

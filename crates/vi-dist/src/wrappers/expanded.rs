@@ -163,6 +163,13 @@ impl Distribution for Expanded {
     fn support(&self) -> Constraint {
         self.base.support()
     }
+    fn validate(&self, value: &Tensor) -> Result<Vec<usize>> {
+        // The shapes against this wrapper, the support by the base (a masked base checks
+        // only the elements it counts).
+        let out = value_batch_shape(self, value)?;
+        self.base.validate(value)?;
+        Ok(out)
+    }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         if !broadcasts_to(&self.batch, batch_shape) {
             return Err(DistError::Expand {

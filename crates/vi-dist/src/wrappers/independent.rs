@@ -169,6 +169,13 @@ impl Distribution for Independent {
     fn support(&self) -> Constraint {
         self.base.support().independent(self.reinterpreted)
     }
+    fn validate(&self, value: &Tensor) -> Result<Vec<usize>> {
+        // The shapes against this wrapper, the support by the base (a masked base checks
+        // only the elements it counts).
+        let out = value_batch_shape(self, value)?;
+        self.base.validate(value)?;
+        Ok(out)
+    }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         let split = self.base.batch_shape().len() - self.reinterpreted;
         let base_shape: Vec<usize> = batch_shape

@@ -7,7 +7,7 @@ use rand::RngCore;
 
 use crate::broadcast::{broadcast_shapes, full_like};
 use crate::constraint::Constraint;
-use crate::distribution::{Distribution, value_batch_shape};
+use crate::distribution::{Distribution, value_batch_shape, value_kind};
 use crate::error::{DistError, Result};
 
 /// `base` with `log_prob` set to 0 where `mask` is 0, as Pyro's `MaskedDistribution`.
@@ -128,6 +128,32 @@ impl Masked {
     }
 }
 
+impl Masked {
+    /// `value` broadcast to the log-density's shape, with masked-out elements replaced by a
+    /// point of the support (NumPyro's MaskedDistribution), so that a placeholder there (NaN
+    /// for missing data) neither fails the support check nor sends 0 · NaN into the
+    /// gradients.
+    fn fill_masked(&self, value: &Tensor) -> Result<Tensor> {
+        let out = value_batch_shape(self, value)?;
+        let event = self.event_shape();
+        let full = crate::broadcast::extended_shape(&[], &out, event);
+        let value = value.broadcast_as(full.as_slice())?;
+        let feasible = self.base.support().feasible_like(&value)?;
+        let mask_dims: Vec<usize> = self
+            .mask
+            .dims()
+            .iter()
+            .copied()
+            .chain(event.iter().map(|_| 1))
+            .collect();
+        let keep = self
+            .mask
+            .reshape(mask_dims)?
+            .broadcast_as(full.as_slice())?;
+        Ok(keep.where_cond(&value, &feasible.broadcast_as(full.as_slice())?)?)
+    }
+}
+
 impl Distribution for Masked {
     fn name(&self) -> &'static str {
         "Masked"
@@ -154,27 +180,13 @@ impl Distribution for Masked {
         self.base.rsample(sample_shape, rng)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
-        // Masked-out values are replaced by a point of the support first (NumPyro's
-        // MaskedDistribution), so a placeholder there (NaN for missing data) neither fails the
-        // support check nor sends 0 · NaN into the gradients.
+        self.apply(&self.base.log_prob(&self.fill_masked(value)?)?)
+    }
+    fn validate(&self, value: &Tensor) -> Result<Vec<usize>> {
+        value_kind(self, value)?;
         let out = value_batch_shape(self, value)?;
-        let event = self.event_shape();
-        let full = crate::broadcast::extended_shape(&[], &out, event);
-        let value = value.broadcast_as(full.as_slice())?;
-        let feasible = self.base.support().feasible_like(&value)?;
-        let mask_dims: Vec<usize> = self
-            .mask
-            .dims()
-            .iter()
-            .copied()
-            .chain(event.iter().map(|_| 1))
-            .collect();
-        let keep = self
-            .mask
-            .reshape(mask_dims)?
-            .broadcast_as(full.as_slice())?;
-        let value = keep.where_cond(&value, &feasible.broadcast_as(full.as_slice())?)?;
-        self.apply(&self.base.log_prob(&value)?)
+        self.base.validate(&self.fill_masked(value)?)?;
+        Ok(out)
     }
     fn entropy(&self) -> Result<Tensor> {
         self.base.entropy()

@@ -5,7 +5,7 @@ use rand::RngCore;
 
 use super::{
     Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate_signed, average_terms,
-    sites_agree, sum_all,
+    sites_agree, sum_all, zero_loss,
 };
 use crate::error::{InferError, Result};
 use crate::param_store::ParamStore;
@@ -86,7 +86,11 @@ impl TraceMeanFieldElbo {
 
 /// A latent site's KL term: analytic when the sites agree and the pair has a closed form,
 /// else `log q(z) − log p(z)` with each side's own scale and mask.
-pub(crate) fn latent_kl_term(model: &Site, guide: &Site) -> Result<(TermKind, Tensor)> {
+pub(crate) fn latent_kl_term(
+    model: &Site,
+    guide: &Site,
+    analytic_ok: bool,
+) -> Result<(TermKind, Tensor)> {
     let (Some(md), Some(gd)) = (&model.dist, &guide.dist) else {
         return Err(InferError::Invalid(format!(
             "site `{}` has no distribution",
@@ -96,7 +100,7 @@ pub(crate) fn latent_kl_term(model: &Site, guide: &Site) -> Result<(TermKind, Te
     // A pair without a closed form goes straight to Monte Carlo: asking for its KL would
     // only build an error (with descriptions of both distributions) to throw away.
     let registry = vi_kl::global_registry();
-    if sites_agree(model, guide) && registry.has_rule(gd.as_ref(), md.as_ref()) {
+    if analytic_ok && sites_agree(model, guide) && registry.has_rule(gd.as_ref(), md.as_ref()) {
         match registry.kl(gd.as_ref(), md.as_ref()) {
             Ok(kl) => return Ok((TermKind::KlAnalytic, guide.scale_and_mask(&kl)?)),
             Err(e) if e.is_no_closed_form() => {}
@@ -127,6 +131,9 @@ impl Elbo for TraceMeanFieldElbo {
         let mut last = None;
         for run in runs {
             let mut terms = Vec::new();
+            let guide_order: Vec<&str> = run.guide.sites().filter(|s| s.is_latent()).map(|s| s.name.as_str()).collect();
+            // The latest guide position among the model's latent sites so far.
+            let mut latest_in_guide = None;
             for m in run
                 .model
                 .sites()
@@ -135,11 +142,22 @@ impl Elbo for TraceMeanFieldElbo {
                 let (kind, value, negate) = if m.is_observed {
                     (TermKind::LogLikelihood, m.log_prob()?.clone(), true)
                 } else {
-                    let Some(g) = run.guide.get(&m.name) else {
+                    // `check_model_guide_match` made sure the guide has every latent site.
+                    let (Some(g), Some(pos)) = (
+                        run.guide.get(&m.name),
+                        guide_order.iter().position(|n| *n == m.name),
+                    ) else {
                         return Err(InferError::LatentNotInGuide {
                             site: m.name.clone(),
                         });
                     };
+                    // A site that the guide draws before a latent the model draws before it
+                    // may depend on that latent in the guide while the model conditions on it:
+                    // the analytic KL at the drawn value is then not a term of the joint KL
+                    // (Pyro warns "Failed to verify mean field restriction"). Its Monte Carlo
+                    // term `log q − log p` is, whatever the dependence.
+                    let in_order = latest_in_guide.is_none_or(|l| l < pos);
+                    latest_in_guide = latest_in_guide.max(Some(pos));
                     if let Some(gd) = &g.dist
                         && !gd.has_rsample()
                     {
@@ -148,7 +166,7 @@ impl Elbo for TraceMeanFieldElbo {
                             dist: vi_kl::describe(gd.as_ref()),
                         });
                     }
-                    let (kind, value) = latent_kl_term(m, g)?;
+                    let (kind, value) = latent_kl_term(m, g, in_order)?;
                     (kind, value, false)
                 };
                 let sum = sum_all(&value)?;
@@ -170,7 +188,7 @@ impl Elbo for TraceMeanFieldElbo {
             // One particle: no division (a graph node that changes nothing).
             Some(l) if n_runs * vectorized == 1 => l,
             Some(l) => (l / (n_runs * vectorized) as f64)?,
-            None => return Err(InferError::Invalid("the model has no sample sites".into())),
+            None => zero_loss(store)?,
         };
         Ok(ElboOutput {
             surrogate: loss.clone(),

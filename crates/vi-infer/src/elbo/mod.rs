@@ -13,10 +13,11 @@ use rand_chacha::ChaCha8Rng;
 pub use mean_field::TraceMeanFieldElbo;
 pub use trace_elbo::TraceElbo;
 
+use crate::checks;
 use crate::ctx::Ctx;
 use crate::error::{InferError, Result};
 use crate::handlers::SeedMessenger;
-use crate::message::{PlateFrame, SiteKind};
+use crate::message::PlateFrame;
 use crate::param_store::ParamStore;
 use crate::trace::{Site, Trace};
 
@@ -243,6 +244,7 @@ pub(crate) fn run(
     store: &mut ParamStore,
     rng: &mut dyn RngCore,
     particles: Option<(usize, isize)>,
+    max_plate_nesting: Option<usize>,
 ) -> Result<Run> {
     let mut ctx = Ctx::new(store, rng);
     let in_particles = |ctx: &mut Ctx<'_>, f: &mut Program<'_>| -> Result<()> {
@@ -251,48 +253,27 @@ pub(crate) fn run(
             None => f(ctx),
         }
     };
-    let ((), guide_trace) = ctx.trace(|ctx| in_particles(ctx, guide))?;
+    let (out, guide_trace) = ctx.trace_partial(|ctx| in_particles(ctx, guide))?;
+    out.map_err(|e| e.in_program("guide", guide_trace.last_name()))?;
     // The guide's trace moves into the replay handler and back out: nothing is copied.
-    let (((), guide_trace), model_trace) =
-        ctx.trace(|ctx| ctx.replay_owned(guide_trace, |ctx| in_particles(ctx, model)))?;
+    let (out, model_trace) =
+        ctx.trace_partial(|ctx| ctx.replay_owned(guide_trace, |ctx| in_particles(ctx, model)))?;
+    let ((), guide_trace) = out.map_err(|e| e.in_program("model", model_trace.last_name()))?;
     let modules = ctx.modules().to_vec();
-    check_sites(&model_trace, &guide_trace)?;
+    // With vectorised particles, the particle dim is one more plate dim.
+    let nesting = match (particles, max_plate_nesting) {
+        (Some((_, dim)), _) => Some(dim.unsigned_abs()),
+        (None, n) => n,
+    };
+    checks::check_model_guide_match(&model_trace, &guide_trace, nesting)?;
+    for s in model_trace.sites().chain(guide_trace.sites()) {
+        checks::check_site_shape(s, nesting)?;
+    }
     Ok(Run {
         guide: guide_trace,
         model: model_trace,
         modules,
     })
-}
-
-/// Every guide sample site is a model latent site with the same event shape, and every model
-/// latent site is in the guide.
-fn check_sites(model: &Trace, guide: &Trace) -> Result<()> {
-    for g in guide.sites().filter(|s| s.kind == SiteKind::Sample) {
-        let Some(m) = model.get(&g.name).filter(|m| m.is_latent()) else {
-            return Err(InferError::GuideSiteNotInModel {
-                site: g.name.clone(),
-            });
-        };
-        if let (Some(md), Some(gd)) = (&m.dist, &g.dist)
-            && md.event_shape() != gd.event_shape()
-        {
-            return Err(InferError::EventShape {
-                site: g.name.clone(),
-                model_dist: vi_kl::describe(md.as_ref()),
-                guide_dist: vi_kl::describe(gd.as_ref()),
-                model: md.event_shape().into(),
-                guide: gd.event_shape().into(),
-            });
-        }
-    }
-    for m in model.sites().filter(|s| s.is_latent()) {
-        if !guide.contains(&m.name) {
-            return Err(InferError::LatentNotInGuide {
-                site: m.name.clone(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The number of batch dims the particle plate must stay clear of: the deepest plate dim of
@@ -333,7 +314,14 @@ impl Particles {
         if !self.vectorize || self.num == 1 {
             let mut runs = Vec::with_capacity(self.num);
             for _ in 0..self.num {
-                runs.push(run(model, guide, store, rng, None)?);
+                runs.push(run(
+                    model,
+                    guide,
+                    store,
+                    rng,
+                    None,
+                    self.max_plate_nesting.get(),
+                )?);
             }
             return Ok((runs, 1));
         }
@@ -355,7 +343,14 @@ impl Particles {
         };
         let dim = -(nesting as isize) - 1;
         Ok((
-            vec![run(model, guide, store, rng, Some((self.num, dim)))?],
+            vec![run(
+                model,
+                guide,
+                store,
+                rng,
+                Some((self.num, dim)),
+                Some(nesting),
+            )?],
             self.num,
         ))
     }
@@ -390,7 +385,12 @@ pub(crate) fn sites_agree(model: &Site, guide: &Site) -> bool {
         && model.plates.iter().zip(&guide.plates).all(|(a, b)| {
             a.name == b.name && a.dim == b.dim && a.subsample_size == b.subsample_size
         });
-    let same_scale = (model.scale - guide.scale).abs() <= 1e-12 * model.scale.abs().max(1.0);
+    let same_scale = (model.scale - guide.scale).abs() <= 1e-12 * model.scale.abs().max(1.0)
+        && match (&model.scale_tensor, &guide.scale_tensor) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.id() == b.id(),
+            _ => false,
+        };
     let same_mask = match (&model.mask, &guide.mask) {
         (None, None) => true,
         (Some(a), Some(b)) => a.id() == b.id(),
@@ -407,6 +407,15 @@ pub(crate) fn sum_all(t: &Tensor) -> Result<Tensor> {
     } else {
         Ok(t.sum_all()?)
     }
+}
+
+/// The loss of a run without sample sites (a model whose latents are all conditioned away
+/// and that observes nothing, or an empty one): 0, as Pyro, in the store's dtype and on its
+/// device (f32 on the CPU for a store that has neither yet).
+pub(crate) fn zero_loss(store: &ParamStore) -> Result<Tensor> {
+    let device = store.device().cloned().unwrap_or(candle_core::Device::Cpu);
+    let dtype = store.dtype().unwrap_or(candle_core::DType::F32);
+    Ok(Tensor::zeros((), dtype, &device)?)
 }
 
 /// Adds `b` to an optional running sum.

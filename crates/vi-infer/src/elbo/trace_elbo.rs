@@ -5,7 +5,7 @@ use rand::RngCore;
 
 use super::{
     Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate, accumulate_signed,
-    average_terms, sum_all, sum_to_plates,
+    average_terms, sum_all, sum_to_plates, zero_loss,
 };
 use crate::error::{InferError, Result};
 use crate::message::{PlateFrame, SiteKind};
@@ -131,8 +131,9 @@ impl Elbo for TraceElbo {
                 }
                 elbo = accumulate_signed(elbo, &sum_all(lq)?, true)?;
             }
-            let Some(elbo) = elbo else {
-                return Err(InferError::Invalid("the model has no sample sites".into()));
+            let elbo = match elbo {
+                Some(e) => e,
+                None => zero_loss(store)?,
             };
             let mut surr = elbo.clone();
             for g in run.guide.sites().filter(|s| s.kind == SiteKind::Sample) {

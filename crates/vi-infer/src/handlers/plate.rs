@@ -1,6 +1,6 @@
 //! `plate`: a batch dim of conditionally independent elements.
 
-use crate::error::{InferError, Result};
+use crate::error::{InferError, Result, at_site};
 use crate::message::{Message, PlateFrame, SiteKind};
 use crate::messenger::Messenger;
 
@@ -80,10 +80,9 @@ impl Messenger for PlateMessenger {
                 });
             }
         }
-        let expanded = dist.expand(&target).map_err(|source| InferError::Site {
-            site: msg.name.clone(),
-            source: Box::new(source),
-        })?;
+        let expanded = dist
+            .expand(&target)
+            .map_err(|source| at_site(&msg.name, &msg.plates, msg.is_observed, source))?;
         msg.dist = Some(expanded);
         Ok(())
     }

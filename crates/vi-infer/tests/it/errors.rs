@@ -396,7 +396,7 @@ fn observed_value_outside_the_support(dev: &Device, dt: DType) -> Res {
     };
     let check = |e: &InferError| {
         match e {
-            InferError::Observed { site, source } => {
+            InferError::Observed { site, source, .. } => {
                 assert_eq!(site, "counts");
                 assert!(
                     matches!(

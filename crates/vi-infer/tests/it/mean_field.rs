@@ -25,13 +25,18 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
 #[test]
 fn no_closed_form_falls_back_to_monte_carlo() -> Res {
     // Guide Normal against a Cauchy prior: no closed form, so log q(z) − log p(z) at the draw.
+    // (Batch dim 2 in a plate: a batch dim outside any plate is a SiteShape error.)
     let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
-        ctx.sample("z", Cauchy::new(&t(&[0.0, 1.0]), &t(&[1.0, 2.0]))?)?;
+        ctx.plate("p", 2, |ctx| {
+            ctx.sample("z", Cauchy::new(&t(&[0.0, 1.0]), &t(&[1.0, 2.0]))?)
+        })?;
         Ok(())
     };
     let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         let loc = ctx.param("loc", &t(&[0.5, 0.5]), Constraint::Real)?;
-        ctx.sample("z", Normal::new(&loc, &t(&[1.0, 1.0]))?)?;
+        ctx.plate("p", 2, |ctx| {
+            ctx.sample("z", Normal::new(&loc, &t(&[1.0, 1.0]))?)
+        })?;
         Ok(())
     };
     let mut store = ParamStore::new(&Device::Cpu, DType::F64);
@@ -49,9 +54,9 @@ fn no_closed_form_falls_back_to_monte_carlo() -> Res {
 
 #[test]
 fn disagreeing_scales_use_monte_carlo_with_each_sides_scale() -> Res {
-    // The model scores z in a subsampled plate (scale 4); the guide samples the same z
-    // outside any plate (scale 1). Pyro would scale the analytic KL by the guide's scale
-    // alone; we take log q(z) − 4 log p(z) at the draw.
+    // The model scores z in a subsampled plate (scale 4); the guide samples the same z in
+    // the same plate under `scale(0.5)` (scale 2). Pyro would scale the analytic KL by the
+    // guide's scale alone; we take 2 log q(z) − 4 log p(z) at the draw.
     let data = t(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]);
     let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate_subsample("data", 8, 2, |ctx, idx| {
@@ -65,8 +70,11 @@ fn disagreeing_scales_use_monte_carlo_with_each_sides_scale() -> Res {
         Ok(())
     };
     let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
-        ctx.plate_subsample("data", 8, 2, |_, _| Ok(()))?;
-        ctx.sample("z", Normal::new(&t(&[0.3, -0.3]), &t(&[0.5, 0.5]))?)?;
+        ctx.plate_subsample("data", 8, 2, |ctx, _| {
+            ctx.scale(0.5, |ctx| {
+                ctx.sample("z", Normal::new(&t(&[0.3, -0.3]), &t(&[0.5, 0.5]))?)
+            })
+        })?;
         Ok(())
     };
     let mut store = ParamStore::new(&Device::Cpu, DType::F64);
@@ -77,7 +85,7 @@ fn disagreeing_scales_use_monte_carlo_with_each_sides_scale() -> Res {
     let z = &out.guide_trace.get("z").unwrap().value;
     let q = Normal::new(&t(&[0.3, -0.3]), &t(&[0.5, 0.5]))?;
     let p = Normal::new(&t(&[0.0, 0.0]), &t(&[1.0, 1.0]))?;
-    let want = (q.log_prob(z)? - (p.log_prob(z)? * 4.0)?)?;
+    let want = ((q.log_prob(z)? * 2.0)? - (p.log_prob(z)? * 4.0)?)?;
     assert!(max_abs_diff(&term.value, &want) < 1e-12);
     Ok(())
 }
@@ -114,20 +122,24 @@ fn agreeing_sites_use_the_analytic_kl_scaled() -> Res {
 fn masked_guide_and_model_mask_the_kl() -> Res {
     let mask = Tensor::new(&[1u8, 0, 1], &Device::Cpu)?;
     let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
-        ctx.mask(&mask, |ctx| {
-            ctx.sample(
-                "z",
-                Normal::new(&t(&[0.0, 0.0, 0.0]), &t(&[1.0, 1.0, 1.0]))?,
-            )
+        ctx.plate("p", 3, |ctx| {
+            ctx.mask(&mask, |ctx| {
+                ctx.sample(
+                    "z",
+                    Normal::new(&t(&[0.0, 0.0, 0.0]), &t(&[1.0, 1.0, 1.0]))?,
+                )
+            })
         })?;
         Ok(())
     };
     let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
-        ctx.mask(&mask, |ctx| {
-            ctx.sample(
-                "z",
-                Normal::new(&t(&[0.3, 0.3, 0.3]), &t(&[0.5, 0.5, 0.5]))?,
-            )
+        ctx.plate("p", 3, |ctx| {
+            ctx.mask(&mask, |ctx| {
+                ctx.sample(
+                    "z",
+                    Normal::new(&t(&[0.3, 0.3, 0.3]), &t(&[0.5, 0.5, 0.5]))?,
+                )
+            })
         })?;
         Ok(())
     };

@@ -1,0 +1,208 @@
+//! The checks an ELBO makes on the two traces of a run before it computes anything, as
+//! Pyro's `check_site_shape` and `check_model_guide_match`: a program that does not fit is a
+//! typed error, never a number.
+
+use vi_dist::Distribution;
+
+use crate::error::{InferError, Result};
+use crate::message::{PlateFrame, SiteKind};
+use crate::trace::{Site, Trace};
+
+/// The batch shape of a sample site's log-density: the value's batch dims broadcast with the
+/// distribution's batch shape.
+pub(crate) fn site_batch_shape(site: &Site) -> Result<Vec<usize>> {
+    let Some(dist) = &site.dist else {
+        return Ok(Vec::new());
+    };
+    let shape_err = |source| crate::error::at_site(&site.name, &site.plates, site.is_observed, source);
+    let dims = site.value.dims();
+    let event = dist.event_shape().len();
+    if dims.len() < event {
+        return Err(shape_err(vi_dist::DistError::ValueShape {
+            dist: dist.name(),
+            value: dims.to_vec(),
+            batch: dist.batch_shape().to_vec(),
+            event: dist.event_shape().to_vec(),
+        }));
+    }
+    vi_dist::broadcast_shapes(&[&dims[..dims.len() - event], dist.batch_shape()]).ok_or_else(|| {
+        shape_err(vi_dist::DistError::ValueShape {
+            dist: dist.name(),
+            value: dims.to_vec(),
+            batch: dist.batch_shape().to_vec(),
+            event: dist.event_shape().to_vec(),
+        })
+    })
+}
+
+/// `name (dim d, size n)` for each plate.
+fn plate_names(plates: &[PlateFrame]) -> Vec<String> {
+    plates
+        .iter()
+        .map(|p| format!("`{}` (dim {}, size {})", p.name, p.dim, p.subsample_size))
+        .collect()
+}
+
+/// `Normal batch [3] event []`, for messages.
+fn describe_dist(d: &dyn Distribution) -> String {
+    format!(
+        "{} with batch shape {:?} and event shape {:?}",
+        vi_kl::describe(d),
+        d.batch_shape(),
+        d.event_shape()
+    )
+}
+
+/// Pyro's `check_site_shape`: every dim of a sample site's log-density is 1 or the size of
+/// the site's plate at that dim; dims left of `max_plate_nesting` (when known) are the ELBO's
+/// own (particles) and not checked. A mask or tensor scale must not widen the shape.
+pub(crate) fn check_site_shape(site: &Site, max_plate_nesting: Option<usize>) -> Result<()> {
+    if site.kind != SiteKind::Sample {
+        return Ok(());
+    }
+    let shape = site_batch_shape(site)?;
+    let what = || {
+        site.dist
+            .as_ref()
+            .map_or_else(|| "the site".to_string(), |d| describe_dist(d.as_ref()))
+    };
+    let bad = |what: String, i: usize, plate: Option<&PlateFrame>| InferError::SiteShape {
+        site: site.name.clone(),
+        what,
+        shape: shape.clone().into(),
+        dim: i as isize - shape.len() as isize,
+        size: shape[i],
+        plate: plate.map(|p| (p.name.clone(), p.subsample_size)),
+        plates: plate_names(&site.plates),
+    };
+    if let Some(n) = max_plate_nesting
+        && let Some(p) = site.plates.iter().find(|p| p.dim.unsigned_abs() > n)
+    {
+        return Err(InferError::Plate {
+            plate: p.name.clone(),
+            msg: format!(
+                "at site `{}`, dim {} lies left of max_plate_nesting = {n}",
+                site.name, p.dim
+            ),
+        });
+    }
+    let checked = max_plate_nesting.map_or(shape.len(), |n| n.min(shape.len()));
+    for i in shape.len() - checked..shape.len() {
+        let dim = i as isize - shape.len() as isize;
+        let plate = site.plates.iter().find(|p| p.dim == dim);
+        let ok = match plate {
+            Some(p) => shape[i] == p.subsample_size || shape[i] == 1,
+            None => shape[i] == 1,
+        };
+        if !ok {
+            return Err(bad(what(), i, plate));
+        }
+    }
+    // A mask or a tensor scale broadcasts against the log-density: it must fit in it.
+    for (label, t) in [("the mask", &site.mask), ("the scale", &site.scale_tensor)] {
+        let Some(t) = t else { continue };
+        let widened = vi_dist::broadcast_shapes(&[t.dims(), &shape]);
+        if widened.as_deref() != Some(shape.as_slice()) {
+            return Err(InferError::SiteShape {
+                site: site.name.clone(),
+                what: format!("{label} of shape {:?} with {}", t.dims(), what()),
+                shape: widened.unwrap_or_else(|| t.dims().to_vec()).into(),
+                dim: -(t.rank() as isize),
+                size: t.dims().first().copied().unwrap_or(1),
+                plate: None,
+                plates: plate_names(&site.plates),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Pyro's `check_model_guide_match`, stricter: every guide sample site is a latent site of
+/// the model with the same event shape and a batch shape that agrees (dims of size 1
+/// broadcast; dims left of `max_plate_nesting` are not compared), every model latent site is
+/// in the guide, and every plate of the guide is a plate of the model.
+pub(crate) fn check_model_guide_match(
+    model: &Trace,
+    guide: &Trace,
+    max_plate_nesting: Option<usize>,
+) -> Result<()> {
+    for g in guide.sites().filter(|s| s.kind == SiteKind::Sample) {
+        let Some(m) = model.get(&g.name).filter(|m| m.is_latent()) else {
+            return Err(InferError::GuideSiteNotInModel {
+                site: g.name.clone(),
+            });
+        };
+        let (Some(md), Some(gd)) = (&m.dist, &g.dist) else {
+            continue;
+        };
+        if md.event_shape() != gd.event_shape() {
+            return Err(InferError::EventShape {
+                site: g.name.clone(),
+                model_dist: vi_kl::describe(md.as_ref()),
+                guide_dist: vi_kl::describe(gd.as_ref()),
+                model: md.event_shape().into(),
+                guide: gd.event_shape().into(),
+            });
+        }
+        let (mb, gb) = (md.batch_shape(), gd.batch_shape());
+        if mb == gb {
+            continue;
+        }
+        let compared = max_plate_nesting.unwrap_or(usize::MAX);
+        let rank = mb.len().max(gb.len()).min(compared);
+        for k in 1..=rank {
+            let size = |b: &[usize]| b.len().checked_sub(k).map_or(1, |i| b[i]);
+            if size(mb) != size(gb) {
+                let full = |d: &dyn Distribution| {
+                    d.batch_shape()
+                        .iter()
+                        .chain(d.event_shape())
+                        .copied()
+                        .collect::<Box<[usize]>>()
+                };
+                return Err(InferError::BatchShape {
+                    site: g.name.clone(),
+                    model_dist: vi_kl::describe(md.as_ref()),
+                    guide_dist: vi_kl::describe(gd.as_ref()),
+                    model: full(md.as_ref()),
+                    guide: full(gd.as_ref()),
+                    dim: -(k as isize),
+                });
+            }
+        }
+    }
+    for m in model.sites().filter(|s| s.is_latent()) {
+        if !guide.contains(&m.name) {
+            return Err(InferError::LatentNotInGuide {
+                site: m.name.clone(),
+            });
+        }
+    }
+    let model_plates: Vec<&str> = plates_of(model).map(|(p, _)| p).collect();
+    for (plate, site) in plates_of(guide) {
+        if !model_plates.contains(&plate) {
+            return Err(InferError::GuidePlateNotInModel {
+                plate: plate.to_string(),
+                site: site.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The plates a trace's sites live in (and the subsampled plates it drew), each with the
+/// first site that uses it.
+fn plates_of(trace: &Trace) -> impl Iterator<Item = (&str, &str)> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for s in trace.sites() {
+        let own = (s.kind == SiteKind::Subsample).then_some(s.name.as_str());
+        for p in s.plates.iter().map(|p| p.name.as_str()).chain(own) {
+            if !seen.contains(&p) {
+                seen.push(p);
+                out.push((p, s.name.as_str()));
+            }
+        }
+    }
+    out.into_iter()
+}
