@@ -305,11 +305,15 @@ impl ParamStore {
     /// [`save`]: ParamStore::save
     ///
     /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
     /// let dev = Device::Cpu;
     /// let mut store = ParamStore::new(&dev, DType::F64);
     /// store.param("s", || Tensor::new(&[2.0f64], &dev), &Constraint::Positive)?;
     /// assert_eq!(store.get("s")?.unwrap().to_vec1::<f64>()?, vec![2.0]);
     /// assert!(store.get("missing")?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self, name: &str) -> Result<Option<Tensor>> {
         match self.params.get(name) {
@@ -491,6 +495,9 @@ impl ParamStore {
     /// [`load_tensors`]: ParamStore::load_tensors
     ///
     /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
     /// let dev = Device::Cpu;
     /// let mut store = ParamStore::new(&dev, DType::F64);
     /// store.param("s", || Tensor::new(&[0.5f64], &dev), &Constraint::Positive)?;
@@ -498,6 +505,7 @@ impl ParamStore {
     /// fresh.load_tensors(&store.state()?)?;
     /// // The constraint came with the value: `get` is the constrained value at once.
     /// assert_eq!(fresh.get("s")?.unwrap().to_vec1::<f64>()?, vec![0.5]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = self.named_tensors();
@@ -521,6 +529,9 @@ impl ParamStore {
     /// [`named_tensors`]: ParamStore::named_tensors
     ///
     /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
     /// let dev = Device::Cpu;
     /// let mut store = ParamStore::new(&dev, DType::F64);
     /// store.param("s", || Tensor::new(&[1.0f64], &dev), &Constraint::Positive)?;
@@ -531,6 +542,7 @@ impl ParamStore {
     /// // The constraint comes back with the first `param` call; the init is not used.
     /// let s = fresh.param("s", || Tensor::new(&[9.0f64], &dev), &Constraint::Positive)?;
     /// assert_eq!(s.to_vec1::<f64>()?, vec![1.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load_tensors(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let (values, constraints) = checkpoint::split_constraints(tensors)?;
@@ -604,11 +616,15 @@ impl ParamStore {
     /// failed write leaves the previous file whole.
     ///
     /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
     /// let dev = Device::Cpu;
     /// let mut store = ParamStore::new(&dev, DType::F64);
     /// store.param("s", || Tensor::new(&[3.0f64], &dev), &Constraint::Positive)?;
     /// let path = std::env::temp_dir().join("vi_infer_doc_store_save.safetensors");
     /// store.save(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         checkpoint::save(&self.state()?, path.as_ref())
@@ -618,6 +634,9 @@ impl ParamStore {
     /// missing or unreadable file is [`InferError::Io`] naming it.
     ///
     /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::Constraint;
+    /// # use vi_infer::ParamStore;
     /// let dev = Device::Cpu;
     /// let mut store = ParamStore::new(&dev, DType::F64);
     /// store.param("s", || Tensor::new(&[3.0f64], &dev), &Constraint::Positive)?;
@@ -626,6 +645,7 @@ impl ParamStore {
     /// let mut back = ParamStore::new(&dev, DType::F64);
     /// back.load(&path)?;
     /// assert!((back.get("s")?.unwrap().to_vec1::<f64>()?[0] - 3.0).abs() < 1e-12);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let device = self.device().cloned().unwrap_or(Device::Cpu);
