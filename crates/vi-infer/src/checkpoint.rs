@@ -154,7 +154,9 @@ impl Parser<'_> {
         let (tok, rest) = self.s.split_at(end);
         self.s = rest;
         match tok.strip_prefix('#') {
-            Some(k) => Some(Bound::Tensor(self.tensors.get(k.parse::<usize>().ok()?)?.clone())),
+            Some(k) => Some(Bound::Tensor(
+                self.tensors.get(k.parse::<usize>().ok()?)?.clone(),
+            )),
             None => Some(Bound::Scalar(tok.parse().ok()?)),
         }
     }
@@ -248,7 +250,9 @@ pub(crate) fn split_constraints(
         }
         let bytes: Vec<u8> = v.to_dtype(DType::U8)?.flatten_all()?.to_vec1()?;
         let text = String::from_utf8(bytes).map_err(|_| {
-            InferError::Invalid(format!("checkpoint: the constraint of `{rest}` is not text"))
+            InferError::Invalid(format!(
+                "checkpoint: the constraint of `{rest}` is not text"
+            ))
         })?;
         let mut bounds = Vec::new();
         while let Some(b) = tensors.get(&format!("{k}#{}", bounds.len())) {

@@ -14,7 +14,8 @@ pub(crate) fn site_batch_shape(site: &Site) -> Result<Vec<usize>> {
     let Some(dist) = &site.dist else {
         return Ok(Vec::new());
     };
-    let shape_err = |source| crate::error::at_site(&site.name, &site.plates, site.is_observed, source);
+    let shape_err =
+        |source| crate::error::at_site(&site.name, &site.plates, site.is_observed, source);
     let dims = site.value.dims();
     let event = dist.event_shape().len();
     if dims.len() < event {

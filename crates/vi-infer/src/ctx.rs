@@ -12,9 +12,9 @@ use crate::handlers::{
     ScaleMessenger, SeedMessenger, SubstituteMessenger, TraceMessenger,
 };
 use crate::message::{Message, PlateFrame, SiteKind, Subsample};
-use crate::plate::Plate;
 use crate::messenger::Messenger;
 use crate::param_store::ParamStore;
+use crate::plate::Plate;
 use crate::trace::Trace;
 
 /// The context a model or guide runs in (`FnMut(&mut Ctx) -> Result<T>`): its sample,
@@ -523,7 +523,8 @@ impl<'a> Ctx<'a> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn factor(&mut self, name: &str, log_weight: &Tensor) -> Result<Tensor> {
-        let dist = vi_dist::Unit::new(log_weight).map_err(|e| at_site(name, &self.plates, true, e))?;
+        let dist =
+            vi_dist::Unit::new(log_weight).map_err(|e| at_site(name, &self.plates, true, e))?;
         let mut msg = Message::new(name, SiteKind::Sample);
         msg.value = Some(log_weight.detach().zeros_like()?);
         msg.dist = Some(Box::new(dist));
@@ -578,14 +579,20 @@ impl<'a> Ctx<'a> {
         let latent = self.sample(&format!("{name}_unobserved"), latent_dist)?;
         // The mask over the batch dims, widened by the event dims.
         let event = dist.event_shape().len();
-        let shape: Vec<usize> = seen.dims().iter().copied().chain(std::iter::repeat_n(1, event)).collect();
-        let out_shape = vi_dist::broadcast_shapes(&[observed.dims(), latent.dims()]).ok_or_else(|| {
-            InferError::Invalid(format!(
-                "site `{name}`: observed value {:?} and latent draw {:?} do not broadcast",
-                observed.dims(),
-                latent.dims()
-            ))
-        })?;
+        let shape: Vec<usize> = seen
+            .dims()
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n(1, event))
+            .collect();
+        let out_shape =
+            vi_dist::broadcast_shapes(&[observed.dims(), latent.dims()]).ok_or_else(|| {
+                InferError::Invalid(format!(
+                    "site `{name}`: observed value {:?} and latent draw {:?} do not broadcast",
+                    observed.dims(),
+                    latent.dims()
+                ))
+            })?;
         let keep = seen.reshape(shape)?.broadcast_as(out_shape.as_slice())?;
         let combined = keep.where_cond(
             &observed.broadcast_as(out_shape.as_slice())?,
@@ -1162,13 +1169,13 @@ impl<'a> Ctx<'a> {
                         idx.dims()
                     )));
                 }
-                self.subsampled.push((name.to_string(), size, n, idx.clone()));
+                self.subsampled
+                    .push((name.to_string(), size, n, idx.clone()));
                 idx
             }
         };
         self.in_plate(frame, |ctx| f(ctx, &idx))
     }
-
 }
 
 /// The default action for a sample site or a subsampled plate without a value: draw it.

@@ -165,7 +165,10 @@ pub enum InferError {
     },
     /// The loss of a step, or the gradient of a parameter, is NaN or infinite. The step left
     /// the parameters and the optimizer's state as they were.
-    #[error("{what} is {value}{}; the parameters and the optimizer state are unchanged", culprits(terms))]
+    #[error(
+        "{what} is {value}{}; the parameters and the optimizer state are unchanged",
+        culprits(terms)
+    )]
     NonFinite {
         /// `the loss` or `the gradient of param `w``.
         what: String,

@@ -40,7 +40,10 @@ fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
 /// `: NaN at [1, 2]` (or `: NaN` for a scalar), and an empty string where every element is
 /// good. One host read.
 pub(crate) fn first_bad(t: &Tensor, ok: impl Fn(&Tensor) -> Result<Tensor>) -> Result<String> {
-    let mask = ok(t)?.broadcast_as(t.shape())?.flatten_all()?.to_vec1::<u8>()?;
+    let mask = ok(t)?
+        .broadcast_as(t.shape())?
+        .flatten_all()?
+        .to_vec1::<u8>()?;
     let Some(i) = mask.iter().position(|&m| m == 0) else {
         return Ok(String::new());
     };
@@ -66,7 +69,10 @@ pub(crate) fn all_finite(t: &Tensor) -> Result<bool> {
         return Ok(ok);
     }
     drop(storage);
-    let s = (t - t)?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let s = (t - t)?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
     Ok(s == 0.0)
 }
 

@@ -581,7 +581,10 @@ impl ParamStore {
             }
         }
         if let Some(orphan) = constraints.keys().find(|k| !values.contains_key(*k)) {
-            return Err(bad(orphan, "the file has its constraint but no value".into()));
+            return Err(bad(
+                orphan,
+                "the file has its constraint but no value".into(),
+            ));
         }
         for (name, t) in &values {
             let (device, dtype) = self

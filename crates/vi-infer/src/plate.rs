@@ -126,7 +126,9 @@ pub(crate) fn own_indices(
         )));
     }
     if n > size {
-        return Err(bad(format!("{n} subsample indices for a plate of size {size}")));
+        return Err(bad(format!(
+            "{n} subsample indices for a plate of size {size}"
+        )));
     }
     if vi_dist::validation_enabled() {
         let values = idx.to_dtype(DType::I64)?.to_vec1::<i64>()?;

@@ -90,7 +90,10 @@ fn read_loss(out: &ElboOutput) -> Result<f64> {
 
 /// Every gradient the optimizer is about to apply is finite; else [`InferError::NonFinite`]
 /// naming the parameter and the first bad element.
-fn check_gradients(params: &[(&str, &Var)], grads: &candle_core::backprop::GradStore) -> Result<()> {
+fn check_gradients(
+    params: &[(&str, &Var)],
+    grads: &candle_core::backprop::GradStore,
+) -> Result<()> {
     for (name, var) in params {
         let Some(g) = grads.get(var.as_tensor()) else {
             continue;

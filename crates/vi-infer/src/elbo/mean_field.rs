@@ -131,7 +131,12 @@ impl Elbo for TraceMeanFieldElbo {
         let mut last = None;
         for run in runs {
             let mut terms = Vec::new();
-            let guide_order: Vec<&str> = run.guide.sites().filter(|s| s.is_latent()).map(|s| s.name.as_str()).collect();
+            let guide_order: Vec<&str> = run
+                .guide
+                .sites()
+                .filter(|s| s.is_latent())
+                .map(|s| s.name.as_str())
+                .collect();
             // The latest guide position among the model's latent sites so far.
             let mut latest_in_guide = None;
             for m in run

@@ -9,4 +9,5 @@ mod layers;
 mod mean_field;
 mod plates;
 mod posterior;
+mod reliability;
 mod report;
