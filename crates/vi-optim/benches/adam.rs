@@ -2,8 +2,9 @@
 //! ours (in-place CPU path, and the composed path) against candle-nn's `AdamW` with weight
 //! decay 0, which computes the same update. `cargo bench -p vi-optim`.
 //!
-//! mimalloc, as the workspace's binaries use: with the system allocator the times of the
-//! composed paths (an allocation per op) varied tenfold from one run to the next.
+//! mimalloc, as the workspace's binaries use: with the system allocator the composed paths'
+//! times (an allocation per op) do not repeat from one run to the next. Figures, and the
+//! machines they come from: docs/performance.md ("Adam in place").
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};

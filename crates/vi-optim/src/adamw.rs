@@ -1,12 +1,7 @@
 //! AdamW (Loshchilov & Hutter, 2019) as torch's `torch.optim.AdamW`: Adam whose weight decay
 //! shrinks the parameter directly instead of entering the gradient.
 
-use candle_core::Tensor;
-
-use crate::adam::{AdamCoeffs, adam_buffers, adam_composed, adam_host, validate_adam};
-use crate::engine::Rule;
-use crate::error::Result;
-use crate::inplace::Real;
+use crate::adam::{AdamRule, adam_variant};
 use crate::optimizer_type::optimizer_type;
 
 /// Options of [`AdamW`], with torch's names and defaults (note `weight_decay` = 0.01).
@@ -70,44 +65,8 @@ impl Default for AdamWOptions {
 /// assert!((x.as_tensor().to_vec1::<f64>()?[0] - 1.9).abs() < 1e-12);
 /// # Ok::<(), vi_optim::OptimError>(())
 /// ```
-pub struct AdamW(crate::engine::Engine<AdamWRule>);
+pub struct AdamW(crate::engine::Engine<AdamRule<AdamWOptions>>);
 
-optimizer_type!(AdamW, AdamWRule, AdamWOptions);
+optimizer_type!(AdamW, AdamRule<AdamWOptions>, AdamWOptions);
 
-pub(crate) struct AdamWRule;
-
-impl Rule for AdamWRule {
-    const NAME: &'static str = "AdamW";
-    type Options = AdamWOptions;
-    type Coeffs = AdamCoeffs;
-
-    fn validate(o: &AdamWOptions, param: Option<&str>) -> Result<()> {
-        validate_adam(Self::NAME, param, o.lr, o.betas, o.eps, o.weight_decay)
-    }
-
-    fn lr(o: &AdamWOptions) -> f64 {
-        o.lr
-    }
-
-    fn buffers(o: &AdamWOptions) -> &'static [&'static str] {
-        adam_buffers(o.amsgrad)
-    }
-
-    fn coeffs(o: &AdamWOptions, lr: f64, step: u64, _calls: u64) -> AdamCoeffs {
-        let decay = 1.0 - lr * o.weight_decay;
-        AdamCoeffs::new(lr, o.betas, o.eps, step, o.amsgrad, 0.0, decay)
-    }
-
-    fn host<T: Real>(c: &AdamCoeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]) {
-        adam_host(c, x, g, bufs)
-    }
-
-    fn composed(
-        c: &AdamCoeffs,
-        x: &Tensor,
-        g: &Tensor,
-        bufs: &mut [Tensor],
-    ) -> candle_core::Result<Tensor> {
-        adam_composed(c, x, g, bufs)
-    }
-}
+adam_variant!(AdamWOptions, "AdamW", decoupled: true);

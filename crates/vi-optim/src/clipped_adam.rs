@@ -3,10 +3,10 @@
 
 use candle_core::Tensor;
 
-use crate::engine::Rule;
-use crate::error::{Result, check};
-use crate::inplace::Real;
+use crate::adam::AdamFields;
+use crate::error::{Check, Result};
 use crate::optimizer_type::optimizer_type;
+use crate::rule::{Real, Rule};
 
 /// Options of [`ClippedAdam`], with Pyro's names and defaults.
 ///
@@ -116,24 +116,23 @@ impl Rule for ClippedAdamRule {
     type Coeffs = ClippedAdamCoeffs;
 
     fn validate(o: &ClippedAdamOptions, param: Option<&str>) -> Result<()> {
-        let name = Self::NAME;
-        crate::adam::validate_adam(name, param, o.lr, o.betas, o.eps, o.weight_decay)?;
-        check(
-            name,
-            param,
+        let check = Check::new(Self::NAME, param);
+        let adam = AdamFields {
+            lr: o.lr,
+            betas: o.betas,
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+            amsgrad: false,
+        };
+        adam.validate(&check)?;
+        let clip = o.clip_norm;
+        check.holds(
             "clip_norm",
-            o.clip_norm,
-            o.clip_norm > 0.0 && !o.clip_norm.is_nan(),
-            "clip_norm > 0",
+            clip,
+            clip > 0.0 && !clip.is_nan(),
+            "a value > 0",
         )?;
-        check(
-            name,
-            param,
-            "lrd",
-            o.lrd,
-            o.lrd > 0.0 && o.lrd.is_finite(),
-            "a finite lrd > 0",
-        )
+        check.positive("lrd", o.lrd)
     }
 
     fn lr(o: &ClippedAdamOptions) -> f64 {
@@ -146,9 +145,12 @@ impl Rule for ClippedAdamRule {
 
     const COUNTS_CALLS: bool = true;
 
-    fn coeffs(o: &ClippedAdamOptions, lr: f64, step: u64, calls: u64) -> ClippedAdamCoeffs {
-        // Pyro multiplies the rate by lrd on every call, before it looks at the gradient.
-        let lr_t = lr * o.lrd.powf(calls as f64);
+    /// Pyro multiplies the rate by `lrd` on every call, before it looks at the gradient.
+    fn decayed_lr(o: &ClippedAdamOptions, lr: f64, calls: u64) -> f64 {
+        lr * o.lrd.powf(calls as f64)
+    }
+
+    fn coeffs(o: &ClippedAdamOptions, lr: f64, step: u64) -> ClippedAdamCoeffs {
         let t = step as f64;
         let (beta1, beta2) = o.betas;
         let bc1 = 1.0 - beta1.powf(t);
@@ -159,7 +161,7 @@ impl Rule for ClippedAdamRule {
             beta1,
             beta2,
             eps: o.eps,
-            neg_step: -(lr_t * bc2.sqrt() / bc1),
+            neg_step: -(lr * bc2.sqrt() / bc1),
         }
     }
 

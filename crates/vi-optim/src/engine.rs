@@ -1,10 +1,9 @@
 //! The machinery every optimizer shares: named parameters, per-parameter options and lazily
-//! created state, the two update paths (an in-place kernel over contiguous CPU f32/f64
-//! storage, and composed candle ops for every other device and dtype), and state dicts.
+//! created state, and the two update paths (an in-place kernel over contiguous CPU f32/f64
+//! storage, and composed candle ops for every other device and dtype).
 //!
-//! An optimizer is a [`Rule`]: its options, the per-step coefficients, the names of its
-//! buffers, and the element-wise update written twice (host loop and tensor ops). The public
-//! types (`Adam`, …) wrap an [`Engine`] of their rule, through `optimizer_type!`.
+//! The public types (`Adam`, …) wrap an [`Engine`] of their [`Rule`], through
+//! `optimizer_type!`. What a state dict holds is read and written in `state.rs`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,64 +12,10 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Storage, Tensor, Var};
 
 use crate::error::{OptimError, Result};
-use crate::inplace::{HostStep, Real};
-use crate::optimizer::LrTransform;
-use crate::state::{
-    LR_DECAYS, LR_TRANSFORM_KEY, PARAM_PREFIX, STEP, StateDict, count_tensor, param_key,
-    scalar_count, split_param_key,
-};
-
-/// One optimizer's update rule.
-pub(crate) trait Rule: 'static {
-    /// The optimizer's name, as torch/Pyro spell it.
-    const NAME: &'static str;
-    type Options: Clone + std::fmt::Debug + Send + Sync + 'static;
-    /// Per-step scalars, computed in f64 once per parameter and step.
-    type Coeffs: Copy;
-    /// Whether the rule counts every call that lists a parameter, gradient or not (Pyro's
-    /// `ClippedAdam` decays a parameter's learning rate on each call of its optimizer before
-    /// it looks at the gradient). The count is saved as `state.<param>.lr_decays`.
-    const COUNTS_CALLS: bool = false;
-
-    fn validate(options: &Self::Options, param: Option<&str>) -> Result<()>;
-    /// The configured learning rate.
-    fn lr(options: &Self::Options) -> f64;
-    /// The buffers this configuration keeps, under torch's names.
-    fn buffers(options: &Self::Options) -> &'static [&'static str];
-    /// The scalars of step `step` (1 for the first) at learning rate `lr` (already through the
-    /// scheduler's map); `calls` counts the calls that listed the parameter, this one included
-    /// (equal to `step` unless [`COUNTS_CALLS`](Rule::COUNTS_CALLS)).
-    fn coeffs(options: &Self::Options, lr: f64, step: u64, calls: u64) -> Self::Coeffs;
-    /// The update over contiguous host memory: `x` and `bufs` in place.
-    fn host<T: Real>(c: &Self::Coeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]);
-    /// The same update in candle ops: replaces `bufs`, returns the new `x`.
-    fn composed(
-        c: &Self::Coeffs,
-        x: &Tensor,
-        g: &Tensor,
-        bufs: &mut [Tensor],
-    ) -> candle_core::Result<Tensor>;
-}
-
-/// A parameter's buffers, in the form its update path needs.
-pub(crate) enum Moments {
-    /// All zeros, not yet allocated.
-    Zero,
-    F32(Vec<Vec<f32>>),
-    F64(Vec<Vec<f64>>),
-    /// On the parameter's device (composed path), or loaded and not yet placed.
-    Tensors(Vec<Tensor>),
-}
-
-struct ParamState<O> {
-    options: O,
-    step: u64,
-    /// Calls that listed the parameter (only kept by rules that count them).
-    calls: u64,
-    /// The parameter's shape, once known (every buffer has it).
-    shape: Option<Vec<usize>>,
-    moments: Moments,
-}
+use crate::inplace::HostStep;
+use crate::lr_transform::LrTransform;
+use crate::rule::{Moments, Real, Rule};
+use crate::state::{self, Loaded, ParamState, StateDict};
 
 type OptionsFn<O> = Arc<dyn Fn(&str, &O) -> O + Send + Sync>;
 
@@ -196,29 +141,27 @@ impl<R: Rule> Engine<R> {
 }
 
 impl<R: Rule> Core<R> {
+    /// The options of a parameter first seen now, checked.
+    fn new_options(&self, name: &str) -> Result<R::Options> {
+        let options = match &self.per_param {
+            Some(f) => f(name, &self.defaults),
+            None => self.defaults.clone(),
+        };
+        R::validate(&options, Some(name))?;
+        Ok(options)
+    }
+
     fn ensure_state(&mut self, name: &str) -> Result<&mut ParamState<R::Options>> {
         if !self.state.contains_key(name) {
-            let options = match &self.per_param {
-                Some(f) => f(name, &self.defaults),
-                None => self.defaults.clone(),
-            };
-            R::validate(&options, Some(name))?;
-            self.state.insert(
-                name.to_string(),
-                ParamState {
-                    options,
-                    step: 0,
-                    calls: 0,
-                    shape: None,
-                    moments: Moments::Zero,
-                },
-            );
+            let options = self.new_options(name)?;
+            self.state
+                .insert(name.to_string(), ParamState::new(options));
         }
-        self.state.get_mut(name).ok_or_else(|| OptimError::State {
-            optimizer: R::NAME,
-            key: name.to_string(),
-            message: "state vanished".to_string(),
-        })
+        self.state_mut(name)
+    }
+
+    fn state_mut(&mut self, name: &str) -> Result<&mut ParamState<R::Options>> {
+        self.state.get_mut(name).ok_or_else(|| vanished::<R>(name))
     }
 
     fn fast(&self, var: &Var) -> bool {
@@ -226,6 +169,29 @@ impl<R: Rule> Core<R> {
             && var.device().is_cpu()
             && var.is_contiguous()
             && matches!(var.dtype(), DType::F32 | DType::F64)
+    }
+
+    /// The rate the parameter `name` steps with on its `calls`-th call: its configured rate
+    /// through the map (and the rule's decay), checked here, since a map set from outside or
+    /// by a schedule is not checked where it is set.
+    fn rate(&self, name: &str, options: &R::Options, calls: u64) -> Result<f64> {
+        let valid = |lr: f64| lr >= 0.0 && lr.is_finite();
+        let base = R::lr(options);
+        let scheduled = self.transform.apply(base);
+        let lr = R::decayed_lr(options, scheduled, calls);
+        if valid(lr) {
+            return Ok(lr);
+        }
+        let lr_decay = valid(scheduled);
+        Err(OptimError::InvalidLearningRate {
+            optimizer: R::NAME,
+            param: name.to_string(),
+            value: if lr_decay { lr } else { scheduled },
+            base,
+            transform: self.transform,
+            lr_decay,
+            scheduler: None,
+        })
     }
 
     fn step(
@@ -237,52 +203,54 @@ impl<R: Rule> Core<R> {
         if check_distinct && params.len() > 1 {
             distinct::<R>(params)?;
         }
-        // Check everything, create the state and place the buffers before any parameter
-        // moves, so an error leaves the parameters and the state as they were.
+        // Check everything before any parameter moves or any state changes, so an error
+        // leaves both as they were: the gradients, the options of parameters seen for the
+        // first time, the rates.
         let mut work = Vec::with_capacity(params.len());
         let mut idle = Vec::new();
         for &(name, var) in params {
-            let Some(grad) = grads.get(var) else {
-                if R::COUNTS_CALLS {
-                    idle.push(name);
+            match grads.get(var) {
+                Some(grad) => {
+                    check_grad::<R>(name, var, grad)?;
+                    work.push((name, var, grad));
                 }
-                continue;
+                None if R::COUNTS_CALLS => idle.push(name),
+                None => {}
+            }
+        }
+        let mut fresh = HashMap::new();
+        for name in idle.iter().chain(work.iter().map(|(name, ..)| name)) {
+            if !self.state.contains_key(*name) {
+                fresh.insert(*name, self.new_options(name)?);
+            }
+        }
+        let mut rates = Vec::with_capacity(work.len());
+        for &(name, ..) in &work {
+            let (options, calls) = match (self.state.get(name), fresh.get(name)) {
+                (Some(st), _) => (&st.options, st.calls),
+                (None, Some(options)) => (options, 0),
+                (None, None) => return Err(vanished::<R>(name)),
             };
-            check_grad::<R>(name, var, grad)?;
-            work.push((name, var, grad));
+            rates.push(self.rate(name, options, calls + 1)?);
         }
-        for &name in &idle {
-            self.ensure_state(name)?;
+        for (name, options) in fresh {
+            self.state
+                .insert(name.to_string(), ParamState::new(options));
         }
-        let transform = self.transform;
-        let mut lrs = Vec::with_capacity(work.len());
+        // Place the buffers (which checks their shapes) before any parameter moves.
         for &(name, var, _) in &work {
             let fast = self.fast(var);
-            let st = self.ensure_state(name)?;
-            // A rate set from outside (`set_learning_rate`, a map, a loaded state) is checked
-            // here, as the configured ones are at construction.
-            let lr = transform.apply(R::lr(&st.options));
-            if !(lr >= 0.0 && lr.is_finite()) {
-                return Err(OptimError::InvalidOption {
-                    optimizer: R::NAME,
-                    param: Some(name.to_string()),
-                    option: "lr",
-                    value: lr,
-                    expected: "a finite scheduled lr ≥ 0 (configured lr through the LrTransform)",
-                });
-            }
-            place::<R>(name, st, var, fast)?;
-            lrs.push(lr);
+            place::<R>(name, self.state_mut(name)?, var, fast)?;
         }
         for name in idle {
-            self.ensure_state(name)?.calls += 1;
+            self.state_mut(name)?.calls += 1;
         }
-        for ((name, var, grad), lr) in work.into_iter().zip(lrs) {
+        for ((name, var, grad), lr) in work.into_iter().zip(rates) {
             let fast = self.fast(var);
-            let st = self.ensure_state(name)?;
+            let st = self.state_mut(name)?;
             let step = st.step + 1;
             let calls = if R::COUNTS_CALLS { st.calls + 1 } else { step };
-            let c = R::coeffs(&st.options, lr, step, calls);
+            let c = R::coeffs(&st.options, lr, step);
             if fast {
                 // The in-place op cannot read a gradient that shares the parameter's storage
                 // (a GradStore built by hand); read a copy, the gradient as it was.
@@ -314,132 +282,13 @@ impl<R: Rule> Core<R> {
     }
 
     fn state_dict(&self) -> Result<StateDict> {
-        let mut out = StateDict::new();
-        out.insert(
-            LR_TRANSFORM_KEY,
-            Tensor::new(&self.transform.to_array(), &Device::Cpu)?,
-        );
-        for (name, st) in &self.state {
-            if st.step == 0 && st.calls == 0 {
-                continue;
-            }
-            out.insert(param_key(name, STEP), count_tensor(st.step)?);
-            if R::COUNTS_CALLS {
-                out.insert(param_key(name, LR_DECAYS), count_tensor(st.calls)?);
-            }
-            let names = R::buffers(&st.options);
-            let shape = st.shape.clone().unwrap_or_default();
-            let tensors: Vec<Tensor> = match &st.moments {
-                Moments::Zero => Vec::new(),
-                Moments::F32(b) => b
-                    .iter()
-                    .map(|v| Tensor::from_slice(v, shape.as_slice(), &Device::Cpu))
-                    .collect::<candle_core::Result<_>>()?,
-                Moments::F64(b) => b
-                    .iter()
-                    .map(|v| Tensor::from_slice(v, shape.as_slice(), &Device::Cpu))
-                    .collect::<candle_core::Result<_>>()?,
-                // Never mutated in place (each step replaces them), so a handle is a snapshot.
-                Moments::Tensors(t) => t.clone(),
-            };
-            for (buf, t) in names.iter().zip(tensors) {
-                out.insert(param_key(name, buf), t);
-            }
-        }
-        Ok(out)
+        state::write::<R>(&self.state, self.transform)
     }
 
     fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        let bad = |key: &str, message: String| OptimError::State {
-            optimizer: R::NAME,
-            key: key.to_string(),
-            message,
-        };
-        // Group the per-parameter entries and check them before touching any state.
-        let mut entries: HashMap<&str, HashMap<&str, &Tensor>> = HashMap::new();
-        let mut transform = None;
-        for (key, t) in state.iter() {
-            if key == LR_TRANSFORM_KEY {
-                let v = t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-                let a: [f64; 3] = v.try_into().map_err(|v: Vec<f64>| {
-                    bad(key, format!("expected 3 values, found {}", v.len()))
-                })?;
-                transform = Some(LrTransform::from_array(a));
-            } else if key.starts_with(PARAM_PREFIX) {
-                let (param, buf) = split_param_key(key)
-                    .ok_or_else(|| bad(key, "expected `state.<param>.<buffer>`".to_string()))?;
-                entries.entry(param).or_default().insert(buf, t);
-            } else if key.starts_with("optimizer.") {
-                return Err(bad(key, "not a key this optimizer writes".to_string()));
-            }
-            // Other prefixes (`scheduler.`) belong to whoever wraps this optimizer.
-        }
-        let mut loaded = Vec::with_capacity(entries.len());
-        for (param, bufs) in &entries {
-            let step_key = param_key(param, STEP);
-            let step = match bufs.get(STEP) {
-                Some(t) => scalar_count(R::NAME, &step_key, t)?,
-                None => return Err(bad(&step_key, "missing".to_string())),
-            };
-            let calls = if R::COUNTS_CALLS {
-                let key = param_key(param, LR_DECAYS);
-                match bufs.get(LR_DECAYS) {
-                    Some(t) => scalar_count(R::NAME, &key, t)?,
-                    None => return Err(bad(&key, "missing".to_string())),
-                }
-            } else {
-                step
-            };
-            let options = self.ensure_state(param)?.options.clone();
-            let names = R::buffers(&options);
-            for buf in bufs.keys() {
-                let counter = *buf == STEP || (R::COUNTS_CALLS && *buf == LR_DECAYS);
-                if !counter && !names.contains(buf) {
-                    return Err(bad(
-                        &param_key(param, buf),
-                        format!("{} with these options keeps only {names:?}", R::NAME),
-                    ));
-                }
-            }
-            // A parameter listed but never stepped (its lr decays counted) has no buffers yet.
-            let unstepped = step == 0 && names.iter().all(|b| !bufs.contains_key(b));
-            let mut tensors = Vec::with_capacity(names.len());
-            for buf in names.iter().filter(|_| !unstepped) {
-                let key = param_key(param, buf);
-                let t = bufs
-                    .get(buf)
-                    .ok_or_else(|| bad(&key, "missing".to_string()))?;
-                tensors.push((*t).clone());
-            }
-            let shape = tensors.first().map(|t| t.dims().to_vec());
-            for (buf, t) in names.iter().zip(&tensors) {
-                if Some(t.dims()) != shape.as_deref() {
-                    return Err(bad(
-                        &param_key(param, buf),
-                        format!("shape {:?} differs from {:?}", t.dims(), shape),
-                    ));
-                }
-            }
-            loaded.push((param.to_string(), step, calls, shape, tensors));
-        }
-        for st in self.state.values_mut() {
-            st.step = 0;
-            st.calls = 0;
-            st.shape = None;
-            st.moments = Moments::Zero;
-        }
-        for (param, step, calls, shape, tensors) in loaded {
-            let st = self.ensure_state(&param)?;
-            st.step = step;
-            st.calls = calls;
-            st.shape = shape;
-            st.moments = if tensors.is_empty() {
-                Moments::Zero
-            } else {
-                Moments::Tensors(tensors)
-            };
-        }
-        if let Some(t) = transform {
+        let loaded =
+            Loaded::read::<R>(state, |param| Ok(self.ensure_state(param)?.options.clone()))?;
+        if let Some(t) = loaded.restore::<R>(&mut self.state)? {
             self.transform = t;
         }
         Ok(())
@@ -502,6 +351,14 @@ fn same_storage(a: &Tensor, b: &Tensor) -> bool {
     let pa: *const Storage = &*a.storage_and_layout().0;
     let pb: *const Storage = &*b.storage_and_layout().0;
     std::ptr::eq(pa, pb)
+}
+
+fn vanished<R: Rule>(name: &str) -> OptimError {
+    OptimError::State {
+        optimizer: R::NAME,
+        key: name.to_string(),
+        message: "state vanished".to_string(),
+    }
 }
 
 fn misplaced<R: Rule>(name: &str) -> OptimError {

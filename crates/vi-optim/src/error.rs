@@ -2,6 +2,8 @@
 
 use candle_core::DType;
 
+use crate::lr_transform::LrTransform;
+
 /// Everything that can go wrong when building, stepping, saving or restoring an optimizer.
 ///
 /// Each variant names the optimizer and, where one is involved, the parameter, so the message
@@ -32,6 +34,50 @@ pub enum OptimError {
         value: f64,
         /// The valid range, in words.
         expected: &'static str,
+    },
+    /// The learning rate a step would use is NaN, infinite or negative: the configured rate
+    /// through a map set from outside ([`set_learning_rate`](crate::Optimizer::set_learning_rate),
+    /// [`set_lr_transform`](crate::Optimizer::set_lr_transform), a loaded state) or by a
+    /// schedule (a user's [`LrSchedule`](crate::LrSchedule) that goes below zero, an
+    /// [`ExponentialLr`](crate::ExponentialLr) whose rate overflows), or, for
+    /// [`ClippedAdam`](crate::ClippedAdam), after its `lrd` decay. The step that finds it
+    /// moves no parameter and changes no state.
+    ///
+    /// ```
+    /// use candle_core::{Device, Var};
+    /// use vi_optim::{Adam, AdamOptions, OptimError, Optimizer};
+    ///
+    /// let w = Var::new(&[1.0f64], &Device::Cpu)?;
+    /// let mut opt = Adam::new([("w", w.clone())], AdamOptions::default())?;
+    /// opt.set_learning_rate(-0.1);
+    /// let err = opt.step(&w.as_tensor().sqr()?.sum_all()?.backward()?).unwrap_err();
+    /// assert!(matches!(err, OptimError::InvalidLearningRate { value: -0.1, scheduler: None, .. }));
+    /// assert_eq!(w.as_tensor().to_vec1::<f64>()?, [1.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[error("{optimizer}: parameter `{param}` would step with learning rate {value}{by}: \
+        expected a finite rate ≥ 0 (the configured lr {base} through the map \
+        lr ↦ max({} · lr + {}, {}){decay}); no parameter was updated",
+        transform.scale, transform.shift, transform.floor,
+        by = scheduler.map(|s| format!(", set by the scheduler {s}")).unwrap_or_default(),
+        decay = if *lr_decay { " and the lrd decay" } else { "" })]
+    InvalidLearningRate {
+        /// Optimizer name.
+        optimizer: &'static str,
+        /// The first parameter found with this rate.
+        param: String,
+        /// The rate the step would have used.
+        value: f64,
+        /// The parameter's configured learning rate.
+        base: f64,
+        /// The learning-rate map in force.
+        transform: LrTransform,
+        /// Whether `value` includes [`ClippedAdam`](crate::ClippedAdam)'s `lrd` decay.
+        lr_decay: bool,
+        /// The schedule that set the map ([`LrSchedule::name`](crate::LrSchedule::name)),
+        /// when a [`Scheduler`](crate::Scheduler) set it; `None` when the map was set from
+        /// outside.
+        scheduler: Option<&'static str>,
     },
     /// Two options that cannot be combined (torch's SGD: nesterov needs momentum > 0 and no
     /// dampening).
@@ -139,24 +185,59 @@ impl From<OptimError> for candle_core::Error {
     }
 }
 
-/// Check that `value` satisfies `ok`, else an [`OptimError::InvalidOption`].
-pub(crate) fn check(
-    optimizer: &'static str,
-    param: Option<&str>,
-    option: &'static str,
-    value: f64,
-    ok: bool,
-    expected: &'static str,
-) -> Result<()> {
-    if ok {
-        Ok(())
-    } else {
+/// The checks of one set of options: who owns them (optimizer or scheduler) and, for
+/// per-parameter options, which parameter they belong to. Each check gives an
+/// [`OptimError::InvalidOption`] naming both and the option.
+pub(crate) struct Check<'a> {
+    owner: &'static str,
+    param: Option<&'a str>,
+}
+
+impl<'a> Check<'a> {
+    pub(crate) fn new(owner: &'static str, param: Option<&'a str>) -> Self {
+        Check { owner, param }
+    }
+
+    /// `value` satisfies `ok`, described by `expected`.
+    pub(crate) fn holds(
+        &self,
+        option: &'static str,
+        value: f64,
+        ok: bool,
+        expected: &'static str,
+    ) -> Result<()> {
+        if ok {
+            return Ok(());
+        }
         Err(OptimError::InvalidOption {
-            optimizer,
-            param: param.map(str::to_string),
+            optimizer: self.owner,
+            param: self.param.map(str::to_string),
             option,
             value,
             expected,
         })
+    }
+
+    /// A finite value ≥ 0.
+    pub(crate) fn non_negative(&self, option: &'static str, value: f64) -> Result<()> {
+        let ok = value >= 0.0 && value.is_finite();
+        self.holds(option, value, ok, "a finite value ≥ 0")
+    }
+
+    /// A finite value > 0.
+    pub(crate) fn positive(&self, option: &'static str, value: f64) -> Result<()> {
+        let ok = value > 0.0 && value.is_finite();
+        self.holds(option, value, ok, "a finite value > 0")
+    }
+
+    /// A value in `[0, 1)`.
+    pub(crate) fn below_one(&self, option: &'static str, value: f64) -> Result<()> {
+        let ok = (0.0..1.0).contains(&value);
+        self.holds(option, value, ok, "a value in [0, 1)")
+    }
+
+    /// A count ≥ 1.
+    pub(crate) fn at_least_one(&self, option: &'static str, value: u64) -> Result<()> {
+        self.holds(option, value as f64, value >= 1, "a count ≥ 1")
     }
 }

@@ -10,36 +10,7 @@ use std::cell::RefCell;
 
 use candle_core::{CpuStorage, InplaceOp2, Layout};
 
-use crate::engine::{Moments, Rule};
-
-/// A float type of the CPU fast path (f32, f64).
-pub(crate) trait Real: candle_core::WithDType {
-    fn sqrt(self) -> Self;
-    fn wrap(bufs: Vec<Vec<Self>>) -> Moments;
-    fn storage_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
-}
-
-macro_rules! real {
-    ($t:ty, $variant:ident) => {
-        impl Real for $t {
-            #[inline(always)]
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-            fn wrap(bufs: Vec<Vec<Self>>) -> Moments {
-                Moments::$variant(bufs)
-            }
-            fn storage_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
-                match s {
-                    CpuStorage::$variant(v) => Some(v),
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-real!(f32, F32);
-real!(f64, F64);
+use crate::rule::{Real, Rule};
 
 /// The in-place fast path: one pass over the parameter's contiguous CPU storage, reading the
 /// gradient and updating the host buffers alongside.

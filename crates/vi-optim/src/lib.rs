@@ -36,8 +36,10 @@ mod clipped_adam;
 mod engine;
 mod error;
 mod inplace;
+mod lr_transform;
 mod optimizer;
 mod optimizer_type;
+mod rule;
 mod scheduler;
 mod sgd;
 mod state;
@@ -46,7 +48,8 @@ pub use adam::{Adam, AdamOptions};
 pub use adamw::{AdamW, AdamWOptions};
 pub use clipped_adam::{ClippedAdam, ClippedAdamOptions};
 pub use error::{OptimError, Result};
-pub use optimizer::{LrTransform, Optimizer};
+pub use lr_transform::LrTransform;
+pub use optimizer::Optimizer;
 pub use scheduler::{
     CosineAnnealingLr, ExponentialLr, LrSchedule, PlateauMode, PlateauOptions, ReduceLrOnPlateau,
     Scheduler, StepLr, ThresholdMode,

@@ -142,7 +142,7 @@ macro_rules! optimizer_type {
 
         impl $crate::optimizer::Optimizer for $ty {
             fn name(&self) -> &'static str {
-                <$rule as $crate::engine::Rule>::NAME
+                <$rule as $crate::rule::Rule>::NAME
             }
             fn step_params(
                 &mut self,
@@ -166,10 +166,10 @@ macro_rules! optimizer_type {
             fn max_learning_rate(&self) -> f64 {
                 self.0.max_learning_rate()
             }
-            fn lr_transform(&self) -> $crate::optimizer::LrTransform {
+            fn lr_transform(&self) -> $crate::lr_transform::LrTransform {
                 self.0.transform()
             }
-            fn set_lr_transform(&mut self, transform: $crate::optimizer::LrTransform) {
+            fn set_lr_transform(&mut self, transform: $crate::lr_transform::LrTransform) {
                 self.0.set_transform(transform)
             }
             fn state_dict(&self) -> $crate::error::Result<$crate::state::StateDict> {
@@ -198,7 +198,7 @@ macro_rules! optimizer_type {
                 self.0.learning_rate()
             }
             fn set_learning_rate(&mut self, lr: f64) {
-                self.0.set_transform($crate::optimizer::LrTransform::constant(lr))
+                self.0.set_transform($crate::lr_transform::LrTransform::constant(lr))
             }
         }
     };

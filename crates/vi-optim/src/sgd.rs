@@ -3,10 +3,9 @@
 
 use candle_core::Tensor;
 
-use crate::engine::Rule;
-use crate::error::{OptimError, Result, check};
-use crate::inplace::Real;
+use crate::error::{Check, OptimError, Result};
 use crate::optimizer_type::optimizer_type;
+use crate::rule::{Real, Rule};
 
 /// Options of [`Sgd`], with torch's names and defaults.
 ///
@@ -99,38 +98,12 @@ impl Rule for SgdRule {
 
     fn validate(o: &SgdOptions, param: Option<&str>) -> Result<()> {
         let name = Self::NAME;
-        check(
-            name,
-            param,
-            "lr",
-            o.lr,
-            o.lr >= 0.0 && o.lr.is_finite(),
-            "a finite lr ≥ 0",
-        )?;
-        check(
-            name,
-            param,
-            "momentum",
-            o.momentum,
-            o.momentum >= 0.0 && o.momentum.is_finite(),
-            "a finite momentum ≥ 0",
-        )?;
-        check(
-            name,
-            param,
-            "dampening",
-            o.dampening,
-            o.dampening.is_finite(),
-            "a finite dampening",
-        )?;
-        check(
-            name,
-            param,
-            "weight_decay",
-            o.weight_decay,
-            o.weight_decay >= 0.0 && o.weight_decay.is_finite(),
-            "a finite weight_decay ≥ 0",
-        )?;
+        let check = Check::new(name, param);
+        check.non_negative("lr", o.lr)?;
+        check.non_negative("momentum", o.momentum)?;
+        let d = o.dampening;
+        check.holds("dampening", d, d.is_finite(), "a finite value")?;
+        check.non_negative("weight_decay", o.weight_decay)?;
         if o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0) {
             return Err(OptimError::IncompatibleOptions {
                 optimizer: name,
@@ -159,7 +132,7 @@ impl Rule for SgdRule {
         }
     }
 
-    fn coeffs(o: &SgdOptions, lr: f64, step: u64, _calls: u64) -> SgdCoeffs {
+    fn coeffs(o: &SgdOptions, lr: f64, step: u64) -> SgdCoeffs {
         SgdCoeffs {
             neg_lr: -lr,
             momentum: o.momentum,

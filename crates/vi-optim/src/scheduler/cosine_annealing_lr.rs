@@ -2,11 +2,10 @@
 
 use std::f64::consts::PI;
 
-use crate::error::{Result, check};
-use crate::optimizer::LrTransform;
-use crate::state::StateDict;
+use crate::error::{Check, Result};
+use crate::lr_transform::LrTransform;
 
-use super::{LrSchedule, epoch_state, load_epoch};
+use super::epoch_schedule;
 
 /// torch's `CosineAnnealingLR` in its closed form:
 /// `lr(e) = eta_min + (base − eta_min) · (1 + cos(π e / t_max)) / 2`, which rises again
@@ -36,29 +35,19 @@ impl CosineAnnealingLr {
     /// assert!(vi_optim::CosineAnnealingLr::new(0, 0.0).is_err());
     /// ```
     pub fn new(t_max: u64, eta_min: f64) -> Result<Self> {
-        let name = "CosineAnnealingLR";
-        check(name, None, "T_max", t_max as f64, t_max >= 1, "T_max ≥ 1")?;
-        check(
-            name,
-            None,
-            "eta_min",
-            eta_min,
-            eta_min >= 0.0 && eta_min.is_finite(),
-            "a finite eta_min ≥ 0",
-        )?;
+        let check = Check::new(Self::NAME, None);
+        check.at_least_one("T_max", t_max)?;
+        check.non_negative("eta_min", eta_min)?;
         Ok(CosineAnnealingLr {
             t_max,
             eta_min,
             epoch: 0,
         })
     }
-}
 
-impl LrSchedule for CosineAnnealingLr {
-    fn name(&self) -> &'static str {
-        "CosineAnnealingLR"
-    }
-    fn transform(&self) -> LrTransform {
+    const NAME: &'static str = "CosineAnnealingLR";
+
+    fn current(&self) -> LrTransform {
         let c = (1.0 + (PI * self.epoch as f64 / self.t_max as f64).cos()) / 2.0;
         LrTransform {
             scale: c,
@@ -66,15 +55,6 @@ impl LrSchedule for CosineAnnealingLr {
             floor: 0.0,
         }
     }
-    fn advance(&mut self, _: Option<f64>, _: f64) -> Result<()> {
-        self.epoch += 1;
-        Ok(())
-    }
-    fn state_dict(&self) -> Result<StateDict> {
-        epoch_state(self.epoch)
-    }
-    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        self.epoch = load_epoch(self.name(), state)?;
-        Ok(())
-    }
 }
+
+epoch_schedule!(CosineAnnealingLr);

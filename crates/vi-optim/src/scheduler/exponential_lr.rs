@@ -1,10 +1,9 @@
 //! torch's `ExponentialLR`.
 
-use crate::error::{Result, check};
-use crate::optimizer::LrTransform;
-use crate::state::StateDict;
+use crate::error::{Check, Result};
+use crate::lr_transform::LrTransform;
 
-use super::{LrSchedule, epoch_state, load_epoch};
+use super::epoch_schedule;
 
 /// torch's `ExponentialLR`: `lr(e) = base · gammaᵉ`.
 ///
@@ -30,34 +29,15 @@ impl ExponentialLr {
     /// assert!(vi_optim::ExponentialLr::new(-0.5).is_err());
     /// ```
     pub fn new(gamma: f64) -> Result<Self> {
-        check(
-            "ExponentialLR",
-            None,
-            "gamma",
-            gamma,
-            gamma >= 0.0 && gamma.is_finite(),
-            "a finite gamma ≥ 0",
-        )?;
+        Check::new(Self::NAME, None).non_negative("gamma", gamma)?;
         Ok(ExponentialLr { gamma, epoch: 0 })
+    }
+
+    const NAME: &'static str = "ExponentialLR";
+
+    fn current(&self) -> LrTransform {
+        LrTransform::scaled(self.gamma.powf(self.epoch as f64))
     }
 }
 
-impl LrSchedule for ExponentialLr {
-    fn name(&self) -> &'static str {
-        "ExponentialLR"
-    }
-    fn transform(&self) -> LrTransform {
-        LrTransform::scaled(self.gamma.powf(self.epoch as f64))
-    }
-    fn advance(&mut self, _: Option<f64>, _: f64) -> Result<()> {
-        self.epoch += 1;
-        Ok(())
-    }
-    fn state_dict(&self) -> Result<StateDict> {
-        epoch_state(self.epoch)
-    }
-    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        self.epoch = load_epoch(self.name(), state)?;
-        Ok(())
-    }
-}
+epoch_schedule!(ExponentialLr);

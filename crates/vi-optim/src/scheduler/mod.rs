@@ -13,7 +13,8 @@ use candle_core::Var;
 use candle_core::backprop::GradStore;
 
 use crate::error::{OptimError, Result};
-use crate::optimizer::{LrTransform, Optimizer};
+use crate::lr_transform::LrTransform;
+use crate::optimizer::Optimizer;
 use crate::state::{StateDict, count_tensor, scalar_count};
 
 mod cosine_annealing_lr;
@@ -77,6 +78,8 @@ pub trait LrSchedule {
 pub struct Scheduler<O, S> {
     optimizer: O,
     schedule: S,
+    /// The map in force was set from outside (`set_lr_transform`), not by the schedule.
+    overridden: bool,
 }
 
 impl<O: Optimizer, S: LrSchedule> Scheduler<O, S> {
@@ -95,6 +98,7 @@ impl<O: Optimizer, S: LrSchedule> Scheduler<O, S> {
         Scheduler {
             optimizer,
             schedule,
+            overridden: false,
         }
     }
 
@@ -135,8 +139,26 @@ impl<O: Optimizer, S: LrSchedule> Scheduler<O, S> {
     fn advance_inner(&mut self, metric: Option<f64>) -> Result<()> {
         self.schedule
             .advance(metric, self.optimizer.max_learning_rate())?;
-        self.optimizer.set_lr_transform(self.schedule.transform());
+        self.follow_schedule();
         Ok(())
+    }
+
+    /// Sets the optimizer's map to the schedule's.
+    fn follow_schedule(&mut self) {
+        self.optimizer.set_lr_transform(self.schedule.transform());
+        self.overridden = false;
+    }
+
+    /// A step's result, with the schedule named in a learning-rate error when the schedule
+    /// set the rate.
+    fn blame(&self, mut r: Result<()>) -> Result<()> {
+        if let Err(OptimError::InvalidLearningRate { scheduler, .. }) = &mut r
+            && scheduler.is_none()
+            && !self.overridden
+        {
+            *scheduler = Some(self.schedule.name());
+        }
+        r
     }
 
     /// The wrapped optimizer.
@@ -196,11 +218,16 @@ impl<O: Optimizer, S: LrSchedule> Optimizer for Scheduler<O, S> {
     fn name(&self) -> &'static str {
         self.optimizer.name()
     }
+    /// The optimizer's step; a learning rate refused there names this schedule, unless the
+    /// rate was set from outside since the schedule's last epoch.
     fn step_params(&mut self, params: &[(&str, &Var)], grads: &GradStore) -> Result<()> {
-        self.optimizer.step_params(params, grads)
+        let r = self.optimizer.step_params(params, grads);
+        self.blame(r)
     }
+    /// As [`step_params`](Scheduler::step_params), on the parameters the optimizer holds.
     fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.optimizer.step(grads)
+        let r = self.optimizer.step(grads);
+        self.blame(r)
     }
     fn add_param(&mut self, name: &str, var: Var) -> Result<()> {
         self.optimizer.add_param(name, var)
@@ -219,7 +246,8 @@ impl<O: Optimizer, S: LrSchedule> Optimizer for Scheduler<O, S> {
     }
     /// Overrides the schedule until its next epoch.
     fn set_lr_transform(&mut self, transform: LrTransform) {
-        self.optimizer.set_lr_transform(transform)
+        self.optimizer.set_lr_transform(transform);
+        self.overridden = true;
     }
     /// The optimizer's state and the schedule's counters.
     fn state_dict(&self) -> Result<StateDict> {
@@ -237,10 +265,40 @@ impl<O: Optimizer, S: LrSchedule> Optimizer for Scheduler<O, S> {
             self.schedule.load_state_dict(&previous)?;
             return Err(e);
         }
-        self.optimizer.set_lr_transform(self.schedule.transform());
+        self.follow_schedule();
         Ok(())
     }
 }
+
+/// [`LrSchedule`] for a schedule whose map depends on the epoch count alone: the type has an
+/// `epoch: u64` field, a `NAME` and a `current()` method that gives the map at that epoch.
+macro_rules! epoch_schedule {
+    ($ty:ty) => {
+        impl $crate::scheduler::LrSchedule for $ty {
+            fn name(&self) -> &'static str {
+                Self::NAME
+            }
+            fn transform(&self) -> $crate::lr_transform::LrTransform {
+                self.current()
+            }
+            fn advance(&mut self, _: Option<f64>, _: f64) -> $crate::error::Result<()> {
+                self.epoch += 1;
+                Ok(())
+            }
+            fn state_dict(&self) -> $crate::error::Result<$crate::state::StateDict> {
+                $crate::scheduler::epoch_state(self.epoch)
+            }
+            fn load_state_dict(
+                &mut self,
+                state: &$crate::state::StateDict,
+            ) -> $crate::error::Result<()> {
+                self.epoch = $crate::scheduler::load_epoch(Self::NAME, state)?;
+                Ok(())
+            }
+        }
+    };
+}
+use epoch_schedule;
 
 pub(super) const EPOCH: &str = "scheduler.epoch";
 

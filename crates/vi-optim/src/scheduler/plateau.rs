@@ -1,7 +1,7 @@
 //! torch's `ReduceLROnPlateau`.
 
-use crate::error::{OptimError, Result, check};
-use crate::optimizer::LrTransform;
+use crate::error::{Check, OptimError, Result};
+use crate::lr_transform::LrTransform;
 use crate::state::{StateDict, count_tensor, f64_tensor, scalar_count, scalar_f64};
 
 use super::{LrSchedule, epoch_state, get, load_epoch};
@@ -123,40 +123,11 @@ impl ReduceLrOnPlateau {
     /// assert!(ReduceLrOnPlateau::new(PlateauOptions { factor: 1.5, ..Default::default() }).is_err());
     /// ```
     pub fn new(options: PlateauOptions) -> Result<Self> {
-        let name = "ReduceLROnPlateau";
-        let o = &options;
-        check(
-            name,
-            None,
-            "factor",
-            o.factor,
-            (0.0..1.0).contains(&o.factor),
-            "a factor in [0, 1)",
-        )?;
-        check(
-            name,
-            None,
-            "threshold",
-            o.threshold,
-            o.threshold >= 0.0 && o.threshold.is_finite(),
-            "a finite threshold ≥ 0",
-        )?;
-        check(
-            name,
-            None,
-            "min_lr",
-            o.min_lr,
-            o.min_lr >= 0.0 && o.min_lr.is_finite(),
-            "a finite min_lr ≥ 0",
-        )?;
-        check(
-            name,
-            None,
-            "eps",
-            o.eps,
-            o.eps >= 0.0 && o.eps.is_finite(),
-            "a finite eps ≥ 0",
-        )?;
+        let (check, o) = (Check::new("ReduceLROnPlateau", None), &options);
+        check.below_one("factor", o.factor)?;
+        check.non_negative("threshold", o.threshold)?;
+        check.non_negative("min_lr", o.min_lr)?;
+        check.non_negative("eps", o.eps)?;
         let best = match o.mode {
             PlateauMode::Min => f64::INFINITY,
             PlateauMode::Max => f64::NEG_INFINITY,

@@ -1,10 +1,9 @@
 //! torch's `StepLR`.
 
-use crate::error::{Result, check};
-use crate::optimizer::LrTransform;
-use crate::state::StateDict;
+use crate::error::{Check, Result};
+use crate::lr_transform::LrTransform;
 
-use super::{LrSchedule, epoch_state, load_epoch};
+use super::epoch_schedule;
 
 /// torch's `StepLR`: the learning rate times `gamma` every `step_size` epochs,
 /// `lr(e) = base · gamma^⌊e / step_size⌋`.
@@ -36,46 +35,21 @@ impl StepLr {
     /// assert!(vi_optim::StepLr::new(0, 0.1).is_err());
     /// ```
     pub fn new(step_size: u64, gamma: f64) -> Result<Self> {
-        check(
-            "StepLR",
-            None,
-            "step_size",
-            step_size as f64,
-            step_size >= 1,
-            "step_size ≥ 1",
-        )?;
-        check(
-            "StepLR",
-            None,
-            "gamma",
-            gamma,
-            gamma >= 0.0 && gamma.is_finite(),
-            "a finite gamma ≥ 0",
-        )?;
+        let check = Check::new(Self::NAME, None);
+        check.at_least_one("step_size", step_size)?;
+        check.non_negative("gamma", gamma)?;
         Ok(StepLr {
             step_size,
             gamma,
             epoch: 0,
         })
     }
-}
 
-impl LrSchedule for StepLr {
-    fn name(&self) -> &'static str {
-        "StepLR"
-    }
-    fn transform(&self) -> LrTransform {
+    const NAME: &'static str = "StepLR";
+
+    fn current(&self) -> LrTransform {
         LrTransform::scaled(self.gamma.powf((self.epoch / self.step_size) as f64))
     }
-    fn advance(&mut self, _: Option<f64>, _: f64) -> Result<()> {
-        self.epoch += 1;
-        Ok(())
-    }
-    fn state_dict(&self) -> Result<StateDict> {
-        epoch_state(self.epoch)
-    }
-    fn load_state_dict(&mut self, state: &StateDict) -> Result<()> {
-        self.epoch = load_epoch(self.name(), state)?;
-        Ok(())
-    }
 }
+
+epoch_schedule!(StepLr);

@@ -1,10 +1,12 @@
-//! Building the optimizers of `reference/optim.json` and running its objective.
+//! What the test modules share: building the optimizers of `reference/optim.json` and
+//! running its objective, reading parameters back, temporary files, and the check of an
+//! invalid option. Comparisons of values use `vi_test`'s.
 
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::Value;
 use vi_optim::{
-    Adam, AdamOptions, AdamW, AdamWOptions, ClippedAdam, ClippedAdamOptions, Optimizer, Sgd,
-    SgdOptions,
+    Adam, AdamOptions, AdamW, AdamWOptions, ClippedAdam, ClippedAdamOptions, OptimError, Optimizer,
+    Sgd, SgdOptions, StateDict,
 };
 
 /// The optimizer a reference case names, with its options (torch's/Pyro's keyword names
@@ -136,4 +138,40 @@ pub fn run(
 /// A parameter's values, bit for bit (as f64).
 pub fn values(x: &Var) -> Vec<f64> {
     vi_test::to_vec(x.as_tensor()).unwrap_or_default()
+}
+
+/// Two states hold the same keys, with the same values bit for bit.
+pub fn assert_same_state(a: &StateDict, b: &StateDict, what: &str) -> candle_core::Result<()> {
+    assert_eq!(a.len(), b.len(), "{what}: number of entries");
+    for ((ka, ta), (kb, tb)) in a.iter().zip(b.iter()) {
+        assert_eq!(ka, kb, "{what}");
+        let (va, vb) = (vi_test::to_vec(ta)?, vi_test::to_vec(tb)?);
+        assert_eq!(va, vb, "{what}: state {ka} differs");
+    }
+    Ok(())
+}
+
+/// The tolerance `tol · (1 + |expected|)` for `vi_test::assert_all_close`.
+pub fn tol(tol: f64) -> vi_test::Tol {
+    vi_test::Tol {
+        rtol: tol,
+        atol: tol,
+    }
+}
+
+/// A safetensors path in the temporary directory, unique to this test process.
+pub fn temp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "vi_optim_{}_{name}.safetensors",
+        std::process::id()
+    ))
+}
+
+/// `r` is an [`OptimError::InvalidOption`] for the option `expected`.
+pub fn assert_invalid_option(r: Result<impl Sized, OptimError>, expected: &str) {
+    match r {
+        Err(OptimError::InvalidOption { option, .. }) => assert_eq!(option, expected),
+        Err(e) => panic!("expected an invalid `{expected}`, got {e}"),
+        Ok(_) => panic!("expected an invalid `{expected}`, got Ok"),
+    }
 }

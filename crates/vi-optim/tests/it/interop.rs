@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Var};
 use vi_optim::{Adam, AdamOptions, AdamW, AdamWOptions, Optimizer as _};
 
-use crate::common::{objective, synthetic, values};
+use crate::common::{assert_same_state, objective, synthetic, temp, tol, values};
 
 /// One `backward_step` of some `candle_nn::Optimizer`.
 type StepFn = Box<dyn FnMut(&candle_core::Tensor) -> candle_core::Result<()>>;
@@ -52,12 +52,7 @@ fn candle_nn_trait_matches_candle_nn_adamw() -> Result<(), Box<dyn std::error::E
             theirs.backward_step(&objective(x.as_tensor(), &c, &t)?)?;
             ours(&objective(y.as_tensor(), &c, &t)?)?;
         }
-        for (a, b) in values(&y).iter().zip(values(&x)) {
-            assert!(
-                (a - b).abs() < 1e-10 * (1.0 + b.abs()),
-                "wd {wd}: {a} vs {b}"
-            );
-        }
+        vi_test::assert_all_close(&format!("wd {wd}"), &values(&y), &values(&x), tol(1e-10));
     }
     Ok(())
 }
@@ -240,10 +235,7 @@ fn store_flow<O: vi_optim::Optimizer>(
             file.insert(format!("param.{name}"), var.as_tensor().copy()?);
         }
         file.extend(first.state_dict()?.prefixed("optim."));
-        let path = std::env::temp_dir().join(format!(
-            "vi_optim_{}_store_{what}_{dtype:?}.safetensors",
-            std::process::id()
-        ));
+        let path = temp(&format!("store_{what}_{dtype:?}"));
         file.save(&path)?;
         drop((first, first_store));
 
@@ -270,15 +262,7 @@ fn store_flow<O: vi_optim::Optimizer>(
             );
         }
         let (a, b) = (straight.state_dict()?, resumed.state_dict()?);
-        assert_eq!(a.len(), b.len(), "{what} {dtype:?}");
-        for ((ka, ta), (kb, tb)) in a.iter().zip(b.iter()) {
-            assert_eq!(ka, kb, "{what} {dtype:?}");
-            assert_eq!(
-                vi_test::to_vec(ta)?,
-                vi_test::to_vec(tb)?,
-                "{what} {dtype:?}: state {ka} differs"
-            );
-        }
+        assert_same_state(&a, &b, &format!("{what} {dtype:?}"))?;
     }
     Ok(())
 }

@@ -7,17 +7,10 @@ use vi_optim::{
     StateDict,
 };
 
-use crate::common::{build, configs, objective, run, synthetic, values};
+use crate::common::{assert_same_state, build, configs, objective, run, synthetic, temp, values};
 
 const N: usize = 7;
 const M: usize = 6;
-
-fn temp(name: &str) -> std::path::PathBuf {
-    std::env::temp_dir().join(format!(
-        "vi_optim_{}_{name}.safetensors",
-        std::process::id()
-    ))
-}
 
 #[test]
 fn resume_is_bit_exact() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,13 +36,7 @@ fn resume_is_bit_exact() -> Result<(), Box<dyn std::error::Error>> {
                 run(resumed.as_mut(), &z, &c, &t, M)?;
 
                 assert_eq!(values(&z), values(&x), "{what}: parameters differ");
-                let (a, b) = (straight.state_dict()?, resumed.state_dict()?);
-                assert_eq!(a.len(), b.len(), "{what}");
-                for ((ka, ta), (kb, tb)) in a.iter().zip(b.iter()) {
-                    assert_eq!(ka, kb, "{what}");
-                    let (va, vb) = (vi_test::to_vec(ta)?, vi_test::to_vec(tb)?);
-                    assert_eq!(va, vb, "{what}: state {ka} differs");
-                }
+                assert_same_state(&straight.state_dict()?, &resumed.state_dict()?, &what)?;
             }
         }
     }

@@ -8,16 +8,15 @@ use vi_optim::{
     PlateauMode, PlateauOptions, ReduceLrOnPlateau, Scheduler, Sgd, SgdOptions, StepLr,
     ThresholdMode,
 };
+use vi_test::{Tol, assert_all_close};
 
-fn assert_close(got: &[f64], expected: &[f64]) {
-    assert_eq!(got.len(), expected.len());
-    for (e, (g, x)) in got.iter().zip(expected).enumerate() {
-        assert!(
-            (g - x).abs() <= 1e-14 * x.abs() + 1e-16,
-            "epoch {e}: lr {g:e}, expected {x:e}"
-        );
-    }
-}
+use crate::common::assert_invalid_option;
+
+/// Learning rates against their closed forms: to f64 rounding.
+const LR_TOL: Tol = Tol {
+    rtol: 1e-14,
+    atol: 1e-16,
+};
 
 /// The default learning rate at epochs 0..epochs of `schedule` over Adam with `base`.
 fn sequence<S: LrSchedule>(schedule: S, base: f64, epochs: usize) -> Vec<f64> {
@@ -39,14 +38,14 @@ fn sequence<S: LrSchedule>(schedule: S, base: f64, epochs: usize) -> Vec<f64> {
 fn step_lr_closed_form() {
     let got = sequence(StepLr::new(3, 0.5).unwrap(), 0.1, 12);
     let expected: Vec<f64> = (0..12).map(|e| 0.1 * 0.5f64.powi(e / 3)).collect();
-    assert_close(&got, &expected);
+    assert_all_close("lr", &got, &expected, LR_TOL);
 }
 
 #[test]
 fn exponential_lr_closed_form() {
     let got = sequence(ExponentialLr::new(0.9).unwrap(), 0.2, 30);
     let expected: Vec<f64> = (0..30).map(|e| 0.2 * 0.9f64.powi(e)).collect();
-    assert_close(&got, &expected);
+    assert_all_close("lr", &got, &expected, LR_TOL);
 }
 
 #[test]
@@ -60,7 +59,7 @@ fn cosine_annealing_closed_form() {
             eta_min + (base - eta_min) * (1.0 + c) / 2.0
         })
         .collect();
-    assert_close(&got, &expected);
+    assert_all_close("lr", &got, &expected, LR_TOL);
     assert!((got[5] - eta_min).abs() < 1e-16);
 }
 
@@ -93,7 +92,7 @@ fn plateau_sequence() {
     let expected = [
         0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.02, 0.02, 0.02, 0.02,
     ];
-    assert_close(&got, &expected);
+    assert_all_close("lr", &got, &expected, LR_TOL);
     assert_eq!(opt.schedule().num_reductions(), 3);
     assert_eq!(opt.schedule().best(), 3.0);
 }
@@ -120,7 +119,12 @@ fn plateau_max_abs() {
         opt.advance_with(m).unwrap();
         got.push(opt.learning_rate());
     }
-    assert_close(&got, &[1.0, 1.0, 0.1, 0.1, 0.010000000000000002]);
+    assert_all_close(
+        "lr",
+        &got,
+        &[1.0, 1.0, 0.1, 0.1, 0.010000000000000002],
+        LR_TOL,
+    );
 }
 
 #[test]
@@ -182,11 +186,11 @@ fn schedule_applies_per_parameter() {
     .unwrap();
     let mut opt = Scheduler::new(sgd, ExponentialLr::new(0.5).unwrap());
     let d = moved_by(&mut opt, &[("a", &a), ("b", &b)]);
-    assert_close(&d, &[1.0, 0.1]);
+    assert_all_close("moved by", &d, &[1.0, 0.1], LR_TOL);
     opt.advance().unwrap();
     opt.advance().unwrap();
     let d = moved_by(&mut opt, &[("a", &a), ("b", &b), ("late", &late)]);
-    assert_close(&d, &[0.25, 0.025, 0.25]);
+    assert_all_close("moved by", &d, &[0.25, 0.025, 0.25], LR_TOL);
 
     // Cosine annealing's floor is eta_min for every parameter.
     let sgd = Sgd::with_param_options(
@@ -210,40 +214,57 @@ fn schedule_applies_per_parameter() {
     let mut opt = Scheduler::new(sgd, CosineAnnealingLr::new(2, 0.05).unwrap());
     opt.advance().unwrap();
     let d = moved_by(&mut opt, &[("a", &a), ("b", &b)]);
-    assert_close(&d, &[0.05 + 0.95 * 0.5, 0.05 + 0.05 * 0.5]);
+    assert_all_close(
+        "moved by",
+        &d,
+        &[0.05 + 0.95 * 0.5, 0.05 + 0.05 * 0.5],
+        LR_TOL,
+    );
     opt.advance().unwrap();
     let d = moved_by(&mut opt, &[("a", &a), ("b", &b)]);
-    assert_close(&d, &[0.05, 0.05]);
+    assert_all_close("moved by", &d, &[0.05, 0.05], LR_TOL);
 }
 
 #[test]
 fn bad_schedule_options() {
-    assert!(matches!(
-        StepLr::new(0, 0.5),
-        Err(OptimError::InvalidOption {
-            option: "step_size",
-            ..
-        })
-    ));
-    assert!(matches!(
-        ExponentialLr::new(f64::NAN),
-        Err(OptimError::InvalidOption { .. })
-    ));
-    assert!(matches!(
-        CosineAnnealingLr::new(10, -1.0),
-        Err(OptimError::InvalidOption { .. })
-    ));
-    let bad = PlateauOptions {
-        factor: 1.0,
-        ..Default::default()
-    };
-    assert!(matches!(
-        ReduceLrOnPlateau::new(bad),
-        Err(OptimError::InvalidOption {
-            option: "factor",
-            ..
-        })
-    ));
+    assert_invalid_option(StepLr::new(0, 0.5), "step_size");
+    assert_invalid_option(StepLr::new(2, -0.5), "gamma");
+    assert_invalid_option(ExponentialLr::new(f64::NAN), "gamma");
+    assert_invalid_option(ExponentialLr::new(f64::INFINITY), "gamma");
+    assert_invalid_option(CosineAnnealingLr::new(0, 0.0), "T_max");
+    assert_invalid_option(CosineAnnealingLr::new(10, -1.0), "eta_min");
+    let plateau = |o: PlateauOptions| ReduceLrOnPlateau::new(o);
+    let d = PlateauOptions::default;
+    assert_invalid_option(plateau(PlateauOptions { factor: 1.0, ..d() }), "factor");
+    assert_invalid_option(
+        plateau(PlateauOptions {
+            factor: -0.1,
+            ..d()
+        }),
+        "factor",
+    );
+    assert_invalid_option(
+        plateau(PlateauOptions {
+            threshold: -1e-4,
+            ..d()
+        }),
+        "threshold",
+    );
+    assert_invalid_option(
+        plateau(PlateauOptions {
+            min_lr: -1.0,
+            ..d()
+        }),
+        "min_lr",
+    );
+    assert_invalid_option(
+        plateau(PlateauOptions {
+            min_lr: f64::NAN,
+            ..d()
+        }),
+        "min_lr",
+    );
+    assert_invalid_option(plateau(PlateauOptions { eps: -1e-8, ..d() }), "eps");
 }
 
 /// torch reduces each parameter group's rate on its own: once the default rate sits at
@@ -284,6 +305,16 @@ fn plateau_reduces_larger_rates_past_the_default_floor() {
         got_big.push(d[1]);
         opt.advance_with(1.0).unwrap();
     }
-    assert_close(&got_a, &[1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-4]);
-    assert_close(&got_big, &[1e-1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-4]);
+    assert_all_close(
+        "moved by",
+        &got_a,
+        &[1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-4],
+        LR_TOL,
+    );
+    assert_all_close(
+        "moved by",
+        &got_big,
+        &[1e-1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-4],
+        LR_TOL,
+    );
 }
