@@ -156,6 +156,9 @@ pub fn validate_value<D: Distribution + ?Sized>(d: &D, value: &Tensor) -> Result
     let out = value_batch_shape(d, value)?;
     if crate::validation::validation_enabled() {
         let support = d.support();
+        if crate::validation::known_in(value, &support) {
+            return Ok(out);
+        }
         if !support.all(value)? {
             return Err(DistError::ValueSupport {
                 dist: d.name(),
@@ -163,6 +166,7 @@ pub fn validate_value<D: Distribution + ?Sized>(d: &D, value: &Tensor) -> Result
                 shape: value.dims().to_vec(),
             });
         }
+        crate::validation::remember_in(value, &support);
     }
     Ok(out)
 }
@@ -218,7 +222,10 @@ pub fn validate_param(
     value: &Tensor,
     constraint: &Constraint,
 ) -> Result<()> {
-    if crate::validation::validation_enabled() && !constraint.all(value)? {
+    if !crate::validation::validation_enabled() || crate::validation::known_in(value, constraint) {
+        return Ok(());
+    }
+    if !constraint.all(value)? {
         return Err(DistError::ParamSupport {
             dist,
             param,
@@ -226,5 +233,6 @@ pub fn validate_param(
             shape: value.dims().to_vec(),
         });
     }
+    crate::validation::remember_in(value, constraint);
     Ok(())
 }

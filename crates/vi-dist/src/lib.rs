@@ -44,7 +44,8 @@
 //! - **Randomness**: [`standard_normal`], [`uniform_open01`], [`host_tensor`] and
 //!   [`standard_gamma`]: draws from a seeded host RNG, moved to the device.
 //! - **Validation**: [`set_validation`], [`with_validation`], [`validation_enabled`] (value
-//!   checks, on by default; shape checks always run).
+//!   checks, on by default; shape checks always run); [`assume_in_support`] (a value a
+//!   bijection produced need not be read back).
 //! - **Shapes**: [`broadcast_params`], [`broadcast_shapes`], [`broadcasts_to`],
 //!   [`extended_shape`].
 //! - **Distributions as data**: [`DistSpec`] (torch's class and parameter names).
@@ -123,5 +124,5 @@ pub use student_t::StudentT;
 pub use transforms::{Transform, biject_to, transform_to};
 pub use uniform::Uniform;
 pub use unit::Unit;
-pub use validation::{set_validation, validation_enabled, with_validation};
+pub use validation::{assume_in_support, set_validation, validation_enabled, with_validation};
 pub use wrappers::{Expanded, Independent, Masked, NoRsample};

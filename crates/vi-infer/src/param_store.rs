@@ -119,9 +119,15 @@ fn read(
     // The optimizer updates the `Var` in place: a value that is the `Var`'s own storage (the
     // identity bijection of `real`) is copied, so that what a step's traces recorded stays
     // what the step used.
-    if value.id() == p.unconstrained.as_tensor().id() {
-        return Ok(value.copy()?);
-    }
+    let value = if value.id() == p.unconstrained.as_tensor().id() {
+        value.copy()?
+    } else {
+        value
+    };
+    // The bijection into the constraint put the value there (`positive` through an exp
+    // raised to the smallest positive number, intervals clamped): distributions built from
+    // it need not read it back to check it.
+    vi_dist::assume_in_support(&value, constraint);
     Ok(value)
 }
 
