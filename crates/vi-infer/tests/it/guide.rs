@@ -207,6 +207,37 @@ fn plate_subsample() -> Res {
     Ok(())
 }
 
+/// `plate_with`: a subsampled plate at a dim, entered twice; indices of one's own.
+#[test]
+fn plate_with_options() -> Res {
+    let dev = Device::Cpu;
+    let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Ctx::new(&mut store, &mut rng);
+
+    use vi_infer::Plate;
+    let rows = Plate::new("rows", 1000).subsample_size(10).dim(-2);
+    let (_, trace) = ctx.trace(|ctx| {
+        let first = ctx.plate_with(rows.clone(), |ctx, idx| {
+            ctx.sample("a", Normal::new(&zero, &one)?)?; // batch [10, 1]: rows at dim -2
+            Ok(idx.to_vec1::<u32>()?)
+        })?;
+        let again = ctx.plate_with(rows, |_, idx| Ok(idx.to_vec1::<u32>()?))?;
+        assert_eq!(first, again); // the same ten rows
+        let mine = Tensor::new(&[3u32, 14, 15], &dev)?;
+        ctx.plate_with(Plate::new("cols", 100).subsample(&mine), |ctx, _| {
+            ctx.sample("b", Normal::new(&zero, &one)?) // batch [3]
+        })
+    })?;
+    assert_eq!(trace.get("a").unwrap().value.dims(), &[10, 1]);
+    assert_eq!(trace.get("b").unwrap().scale, 100.0 / 3.0);
+    // The indices were recorded once.
+    assert_eq!(trace.get("rows").unwrap().value.dims(), &[10]);
+    assert_eq!(trace.get("cols").unwrap().value.to_vec1::<u32>()?, [3, 14, 15]);
+    Ok(())
+}
+
 /// Minibatches from the training loop: the closures read a batch the loop sets.
 #[test]
 fn minibatches() -> Res {
@@ -691,10 +722,26 @@ fn translation_table() -> Res {
         ctx.plate_subsample("sub", n, b, |ctx, idx| {
             ctx.observe("xs", Normal::new(&z, &one)?, &data.index_select(idx, 0)?)
         })?;
+        ctx.plate_with(
+            vi_infer::Plate::new("sub2", n).subsample_size(b).dim(-2),
+            |ctx, _| ctx.sample("r2", dist.clone()),
+        )?;
+        let idx = Tensor::new(&[1u32], &dev)?;
+        ctx.plate_with(vi_infer::Plate::new("own", n).subsample(&idx), |ctx, _| {
+            ctx.sample("r3", dist.clone())
+        })?;
+        ctx.factor("f", &Tensor::new(-0.5f64, &dev)?)?;
+        ctx.plate("missing", n, |ctx| {
+            ctx.observe_masked("xm", Normal::new(&zero, &one)?, &data, &m)
+        })?;
+        let _nr: vi_infer::dist::NoRsample = dist.without_rsample();
         let _e: Independent = Normal::new(&data, &data)?.to_event(1)?;
         let _m: Masked = dist.mask(&Tensor::new(1u8, &dev)?)?;
         Ok(())
     })?;
+    assert_eq!(tr.get("r2").unwrap().plates[0].dim, -2);
+    assert_eq!(tr.get("r3").unwrap().scale, 2.0);
+    assert!(tr.get("f").unwrap().is_observed && tr.get("xm_unobserved").unwrap().is_latent());
     assert_eq!(tr.get("s").unwrap().kind, vi_infer::SiteKind::Param);
     assert!(tr.get("s2").is_some() && tr.get("d").is_some());
     assert_eq!(ctx.modules(), ["encoder"]);
@@ -716,6 +763,9 @@ fn translation_table() -> Res {
     ctx.block(Block::expose(["z"]), f)?;
     ctx.block(Block::All, f)?;
     ctx.scale(s, f)?;
+    ctx.scale_by(&data, |ctx| {
+        ctx.plate("data", n, |ctx| ctx.sample("zs", Normal::new(&zero, &one)?))
+    })?;
     ctx.mask(&m, |ctx| ctx.sample("zm", Normal::new(&data, &data)?))?;
     ctx.seed(0, f)?;
     let (_, tracer) = ctx.with(vi_infer::handlers::TraceMessenger::new(), f)?;
