@@ -20,10 +20,11 @@ use crate::trace::Trace;
 ///
 /// This is how a user inspects the KL of each latent site:
 /// `report.site("z").unwrap().sum_f64()?`. The terms are computed before the optimizer
-/// steps; the traces hold the step's draws and distributions, but a distribution built
-/// directly from a parameter's storage (an unconstrained `Constraint::Real` param is the
-/// stored `Var` itself) reads the updated value afterwards, as in Pyro, where the optimizer
-/// also updates parameters in place.
+/// steps, and the traces hold what the step used: its draws, and distributions built from
+/// the parameters' values at the step (`ctx.param` returns a copy where the constrained value
+/// would be the stored `Var` itself, so the optimizer's in-place update does not reach them;
+/// Pyro's traces, by contrast, see it). A module's variables are read by the module itself:
+/// a distribution built directly from one does see the update.
 ///
 /// ```
 /// # use candle_core::{DType, Device, Tensor};
@@ -452,6 +453,11 @@ where
 
     /// One step: the ELBO, one backward pass, one optimizer step on the parameters (and the
     /// variables of the modules) the traces touched. Returns the loss and each site's term.
+    ///
+    /// A NaN or infinite loss is [`InferError::NonFinite`] naming each site whose term is not
+    /// finite, before the backward pass; with validation on, so is a NaN or infinite gradient
+    /// of any parameter (naming it and its first bad element). Either way the parameters and
+    /// the optimizer's state are left as they were.
     ///
     /// ```
     /// # use candle_core::{DType, Device, Tensor};
