@@ -8,7 +8,9 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
 use crate::error::Result;
 use crate::family::{dist_common, expand_param};
-use crate::probs::{Form, bad_sampler_param, binary_param, enumerate_layout, float_value};
+use crate::probs::{
+    Form, bad_sampler_param, binary_log_kernel, binary_param, enumerate_layout, float_value,
+};
 use crate::rng::{draw_per_element, to_host};
 
 /// `Bernoulli(probs)` on {0, 1}: `P(1) = p`, as `torch.distributions.Bernoulli`.
@@ -116,12 +118,26 @@ impl Bernoulli {
 }
 
 impl Bernoulli {
+    /// `x ln p + (1 − x) ln(1 − p)` from the probabilities themselves (exact for `p` below
+    /// eps, where the logits torch derives from clamped probabilities are not).
+    /// `out` is the broadcast shape [`validate_value`] returned.
+    fn probs_log_prob(&self, value: &Tensor, out: &[usize]) -> Result<Tensor> {
+        let k = value.broadcast_as(out)?;
+        let p = self.param.broadcast_as(out)?;
+        binary_log_kernel(&k, &k.affine(-1.0, 1.0)?, &p)
+    }
+
     /// `log_prob` summed over the trailing `dims` dims in one fused op:
     /// `Independent(Bernoulli, dims).log_prob` after the wrapper has checked the value's shape.
     pub(crate) fn log_prob_sum(&self, value: &Tensor, dims: usize) -> Result<Tensor> {
         let value = float_value(value, self.dtype())?;
-        validate_value(self, &value)?;
-        crate::ops::bernoulli_log_prob_sum(&value, &self.logits()?, dims)
+        let out = validate_value(self, &value)?;
+        match self.form {
+            Form::Logits => crate::ops::bernoulli_log_prob_sum(&value, &self.param, dims),
+            Form::Probs => {
+                crate::broadcast::sum_rightmost(&self.probs_log_prob(&value, &out)?, dims)
+            }
+        }
     }
 }
 
@@ -149,8 +165,11 @@ impl Distribution for Bernoulli {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let value = float_value(value, self.dtype())?;
-        validate_value(self, &value)?;
-        crate::ops::bernoulli_log_prob(&value, &self.logits()?)
+        let out = validate_value(self, &value)?;
+        match self.form {
+            Form::Logits => crate::ops::bernoulli_log_prob(&value, &self.param),
+            Form::Probs => self.probs_log_prob(&value, &out),
+        }
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -10,7 +10,9 @@ use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result};
 use crate::family::{dist_common, expand_param};
-use crate::probs::{Form, categorical_logits, enumerate_layout, float_value, log_softmax};
+use crate::probs::{
+    Form, categorical_logits, enumerate_layout, exact_log_probs, float_value, log_softmax,
+};
 use crate::rng::{draw_rounds, to_host};
 use crate::validation::validation_enabled;
 
@@ -178,7 +180,13 @@ impl Categorical {
     pub(crate) fn log_prob_indices(&self, indices: &Tensor, out: &[usize]) -> Result<Tensor> {
         let k = self.num_classes();
         let full: Vec<usize> = out.iter().copied().chain([k]).collect();
-        let logits = self.logits()?.broadcast_as(full)?.contiguous()?;
+        // From the probabilities themselves where given (ln 0 = −∞; torch's logits are those of
+        // probabilities clamped to eps).
+        let log_probs = match self.form {
+            Form::Logits => self.param.clone(),
+            Form::Probs => exact_log_probs(&self.param)?,
+        };
+        let logits = log_probs.broadcast_as(full)?.contiguous()?;
         let idx = indices
             .broadcast_as(out)?
             .unsqueeze(D::Minus1)?

@@ -84,8 +84,7 @@ impl Distribution for HalfCauchy {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
-        let z = value.broadcast_div(&self.scale)?;
-        fold_log_prob(&cauchy_log_prob(&z, &self.scale)?, value)
+        fold_log_prob(&cauchy_log_prob(&value.abs()?, &self.scale)?, value)
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -105,10 +105,11 @@ impl Distribution for Laplace {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
-        let z = value
-            .broadcast_sub(&self.loc)?
-            .abs()?
-            .broadcast_div(&self.scale)?;
+        // |x − loc| as (x − loc)·sign(x − loc) with the sign held constant: its gradient is the
+        // sign, 0 at x = loc (torch's subgradient there; candle's `abs` gives ±1).
+        let d = value.broadcast_sub(&self.loc)?;
+        let sign = (d.gt(0.0)?.to_dtype(d.dtype())? - d.lt(0.0)?.to_dtype(d.dtype())?)?;
+        let z = (d * sign)?.broadcast_div(&self.scale)?;
         let log_2scale = self.scale.log()?.affine(1.0, std::f64::consts::LN_2)?;
         Ok(z.neg()?.broadcast_sub(&log_2scale)?)
     }

@@ -109,7 +109,9 @@ impl Distribution for Pareto {
         validate_value(self, value)?;
         // With t = ln(x / scale): ln alpha − (alpha + 1) t − ln scale (the exponential's log
         // density at t, less the Jacobians of exp and of the scaling, as torch's transforms).
-        let t = value.broadcast_div(&self.scale)?.log()?;
+        // t is ln x − ln scale, not ln(x / scale): the quotient overflows for x far above a
+        // small scale (x = 1e300, scale = 1e-10) where the log density is finite.
+        let t = value.log()?.broadcast_sub(&self.scale.log()?)?;
         let rest = (self.alpha.log()? - self.scale.log()?)?;
         Ok(rest.broadcast_sub(&t.broadcast_mul(&self.alpha.affine(1.0, 1.0)?)?)?)
     }

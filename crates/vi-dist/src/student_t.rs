@@ -12,7 +12,8 @@ use crate::error::Result;
 use crate::family::{dist_common, expand_param};
 use crate::finfo::{max, tiny};
 use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma};
-use crate::ops::{digamma, lgamma, log1p};
+use crate::cauchy::ln_one_plus_ratio_sq;
+use crate::ops::{digamma, lgamma};
 use crate::rng::standard_normal;
 
 /// `StudentT(df, loc, scale)`: density
@@ -145,12 +146,12 @@ impl Distribution for StudentT {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         let df = &self.df;
-        let y = value.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
+        let a = value.broadcast_sub(&self.loc)?.abs()?;
         // ln σ + ½ ln ν + ½ ln π + ln Γ(ν/2) − ln Γ((ν+1)/2)
         let z = (self.scale.log()? + df.log()?.affine(0.5, 0.5 * PI.ln())?)?;
         let z = ((z + lgamma(&df.affine(0.5, 0.0)?)?)? - lgamma(&df.affine(0.5, 0.5)?)?)?;
-        // −(ν+1)/2 · ln(1 + y²/ν) − Z
-        let core = log1p(&y.sqr()?.broadcast_div(df)?)?;
+        // −(ν+1)/2 · ln(1 + y²/ν) − Z, with y²/ν = (a / (σ √ν))² kept from overflowing
+        let core = ln_one_plus_ratio_sq(&a, &(&self.scale * df.sqrt()?)?)?;
         let lp = core.broadcast_mul(&df.affine(-0.5, -0.5)?)?;
         Ok(lp.broadcast_sub(&z)?)
     }

@@ -12,3 +12,4 @@ mod regressions;
 mod shapes;
 mod special_ops;
 mod transforms;
+mod edges;
