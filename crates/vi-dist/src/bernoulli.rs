@@ -6,7 +6,7 @@ use rand_distr::Distribution as _;
 
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::probs::{
     Form, bad_sampler_param, binary_log_kernel, binary_param, enumerate_layout, float_value,
@@ -48,8 +48,9 @@ impl Bernoulli {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        Self::build(logits, Form::Logits)
+        located(|| Self::build(logits, Form::Logits))
     }
 
     /// Build from probabilities of 1, in `[0, 1]`.
@@ -62,8 +63,9 @@ impl Bernoulli {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
-        Self::build(probs, Form::Probs)
+        located(|| Self::build(probs, Form::Probs))
     }
 
     fn build(param: &Tensor, form: Form) -> Result<Self> {
@@ -192,10 +194,12 @@ impl Distribution for Bernoulli {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        Ok(Box::new(Bernoulli {
-            param: expand_param(self.name(), &self.batch, &self.param, batch_shape, 0)?,
-            form: self.form,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            Ok(Box::new(Bernoulli {
+                param: expand_param(self.name(), &self.batch, &self.param, batch_shape, 0)?,
+                form: self.form,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

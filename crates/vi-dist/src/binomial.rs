@@ -7,7 +7,7 @@ use rand_distr::Distribution as _;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::ops::{lgamma, softplus};
 use crate::probs::{Form, bad_sampler_param, binary_log_kernel, enumerate_layout, float_value};
@@ -54,8 +54,9 @@ impl Binomial {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_logits(total_count: &Tensor, logits: &Tensor) -> Result<Self> {
-        Self::build(total_count, logits, Form::Logits)
+        located(|| Self::build(total_count, logits, Form::Logits))
     }
 
     /// Build from the number of trials (non-negative integers, as floats) and the probability
@@ -69,8 +70,9 @@ impl Binomial {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_probs(total_count: &Tensor, probs: &Tensor) -> Result<Self> {
-        Self::build(total_count, probs, Form::Probs)
+        located(|| Self::build(total_count, probs, Form::Probs))
     }
 
     fn build(total_count: &Tensor, param: &Tensor, form: Form) -> Result<Self> {
@@ -282,12 +284,14 @@ impl Distribution for Binomial {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Binomial {
-            total_count: e(&self.total_count)?,
-            param: e(&self.param)?,
-            form: self.form,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Binomial {
+                total_count: e(&self.total_count)?,
+                param: e(&self.param)?,
+                form: self.form,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

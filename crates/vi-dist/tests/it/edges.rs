@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::Value;
+use vi_dist::DistSpec;
 use vi_dist::transforms::{Exp, Sigmoid, Softplus, StickBreaking, Transform};
-use vi_dist::{DistSpec, Distribution};
 use vi_test::{F32, F64_CLOSED, F64_SPECIAL, Report, Tol, shape_and_data, tensor, to_vec};
 
 /// Families whose formulas involve lgamma/digamma (the README's looser float64 tolerance).
