@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
 use crate::constraint::Constraint;
-use crate::error::{DistError, Result, kind_of};
+use crate::error::{BadValue, DistError, Result, kind_of};
 use crate::wrappers::{Independent, Masked};
 
 /// A batch of probability distributions over tensor-valued events, as
@@ -156,23 +156,22 @@ pub(crate) fn value_support_error(
     support: &Constraint,
     value: &Tensor,
 ) -> DistError {
-    let (index, found) = violation(support, value);
     DistError::ValueSupport {
         dist,
         constraint: support.to_string(),
         shape: value.dims().to_vec(),
-        found,
-        index,
+        found: violation(support, value),
     }
 }
 
 /// The first element of `value` outside `constraint` and its index, for a message; a
 /// generic description if it cannot be found (it always can once a check has failed).
-fn violation(constraint: &Constraint, value: &Tensor) -> (Vec<usize>, String) {
-    match crate::constraint::first_violation(constraint, value) {
+fn violation(constraint: &Constraint, value: &Tensor) -> Box<BadValue> {
+    let (index, value) = match crate::constraint::first_violation(constraint, value) {
         Ok(Some(v)) => v,
         _ => (Vec::new(), "an element outside it".to_string()),
-    }
+    };
+    Box::new(BadValue { value, index })
 }
 
 /// The shape part of [`validate_value`] (no support check, no device sync): for wrappers,
@@ -217,14 +216,12 @@ pub fn validate_param(
     constraint: &Constraint,
 ) -> Result<()> {
     if crate::validation::validation_enabled() && !constraint.all(value)? {
-        let (index, found) = violation(constraint, value);
         return Err(DistError::ParamSupport {
             dist,
             param,
             constraint: constraint.to_string(),
             shape: value.dims().to_vec(),
-            found,
-            index,
+            found: violation(constraint, value),
         });
     }
     Ok(())

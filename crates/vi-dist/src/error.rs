@@ -65,8 +65,7 @@ pub enum DistError {
     /// offending element: "NaN", "inf", "-inf" or the number, and its index, e.g.
     /// "Normal: parameter `scale` (shape [3]) is outside its support positive: NaN at [1]".
     #[error(
-        "{dist}: parameter `{param}` (shape {shape:?}) is outside its support {constraint}: {}",
-        at_index(.found, .index)
+        "{dist}: parameter `{param}` (shape {shape:?}) is outside its support {constraint}: {found}"
     )]
     ParamSupport {
         /// Distribution name.
@@ -77,13 +76,8 @@ pub enum DistError {
         constraint: String,
         /// The parameter's shape.
         shape: Vec<usize>,
-        /// The first element (in row-major order) outside the support: `"NaN"`, `"inf"`,
-        /// `"-inf"` or the number; for a constraint on whole events (simplex, one-hot,
-        /// matrices) the event's values when short, else a description.
-        found: String,
-        /// Its index (of the element, or of the event for constraints on whole events); empty
-        /// for a scalar.
-        index: Vec<usize>,
+        /// The first element (in row-major order) outside the support and its index.
+        found: Box<BadValue>,
     },
     /// A value passed to `log_prob` has a shape that does not fit `batch + event`.
     #[error(
@@ -112,10 +106,7 @@ pub enum DistError {
     /// A value passed to `log_prob` is outside the support (validation on), with the first
     /// offending element as in [`DistError::ParamSupport`], e.g.
     /// "Beta: value of shape [4] is outside the support unit_interval: 1.5 at [2]".
-    #[error(
-        "{dist}: value of shape {shape:?} is outside the support {constraint}: {}",
-        at_index(.found, .index)
-    )]
+    #[error("{dist}: value of shape {shape:?} is outside the support {constraint}: {found}")]
     ValueSupport {
         /// Distribution name.
         dist: &'static str,
@@ -123,10 +114,8 @@ pub enum DistError {
         constraint: String,
         /// Shape of the value.
         shape: Vec<usize>,
-        /// The first element outside the support, as in [`DistError::ParamSupport`].
-        found: String,
-        /// Its index (empty for a scalar).
-        index: Vec<usize>,
+        /// The first element outside the support and its index.
+        found: Box<BadValue>,
     },
     /// `rsample` on a family without a reparameterised sampler.
     #[error("{dist}: has no reparameterised sampler; use `sample` (no gradient)")]
@@ -214,12 +203,42 @@ pub enum DistError {
     },
 }
 
-/// `found` followed by ` at [i, j]`, or `found` alone for a scalar.
-fn at_index(found: &str, index: &[usize]) -> String {
-    if index.is_empty() {
-        found.to_string()
-    } else {
-        format!("{found} at {index:?}")
+/// The first element of a parameter or value outside its support, as
+/// [`DistError::ParamSupport`] and [`DistError::ValueSupport`] report it; displayed as
+/// `NaN at [1]` (or the value alone for a scalar).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{DistError, Normal};
+/// let scale = Tensor::new(&[1.0f64, f64::NAN, -1.0], &Device::Cpu)?;
+/// let loc = scale.zeros_like()?;
+/// match Normal::new(&loc, &scale).unwrap_err().into_kind() {
+///     DistError::ParamSupport { found, .. } => {
+///         assert_eq!((found.value.as_str(), &found.index[..]), ("NaN", &[1][..]));
+///         assert_eq!(found.to_string(), "NaN at [1]");
+///     }
+///     other => panic!("{other}"),
+/// }
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadValue {
+    /// What the element is: `"NaN"`, `"inf"`, `"-inf"` or the number (`"-0.5"`); for a
+    /// constraint on whole events (simplex, one-hot, matrices) the event's values when short
+    /// (`"[1.5, -0.5]"`), else a description.
+    pub value: String,
+    /// Its index, row-major (of the element, or of the event for constraints on whole
+    /// events); empty for a scalar.
+    pub index: Vec<usize>,
+}
+
+impl std::fmt::Display for BadValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.index.is_empty() {
+            write!(f, "{}", self.value)
+        } else {
+            write!(f, "{} at {:?}", self.value, self.index)
+        }
     }
 }
 
@@ -249,9 +268,7 @@ impl DistError {
     /// use vi_dist::{DistError, Poisson};
     /// let err = Poisson::new(&Tensor::new(&[f64::NAN], &Device::Cpu)?).unwrap_err();
     /// match err.into_kind() {
-    ///     DistError::ParamSupport { found, index, .. } => {
-    ///         assert_eq!((found.as_str(), index), ("NaN", vec![0]));
-    ///     }
+    ///     DistError::ParamSupport { found, .. } => assert_eq!(found.to_string(), "NaN at [0]"),
     ///     other => panic!("{other}"),
     /// }
     /// # Ok::<(), vi_dist::DistError>(())

@@ -230,7 +230,7 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
 /// ```
 pub fn xlogy(x: &Tensor, y: &Tensor) -> Result<Tensor> {
     let (x, y) = broadcast_pair("xlogy", x, y)?;
-    finite_grad(&x, &y, 0.0, |x, y| xlogy_torch_grad(x, y))
+    finite_grad(&x, &y, 0.0, xlogy_torch_grad)
 }
 
 /// [`xlogy`] with torch's gradients where the value is infinite: at `y = 0`, `x ≠ 0` the

@@ -175,12 +175,15 @@ fn support_errors_name_the_first_bad_element() {
     // A constraint on whole events: the event's values, or a non-finite element's full index.
     // (Categorical checks its probabilities once normalised: [0.75, -0.25] / 0.5)
     let probs = Tensor::new(&[[0.5f64, 0.5], [0.75, -0.25]], &Device::Cpu).unwrap();
-    let DistError::ParamSupport { found, index, .. } =
+    let DistError::ParamSupport { found, .. } =
         Categorical::from_probs(&probs).unwrap_err().into_kind()
     else {
         panic!()
     };
-    assert_eq!((found.as_str(), index), ("[1.5, -0.5]", vec![1]));
+    assert_eq!(
+        (found.value.as_str(), &found.index[..]),
+        ("[1.5, -0.5]", &[1][..])
+    );
     let nan_row = Tensor::new(&[[0.5f64, 0.5], [0.3, f64::NAN]], &Device::Cpu).unwrap();
     assert!(
         param_message(Dirichlet::new(&nan_row)).ends_with("positive: NaN at [1, 1]"),
@@ -210,17 +213,20 @@ fn value_errors_name_the_first_bad_element() {
     );
     // to_event: the elementwise base names the element, not the event
     let ind = d.to_event(1).unwrap();
-    let DistError::ValueSupport { found, index, .. } = ind.log_prob(&x).unwrap_err() else {
+    let DistError::ValueSupport { found, .. } = ind.log_prob(&x).unwrap_err() else {
         panic!()
     };
-    assert_eq!((found.as_str(), index), ("NaN", vec![1, 0]));
+    assert_eq!(
+        (found.value.as_str(), &found.index[..]),
+        ("NaN", &[1, 0][..])
+    );
     // a bound that is a tensor (Uniform): the value broadcast against it
     let u = Uniform::new(&t(&[0.0, 0.0, 0.0]), &t(&[1.0, 2.0, 3.0])).unwrap();
     let e = u.log_prob(&t(&[2.5])).unwrap_err();
-    let DistError::ValueSupport { found, index, .. } = e else {
+    let DistError::ValueSupport { found, .. } = e else {
         panic!("{e}")
     };
-    assert_eq!((found.as_str(), index), ("2.5", vec![0]));
+    assert_eq!((found.value.as_str(), &found.index[..]), ("2.5", &[0][..]));
     // discrete values
     let b = Bernoulli::from_logits(&t(&[0.0, 0.0])).unwrap();
     assert!(
@@ -249,5 +255,83 @@ fn normal_scale_inf_is_accepted_as_in_torch() {
     for bad in [f64::NAN, f64::NEG_INFINITY] {
         let e = Normal::new(&t(&[0.0]), &t(&[bad])).unwrap_err();
         assert!(matches!(e.kind(), DistError::ParamSupport { .. }), "{e}");
+    }
+}
+
+/// The messages docs/distributions.md shows, one per kind (without the location suffix).
+#[test]
+fn messages_in_the_docs() {
+    let cpu = Device::Cpu;
+    let msg = |r: vi_dist::Result<Box<dyn Distribution>>| r.unwrap_err().kind().to_string();
+    let two = t(&[0.0, 0.0]);
+    let n = Normal::new(&two, &t(&[1.0, 1.0])).unwrap();
+    let expected = [
+        (
+            msg(Normal::new(&two, &t(&[1.0, 1.0, 1.0])).map(|d| Box::new(d) as _)),
+            "Normal: parameter shapes do not broadcast: loc [2], scale [3]",
+        ),
+        (
+            msg(MultivariateNormal::from_covariance(
+                &two,
+                &Tensor::eye(3, DType::F64, &cpu).unwrap(),
+            )
+            .map(|d| Box::new(d) as _)),
+            "MultivariateNormal: parameter `loc` has shape [2], expected [.., 3] to match \
+             covariance_matrix of shape [3, 3]",
+        ),
+        (
+            msg(
+                Normal::new(&two, &t(&[1.0, 1.0]).to_dtype(DType::F32).unwrap())
+                    .map(|d| Box::new(d) as _),
+            ),
+            "Normal: parameter `scale` is F32 on cpu, expected F64 on cpu like the first \
+             parameter",
+        ),
+        (
+            n.log_prob(&t(&[0.0; 3])).unwrap_err().to_string(),
+            "Normal: value of shape [3] does not fit batch shape [2] and event shape []",
+        ),
+        (
+            n.log_prob(&t(&[0.0; 2]).to_dtype(DType::F32).unwrap())
+                .unwrap_err()
+                .to_string(),
+            "Normal: value is F32 on cpu, expected F64 on cpu like the parameters",
+        ),
+        (
+            msg(n.expand(&[3])),
+            "Normal: cannot expand batch shape [2] to [3]",
+        ),
+        (
+            msg(n.to_event(2).map(|d| Box::new(d) as _)),
+            "Normal: to_event(2) needs at least 2 batch dims, batch shape is [2]",
+        ),
+        (
+            msg(n
+                .mask(&Tensor::new(&[1u8, 0, 1], &cpu).unwrap())
+                .map(|d| Box::new(d) as _)),
+            "Normal: mask of shape [3] does not broadcast with batch shape [2]",
+        ),
+        (
+            Bernoulli::from_logits(&two)
+                .unwrap()
+                .rsample(
+                    &[],
+                    &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
+                )
+                .unwrap_err()
+                .to_string(),
+            "Bernoulli: has no reparameterised sampler; use `sample` (no gradient)",
+        ),
+        (
+            Poisson::new(&two)
+                .unwrap()
+                .entropy()
+                .unwrap_err()
+                .to_string(),
+            "Poisson: entropy has no closed form",
+        ),
+    ];
+    for (got, want) in expected {
+        assert_eq!(got, want);
     }
 }
