@@ -6,9 +6,11 @@ use rand_distr::Distribution as _;
 
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
-use crate::probs::{Form, bad_sampler_param, binary_param, enumerate_layout, float_value};
+use crate::probs::{
+    Form, bad_sampler_param, binary_log_kernel, binary_param, enumerate_layout, float_value,
+};
 use crate::rng::{draw_per_element, to_host};
 
 /// `Bernoulli(probs)` on {0, 1}: `P(1) = p`, as `torch.distributions.Bernoulli`.
@@ -46,8 +48,9 @@ impl Bernoulli {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        Self::build(logits, Form::Logits)
+        located(|| Self::build(logits, Form::Logits))
     }
 
     /// Build from probabilities of 1, in `[0, 1]`.
@@ -60,8 +63,9 @@ impl Bernoulli {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
-        Self::build(probs, Form::Probs)
+        located(|| Self::build(probs, Form::Probs))
     }
 
     fn build(param: &Tensor, form: Form) -> Result<Self> {
@@ -116,12 +120,26 @@ impl Bernoulli {
 }
 
 impl Bernoulli {
+    /// `x ln p + (1 − x) ln(1 − p)` from the probabilities themselves (exact for `p` below
+    /// eps, where the logits torch derives from clamped probabilities are not).
+    /// `out` is the broadcast shape [`validate_value`] returned.
+    fn probs_log_prob(&self, value: &Tensor, out: &[usize]) -> Result<Tensor> {
+        let k = value.broadcast_as(out)?;
+        let p = self.param.broadcast_as(out)?;
+        binary_log_kernel(&k, &k.affine(-1.0, 1.0)?, &p)
+    }
+
     /// `log_prob` summed over the trailing `dims` dims in one fused op:
     /// `Independent(Bernoulli, dims).log_prob` after the wrapper has checked the value's shape.
     pub(crate) fn log_prob_sum(&self, value: &Tensor, dims: usize) -> Result<Tensor> {
         let value = float_value(value, self.dtype())?;
-        validate_value(self, &value)?;
-        crate::ops::bernoulli_log_prob_sum(&value, &self.logits()?, dims)
+        let out = validate_value(self, &value)?;
+        match self.form {
+            Form::Logits => crate::ops::bernoulli_log_prob_sum(&value, &self.param, dims),
+            Form::Probs => {
+                crate::broadcast::sum_rightmost(&self.probs_log_prob(&value, &out)?, dims)
+            }
+        }
     }
 }
 
@@ -149,8 +167,11 @@ impl Distribution for Bernoulli {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         let value = float_value(value, self.dtype())?;
-        validate_value(self, &value)?;
-        crate::ops::bernoulli_log_prob(&value, &self.logits()?)
+        let out = validate_value(self, &value)?;
+        match self.form {
+            Form::Logits => crate::ops::bernoulli_log_prob(&value, &self.param),
+            Form::Probs => self.probs_log_prob(&value, &out),
+        }
     }
 
     fn entropy(&self) -> Result<Tensor> {
@@ -173,10 +194,12 @@ impl Distribution for Bernoulli {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        Ok(Box::new(Bernoulli {
-            param: expand_param(self.name(), &self.batch, &self.param, batch_shape, 0)?,
-            form: self.form,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            Ok(Box::new(Bernoulli {
+                param: expand_param(self.name(), &self.batch, &self.param, batch_shape, 0)?,
+                form: self.form,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

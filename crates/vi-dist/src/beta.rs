@@ -7,9 +7,9 @@ use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::dirichlet::dirichlet_draw;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
-use crate::ops::{digamma, lgamma, xlogy};
+use crate::ops::{digamma, lgamma, xlogy_torch_grad as xlogy};
 
 /// `Beta(concentration1, concentration0)` on `[0, 1]`: density
 /// `x^(α−1) (1 − x)^(β−1) / B(α, β)` with α = concentration1, β = concentration0, as
@@ -46,30 +46,33 @@ impl Beta {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(concentration1: &Tensor, concentration0: &Tensor) -> Result<Self> {
-        let ([concentration1, concentration0], batch) = broadcast_params(
-            "Beta",
-            [
-                ("concentration1", concentration1, 0),
-                ("concentration0", concentration0, 0),
-            ],
-        )?;
-        validate_param(
-            "Beta",
-            "concentration1",
-            &concentration1,
-            &Constraint::Positive,
-        )?;
-        validate_param(
-            "Beta",
-            "concentration0",
-            &concentration0,
-            &Constraint::Positive,
-        )?;
-        Ok(Self {
-            concentration1,
-            concentration0,
-            batch,
+        located(|| {
+            let ([concentration1, concentration0], batch) = broadcast_params(
+                "Beta",
+                [
+                    ("concentration1", concentration1, 0),
+                    ("concentration0", concentration0, 0),
+                ],
+            )?;
+            validate_param(
+                "Beta",
+                "concentration1",
+                &concentration1,
+                &Constraint::Positive,
+            )?;
+            validate_param(
+                "Beta",
+                "concentration0",
+                &concentration0,
+                &Constraint::Positive,
+            )?;
+            Ok(Self {
+                concentration1,
+                concentration0,
+                batch,
+            })
         })
     }
 
@@ -166,11 +169,13 @@ impl Distribution for Beta {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Beta {
-            concentration1: e(&self.concentration1)?,
-            concentration0: e(&self.concentration0)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Beta {
+                concentration1: e(&self.concentration1)?,
+                concentration0: e(&self.concentration0)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

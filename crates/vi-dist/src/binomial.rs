@@ -7,10 +7,10 @@ use rand_distr::Distribution as _;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::ops::{lgamma, softplus};
-use crate::probs::{Form, bad_sampler_param, enumerate_layout, float_value};
+use crate::probs::{Form, bad_sampler_param, binary_log_kernel, enumerate_layout, float_value};
 use crate::rng::{draw_per_element, to_host};
 
 /// `Binomial(total_count, probs)`: the number of successes in `total_count` independent
@@ -54,8 +54,9 @@ impl Binomial {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_logits(total_count: &Tensor, logits: &Tensor) -> Result<Self> {
-        Self::build(total_count, logits, Form::Logits)
+        located(|| Self::build(total_count, logits, Form::Logits))
     }
 
     /// Build from the number of trials (non-negative integers, as floats) and the probability
@@ -69,8 +70,9 @@ impl Binomial {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_probs(total_count: &Tensor, probs: &Tensor) -> Result<Self> {
-        Self::build(total_count, probs, Form::Probs)
+        located(|| Self::build(total_count, probs, Form::Probs))
     }
 
     fn build(total_count: &Tensor, param: &Tensor, form: Form) -> Result<Self> {
@@ -181,14 +183,32 @@ impl Binomial {
     /// `log_prob` without the value checks: `k` broadcasts with the batch shape.
     fn log_prob_unchecked(&self, k: &Tensor) -> Result<Tensor> {
         let n = &self.total_count;
-        let logits = self.logits()?;
         let log_factorial = |x: &Tensor| lgamma(&x.affine(1.0, 1.0)?);
         let n_minus_k = n.broadcast_sub(k)?;
-        let normaliser = ((n * softplus(&logits)?)? - log_factorial(n)?)?;
-        Ok(k.broadcast_mul(&logits)?
+        let combinations = log_factorial(n)?
             .broadcast_sub(&log_factorial(k)?)?
-            .broadcast_sub(&log_factorial(&n_minus_k)?)?
-            .broadcast_sub(&normaliser)?)
+            .broadcast_sub(&log_factorial(&n_minus_k)?)?;
+        match self.form {
+            Form::Logits => {
+                // k·l − n·softplus(l): no cancellation for any l
+                let logits = &self.param;
+                Ok(k.broadcast_mul(logits)?
+                    .broadcast_sub(&(n * softplus(logits)?)?)?
+                    .broadcast_add(&combinations)?)
+            }
+            Form::Probs => {
+                // k ln p + (n − k) ln(1 − p) from p itself (torch's clamped logits are off
+                // for p below eps)
+                let shape = combinations.dims();
+                let p = self.param.broadcast_as(shape)?;
+                let kernel = binary_log_kernel(
+                    &k.broadcast_as(shape)?,
+                    &n_minus_k.broadcast_as(shape)?,
+                    &p,
+                )?;
+                Ok((kernel + combinations)?)
+            }
+        }
     }
 }
 
@@ -239,7 +259,10 @@ impl Distribution for Binomial {
         // (so every term stays finite, in value and gradient) and mask them out.
         let inside = k.broadcast_le(&self.total_count)?;
         let lp = self.log_prob_unchecked(&k.broadcast_minimum(&self.total_count)?)?;
-        let plogp = (lp.exp()? * &lp)?;
+        // p ln p with 0 ln 0 = 0 (a count of probability 0 has ln p = −∞)
+        let impossible = lp.eq(f64::NEG_INFINITY)?;
+        let lp_finite = impossible.where_cond(&lp.zeros_like()?, &lp)?;
+        let plogp = (lp.exp()? * lp_finite)?;
         let plogp = inside.where_cond(&plogp, &plogp.zeros_like()?)?;
         Ok(plogp.sum(0)?.neg()?)
     }
@@ -261,12 +284,14 @@ impl Distribution for Binomial {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Binomial {
-            total_count: e(&self.total_count)?,
-            param: e(&self.param)?,
-            form: self.form,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Binomial {
+                total_count: e(&self.total_count)?,
+                param: e(&self.param)?,
+                form: self.form,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -8,9 +8,11 @@ use rand_distr::weighted::WeightedIndex;
 use crate::broadcast::{broadcast_params, full};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
-use crate::probs::{Form, categorical_logits, enumerate_layout, float_value, log_softmax};
+use crate::probs::{
+    Form, categorical_logits, enumerate_layout, exact_log_probs, float_value, log_softmax,
+};
 use crate::rng::{draw_rounds, to_host};
 use crate::validation::validation_enabled;
 
@@ -52,8 +54,9 @@ impl Categorical {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        Self::build("Categorical", logits, Form::Logits)
+        located(|| Self::build("Categorical", logits, Form::Logits))
     }
 
     /// Build from non-negative weights, shape `batch + [k]` (`k >= 1`), normalised to sum to 1
@@ -67,8 +70,9 @@ impl Categorical {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
-        Self::build("Categorical", probs, Form::Probs)
+        located(|| Self::build("Categorical", probs, Form::Probs))
     }
 
     /// Check, normalise and keep `param` (in `form`); errors name `dist` (`OneHotCategorical`
@@ -178,7 +182,13 @@ impl Categorical {
     pub(crate) fn log_prob_indices(&self, indices: &Tensor, out: &[usize]) -> Result<Tensor> {
         let k = self.num_classes();
         let full: Vec<usize> = out.iter().copied().chain([k]).collect();
-        let logits = self.logits()?.broadcast_as(full)?.contiguous()?;
+        // From the probabilities themselves where given (ln 0 = −∞; torch's logits are those of
+        // probabilities clamped to eps).
+        let log_probs = match self.form {
+            Form::Logits => self.param.clone(),
+            Form::Probs => exact_log_probs(&self.param)?,
+        };
+        let logits = log_probs.broadcast_as(full)?.contiguous()?;
         let idx = indices
             .broadcast_as(out)?
             .unsqueeze(D::Minus1)?
@@ -230,11 +240,11 @@ impl Distribution for Categorical {
                 high: (self.num_classes() as f64).into(),
             };
             if !range.all(&value)? {
-                return Err(DistError::ValueSupport {
-                    dist: self.name(),
-                    constraint: range.to_string(),
-                    shape: value.dims().to_vec(),
-                });
+                return Err(crate::distribution::value_support_error(
+                    self.name(),
+                    &range,
+                    &value,
+                ));
             }
         }
         self.log_prob_indices(&value.to_dtype(DType::U32)?, &out)
@@ -264,6 +274,6 @@ impl Distribution for Categorical {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        Ok(Box::new(self.expand_to(batch_shape)?))
+        located(|| -> Result<Box<dyn Distribution>> { Ok(Box::new(self.expand_to(batch_shape)?)) })
     }
 }

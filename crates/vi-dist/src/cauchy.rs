@@ -8,7 +8,7 @@ use rand::RngCore;
 use crate::broadcast::{broadcast_params, full};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::rng::uniform_inverse;
 
@@ -44,12 +44,15 @@ impl Cauchy {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
-        let ([loc, scale], batch) =
-            broadcast_params("Cauchy", [("loc", loc, 0), ("scale", scale, 0)])?;
-        validate_param("Cauchy", "loc", &loc, &Constraint::Real)?;
-        validate_param("Cauchy", "scale", &scale, &Constraint::Positive)?;
-        Ok(Self { loc, scale, batch })
+        located(|| {
+            let ([loc, scale], batch) =
+                broadcast_params("Cauchy", [("loc", loc, 0), ("scale", scale, 0)])?;
+            validate_param("Cauchy", "loc", &loc, &Constraint::Real)?;
+            validate_param("Cauchy", "scale", &scale, &Constraint::Positive)?;
+            Ok(Self { loc, scale, batch })
+        })
     }
 
     /// The median, broadcast to the batch shape.
@@ -93,12 +96,26 @@ pub(crate) fn standard_cauchy(
     })
 }
 
-/// The standard Cauchy log density at `z = (x − loc) / scale`, less `ln scale`:
-/// `−ln π − ln scale − ln(1 + z²)` (shared with HalfCauchy).
-pub(crate) fn cauchy_log_prob(z: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    Ok(crate::ops::log1p(&z.sqr()?)?
+/// The Cauchy log density at distance `a = |x − loc|` from the centre:
+/// `−ln π − ln scale − ln(1 + (a / scale)²)` (shared with HalfCauchy), finite wherever the
+/// density is (see [`ln_one_plus_ratio_sq`]).
+pub(crate) fn cauchy_log_prob(a: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    Ok(ln_one_plus_ratio_sq(a, scale)?
         .affine(-1.0, -PI.ln())?
         .broadcast_sub(&scale.log()?)?)
+}
+
+/// `ln(1 + (a / t)²)` for `a >= 0`, `t > 0` (broadcast), computed so that `(a / t)²` never
+/// overflows: with `m = max(a, t)` and `n = min(a, t)` it is `2 (ln m − ln t) + ln(1 + (n / m)²)`
+/// — `ln(1 + (a/t)²)` itself where `a <= t`, `2 ln(a / t) + ln(1 + (t/a)²)` beyond. The
+/// log densities of Cauchy, HalfCauchy and StudentT far in their tails (`|x − loc| / scale`
+/// above 1e154 in f64, 1e19 in f32), where squaring first gives `−∞` and NaN gradients (as
+/// torch does) instead of a finite figure.
+pub(crate) fn ln_one_plus_ratio_sq(a: &Tensor, t: &Tensor) -> Result<Tensor> {
+    let m = a.broadcast_maximum(t)?;
+    let n = a.broadcast_minimum(t)?;
+    let ln_ratio = m.log()?.broadcast_sub(&t.log()?)?;
+    Ok((ln_ratio.affine(2.0, 0.0)? + crate::ops::log1p(&(n / &m)?.sqr()?)?)?)
 }
 
 impl Distribution for Cauchy {
@@ -120,8 +137,8 @@ impl Distribution for Cauchy {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
-        let z = value.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
-        cauchy_log_prob(&z, &self.scale)
+        let a = value.broadcast_sub(&self.loc)?.abs()?;
+        cauchy_log_prob(&a, &self.scale)
     }
 
     fn entropy(&self) -> Result<Tensor> {
@@ -141,11 +158,13 @@ impl Distribution for Cauchy {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Cauchy {
-            loc: e(&self.loc)?,
-            scale: e(&self.scale)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Cauchy {
+                loc: e(&self.loc)?,
+                scale: e(&self.scale)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -6,7 +6,7 @@ use rand::RngCore;
 use crate::broadcast::{broadcast_params, sum_rightmost};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
 
 /// `Delta(v, log_density, event_dim)`: all mass at `v`, as Pyro's `dist.Delta`.
@@ -45,33 +45,36 @@ impl Delta {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[3][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(v: &Tensor, log_density: Option<&Tensor>, event_dim: usize) -> Result<Self> {
-        if event_dim > v.rank() {
-            return Err(DistError::ParamShape {
-                dist: "Delta",
-                param: "v",
-                expected: format!("at least event_dim = {event_dim} dims"),
-                found: v.dims().to_vec(),
-            });
-        }
-        let zero;
-        let log_density = match log_density {
-            Some(ld) => ld,
-            None => {
-                zero = Tensor::zeros((), v.dtype(), v.device())?;
-                &zero
+        located(|| {
+            if event_dim > v.rank() {
+                return Err(DistError::ParamShape {
+                    dist: "Delta",
+                    param: "v",
+                    expected: format!("at least event_dim = {event_dim} dims"),
+                    found: v.dims().to_vec(),
+                });
             }
-        };
-        let ([v, log_density], batch) = broadcast_params(
-            "Delta",
-            [("v", v, event_dim), ("log_density", log_density, 0)],
-        )?;
-        let event = v.dims()[v.rank() - event_dim..].to_vec();
-        Ok(Self {
-            v,
-            log_density,
-            batch,
-            event,
+            let zero;
+            let log_density = match log_density {
+                Some(ld) => ld,
+                None => {
+                    zero = Tensor::zeros((), v.dtype(), v.device())?;
+                    &zero
+                }
+            };
+            let ([v, log_density], batch) = broadcast_params(
+                "Delta",
+                [("v", v, event_dim), ("log_density", log_density, 0)],
+            )?;
+            let event = v.dims()[v.rank() - event_dim..].to_vec();
+            Ok(Self {
+                v,
+                log_density,
+                batch,
+                event,
+            })
         })
     }
 
@@ -143,12 +146,20 @@ impl Distribution for Delta {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let n = self.event.len();
-        Ok(Box::new(Delta {
-            v: expand_param(self.name(), &self.batch, &self.v, batch_shape, n)?,
-            log_density: expand_param(self.name(), &self.batch, &self.log_density, batch_shape, 0)?,
-            batch: batch_shape.to_vec(),
-            event: self.event.clone(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let n = self.event.len();
+            Ok(Box::new(Delta {
+                v: expand_param(self.name(), &self.batch, &self.v, batch_shape, n)?,
+                log_density: expand_param(
+                    self.name(),
+                    &self.batch,
+                    &self.log_density,
+                    batch_shape,
+                    0,
+                )?,
+                batch: batch_shape.to_vec(),
+                event: self.event.clone(),
+            }))
+        })
     }
 }

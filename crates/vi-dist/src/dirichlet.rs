@@ -6,11 +6,11 @@ use rand::RngCore;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::finfo::{below_one, tiny};
 use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma};
-use crate::ops::{digamma, lgamma, xlogy};
+use crate::ops::{digamma, lgamma, xlogy_torch_grad as xlogy};
 
 /// Draws from `Dirichlet(concentration)` (last dim the categories) of shape
 /// `sample_shape + concentration.shape`: normalised standard gamma draws, clamped to
@@ -66,20 +66,23 @@ impl Dirichlet {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[3][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(concentration: &Tensor) -> Result<Self> {
-        let ([concentration], batch) =
-            broadcast_params("Dirichlet", [("concentration", concentration, 1)])?;
-        validate_param(
-            "Dirichlet",
-            "concentration",
-            &concentration,
-            &Constraint::Positive,
-        )?;
-        let event = vec![concentration.dims()[concentration.rank() - 1]];
-        Ok(Self {
-            concentration,
-            batch,
-            event,
+        located(|| {
+            let ([concentration], batch) =
+                broadcast_params("Dirichlet", [("concentration", concentration, 1)])?;
+            validate_param(
+                "Dirichlet",
+                "concentration",
+                &concentration,
+                &Constraint::Positive,
+            )?;
+            let event = vec![concentration.dims()[concentration.rank() - 1]];
+            Ok(Self {
+                concentration,
+                batch,
+                event,
+            })
         })
     }
 
@@ -162,17 +165,19 @@ impl Distribution for Dirichlet {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let c = expand_param(
-            self.name(),
-            &self.batch,
-            &self.concentration,
-            batch_shape,
-            1,
-        )?;
-        Ok(Box::new(Dirichlet {
-            concentration: c,
-            batch: batch_shape.to_vec(),
-            event: self.event.clone(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let c = expand_param(
+                self.name(),
+                &self.batch,
+                &self.concentration,
+                batch_shape,
+                1,
+            )?;
+            Ok(Box::new(Dirichlet {
+                concentration: c,
+                batch: batch_shape.to_vec(),
+                event: self.event.clone(),
+            }))
+        })
     }
 }

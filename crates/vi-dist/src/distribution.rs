@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
 use crate::constraint::Constraint;
-use crate::error::{DistError, Result, kind_of};
+use crate::error::{BadValue, DistError, Result, kind_of};
 use crate::wrappers::{Independent, Masked, NoRsample};
 
 /// A batch of probability distributions over tensor-valued events, as
@@ -77,6 +77,9 @@ pub trait Distribution: Debug + Send + Sync + 'static {
     fn support(&self) -> Constraint;
 
     /// The same family with batch shape broadcast to `batch_shape` (parameters are views).
+    /// `#[track_caller]`: implementations attach the caller's location to their errors
+    /// ([`DistError::at`]).
+    #[track_caller]
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>>;
 
     /// A boxed copy (cheap: tensors share storage).
@@ -86,12 +89,14 @@ pub trait Distribution: Debug + Send + Sync + 'static {
     fn as_any(&self) -> &dyn Any;
 
     /// Reinterpret the rightmost `n` batch dims as event dims, as Pyro's `.to_event(n)`.
+    #[track_caller]
     fn to_event(&self, n: usize) -> Result<Independent> {
         Independent::new(self.clone_box(), n)
     }
 
     /// Mask `log_prob` with a boolean (`u8`) tensor broadcastable to the batch shape, as
     /// Pyro's `.mask(m)`: masked-out elements contribute 0.
+    #[track_caller]
     fn mask(&self, mask: &Tensor) -> Result<Masked> {
         Masked::new(self.clone_box(), mask)
     }
@@ -160,11 +165,7 @@ pub fn validate_value<D: Distribution + ?Sized>(d: &D, value: &Tensor) -> Result
             return Ok(out);
         }
         if !support.all(value)? {
-            return Err(DistError::ValueSupport {
-                dist: d.name(),
-                constraint: support.to_string(),
-                shape: value.dims().to_vec(),
-            });
+            return Err(value_support_error(d.name(), &support, value));
         }
         crate::validation::remember_in(value, &support);
     }
@@ -181,6 +182,31 @@ pub(crate) fn value_kind<D: Distribution + ?Sized>(d: &D, value: &Tensor) -> Res
         });
     }
     Ok(())
+}
+
+/// The [`DistError::ValueSupport`] of `value` outside `support`, naming its first offending
+/// element (read back to the host: the failure path only).
+pub(crate) fn value_support_error(
+    dist: &'static str,
+    support: &Constraint,
+    value: &Tensor,
+) -> DistError {
+    DistError::ValueSupport {
+        dist,
+        constraint: support.to_string(),
+        shape: value.dims().to_vec(),
+        found: violation(support, value),
+    }
+}
+
+/// The first element of `value` outside `constraint` and its index, for a message; a
+/// generic description if it cannot be found (it always can once a check has failed).
+fn violation(constraint: &Constraint, value: &Tensor) -> Box<BadValue> {
+    let (index, value) = match crate::constraint::first_violation(constraint, value) {
+        Ok(Some(v)) => v,
+        _ => (Vec::new(), "an element outside it".to_string()),
+    };
+    Box::new(BadValue { value, index })
 }
 
 /// The shape part of [`validate_value`] (no support check, no device sync): for wrappers,
@@ -205,7 +231,8 @@ pub(crate) fn value_batch_shape<D: Distribution + ?Sized>(
     crate::broadcast::broadcast_shapes(&[value_batch, batch]).ok_or_else(shape_err)
 }
 
-/// With validation on, check that a parameter lies in `constraint` (one host sync).
+/// With validation on, check that a parameter lies in `constraint` (one host sync; a failure
+/// reads the parameter back once more to name its first offending element).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
@@ -213,6 +240,10 @@ pub(crate) fn value_batch_shape<D: Distribution + ?Sized>(
 /// let rate = Tensor::new(&[1.0f64, -1.0], &Device::Cpu)?;
 /// let r = validate_param("MyFamily", "rate", &rate, &Constraint::Positive);
 /// assert!(matches!(r, Err(DistError::ParamSupport { param: "rate", .. })));
+/// assert_eq!(
+///     r.unwrap_err().to_string(),
+///     "MyFamily: parameter `rate` (shape [2]) is outside its support positive: -1.0 at [1]"
+/// );
 /// assert!(vi_dist::with_validation(false, || validate_param("MyFamily", "rate", &rate, &Constraint::Positive)).is_ok());
 /// # Ok::<(), vi_dist::DistError>(())
 /// ```
@@ -231,6 +262,7 @@ pub fn validate_param(
             param,
             constraint: constraint.to_string(),
             shape: value.dims().to_vec(),
+            found: violation(constraint, value),
         });
     }
     crate::validation::remember_in(value, constraint);

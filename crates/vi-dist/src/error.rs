@@ -1,11 +1,16 @@
 //! The one error type of `vi-dist`.
 
+use std::panic::Location;
+
 use candle_core::{DType, Device};
 
 /// Everything that can go wrong when building or using a distribution.
 ///
 /// Each variant names the distribution (or op), the parameter and the shapes involved, so the
-/// message points at the user's line rather than at a candle kernel.
+/// message points at the user's line rather than at a candle kernel. An error from a
+/// constructor (`new`, `from_logits`, `from_scale_tril`, …, `expand`, `to_event`, `mask`,
+/// [`DistSpec::build`](crate::DistSpec::build)) comes wrapped in [`DistError::At`], which
+/// adds the caller's source location; [`DistError::kind`] sees through it, for matching.
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};
@@ -13,8 +18,12 @@ use candle_core::{DType, Device};
 /// let loc = Tensor::zeros(2, DType::F64, &Device::Cpu)?;
 /// let scale = Tensor::ones(3, DType::F64, &Device::Cpu)?;
 /// let err = Normal::new(&loc, &scale).unwrap_err();
-/// assert!(matches!(err, DistError::Broadcast { dist: "Normal", .. }));
-/// assert_eq!(err.to_string(), "Normal: parameter shapes do not broadcast: loc [2], scale [3]");
+/// assert!(matches!(err.kind(), DistError::Broadcast { dist: "Normal", .. }));
+/// let line = line!() - 2; // the line of `Normal::new` above
+/// assert_eq!(err.location().map(|l| l.line()), Some(line));
+/// let message = err.to_string();
+/// assert!(message.starts_with("Normal: parameter shapes do not broadcast: loc [2], scale [3] (at "));
+/// assert!(message.ends_with(&format!(":{line}:11)")));
 /// # Ok::<(), vi_dist::DistError>(())
 /// ```
 #[derive(Debug, thiserror::Error)]
@@ -52,8 +61,12 @@ pub enum DistError {
         /// The dtype/device found.
         found: String,
     },
-    /// A parameter lies outside its support (validation on).
-    #[error("{dist}: parameter `{param}` (shape {shape:?}) is outside its support {constraint}")]
+    /// A parameter lies outside its support (validation on). The message ends with the first
+    /// offending element: "NaN", "inf", "-inf" or the number, and its index, e.g.
+    /// "Normal: parameter `scale` (shape [3]) is outside its support positive: NaN at [1]".
+    #[error(
+        "{dist}: parameter `{param}` (shape {shape:?}) is outside its support {constraint}: {found}"
+    )]
     ParamSupport {
         /// Distribution name.
         dist: &'static str,
@@ -63,6 +76,8 @@ pub enum DistError {
         constraint: String,
         /// The parameter's shape.
         shape: Vec<usize>,
+        /// The first element (in row-major order) outside the support and its index.
+        found: Box<BadValue>,
     },
     /// A value passed to `log_prob` has a shape that does not fit `batch + event`.
     #[error(
@@ -88,8 +103,10 @@ pub enum DistError {
         /// The dtype/device of the value.
         found: String,
     },
-    /// A value passed to `log_prob` is outside the support (validation on).
-    #[error("{dist}: value of shape {shape:?} is outside the support {constraint}")]
+    /// A value passed to `log_prob` is outside the support (validation on), with the first
+    /// offending element as in [`DistError::ParamSupport`], e.g.
+    /// "Beta: value of shape [4] is outside the support unit_interval: 1.5 at [2]".
+    #[error("{dist}: value of shape {shape:?} is outside the support {constraint}: {found}")]
     ValueSupport {
         /// Distribution name.
         dist: &'static str,
@@ -97,6 +114,8 @@ pub enum DistError {
         constraint: String,
         /// Shape of the value.
         shape: Vec<usize>,
+        /// The first element outside the support and its index.
+        found: Box<BadValue>,
     },
     /// `rsample` on a family without a reparameterised sampler.
     #[error("{dist}: has no reparameterised sampler; use `sample` (no gradient)")]
@@ -172,12 +191,146 @@ pub enum DistError {
     /// An error from candle itself.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// An error from a constructor (or `expand`, `to_event`, `mask`), with the source location
+    /// of the call: `"<error> (at src/model.rs:12:9)"`. Match on [`DistError::kind`] to see
+    /// the error inside.
+    #[error("{error} (at {location})")]
+    At {
+        /// Where the constructor was called (its `#[track_caller]` location).
+        location: &'static Location<'static>,
+        /// The error itself (never another `At`).
+        error: Box<DistError>,
+    },
+}
+
+/// The first element of a parameter or value outside its support, as
+/// [`DistError::ParamSupport`] and [`DistError::ValueSupport`] report it; displayed as
+/// `NaN at [1]` (or the value alone for a scalar).
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use vi_dist::{DistError, Normal};
+/// let scale = Tensor::new(&[1.0f64, f64::NAN, -1.0], &Device::Cpu)?;
+/// let loc = scale.zeros_like()?;
+/// match Normal::new(&loc, &scale).unwrap_err().into_kind() {
+///     DistError::ParamSupport { found, .. } => {
+///         assert_eq!((found.value.as_str(), &found.index[..]), ("NaN", &[1][..]));
+///         assert_eq!(found.to_string(), "NaN at [1]");
+///     }
+///     other => panic!("{other}"),
+/// }
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadValue {
+    /// What the element is: `"NaN"`, `"inf"`, `"-inf"` or the number (`"-0.5"`); for a
+    /// constraint on whole events (simplex, one-hot, matrices) the event's values when short
+    /// (`"[1.5, -0.5]"`), else a description.
+    pub value: String,
+    /// Its index, row-major (of the element, or of the event for constraints on whole
+    /// events); empty for a scalar.
+    pub index: Vec<usize>,
+}
+
+impl std::fmt::Display for BadValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.index.is_empty() {
+            write!(f, "{}", self.value)
+        } else {
+            write!(f, "{} at {:?}", self.value, self.index)
+        }
+    }
 }
 
 impl DistError {
+    /// The error itself, seen through the [`DistError::At`] wrapper a constructor puts
+    /// around it: match on this.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::{DistError, Exponential};
+    /// let err = Exponential::new(&Tensor::new(&[1.0f64, -2.0], &Device::Cpu)?).unwrap_err();
+    /// assert!(matches!(err, DistError::At { .. }));
+    /// assert!(matches!(err.kind(), DistError::ParamSupport { param: "rate", .. }));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn kind(&self) -> &DistError {
+        match self {
+            DistError::At { error, .. } => error.kind(),
+            other => other,
+        }
+    }
+
+    /// The error itself by value, without the [`DistError::At`] wrapper.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::{DistError, Poisson};
+    /// let err = Poisson::new(&Tensor::new(&[f64::NAN], &Device::Cpu)?).unwrap_err();
+    /// match err.into_kind() {
+    ///     DistError::ParamSupport { found, .. } => assert_eq!(found.to_string(), "NaN at [0]"),
+    ///     other => panic!("{other}"),
+    /// }
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn into_kind(self) -> DistError {
+        match self {
+            DistError::At { error, .. } => error.into_kind(),
+            other => other,
+        }
+    }
+
+    /// The source location of the constructor call that failed, where there is one.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let cpu = Device::Cpu;
+    /// let d = Normal::new(&Tensor::zeros(3, candle_core::DType::F64, &cpu)?, &Tensor::new(1.0f64, &cpu)?)?;
+    /// let err = d.expand(&[2]).unwrap_err();
+    /// assert_eq!(err.location().map(|l| l.line()), Some(line!() - 1));
+    /// // log_prob is not a constructor: its errors carry no location
+    /// let err = d.log_prob(&Tensor::zeros(2, candle_core::DType::F64, &cpu)?).unwrap_err();
+    /// assert!(err.location().is_none());
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn location(&self) -> Option<&'static Location<'static>> {
+        match self {
+            DistError::At { location, .. } => Some(location),
+            _ => None,
+        }
+    }
+
+    /// This error with `location` attached (replacing any location it had: the outermost
+    /// call, nearest the user's code, is the one to report). For constructors of
+    /// distributions written outside this crate: take `std::panic::Location::caller()` in a
+    /// `#[track_caller]` constructor and attach it to the errors it returns.
+    ///
+    /// ```
+    /// use std::panic::Location;
+    /// use vi_dist::DistError;
+    /// #[track_caller]
+    /// fn build() -> vi_dist::Result<()> {
+    ///     let at = Location::caller();
+    ///     Err(DistError::Invalid { dist: "Mine", msg: "no".into() }).map_err(|e| e.at(at))
+    /// }
+    /// let err = build().unwrap_err();
+    /// assert_eq!(err.location().map(|l| l.line()), Some(line!() - 1));
+    /// assert!(err.to_string().starts_with("Mine: no (at "));
+    /// ```
+    pub fn at(self, location: &'static Location<'static>) -> Self {
+        DistError::At {
+            location,
+            error: Box::new(self.into_kind()),
+        }
+    }
+
     /// An op error with `context` (the distribution and parameter it was computing) put in
     /// front of its message; other errors pass through unchanged.
     pub(crate) fn in_context(self, context: &str) -> Self {
+        if let DistError::At { location, error } = self {
+            return error.in_context(context).at(location);
+        }
         match self {
             DistError::Op { op, msg } => DistError::Op {
                 op,
@@ -186,6 +339,14 @@ impl DistError {
             other => other,
         }
     }
+}
+
+/// Run a constructor's body `f`, attaching the caller's source location to its error: call it
+/// from a `#[track_caller]` function (the location is that function's caller).
+#[track_caller]
+pub(crate) fn located<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let at = Location::caller();
+    f().map_err(|e| e.at(at))
 }
 
 /// `Result` with [`DistError`].

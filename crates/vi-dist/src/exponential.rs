@@ -6,7 +6,7 @@ use rand::RngCore;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::rng::uniform_inverse;
 
@@ -41,10 +41,13 @@ impl Exponential {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(rate: &Tensor) -> Result<Self> {
-        let ([rate], batch) = broadcast_params("Exponential", [("rate", rate, 0)])?;
-        validate_param("Exponential", "rate", &rate, &Constraint::Positive)?;
-        Ok(Self { rate, batch })
+        located(|| {
+            let ([rate], batch) = broadcast_params("Exponential", [("rate", rate, 0)])?;
+            validate_param("Exponential", "rate", &rate, &Constraint::Positive)?;
+            Ok(Self { rate, batch })
+        })
     }
 
     /// The rate, shape `batch`.
@@ -113,9 +116,11 @@ impl Distribution for Exponential {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        Ok(Box::new(Exponential {
-            rate: expand_param(self.name(), &self.batch, &self.rate, batch_shape, 0)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            Ok(Box::new(Exponential {
+                rate: expand_param(self.name(), &self.batch, &self.rate, batch_shape, 0)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -8,10 +8,10 @@ use rand_distr::Distribution as _;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::finfo::{max, tiny};
-use crate::ops::{digamma, lgamma, reparameterize_standard_gamma, xlogy};
+use crate::ops::{digamma, lgamma, reparameterize_standard_gamma, xlogy_torch_grad as xlogy};
 use crate::rng::{draw_per_element, to_host};
 
 /// Clamp the value of `t` to `[lo, hi]` while keeping its gradient (torch clamps a sample's
@@ -116,22 +116,25 @@ impl Gamma {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(concentration: &Tensor, rate: &Tensor) -> Result<Self> {
-        let ([concentration, rate], batch) = broadcast_params(
-            "Gamma",
-            [("concentration", concentration, 0), ("rate", rate, 0)],
-        )?;
-        validate_param(
-            "Gamma",
-            "concentration",
-            &concentration,
-            &Constraint::Positive,
-        )?;
-        validate_param("Gamma", "rate", &rate, &Constraint::Positive)?;
-        Ok(Self {
-            concentration,
-            rate,
-            batch,
+        located(|| {
+            let ([concentration, rate], batch) = broadcast_params(
+                "Gamma",
+                [("concentration", concentration, 0), ("rate", rate, 0)],
+            )?;
+            validate_param(
+                "Gamma",
+                "concentration",
+                &concentration,
+                &Constraint::Positive,
+            )?;
+            validate_param("Gamma", "rate", &rate, &Constraint::Positive)?;
+            Ok(Self {
+                concentration,
+                rate,
+                batch,
+            })
         })
     }
 
@@ -215,11 +218,13 @@ impl Distribution for Gamma {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Gamma {
-            concentration: e(&self.concentration)?,
-            rate: e(&self.rate)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Gamma {
+                concentration: e(&self.concentration)?,
+                rate: e(&self.rate)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -6,7 +6,7 @@ use rand_distr::Distribution as _;
 
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::ops::{log1p, softplus};
 use crate::probs::{Form, bad_sampler_param, binary_param, float_value};
@@ -48,14 +48,17 @@ impl Geometric {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
-        let (param, batch) = binary_param("Geometric", probs, Form::Probs)?;
-        // torch also rejects 0: the number of failures would be infinite.
-        validate_param("Geometric", "probs", &param, &Constraint::Positive)?;
-        Ok(Self {
-            param,
-            form: Form::Probs,
-            batch,
+        located(|| {
+            let (param, batch) = binary_param("Geometric", probs, Form::Probs)?;
+            // torch also rejects 0: the number of failures would be infinite.
+            validate_param("Geometric", "probs", &param, &Constraint::Positive)?;
+            Ok(Self {
+                param,
+                form: Form::Probs,
+                batch,
+            })
         })
     }
 
@@ -69,12 +72,15 @@ impl Geometric {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        let (param, batch) = binary_param("Geometric", logits, Form::Logits)?;
-        Ok(Self {
-            param,
-            form: Form::Logits,
-            batch,
+        located(|| {
+            let (param, batch) = binary_param("Geometric", logits, Form::Logits)?;
+            Ok(Self {
+                param,
+                form: Form::Logits,
+                batch,
+            })
         })
     }
 
@@ -173,10 +179,12 @@ impl Distribution for Geometric {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        Ok(Box::new(Geometric {
-            param: expand_param(self.name(), &self.batch, &self.param, batch_shape, 0)?,
-            form: self.form,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            Ok(Box::new(Geometric {
+                param: expand_param(self.name(), &self.batch, &self.param, batch_shape, 0)?,
+                form: self.form,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -8,7 +8,7 @@ use rand::RngCore;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::rng::uniform_inverse;
 
@@ -44,12 +44,15 @@ impl Gumbel {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
-        let ([loc, scale], batch) =
-            broadcast_params("Gumbel", [("loc", loc, 0), ("scale", scale, 0)])?;
-        validate_param("Gumbel", "loc", &loc, &Constraint::Real)?;
-        validate_param("Gumbel", "scale", &scale, &Constraint::Positive)?;
-        Ok(Self { loc, scale, batch })
+        located(|| {
+            let ([loc, scale], batch) =
+                broadcast_params("Gumbel", [("loc", loc, 0), ("scale", scale, 0)])?;
+            validate_param("Gumbel", "loc", &loc, &Constraint::Real)?;
+            validate_param("Gumbel", "scale", &scale, &Constraint::Positive)?;
+            Ok(Self { loc, scale, batch })
+        })
     }
 
     /// The location (mode), broadcast to the batch shape.
@@ -127,11 +130,13 @@ impl Distribution for Gumbel {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Gumbel {
-            loc: e(&self.loc)?,
-            scale: e(&self.scale)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Gumbel {
+                loc: e(&self.loc)?,
+                scale: e(&self.scale)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -9,7 +9,7 @@ use crate::broadcast::{broadcast_params, full};
 use crate::cauchy::{cauchy_log_prob, standard_cauchy};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::halfnormal::fold_log_prob;
 
@@ -44,10 +44,13 @@ impl HalfCauchy {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(scale: &Tensor) -> Result<Self> {
-        let ([scale], batch) = broadcast_params("HalfCauchy", [("scale", scale, 0)])?;
-        validate_param("HalfCauchy", "scale", &scale, &Constraint::Positive)?;
-        Ok(Self { scale, batch })
+        located(|| {
+            let ([scale], batch) = broadcast_params("HalfCauchy", [("scale", scale, 0)])?;
+            validate_param("HalfCauchy", "scale", &scale, &Constraint::Positive)?;
+            Ok(Self { scale, batch })
+        })
     }
 
     /// The scale of the folded Cauchy (its median), shape `batch`.
@@ -84,8 +87,7 @@ impl Distribution for HalfCauchy {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
-        let z = value.broadcast_div(&self.scale)?;
-        fold_log_prob(&cauchy_log_prob(&z, &self.scale)?, value)
+        fold_log_prob(&cauchy_log_prob(&value.abs()?, &self.scale)?, value)
     }
 
     fn entropy(&self) -> Result<Tensor> {
@@ -106,9 +108,11 @@ impl Distribution for HalfCauchy {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        Ok(Box::new(HalfCauchy {
-            scale: expand_param(self.name(), &self.batch, &self.scale, batch_shape, 0)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            Ok(Box::new(HalfCauchy {
+                scale: expand_param(self.name(), &self.batch, &self.scale, batch_shape, 0)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -8,7 +8,7 @@ use rand::RngCore;
 use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::rng::standard_normal;
 
@@ -41,10 +41,13 @@ impl HalfNormal {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(scale: &Tensor) -> Result<Self> {
-        let ([scale], batch) = broadcast_params("HalfNormal", [("scale", scale, 0)])?;
-        validate_param("HalfNormal", "scale", &scale, &Constraint::Positive)?;
-        Ok(Self { scale, batch })
+        located(|| {
+            let ([scale], batch) = broadcast_params("HalfNormal", [("scale", scale, 0)])?;
+            validate_param("HalfNormal", "scale", &scale, &Constraint::Positive)?;
+            Ok(Self { scale, batch })
+        })
     }
 
     /// The scale of the folded normal, shape `batch`.
@@ -116,9 +119,11 @@ impl Distribution for HalfNormal {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        Ok(Box::new(HalfNormal {
-            scale: expand_param(self.name(), &self.batch, &self.scale, batch_shape, 0)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            Ok(Box::new(HalfNormal {
+                scale: expand_param(self.name(), &self.batch, &self.scale, batch_shape, 0)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

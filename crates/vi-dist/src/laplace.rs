@@ -6,7 +6,7 @@ use rand::RngCore;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::rng::uniform_inverse;
 
@@ -42,12 +42,15 @@ impl Laplace {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
-        let ([loc, scale], batch) =
-            broadcast_params("Laplace", [("loc", loc, 0), ("scale", scale, 0)])?;
-        validate_param("Laplace", "loc", &loc, &Constraint::Real)?;
-        validate_param("Laplace", "scale", &scale, &Constraint::Positive)?;
-        Ok(Self { loc, scale, batch })
+        located(|| {
+            let ([loc, scale], batch) =
+                broadcast_params("Laplace", [("loc", loc, 0), ("scale", scale, 0)])?;
+            validate_param("Laplace", "loc", &loc, &Constraint::Real)?;
+            validate_param("Laplace", "scale", &scale, &Constraint::Positive)?;
+            Ok(Self { loc, scale, batch })
+        })
     }
 
     /// The mean (and median), broadcast to the batch shape.
@@ -105,10 +108,11 @@ impl Distribution for Laplace {
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
-        let z = value
-            .broadcast_sub(&self.loc)?
-            .abs()?
-            .broadcast_div(&self.scale)?;
+        // |x − loc| as (x − loc)·sign(x − loc) with the sign held constant: its gradient is the
+        // sign, 0 at x = loc (torch's subgradient there; candle's `abs` gives ±1).
+        let d = value.broadcast_sub(&self.loc)?;
+        let sign = (d.gt(0.0)?.to_dtype(d.dtype())? - d.lt(0.0)?.to_dtype(d.dtype())?)?;
+        let z = (d * sign)?.broadcast_div(&self.scale)?;
         let log_2scale = self.scale.log()?.affine(1.0, std::f64::consts::LN_2)?;
         Ok(z.neg()?.broadcast_sub(&log_2scale)?)
     }
@@ -133,11 +137,13 @@ impl Distribution for Laplace {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Laplace {
-            loc: e(&self.loc)?,
-            scale: e(&self.scale)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Laplace {
+                loc: e(&self.loc)?,
+                scale: e(&self.scale)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

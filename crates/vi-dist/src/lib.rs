@@ -49,7 +49,7 @@
 //! - **Shapes**: [`broadcast_params`], [`broadcast_shapes`], [`broadcasts_to`],
 //!   [`extended_shape`].
 //! - **Distributions as data**: [`DistSpec`] (torch's class and parameter names).
-//! - **Errors**: [`DistError`] and [`Result`].
+//! - **Errors**: [`DistError`] (with [`BadValue`]) and [`Result`].
 //!
 //! The user guide, with the table of parameterisations, supports and rsample kinds, is
 //! `docs/distributions.md` in the repository.
@@ -103,7 +103,7 @@ pub use constraint::{Bound, Constraint};
 pub use delta::Delta;
 pub use dirichlet::Dirichlet;
 pub use distribution::{Distribution, validate_param, validate_value};
-pub use error::{DistError, Result};
+pub use error::{BadValue, DistError, Result};
 pub use exponential::Exponential;
 pub use gamma::{Gamma, standard_gamma};
 pub use geometric::Geometric;

@@ -8,7 +8,7 @@ use rand::RngCore;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::multivariate_normal::mahalanobis;
 use crate::ops;
@@ -58,51 +58,54 @@ impl LowRankMultivariateNormal {
     /// assert!(LowRankMultivariateNormal::new(&loc, &w, &d).is_err());
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(loc: &Tensor, cov_factor: &Tensor, cov_diag: &Tensor) -> Result<Self> {
-        let Some(&n) = loc.dims().last() else {
-            return Err(DistError::ParamShape {
-                dist: NAME,
-                param: "loc",
-                expected: "a vector [.., n]".to_string(),
-                found: vec![],
-            });
-        };
-        let wd = cov_factor.dims();
-        if wd.len() < 2 || wd[wd.len() - 2] != n {
-            return Err(DistError::ParamShape {
-                dist: NAME,
-                param: "cov_factor",
-                expected: format!("[.., {n}, r] to match loc of shape {:?}", loc.dims()),
-                found: wd.to_vec(),
-            });
-        }
-        if cov_diag.dims().last() != Some(&n) {
-            return Err(DistError::ParamShape {
-                dist: NAME,
-                param: "cov_diag",
-                expected: format!("[.., {n}] to match loc of shape {:?}", loc.dims()),
-                found: cov_diag.dims().to_vec(),
-            });
-        }
-        let ([loc, cov_factor, cov_diag], batch) = broadcast_params(
-            NAME,
-            [
-                ("loc", loc, 1),
-                ("cov_factor", cov_factor, 2),
-                ("cov_diag", cov_diag, 1),
-            ],
-        )?;
-        validate_param(NAME, "loc", &loc, &Constraint::Real)?;
-        validate_param(NAME, "cov_factor", &cov_factor, &Constraint::Real)?;
-        validate_param(NAME, "cov_diag", &cov_diag, &Constraint::Positive)?;
-        let capacitance_tril = capacitance_tril(&cov_factor, &cov_diag)?;
-        Ok(Self {
-            loc,
-            cov_factor,
-            cov_diag,
-            capacitance_tril,
-            batch,
-            event: vec![n],
+        located(|| {
+            let Some(&n) = loc.dims().last() else {
+                return Err(DistError::ParamShape {
+                    dist: NAME,
+                    param: "loc",
+                    expected: "a vector [.., n]".to_string(),
+                    found: vec![],
+                });
+            };
+            let wd = cov_factor.dims();
+            if wd.len() < 2 || wd[wd.len() - 2] != n {
+                return Err(DistError::ParamShape {
+                    dist: NAME,
+                    param: "cov_factor",
+                    expected: format!("[.., {n}, r] to match loc of shape {:?}", loc.dims()),
+                    found: wd.to_vec(),
+                });
+            }
+            if cov_diag.dims().last() != Some(&n) {
+                return Err(DistError::ParamShape {
+                    dist: NAME,
+                    param: "cov_diag",
+                    expected: format!("[.., {n}] to match loc of shape {:?}", loc.dims()),
+                    found: cov_diag.dims().to_vec(),
+                });
+            }
+            let ([loc, cov_factor, cov_diag], batch) = broadcast_params(
+                NAME,
+                [
+                    ("loc", loc, 1),
+                    ("cov_factor", cov_factor, 2),
+                    ("cov_diag", cov_diag, 1),
+                ],
+            )?;
+            validate_param(NAME, "loc", &loc, &Constraint::Real)?;
+            validate_param(NAME, "cov_factor", &cov_factor, &Constraint::Real)?;
+            validate_param(NAME, "cov_diag", &cov_diag, &Constraint::Positive)?;
+            let capacitance_tril = capacitance_tril(&cov_factor, &cov_diag)?;
+            Ok(Self {
+                loc,
+                cov_factor,
+                cov_diag,
+                capacitance_tril,
+                batch,
+                event: vec![n],
+            })
         })
     }
 
@@ -270,15 +273,17 @@ impl Distribution for LowRankMultivariateNormal {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor, rank| expand_param(NAME, &self.batch, t, batch_shape, rank);
-        Ok(Box::new(Self {
-            loc: e(&self.loc, 1)?,
-            cov_factor: e(&self.cov_factor, 2)?,
-            cov_diag: e(&self.cov_diag, 1)?,
-            capacitance_tril: e(&self.capacitance_tril, 2)?,
-            batch: batch_shape.to_vec(),
-            event: self.event.clone(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor, rank| expand_param(NAME, &self.batch, t, batch_shape, rank);
+            Ok(Box::new(Self {
+                loc: e(&self.loc, 1)?,
+                cov_factor: e(&self.cov_factor, 2)?,
+                cov_diag: e(&self.cov_diag, 1)?,
+                capacitance_tril: e(&self.capacitance_tril, 2)?,
+                batch: batch_shape.to_vec(),
+                event: self.event.clone(),
+            }))
+        })
     }
 }
 

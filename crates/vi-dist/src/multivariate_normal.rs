@@ -8,7 +8,7 @@ use rand::RngCore;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::ops;
 use crate::rng::standard_normal;
@@ -99,13 +99,16 @@ impl MultivariateNormal {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[4][..], &[2][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_scale_tril(loc: &Tensor, scale_tril: &Tensor) -> Result<Self> {
-        let n = event_size(loc, "scale_tril", scale_tril)?;
-        let ([loc, l], batch) =
-            broadcast_params(NAME, [("loc", loc, 1), ("scale_tril", scale_tril, 2)])?;
-        validate_param(NAME, "loc", &loc, &Constraint::Real)?;
-        validate_param(NAME, "scale_tril", scale_tril, &Constraint::LowerCholesky)?;
-        Ok(Self::build(loc, l, Given::ScaleTril, batch, n))
+        located(|| {
+            let n = event_size(loc, "scale_tril", scale_tril)?;
+            let ([loc, l], batch) =
+                broadcast_params(NAME, [("loc", loc, 1), ("scale_tril", scale_tril, 2)])?;
+            validate_param(NAME, "loc", &loc, &Constraint::Real)?;
+            validate_param(NAME, "scale_tril", scale_tril, &Constraint::LowerCholesky)?;
+            Ok(Self::build(loc, l, Given::ScaleTril, batch, n))
+        })
     }
 
     /// Build from `loc [.., n]` and a symmetric positive-definite `covariance [.., n, n]`, as
@@ -120,23 +123,26 @@ impl MultivariateNormal {
     /// assert!(MultivariateNormal::from_covariance(&loc, &bad).is_err());
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_covariance(loc: &Tensor, covariance: &Tensor) -> Result<Self> {
-        let n = event_size(loc, "covariance_matrix", covariance)?;
-        let ([loc, cov], batch) = broadcast_params(
-            NAME,
-            [("loc", loc, 1), ("covariance_matrix", covariance, 2)],
-        )?;
-        validate_param(NAME, "loc", &loc, &Constraint::Real)?;
-        validate_param(
-            NAME,
-            "covariance_matrix",
-            covariance,
-            &Constraint::PositiveDefinite,
-        )?;
-        // Factor before broadcasting: one factorisation per distinct matrix.
-        let l = ops::cholesky(covariance).map_err(|e| in_param("covariance_matrix", e))?;
-        let l = l.broadcast_as(cov.dims())?;
-        Ok(Self::build(loc, l, Given::Covariance(cov), batch, n))
+        located(|| {
+            let n = event_size(loc, "covariance_matrix", covariance)?;
+            let ([loc, cov], batch) = broadcast_params(
+                NAME,
+                [("loc", loc, 1), ("covariance_matrix", covariance, 2)],
+            )?;
+            validate_param(NAME, "loc", &loc, &Constraint::Real)?;
+            validate_param(
+                NAME,
+                "covariance_matrix",
+                covariance,
+                &Constraint::PositiveDefinite,
+            )?;
+            // Factor before broadcasting: one factorisation per distinct matrix.
+            let l = ops::cholesky(covariance).map_err(|e| in_param("covariance_matrix", e))?;
+            let l = l.broadcast_as(cov.dims())?;
+            Ok(Self::build(loc, l, Given::Covariance(cov), batch, n))
+        })
     }
 
     /// Build from `loc [.., n]` and a symmetric positive-definite `precision [.., n, n]`
@@ -153,21 +159,24 @@ impl MultivariateNormal {
     /// assert_eq!(d.variance()?.to_vec1::<f64>()?, vec![0.25, 4.0]);
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_precision(loc: &Tensor, precision: &Tensor) -> Result<Self> {
-        let n = event_size(loc, "precision_matrix", precision)?;
-        let ([loc, prec], batch) =
-            broadcast_params(NAME, [("loc", loc, 1), ("precision_matrix", precision, 2)])?;
-        validate_param(NAME, "loc", &loc, &Constraint::Real)?;
-        validate_param(
-            NAME,
-            "precision_matrix",
-            precision,
-            &Constraint::PositiveDefinite,
-        )?;
-        let l =
-            ops::precision_to_scale_tril(precision).map_err(|e| in_param("precision_matrix", e))?;
-        let l = l.broadcast_as(prec.dims())?;
-        Ok(Self::build(loc, l, Given::Precision(prec), batch, n))
+        located(|| {
+            let n = event_size(loc, "precision_matrix", precision)?;
+            let ([loc, prec], batch) =
+                broadcast_params(NAME, [("loc", loc, 1), ("precision_matrix", precision, 2)])?;
+            validate_param(NAME, "loc", &loc, &Constraint::Real)?;
+            validate_param(
+                NAME,
+                "precision_matrix",
+                precision,
+                &Constraint::PositiveDefinite,
+            )?;
+            let l = ops::precision_to_scale_tril(precision)
+                .map_err(|e| in_param("precision_matrix", e))?;
+            let l = l.broadcast_as(prec.dims())?;
+            Ok(Self::build(loc, l, Given::Precision(prec), batch, n))
+        })
     }
 
     /// Build from `loc [.., n]` and a vector of standard deviations `scale [.., n]` (> 0):
@@ -183,25 +192,29 @@ impl MultivariateNormal {
     /// assert_eq!(d.variance()?.to_vec1::<f64>()?, vec![1.0, 9.0]);
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_diag_scale(loc: &Tensor, scale: &Tensor) -> Result<Self> {
-        let n = loc.dims().last().copied();
-        if scale.rank() == 0 || scale.dims().last().copied() != n {
-            return Err(DistError::ParamShape {
-                dist: NAME,
-                param: "scale",
-                expected: match n {
-                    Some(n) => format!("[.., {n}] to match loc of shape {:?}", loc.dims()),
-                    None => "a vector [.., n] (and loc [.., n])".to_string(),
-                },
-                found: scale.dims().to_vec(),
-            });
-        }
-        let n = scale.dims()[scale.rank() - 1];
-        let ([loc, scale], batch) = broadcast_params(NAME, [("loc", loc, 1), ("scale", scale, 1)])?;
-        validate_param(NAME, "loc", &loc, &Constraint::Real)?;
-        validate_param(NAME, "scale", &scale, &Constraint::Positive)?;
-        let l = ops::diag_embed(&scale)?;
-        Ok(Self::build(loc, l, Given::DiagScale(scale), batch, n))
+        located(|| {
+            let n = loc.dims().last().copied();
+            if scale.rank() == 0 || scale.dims().last().copied() != n {
+                return Err(DistError::ParamShape {
+                    dist: NAME,
+                    param: "scale",
+                    expected: match n {
+                        Some(n) => format!("[.., {n}] to match loc of shape {:?}", loc.dims()),
+                        None => "a vector [.., n] (and loc [.., n])".to_string(),
+                    },
+                    found: scale.dims().to_vec(),
+                });
+            }
+            let n = scale.dims()[scale.rank() - 1];
+            let ([loc, scale], batch) =
+                broadcast_params(NAME, [("loc", loc, 1), ("scale", scale, 1)])?;
+            validate_param(NAME, "loc", &loc, &Constraint::Real)?;
+            validate_param(NAME, "scale", &scale, &Constraint::Positive)?;
+            let l = ops::diag_embed(&scale)?;
+            Ok(Self::build(loc, l, Given::DiagScale(scale), batch, n))
+        })
     }
 
     fn build(loc: Tensor, scale_tril: Tensor, given: Given, batch: Vec<usize>, n: usize) -> Self {
@@ -361,19 +374,21 @@ impl Distribution for MultivariateNormal {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor, rank| expand_param(NAME, &self.batch, t, batch_shape, rank);
-        let given = match &self.given {
-            Given::ScaleTril => Given::ScaleTril,
-            Given::Covariance(c) => Given::Covariance(e(c, 2)?),
-            Given::Precision(p) => Given::Precision(e(p, 2)?),
-            Given::DiagScale(s) => Given::DiagScale(e(s, 1)?),
-        };
-        Ok(Box::new(Self {
-            loc: e(&self.loc, 1)?,
-            scale_tril: e(&self.scale_tril, 2)?,
-            given,
-            batch: batch_shape.to_vec(),
-            event: self.event.clone(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor, rank| expand_param(NAME, &self.batch, t, batch_shape, rank);
+            let given = match &self.given {
+                Given::ScaleTril => Given::ScaleTril,
+                Given::Covariance(c) => Given::Covariance(e(c, 2)?),
+                Given::Precision(p) => Given::Precision(e(p, 2)?),
+                Given::DiagScale(s) => Given::DiagScale(e(s, 1)?),
+            };
+            Ok(Box::new(Self {
+                loc: e(&self.loc, 1)?,
+                scale_tril: e(&self.scale_tril, 2)?,
+                given,
+                batch: batch_shape.to_vec(),
+                event: self.event.clone(),
+            }))
+        })
     }
 }

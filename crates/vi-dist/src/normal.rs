@@ -8,7 +8,7 @@ use rand::RngCore;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::rng::standard_normal;
 
@@ -41,12 +41,15 @@ impl Normal {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
-        let ([loc, scale], batch) =
-            broadcast_params("Normal", [("loc", loc, 0), ("scale", scale, 0)])?;
-        validate_param("Normal", "loc", &loc, &Constraint::Real)?;
-        validate_param("Normal", "scale", &scale, &Constraint::Positive)?;
-        Ok(Self { loc, scale, batch })
+        located(|| {
+            let ([loc, scale], batch) =
+                broadcast_params("Normal", [("loc", loc, 0), ("scale", scale, 0)])?;
+            validate_param("Normal", "loc", &loc, &Constraint::Real)?;
+            validate_param("Normal", "scale", &scale, &Constraint::Positive)?;
+            Ok(Self { loc, scale, batch })
+        })
     }
 
     /// The mean parameter, broadcast to the batch shape.
@@ -126,11 +129,13 @@ impl Distribution for Normal {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Normal {
-            loc: e(&self.loc)?,
-            scale: e(&self.scale)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Normal {
+                loc: e(&self.loc)?,
+                scale: e(&self.scale)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -6,7 +6,7 @@ use rand::RngCore;
 use crate::categorical::Categorical;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::dist_common;
 use crate::probs::{Form, enumerate_layout, float_value};
 
@@ -44,12 +44,15 @@ impl OneHotCategorical {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[4][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_logits(logits: &Tensor) -> Result<Self> {
-        Ok(Self::wrap(Categorical::build(
-            "OneHotCategorical",
-            logits,
-            Form::Logits,
-        )?))
+        located(|| {
+            Ok(Self::wrap(Categorical::build(
+                "OneHotCategorical",
+                logits,
+                Form::Logits,
+            )?))
+        })
     }
 
     /// Build from non-negative weights, shape `batch + [k]`, normalised over the last dim.
@@ -62,12 +65,15 @@ impl OneHotCategorical {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[4][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn from_probs(probs: &Tensor) -> Result<Self> {
-        Ok(Self::wrap(Categorical::build(
-            "OneHotCategorical",
-            probs,
-            Form::Probs,
-        )?))
+        located(|| {
+            Ok(Self::wrap(Categorical::build(
+                "OneHotCategorical",
+                probs,
+                Form::Probs,
+            )?))
+        })
     }
 
     fn wrap(categorical: Categorical) -> Self {
@@ -198,7 +204,9 @@ impl Distribution for OneHotCategorical {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let categorical = self.categorical.expand_to(batch_shape)?;
-        Ok(Box::new(Self::wrap(categorical)))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let categorical = self.categorical.expand_to(batch_shape)?;
+            Ok(Box::new(Self::wrap(categorical)))
+        })
     }
 }

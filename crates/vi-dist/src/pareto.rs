@@ -6,7 +6,7 @@ use rand::RngCore;
 use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::{Bound, Constraint};
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::exponential::standard_exponential;
 use crate::family::{dist_common, expand_param};
 
@@ -44,15 +44,18 @@ impl Pareto {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(scale: &Tensor, alpha: &Tensor) -> Result<Self> {
-        let ([scale, alpha], batch) =
-            broadcast_params("Pareto", [("scale", scale, 0), ("alpha", alpha, 0)])?;
-        validate_param("Pareto", "scale", &scale, &Constraint::Positive)?;
-        validate_param("Pareto", "alpha", &alpha, &Constraint::Positive)?;
-        Ok(Self {
-            scale,
-            alpha,
-            batch,
+        located(|| {
+            let ([scale, alpha], batch) =
+                broadcast_params("Pareto", [("scale", scale, 0), ("alpha", alpha, 0)])?;
+            validate_param("Pareto", "scale", &scale, &Constraint::Positive)?;
+            validate_param("Pareto", "alpha", &alpha, &Constraint::Positive)?;
+            Ok(Self {
+                scale,
+                alpha,
+                batch,
+            })
         })
     }
 
@@ -109,7 +112,9 @@ impl Distribution for Pareto {
         validate_value(self, value)?;
         // With t = ln(x / scale): ln alpha − (alpha + 1) t − ln scale (the exponential's log
         // density at t, less the Jacobians of exp and of the scaling, as torch's transforms).
-        let t = value.broadcast_div(&self.scale)?.log()?;
+        // t is ln x − ln scale, not ln(x / scale): the quotient overflows for x far above a
+        // small scale (x = 1e300, scale = 1e-10) where the log density is finite.
+        let t = value.log()?.broadcast_sub(&self.scale.log()?)?;
         let rest = (self.alpha.log()? - self.scale.log()?)?;
         Ok(rest.broadcast_sub(&t.broadcast_mul(&self.alpha.affine(1.0, 1.0)?)?)?)
     }
@@ -144,11 +149,13 @@ impl Distribution for Pareto {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Pareto {
-            scale: e(&self.scale)?,
-            alpha: e(&self.alpha)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Pareto {
+                scale: e(&self.scale)?,
+                alpha: e(&self.alpha)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

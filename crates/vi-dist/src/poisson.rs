@@ -7,9 +7,9 @@ use rand_distr::Distribution as _;
 use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
-use crate::ops::xlogy;
+use crate::ops::xlogy_torch_grad as xlogy;
 use crate::probs::{bad_sampler_param, float_value};
 use crate::rng::{draw_per_element, to_host};
 
@@ -46,10 +46,13 @@ impl Poisson {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(rate: &Tensor) -> Result<Self> {
-        let ([rate], batch) = broadcast_params("Poisson", [("rate", rate, 0)])?;
-        validate_param("Poisson", "rate", &rate, &Constraint::NonNegative)?;
-        Ok(Self { rate, batch })
+        located(|| {
+            let ([rate], batch) = broadcast_params("Poisson", [("rate", rate, 0)])?;
+            validate_param("Poisson", "rate", &rate, &Constraint::NonNegative)?;
+            Ok(Self { rate, batch })
+        })
     }
 
     /// The rate (mean), broadcast to the batch shape.
@@ -124,9 +127,11 @@ impl Distribution for Poisson {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        Ok(Box::new(Poisson {
-            rate: expand_param(self.name(), &self.batch, &self.rate, batch_shape, 0)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            Ok(Box::new(Poisson {
+                rate: expand_param(self.name(), &self.batch, &self.rate, batch_shape, 0)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -85,6 +85,28 @@ pub(crate) fn binary_logits(probs: &Tensor) -> Result<Tensor> {
 }
 
 /// `ln p` of clamped probabilities (torch's `probs_to_logits(p)` for categorical families).
+/// `ln(p^k (1 − p)^m)` from probabilities (`k`, `m`, `p` of one shape), exact for every `p`
+/// in `[0, 1]`: `xlogy(k, p) + xlog1py(m, −p)`, so `p` below the dtype's eps keeps its own
+/// value (torch clamps `p` to `[eps, 1 − eps]` first: `Bernoulli(probs=1e-20).log_prob(1)` is
+/// −36.04 there, not −46.05, and the gradient in `p` is 0). An outcome of probability 0 (`k >
+/// 0` at `p = 0`, `m > 0` at `p = 1`) is `−∞` with gradient 0, torch's figure there.
+pub(crate) fn binary_log_kernel(k: &Tensor, m: &Tensor, p: &Tensor) -> Result<Tensor> {
+    let impossible = (k.ne(0.0)?.mul(&p.eq(0.0)?)? + m.ne(0.0)?.mul(&p.eq(1.0)?)?)?;
+    let p = impossible.where_cond(&crate::broadcast::full_like(0.5, p)?, p)?;
+    let lp = (crate::ops::xlogy(k, &p)? + crate::ops::xlog1py(m, &p.neg()?)?)?;
+    Ok(impossible.where_cond(&crate::broadcast::full_like(f64::NEG_INFINITY, &lp)?, &lp)?)
+}
+
+/// `ln p`, elementwise, with `ln 0 = −∞` and gradient 0 there (torch's figure: it clamps `p`
+/// to eps first, which makes a class of probability 0 score −36.04 in f64): the log
+/// probabilities of a Categorical given by `probs`.
+pub(crate) fn exact_log_probs(probs: &Tensor) -> Result<Tensor> {
+    let zero = probs.eq(0.0)?;
+    let safe = zero.where_cond(&crate::broadcast::full_like(1.0, probs)?, probs)?;
+    let ln = safe.log()?;
+    Ok(zero.where_cond(&crate::broadcast::full_like(f64::NEG_INFINITY, &ln)?, &ln)?)
+}
+
 pub(crate) fn categorical_logits(probs: &Tensor) -> Result<Tensor> {
     Ok(clamp_probs(probs)?.log()?)
 }

@@ -123,10 +123,15 @@ impl DistSpec {
     /// use candle_core::{Device, Tensor};
     /// use vi_dist::{DistError, DistSpec};
     /// let missing = DistSpec::new("Normal").param("loc", Tensor::new(0.0f64, &Device::Cpu)?).build();
-    /// assert!(matches!(missing, Err(DistError::Invalid { .. })));
+    /// assert!(matches!(missing.map_err(DistError::into_kind), Err(DistError::Invalid { .. })));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn build(&self) -> Result<Box<dyn Distribution>> {
+        crate::error::located(|| self.build_here())
+    }
+
+    fn build_here(&self) -> Result<Box<dyn Distribution>> {
         let p = |n| self.get(n);
         let form = self.form.as_deref();
         let d: Box<dyn Distribution> = match (self.family.as_str(), form) {

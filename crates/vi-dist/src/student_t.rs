@@ -6,13 +6,14 @@ use candle_core::Tensor;
 use rand::RngCore;
 
 use crate::broadcast::{broadcast_params, full_like};
+use crate::cauchy::ln_one_plus_ratio_sq;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::finfo::{max, tiny};
 use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma};
-use crate::ops::{digamma, lgamma, log1p};
+use crate::ops::{digamma, lgamma};
 use crate::rng::standard_normal;
 
 /// `StudentT(df, loc, scale)`: density
@@ -52,19 +53,22 @@ impl StudentT {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(df: &Tensor, loc: &Tensor, scale: &Tensor) -> Result<Self> {
-        let ([df, loc, scale], batch) = broadcast_params(
-            "StudentT",
-            [("df", df, 0), ("loc", loc, 0), ("scale", scale, 0)],
-        )?;
-        validate_param("StudentT", "df", &df, &Constraint::Positive)?;
-        validate_param("StudentT", "loc", &loc, &Constraint::Real)?;
-        validate_param("StudentT", "scale", &scale, &Constraint::Positive)?;
-        Ok(Self {
-            df,
-            loc,
-            scale,
-            batch,
+        located(|| {
+            let ([df, loc, scale], batch) = broadcast_params(
+                "StudentT",
+                [("df", df, 0), ("loc", loc, 0), ("scale", scale, 0)],
+            )?;
+            validate_param("StudentT", "df", &df, &Constraint::Positive)?;
+            validate_param("StudentT", "loc", &loc, &Constraint::Real)?;
+            validate_param("StudentT", "scale", &scale, &Constraint::Positive)?;
+            Ok(Self {
+                df,
+                loc,
+                scale,
+                batch,
+            })
         })
     }
 
@@ -145,12 +149,12 @@ impl Distribution for StudentT {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         let df = &self.df;
-        let y = value.broadcast_sub(&self.loc)?.broadcast_div(&self.scale)?;
+        let a = value.broadcast_sub(&self.loc)?.abs()?;
         // ln σ + ½ ln ν + ½ ln π + ln Γ(ν/2) − ln Γ((ν+1)/2)
         let z = (self.scale.log()? + df.log()?.affine(0.5, 0.5 * PI.ln())?)?;
         let z = ((z + lgamma(&df.affine(0.5, 0.0)?)?)? - lgamma(&df.affine(0.5, 0.5)?)?)?;
-        // −(ν+1)/2 · ln(1 + y²/ν) − Z
-        let core = log1p(&y.sqr()?.broadcast_div(df)?)?;
+        // −(ν+1)/2 · ln(1 + y²/ν) − Z, with y²/ν = (a / (σ √ν))² kept from overflowing
+        let core = ln_one_plus_ratio_sq(&a, &(&self.scale * df.sqrt()?)?)?;
         let lp = core.broadcast_mul(&df.affine(-0.5, -0.5)?)?;
         Ok(lp.broadcast_sub(&z)?)
     }
@@ -189,12 +193,14 @@ impl Distribution for StudentT {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(StudentT {
-            df: e(&self.df)?,
-            loc: e(&self.loc)?,
-            scale: e(&self.scale)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(StudentT {
+                df: e(&self.df)?,
+                loc: e(&self.loc)?,
+                scale: e(&self.scale)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -6,7 +6,7 @@ use rand::RngCore;
 use crate::broadcast::broadcast_params;
 use crate::constraint::{Bound, Constraint};
 use crate::distribution::{Distribution, validate_param, validate_value};
-use crate::error::Result;
+use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::rng::uniform_open01;
 
@@ -45,14 +45,17 @@ impl Uniform {
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[2, 3][..], &[][..]));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(low: &Tensor, high: &Tensor) -> Result<Self> {
-        let ([low, high], batch) =
-            broadcast_params("Uniform", [("low", low, 0), ("high", high, 0)])?;
-        validate_param("Uniform", "low", &low, &Constraint::Real)?;
-        validate_param("Uniform", "high", &high, &Constraint::Real)?;
-        let above_low = Constraint::greater_than(Bound::Tensor(low.clone()));
-        validate_param("Uniform", "high", &high, &above_low)?;
-        Ok(Self { low, high, batch })
+        located(|| {
+            let ([low, high], batch) =
+                broadcast_params("Uniform", [("low", low, 0), ("high", high, 0)])?;
+            validate_param("Uniform", "low", &low, &Constraint::Real)?;
+            validate_param("Uniform", "high", &high, &Constraint::Real)?;
+            let above_low = Constraint::greater_than(Bound::Tensor(low.clone()));
+            validate_param("Uniform", "high", &high, &above_low)?;
+            Ok(Self { low, high, batch })
+        })
     }
 
     /// The lower bound, broadcast to the batch shape.
@@ -133,11 +136,13 @@ impl Distribution for Uniform {
     }
 
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
-        Ok(Box::new(Uniform {
-            low: e(&self.low)?,
-            high: e(&self.high)?,
-            batch: batch_shape.to_vec(),
-        }))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let e = |t: &Tensor| expand_param(self.name(), &self.batch, t, batch_shape, 0);
+            Ok(Box::new(Uniform {
+                low: e(&self.low)?,
+                high: e(&self.high)?,
+                batch: batch_shape.to_vec(),
+            }))
+        })
     }
 }

@@ -6,7 +6,7 @@ use rand::RngCore;
 
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
 
 /// A factor in a joint density: `log_prob` of any value is `log_factor` (broadcast to the
@@ -37,19 +37,22 @@ impl Unit {
     /// assert!(vi_dist::Distribution::batch_shape(&d).is_empty());
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(log_factor: &Tensor) -> Result<Self> {
-        if !log_factor.dtype().is_float() {
-            return Err(DistError::Invalid {
-                dist: "Unit",
-                msg: format!(
-                    "log_factor must be a float tensor, got {:?}",
-                    log_factor.dtype()
-                ),
-            });
-        }
-        Ok(Self {
-            log_factor: log_factor.clone(),
-            batch: log_factor.dims().to_vec(),
+        located(|| {
+            if !log_factor.dtype().is_float() {
+                return Err(DistError::Invalid {
+                    dist: "Unit",
+                    msg: format!(
+                        "log_factor must be a float tensor, got {:?}",
+                        log_factor.dtype()
+                    ),
+                });
+            }
+            Ok(Self {
+                log_factor: log_factor.clone(),
+                batch: log_factor.dims().to_vec(),
+            })
         })
     }
 

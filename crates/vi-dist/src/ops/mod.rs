@@ -5,7 +5,7 @@
 //! | `lgamma`, `digamma`, `trigamma`, `log1p`, `expm1` | host kernel (`CustomOp1`) with backward | composed candle ops ([`composed`]) |
 //! | `softplus`, `sigmoid`, `normal_log_prob`, `normal_rsample`, `bernoulli_log_prob`, `kl_normal_normal` | fused vectorised kernel ([`fused`], f32/f64), one pass forward and backward | composed candle ops ([`composed`]) |
 //! | `normal_log_prob_sum`, `bernoulli_log_prob_sum`, `kl_normal_normal_sum` (summed over trailing event dims) | fused kernel with the sum inside (f64 accumulation), one-pass backward from the summed gradient | composed candle ops, then `sum` |
-//! | `xlogy` | composed | composed |
+//! | `xlogy`, `xlogy_torch_grad`, `xlog1py` | composed | composed |
 //! | `diagonal` | composed | composed |
 //! | `cholesky`, `solve_triangular`, `solve_triangular_transposed` | host kernel (`CustomOp1/2`) with backward | composed candle ops ([`composed`]) |
 //! | `cholesky_solve`, `triangular_inverse`, `precision_to_scale_tril` | built on the two above | built on the two above |
@@ -29,8 +29,8 @@ pub use density::{
 #[allow(unused_imports)]
 pub(crate) use linalg::square_size;
 pub use linalg::{diagonal, is_positive_definite};
-pub use special::xlogy;
 pub use special::{digamma, expm1, lgamma, log1p, sigmoid, softplus, trigamma};
+pub use special::{xlog1py, xlogy, xlogy_torch_grad};
 
 pub use linalg::{
     batch_matmul, cholesky, cholesky_solve, diag_embed, precision_to_scale_tril, solve_triangular,

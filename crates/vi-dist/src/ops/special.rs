@@ -208,42 +208,109 @@ pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// `x · ln y` with `0 · ln 0 = 0`, elementwise with `x` and `y` broadcast, as `torch.xlogy`:
-/// the `(α − 1) ln x` terms of Gamma, Beta and Dirichlet and the `k ln(rate)` of Poisson.
-/// Composed from candle ops (every device).
+/// `x · ln y` with `0 · ln y = 0` for every `y` (0 and `+∞` included; NaN stays NaN),
+/// elementwise with `x` and `y` broadcast, as `torch.xlogy`. Composed from candle ops (every
+/// device).
 ///
-/// Where `y = 0` the value is a constant (`0` if `x = 0`, else `∓∞`) and no gradient flows;
-/// elsewhere the gradient is `ln y` for `x` and `x / y` for `y` (torch gives `x` no gradient
-/// where `x = 0`; here it gets the true `ln y`). Both branches of every `where` are finite, so
-/// no `0 · ∞` reaches the gradients.
+/// Gradients are `ln y` for `x` and `x / y` for `y` wherever the value is finite (so `x = 0`
+/// gets the true `ln y`, and along `x = 0` the gradient in `y` is 0). Where the value is
+/// infinite (`y = 0`, `x ≠ 0`) no gradient flows: both are 0, never `∞` or NaN, so a KL that is
+/// `+∞` somewhere in a batch keeps finite gradients elsewhere (torch gives `−∞` and `±∞` there;
+/// the log densities of this crate follow torch, see [`xlogy_torch_grad`]).
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
-/// let x = Tensor::new(&[0.0f64, 2.0, 2.0], &Device::Cpu)?;
-/// let y = Tensor::new(&[0.0f64, 0.0, 3.0], &Device::Cpu)?;
+/// let x = Tensor::new(&[0.0f64, 2.0, 2.0, 0.0], &Device::Cpu)?;
+/// let y = Tensor::new(&[0.0f64, 0.0, 3.0, f64::INFINITY], &Device::Cpu)?;
 /// let v = vi_dist::ops::xlogy(&x, &y)?.to_vec1::<f64>()?;
 /// assert_eq!(v[..2], [0.0, f64::NEG_INFINITY]);
 /// assert!((v[2] - 2.0 * 3f64.ln()).abs() < 1e-15);
+/// assert_eq!(v[3], 0.0);
 /// # Ok::<(), vi_dist::DistError>(())
 /// ```
 pub fn xlogy(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let (x, y) = broadcast_pair("xlogy", x, y)?;
+    finite_grad(&x, &y, 0.0, xlogy_torch_grad)
+}
+
+/// [`xlogy`] with torch's gradients where the value is infinite: at `y = 0`, `x ≠ 0` the
+/// gradient in `x` is `−∞` and in `y` is `x / 0 = ±∞`. Where `x = 0` and `y = 0` both are 0
+/// (torch gives `y` the gradient `0 / 0 = NaN`, but `x · ln y` is identically 0 along `x = 0`:
+/// Poisson with rate 0 at the value 0 has `d log p / d rate = −1`). The `(α − 1) ln x` terms
+/// of Gamma, Beta and Dirichlet and the `k ln(rate)` of Poisson.
+///
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// let x = Tensor::new(&[0.0f64, 2.0, 2.0, 0.0], &Device::Cpu)?;
+/// let y = Var::new(&[0.0f64, 0.0, 3.0, 5.0], &Device::Cpu)?;
+/// let v = vi_dist::ops::xlogy_torch_grad(&x, y.as_tensor())?;
+/// assert_eq!(v.to_vec1::<f64>()?[..2], [0.0, f64::NEG_INFINITY]);
+/// let g = v.sum_all()?.backward()?;
+/// let gy = g.get(y.as_tensor()).unwrap().to_vec1::<f64>()?;
+/// assert_eq!(gy, vec![0.0, f64::INFINITY, 2.0 / 3.0, 0.0]);
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn xlogy_torch_grad(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let (x, y) = broadcast_pair("xlogy", x, y)?;
+    // Where x = 0 and ln y is infinite, take ln 1 instead: the product is 0 and both
+    // gradients 0, with no 0 · ∞ in the value or in the backward pass.
+    let edge = (x.eq(0.0)? * (y.eq(0.0)? + y.eq(f64::INFINITY)?)?)?;
+    let ln_y = edge.where_cond(&full_like(1.0, &y)?, &y)?.log()?;
+    Ok((x * ln_y)?)
+}
+
+/// `x · ln(1 + y)` with `0 · ln(1 + y) = 0` for every `y` (`−1` and `+∞` included; NaN stays
+/// NaN), elementwise with `x` and `y` broadcast, as `torch.special.xlog1py`: the
+/// `(n − k) ln(1 − p)` of the discrete families given by probabilities, accurate for small `p`.
+/// Gradients `ln(1 + y)` for `x` and `x / (1 + y)` for `y`, none where the value is infinite
+/// (`y = −1`, `x ≠ 0`), as [`xlogy`].
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let x = Tensor::new(&[0.0f64, 3.0, 2.0], &Device::Cpu)?;
+/// let y = Tensor::new(&[-1.0f64, -1.0, -1e-20], &Device::Cpu)?;
+/// let v = vi_dist::ops::xlog1py(&x, &y)?.to_vec1::<f64>()?;
+/// assert_eq!(v, vec![0.0, f64::NEG_INFINITY, -2e-20]); // ln(1 − 1e-20) kept
+/// # Ok::<(), vi_dist::DistError>(())
+/// ```
+pub fn xlog1py(x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    let (x, y) = broadcast_pair("xlog1py", x, y)?;
+    finite_grad(&x, &y, -1.0, |x, y| {
+        let edge = (x.eq(0.0)? * (y.eq(-1.0)? + y.eq(f64::INFINITY)?)?)?;
+        let ln_1py = log1p(&edge.where_cond(&full_like(0.0, y)?, y)?)?;
+        Ok((x * ln_1py)?)
+    })
+}
+
+/// `f(x, y)` (an `x · ln(y − pole)`-like product, infinite where `y = pole` and `x ≠ 0`) with
+/// no gradient flowing where it is infinite: there `f` sees `y` moved off the pole (to
+/// `pole + 1`) and the result is the constant `∓∞` (by the sign of `x`), so no `0 · ∞`
+/// reaches the backward pass.
+fn finite_grad(
+    x: &Tensor,
+    y: &Tensor,
+    pole: f64,
+    f: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let infinite = (y.eq(pole)? * x.ne(0.0)?)?;
+    let y_off = infinite.where_cond(&full_like(pole + 1.0, y)?, y)?;
+    let value = f(x, &y_off)?;
+    let xd = x.detach();
+    let edge = xd.gt(0.0)?.where_cond(
+        &full_like(f64::NEG_INFINITY, &xd)?,
+        &full_like(f64::INFINITY, &xd)?,
+    )?;
+    Ok(infinite.where_cond(&edge, &value)?)
+}
+
+/// `x` and `y` broadcast to their common shape.
+fn broadcast_pair(op: &'static str, x: &Tensor, y: &Tensor) -> Result<(Tensor, Tensor)> {
     let shape = broadcast_shapes(&[x.dims(), y.dims()]).ok_or_else(|| DistError::Op {
-        op: "xlogy",
+        op,
         msg: format!("shapes {:?} and {:?} do not broadcast", x.dims(), y.dims()),
     })?;
-    let x = x.broadcast_as(shape.as_slice())?;
-    let y = y.broadcast_as(shape.as_slice())?;
-    let y_zero = y.eq(0.0)?;
-    // ln of y with zeros replaced by 1, so the selected branch is finite everywhere.
-    let ln_y = y_zero.where_cond(&full_like(1.0, &y)?, &y)?.log()?;
-    let main = (&x * ln_y)?;
-    let xd = x.detach();
-    let edge = xd.eq(0.0)?.where_cond(
-        &full_like(0.0, &xd)?,
-        &xd.gt(0.0)?.where_cond(
-            &full_like(f64::NEG_INFINITY, &xd)?,
-            &full_like(f64::INFINITY, &xd)?,
-        )?,
-    )?;
-    Ok(y_zero.where_cond(&edge, &main)?)
+    Ok((
+        x.broadcast_as(shape.as_slice())?,
+        y.broadcast_as(shape.as_slice())?,
+    ))
 }

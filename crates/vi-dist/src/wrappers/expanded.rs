@@ -9,7 +9,7 @@ use rand::RngCore;
 use crate::broadcast::{broadcast_shapes, broadcasts_to};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, value_batch_shape};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 
 /// `base` broadcast to `batch_shape`: every new or size-1 batch dim holds independent copies.
 ///
@@ -42,25 +42,29 @@ impl Expanded {
     /// let n = Normal::new(&Tensor::zeros(3, DType::F64, &Device::Cpu)?,
     ///                     &Tensor::ones(3, DType::F64, &Device::Cpu)?)?;
     /// assert_eq!(Expanded::new(n.clone_box(), &[2, 3])?.batch_shape(), &[2, 3]);
-    /// assert!(matches!(Expanded::new(n.clone_box(), &[2]), Err(DistError::Expand { .. })));
+    /// let err = Expanded::new(n.clone_box(), &[2]).unwrap_err();
+    /// assert!(matches!(err.kind(), DistError::Expand { .. }));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(base: Box<dyn Distribution>, batch_shape: &[usize]) -> Result<Self> {
-        if !broadcasts_to(base.batch_shape(), batch_shape) {
-            return Err(DistError::Expand {
-                dist: base.name(),
-                from: base.batch_shape().to_vec(),
-                to: batch_shape.to_vec(),
-            });
-        }
-        // Expanding an expansion expands the original.
-        let base = match base.as_any().downcast_ref::<Expanded>() {
-            Some(inner) => inner.base.clone(),
-            None => base,
-        };
-        Ok(Self {
-            base,
-            batch: batch_shape.to_vec(),
+        located(|| {
+            if !broadcasts_to(base.batch_shape(), batch_shape) {
+                return Err(DistError::Expand {
+                    dist: base.name(),
+                    from: base.batch_shape().to_vec(),
+                    to: batch_shape.to_vec(),
+                });
+            }
+            // Expanding an expansion expands the original.
+            let base = match base.as_any().downcast_ref::<Expanded>() {
+                Some(inner) => inner.base.clone(),
+                None => base,
+            };
+            Ok(Self {
+                base,
+                batch: batch_shape.to_vec(),
+            })
         })
     }
 
@@ -171,14 +175,16 @@ impl Distribution for Expanded {
         Ok(out)
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        if !broadcasts_to(&self.batch, batch_shape) {
-            return Err(DistError::Expand {
-                dist: self.name(),
-                from: self.batch.clone(),
-                to: batch_shape.to_vec(),
-            });
-        }
-        Ok(Box::new(Expanded::new(self.base.clone(), batch_shape)?))
+        located(|| -> Result<Box<dyn Distribution>> {
+            if !broadcasts_to(&self.batch, batch_shape) {
+                return Err(DistError::Expand {
+                    dist: self.name(),
+                    from: self.batch.clone(),
+                    to: batch_shape.to_vec(),
+                });
+            }
+            Ok(Box::new(Expanded::new(self.base.clone(), batch_shape)?))
+        })
     }
     fn clone_box(&self) -> Box<dyn Distribution> {
         Box::new(self.clone())

@@ -9,7 +9,7 @@ use crate::bernoulli::Bernoulli;
 use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, value_batch_shape};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 use crate::normal::Normal;
 
 /// The rightmost `reinterpreted_batch_ndims` batch dims of `base` treated as one event:
@@ -49,37 +49,41 @@ impl Independent {
     ///                     &Tensor::ones((4, 3), DType::F64, &Device::Cpu)?)?;
     /// let d = Independent::new(n.clone_box(), 2)?;
     /// assert_eq!((d.batch_shape(), d.event_shape()), (&[][..], &[4, 3][..]));
-    /// assert!(matches!(Independent::new(n.clone_box(), 3), Err(DistError::ToEvent { .. })));
+    /// let err = Independent::new(n.clone_box(), 3).unwrap_err();
+    /// assert!(matches!(err.kind(), DistError::ToEvent { .. }));
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(base: Box<dyn Distribution>, reinterpreted_batch_ndims: usize) -> Result<Self> {
-        let n = reinterpreted_batch_ndims;
-        let base_batch = base.batch_shape();
-        if n > base_batch.len() {
-            return Err(DistError::ToEvent {
-                dist: base.name(),
-                n,
-                batch: base_batch.to_vec(),
-            });
-        }
-        // Flatten nested wrappers so KL rules see one level.
-        let (base, n) = match base.as_any().downcast_ref::<Independent>() {
-            Some(inner) => (inner.base.clone(), inner.reinterpreted + n),
-            None => (base, n),
-        };
-        let base_batch = base.batch_shape();
-        let split = base_batch.len() - n;
-        let batch = base_batch[..split].to_vec();
-        let event = base_batch[split..]
-            .iter()
-            .chain(base.event_shape())
-            .copied()
-            .collect();
-        Ok(Self {
-            base,
-            reinterpreted: n,
-            batch,
-            event,
+        located(|| {
+            let n = reinterpreted_batch_ndims;
+            let base_batch = base.batch_shape();
+            if n > base_batch.len() {
+                return Err(DistError::ToEvent {
+                    dist: base.name(),
+                    n,
+                    batch: base_batch.to_vec(),
+                });
+            }
+            // Flatten nested wrappers so KL rules see one level.
+            let (base, n) = match base.as_any().downcast_ref::<Independent>() {
+                Some(inner) => (inner.base.clone(), inner.reinterpreted + n),
+                None => (base, n),
+            };
+            let base_batch = base.batch_shape();
+            let split = base_batch.len() - n;
+            let batch = base_batch[..split].to_vec();
+            let event = base_batch[split..]
+                .iter()
+                .chain(base.event_shape())
+                .copied()
+                .collect();
+            Ok(Self {
+                base,
+                reinterpreted: n,
+                batch,
+                event,
+            })
         })
     }
 
@@ -177,21 +181,23 @@ impl Distribution for Independent {
         Ok(out)
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        let split = self.base.batch_shape().len() - self.reinterpreted;
-        let base_shape: Vec<usize> = batch_shape
-            .iter()
-            .chain(&self.base.batch_shape()[split..])
-            .copied()
-            .collect();
-        let base = self
-            .base
-            .expand(&base_shape)
-            .map_err(|_| DistError::Expand {
-                dist: self.name(),
-                from: self.batch.clone(),
-                to: batch_shape.to_vec(),
-            })?;
-        Ok(Box::new(Independent::new(base, self.reinterpreted)?))
+        located(|| -> Result<Box<dyn Distribution>> {
+            let split = self.base.batch_shape().len() - self.reinterpreted;
+            let base_shape: Vec<usize> = batch_shape
+                .iter()
+                .chain(&self.base.batch_shape()[split..])
+                .copied()
+                .collect();
+            let base = self
+                .base
+                .expand(&base_shape)
+                .map_err(|_| DistError::Expand {
+                    dist: self.name(),
+                    from: self.batch.clone(),
+                    to: batch_shape.to_vec(),
+                })?;
+            Ok(Box::new(Independent::new(base, self.reinterpreted)?))
+        })
     }
     fn clone_box(&self) -> Box<dyn Distribution> {
         Box::new(self.clone())

@@ -8,7 +8,7 @@ use rand::RngCore;
 use crate::broadcast::{broadcast_shapes, full_like};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, value_batch_shape, value_kind};
-use crate::error::{DistError, Result};
+use crate::error::{DistError, Result, located};
 
 /// `base` with `log_prob` set to 0 where `mask` is 0, as Pyro's `MaskedDistribution`.
 ///
@@ -48,35 +48,38 @@ impl Masked {
     /// assert_eq!(m.batch_shape(), &[2, 3]);
     /// # Ok::<(), vi_dist::DistError>(())
     /// ```
+    #[track_caller]
     pub fn new(base: Box<dyn Distribution>, mask: &Tensor) -> Result<Self> {
-        let batch = broadcast_shapes(&[base.batch_shape(), mask.dims()]).ok_or_else(|| {
-            DistError::MaskShape {
-                dist: base.name(),
-                mask: mask.dims().to_vec(),
-                batch: base.batch_shape().to_vec(),
+        located(|| {
+            let batch = broadcast_shapes(&[base.batch_shape(), mask.dims()]).ok_or_else(|| {
+                DistError::MaskShape {
+                    dist: base.name(),
+                    mask: mask.dims().to_vec(),
+                    batch: base.batch_shape().to_vec(),
+                }
+            })?;
+            if !mask.device().same_device(base.device()) {
+                return Err(DistError::Invalid {
+                    dist: "Masked",
+                    msg: format!(
+                        "mask is on {}, the distribution on {}",
+                        crate::error::device_name(mask.device()),
+                        crate::error::device_name(base.device())
+                    ),
+                });
             }
-        })?;
-        if !mask.device().same_device(base.device()) {
-            return Err(DistError::Invalid {
-                dist: "Masked",
-                msg: format!(
-                    "mask is on {}, the distribution on {}",
-                    crate::error::device_name(mask.device()),
-                    crate::error::device_name(base.device())
-                ),
-            });
-        }
-        let mask = if mask.dtype() == DType::U8 {
-            mask.clone()
-        } else {
-            mask.ne(0.0)?
-        };
-        let base = if base.batch_shape() == batch.as_slice() {
-            base
-        } else {
-            base.expand(&batch)?
-        };
-        Ok(Self { base, mask, batch })
+            let mask = if mask.dtype() == DType::U8 {
+                mask.clone()
+            } else {
+                mask.ne(0.0)?
+            };
+            let base = if base.batch_shape() == batch.as_slice() {
+                base
+            } else {
+                base.expand(&batch)?
+            };
+            Ok(Self { base, mask, batch })
+        })
     }
 
     /// The wrapped distribution.
@@ -201,17 +204,19 @@ impl Distribution for Masked {
         self.base.support()
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
-        if !crate::broadcast::broadcasts_to(&self.batch, batch_shape) {
-            return Err(DistError::Expand {
-                dist: self.name(),
-                from: self.batch.clone(),
-                to: batch_shape.to_vec(),
-            });
-        }
-        Ok(Box::new(Masked::new(
-            self.base.expand(batch_shape)?,
-            &self.mask,
-        )?))
+        located(|| -> Result<Box<dyn Distribution>> {
+            if !crate::broadcast::broadcasts_to(&self.batch, batch_shape) {
+                return Err(DistError::Expand {
+                    dist: self.name(),
+                    from: self.batch.clone(),
+                    to: batch_shape.to_vec(),
+                });
+            }
+            Ok(Box::new(Masked::new(
+                self.base.expand(batch_shape)?,
+                &self.mask,
+            )?))
+        })
     }
     fn clone_box(&self) -> Box<dyn Distribution> {
         Box::new(self.clone())

@@ -396,7 +396,7 @@ fn t1(xs: &[f64]) -> Tensor {
 }
 
 fn is_support(r: vi_dist::Result<impl std::fmt::Debug>, param: &str) -> bool {
-    matches!(r, Err(DistError::ParamSupport { param: p, .. }) if p == param)
+    matches!(r.map_err(DistError::into_kind), Err(DistError::ParamSupport { param: p, .. }) if p == param)
 }
 
 #[test]
@@ -423,21 +423,21 @@ fn invalid_parameters_are_typed_errors() {
     // Mismatched batch shapes.
     let three = t1(&[1.0, 2.0, 3.0]);
     assert!(matches!(
-        Gamma::new(&ok, &three),
+        Gamma::new(&ok, &three).map_err(DistError::into_kind),
         Err(DistError::Broadcast { .. })
     ));
     assert!(matches!(
-        Beta::new(&three, &ok),
+        Beta::new(&three, &ok).map_err(DistError::into_kind),
         Err(DistError::Broadcast { .. })
     ));
     assert!(matches!(
-        StudentT::new(&ok, &three, &ok),
+        StudentT::new(&ok, &three, &ok).map_err(DistError::into_kind),
         Err(DistError::Broadcast { .. })
     ));
     // Dirichlet needs at least one dim.
     let scalar = Tensor::new(1.0f64, &Device::Cpu).unwrap();
     assert!(matches!(
-        Dirichlet::new(&scalar),
+        Dirichlet::new(&scalar).map_err(DistError::into_kind),
         Err(DistError::ParamShape { .. })
     ));
     // Values outside the support (validation on).

@@ -4,6 +4,8 @@ mod conformance;
 mod continuous;
 mod core;
 mod discrete;
+mod edges;
+mod errors;
 mod fused;
 mod gamma_families;
 mod linalg;

@@ -308,7 +308,7 @@ fn bad_matrices_are_typed_errors() -> R {
             "precision_matrix",
         ),
     ] {
-        match r {
+        match r.map_err(DistError::into_kind) {
             Err(DistError::ParamSupport {
                 dist: "MultivariateNormal",
                 param: p,
@@ -329,7 +329,7 @@ fn bad_matrices_are_typed_errors() -> R {
                 "precision_matrix",
             ),
         ] {
-            match r {
+            match r.map_err(DistError::into_kind) {
                 Err(DistError::Op {
                     op: "cholesky",
                     msg,
@@ -345,7 +345,7 @@ fn bad_matrices_are_typed_errors() -> R {
     let neg_diag = Tensor::new(&[[-1.0f64, 0.0], [0.0, 1.0]], &Device::Cpu)?;
     for st in [&upper, &neg_diag] {
         assert!(matches!(
-            MultivariateNormal::from_scale_tril(&loc, st),
+            MultivariateNormal::from_scale_tril(&loc, st).map_err(DistError::into_kind),
             Err(DistError::ParamSupport {
                 param: "scale_tril",
                 ..
@@ -354,12 +354,12 @@ fn bad_matrices_are_typed_errors() -> R {
     }
     let neg = Tensor::new(&[1.0f64, -1.0], &Device::Cpu)?;
     assert!(matches!(
-        MultivariateNormal::from_diag_scale(&loc, &neg),
+        MultivariateNormal::from_diag_scale(&loc, &neg).map_err(DistError::into_kind),
         Err(DistError::ParamSupport { param: "scale", .. })
     ));
     let w = Tensor::ones((2, 1), DType::F64, &Device::Cpu)?;
     assert!(matches!(
-        LowRankMultivariateNormal::new(&loc, &w, &neg),
+        LowRankMultivariateNormal::new(&loc, &w, &neg).map_err(DistError::into_kind),
         Err(DistError::ParamSupport {
             param: "cov_diag",
             ..
@@ -372,7 +372,9 @@ fn bad_matrices_are_typed_errors() -> R {
 fn bad_shapes_are_typed_errors() -> R {
     let z = |s: &[usize]| Tensor::zeros(s, DType::F64, &Device::Cpu).unwrap();
     let eye3 = Tensor::eye(3, DType::F64, &Device::Cpu)?;
-    let shape_err = |r: vi_dist::Result<MultivariateNormal>, param: &str| match r {
+    let shape_err = |r: vi_dist::Result<MultivariateNormal>, param: &str| match r
+        .map_err(DistError::into_kind)
+    {
         Err(DistError::ParamShape {
             dist: "MultivariateNormal",
             param: p,
@@ -398,13 +400,13 @@ fn bad_shapes_are_typed_errors() -> R {
     // Batch dims that do not broadcast.
     let cov = eye3.broadcast_as((4, 3, 3))?.contiguous()?;
     assert!(matches!(
-        MultivariateNormal::from_covariance(&z(&[2, 3]), &cov),
+        MultivariateNormal::from_covariance(&z(&[2, 3]), &cov).map_err(DistError::into_kind),
         Err(DistError::Broadcast { .. })
     ));
     // A value of the wrong event size.
     let d = MultivariateNormal::from_covariance(&z(&[3]), &eye3)?;
     assert!(matches!(
-        d.log_prob(&z(&[5, 2])),
+        d.log_prob(&z(&[5, 2])).map_err(DistError::into_kind),
         Err(DistError::ValueShape { .. })
     ));
     // Low rank: factor rows, diag size, and broadcasting.
@@ -416,34 +418,35 @@ fn bad_shapes_are_typed_errors() -> R {
         )
     };
     assert!(matches!(
-        low(&[2, 1], &[3]),
+        low(&[2, 1], &[3]).map_err(DistError::into_kind),
         Err(DistError::ParamShape {
             param: "cov_factor",
             ..
         })
     ));
     assert!(matches!(
-        low(&[3], &[3]),
+        low(&[3], &[3]).map_err(DistError::into_kind),
         Err(DistError::ParamShape {
             param: "cov_factor",
             ..
         })
     ));
     assert!(matches!(
-        low(&[3, 1], &[2]),
+        low(&[3, 1], &[2]).map_err(DistError::into_kind),
         Err(DistError::ParamShape {
             param: "cov_diag",
             ..
         })
     ));
     assert!(matches!(
-        low(&[2, 3, 1], &[4, 3]),
+        low(&[2, 3, 1], &[4, 3]).map_err(DistError::into_kind),
         Err(DistError::Broadcast { .. })
     ));
     assert_eq!(low(&[2, 3, 1], &[1, 3])?.batch_shape(), &[2]);
     // Mixed dtypes.
     assert!(matches!(
-        MultivariateNormal::from_covariance(&z(&[3]).to_dtype(DType::F32)?, &eye3),
+        MultivariateNormal::from_covariance(&z(&[3]).to_dtype(DType::F32)?, &eye3)
+            .map_err(DistError::into_kind),
         Err(DistError::ParamKind { .. })
     ));
     Ok(())

@@ -94,15 +94,24 @@ pub(crate) fn check_same(
 }
 
 pub(crate) fn is_param_support<T: std::fmt::Debug>(r: vi_dist::Result<T>) -> bool {
-    matches!(r, Err(DistError::ParamSupport { .. }))
+    matches!(
+        r.map_err(DistError::into_kind),
+        Err(DistError::ParamSupport { .. })
+    )
 }
 
 pub(crate) fn is_value_support<T: std::fmt::Debug>(r: vi_dist::Result<T>) -> bool {
-    matches!(r, Err(DistError::ValueSupport { .. }))
+    matches!(
+        r.map_err(DistError::into_kind),
+        Err(DistError::ValueSupport { .. })
+    )
 }
 
 pub(crate) fn is_value_shape<T: std::fmt::Debug>(r: vi_dist::Result<T>) -> bool {
-    matches!(r, Err(DistError::ValueShape { .. }))
+    matches!(
+        r.map_err(DistError::into_kind),
+        Err(DistError::ValueShape { .. })
+    )
 }
 
 pub(crate) fn logit(p: f64) -> f64 {
@@ -115,6 +124,9 @@ pub(crate) fn check_expand(d: &dyn Distribution, batch: &[usize], value: &Tensor
     assert_eq!(e.batch_shape(), batch);
     assert_eq!(e.event_shape(), d.event_shape());
     assert_eq!(e.log_prob(value)?.dims(), batch);
-    assert!(matches!(d.expand(&[7]), Err(DistError::Expand { .. })));
+    assert!(matches!(
+        d.expand(&[7]).map_err(DistError::into_kind),
+        Err(DistError::Expand { .. })
+    ));
     Ok(())
 }
