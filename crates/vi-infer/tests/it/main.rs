@@ -12,3 +12,4 @@ mod plates;
 mod posterior;
 mod reliability;
 mod report;
+mod valid_models;
