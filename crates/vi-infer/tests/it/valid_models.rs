@@ -1029,14 +1029,18 @@ fn dim_allocation_error() {
     );
 }
 
-/// The model of `test_plate_shape_broadcasting`: a hand-written particle plate at dim −3,
-/// `p` in `components` (dim −1), the data [1000, 2] in `data` (dim −2) and the particle plate
-/// but not in `components`: the observed site's dim −1 (size 2) has no plate, and a plate
-/// (`data`) sits left of it.
+/// The rows of the data of `test_plate_shape_broadcasting` and `test_vectorized_num_particles`.
 const DATA_ROWS: usize = 1000;
 
+/// `test_plate_shape_broadcasting`: a hand-written particle plate at dim −3, `p` in
+/// `components` (dim −1), the data [1000, 2] observed in `data` (dim −2) and the particle
+/// plate but not in `components`: the observed site's log-prob is [10, 1000, 2], and its dim
+/// −1 has no plate while plates sit left of it. Pyro's `check_site_shape` leaves such a dim
+/// free (any size); vi requires it to be 1 (its rule since issue 16: every batch dim is 1 or
+/// a plate's). The loss Pyro computes is right (the sum over the dim), so this is a case vi
+/// rejects and Pyro accepts; `plate_shape_broadcasting_in_all_plates` is vi's spelling.
 #[test]
-#[ignore = "vi bug?: vi requires every log-prob dim without a plate to be 1; Pyro's check_site_shape lets a dim with no plate of its own take any size when a plate sits further left (the observed site here is [10, 1000, 2] in plates at −3 and −2), so Pyro accepts this model"]
+#[ignore = "vi bug (or a rule to confirm): vi rejects (SiteShape) a log-prob dim with no plate of its own that lies right of a plate's dim; Pyro's check_site_shape leaves such a dim free and accepts this model"]
 fn plate_shape_broadcasting() {
     let data = Tensor::ones((DATA_ROWS, 2), DType::F64, &Device::Cpu).unwrap();
     let beta = || Beta::new(&s(1.1), &s(1.1));
