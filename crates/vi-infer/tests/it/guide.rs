@@ -234,7 +234,10 @@ fn plate_with_options() -> Res {
     assert_eq!(trace.get("b").unwrap().scale, 100.0 / 3.0);
     // The indices were recorded once.
     assert_eq!(trace.get("rows").unwrap().value.dims(), &[10]);
-    assert_eq!(trace.get("cols").unwrap().value.to_vec1::<u32>()?, [3, 14, 15]);
+    assert_eq!(
+        trace.get("cols").unwrap().value.to_vec1::<u32>()?,
+        [3, 14, 15]
+    );
     Ok(())
 }
 
