@@ -1,6 +1,7 @@
 //! The integration tests of `vi-infer`, one binary.
 
 mod bookkeeping;
+mod conjugate;
 mod errors;
 mod gradients;
 mod guide;
@@ -11,3 +12,4 @@ mod plates;
 mod posterior;
 mod reliability;
 mod report;
+mod valid_models;
