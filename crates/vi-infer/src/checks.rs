@@ -73,8 +73,8 @@ pub(crate) fn check_site_shape(site: &Site, max_plate_nesting: Option<usize>) ->
         shape: shape.clone().into(),
         dim: i as isize - shape.len() as isize,
         size: shape[i],
-        plate: plate.map(|p| (p.name.clone(), p.subsample_size)),
-        plates: plate_names(&site.plates),
+        plate: plate.map(|p| Box::new((p.name.clone(), p.subsample_size))),
+        plates: plate_names(&site.plates).into(),
     };
     if let Some(n) = max_plate_nesting
         && let Some(p) = site.plates.iter().find(|p| p.dim.unsigned_abs() > n)
@@ -111,7 +111,7 @@ pub(crate) fn check_site_shape(site: &Site, max_plate_nesting: Option<usize>) ->
                 dim: -(t.rank() as isize),
                 size: t.dims().first().copied().unwrap_or(1),
                 plate: None,
-                plates: plate_names(&site.plates),
+                plates: plate_names(&site.plates).into(),
             });
         }
     }
@@ -184,7 +184,7 @@ pub(crate) fn check_model_guide_match(
         if !model_plates.contains(&plate) {
             return Err(InferError::GuidePlateNotInModel {
                 plate: plate.to_string(),
-                site: site.to_string(),
+                site: site.map(str::to_string),
             });
         }
     }
@@ -193,7 +193,7 @@ pub(crate) fn check_model_guide_match(
 
 /// The plates a trace's sites live in (and the subsampled plates it drew), each with the
 /// first site that uses it.
-fn plates_of(trace: &Trace) -> impl Iterator<Item = (&str, &str)> {
+fn plates_of(trace: &Trace) -> impl Iterator<Item = (&str, Option<&str>)> {
     let mut seen: Vec<&str> = Vec::new();
     let mut out = Vec::new();
     for s in trace.sites() {
@@ -201,8 +201,15 @@ fn plates_of(trace: &Trace) -> impl Iterator<Item = (&str, &str)> {
         for p in s.plates.iter().map(|p| p.name.as_str()).chain(own) {
             if !seen.contains(&p) {
                 seen.push(p);
-                out.push((p, s.name.as_str()));
+                out.push((p, Some(s.name.as_str())));
             }
+        }
+    }
+    // Plates entered with no site in them.
+    for p in trace.plates_entered() {
+        if !seen.contains(&p.as_str()) {
+            seen.push(p);
+            out.push((p, None));
         }
     }
     out.into_iter()

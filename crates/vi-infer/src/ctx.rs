@@ -52,6 +52,8 @@ pub struct Ctx<'a> {
     /// The subsampled plates entered in the current trace, with their indices: entering one
     /// again reuses them.
     subsampled: Vec<(String, usize, usize, Tensor)>,
+    /// The names of the plates entered in the current trace.
+    entered: Vec<String>,
 }
 
 /// A handler on the stack: the three every ELBO step pushes (trace, replay, plate) held as
@@ -115,6 +117,7 @@ impl<'a> Ctx<'a> {
             plates: Vec::new(),
             modules: Vec::new(),
             subsampled: Vec::new(),
+            entered: Vec::new(),
         }
     }
 
@@ -703,13 +706,22 @@ impl<'a> Ctx<'a> {
     ) -> Result<(Result<T>, Trace)> {
         // A trace is one run: subsampled plates drawn before it are not reused inside it.
         let outer = std::mem::take(&mut self.subsampled);
+        let outer_entered = std::mem::take(&mut self.entered);
         let handled = self.with_handler(Handler::Trace(TraceMessenger::new()), f);
         self.subsampled = outer;
+        let entered = std::mem::replace(&mut self.entered, outer_entered);
+        for p in &entered {
+            if !self.entered.contains(p) {
+                self.entered.push(p.clone());
+            }
+        }
         let (out, h) = handled?;
         let Handler::Trace(h) = h else {
             return Err(stack_changed());
         };
-        Ok((out, h.into_trace()))
+        let mut trace = h.into_trace();
+        trace.set_plates_entered(entered);
+        Ok((out, trace))
     }
 
     /// Runs `f` with the sample (and subsample) values of `trace` for the sites it has:
@@ -967,6 +979,9 @@ impl<'a> Ctx<'a> {
         frame: PlateFrame,
         f: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<T> {
+        if !self.entered.contains(&frame.name) {
+            self.entered.push(frame.name.clone());
+        }
         self.plates.push(frame.clone());
         let out = self.with_handler(Handler::Plate(PlateMessenger::new(frame)), f);
         self.plates.pop();

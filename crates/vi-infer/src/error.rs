@@ -131,9 +131,9 @@ pub enum InferError {
         size: usize,
         /// The plate at that dim and its size, if one is there (then `size` is neither 1 nor
         /// the plate's).
-        plate: Option<(String, usize)>,
+        plate: Option<Box<(String, usize)>>,
         /// The plates the site is in: `name (dim d, size n)`.
-        plates: Vec<String>,
+        plates: Box<[String]>,
     },
     /// A latent site whose model and guide distributions have batch shapes that disagree
     /// (after broadcasting size-1 dims), as Pyro's `check_model_guide_match`.
@@ -156,12 +156,15 @@ pub enum InferError {
     },
     /// The guide uses a plate that the model never enters (Pyro: "Found plate statements in
     /// guide but not model").
-    #[error("plate `{plate}` appears in the guide (at site `{site}`) but not in the model")]
+    #[error(
+        "plate `{plate}` appears in the guide ({}) but not in the model",
+        first_site(site)
+    )]
     GuidePlateNotInModel {
         /// The plate.
         plate: String,
-        /// The first guide site in it.
-        site: String,
+        /// The first guide site in it (none for a plate entered with no site in it).
+        site: Option<String>,
     },
     /// The loss of a step, or the gradient of a parameter, is NaN or infinite. The step left
     /// the parameters and the optimizer's state as they were.
@@ -325,8 +328,8 @@ fn plate_list(plates: &[String]) -> String {
     }
 }
 
-fn dim_owner(plate: &Option<(String, usize)>) -> String {
-    match plate {
+fn dim_owner(plate: &Option<Box<(String, usize)>>) -> String {
+    match plate.as_deref() {
         Some((p, n)) => format!("is neither 1 nor the size {n} of plate `{p}` there"),
         None => "belongs to no plate the site is in (it must be 1)".into(),
     }
@@ -341,6 +344,13 @@ fn culprits(terms: &[(String, String, String)]) -> String {
         .map(|(site, kind, v)| format!("site `{site}` ({kind}: {v})"))
         .collect();
     format!(": non-finite at {}", list.join(", "))
+}
+
+fn first_site(site: &Option<String>) -> String {
+    match site {
+        Some(s) => format!("first at site `{s}`"),
+        None => "with no site in it".into(),
+    }
 }
 
 fn after_site(last: &Option<String>) -> String {

@@ -18,10 +18,10 @@ pub(crate) fn describe(v: f64) -> String {
     }
 }
 
-/// 1 where `t` is finite, 0 where it is NaN or infinite (`t − t` is 0 exactly for finite
+/// 1 where `t` is finite, 0 where it is NaN or infinite (`0 · t` is 0 exactly for finite
 /// values and NaN otherwise).
 pub(crate) fn finite_mask(t: &Tensor) -> Result<Tensor> {
-    Ok((t - t)?.eq(0.0)?)
+    Ok(t.affine(0.0, 0.0)?.eq(0.0)?)
 }
 
 /// The multi-dim index of flat position `i` in `dims`.
@@ -60,7 +60,7 @@ pub(crate) fn first_bad(t: &Tensor, ok: impl Fn(&Tensor) -> Result<Tensor>) -> R
 }
 
 /// Whether every element of `t` is finite: a scan of the host memory for contiguous f32/f64
-/// CPU tensors, `t − t` summed and read back otherwise (one host read).
+/// CPU tensors, `0 · t` summed and read back otherwise (one host read).
 pub(crate) fn all_finite(t: &Tensor) -> Result<bool> {
     let (storage, layout) = t.storage_and_layout();
     if let Storage::Cpu(cpu) = &*storage
@@ -69,7 +69,8 @@ pub(crate) fn all_finite(t: &Tensor) -> Result<bool> {
         return Ok(ok);
     }
     drop(storage);
-    let s = (t - t)?
+    let s = t
+        .affine(0.0, 0.0)?
         .sum_all()?
         .to_dtype(DType::F64)?
         .to_scalar::<f64>()?;

@@ -331,6 +331,8 @@ impl Site {
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
     sites: Vec<Site>,
+    /// The plates the run entered, in order (with or without sites in them).
+    plates_entered: Vec<String>,
     /// Site positions by name, built once the trace holds [`INDEX_FROM`] sites; below that a
     /// scan of the names is faster than hashing one (and costs no allocation per site).
     index: HashMap<String, usize>,
@@ -516,6 +518,34 @@ impl Trace {
     /// ```
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.sites.iter().map(|s| s.name.as_str())
+    }
+
+    /// The names of the plates the run entered, in the order it first entered them, sites in
+    /// them or not (as Pyro records every plate): what tells a plate of the guide that the
+    /// model never enters.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use rand::SeedableRng;
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let dev = Device::Cpu;
+    /// # let mut store = ParamStore::new(&dev, DType::F64);
+    /// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
+    /// # let one = Tensor::ones(3, DType::F64, &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| ctx.plate("empty", 3, |_| Ok(())))?;
+    /// assert_eq!(tr.plates_entered(), ["empty"]);
+    /// assert!(tr.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn plates_entered(&self) -> &[String] {
+        &self.plates_entered
+    }
+
+    pub(crate) fn set_plates_entered(&mut self, plates: Vec<String>) {
+        self.plates_entered = plates;
     }
 
     /// The name of the last site recorded, if any.

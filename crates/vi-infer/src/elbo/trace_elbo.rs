@@ -129,7 +129,15 @@ impl Elbo for TraceElbo {
                 if needs_score {
                     log_r.push((lq.detach().neg()?, g.plates.clone()));
                 }
-                elbo = accumulate_signed(elbo, &sum_all(lq)?, true)?;
+                // A site without rsample takes its gradient from the score term alone (as
+                // Pyro's score parts: no entropy term); ∇ log q itself has expectation 0 and
+                // would only add variance.
+                let lq_sum = sum_all(lq)?;
+                let lq_sum = match &g.dist {
+                    Some(d) if !d.has_rsample() => lq_sum.detach(),
+                    _ => lq_sum,
+                };
+                elbo = accumulate_signed(elbo, &lq_sum, true)?;
             }
             let elbo = match elbo {
                 Some(e) => e,

@@ -513,7 +513,6 @@ fn guide_and_model_free() -> Res {
 /// `−log r(z) · ∇ log q(z)`. Checked on z ~ N(0, 1), x | z ~ N(z, 1) observed at 0.5, guide
 /// N(loc, 1) without `rsample` at loc = 0.3, where `∇_loc log q(z) = z − loc`.
 #[test]
-#[ignore = "vi bug (divergence from Pyro, zero-mean): TraceElbo's surrogate keeps −log q(z) of a guide site without rsample, so its one-draw gradient is −(log r − 1)·∇log q where Pyro's is −log r·∇log q"]
 fn score_function_gradient_of_one_draw_is_pyros() -> Res {
     use rand::SeedableRng;
     let mut model = |ctx: &mut Ctx| {
