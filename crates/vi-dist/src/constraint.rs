@@ -429,11 +429,45 @@ impl Constraint {
         if value.elem_count() == 0 {
             return Ok(true);
         }
+        if let Some(ok) = self.all_on_host(value) {
+            return Ok(ok);
+        }
         let c = self.check(value)?;
         if c.elem_count() == 0 {
             return Ok(true);
         }
         Ok(c.flatten_all()?.min(0)?.to_scalar::<u8>()? == 1)
+    }
+
+    /// [`all`](Constraint::all) for the elementwise constraints without parameters, read in
+    /// place from a contiguous f32/f64 CPU tensor: no op, no allocation (validation runs at
+    /// every step). `None` where it does not apply.
+    fn all_on_host(&self, value: &Tensor) -> Option<bool> {
+        // Each test is false for NaN; chunks keep the loop branch-free and still stop early.
+        fn all_of<T: Copy>(v: &[T], f: impl Fn(T) -> bool) -> bool {
+            v.chunks(1024)
+                .all(|ch| ch.iter().fold(true, |a, &x| a & f(x)))
+        }
+        fn scan<T: Copy + PartialOrd + num_like::Zero>(v: &[T], c: &Constraint) -> Option<bool> {
+            let (zero, one) = (T::ZERO, T::ONE);
+            Some(match c {
+                Constraint::Real => all_of(v, |x| x.partial_cmp(&x).is_some()),
+                Constraint::Positive => all_of(v, |x| x > zero),
+                Constraint::NonNegative => all_of(v, |x| x >= zero),
+                Constraint::UnitInterval => all_of(v, |x| x >= zero && x <= one),
+                _ => return None,
+            })
+        }
+        let (storage, layout) = value.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return None;
+        };
+        let (start, end) = layout.contiguous_offsets()?;
+        match cpu {
+            candle_core::CpuStorage::F32(v) => scan(&v[start..end], self),
+            candle_core::CpuStorage::F64(v) => scan(&v[start..end], self),
+            _ => None,
+        }
     }
 }
 
@@ -540,5 +574,21 @@ impl fmt::Display for Constraint {
                 write!(f, "independent({base}, {event_dims})")
             }
         }
+    }
+}
+
+/// The 0 and 1 of the float types [`Constraint::all`] reads in place.
+mod num_like {
+    pub(super) trait Zero {
+        const ZERO: Self;
+        const ONE: Self;
+    }
+    impl Zero for f32 {
+        const ZERO: f32 = 0.0;
+        const ONE: f32 = 1.0;
+    }
+    impl Zero for f64 {
+        const ZERO: f64 = 0.0;
+        const ONE: f64 = 1.0;
     }
 }

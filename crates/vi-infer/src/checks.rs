@@ -56,25 +56,14 @@ fn describe_dist(d: &dyn Distribution) -> String {
 
 /// Pyro's `check_site_shape`: every dim of a sample site's log-density is 1 or the size of
 /// the site's plate at that dim; dims left of `max_plate_nesting` (when known) are the ELBO's
-/// own (particles) and not checked. A mask or tensor scale must not widen the shape.
+/// own (particles) and not checked. A mask or tensor scale must not widen the shape. (Runs
+/// at every step: nothing is allocated unless there is an error to build.)
 pub(crate) fn check_site_shape(site: &Site, max_plate_nesting: Option<usize>) -> Result<()> {
     if site.kind != SiteKind::Sample {
         return Ok(());
     }
-    let shape = site_batch_shape(site)?;
-    let what = || {
-        site.dist
-            .as_ref()
-            .map_or_else(|| "the site".to_string(), |d| describe_dist(d.as_ref()))
-    };
-    let bad = |what: String, i: usize, plate: Option<&PlateFrame>| InferError::SiteShape {
-        site: site.name.clone(),
-        what,
-        shape: shape.clone().into(),
-        dim: i as isize - shape.len() as isize,
-        size: shape[i],
-        plate: plate.map(|p| Box::new((p.name.clone(), p.subsample_size))),
-        plates: plate_names(&site.plates).into(),
+    let Some(dist) = &site.dist else {
+        return Ok(());
     };
     if let Some(n) = max_plate_nesting
         && let Some(p) = site.plates.iter().find(|p| p.dim.unsigned_abs() > n)
@@ -87,26 +76,57 @@ pub(crate) fn check_site_shape(site: &Site, max_plate_nesting: Option<usize>) ->
             ),
         });
     }
-    let checked = max_plate_nesting.map_or(shape.len(), |n| n.min(shape.len()));
-    for i in shape.len() - checked..shape.len() {
-        let dim = i as isize - shape.len() as isize;
+    let dims = site.value.dims();
+    let batch = dist.batch_shape();
+    let value_batch = &dims[..dims.len().saturating_sub(dist.event_shape().len())];
+    let rank = value_batch.len().max(batch.len());
+    // The size of the log-density at dim -k: the value's and the distribution's broadcast.
+    let size_at = |k: usize| {
+        let v = value_batch
+            .len()
+            .checked_sub(k)
+            .map_or(1, |i| value_batch[i]);
+        let b = batch.len().checked_sub(k).map_or(1, |i| batch[i]);
+        if v == 1 { b } else { v }
+    };
+    let checked = max_plate_nesting.map_or(rank, |n| n.min(rank));
+    for k in 1..=checked {
+        let dim = -(k as isize);
+        let size = size_at(k);
         let plate = site.plates.iter().find(|p| p.dim == dim);
-        let ok = match plate {
-            Some(p) => shape[i] == p.subsample_size || shape[i] == 1,
-            None => shape[i] == 1,
-        };
+        let ok = size == 1 || plate.is_some_and(|p| size == p.subsample_size);
         if !ok {
-            return Err(bad(what(), i, plate));
+            let shape = site_batch_shape(site)?;
+            return Err(InferError::SiteShape {
+                site: site.name.clone(),
+                what: describe_dist(dist.as_ref()),
+                shape: shape.into(),
+                dim,
+                size,
+                plate: plate.map(|p| Box::new((p.name.clone(), p.subsample_size))),
+                plates: plate_names(&site.plates).into(),
+            });
         }
     }
     // A mask or a tensor scale broadcasts against the log-density: it must fit in it.
     for (label, t) in [("the mask", &site.mask), ("the scale", &site.scale_tensor)] {
         let Some(t) = t else { continue };
-        let widened = vi_dist::broadcast_shapes(&[t.dims(), &shape]);
-        if widened.as_deref() != Some(shape.as_slice()) {
+        let fits = t.rank() <= rank
+            && t.dims()
+                .iter()
+                .rev()
+                .enumerate()
+                .all(|(k, &m)| m == 1 || m == size_at(k + 1));
+        if !fits {
+            let shape = site_batch_shape(site)?;
+            let widened = vi_dist::broadcast_shapes(&[t.dims(), &shape]);
             return Err(InferError::SiteShape {
                 site: site.name.clone(),
-                what: format!("{label} of shape {:?} with {}", t.dims(), what()),
+                what: format!(
+                    "{label} of shape {:?} with {}",
+                    t.dims(),
+                    describe_dist(dist.as_ref())
+                ),
                 shape: widened.unwrap_or_else(|| t.dims().to_vec()).into(),
                 dim: -(t.rank() as isize),
                 size: t.dims().first().copied().unwrap_or(1),
@@ -179,38 +199,41 @@ pub(crate) fn check_model_guide_match(
             });
         }
     }
-    let model_plates: Vec<&str> = plates_of(model).map(|(p, _)| p).collect();
-    for (plate, site) in plates_of(guide) {
-        if !model_plates.contains(&plate) {
-            return Err(InferError::GuidePlateNotInModel {
-                plate: plate.to_string(),
-                site: site.map(str::to_string),
-            });
+    // Every plate of the guide is one of the model's (one allocation, for the model's
+    // plate names).
+    let mut model_plates: Vec<&str> = Vec::new();
+    for_each_plate(model, |p, _| {
+        if !model_plates.contains(&p) {
+            model_plates.push(p);
         }
+    });
+    let mut missing = None;
+    for_each_plate(guide, |p, site| {
+        if missing.is_none() && !model_plates.contains(&p) {
+            missing = Some((p, site));
+        }
+    });
+    if let Some((plate, site)) = missing {
+        return Err(InferError::GuidePlateNotInModel {
+            plate: plate.to_string(),
+            site: site.map(str::to_string),
+        });
     }
     Ok(())
 }
 
-/// The plates a trace's sites live in (and the subsampled plates it drew), each with the
-/// first site that uses it.
-fn plates_of(trace: &Trace) -> impl Iterator<Item = (&str, Option<&str>)> {
-    let mut seen: Vec<&str> = Vec::new();
-    let mut out = Vec::new();
+/// Calls `f` with each plate a trace's sites live in (and each subsampled plate it drew, and
+/// each plate entered with no site in it: `None`), with the site, as often as they occur.
+fn for_each_plate<'t>(trace: &'t Trace, mut f: impl FnMut(&'t str, Option<&'t str>)) {
     for s in trace.sites() {
-        let own = (s.kind == SiteKind::Subsample).then_some(s.name.as_str());
-        for p in s.plates.iter().map(|p| p.name.as_str()).chain(own) {
-            if !seen.contains(&p) {
-                seen.push(p);
-                out.push((p, Some(s.name.as_str())));
-            }
+        for p in &s.plates {
+            f(&p.name, Some(&s.name));
+        }
+        if s.kind == SiteKind::Subsample {
+            f(&s.name, Some(&s.name));
         }
     }
-    // Plates entered with no site in them.
     for p in trace.plates_entered() {
-        if !seen.contains(&p.as_str()) {
-            seen.push(p);
-            out.push((p, None));
-        }
+        f(p, None);
     }
-    out.into_iter()
 }

@@ -575,13 +575,27 @@ impl<'a> Ctx<'a> {
             obs_mask.ne(0.0)?
         };
         let unseen = seen.eq(0u8)?;
+        // The mask covers the batch dims of the value, not its event dims.
+        let event = dist.event_shape().len();
+        let value_batch = &value.dims()[..value.rank().saturating_sub(event)];
+        if value.rank() < event
+            || seen.rank() > value_batch.len().max(dist.batch_shape().len())
+            || vi_dist::broadcast_shapes(&[seen.dims(), value_batch, dist.batch_shape()]).is_none()
+        {
+            return Err(InferError::Invalid(format!(
+                "site `{name}`: obs_mask of shape {:?} does not fit the batch shape of the value \
+                 {:?} (event shape {:?}): it masks whole events",
+                seen.dims(),
+                value.dims(),
+                dist.event_shape()
+            )));
+        }
         let at = |plates: &[PlateFrame], e| at_site(name, plates, true, e);
         let observed_dist = dist.mask(&seen).map_err(|e| at(&self.plates, e))?;
         let latent_dist = dist.mask(&unseen).map_err(|e| at(&self.plates, e))?;
         let observed = self.observe(&format!("{name}_observed"), observed_dist, value)?;
         let latent = self.sample(&format!("{name}_unobserved"), latent_dist)?;
         // The mask over the batch dims, widened by the event dims.
-        let event = dist.event_shape().len();
         let shape: Vec<usize> = seen
             .dims()
             .iter()
@@ -710,9 +724,12 @@ impl<'a> Ctx<'a> {
         let handled = self.with_handler(Handler::Trace(TraceMessenger::new()), f);
         self.subsampled = outer;
         let entered = std::mem::replace(&mut self.entered, outer_entered);
-        for p in &entered {
-            if !self.entered.contains(p) {
-                self.entered.push(p.clone());
+        // A trace further out saw these plates entered too.
+        if self.stack.iter().any(|h| matches!(h, Handler::Trace(_))) {
+            for p in &entered {
+                if !self.entered.contains(p) {
+                    self.entered.push(p.clone());
+                }
             }
         }
         let (out, h) = handled?;

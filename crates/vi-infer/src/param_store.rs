@@ -21,6 +21,10 @@ struct Param {
     /// Loaded from a file and not read by a `param` call since: the first call checks the
     /// loaded shape against its initial value's.
     loaded: bool,
+    /// Read since the last step as the `Var`'s own storage (the identity bijection of
+    /// `real`): [`ParamStore::renew_shared`] gives it fresh storage before the optimizer
+    /// writes, so what was read keeps its values.
+    shared: bool,
 }
 
 /// The learnable parameters of a model and guide, on one device and dtype: Pyro's
@@ -116,14 +120,12 @@ fn read(
         }
         p.loaded = false;
     }
-    // The optimizer updates the `Var` in place: a value that is the `Var`'s own storage (the
-    // identity bijection of `real`) is copied, so that what a step's traces recorded stays
-    // what the step used.
-    let value = if value.id() == p.unconstrained.as_tensor().id() {
-        value.copy()?
-    } else {
-        value
-    };
+    // A value that is the `Var`'s own storage (the identity bijection of `real`) would see
+    // the optimizer's in-place update: marked, so that the step moves the `Var` to fresh
+    // storage first (no copy in the graph).
+    if value.id() == p.unconstrained.as_tensor().id() {
+        p.shared = true;
+    }
     // The bijection into the constraint put the value there (`positive` through an exp
     // raised to the smallest positive number, intervals clamped): distributions built from
     // it need not read it back to check it.
@@ -297,6 +299,7 @@ impl ParamStore {
             unconstrained: Var::from_tensor(&raw)?,
             constraint: Some((constraint.clone(), transform)),
             loaded: false,
+            shared: false,
         });
         read(p, name, constraint, || Ok(init))
     }
@@ -341,7 +344,29 @@ impl ParamStore {
         }
     }
 
-    /// The unconstrained `Var` of a constrained parameter (what the optimizer moves).
+    /// Gives every parameter read as its `Var`'s own storage since the last call a new `Var`
+    /// holding the same values (moving its gradient in `grads` to it), so that the optimizer's
+    /// in-place update leaves what the step's traces hold as it was. One copy per such
+    /// parameter and step; the optimizer's state is keyed by name and carries over.
+    pub(crate) fn renew_shared(
+        &mut self,
+        grads: &mut candle_core::backprop::GradStore,
+    ) -> Result<()> {
+        for p in self.params.values_mut().filter(|p| p.shared) {
+            let old = p.unconstrained.as_tensor().clone();
+            let new = Var::from_tensor(&old.detach())?;
+            if let Some(g) = grads.remove(&old) {
+                grads.insert(new.as_tensor(), g);
+            }
+            p.unconstrained = new;
+            p.shared = false;
+        }
+        Ok(())
+    }
+
+    /// The unconstrained `Var` of a constrained parameter (what the optimizer moves). A `real`
+    /// parameter's `Var` is replaced by a copy at each step that read it (so that the step's
+    /// traces keep the values they used): read it again after a step rather than keeping it.
     ///
     /// ```
     /// # use candle_core::{DType, Device, Tensor};
@@ -613,6 +638,7 @@ impl ParamStore {
                         unconstrained: Var::from_tensor(&t)?,
                         constraint,
                         loaded: true,
+                        shared: false,
                     },
                 );
             }

@@ -21,10 +21,10 @@ use crate::trace::Trace;
 /// This is how a user inspects the KL of each latent site:
 /// `report.site("z").unwrap().sum_f64()?`. The terms are computed before the optimizer
 /// steps, and the traces hold what the step used: its draws, and distributions built from
-/// the parameters' values at the step (`ctx.param` returns a copy where the constrained value
-/// would be the stored `Var` itself, so the optimizer's in-place update does not reach them;
-/// Pyro's traces, by contrast, see it). A module's variables are read by the module itself:
-/// a distribution built directly from one does see the update.
+/// the parameters' values at the step (a `real` parameter, whose value is its `Var`'s own
+/// storage, gets fresh storage before the optimizer writes in place, so the update does not
+/// reach them; Pyro's traces, by contrast, see it). A module's variables are read by the
+/// module itself: a distribution built directly from one does see the update.
 ///
 /// ```
 /// # use candle_core::{DType, Device, Tensor};
@@ -484,7 +484,8 @@ where
     pub fn step(&mut self) -> Result<StepReport> {
         let out = self.compute()?;
         let loss = read_loss(&out)?;
-        let grads = out.surrogate.backward()?;
+        let mut grads = out.surrogate.backward()?;
+        self.store.renew_shared(&mut grads)?;
         let modules = self.module_vars(&out);
         let params = touched(&self.store, &out, &modules);
         if vi_dist::validation_enabled() {

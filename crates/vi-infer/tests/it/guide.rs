@@ -898,192 +898,309 @@ fn error_catalogue() -> Res {
     }
     let mut seen: Vec<(&str, String)> = Vec::new();
     {
+        // catalogue: DuplicateSite
         let model = |ctx: &mut Ctx| {
             ctx.sample("z", Normal::new(&zero, &one)?)?;
             ctx.sample("z", Normal::new(&zero, &one)?) // the same name again
         };
         let guide = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
+        // catalogue end
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::DuplicateSite { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::DuplicateSite { .. }),
+            "{e:?}"
+        );
         seen.push(("DuplicateSite", unlocated(&e)));
     }
     {
+        // catalogue: GuideSiteNotInModel
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let guide = |ctx: &mut Ctx| {
             ctx.sample("z", Normal::new(&zero, &one)?)?;
             ctx.sample("extra", Normal::new(&zero, &one)?)
         };
+        // catalogue end
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::GuideSiteNotInModel { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::GuideSiteNotInModel { .. }),
+            "{e:?}"
+        );
         seen.push(("GuideSiteNotInModel", unlocated(&e)));
     }
     {
+        // catalogue: LatentNotInGuide
         let model = |ctx: &mut Ctx| {
             ctx.sample("z", Normal::new(&zero, &one)?)?;
             ctx.sample("w", Normal::new(&zero, &one)?)
         };
         let guide = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
+        // catalogue end
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::LatentNotInGuide { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::LatentNotInGuide { .. }),
+            "{e:?}"
+        );
         seen.push(("LatentNotInGuide", unlocated(&e)));
     }
     {
+        // catalogue: EventShape
         let loc = Tensor::zeros(3, DType::F64, &dev)?;
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&loc, &one)?.to_event(1)?);
-        let guide = |ctx: &mut Ctx| {
-            ctx.plate("p", 3, |ctx| ctx.sample("z", Normal::new(&zero, &one)?))
-        };
+        let guide =
+            |ctx: &mut Ctx| ctx.plate("p", 3, |ctx| ctx.sample("z", Normal::new(&zero, &one)?));
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::EventShape { .. }), "{e:?}");
         seen.push(("EventShape", unlocated(&e)));
     }
     {
+        // catalogue: BatchShape
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?); // batch []
         let guide = |ctx: &mut Ctx| {
             ctx.plate("p", 3, |ctx| ctx.sample("z", Normal::new(&zero, &one)?)) // batch [3]
         };
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::BatchShape { .. }), "{e:?}");
         seen.push(("BatchShape", unlocated(&e)));
     }
     {
+        // catalogue: SiteShape
         let x = Tensor::zeros((5, 1), DType::F64, &dev)?;
         let model = |ctx: &mut Ctx| {
-            ctx.plate("data", 5, |ctx| ctx.observe("x", Normal::new(&zero, &one)?, &x))
+            ctx.plate("data", 5, |ctx| {
+                ctx.observe("x", Normal::new(&zero, &one)?, &x)
+            })
         };
         let guide = |_: &mut Ctx| Ok(());
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::SiteShape { .. }), "{e:?}");
         seen.push(("SiteShape", unlocated(&e)));
     }
     {
+        // catalogue: PlateSize
         let x = Tensor::zeros(3, DType::F64, &dev)?;
         let model = |ctx: &mut Ctx| {
-            ctx.plate("data", 4, |ctx| ctx.observe("x", Normal::new(&zero, &one)?, &x))
+            ctx.plate("data", 4, |ctx| {
+                ctx.observe("x", Normal::new(&zero, &one)?, &x)
+            })
         };
         let guide = |_: &mut Ctx| Ok(());
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::PlateSize { .. }), "{e:?}");
         seen.push(("PlateSize", unlocated(&e)));
     }
     {
+        // catalogue: GuidePlateNotInModel
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let guide = |ctx: &mut Ctx| {
             ctx.plate("batch", 4, |_| Ok(()))?;
             ctx.sample("z", Normal::new(&zero, &one)?)
         };
+        // catalogue end
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::GuidePlateNotInModel { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::GuidePlateNotInModel { .. }),
+            "{e:?}"
+        );
         seen.push(("GuidePlateNotInModel", unlocated(&e)));
     }
     {
+        // catalogue: NotReparameterized
         let half = Tensor::new(0.5f64, &dev)?;
         let model = |ctx: &mut Ctx| ctx.sample("c", Bernoulli::from_probs(&half)?);
         let guide = |ctx: &mut Ctx| ctx.sample("c", Bernoulli::from_probs(&half)?);
+        // catalogue end
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::NotReparameterized { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::NotReparameterized { .. }),
+            "{e:?}"
+        );
         seen.push(("NotReparameterized", unlocated(&e)));
     }
     {
+        // catalogue: Observed
         let counts = Tensor::new(&[2.0f64, -1.0], &dev)?;
         let model = |ctx: &mut Ctx| {
-            ctx.plate("data", 2, |ctx| ctx.observe("counts", Poisson::new(&one)?, &counts))
+            ctx.plate("data", 2, |ctx| {
+                ctx.observe("counts", Poisson::new(&one)?, &counts)
+            })
         };
         let guide = |_: &mut Ctx| Ok(());
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::Observed { .. }), "{e:?}");
         seen.push(("Observed", unlocated(&e)));
     }
     {
+        // catalogue: InProgram
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let guide = |ctx: &mut Ctx| {
             let loc = ctx.param("loc", &zero, Constraint::Real)?;
             let scale = (&one - 2.0)?; // -1: not a scale
             ctx.sample("z", Normal::new(&loc, &scale)?)
         };
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(&e, InferError::InProgram { .. }), "{e:?}");
         seen.push(("InProgram", unlocated(&e)));
     }
     {
+        // catalogue: NonFinite (loss)
         let model = |ctx: &mut Ctx| {
             let z = ctx.sample("z", Normal::new(&zero, &one)?)?;
             ctx.observe("y", Beta::new(&z.exp()?, &(&one + 1.0)?)?, &one) // Beta(a, 2) at 1: -inf
         };
         let guide = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::NonFinite { .. }), "{e:?}");
         seen.push(("NonFinite (loss)", unlocated(&e)));
     }
     {
+        // catalogue: NonFinite (gradient)
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let guide = |ctx: &mut Ctx| {
             let p = ctx.param("p", &one, Constraint::Real)?;
             let loc = (p - 1.0)?.sqrt()?; // sqrt at 0: an infinite derivative
             ctx.sample("z", Normal::new(&loc, &one)?)
         };
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::NonFinite { .. }), "{e:?}");
         seen.push(("NonFinite (gradient)", unlocated(&e)));
     }
     {
+        // catalogue: Param
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let guide = |ctx: &mut Ctx| {
             let s = ctx.param("s", &one, Constraint::Positive)?;
             let again = ctx.param("s", &one, Constraint::UnitInterval)?; // another constraint
             ctx.sample("z", Normal::new(&s, &again)?)
         };
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::Param { .. }), "{e:?}");
         seen.push(("Param", unlocated(&e)));
     }
     {
+        // catalogue: Plate
         let model = |ctx: &mut Ctx| {
-            ctx.plate_dim("data", 3, 0, |ctx| ctx.sample("z", Normal::new(&zero, &one)?))
+            ctx.plate_dim("data", 3, 0, |ctx| {
+                ctx.sample("z", Normal::new(&zero, &one)?)
+            })
         };
         let guide = |_: &mut Ctx| Ok(());
+        // catalogue end
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::Plate { .. }), "{e:?}");
         seen.push(("Plate", unlocated(&e)));
     }
     {
+        // catalogue: Io
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let guide = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
-        let mut svi = Svi::new(model, guide, Adam::empty(AdamOptions::default())?, TraceMeanFieldElbo::new());
+        let mut svi = Svi::new(
+            model,
+            guide,
+            Adam::empty(AdamOptions::default())?,
+            TraceMeanFieldElbo::new(),
+        );
         let e = svi.load("no/such/checkpoint.safetensors").unwrap_err();
+        // catalogue end
         assert!(matches!(e.root(), InferError::Io { .. }), "{e:?}");
         seen.push(("Io", unlocated(&e)));
     }
     {
+        // catalogue: Optim
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let guide = |ctx: &mut Ctx| {
             let loc = ctx.param("loc", &zero, Constraint::Real)?;
             ctx.sample("z", Normal::new(&loc, &one)?)
         };
-        let mut svi = Svi::new(model, guide, Adam::empty(AdamOptions::default())?, TraceMeanFieldElbo::new());
+        let mut svi = Svi::new(
+            model,
+            guide,
+            Adam::empty(AdamOptions::default())?,
+            TraceMeanFieldElbo::new(),
+        );
         svi.optimizer_mut().set_learning_rate(-0.1);
         let e = svi.step().unwrap_err();
+        // catalogue end
         assert!(matches!(e.root(), InferError::Optim(_)), "{e:?}");
         seen.push(("Optim", unlocated(&e)));
     }
     let expected: [(&str, &str); 17] = [
-        ("DuplicateSite", "site `z` is used twice in one run: site names must be unique"),
-        ("GuideSiteNotInModel", "guide site `extra` is not a latent site of the model (absent, or observed there)"),
-        ("LatentNotInGuide", "model latent site `w` is not sampled by the guide"),
-        ("EventShape", "site `z`: the model's Independent(Normal, 1) has event shape [3], the guide's Normal has []"),
-        ("BatchShape", "site `z`: the model's Normal has shape [] (batch + event), the guide's Normal has [3]; they disagree at dim -1. Sample the site in the same plates in both"),
-        ("SiteShape", "site `x`: Normal with batch shape [5] and event shape [] gives a log-density of shape [5, 5], whose dim -2 (size 5) belongs to no plate the site is in (it must be 1); plates here: `data` (dim -1, size 5). Enclose the batched dim in a plate, move it into the event with `.to_event(..)`, or reshape the data"),
-        ("PlateSize", "site `x` inside plate `data` (size 4, dim -1): the observed value has batch shape [3], whose dim -1 is neither 4 nor 1"),
-        ("GuidePlateNotInModel", "plate `batch` appears in the guide (with no site in it) but not in the model"),
-        ("NotReparameterized", "guide site `c`: Bernoulli is not reparameterised; TraceMeanFieldElbo needs rsample (use TraceElbo, which adds the score-function term)"),
-        ("Observed", "observed site `counts` (in plate `data`): Poisson: value of shape [2] is outside the support nonnegative_integer: -1.0 at [1]"),
-        ("InProgram", "in the guide (after site `loc`): Normal: parameter `scale` (shape []) is outside its support positive: -1.0"),
-        ("NonFinite (loss)", "the loss is inf: non-finite at site `y` (log-likelihood: -inf); the parameters and the optimizer state are unchanged"),
-        ("NonFinite (gradient)", "the gradient of param `p` is NaN; the parameters and the optimizer state are unchanged"),
-        ("Param", "param `s`: used with constraint unit_interval, created (or loaded) with positive"),
-        ("Plate", "plate `data`: dim must be negative (from the right), got 0"),
-        ("Io", "no/such/checkpoint.safetensors: No such file or directory (os error 2)"),
-        ("Optim", "Adam: parameter `loc` would step with learning rate -0.1: expected a finite rate ≥ 0 (the configured lr 0.001 through the map lr ↦ max(0 · lr + -0.1, 0)); no parameter was updated"),
+        (
+            "DuplicateSite",
+            "site `z` is used twice in one run: site names must be unique",
+        ),
+        (
+            "GuideSiteNotInModel",
+            "guide site `extra` is not a latent site of the model (absent, or observed there)",
+        ),
+        (
+            "LatentNotInGuide",
+            "model latent site `w` is not sampled by the guide",
+        ),
+        (
+            "EventShape",
+            "site `z`: the model's Independent(Normal, 1) has event shape [3], the guide's Normal has []",
+        ),
+        (
+            "BatchShape",
+            "site `z`: the model's Normal has shape [] (batch + event), the guide's Normal has [3]; they disagree at dim -1. Sample the site in the same plates in both",
+        ),
+        (
+            "SiteShape",
+            "site `x`: Normal with batch shape [5] and event shape [] gives a log-density of shape [5, 5], whose dim -2 (size 5) belongs to no plate the site is in (it must be 1); plates here: `data` (dim -1, size 5). Enclose the batched dim in a plate, move it into the event with `.to_event(..)`, or reshape the data",
+        ),
+        (
+            "PlateSize",
+            "site `x` inside plate `data` (size 4, dim -1): the observed value has batch shape [3], whose dim -1 is neither 4 nor 1",
+        ),
+        (
+            "GuidePlateNotInModel",
+            "plate `batch` appears in the guide (with no site in it) but not in the model",
+        ),
+        (
+            "NotReparameterized",
+            "guide site `c`: Bernoulli is not reparameterised; TraceMeanFieldElbo needs rsample (use TraceElbo, which adds the score-function term)",
+        ),
+        (
+            "Observed",
+            "observed site `counts` (in plate `data`): Poisson: value of shape [2] is outside the support nonnegative_integer: -1.0 at [1]",
+        ),
+        (
+            "InProgram",
+            "in the guide (after site `loc`): Normal: parameter `scale` (shape []) is outside its support positive: -1.0",
+        ),
+        (
+            "NonFinite (loss)",
+            "the loss is inf: non-finite at site `y` (log-likelihood: -inf); the parameters and the optimizer state are unchanged",
+        ),
+        (
+            "NonFinite (gradient)",
+            "the gradient of param `p` is NaN; the parameters and the optimizer state are unchanged",
+        ),
+        (
+            "Param",
+            "param `s`: used with constraint unit_interval, created (or loaded) with positive",
+        ),
+        (
+            "Plate",
+            "plate `data`: dim must be negative (from the right), got 0",
+        ),
+        (
+            "Io",
+            "no/such/checkpoint.safetensors: No such file or directory (os error 2)",
+        ),
+        (
+            "Optim",
+            "Adam: parameter `loc` would step with learning rate -0.1: expected a finite rate ≥ 0 (the configured lr 0.001 through the map lr ↦ max(0 · lr + -0.1, 0)); no parameter was updated",
+        ),
     ];
     for (name, got) in &seen {
         println!("{name}\t{got}");

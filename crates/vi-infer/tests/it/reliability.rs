@@ -888,6 +888,23 @@ fn observe_with_a_mask_imputes_the_missing_entries() -> Res {
         .value
         .to_vec1::<f64>()?;
     assert_eq!(combined, [0.5, drawn[1], -1.0]);
+    // A mask over the event dims is an error that says so.
+    let y = Tensor::zeros((3, 2), DType::F64, &Device::Cpu)?;
+    let per_element = Tensor::ones((3, 2), DType::U8, &Device::Cpu)?;
+    let mut bad = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+        let d = Normal::new(&t(&[0.0, 0.0]), &t(&[1.0, 1.0]))?.to_event(1)?;
+        ctx.plate("data", 3, |ctx| {
+            ctx.observe_masked("y", d, &y, &per_element)
+        })?;
+        Ok(())
+    };
+    let e = TraceElbo::new()
+        .compute(&mut bad, &mut no_guide(), &mut store, &mut rng)
+        .unwrap_err();
+    assert_mentions(
+        &e,
+        &["site `y`", "obs_mask of shape [3, 2]", "event shape [2]"],
+    );
     Ok(())
 }
 
