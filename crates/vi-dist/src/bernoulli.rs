@@ -128,19 +128,6 @@ impl Bernoulli {
         let p = self.param.broadcast_as(out)?;
         binary_log_kernel(&k, &k.affine(-1.0, 1.0)?, &p)
     }
-
-    /// `log_prob` summed over the trailing `dims` dims in one fused op:
-    /// `Independent(Bernoulli, dims).log_prob` after the wrapper has checked the value's shape.
-    pub(crate) fn log_prob_sum(&self, value: &Tensor, dims: usize) -> Result<Tensor> {
-        let value = float_value(value, self.dtype())?;
-        let out = validate_value(self, &value)?;
-        match self.form {
-            Form::Logits => crate::ops::bernoulli_log_prob_sum(&value, &self.param, dims),
-            Form::Probs => {
-                crate::broadcast::sum_rightmost(&self.probs_log_prob(&value, &out)?, dims)
-            }
-        }
-    }
 }
 
 impl Distribution for Bernoulli {
@@ -172,6 +159,20 @@ impl Distribution for Bernoulli {
             Form::Logits => crate::ops::bernoulli_log_prob(&value, &self.param),
             Form::Probs => self.probs_log_prob(&value, &out),
         }
+    }
+
+    fn log_prob_summed(&self, value: &Tensor, dims: usize) -> Option<Result<Tensor>> {
+        let summed = || {
+            let value = float_value(value, self.dtype())?;
+            let out = validate_value(self, &value)?;
+            match self.form {
+                Form::Logits => crate::ops::bernoulli_log_prob_sum(&value, &self.param, dims),
+                Form::Probs => {
+                    crate::broadcast::sum_rightmost(&self.probs_log_prob(&value, &out)?, dims)
+                }
+            }
+        };
+        Some(summed())
     }
 
     fn entropy(&self) -> Result<Tensor> {

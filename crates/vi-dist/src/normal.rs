@@ -81,15 +81,6 @@ impl Normal {
     }
 }
 
-impl Normal {
-    /// `log_prob` summed over the trailing `dims` dims in one fused op:
-    /// `Independent(Normal, dims).log_prob` after the wrapper has checked the value's shape.
-    pub(crate) fn log_prob_sum(&self, value: &Tensor, dims: usize) -> Result<Tensor> {
-        validate_value(self, value)?;
-        crate::ops::normal_log_prob_sum(value, &self.loc, &self.scale, dims)
-    }
-}
-
 impl Distribution for Normal {
     dist_common!("Normal", loc);
 
@@ -110,6 +101,13 @@ impl Distribution for Normal {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         crate::ops::normal_log_prob(value, &self.loc, &self.scale)
+    }
+
+    fn log_prob_summed(&self, value: &Tensor, dims: usize) -> Option<Result<Tensor>> {
+        Some(
+            validate_value(self, value)
+                .and_then(|_| crate::ops::normal_log_prob_sum(value, &self.loc, &self.scale, dims)),
+        )
     }
 
     fn entropy(&self) -> Result<Tensor> {

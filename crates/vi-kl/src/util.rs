@@ -1,12 +1,12 @@
 //! Small tensor helpers shared by the rules.
 
 use candle_core::{D, DType, Device, Tensor};
-use vi_dist::{Distribution, Expanded, Independent, Masked};
+use vi_dist::Distribution;
 
 use crate::error::{KlError, Result};
 
 /// A human-readable name of `d` with its wrappers, e.g. `Independent(Normal, 1)`: what the
-/// errors print.
+/// errors print. The same as [`Distribution::describe`], kept here for existing callers.
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};
@@ -17,19 +17,14 @@ use crate::error::{KlError, Result};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn describe(d: &dyn Distribution) -> String {
-    let any = d.as_any();
-    if let Some(i) = any.downcast_ref::<Independent>() {
-        format!(
-            "Independent({}, {})",
-            describe(i.base()),
-            i.reinterpreted_batch_ndims()
-        )
-    } else if let Some(e) = any.downcast_ref::<Expanded>() {
-        format!("Expanded({}, {:?})", describe(e.base()), e.batch_shape())
-    } else if let Some(m) = any.downcast_ref::<Masked>() {
-        format!("Masked({})", describe(m.base()))
-    } else {
-        d.name().to_string()
+    d.describe()
+}
+
+/// [`KlError::NoClosedForm`] for the pair.
+pub(crate) fn no_closed_form(p: &dyn Distribution, q: &dyn Distribution) -> KlError {
+    KlError::NoClosedForm {
+        p: describe(p),
+        q: describe(q),
     }
 }
 

@@ -186,6 +186,9 @@ impl Distribution for Expanded {
             Ok(Box::new(Expanded::new(self.base.clone(), batch_shape)?))
         })
     }
+    fn describe(&self) -> String {
+        format!("Expanded({}, {:?})", self.base.describe(), self.batch)
+    }
     fn clone_box(&self) -> Box<dyn Distribution> {
         Box::new(self.clone())
     }

@@ -5,21 +5,20 @@ use std::any::Any;
 use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 
-use crate::bernoulli::Bernoulli;
 use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, value_batch_shape};
 use crate::error::{DistError, Result, located};
-use crate::normal::Normal;
 
 /// The rightmost `reinterpreted_batch_ndims` batch dims of `base` treated as one event:
 /// `log_prob` sums over them, as `torch.distributions.Independent`.
 ///
 /// Nested wrappers collapse: `Independent(Independent(d, m), n)` is `Independent(d, m + n)`.
 ///
-/// For a `Normal` or `Bernoulli` base, `log_prob` is one op that sums over the event dims
-/// itself ([`crate::ops::normal_log_prob_sum`], [`crate::ops::bernoulli_log_prob_sum`]: fused
-/// on the CPU, f64 accumulation); other bases sum their `log_prob` with candle's `sum`.
+/// `log_prob` takes the base's [`log_prob_summed`](Distribution::log_prob_summed) where it has
+/// one, an op that sums over the event dims itself (`Normal` and `Bernoulli`:
+/// [`crate::ops::normal_log_prob_sum`], [`crate::ops::bernoulli_log_prob_sum`], fused on the
+/// CPU with f64 accumulation); other bases sum their `log_prob` with candle's `sum`.
 ///
 /// ```
 /// use candle_core::{Device, Tensor, DType};
@@ -147,17 +146,13 @@ impl Distribution for Independent {
         // The event shape is checked here: the base alone would accept a value that only
         // broadcasts against the reinterpreted dims. The base checks the support.
         value_batch_shape(self, value)?;
-        // The hot families sum inside their fused op (CPU f32/f64; composed + sum elsewhere):
-        // no separate `sum` node, whose backward would build a full-shape gradient.
+        // A family with a fused summed density sums inside its op: no separate `sum` node,
+        // whose backward would build a full-shape gradient.
         let k = self.reinterpreted;
-        if k > 0 {
-            let base = self.base.as_any();
-            if let Some(normal) = base.downcast_ref::<Normal>() {
-                return normal.log_prob_sum(value, k);
-            }
-            if let Some(bernoulli) = base.downcast_ref::<Bernoulli>() {
-                return bernoulli.log_prob_sum(value, k);
-            }
+        if k > 0
+            && let Some(summed) = self.base.log_prob_summed(value, k)
+        {
+            return summed;
         }
         sum_rightmost(&self.base.log_prob(value)?, k)
     }
@@ -198,6 +193,13 @@ impl Distribution for Independent {
                 })?;
             Ok(Box::new(Independent::new(base, self.reinterpreted)?))
         })
+    }
+    fn describe(&self) -> String {
+        format!(
+            "Independent({}, {})",
+            self.base.describe(),
+            self.reinterpreted
+        )
     }
     fn clone_box(&self) -> Box<dyn Distribution> {
         Box::new(self.clone())

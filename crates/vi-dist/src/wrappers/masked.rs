@@ -218,6 +218,9 @@ impl Distribution for Masked {
             )?))
         })
     }
+    fn describe(&self) -> String {
+        format!("Masked({})", self.base.describe())
+    }
     fn clone_box(&self) -> Box<dyn Distribution> {
         Box::new(self.clone())
     }

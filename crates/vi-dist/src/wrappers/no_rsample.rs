@@ -96,6 +96,9 @@ impl Distribution for NoRsample {
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         Ok(Box::new(NoRsample::new(self.base.expand(batch_shape)?)))
     }
+    fn describe(&self) -> String {
+        format!("NoRsample({})", self.base.describe())
+    }
     fn clone_box(&self) -> Box<dyn Distribution> {
         Box::new(self.clone())
     }
