@@ -12,13 +12,13 @@ use vi_dist::ops::{composed, fused};
 use vi_dist::{Distribution, HalfNormal, LogNormal, Normal};
 use vi_test::{assert_all_close as assert_close, fused_tol as tol};
 
+use crate::common::{Res, host};
+
 /// Autograd against central finite differences (step 1e-6) in f64.
 const FD_TOL: vi_test::Tol = vi_test::Tol {
     rtol: 1e-6,
     atol: 1e-6,
 };
-
-type Res = Result<(), Box<dyn std::error::Error>>;
 
 // ---------- fastmath ----------
 
@@ -121,10 +121,6 @@ fn input(
 fn random_shape(rng: &mut ChaCha8Rng) -> Vec<usize> {
     let rank = rng.random_range(0..=3);
     (0..rank).map(|_| rng.random_range(1..=5)).collect()
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(t).unwrap()
 }
 
 type OpFn = fn(&[&Tensor]) -> vi_dist::Result<Tensor>;
