@@ -9,9 +9,9 @@ use crate::distribution::{Distribution, validate_value};
 use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::probs::{
-    Form, bad_sampler_param, binary_log_kernel, binary_param, enumerate_layout, float_value,
+    Form, binary_log_kernel, binary_param, enumerate_layout, float_value, host_samplers,
 };
-use crate::rng::{draw_per_element, to_host};
+use crate::rng::draw_each;
 
 /// `Bernoulli(probs)` on {0, 1}: `P(1) = p`, as `torch.distributions.Bernoulli`.
 ///
@@ -134,22 +134,15 @@ impl Distribution for Bernoulli {
     dist_common!("Bernoulli", param);
 
     fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        let samplers = to_host(&self.probs()?)?
-            .into_iter()
-            .map(|p| {
-                rand_distr::Bernoulli::new(p)
-                    .map_err(|_| bad_sampler_param(self.name(), "probs", p))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        draw_per_element(
-            &samplers,
-            sample_shape,
-            &self.batch,
-            self.dtype(),
-            self.device(),
-            rng,
-            |b, r| f64::from(u8::from(b.sample(r))),
-        )
+        let samplers = host_samplers(
+            self.name(),
+            "probs",
+            &self.probs()?,
+            rand_distr::Bernoulli::new,
+        )?;
+        draw_each(self, &samplers, sample_shape, rng, |b, r| {
+            f64::from(u8::from(b.sample(r)))
+        })
     }
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {

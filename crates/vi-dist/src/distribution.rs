@@ -247,6 +247,19 @@ fn violation(constraint: &Constraint, value: &Tensor) -> Box<BadValue> {
     Box::new(BadValue { value, index })
 }
 
+/// `validate` for a wrapper whose shapes are not its base's: the shapes against the wrapper
+/// ([`value_batch_shape`]), the support by the base (a masked base checks only the elements it
+/// counts).
+pub(crate) fn validate_wrapped(
+    wrapper: &dyn Distribution,
+    base: &dyn Distribution,
+    value: &Tensor,
+) -> Result<Vec<usize>> {
+    let out = value_batch_shape(wrapper, value)?;
+    base.validate(value)?;
+    Ok(out)
+}
+
 /// The shape part of [`validate_value`] (no support check, no device sync): for wrappers,
 /// whose base checks the support.
 pub(crate) fn value_batch_shape<D: Distribution + ?Sized>(

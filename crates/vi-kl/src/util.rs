@@ -64,14 +64,12 @@ pub(crate) fn fill_where(cond: &Tensor, value: f64, t: &Tensor) -> Result<Tensor
     Ok(cond.where_cond(&full_like(value, &t)?, &t)?)
 }
 
-/// `+inf` with the joint batch shape of `p` and `q`, in `like`'s dtype and device (a view of
-/// one element): the KL of a pair whose supports never nest (no gradient: a constant).
-pub(crate) fn infinite(
-    p: &dyn Distribution,
-    q: &dyn Distribution,
-    like: &Tensor,
-) -> Result<Tensor> {
-    full(f64::INFINITY, &joint_batch(p, q)?, like)
+/// `+inf` with the joint batch shape of `p` and `q`, in `p`'s dtype and device (a view of one
+/// element): the KL of a pair whose supports never nest (no gradient: a constant).
+pub(crate) fn infinite(p: &dyn Distribution, q: &dyn Distribution) -> Result<Tensor> {
+    Ok(Tensor::new(f64::INFINITY, p.device())?
+        .to_dtype(p.dtype())?
+        .broadcast_as(joint_batch(p, q)?)?)
 }
 
 /// Sum the last `n` dims of `t` (torch's `_sum_rightmost`).

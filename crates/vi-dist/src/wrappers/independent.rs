@@ -1,13 +1,10 @@
 //! `Independent`: reinterpret batch dims as event dims (Pyro's `.to_event(n)`).
 
-use std::any::Any;
-
-use candle_core::{DType, Device, Tensor};
-use rand::RngCore;
+use candle_core::Tensor;
 
 use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
-use crate::distribution::{Distribution, value_batch_shape};
+use crate::distribution::{Distribution, validate_wrapped, value_batch_shape};
 use crate::error::{DistError, Result, located};
 
 /// The rightmost `reinterpreted_batch_ndims` batch dims of `base` treated as one event:
@@ -121,26 +118,12 @@ impl Distribution for Independent {
     fn name(&self) -> &'static str {
         "Independent"
     }
+    forward_to_base! { dtype, device, sample, has_rsample, rsample, mean, variance, boxed }
     fn batch_shape(&self) -> &[usize] {
         &self.batch
     }
     fn event_shape(&self) -> &[usize] {
         &self.event
-    }
-    fn dtype(&self) -> DType {
-        self.base.dtype()
-    }
-    fn device(&self) -> &Device {
-        self.base.device()
-    }
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        self.base.sample(sample_shape, rng)
-    }
-    fn has_rsample(&self) -> bool {
-        self.base.has_rsample()
-    }
-    fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        self.base.rsample(sample_shape, rng)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         // The event shape is checked here: the base alone would accept a value that only
@@ -159,21 +142,11 @@ impl Distribution for Independent {
     fn entropy(&self) -> Result<Tensor> {
         sum_rightmost(&self.base.entropy()?, self.reinterpreted)
     }
-    fn mean(&self) -> Result<Tensor> {
-        self.base.mean()
-    }
-    fn variance(&self) -> Result<Tensor> {
-        self.base.variance()
-    }
     fn support(&self) -> Constraint {
         self.base.support().independent(self.reinterpreted)
     }
     fn validate(&self, value: &Tensor) -> Result<Vec<usize>> {
-        // The shapes against this wrapper, the support by the base (a masked base checks
-        // only the elements it counts).
-        let out = value_batch_shape(self, value)?;
-        self.base.validate(value)?;
-        Ok(out)
+        validate_wrapped(self, self.base.as_ref(), value)
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         located(|| -> Result<Box<dyn Distribution>> {
@@ -200,11 +173,5 @@ impl Distribution for Independent {
             self.base.describe(),
             self.reinterpreted
         )
-    }
-    fn clone_box(&self) -> Box<dyn Distribution> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
     }
 }

@@ -9,7 +9,7 @@ use vi_dist::{
 
 use crate::error::Result;
 use crate::registry::KlRegistry;
-use crate::util::joint_batch;
+use crate::util::infinite;
 
 /// The Euler–Mascheroni constant γ: the mean of a standard Gumbel.
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
@@ -183,8 +183,5 @@ fn real_line_vs_bounded<P: Distribution, Q: Distribution>(
     q: &Q,
     _: &KlRegistry,
 ) -> Result<Tensor> {
-    let batch = joint_batch(p, q)?;
-    Ok(Tensor::new(f64::INFINITY, p.device())?
-        .to_dtype(p.dtype())?
-        .broadcast_as(batch)?)
+    infinite(p, q)
 }
