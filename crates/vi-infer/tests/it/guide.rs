@@ -904,7 +904,10 @@ fn error_catalogue() -> Res {
         };
         let guide = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::DuplicateSite { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::DuplicateSite { .. }),
+            "{e:?}"
+        );
         seen.push(("DuplicateSite", unlocated(&e)));
     }
     {
@@ -914,7 +917,10 @@ fn error_catalogue() -> Res {
             ctx.sample("extra", Normal::new(&zero, &one)?)
         };
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::GuideSiteNotInModel { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::GuideSiteNotInModel { .. }),
+            "{e:?}"
+        );
         seen.push(("GuideSiteNotInModel", unlocated(&e)));
     }
     {
@@ -924,15 +930,17 @@ fn error_catalogue() -> Res {
         };
         let guide = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::LatentNotInGuide { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::LatentNotInGuide { .. }),
+            "{e:?}"
+        );
         seen.push(("LatentNotInGuide", unlocated(&e)));
     }
     {
         let loc = Tensor::zeros(3, DType::F64, &dev)?;
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&loc, &one)?.to_event(1)?);
-        let guide = |ctx: &mut Ctx| {
-            ctx.plate("p", 3, |ctx| ctx.sample("z", Normal::new(&zero, &one)?))
-        };
+        let guide =
+            |ctx: &mut Ctx| ctx.plate("p", 3, |ctx| ctx.sample("z", Normal::new(&zero, &one)?));
         let e = first_step_error(model, guide);
         assert!(matches!(e.root(), InferError::EventShape { .. }), "{e:?}");
         seen.push(("EventShape", unlocated(&e)));
@@ -949,7 +957,9 @@ fn error_catalogue() -> Res {
     {
         let x = Tensor::zeros((5, 1), DType::F64, &dev)?;
         let model = |ctx: &mut Ctx| {
-            ctx.plate("data", 5, |ctx| ctx.observe("x", Normal::new(&zero, &one)?, &x))
+            ctx.plate("data", 5, |ctx| {
+                ctx.observe("x", Normal::new(&zero, &one)?, &x)
+            })
         };
         let guide = |_: &mut Ctx| Ok(());
         let e = first_step_error(model, guide);
@@ -959,7 +969,9 @@ fn error_catalogue() -> Res {
     {
         let x = Tensor::zeros(3, DType::F64, &dev)?;
         let model = |ctx: &mut Ctx| {
-            ctx.plate("data", 4, |ctx| ctx.observe("x", Normal::new(&zero, &one)?, &x))
+            ctx.plate("data", 4, |ctx| {
+                ctx.observe("x", Normal::new(&zero, &one)?, &x)
+            })
         };
         let guide = |_: &mut Ctx| Ok(());
         let e = first_step_error(model, guide);
@@ -973,7 +985,10 @@ fn error_catalogue() -> Res {
             ctx.sample("z", Normal::new(&zero, &one)?)
         };
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::GuidePlateNotInModel { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::GuidePlateNotInModel { .. }),
+            "{e:?}"
+        );
         seen.push(("GuidePlateNotInModel", unlocated(&e)));
     }
     {
@@ -981,13 +996,18 @@ fn error_catalogue() -> Res {
         let model = |ctx: &mut Ctx| ctx.sample("c", Bernoulli::from_probs(&half)?);
         let guide = |ctx: &mut Ctx| ctx.sample("c", Bernoulli::from_probs(&half)?);
         let e = first_step_error(model, guide);
-        assert!(matches!(e.root(), InferError::NotReparameterized { .. }), "{e:?}");
+        assert!(
+            matches!(e.root(), InferError::NotReparameterized { .. }),
+            "{e:?}"
+        );
         seen.push(("NotReparameterized", unlocated(&e)));
     }
     {
         let counts = Tensor::new(&[2.0f64, -1.0], &dev)?;
         let model = |ctx: &mut Ctx| {
-            ctx.plate("data", 2, |ctx| ctx.observe("counts", Poisson::new(&one)?, &counts))
+            ctx.plate("data", 2, |ctx| {
+                ctx.observe("counts", Poisson::new(&one)?, &counts)
+            })
         };
         let guide = |_: &mut Ctx| Ok(());
         let e = first_step_error(model, guide);
@@ -1039,7 +1059,9 @@ fn error_catalogue() -> Res {
     }
     {
         let model = |ctx: &mut Ctx| {
-            ctx.plate_dim("data", 3, 0, |ctx| ctx.sample("z", Normal::new(&zero, &one)?))
+            ctx.plate_dim("data", 3, 0, |ctx| {
+                ctx.sample("z", Normal::new(&zero, &one)?)
+            })
         };
         let guide = |_: &mut Ctx| Ok(());
         let e = first_step_error(model, guide);
@@ -1049,7 +1071,12 @@ fn error_catalogue() -> Res {
     {
         let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
         let guide = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
-        let mut svi = Svi::new(model, guide, Adam::empty(AdamOptions::default())?, TraceMeanFieldElbo::new());
+        let mut svi = Svi::new(
+            model,
+            guide,
+            Adam::empty(AdamOptions::default())?,
+            TraceMeanFieldElbo::new(),
+        );
         let e = svi.load("no/such/checkpoint.safetensors").unwrap_err();
         assert!(matches!(e.root(), InferError::Io { .. }), "{e:?}");
         seen.push(("Io", unlocated(&e)));
@@ -1060,30 +1087,86 @@ fn error_catalogue() -> Res {
             let loc = ctx.param("loc", &zero, Constraint::Real)?;
             ctx.sample("z", Normal::new(&loc, &one)?)
         };
-        let mut svi = Svi::new(model, guide, Adam::empty(AdamOptions::default())?, TraceMeanFieldElbo::new());
+        let mut svi = Svi::new(
+            model,
+            guide,
+            Adam::empty(AdamOptions::default())?,
+            TraceMeanFieldElbo::new(),
+        );
         svi.optimizer_mut().set_learning_rate(-0.1);
         let e = svi.step().unwrap_err();
         assert!(matches!(e.root(), InferError::Optim(_)), "{e:?}");
         seen.push(("Optim", unlocated(&e)));
     }
     let expected: [(&str, &str); 17] = [
-        ("DuplicateSite", "site `z` is used twice in one run: site names must be unique"),
-        ("GuideSiteNotInModel", "guide site `extra` is not a latent site of the model (absent, or observed there)"),
-        ("LatentNotInGuide", "model latent site `w` is not sampled by the guide"),
-        ("EventShape", "site `z`: the model's Independent(Normal, 1) has event shape [3], the guide's Normal has []"),
-        ("BatchShape", "site `z`: the model's Normal has shape [] (batch + event), the guide's Normal has [3]; they disagree at dim -1. Sample the site in the same plates in both"),
-        ("SiteShape", "site `x`: Normal with batch shape [5] and event shape [] gives a log-density of shape [5, 5], whose dim -2 (size 5) belongs to no plate the site is in (it must be 1); plates here: `data` (dim -1, size 5). Enclose the batched dim in a plate, move it into the event with `.to_event(..)`, or reshape the data"),
-        ("PlateSize", "site `x` inside plate `data` (size 4, dim -1): the observed value has batch shape [3], whose dim -1 is neither 4 nor 1"),
-        ("GuidePlateNotInModel", "plate `batch` appears in the guide (with no site in it) but not in the model"),
-        ("NotReparameterized", "guide site `c`: Bernoulli is not reparameterised; TraceMeanFieldElbo needs rsample (use TraceElbo, which adds the score-function term)"),
-        ("Observed", "observed site `counts` (in plate `data`): Poisson: value of shape [2] is outside the support nonnegative_integer: -1.0 at [1]"),
-        ("InProgram", "in the guide (after site `loc`): Normal: parameter `scale` (shape []) is outside its support positive: -1.0"),
-        ("NonFinite (loss)", "the loss is inf: non-finite at site `y` (log-likelihood: -inf); the parameters and the optimizer state are unchanged"),
-        ("NonFinite (gradient)", "the gradient of param `p` is NaN; the parameters and the optimizer state are unchanged"),
-        ("Param", "param `s`: used with constraint unit_interval, created (or loaded) with positive"),
-        ("Plate", "plate `data`: dim must be negative (from the right), got 0"),
-        ("Io", "no/such/checkpoint.safetensors: No such file or directory (os error 2)"),
-        ("Optim", "Adam: parameter `loc` would step with learning rate -0.1: expected a finite rate ≥ 0 (the configured lr 0.001 through the map lr ↦ max(0 · lr + -0.1, 0)); no parameter was updated"),
+        (
+            "DuplicateSite",
+            "site `z` is used twice in one run: site names must be unique",
+        ),
+        (
+            "GuideSiteNotInModel",
+            "guide site `extra` is not a latent site of the model (absent, or observed there)",
+        ),
+        (
+            "LatentNotInGuide",
+            "model latent site `w` is not sampled by the guide",
+        ),
+        (
+            "EventShape",
+            "site `z`: the model's Independent(Normal, 1) has event shape [3], the guide's Normal has []",
+        ),
+        (
+            "BatchShape",
+            "site `z`: the model's Normal has shape [] (batch + event), the guide's Normal has [3]; they disagree at dim -1. Sample the site in the same plates in both",
+        ),
+        (
+            "SiteShape",
+            "site `x`: Normal with batch shape [5] and event shape [] gives a log-density of shape [5, 5], whose dim -2 (size 5) belongs to no plate the site is in (it must be 1); plates here: `data` (dim -1, size 5). Enclose the batched dim in a plate, move it into the event with `.to_event(..)`, or reshape the data",
+        ),
+        (
+            "PlateSize",
+            "site `x` inside plate `data` (size 4, dim -1): the observed value has batch shape [3], whose dim -1 is neither 4 nor 1",
+        ),
+        (
+            "GuidePlateNotInModel",
+            "plate `batch` appears in the guide (with no site in it) but not in the model",
+        ),
+        (
+            "NotReparameterized",
+            "guide site `c`: Bernoulli is not reparameterised; TraceMeanFieldElbo needs rsample (use TraceElbo, which adds the score-function term)",
+        ),
+        (
+            "Observed",
+            "observed site `counts` (in plate `data`): Poisson: value of shape [2] is outside the support nonnegative_integer: -1.0 at [1]",
+        ),
+        (
+            "InProgram",
+            "in the guide (after site `loc`): Normal: parameter `scale` (shape []) is outside its support positive: -1.0",
+        ),
+        (
+            "NonFinite (loss)",
+            "the loss is inf: non-finite at site `y` (log-likelihood: -inf); the parameters and the optimizer state are unchanged",
+        ),
+        (
+            "NonFinite (gradient)",
+            "the gradient of param `p` is NaN; the parameters and the optimizer state are unchanged",
+        ),
+        (
+            "Param",
+            "param `s`: used with constraint unit_interval, created (or loaded) with positive",
+        ),
+        (
+            "Plate",
+            "plate `data`: dim must be negative (from the right), got 0",
+        ),
+        (
+            "Io",
+            "no/such/checkpoint.safetensors: No such file or directory (os error 2)",
+        ),
+        (
+            "Optim",
+            "Adam: parameter `loc` would step with learning rate -0.1: expected a finite rate ≥ 0 (the configured lr 0.001 through the map lr ↦ max(0 · lr + -0.1, 0)); no parameter was updated",
+        ),
     ];
     for (name, got) in &seen {
         println!("{name}\t{got}");
