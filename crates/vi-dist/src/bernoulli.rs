@@ -9,9 +9,9 @@ use crate::distribution::{Distribution, validate_value};
 use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::probs::{
-    Form, bad_sampler_param, binary_log_kernel, binary_param, enumerate_layout, float_value,
+    Form, binary_log_kernel, binary_param, enumerate_layout, float_value, host_samplers,
 };
-use crate::rng::{draw_per_element, to_host};
+use crate::rng::draw_each;
 
 /// `Bernoulli(probs)` on {0, 1}: `P(1) = p`, as `torch.distributions.Bernoulli`.
 ///
@@ -128,41 +128,21 @@ impl Bernoulli {
         let p = self.param.broadcast_as(out)?;
         binary_log_kernel(&k, &k.affine(-1.0, 1.0)?, &p)
     }
-
-    /// `log_prob` summed over the trailing `dims` dims in one fused op:
-    /// `Independent(Bernoulli, dims).log_prob` after the wrapper has checked the value's shape.
-    pub(crate) fn log_prob_sum(&self, value: &Tensor, dims: usize) -> Result<Tensor> {
-        let value = float_value(value, self.dtype())?;
-        let out = validate_value(self, &value)?;
-        match self.form {
-            Form::Logits => crate::ops::bernoulli_log_prob_sum(&value, &self.param, dims),
-            Form::Probs => {
-                crate::broadcast::sum_rightmost(&self.probs_log_prob(&value, &out)?, dims)
-            }
-        }
-    }
 }
 
 impl Distribution for Bernoulli {
     dist_common!("Bernoulli", param);
 
     fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        let samplers = to_host(&self.probs()?)?
-            .into_iter()
-            .map(|p| {
-                rand_distr::Bernoulli::new(p)
-                    .map_err(|_| bad_sampler_param(self.name(), "probs", p))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        draw_per_element(
-            &samplers,
-            sample_shape,
-            &self.batch,
-            self.dtype(),
-            self.device(),
-            rng,
-            |b, r| f64::from(u8::from(b.sample(r))),
-        )
+        let samplers = host_samplers(
+            self.name(),
+            "probs",
+            &self.probs()?,
+            rand_distr::Bernoulli::new,
+        )?;
+        draw_each(self, &samplers, sample_shape, rng, |b, r| {
+            f64::from(u8::from(b.sample(r)))
+        })
     }
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
@@ -172,6 +152,20 @@ impl Distribution for Bernoulli {
             Form::Logits => crate::ops::bernoulli_log_prob(&value, &self.param),
             Form::Probs => self.probs_log_prob(&value, &out),
         }
+    }
+
+    fn log_prob_summed(&self, value: &Tensor, dims: usize) -> Option<Result<Tensor>> {
+        let summed = || {
+            let value = float_value(value, self.dtype())?;
+            let out = validate_value(self, &value)?;
+            match self.form {
+                Form::Logits => crate::ops::bernoulli_log_prob_sum(&value, &self.param, dims),
+                Form::Probs => {
+                    crate::broadcast::sum_rightmost(&self.probs_log_prob(&value, &out)?, dims)
+                }
+            }
+        };
+        Some(summed())
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -8,7 +8,7 @@ use crate::constraint::Constraint;
 use crate::dirichlet::dirichlet_draw;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, sample_by_rsample};
 use crate::ops::{digamma, lgamma, xlogy_torch_grad as xlogy};
 
 /// `Beta(concentration1, concentration0)` on `[0, 1]`: density
@@ -121,17 +121,7 @@ impl Beta {
 impl Distribution for Beta {
     dist_common!("Beta", concentration1);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.draw(sample_shape, rng, false)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
-
-    fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        self.draw(sample_shape, rng, true)
-    }
+    sample_by_rsample!(draw);
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;

@@ -11,7 +11,7 @@ use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::ops::{lgamma, softplus};
 use crate::probs::{Form, bad_sampler_param, binary_log_kernel, enumerate_layout, float_value};
-use crate::rng::{draw_per_element, to_host};
+use crate::rng::{draw_each, to_host};
 
 /// `Binomial(total_count, probs)`: the number of successes in `total_count` independent
 /// trials of probability `probs`, as `torch.distributions.Binomial`.
@@ -229,15 +229,9 @@ impl Distribution for Binomial {
                     .map_err(|_| bad_sampler_param(self.name(), "probs", p))
             })
             .collect::<Result<Vec<_>>>()?;
-        draw_per_element(
-            &samplers,
-            sample_shape,
-            &self.batch,
-            self.dtype(),
-            self.device(),
-            rng,
-            |b, r| b.sample(r) as f64,
-        )
+        draw_each(self, &samplers, sample_shape, rng, |b, r| {
+            b.sample(r) as f64
+        })
     }
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {

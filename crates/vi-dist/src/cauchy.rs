@@ -5,11 +5,11 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::{broadcast_params, full};
+use crate::broadcast::full;
 use crate::constraint::Constraint;
-use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::distribution::{Distribution, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, loc_scale, sample_by_rsample};
 use crate::rng::uniform_inverse;
 
 /// `Cauchy(loc, scale)`: density `1 / (π scale (1 + ((x − loc) / scale)²))`, as
@@ -47,10 +47,7 @@ impl Cauchy {
     #[track_caller]
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         located(|| {
-            let ([loc, scale], batch) =
-                broadcast_params("Cauchy", [("loc", loc, 0), ("scale", scale, 0)])?;
-            validate_param("Cauchy", "loc", &loc, &Constraint::Real)?;
-            validate_param("Cauchy", "scale", &scale, &Constraint::Positive)?;
+            let ([loc, scale], batch) = loc_scale("Cauchy", loc, scale)?;
             Ok(Self { loc, scale, batch })
         })
     }
@@ -121,13 +118,7 @@ pub(crate) fn ln_one_plus_ratio_sq(a: &Tensor, t: &Tensor) -> Result<Tensor> {
 impl Distribution for Cauchy {
     dist_common!("Cauchy", loc);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);

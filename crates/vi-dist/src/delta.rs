@@ -7,7 +7,7 @@ use crate::broadcast::{broadcast_params, sum_rightmost};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_value};
 use crate::error::{DistError, Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, sample_by_rsample};
 
 /// `Delta(v, log_density, event_dim)`: all mass at `v`, as Pyro's `dist.Delta`.
 ///
@@ -110,13 +110,7 @@ impl Delta {
 impl Distribution for Delta {
     dist_common!("Delta", v, event);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], _rng: &mut dyn RngCore) -> Result<Tensor> {
         Ok(self.v.broadcast_as(self.extended_shape(sample_shape))?)

@@ -64,6 +64,26 @@ pub trait Distribution: Debug + Send + Sync + 'static {
     /// with `batch_shape`; the result has the broadcast batch shape.
     fn log_prob(&self, value: &Tensor) -> Result<Tensor>;
 
+    /// `log_prob(value)` summed over the rightmost `dims` batch dims in one op, for a family
+    /// that has such a fused path; `None` (the default) when it has none, and the caller sums
+    /// [`log_prob`](Self::log_prob) itself. [`Independent::log_prob`](Independent) asks its
+    /// base for this first (with `dims` ≥ 1, after checking the value's shape against the
+    /// wrapper), so a family with a fused summed density only overrides this method.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Gamma, Normal};
+    /// let t = Tensor::ones((2, 3), DType::F64, &Device::Cpu)?;
+    /// let x = Tensor::zeros((2, 3), DType::F64, &Device::Cpu)?;
+    /// let summed = Normal::new(&x, &t)?.log_prob_summed(&x, 1).expect("Normal has one")?;
+    /// assert_eq!(summed.dims(), &[2]);
+    /// assert!(Gamma::new(&t, &t)?.log_prob_summed(&t, 1).is_none());
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    fn log_prob_summed(&self, _value: &Tensor, _dims: usize) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// Entropy, shape `batch_shape`.
     fn entropy(&self) -> Result<Tensor>;
 
@@ -129,6 +149,24 @@ pub trait Distribution: Debug + Send + Sync + 'static {
     /// `sample_shape + batch_shape + event_shape`.
     fn extended_shape(&self, sample_shape: &[usize]) -> Vec<usize> {
         crate::broadcast::extended_shape(sample_shape, self.batch_shape(), self.event_shape())
+    }
+
+    /// The name with its wrappers, as error messages print it: the family's
+    /// [`name`](Self::name) by default; a wrapper names its base, e.g.
+    /// `Independent(Normal, 1)`, `Expanded(Normal, [4, 3])`, `Masked(Normal)`,
+    /// `NoRsample(Normal)`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Distribution, Normal};
+    /// let t = Tensor::ones((2, 3), DType::F32, &Device::Cpu)?;
+    /// let d = Normal::new(&t, &t)?;
+    /// assert_eq!(d.describe(), "Normal");
+    /// assert_eq!(d.to_event(1)?.describe(), "Independent(Normal, 1)");
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    fn describe(&self) -> String {
+        self.name().to_string()
     }
 }
 
@@ -207,6 +245,19 @@ fn violation(constraint: &Constraint, value: &Tensor) -> Box<BadValue> {
         _ => (Vec::new(), "an element outside it".to_string()),
     };
     Box::new(BadValue { value, index })
+}
+
+/// `validate` for a wrapper whose shapes are not its base's: the shapes against the wrapper
+/// ([`value_batch_shape`]), the support by the base (a masked base checks only the elements it
+/// counts).
+pub(crate) fn validate_wrapped(
+    wrapper: &dyn Distribution,
+    base: &dyn Distribution,
+    value: &Tensor,
+) -> Result<Vec<usize>> {
+    let out = value_batch_shape(wrapper, value)?;
+    base.validate(value)?;
+    Ok(out)
 }
 
 /// The shape part of [`validate_value`] (no support check, no device sync): for wrappers,

@@ -9,8 +9,8 @@ use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::ops::{log1p, softplus};
-use crate::probs::{Form, bad_sampler_param, binary_param, float_value};
-use crate::rng::{draw_per_element, to_host};
+use crate::probs::{Form, binary_param, float_value, host_samplers};
+use crate::rng::draw_each;
 
 /// `Geometric(probs)`: the number of failures before the first success in trials of success
 /// probability `probs`, on `0, 1, 2, …`, as `torch.distributions.Geometric`:
@@ -117,19 +117,16 @@ impl Distribution for Geometric {
     dist_common!("Geometric", param);
 
     fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        let samplers = to_host(&self.probs()?)?
-            .into_iter()
-            .map(|p| {
-                rand_distr::Geometric::new(p)
-                    .map_err(|_| bad_sampler_param(self.name(), "probs", p))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        draw_per_element(
+        let samplers = host_samplers(
+            self.name(),
+            "probs",
+            &self.probs()?,
+            rand_distr::Geometric::new,
+        )?;
+        draw_each(
+            self,
             &samplers,
             sample_shape,
-            &self.batch,
-            self.dtype(),
-            self.device(),
             rng,
             // rand_distr returns u64::MAX for p = 0 (never a success).
             |g, r| match g.sample(r) {

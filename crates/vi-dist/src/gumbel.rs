@@ -5,11 +5,10 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
-use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::distribution::{Distribution, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, loc_scale, sample_by_rsample};
 use crate::rng::uniform_inverse;
 
 /// The Euler–Mascheroni constant γ (the mean of the standard Gumbel).
@@ -47,10 +46,7 @@ impl Gumbel {
     #[track_caller]
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         located(|| {
-            let ([loc, scale], batch) =
-                broadcast_params("Gumbel", [("loc", loc, 0), ("scale", scale, 0)])?;
-            validate_param("Gumbel", "loc", &loc, &Constraint::Real)?;
-            validate_param("Gumbel", "scale", &scale, &Constraint::Positive)?;
+            let ([loc, scale], batch) = loc_scale("Gumbel", loc, scale)?;
             Ok(Self { loc, scale, batch })
         })
     }
@@ -87,13 +83,7 @@ impl Gumbel {
 impl Distribution for Gumbel {
     dist_common!("Gumbel", loc);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);

@@ -10,7 +10,7 @@ use crate::cauchy::{cauchy_log_prob, standard_cauchy};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, sample_by_rsample};
 use crate::halfnormal::fold_log_prob;
 
 /// `HalfCauchy(scale)`: the law of `|y|` for `y ~ Cauchy(0, scale)`, as
@@ -71,13 +71,7 @@ impl HalfCauchy {
 impl Distribution for HalfCauchy {
     dist_common!("HalfCauchy", scale);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);

@@ -9,7 +9,7 @@ use crate::broadcast::{broadcast_params, full_like};
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, sample_by_rsample};
 use crate::rng::standard_normal;
 
 /// `HalfNormal(scale)`: the law of `|y|` for `y ~ Normal(0, scale)`, as
@@ -78,13 +78,7 @@ pub(crate) fn fold_log_prob(base: &Tensor, value: &Tensor) -> Result<Tensor> {
 impl Distribution for HalfNormal {
     dist_common!("HalfNormal", scale);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);

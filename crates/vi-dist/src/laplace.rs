@@ -3,11 +3,10 @@
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
-use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::distribution::{Distribution, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, loc_scale, sample_by_rsample};
 use crate::rng::uniform_inverse;
 
 /// `Laplace(loc, scale)`: density `exp(−|x − loc| / scale) / (2 scale)`, as
@@ -45,10 +44,7 @@ impl Laplace {
     #[track_caller]
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         located(|| {
-            let ([loc, scale], batch) =
-                broadcast_params("Laplace", [("loc", loc, 0), ("scale", scale, 0)])?;
-            validate_param("Laplace", "loc", &loc, &Constraint::Real)?;
-            validate_param("Laplace", "scale", &scale, &Constraint::Positive)?;
+            let ([loc, scale], batch) = loc_scale("Laplace", loc, scale)?;
             Ok(Self { loc, scale, batch })
         })
     }
@@ -85,13 +81,7 @@ impl Laplace {
 impl Distribution for Laplace {
     dist_common!("Laplace", loc);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);

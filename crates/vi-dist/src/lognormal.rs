@@ -5,11 +5,10 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
-use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::distribution::{Distribution, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, loc_scale, sample_by_rsample};
 use crate::rng::standard_normal;
 
 /// `LogNormal(loc, scale)`: the law of `exp(y)` for `y ~ Normal(loc, scale)`, as
@@ -50,10 +49,7 @@ impl LogNormal {
     #[track_caller]
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         located(|| {
-            let ([loc, scale], batch) =
-                broadcast_params("LogNormal", [("loc", loc, 0), ("scale", scale, 0)])?;
-            validate_param("LogNormal", "loc", &loc, &Constraint::Real)?;
-            validate_param("LogNormal", "scale", &scale, &Constraint::Positive)?;
+            let ([loc, scale], batch) = loc_scale("LogNormal", loc, scale)?;
             Ok(Self { loc, scale, batch })
         })
     }
@@ -90,13 +86,7 @@ impl LogNormal {
 impl Distribution for LogNormal {
     dist_common!("LogNormal", loc);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);

@@ -9,7 +9,7 @@ use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, sample_by_rsample};
 use crate::multivariate_normal::mahalanobis;
 use crate::ops;
 use crate::rng::standard_normal;
@@ -202,13 +202,7 @@ fn wt_dinv(w: &Tensor, d: &Tensor) -> Result<Tensor> {
 impl Distribution for LowRankMultivariateNormal {
     dist_common!("LowRankMultivariateNormal", loc, event);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let wd = self.cov_factor.dims();

@@ -9,7 +9,7 @@ use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, sample_by_rsample};
 use crate::ops;
 use crate::rng::standard_normal;
 
@@ -323,13 +323,7 @@ pub(crate) fn mahalanobis(l: &Tensor, diff: &Tensor, lead: &[usize]) -> Result<T
 impl Distribution for MultivariateNormal {
     dist_common!("MultivariateNormal", loc, event);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);

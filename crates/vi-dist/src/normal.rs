@@ -5,11 +5,10 @@ use std::f64::consts::PI;
 use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
-use crate::distribution::{Distribution, validate_param, validate_value};
+use crate::distribution::{Distribution, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, loc_scale, sample_by_rsample};
 use crate::rng::standard_normal;
 
 /// `Normal(loc, scale)`: density `exp(−(x − loc)² / (2 scale²)) / (scale √(2π))`, as
@@ -44,10 +43,7 @@ impl Normal {
     #[track_caller]
     pub fn new(loc: &Tensor, scale: &Tensor) -> Result<Self> {
         located(|| {
-            let ([loc, scale], batch) =
-                broadcast_params("Normal", [("loc", loc, 0), ("scale", scale, 0)])?;
-            validate_param("Normal", "loc", &loc, &Constraint::Real)?;
-            validate_param("Normal", "scale", &scale, &Constraint::Positive)?;
+            let ([loc, scale], batch) = loc_scale("Normal", loc, scale)?;
             Ok(Self { loc, scale, batch })
         })
     }
@@ -81,25 +77,10 @@ impl Normal {
     }
 }
 
-impl Normal {
-    /// `log_prob` summed over the trailing `dims` dims in one fused op:
-    /// `Independent(Normal, dims).log_prob` after the wrapper has checked the value's shape.
-    pub(crate) fn log_prob_sum(&self, value: &Tensor, dims: usize) -> Result<Tensor> {
-        validate_value(self, value)?;
-        crate::ops::normal_log_prob_sum(value, &self.loc, &self.scale, dims)
-    }
-}
-
 impl Distribution for Normal {
     dist_common!("Normal", loc);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);
@@ -110,6 +91,13 @@ impl Distribution for Normal {
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;
         crate::ops::normal_log_prob(value, &self.loc, &self.scale)
+    }
+
+    fn log_prob_summed(&self, value: &Tensor, dims: usize) -> Option<Result<Tensor>> {
+        Some(
+            validate_value(self, value)
+                .and_then(|_| crate::ops::normal_log_prob_sum(value, &self.loc, &self.scale, dims)),
+        )
     }
 
     fn entropy(&self) -> Result<Tensor> {

@@ -8,7 +8,7 @@ use crate::constraint::{Bound, Constraint};
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{Result, located};
 use crate::exponential::standard_exponential;
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, sample_by_rsample};
 
 /// `Pareto(scale, alpha)`: density `alpha · scale^alpha / x^{alpha + 1}` on `x ≥ scale`, as
 /// `torch.distributions.Pareto` (the law of `scale · e^{E}` for `E ~ Exponential(alpha)`;
@@ -91,13 +91,7 @@ impl Pareto {
 impl Distribution for Pareto {
     dist_common!("Pareto", scale);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);

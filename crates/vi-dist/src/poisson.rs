@@ -10,8 +10,8 @@ use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{DistError, Result, located};
 use crate::family::{dist_common, expand_param};
 use crate::ops::xlogy_torch_grad as xlogy;
-use crate::probs::{bad_sampler_param, float_value};
-use crate::rng::{draw_per_element, to_host};
+use crate::probs::{float_value, host_samplers};
+use crate::rng::draw_each;
 
 /// `Poisson(rate)` on `0, 1, 2, …`: `P(k) = rateᵏ e^{−rate} / k!`, as
 /// `torch.distributions.Poisson`.
@@ -75,26 +75,16 @@ impl Distribution for Poisson {
 
     fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         // rand_distr's Poisson needs rate > 0; a rate of 0 always gives 0.
-        let samplers = to_host(&self.rate)?
-            .into_iter()
-            .map(|r| {
-                if r == 0.0 {
-                    return Ok(None);
-                }
-                rand_distr::Poisson::new(r)
-                    .map(Some)
-                    .map_err(|_| bad_sampler_param(self.name(), "rate", r))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        draw_per_element(
-            &samplers,
-            sample_shape,
-            &self.batch,
-            self.dtype(),
-            self.device(),
-            rng,
-            |s, r| s.as_ref().map_or(0.0, |p| p.sample(r)),
-        )
+        let samplers = host_samplers(self.name(), "rate", &self.rate, |r| {
+            if r == 0.0 {
+                Ok(None)
+            } else {
+                rand_distr::Poisson::new(r).map(Some)
+            }
+        })?;
+        draw_each(self, &samplers, sample_shape, rng, |s, r| {
+            s.as_ref().map_or(0.0, |p| p.sample(r))
+        })
     }
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {

@@ -8,6 +8,7 @@ use crate::broadcast::broadcast_params;
 use crate::constraint::Constraint;
 use crate::distribution::validate_param;
 use crate::error::{DistError, Result};
+use crate::rng::to_host;
 
 /// Which parameter a discrete family was built from; the other is computed when asked, as
 /// torch's lazy `probs`/`logits` properties, so gradients reach the tensor the user gave.
@@ -155,6 +156,20 @@ pub(crate) fn enumerate_layout(values: Tensor, batch: &[usize], expand: bool) ->
         .chain(event)
         .collect();
     Ok(values.broadcast_as(full)?)
+}
+
+/// One host sampler per element of `param` (read back as f64), built by `new`; a value `new`
+/// rejects is the [`bad_sampler_param`] error naming `dist` and `name`.
+pub(crate) fn host_samplers<S, E>(
+    dist: &'static str,
+    name: &'static str,
+    param: &Tensor,
+    new: impl Fn(f64) -> std::result::Result<S, E>,
+) -> Result<Vec<S>> {
+    to_host(param)?
+        .into_iter()
+        .map(|p| new(p).map_err(|_| bad_sampler_param(dist, name, p)))
+        .collect()
 }
 
 /// The error for a parameter a host sampler cannot use (only reachable with validation off).

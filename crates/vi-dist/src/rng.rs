@@ -5,6 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::RngCore;
 use rand_distr::{Distribution as _, StandardNormal};
 
+use crate::distribution::Distribution;
 use crate::error::Result;
 
 /// A tensor of `shape` filled by `draw` (called once per element, row-major) from `rng`,
@@ -62,6 +63,19 @@ pub(crate) fn draw_per_element<S>(
     let data = draw_rounds(samplers, sample_shape.iter().product(), rng, draw);
     let shape = crate::broadcast::extended_shape(sample_shape, batch, &[]);
     from_host(data, &shape, dtype, device)
+}
+
+/// [`draw_per_element`] for a scalar family `d` with one sampler per batch element: a tensor
+/// of shape `sample_shape + batch_shape` in `d`'s dtype on its device.
+pub(crate) fn draw_each<D: Distribution + ?Sized, S>(
+    d: &D,
+    samplers: &[S],
+    sample_shape: &[usize],
+    rng: &mut dyn RngCore,
+    draw: impl Fn(&S, &mut dyn RngCore) -> f64,
+) -> Result<Tensor> {
+    let (batch, dtype, device) = (d.batch_shape(), d.dtype(), d.device());
+    draw_per_element(samplers, sample_shape, batch, dtype, device, rng, draw)
 }
 
 /// Build a tensor from host f64 data in `dtype` on `device`.

@@ -10,7 +10,7 @@ use crate::cauchy::ln_one_plus_ratio_sq;
 use crate::constraint::Constraint;
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, sample_by_rsample};
 use crate::finfo::{max, tiny};
 use crate::gamma::{clamp_keep_grad, draw_standard_gamma, standard_gamma};
 use crate::ops::{digamma, lgamma};
@@ -134,17 +134,7 @@ impl StudentT {
 impl Distribution for StudentT {
     dist_common!("StudentT", df);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.draw(sample_shape, rng, false)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
-
-    fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        self.draw(sample_shape, rng, true)
-    }
+    sample_by_rsample!(draw);
 
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         validate_value(self, value)?;

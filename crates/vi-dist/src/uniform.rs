@@ -7,7 +7,7 @@ use crate::broadcast::broadcast_params;
 use crate::constraint::{Bound, Constraint};
 use crate::distribution::{Distribution, validate_param, validate_value};
 use crate::error::{Result, located};
-use crate::family::{dist_common, expand_param};
+use crate::family::{dist_common, expand_param, sample_by_rsample};
 use crate::rng::uniform_open01;
 
 /// `Uniform(low, high)`: density `1 / (high − low)` on `[low, high)`, as
@@ -94,13 +94,7 @@ impl Uniform {
 impl Distribution for Uniform {
     dist_common!("Uniform", low);
 
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        Ok(self.rsample(sample_shape, rng)?.detach())
-    }
-
-    fn has_rsample(&self) -> bool {
-        true
-    }
+    sample_by_rsample!();
 
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let shape = self.extended_shape(sample_shape);

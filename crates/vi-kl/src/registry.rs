@@ -9,19 +9,23 @@ use candle_core::Tensor;
 use vi_dist::Distribution;
 
 use crate::error::{KlError, Result};
-use crate::util::{check_pair, describe};
+use crate::util::{check_pair, describe, no_closed_form};
 
 /// A rule's function on trait objects: KL(p ‖ q), with the registry for recursive calls.
 type RuleFn =
     dyn Fn(&dyn Distribution, &dyn Distribution, &KlRegistry) -> Result<Tensor> + Send + Sync;
 
+/// A rule's summed variant on trait objects: KL(p ‖ q) summed over the trailing `dims` batch
+/// dims in one op.
+type SummedFn = dyn Fn(&dyn Distribution, &dyn Distribution, usize) -> Result<Tensor> + Send + Sync;
+
 #[derive(Clone)]
 struct Rule {
     info: PairInfo,
     f: Arc<RuleFn>,
-    /// One of this crate's rules (not a user's): the wrapper fast paths may compute it
-    /// themselves.
-    builtin: bool,
+    /// The same KL summed over trailing dims in one op, for `Independent ‖ Independent` of
+    /// this pair. Part of the rule: replacing the rule (a user's `register`) drops it.
+    summed: Option<Arc<SummedFn>>,
 }
 
 /// One registered pair, as listed by [`KlRegistry::pairs`] (and the table in `docs/kl.md`).
@@ -52,7 +56,8 @@ pub struct PairInfo {
 /// 2. `Expanded` on either side: the KL of the bases, broadcast to the batch shape;
 /// 3. `Independent` on both sides: the KL of the bases with the reinterpreted dims both
 ///    share removed, summed over those dims (Pyro's rule: unequal counts are peeled; torch
-///    requires equal counts);
+///    requires equal counts); with equal counts, in one op where the bases' rule has a
+///    summed variant (this crate's `Normal ‖ Normal`, also for `Expanded` Normals);
 /// 4. a point mass `p` (`Delta`, or `Independent` of one):
 ///    `p.log_prob(v) − q.log_prob(v)` = `log_density − log q(v)` (Pyro drops the
 ///    `log_density`; we keep it), `+inf` where `v` is outside `q`'s support.
@@ -88,6 +93,25 @@ impl std::fmt::Debug for KlRegistry {
         f.debug_struct("KlRegistry")
             .field("pairs", &self.pairs())
             .finish()
+    }
+}
+
+/// The key of the pair of concrete types of `p` and `q`.
+fn type_pair(p: &dyn Distribution, q: &dyn Distribution) -> (TypeId, TypeId) {
+    (Any::type_id(p.as_any()), Any::type_id(q.as_any()))
+}
+
+/// `p` and `q` as the concrete types of a rule, or [`KlError::NoClosedForm`].
+fn concrete<'a, P: 'static, Q: 'static>(
+    p: &'a dyn Distribution,
+    q: &'a dyn Distribution,
+) -> Result<(&'a P, &'a Q)> {
+    match (
+        p.as_any().downcast_ref::<P>(),
+        q.as_any().downcast_ref::<Q>(),
+    ) {
+        (Some(p), Some(q)) => Ok((p, q)),
+        _ => Err(no_closed_form(p, q)),
     }
 }
 
@@ -147,7 +171,7 @@ impl KlRegistry {
         Q: Distribution + 'static,
         F: Fn(&P, &Q, &KlRegistry) -> Result<Tensor> + Send + Sync + 'static,
     {
-        self.insert_rule("", false, f)
+        self.insert_rule("", f, None)
     }
 
     /// [`register`](Self::register) with a note for the table of pairs.
@@ -157,11 +181,38 @@ impl KlRegistry {
         Q: Distribution + 'static,
         F: Fn(&P, &Q, &KlRegistry) -> Result<Tensor> + Send + Sync + 'static,
     {
-        self.insert_rule(note, true, f)
+        self.insert_rule(note, f, None)
     }
 
-    /// [`insert`](Self::insert) of one of this crate's rules (`builtin`) or a user's.
-    fn insert_rule<P, Q, F>(&mut self, note: &'static str, builtin: bool, f: F) -> Option<PairInfo>
+    /// [`insert`](Self::insert) with the rule's summed variant: `sum(f(p, q), dims)` in one
+    /// op, which `Independent ‖ Independent` of the pair (equal reinterpreted counts, either
+    /// base possibly `Expanded`) takes instead of the KL of the bases then `sum`.
+    pub(crate) fn insert_with_sum<P, Q, F, S>(
+        &mut self,
+        note: &'static str,
+        f: F,
+        summed: S,
+    ) -> Option<PairInfo>
+    where
+        P: Distribution + 'static,
+        Q: Distribution + 'static,
+        F: Fn(&P, &Q, &KlRegistry) -> Result<Tensor> + Send + Sync + 'static,
+        S: Fn(&P, &Q, usize) -> Result<Tensor> + Send + Sync + 'static,
+    {
+        let summed = move |p: &dyn Distribution, q: &dyn Distribution, dims: usize| {
+            let (p, q) = concrete::<P, Q>(p, q)?;
+            summed(p, q, dims)
+        };
+        self.insert_rule(note, f, Some(Arc::new(summed)))
+    }
+
+    /// [`insert`](Self::insert) of a rule with an optional summed variant.
+    fn insert_rule<P, Q, F>(
+        &mut self,
+        note: &'static str,
+        f: F,
+        summed: Option<Arc<SummedFn>>,
+    ) -> Option<PairInfo>
     where
         P: Distribution + 'static,
         Q: Distribution + 'static,
@@ -172,15 +223,9 @@ impl KlRegistry {
             q: short_name::<Q>(),
             note,
         };
-        let f = move |p: &dyn Distribution, q: &dyn Distribution, reg: &KlRegistry| match (
-            p.as_any().downcast_ref::<P>(),
-            q.as_any().downcast_ref::<Q>(),
-        ) {
-            (Some(p), Some(q)) => f(p, q, reg),
-            _ => Err(KlError::NoClosedForm {
-                p: describe(p),
-                q: describe(q),
-            }),
+        let f = move |p: &dyn Distribution, q: &dyn Distribution, reg: &KlRegistry| {
+            let (p, q) = concrete::<P, Q>(p, q)?;
+            f(p, q, reg)
         };
         self.rules
             .insert(
@@ -188,7 +233,7 @@ impl KlRegistry {
                 Rule {
                     info,
                     f: Arc::new(f),
-                    builtin,
+                    summed,
                 },
             )
             .map(|r| r.info)
@@ -207,10 +252,26 @@ impl KlRegistry {
             .contains_key(&(TypeId::of::<P>(), TypeId::of::<Q>()))
     }
 
-    /// How [`kl`](Self::kl) would treat the pair of these types: `Some(true)` for this crate's
-    /// own rule, `Some(false)` for a user's, `None` when no rule is registered.
-    pub(crate) fn builtin_rule(&self, p: TypeId, q: TypeId) -> Option<bool> {
-        self.rules.get(&(p, q)).map(|r| r.builtin)
+    /// KL(p ‖ q) summed over the trailing `dims` batch dims in one op, by the summed variant
+    /// of the rule [`kl`](Self::kl) would apply to the pair: the pair's own rule, or, where
+    /// the `Expanded` wrapper rule applies, the rule of the bases (each expanded natively to
+    /// its wrapper's batch shape). `None` when that rule has no summed variant (a user's rule,
+    /// most families): the caller sums the KL itself.
+    pub(crate) fn kl_summed(
+        &self,
+        p: &dyn Distribution,
+        q: &dyn Distribution,
+        dims: usize,
+    ) -> Result<Option<Tensor>> {
+        match self.rules.get(&type_pair(p, q)) {
+            Some(rule) => rule.summed.as_ref().map(|s| s(p, q, dims)).transpose(),
+            None => crate::wrappers::expanded_summed(p, q, self, dims),
+        }
+    }
+
+    /// Whether the pair of these types has a rule with a summed variant.
+    pub(crate) fn has_summed(&self, p: TypeId, q: TypeId) -> bool {
+        self.rules.get(&(p, q)).is_some_and(|r| r.summed.is_some())
     }
 
     /// The registered pairs, sorted by `(p, q)`.
@@ -270,28 +331,19 @@ impl KlRegistry {
     pub fn kl(&self, p: &dyn Distribution, q: &dyn Distribution) -> Result<Tensor> {
         // Which rule applies decides first: a pair of families without one is
         // `NoClosedForm` whatever the shapes (Dirichlet ‖ Categorical, say).
-        let key = (Any::type_id(p.as_any()), Any::type_id(q.as_any()));
-        let rule = self.rules.get(&key);
+        let rule = self.rules.get(&type_pair(p, q));
         let structural = match rule {
             Some(_) => None,
             None => crate::wrappers::structural_rule(p, q),
         };
         if rule.is_none() && structural.is_none() {
-            return Err(KlError::NoClosedForm {
-                p: describe(p),
-                q: describe(q),
-            });
+            return Err(no_closed_form(p, q));
         }
         let batch = check_pair(p, q)?;
         let kl = match (rule, structural) {
             (Some(rule), _) => (rule.f)(p, q, self)?,
             (None, Some(s)) => crate::wrappers::apply(s, p, q, self)?,
-            (None, None) => {
-                return Err(KlError::NoClosedForm {
-                    p: describe(p),
-                    q: describe(q),
-                });
-            }
+            (None, None) => return Err(no_closed_form(p, q)),
         };
         if kl.dims() == batch.as_slice() {
             Ok(kl)
@@ -320,8 +372,8 @@ impl KlRegistry {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn has_rule(&self, p: &dyn Distribution, q: &dyn Distribution) -> bool {
-        let key = (Any::type_id(p.as_any()), Any::type_id(q.as_any()));
-        self.rules.contains_key(&key) || crate::wrappers::structural_rule(p, q).is_some()
+        self.rules.contains_key(&type_pair(p, q))
+            || crate::wrappers::structural_rule(p, q).is_some()
     }
 }
 

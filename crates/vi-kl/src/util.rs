@@ -1,12 +1,12 @@
 //! Small tensor helpers shared by the rules.
 
 use candle_core::{D, DType, Device, Tensor};
-use vi_dist::{Distribution, Expanded, Independent, Masked};
+use vi_dist::Distribution;
 
 use crate::error::{KlError, Result};
 
 /// A human-readable name of `d` with its wrappers, e.g. `Independent(Normal, 1)`: what the
-/// errors print.
+/// errors print. The same as [`Distribution::describe`], kept here for existing callers.
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};
@@ -17,19 +17,14 @@ use crate::error::{KlError, Result};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn describe(d: &dyn Distribution) -> String {
-    let any = d.as_any();
-    if let Some(i) = any.downcast_ref::<Independent>() {
-        format!(
-            "Independent({}, {})",
-            describe(i.base()),
-            i.reinterpreted_batch_ndims()
-        )
-    } else if let Some(e) = any.downcast_ref::<Expanded>() {
-        format!("Expanded({}, {:?})", describe(e.base()), e.batch_shape())
-    } else if let Some(m) = any.downcast_ref::<Masked>() {
-        format!("Masked({})", describe(m.base()))
-    } else {
-        d.name().to_string()
+    d.describe()
+}
+
+/// [`KlError::NoClosedForm`] for the pair.
+pub(crate) fn no_closed_form(p: &dyn Distribution, q: &dyn Distribution) -> KlError {
+    KlError::NoClosedForm {
+        p: describe(p),
+        q: describe(q),
     }
 }
 
@@ -69,14 +64,12 @@ pub(crate) fn fill_where(cond: &Tensor, value: f64, t: &Tensor) -> Result<Tensor
     Ok(cond.where_cond(&full_like(value, &t)?, &t)?)
 }
 
-/// `+inf` with the joint batch shape of `p` and `q`, in `like`'s dtype and device (a view of
-/// one element): the KL of a pair whose supports never nest (no gradient: a constant).
-pub(crate) fn infinite(
-    p: &dyn Distribution,
-    q: &dyn Distribution,
-    like: &Tensor,
-) -> Result<Tensor> {
-    full(f64::INFINITY, &joint_batch(p, q)?, like)
+/// `+inf` with the joint batch shape of `p` and `q`, in `p`'s dtype and device (a view of one
+/// element): the KL of a pair whose supports never nest (no gradient: a constant).
+pub(crate) fn infinite(p: &dyn Distribution, q: &dyn Distribution) -> Result<Tensor> {
+    Ok(Tensor::new(f64::INFINITY, p.device())?
+        .to_dtype(p.dtype())?
+        .broadcast_as(joint_batch(p, q)?)?)
 }
 
 /// Sum the last `n` dims of `t` (torch's `_sum_rightmost`).

@@ -1,12 +1,14 @@
 //! The structural rules for the wrappers (`Masked`, `Expanded`, `Independent`‖`Independent`)
 //! and point masses: they apply to any pair that has no registered rule, in any registry.
 
-use candle_core::Tensor;
-use vi_dist::{Delta, Distribution, Expanded, Independent, Masked, Normal};
+use std::any::{Any, TypeId};
 
-use crate::error::{KlError, Result};
+use candle_core::Tensor;
+use vi_dist::{Delta, Distribution, Expanded, Independent, Masked};
+
+use crate::error::Result;
 use crate::registry::KlRegistry;
-use crate::util::{describe, full_like, log_prob_in_support, sum_rightmost};
+use crate::util::{full_like, log_prob_in_support, no_closed_form, sum_rightmost};
 
 /// Peels `n` reinterpreted dims off an `Independent`: its base when none are left.
 fn peel(d: &Independent, n: usize) -> Result<Box<dyn Distribution>> {
@@ -19,13 +21,15 @@ fn peel(d: &Independent, n: usize) -> Result<Box<dyn Distribution>> {
 }
 
 /// KL of two `Independent`s: the KL of what is left after removing the dims both
-/// reinterpret, summed over those dims (Pyro's rule; torch's requires equal counts).
+/// reinterpret, summed over those dims (Pyro's rule; torch's requires equal counts). With
+/// equal counts, the bases' rule sums inside its own op where it has a summed variant
+/// ([`KlRegistry::kl_summed`]).
 fn independent_independent(p: &Independent, q: &Independent, reg: &KlRegistry) -> Result<Tensor> {
     let shared = p
         .reinterpreted_batch_ndims()
         .min(q.reinterpreted_batch_ndims());
     if p.reinterpreted_batch_ndims() == q.reinterpreted_batch_ndims()
-        && let Some(kl) = normal_normal_summed(p.base(), q.base(), reg, shared)?
+        && let Some(kl) = reg.kl_summed(p.base(), q.base(), shared)?
     {
         return Ok(kl);
     }
@@ -34,52 +38,49 @@ fn independent_independent(p: &Independent, q: &Independent, reg: &KlRegistry) -
     sum_rightmost(&kl, shared)
 }
 
-/// The `loc` and `scale` of a `Normal`, or of an `Expanded` one (broadcast to its batch
-/// shape, as views).
-fn normal_params(d: &dyn Distribution) -> Result<Option<(Tensor, Tensor)>> {
-    let any = d.as_any();
-    if let Some(n) = any.downcast_ref::<Normal>() {
-        return Ok(Some((n.loc().clone(), n.scale().clone())));
+/// The type of `d`, or of its base when `d` is `Expanded`.
+fn unexpanded_type(d: &dyn Distribution) -> TypeId {
+    match d.as_any().downcast_ref::<Expanded>() {
+        Some(e) => Any::type_id(e.base().as_any()),
+        None => Any::type_id(d.as_any()),
     }
-    if let Some(e) = any.downcast_ref::<Expanded>()
-        && let Some(n) = e.base().as_any().downcast_ref::<Normal>()
-    {
-        let b = e.batch_shape();
-        return Ok(Some((n.loc().broadcast_as(b)?, n.scale().broadcast_as(b)?)));
-    }
-    Ok(None)
 }
 
-/// `KL(p ‖ q)` summed over the trailing `dims` dims in one fused op
-/// (`vi_dist::ops::kl_normal_normal_sum`), when `p` and `q` are Normals (or `Expanded`
-/// Normals) that `reg` would hand to this crate's Normal‖Normal rule: the bases of two
-/// `Independent`s with the same reinterpreted count. `None` for anything else (a user's rule
-/// for the pair, other families), which goes the general way: the bases' KL, then `sum`.
-fn normal_normal_summed(
+/// `d` as its own family when it is an `Expanded` whose base has type `base`: the base's
+/// `expand` to the wrapper's batch shape (the families of `vi-dist` broadcast their
+/// parameters as views). `None` when `d` is not such an `Expanded`.
+pub(crate) fn expanded_natively(
+    d: &dyn Distribution,
+    base: TypeId,
+) -> Result<Option<Box<dyn Distribution>>> {
+    match d.as_any().downcast_ref::<Expanded>() {
+        Some(e) if Any::type_id(e.base().as_any()) == base => {
+            Ok(Some(e.base().expand(e.batch_shape())?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// [`KlRegistry::kl_summed`] for a pair without a rule of its own, where the `Expanded` rule
+/// applies: the summed variant of the bases' rule, on the bases expanded natively (so the sum
+/// counts every expanded copy). `None` where another structural rule applies, where the
+/// bases' rule has no summed variant, or where a base does not expand to its own type.
+pub(crate) fn expanded_summed(
     p: &dyn Distribution,
     q: &dyn Distribution,
     reg: &KlRegistry,
     dims: usize,
 ) -> Result<Option<Tensor>> {
-    let (Some((loc_p, scale_p)), Some((loc_q, scale_q))) = (normal_params(p)?, normal_params(q)?)
-    else {
-        return Ok(None);
-    };
-    use std::any::{Any, TypeId};
-    let normal = TypeId::of::<Normal>();
-    let exact = reg.builtin_rule(Any::type_id(p.as_any()), Any::type_id(q.as_any()));
-    // Two Normals: their rule must be ours. An `Expanded` side: no rule of its own for the
-    // pair (the structural rule takes the bases), and ours for the bases.
-    let ours = match exact {
-        Some(builtin) => builtin,
-        None => reg.builtin_rule(normal, normal) == Some(true),
-    };
-    if !ours {
+    let (pt, qt) = (unexpanded_type(p), unexpanded_type(q));
+    if !matches!(structural_rule(p, q), Some(Structural::Expanded)) || !reg.has_summed(pt, qt) {
         return Ok(None);
     }
-    Ok(Some(vi_dist::ops::kl_normal_normal_sum(
-        &loc_p, &scale_p, &loc_q, &scale_q, dims,
-    )?))
+    let (pe, qe) = (expanded_natively(p, pt)?, expanded_natively(q, qt)?);
+    let (p, q) = (pe.as_deref().unwrap_or(p), qe.as_deref().unwrap_or(q));
+    if (Any::type_id(p.as_any()), Any::type_id(q.as_any())) != (pt, qt) {
+        return Ok(None);
+    }
+    reg.kl_summed(p, q, dims)
 }
 
 /// The value of a point mass: `Delta`, or an `Independent` of one.
@@ -163,17 +164,11 @@ pub(crate) fn apply(
                 q.as_any().downcast_ref::<Independent>(),
             ) {
                 (Some(p), Some(q)) => independent_independent(p, q, reg),
-                _ => Err(KlError::NoClosedForm {
-                    p: describe(p),
-                    q: describe(q),
-                }),
+                _ => Err(no_closed_form(p, q)),
             }
         }
         Structural::PointMass => {
-            let v = point_mass_value(p).ok_or_else(|| KlError::NoClosedForm {
-                p: describe(p),
-                q: describe(q),
-            })?;
+            let v = point_mass_value(p).ok_or_else(|| no_closed_form(p, q))?;
             // log p(v) is the point mass's log_density (summed over reinterpreted dims).
             let lp = vi_dist::with_validation(false, || p.log_prob(v))?;
             let lq = log_prob_in_support(q, v)?;
@@ -192,9 +187,6 @@ pub(crate) fn fallback(
 ) -> Result<Tensor> {
     match structural_rule(p, q) {
         Some(rule) => apply(rule, p, q, reg),
-        None => Err(KlError::NoClosedForm {
-            p: describe(p),
-            q: describe(q),
-        }),
+        None => Err(no_closed_form(p, q)),
     }
 }

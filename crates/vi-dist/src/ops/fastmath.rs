@@ -209,14 +209,8 @@ pub(crate) fn sigmoid_grad<M: Mode>(x: f32) -> f32 {
 }
 
 /// An instruction set the vectorised loops are compiled for.
-///
-/// ```
-/// use vi_dist::ops::fastmath::Isa;
-/// assert!(Isa::Portable.is_available());
-/// assert!(Isa::detected().is_available());
-/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Isa {
+pub(crate) enum Isa {
     /// Plain Rust for the compile target (SSE2 and multiply-then-add on x86-64; NEON and FMA on
     /// aarch64).
     Portable,
@@ -228,12 +222,7 @@ pub enum Isa {
 
 impl Isa {
     /// The best instruction set this CPU has, detected once (`is_x86_feature_detected!`).
-    ///
-    /// ```
-    /// let isa = vi_dist::ops::fastmath::Isa::detected();
-    /// println!("fused kernels use {isa:?}");
-    /// ```
-    pub fn detected() -> Isa {
+    pub(crate) fn detected() -> Isa {
         static DETECTED: OnceLock<Isa> = OnceLock::new();
         *DETECTED.get_or_init(|| {
             [Isa::Avx512, Isa::Avx2Fma]
@@ -244,14 +233,7 @@ impl Isa {
     }
 
     /// Whether this CPU can run code compiled for `self`.
-    ///
-    /// ```
-    /// use vi_dist::ops::fastmath::Isa;
-    /// if Isa::Avx512.is_available() {
-    ///     assert!(Isa::Avx2Fma.is_available());
-    /// }
-    /// ```
-    pub fn is_available(self) -> bool {
+    pub(crate) fn is_available(self) -> bool {
         match self {
             Isa::Portable => true,
             #[cfg(target_arch = "x86_64")]
@@ -327,17 +309,8 @@ pub fn apply(f: Func, xs: &mut [f32]) {
 }
 
 /// [`apply`] with the loop compiled for `isa`; an `isa` this CPU lacks runs the portable
-/// loop instead (for tests and benchmarks that compare builds).
-///
-/// ```
-/// use vi_dist::ops::fastmath::{self, Func, Isa};
-/// let mut a = [0.5f32, -3.0];
-/// let mut b = a;
-/// fastmath::apply_with(Isa::Portable, Func::Sigmoid, &mut a);
-/// fastmath::apply_with(Isa::detected(), Func::Sigmoid, &mut b);
-/// assert!((a[1] - b[1]).abs() < 1e-7);
-/// ```
-pub fn apply_with(isa: Isa, f: Func, xs: &mut [f32]) {
+/// loop instead (the tests below compare the builds).
+pub(crate) fn apply_with(isa: Isa, f: Func, xs: &mut [f32]) {
     // One loop per (function, instruction set), each with the function inlined into it.
     macro_rules! each {
         ($run:ident, $mode:ty) => {
@@ -385,5 +358,196 @@ fn map_avx512(xs: &mut [f32], f: impl Fn(f32) -> f32) {
 fn map_avx2(xs: &mut [f32], f: impl Fn(f32) -> f32) {
     for x in xs.iter_mut() {
         *x = f(*x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every function on every instruction set this CPU has (and the portable loop), against
+    //! f64 `std` on a dense grid of the whole f32 range and at the special values.
+
+    use super::{Func, Isa, apply, apply_with};
+
+    /// The f64 reference of each function.
+    fn reference(f: Func, x: f64) -> f64 {
+        match f {
+            Func::Exp => x.exp(),
+            Func::Ln => x.ln(),
+            Func::Log1p => x.ln_1p(),
+            Func::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            Func::Sigmoid => {
+                if x >= 0.0 {
+                    1.0 / (1.0 + (-x).exp())
+                } else {
+                    x.exp() / (1.0 + x.exp())
+                }
+            }
+        }
+    }
+
+    /// The spacing of f32 at `r` (the subnormal spacing below the normal range).
+    fn ulp_f32(r: f64) -> f64 {
+        let a = (r.abs() as f32).max(f32::MIN_POSITIVE);
+        let e = a.to_bits() >> 23;
+        // 2^(e − 127 − 23), never below the subnormal spacing 2^-149
+        2f64.powi(e as i32 - 150).max(2f64.powi(-149))
+    }
+
+    /// Error of `y` against the f64 reference in f32 ulps; non-finite references (and results
+    /// that round to them) must match exactly.
+    fn ulps(y: f32, r: f64) -> f64 {
+        let rf = r as f32;
+        if !rf.is_finite() || !y.is_finite() {
+            let same = (y.is_nan() && rf.is_nan()) || y == rf;
+            return if same { 0.0 } else { f64::INFINITY };
+        }
+        (f64::from(y) - r).abs() / ulp_f32(r)
+    }
+
+    /// Every 2039th f32 bit pattern of both signs (about 2 million points, every
+    /// binade), plus special values.
+    fn grid() -> Vec<f32> {
+        let mut g: Vec<f32> = (0..=0x7f80_0000u32)
+            .step_by(2039)
+            .flat_map(|b| [f32::from_bits(b), -f32::from_bits(b)])
+            .collect();
+        g.extend([
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            88.7,
+            -88.7,
+            88.72283,
+            88.72284,
+            89.0,
+            -87.33655,
+            103.0,
+            -103.0,
+            -103.97,
+            -104.0,
+            1e-45,
+            -1e-45,
+            1e-40,
+            f32::MIN_POSITIVE,
+            f32::MAX,
+            f32::MIN,
+            f32::EPSILON,
+            1.0,
+            -1.0,
+            1e4,
+            -1e4,
+        ]);
+        g
+    }
+
+    #[test]
+    fn fastmath_within_a_few_ulp_on_every_isa() {
+        let xs = grid();
+        let isas: Vec<Isa> = [Isa::Portable, Isa::Avx2Fma, Isa::Avx512]
+            .into_iter()
+            .filter(|i| i.is_available())
+            .collect();
+        for isa in isas {
+            for f in [
+                Func::Exp,
+                Func::Ln,
+                Func::Log1p,
+                Func::Softplus,
+                Func::Sigmoid,
+            ] {
+                let mut ys = xs.clone();
+                apply_with(isa, f, &mut ys);
+                let (mut worst, mut at) = (0.0f64, 0.0f32);
+                for (&x, &y) in xs.iter().zip(&ys) {
+                    let e = ulps(y, reference(f, f64::from(x)));
+                    if e > worst || e.is_nan() {
+                        (worst, at) = (e, x);
+                    }
+                }
+                println!("{isa:?} {f:?}: max {worst:.2} ulp at {at:e}");
+                assert!(worst <= 3.0, "{isa:?} {f:?}: {worst} ulp at x = {at:e}");
+            }
+        }
+    }
+
+    #[test]
+    fn fastmath_special_values() {
+        let cases: [(Func, f32, f32); 18] = [
+            (Func::Exp, f32::NEG_INFINITY, 0.0),
+            (Func::Exp, f32::INFINITY, f32::INFINITY),
+            (Func::Exp, 0.0, 1.0),
+            (Func::Exp, -0.0, 1.0),
+            (Func::Exp, 89.0, f32::INFINITY),
+            (Func::Exp, -104.0, 0.0),
+            (Func::Ln, 0.0, f32::NEG_INFINITY),
+            (Func::Ln, f32::INFINITY, f32::INFINITY),
+            (Func::Ln, 1.0, 0.0),
+            (Func::Log1p, -1.0, f32::NEG_INFINITY),
+            (Func::Log1p, 1e-30, 1e-30),
+            (Func::Log1p, 1e-45, 1e-45),
+            (Func::Softplus, 1e4, 1e4),
+            (Func::Softplus, -1e4, 0.0),
+            (Func::Softplus, f32::INFINITY, f32::INFINITY),
+            (Func::Softplus, f32::NEG_INFINITY, 0.0),
+            (Func::Sigmoid, 1e4, 1.0),
+            (Func::Sigmoid, -1e4, 0.0),
+        ];
+        for isa in [Isa::Portable, Isa::detected()] {
+            for (f, x, want) in cases {
+                let mut y = [x];
+                apply_with(isa, f, &mut y);
+                assert_eq!(y[0], want, "{isa:?} {f:?}({x})");
+            }
+            for f in [
+                Func::Exp,
+                Func::Ln,
+                Func::Log1p,
+                Func::Softplus,
+                Func::Sigmoid,
+            ] {
+                let mut y = [f32::NAN];
+                apply_with(isa, f, &mut y);
+                assert!(y[0].is_nan(), "{isa:?} {f:?}(NaN)");
+            }
+            for (f, x) in [(Func::Ln, -1.0f32), (Func::Ln, -1e-45), (Func::Log1p, -1.5)] {
+                let mut y = [x];
+                apply_with(isa, f, &mut y);
+                assert!(y[0].is_nan(), "{isa:?} {f:?}({x})");
+            }
+        }
+    }
+
+    #[test]
+    fn portable_and_detected_isas_are_available() {
+        assert!(Isa::Portable.is_available());
+        assert!(Isa::detected().is_available());
+    }
+
+    #[test]
+    fn avx512_implies_avx2_with_fma() {
+        if Isa::Avx512.is_available() {
+            assert!(Isa::Avx2Fma.is_available());
+        }
+    }
+
+    /// `apply` runs the detected build; every build is within a few ulp of the reference.
+    #[test]
+    fn apply_is_the_detected_build() {
+        let xs = [0.5f32, -3.0, 7.25, -40.0];
+        for f in [Func::Exp, Func::Softplus, Func::Sigmoid] {
+            let (mut a, mut b, mut c) = (xs, xs, xs);
+            apply(f, &mut a);
+            apply_with(Isa::detected(), f, &mut b);
+            apply_with(Isa::Portable, f, &mut c);
+            assert_eq!(a, b, "{f:?}");
+            for (x, y) in xs.iter().zip(&c) {
+                assert!(
+                    ulps(*y, reference(f, f64::from(*x))) <= 3.0,
+                    "{f:?}({x}) = {y}"
+                );
+            }
+        }
     }
 }

@@ -18,7 +18,6 @@ mod density;
 mod elementwise;
 pub mod fastmath;
 pub mod fused;
-mod kernel;
 mod linalg;
 mod special;
 

@@ -1,15 +1,13 @@
 //! `Expanded`: a distribution broadcast to a larger batch shape (Pyro's
 //! `ExpandedDistribution`), for types that cannot expand their parameters themselves.
 
-use std::any::Any;
-
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use rand::RngCore;
 
-use crate::broadcast::{broadcast_shapes, broadcasts_to};
-use crate::constraint::Constraint;
-use crate::distribution::{Distribution, value_batch_shape};
-use crate::error::{DistError, Result, located};
+use crate::broadcast::broadcast_shapes;
+use crate::distribution::{Distribution, validate_wrapped, value_batch_shape};
+use crate::error::{Result, located};
+use crate::family::check_expand;
 
 /// `base` broadcast to `batch_shape`: every new or size-1 batch dim holds independent copies.
 ///
@@ -49,13 +47,7 @@ impl Expanded {
     #[track_caller]
     pub fn new(base: Box<dyn Distribution>, batch_shape: &[usize]) -> Result<Self> {
         located(|| {
-            if !broadcasts_to(base.batch_shape(), batch_shape) {
-                return Err(DistError::Expand {
-                    dist: base.name(),
-                    from: base.batch_shape().to_vec(),
-                    to: batch_shape.to_vec(),
-                });
-            }
+            check_expand(base.name(), base.batch_shape(), batch_shape)?;
             // Expanding an expansion expands the original.
             let base = match base.as_any().downcast_ref::<Expanded>() {
                 Some(inner) => inner.base.clone(),
@@ -124,23 +116,12 @@ impl Distribution for Expanded {
     fn name(&self) -> &'static str {
         "Expanded"
     }
+    forward_to_base! { event_shape, dtype, device, has_rsample, support, boxed }
     fn batch_shape(&self) -> &[usize] {
         &self.batch
     }
-    fn event_shape(&self) -> &[usize] {
-        self.base.event_shape()
-    }
-    fn dtype(&self) -> DType {
-        self.base.dtype()
-    }
-    fn device(&self) -> &Device {
-        self.base.device()
-    }
     fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         self.draw(sample_shape, rng, false)
-    }
-    fn has_rsample(&self) -> bool {
-        self.base.has_rsample()
     }
     fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         self.draw(sample_shape, rng, true)
@@ -164,32 +145,16 @@ impl Distribution for Expanded {
             .variance()?
             .broadcast_as(self.extended_shape(&[]))?)
     }
-    fn support(&self) -> Constraint {
-        self.base.support()
-    }
     fn validate(&self, value: &Tensor) -> Result<Vec<usize>> {
-        // The shapes against this wrapper, the support by the base (a masked base checks
-        // only the elements it counts).
-        let out = value_batch_shape(self, value)?;
-        self.base.validate(value)?;
-        Ok(out)
+        validate_wrapped(self, self.base.as_ref(), value)
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         located(|| -> Result<Box<dyn Distribution>> {
-            if !broadcasts_to(&self.batch, batch_shape) {
-                return Err(DistError::Expand {
-                    dist: self.name(),
-                    from: self.batch.clone(),
-                    to: batch_shape.to_vec(),
-                });
-            }
+            check_expand(self.name(), &self.batch, batch_shape)?;
             Ok(Box::new(Expanded::new(self.base.clone(), batch_shape)?))
         })
     }
-    fn clone_box(&self) -> Box<dyn Distribution> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
+    fn describe(&self) -> String {
+        format!("Expanded({}, {:?})", self.base.describe(), self.batch)
     }
 }

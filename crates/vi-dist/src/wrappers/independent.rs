@@ -1,25 +1,21 @@
 //! `Independent`: reinterpret batch dims as event dims (Pyro's `.to_event(n)`).
 
-use std::any::Any;
+use candle_core::Tensor;
 
-use candle_core::{DType, Device, Tensor};
-use rand::RngCore;
-
-use crate::bernoulli::Bernoulli;
 use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
-use crate::distribution::{Distribution, value_batch_shape};
+use crate::distribution::{Distribution, validate_wrapped, value_batch_shape};
 use crate::error::{DistError, Result, located};
-use crate::normal::Normal;
 
 /// The rightmost `reinterpreted_batch_ndims` batch dims of `base` treated as one event:
 /// `log_prob` sums over them, as `torch.distributions.Independent`.
 ///
 /// Nested wrappers collapse: `Independent(Independent(d, m), n)` is `Independent(d, m + n)`.
 ///
-/// For a `Normal` or `Bernoulli` base, `log_prob` is one op that sums over the event dims
-/// itself ([`crate::ops::normal_log_prob_sum`], [`crate::ops::bernoulli_log_prob_sum`]: fused
-/// on the CPU, f64 accumulation); other bases sum their `log_prob` with candle's `sum`.
+/// `log_prob` takes the base's [`log_prob_summed`](Distribution::log_prob_summed) where it has
+/// one, an op that sums over the event dims itself (`Normal` and `Bernoulli`:
+/// [`crate::ops::normal_log_prob_sum`], [`crate::ops::bernoulli_log_prob_sum`], fused on the
+/// CPU with f64 accumulation); other bases sum their `log_prob` with candle's `sum`.
 ///
 /// ```
 /// use candle_core::{Device, Tensor, DType};
@@ -122,63 +118,35 @@ impl Distribution for Independent {
     fn name(&self) -> &'static str {
         "Independent"
     }
+    forward_to_base! { dtype, device, sample, has_rsample, rsample, mean, variance, boxed }
     fn batch_shape(&self) -> &[usize] {
         &self.batch
     }
     fn event_shape(&self) -> &[usize] {
         &self.event
     }
-    fn dtype(&self) -> DType {
-        self.base.dtype()
-    }
-    fn device(&self) -> &Device {
-        self.base.device()
-    }
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        self.base.sample(sample_shape, rng)
-    }
-    fn has_rsample(&self) -> bool {
-        self.base.has_rsample()
-    }
-    fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        self.base.rsample(sample_shape, rng)
-    }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         // The event shape is checked here: the base alone would accept a value that only
         // broadcasts against the reinterpreted dims. The base checks the support.
         value_batch_shape(self, value)?;
-        // The hot families sum inside their fused op (CPU f32/f64; composed + sum elsewhere):
-        // no separate `sum` node, whose backward would build a full-shape gradient.
+        // A family with a fused summed density sums inside its op: no separate `sum` node,
+        // whose backward would build a full-shape gradient.
         let k = self.reinterpreted;
-        if k > 0 {
-            let base = self.base.as_any();
-            if let Some(normal) = base.downcast_ref::<Normal>() {
-                return normal.log_prob_sum(value, k);
-            }
-            if let Some(bernoulli) = base.downcast_ref::<Bernoulli>() {
-                return bernoulli.log_prob_sum(value, k);
-            }
+        if k > 0
+            && let Some(summed) = self.base.log_prob_summed(value, k)
+        {
+            return summed;
         }
         sum_rightmost(&self.base.log_prob(value)?, k)
     }
     fn entropy(&self) -> Result<Tensor> {
         sum_rightmost(&self.base.entropy()?, self.reinterpreted)
     }
-    fn mean(&self) -> Result<Tensor> {
-        self.base.mean()
-    }
-    fn variance(&self) -> Result<Tensor> {
-        self.base.variance()
-    }
     fn support(&self) -> Constraint {
         self.base.support().independent(self.reinterpreted)
     }
     fn validate(&self, value: &Tensor) -> Result<Vec<usize>> {
-        // The shapes against this wrapper, the support by the base (a masked base checks
-        // only the elements it counts).
-        let out = value_batch_shape(self, value)?;
-        self.base.validate(value)?;
-        Ok(out)
+        validate_wrapped(self, self.base.as_ref(), value)
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         located(|| -> Result<Box<dyn Distribution>> {
@@ -199,10 +167,11 @@ impl Distribution for Independent {
             Ok(Box::new(Independent::new(base, self.reinterpreted)?))
         })
     }
-    fn clone_box(&self) -> Box<dyn Distribution> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
+    fn describe(&self) -> String {
+        format!(
+            "Independent({}, {})",
+            self.base.describe(),
+            self.reinterpreted
+        )
     }
 }

@@ -1,22 +1,20 @@
 //! `Masked`: zero the `log_prob` of masked-out batch elements (Pyro's `.mask(m)`).
 
-use std::any::Any;
-
-use candle_core::{DType, Device, Tensor};
-use rand::RngCore;
+use candle_core::{DType, Tensor};
 
 use crate::broadcast::{broadcast_shapes, full_like};
-use crate::constraint::Constraint;
 use crate::distribution::{Distribution, value_batch_shape, value_kind};
 use crate::error::{DistError, Result, located};
+use crate::family::check_expand;
 
 /// `base` with `log_prob` set to 0 where `mask` is 0, as Pyro's `MaskedDistribution`.
 ///
 /// The batch shape is the broadcast of the base's batch shape and the mask's shape. Sampling,
 /// mean, variance and entropy are the base's (broadcast); only scores are masked. Masked-out
-/// values are replaced by a point of the support ([`Constraint::feasible_like`]) before the
-/// base scores them, as NumPyro does: missing data may hold any placeholder (NaN), which
-/// neither fails validation nor makes the gradients NaN.
+/// values are replaced by a point of the support
+/// ([`Constraint::feasible_like`](crate::Constraint::feasible_like)) before the base scores
+/// them, as NumPyro does: missing data may hold any placeholder (NaN), which neither fails
+/// validation nor makes the gradients NaN.
 ///
 /// ```
 /// use candle_core::{Device, Tensor, DType};
@@ -161,26 +159,12 @@ impl Distribution for Masked {
     fn name(&self) -> &'static str {
         "Masked"
     }
+    forward_to_base! {
+        event_shape, dtype, device, sample, has_rsample, rsample,
+        entropy, mean, variance, support, boxed
+    }
     fn batch_shape(&self) -> &[usize] {
         &self.batch
-    }
-    fn event_shape(&self) -> &[usize] {
-        self.base.event_shape()
-    }
-    fn dtype(&self) -> DType {
-        self.base.dtype()
-    }
-    fn device(&self) -> &Device {
-        self.base.device()
-    }
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        self.base.sample(sample_shape, rng)
-    }
-    fn has_rsample(&self) -> bool {
-        self.base.has_rsample()
-    }
-    fn rsample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        self.base.rsample(sample_shape, rng)
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
         self.apply(&self.base.log_prob(&self.fill_masked(value)?)?)
@@ -191,37 +175,16 @@ impl Distribution for Masked {
         self.base.validate(&self.fill_masked(value)?)?;
         Ok(out)
     }
-    fn entropy(&self) -> Result<Tensor> {
-        self.base.entropy()
-    }
-    fn mean(&self) -> Result<Tensor> {
-        self.base.mean()
-    }
-    fn variance(&self) -> Result<Tensor> {
-        self.base.variance()
-    }
-    fn support(&self) -> Constraint {
-        self.base.support()
-    }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         located(|| -> Result<Box<dyn Distribution>> {
-            if !crate::broadcast::broadcasts_to(&self.batch, batch_shape) {
-                return Err(DistError::Expand {
-                    dist: self.name(),
-                    from: self.batch.clone(),
-                    to: batch_shape.to_vec(),
-                });
-            }
+            check_expand(self.name(), &self.batch, batch_shape)?;
             Ok(Box::new(Masked::new(
                 self.base.expand(batch_shape)?,
                 &self.mask,
             )?))
         })
     }
-    fn clone_box(&self) -> Box<dyn Distribution> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
+    fn describe(&self) -> String {
+        format!("Masked({})", self.base.describe())
     }
 }

@@ -1,6 +1,97 @@
 //! Distributions built from another: `Independent` (to_event), `Expanded`, `Masked`,
 //! `NoRsample`.
 
+/// Trait methods a wrapper takes unchanged from its `base` field, by name:
+/// `forward_to_base!(dtype, device, sample);` in its `impl Distribution`. `boxed` stands for
+/// `clone_box` and `as_any`, which are the wrapper's own.
+macro_rules! forward_to_base {
+    ($($method:ident),+ $(,)?) => {
+        $($crate::wrappers::forward_to_base!(@ $method);)+
+    };
+    (@ batch_shape) => {
+        fn batch_shape(&self) -> &[usize] {
+            self.base.batch_shape()
+        }
+    };
+    (@ event_shape) => {
+        fn event_shape(&self) -> &[usize] {
+            self.base.event_shape()
+        }
+    };
+    (@ dtype) => {
+        fn dtype(&self) -> candle_core::DType {
+            self.base.dtype()
+        }
+    };
+    (@ device) => {
+        fn device(&self) -> &candle_core::Device {
+            self.base.device()
+        }
+    };
+    (@ sample) => {
+        fn sample(
+            &self,
+            sample_shape: &[usize],
+            rng: &mut dyn rand::RngCore,
+        ) -> $crate::Result<candle_core::Tensor> {
+            self.base.sample(sample_shape, rng)
+        }
+    };
+    (@ has_rsample) => {
+        fn has_rsample(&self) -> bool {
+            self.base.has_rsample()
+        }
+    };
+    (@ rsample) => {
+        fn rsample(
+            &self,
+            sample_shape: &[usize],
+            rng: &mut dyn rand::RngCore,
+        ) -> $crate::Result<candle_core::Tensor> {
+            self.base.rsample(sample_shape, rng)
+        }
+    };
+    (@ log_prob) => {
+        fn log_prob(&self, value: &candle_core::Tensor) -> $crate::Result<candle_core::Tensor> {
+            self.base.log_prob(value)
+        }
+    };
+    (@ validate) => {
+        fn validate(&self, value: &candle_core::Tensor) -> $crate::Result<Vec<usize>> {
+            self.base.validate(value)
+        }
+    };
+    (@ entropy) => {
+        fn entropy(&self) -> $crate::Result<candle_core::Tensor> {
+            self.base.entropy()
+        }
+    };
+    (@ mean) => {
+        fn mean(&self) -> $crate::Result<candle_core::Tensor> {
+            self.base.mean()
+        }
+    };
+    (@ variance) => {
+        fn variance(&self) -> $crate::Result<candle_core::Tensor> {
+            self.base.variance()
+        }
+    };
+    (@ support) => {
+        fn support(&self) -> $crate::Constraint {
+            self.base.support()
+        }
+    };
+    (@ boxed) => {
+        fn clone_box(&self) -> Box<dyn $crate::Distribution> {
+            Box::new(self.clone())
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    };
+}
+pub(crate) use forward_to_base;
+
 mod expanded;
 mod independent;
 mod masked;

@@ -1,12 +1,6 @@
 //! `NoRsample`: a distribution that hides its reparameterised sampler (Pyro's
 //! `.has_rsample_(False)`), so that inference takes the score-function path.
 
-use std::any::Any;
-
-use candle_core::{DType, Device, Tensor};
-use rand::RngCore;
-
-use crate::constraint::Constraint;
 use crate::distribution::Distribution;
 use crate::error::Result;
 
@@ -60,46 +54,14 @@ impl Distribution for NoRsample {
     fn name(&self) -> &'static str {
         "NoRsample"
     }
-    fn batch_shape(&self) -> &[usize] {
-        self.base.batch_shape()
-    }
-    fn event_shape(&self) -> &[usize] {
-        self.base.event_shape()
-    }
-    fn dtype(&self) -> DType {
-        self.base.dtype()
-    }
-    fn device(&self) -> &Device {
-        self.base.device()
-    }
-    fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
-        self.base.sample(sample_shape, rng)
-    }
-    fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
-        self.base.log_prob(value)
-    }
-    fn validate(&self, value: &Tensor) -> Result<Vec<usize>> {
-        self.base.validate(value)
-    }
-    fn entropy(&self) -> Result<Tensor> {
-        self.base.entropy()
-    }
-    fn mean(&self) -> Result<Tensor> {
-        self.base.mean()
-    }
-    fn variance(&self) -> Result<Tensor> {
-        self.base.variance()
-    }
-    fn support(&self) -> Constraint {
-        self.base.support()
+    forward_to_base! {
+        batch_shape, event_shape, dtype, device, sample, log_prob,
+        validate, entropy, mean, variance, support, boxed
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         Ok(Box::new(NoRsample::new(self.base.expand(batch_shape)?)))
     }
-    fn clone_box(&self) -> Box<dyn Distribution> {
-        Box::new(self.clone())
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
+    fn describe(&self) -> String {
+        format!("NoRsample({})", self.base.describe())
     }
 }

@@ -15,8 +15,9 @@ use statrs::function::erf::erf;
 use vi_dist::{DistError, DistSpec, Distribution};
 use vi_test::stats::{check_ks, check_moments};
 
+use crate::common::{Res, host, vector};
+
 type Error = Box<dyn std::error::Error>;
-type Res = Result<(), Error>;
 /// A function of the parameters (one setting) and a point: a CDF, quantile or density.
 type AtPoint = fn(&[f64], f64) -> f64;
 /// Closed-form (mean, variance) of one setting.
@@ -248,16 +249,6 @@ const FAMILIES: &[Family] = &[
     },
 ];
 
-fn tensor(v: &[f64], dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
-    Tensor::new(v, &Device::Cpu)?
-        .to_dtype(dtype)?
-        .to_device(device)
-}
-
-fn host(t: &Tensor) -> candle_core::Result<Vec<f64>> {
-    t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()
-}
-
 /// Parameter `i` of `f` for a batch of `n`, cycling through the two settings.
 fn param_values(f: &Family, i: usize, n: usize) -> Vec<f64> {
     (0..n).map(|j| f.params[i].1[j % 2]).collect()
@@ -282,7 +273,7 @@ fn build_vars(
     device: &Device,
 ) -> Result<(Box<dyn Distribution>, Vec<Var>), Error> {
     let vars = (0..f.params.len())
-        .map(|i| Var::from_tensor(&tensor(&param_values(f, i, n), dtype, device)?))
+        .map(|i| Var::from_tensor(&vector(&param_values(f, i, n), dtype, device)))
         .collect::<candle_core::Result<Vec<_>>>()?;
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     Ok((build(f, &ts)?, vars))
@@ -326,7 +317,7 @@ fn samplers(device: &Device, dtype: DType) -> Res {
         let mut rng = ChaCha8Rng::seed_from_u64(1_000 + k as u64);
         let x = d.sample(&[N], &mut rng)?;
         assert_eq!(x.dims(), &[N, 2], "{}", f.name);
-        let x = host(&x)?;
+        let x = host(&x);
         for j in 0..2 {
             let p = setting(f, j);
             let xs: Vec<f64> = x.iter().skip(j).step_by(2).copied().collect();
@@ -352,7 +343,7 @@ fn standard_draws(draw: Draw, n: usize, seed: u64) -> Result<Vec<f64>, Error> {
         Draw::Normal => vi_dist::standard_normal(&[n], DType::F64, &Device::Cpu, &mut rng)?,
         Draw::Uniform => vi_dist::uniform_open01(&[n], DType::F64, &Device::Cpu, &mut rng)?,
     };
-    Ok(host(&t)?)
+    Ok(host(&t))
 }
 
 fn close(a: f64, b: f64, rtol: f64) -> bool {
@@ -371,7 +362,7 @@ fn rsample_gradients(device: &Device, dtype: DType) -> Res {
         assert!(d.has_rsample(), "{}", f.name);
         let x = d.rsample(&[], &mut ChaCha8Rng::seed_from_u64(seed))?;
         let grads = x.sum_all()?.backward()?;
-        let x = host(&x)?;
+        let x = host(&x);
         let draws = standard_draws(f.draw, N, seed)?;
         for j in 0..N {
             let p: Vec<f64> = (0..f.params.len()).map(|i| f.params[i].1[j % 2]).collect();
@@ -383,7 +374,7 @@ fn rsample_gradients(device: &Device, dtype: DType) -> Res {
                 x[j]
             );
             for (i, var) in vars.iter().enumerate() {
-                let g = host(grads.get(var.as_tensor()).ok_or("no gradient")?)?;
+                let g = host(grads.get(var.as_tensor()).ok_or("no gradient")?);
                 assert!(
                     close(g[j], dwant[i], rtol),
                     "{} {dtype:?} d x[{j}] / d {}: autograd {} vs transform {}",
@@ -411,7 +402,7 @@ fn rsample_gradients_finite_difference() -> Res {
             .sum_all()?
             .backward()?;
         for (i, var) in vars.iter().enumerate() {
-            let auto = host(grads.get(var.as_tensor()).ok_or("no gradient")?)?;
+            let auto = host(grads.get(var.as_tensor()).ok_or("no gradient")?);
             let base = param_values(f, i, N);
             // Σ_j x_j as a function of parameter i (the others fixed, same seed).
             let sum_of_draws = |theta: &[f64]| -> f64 {
@@ -423,7 +414,7 @@ fn rsample_gradients_finite_difference() -> Res {
                         } else {
                             param_values(f, m, N)
                         };
-                        ps.push(tensor(&v, DType::F64, &Device::Cpu)?);
+                        ps.push(vector(&v, DType::F64, &Device::Cpu));
                     }
                     let x = build(f, &ps)?.rsample(&[], &mut ChaCha8Rng::seed_from_u64(seed))?;
                     Ok(x.sum_all()?.to_scalar::<f64>()?)
@@ -454,7 +445,7 @@ fn expand(device: &Device, dtype: DType) -> Res {
         assert_eq!(e.batch_shape(), &[2, 3], "{}", f.name);
         assert_eq!(e.event_shape(), &[] as &[usize], "{}", f.name);
         let x = d.sample(&[2], &mut ChaCha8Rng::seed_from_u64(4))?;
-        let (a, b) = (host(&d.log_prob(&x)?)?, host(&e.log_prob(&x)?)?);
+        let (a, b) = (host(&d.log_prob(&x)?), host(&e.log_prob(&x)?));
         assert_eq!(a.len(), 6, "{}", f.name);
         assert_eq!(a, b, "{}: log_prob changed under expand", f.name);
         assert_eq!(
@@ -486,8 +477,8 @@ fn invalid_parameters(device: &Device, dtype: DType) -> Res {
             let ps = f
                 .params
                 .iter()
-                .map(|(n, v)| tensor(&[if *n == name { bad } else { v[0] }], dtype, device))
-                .collect::<candle_core::Result<Vec<_>>>()?;
+                .map(|(n, v)| vector(&[if *n == name { bad } else { v[0] }], dtype, device))
+                .collect::<Vec<_>>();
             match build(f, &ps).map_err(DistError::into_kind) {
                 Err(DistError::ParamSupport { dist, param, .. }) => {
                     assert_eq!(dist, f.name);
@@ -509,8 +500,8 @@ fn invalid_parameters(device: &Device, dtype: DType) -> Res {
         }
     }
     // low >= high names `high` and the bound it must exceed.
-    let t = |v: &[f64]| tensor(v, dtype, device);
-    match vi_dist::Uniform::new(&t(&[0.0, 2.0])?, &t(&[1.0, 2.0])?).map_err(DistError::into_kind) {
+    let t = |v: &[f64]| vector(v, dtype, device);
+    match vi_dist::Uniform::new(&t(&[0.0, 2.0]), &t(&[1.0, 2.0])).map_err(DistError::into_kind) {
         Err(DistError::ParamSupport {
             param, constraint, ..
         }) => assert_eq!(
@@ -528,7 +519,7 @@ vi_test::test_device!(invalid_parameters);
 fn value_outside_support(device: &Device, dtype: DType) -> Res {
     for f in FAMILIES {
         let (d, _) = build_vars(f, 1, dtype, device)?;
-        let x = tensor(&[f.outside], dtype, device)?;
+        let x = vector(&[f.outside], dtype, device);
         match d.log_prob(&x) {
             Err(DistError::ValueSupport { dist, .. }) => assert_eq!(dist, f.name),
             other => panic!(
@@ -552,24 +543,24 @@ fn masked_outside_support(device: &Device, dtype: DType) -> Res {
             .find(|f| f.name == name)
             .ok_or("no family")?;
         let (d, vars) = build_vars(f, 1, dtype, device)?;
-        let x = tensor(&[f.outside], dtype, device)?;
+        let x = vector(&[f.outside], dtype, device);
         let lp = vi_dist::with_validation(false, || d.log_prob(&x))?;
-        assert_eq!(host(&lp)?, vec![f64::NEG_INFINITY], "{name}");
+        assert_eq!(host(&lp), vec![f64::NEG_INFINITY], "{name}");
         let grads = lp.sum_all()?.backward()?;
         for v in &vars {
             if let Some(g) = grads.get(v.as_tensor()) {
                 assert!(
-                    host(g)?.iter().all(|g| g.is_finite()),
+                    host(g).iter().all(|g| g.is_finite()),
                     "{name}: gradient {g}"
                 );
             }
         }
     }
     let u = vi_dist::Uniform::new(
-        &tensor(&[0.0], dtype, device)?,
-        &tensor(&[2.0], dtype, device)?,
+        &vector(&[0.0], dtype, device),
+        &vector(&[2.0], dtype, device),
     )?;
-    let lp = host(&u.log_prob(&tensor(&[0.0, 2.0], dtype, device)?)?)?;
+    let lp = host(&u.log_prob(&vector(&[0.0, 2.0], dtype, device))?);
     assert_eq!(lp[1], f64::NEG_INFINITY);
     assert!((lp[0] + 2f64.ln()).abs() < 1e-6);
     Ok(())
@@ -581,8 +572,8 @@ vi_test::test_device!(masked_outside_support);
 fn shape_errors(device: &Device, dtype: DType) -> Res {
     for f in FAMILIES {
         if f.params.len() == 2 {
-            let a = tensor(&[f.params[0].1[0]; 2], dtype, device)?;
-            let b = tensor(&[f.params[1].1[0]; 3], dtype, device)?;
+            let a = vector(&[f.params[0].1[0]; 2], dtype, device);
+            let b = vector(&[f.params[1].1[0]; 3], dtype, device);
             match build(f, &[a, b]).map_err(DistError::into_kind) {
                 Err(DistError::Broadcast { dist, .. }) => assert_eq!(dist, f.name),
                 other => panic!("{}: expected Broadcast, got {other:?}", f.name),
@@ -606,24 +597,24 @@ vi_test::test_device!(shape_errors);
 
 /// torch's conventions for moments that do not exist, and the supports with tensor bounds.
 fn moments_and_supports(device: &Device, dtype: DType) -> Res {
-    let t = |v: &[f64]| tensor(v, dtype, device);
-    let p = vi_dist::Pareto::new(&t(&[1.0, 1.0, 1.0, 2.0])?, &t(&[0.5, 1.0, 1.5, 3.0])?)?;
+    let t = |v: &[f64]| vector(v, dtype, device);
+    let p = vi_dist::Pareto::new(&t(&[1.0, 1.0, 1.0, 2.0]), &t(&[0.5, 1.0, 1.5, 3.0]))?;
     let inf = f64::INFINITY;
-    assert_eq!(host(&p.mean()?)?[..3], [inf, inf, 3.0]);
-    assert!((host(&p.mean()?)?[3] - 3.0).abs() < 1e-6);
-    assert_eq!(host(&p.variance()?)?[..3], [inf, inf, inf]);
-    assert!((host(&p.variance()?)?[3] - 3.0).abs() < 1e-5);
+    assert_eq!(host(&p.mean()?)[..3], [inf, inf, 3.0]);
+    assert!((host(&p.mean()?)[3] - 3.0).abs() < 1e-6);
+    assert_eq!(host(&p.variance()?)[..3], [inf, inf, inf]);
+    assert!((host(&p.variance()?)[3] - 3.0).abs() < 1e-5);
     assert_eq!(p.support().to_string(), "greater_than_eq(tensor[4])");
 
-    let c = vi_dist::Cauchy::new(&t(&[0.0, 1.0])?, &t(&[1.0])?)?;
-    assert!(host(&c.mean()?)?.iter().all(|m| m.is_nan()));
-    assert_eq!(host(&c.variance()?)?, vec![inf, inf]);
-    let h = vi_dist::HalfCauchy::new(&t(&[1.0, 2.0])?)?;
-    assert_eq!(host(&h.mean()?)?, vec![inf, inf]);
+    let c = vi_dist::Cauchy::new(&t(&[0.0, 1.0]), &t(&[1.0]))?;
+    assert!(host(&c.mean()?).iter().all(|m| m.is_nan()));
+    assert_eq!(host(&c.variance()?), vec![inf, inf]);
+    let h = vi_dist::HalfCauchy::new(&t(&[1.0, 2.0]))?;
+    assert_eq!(host(&h.mean()?), vec![inf, inf]);
 
-    let u = vi_dist::Uniform::new(&t(&[0.0, 1.0])?, &t(&[1.0, 3.0])?)?;
+    let u = vi_dist::Uniform::new(&t(&[0.0, 1.0]), &t(&[1.0, 3.0]))?;
     assert_eq!(u.support().to_string(), "interval(tensor[2], tensor[2])");
-    let inside = u.support().check(&t(&[0.5, 0.5])?)?.to_vec1::<u8>()?;
+    let inside = u.support().check(&t(&[0.5, 0.5]))?.to_vec1::<u8>()?;
     assert_eq!(inside, vec![1, 0]);
     Ok(())
 }
@@ -633,7 +624,7 @@ vi_test::test_device!(moments_and_supports);
 /// expands a prior): the same values, and the same gradients to that scale and to the value, as
 /// with the scale materialised.
 fn normal_log_prob_broadcast_scale(device: &Device, dtype: DType) -> Res {
-    let scale = Var::from_tensor(&tensor(&[0.5, 1.0, 2.0], dtype, device)?)?;
+    let scale = Var::from_tensor(&vector(&[0.5, 1.0, 2.0], dtype, device))?;
     let value = Var::from_tensor(
         &Tensor::from_vec(
             vec![0.1, -0.4, 1.3, 2.0, 0.0, -1.5, 0.7, 0.2],
@@ -643,7 +634,7 @@ fn normal_log_prob_broadcast_scale(device: &Device, dtype: DType) -> Res {
         .to_dtype(dtype)?
         .to_device(device)?,
     )?;
-    let loc = tensor(&[0.3, -0.2], dtype, device)?;
+    let loc = vector(&[0.3, -0.2], dtype, device);
     // (log_prob, gradient to the scale, gradient to the value)
     type Out = (Vec<f64>, Vec<f64>, Vec<f64>);
     let run = |materialise: bool| -> Result<Out, Error> {
@@ -658,9 +649,9 @@ fn normal_log_prob_broadcast_scale(device: &Device, dtype: DType) -> Res {
             .to_device(device)?
             .reshape((4, 3, 2))?;
         let g = (&lp * &w)?.sum_all()?.backward()?;
-        let gs = host(g.get(scale.as_tensor()).ok_or("no scale gradient")?)?;
-        let gv = host(g.get(value.as_tensor()).ok_or("no value gradient")?)?;
-        Ok((host(&lp)?, gs, gv))
+        let gs = host(g.get(scale.as_tensor()).ok_or("no scale gradient")?);
+        let gv = host(g.get(value.as_tensor()).ok_or("no value gradient")?);
+        Ok((host(&lp), gs, gv))
     };
     let (a, b) = (run(false)?, run(true)?);
     let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };

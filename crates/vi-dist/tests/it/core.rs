@@ -9,11 +9,7 @@ use vi_dist::{
 };
 use vi_test::{stats, test_device};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-fn vals(t: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(t).unwrap()
-}
+use crate::common::{Res, host};
 
 fn normal(loc: &[f64], scale: &[f64], device: &Device, dtype: DType) -> Normal {
     let l = Tensor::new(loc, device).unwrap().to_dtype(dtype).unwrap();
@@ -24,7 +20,7 @@ fn normal(loc: &[f64], scale: &[f64], device: &Device, dtype: DType) -> Normal {
 fn normal_sampler(device: &Device, dtype: DType) -> Res {
     let d = normal(&[1.5], &[0.7], device, dtype);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let x = vals(&d.sample(&[40_000], &mut rng)?);
+    let x = host(&d.sample(&[40_000], &mut rng)?);
     stats::check_moments(&x, 1.5, 0.49, 5.0)?;
     let n = statrs::distribution::Normal::new(1.5, 0.7)?;
     use statrs::distribution::ContinuousCDF;
@@ -35,14 +31,14 @@ test_device!(normal_sampler);
 
 fn same_seed_same_draws(device: &Device, dtype: DType) -> Res {
     let d = normal(&[0.0, 1.0], &[1.0, 2.0], device, dtype);
-    let a = vals(&d.sample(&[3], &mut ChaCha8Rng::seed_from_u64(7))?);
-    let b = vals(&d.sample(&[3], &mut ChaCha8Rng::seed_from_u64(7))?);
-    let c = vals(&d.sample(&[3], &mut ChaCha8Rng::seed_from_u64(8))?);
+    let a = host(&d.sample(&[3], &mut ChaCha8Rng::seed_from_u64(7))?);
+    let b = host(&d.sample(&[3], &mut ChaCha8Rng::seed_from_u64(7))?);
+    let c = host(&d.sample(&[3], &mut ChaCha8Rng::seed_from_u64(8))?);
     assert_eq!(a, b);
     assert_ne!(a, c);
     // the same numbers on the CPU in f64, up to the dtype's rounding
     let cpu = normal(&[0.0, 1.0], &[1.0, 2.0], &Device::Cpu, DType::F64);
-    let r = vals(&cpu.sample(&[3], &mut ChaCha8Rng::seed_from_u64(7))?);
+    let r = host(&cpu.sample(&[3], &mut ChaCha8Rng::seed_from_u64(7))?);
     for (x, y) in a.iter().zip(&r) {
         assert!((x - y).abs() < 1e-5 * y.abs().max(1.0), "{x} vs {y}");
     }
@@ -57,9 +53,9 @@ fn normal_rsample_gradient(device: &Device, dtype: DType) -> Res {
     let d = Normal::new(loc.as_tensor(), scale.as_tensor())?;
     let x = d.rsample(&[4], &mut ChaCha8Rng::seed_from_u64(3))?;
     let g = x.sum_all()?.backward()?;
-    let gl = vals(g.get(loc.as_tensor()).ok_or("no loc grad")?);
-    let gs = vals(g.get(scale.as_tensor()).ok_or("no scale grad")?);
-    let xs = vals(&x);
+    let gl = host(g.get(loc.as_tensor()).ok_or("no loc grad")?);
+    let gs = host(g.get(scale.as_tensor()).ok_or("no scale grad")?);
+    let xs = host(&x);
     let eps: Vec<f64> = (0..2)
         .map(|j| {
             (0..4)
@@ -84,17 +80,17 @@ test_device!(normal_rsample_gradient);
 fn independent_sums_event(device: &Device, dtype: DType) -> Res {
     let base = normal(&[0.0, 1.0, 2.0], &[1.0, 2.0, 3.0], device, dtype);
     let x = Tensor::new(&[[0.5f64, 0.5, 0.5], [1.0, 2.0, 3.0]], device)?.to_dtype(dtype)?;
-    let lp = vals(&base.log_prob(&x)?);
+    let lp = host(&base.log_prob(&x)?);
     let ind = base.to_event(1)?;
     assert_eq!(ind.batch_shape(), &[] as &[usize]);
     assert_eq!(ind.event_shape(), &[3]);
-    let li = vals(&ind.log_prob(&x)?);
+    let li = host(&ind.log_prob(&x)?);
     assert_eq!(li.len(), 2);
     let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
     assert!((li[0] - lp[..3].iter().sum::<f64>()).abs() < tol);
     assert!((li[1] - lp[3..].iter().sum::<f64>()).abs() < tol);
-    let he = vals(&ind.entropy()?)[0];
-    let hb: f64 = vals(&base.entropy()?).iter().sum();
+    let he = host(&ind.entropy()?)[0];
+    let hb: f64 = host(&base.entropy()?).iter().sum();
     assert!((he - hb).abs() < tol);
     // nested to_event collapses
     let b2 = normal(&[0.0; 6], &[1.0; 6], device, dtype).expand(&[2, 6])?;
@@ -120,7 +116,7 @@ fn expanded_wrapper(device: &Device, dtype: DType) -> Res {
     let x = e.sample(&[5], &mut rng)?;
     assert_eq!(x.dims(), &[5, 3, 4, 2]);
     // each expanded copy is its own draw, and the last dim keeps its own location
-    let xs = vals(&x);
+    let xs = host(&x);
     let col0: Vec<f64> = xs.iter().step_by(2).copied().collect();
     let col1: Vec<f64> = xs.iter().skip(1).step_by(2).copied().collect();
     assert!(col0.iter().all(|v| v.abs() < 6.0));
@@ -141,8 +137,8 @@ fn masked_wrapper(device: &Device, dtype: DType) -> Res {
     let base = normal(&[0.0, 0.0, 0.0], &[1.0, 1.0, 1.0], device, dtype);
     let m = base.mask(&Tensor::new(&[1u8, 0, 1], device)?)?;
     let x = Tensor::new(&[[1.0f64, 2.0, 3.0]], device)?.to_dtype(dtype)?;
-    let lp = vals(&m.log_prob(&x)?);
-    let lb = vals(&base.log_prob(&x)?);
+    let lp = host(&m.log_prob(&x)?);
+    let lb = host(&base.log_prob(&x)?);
     assert_eq!(lp[1], 0.0);
     assert_eq!(lp[0], lb[0]);
     assert_eq!(lp[2], lb[2]);
@@ -163,18 +159,18 @@ fn delta_distribution(device: &Device, dtype: DType) -> Res {
     let ld = Tensor::new(&[0.5f64, -1.0], device)?.to_dtype(dtype)?;
     let d = Delta::new(v.as_tensor(), Some(&ld), 1)?;
     assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[2][..]));
-    let lp = vals(&d.log_prob(v.as_tensor())?);
+    let lp = host(&d.log_prob(v.as_tensor())?);
     assert_eq!(lp, vec![0.5, -1.0]);
     let off = Tensor::new(&[[1.0f64, 2.5], [3.0, 4.0]], device)?.to_dtype(dtype)?;
-    let lp = vals(&d.log_prob(&off)?);
+    let lp = host(&d.log_prob(&off)?);
     assert_eq!(lp[0], f64::NEG_INFINITY);
     assert_eq!(lp[1], -1.0);
     // rsample is v itself: gradient 1 per draw
     let x = d.rsample(&[3], &mut ChaCha8Rng::seed_from_u64(0))?;
     assert_eq!(x.dims(), &[3, 2, 2]);
     let g = x.sum_all()?.backward()?;
-    assert_eq!(vals(g.get(v.as_tensor()).ok_or("no grad")?), vec![3.0; 4]);
-    assert_eq!(vals(&d.entropy()?), vec![-0.5, 1.0]);
+    assert_eq!(host(g.get(v.as_tensor()).ok_or("no grad")?), vec![3.0; 4]);
+    assert_eq!(host(&d.entropy()?), vec![-0.5, 1.0]);
     Ok(())
 }
 test_device!(delta_distribution);

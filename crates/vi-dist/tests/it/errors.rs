@@ -6,9 +6,7 @@
 use candle_core::{DType, Device, Tensor};
 use vi_dist::*;
 
-fn t(v: &[f64]) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap()
-}
+use crate::common::t;
 
 /// Check that `r` failed with a location on `line` of this file, and return the error.
 #[track_caller]

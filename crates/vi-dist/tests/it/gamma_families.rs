@@ -3,8 +3,6 @@
 //! `conformance`.)
 
 use candle_core::{DType, Device, Tensor, Var};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use statrs::distribution::{self as sd, ContinuousCDF};
 use statrs::function::gamma::gamma_lr;
 use vi_dist::{Beta, Dirichlet, DistError, Distribution, Gamma, StudentT};
@@ -12,40 +10,23 @@ use vi_test::stats::{check_ks, check_moments, mean_var};
 
 use crate::special_ops::inverse_gamma_cdf;
 
-type R = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{Res, host, rng, t, vector};
 
 const N: usize = 20_000;
 const Z: f64 = 5.0;
 const KS_ALPHA: f64 = 1e-3;
-
-fn tensor(xs: &[f64], device: &Device, dtype: DType) -> Tensor {
-    Tensor::new(xs, &Device::Cpu)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
-        .to_device(device)
-        .unwrap()
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(t).unwrap()
-}
 
 /// Column `j` of row-major draws with `width` columns.
 fn column(xs: &[f64], width: usize, j: usize) -> Vec<f64> {
     xs.iter().skip(j).step_by(width).copied().collect()
 }
 
-fn rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed)
-}
-
 // ---------- sampler statistics ----------
 
-fn gamma_sampler(device: &Device, dtype: DType) -> R {
+fn gamma_sampler(device: &Device, dtype: DType) -> Res {
     let conc = [0.3, 1.0, 2.5, 15.0];
     let rate = [1.0, 2.0, 0.5, 3.0];
-    let d = Gamma::new(&tensor(&conc, device, dtype), &tensor(&rate, device, dtype))?;
+    let d = Gamma::new(&vector(&conc, dtype, device), &vector(&rate, dtype, device))?;
     for (what, xs) in [
         ("rsample", d.rsample(&[N], &mut rng(1))?),
         ("sample", d.sample(&[N], &mut rng(2))?),
@@ -68,10 +49,10 @@ fn gamma_sampler(device: &Device, dtype: DType) -> R {
 }
 vi_test::test_device!(gamma_sampler);
 
-fn beta_sampler(device: &Device, dtype: DType) -> R {
+fn beta_sampler(device: &Device, dtype: DType) -> Res {
     let a = [0.5, 2.0, 0.2, 7.0];
     let b = [0.5, 5.0, 3.0, 1.5];
-    let d = Beta::new(&tensor(&a, device, dtype), &tensor(&b, device, dtype))?;
+    let d = Beta::new(&vector(&a, dtype, device), &vector(&b, dtype, device))?;
     for (what, xs) in [
         ("rsample", d.rsample(&[N], &mut rng(3))?),
         ("sample", d.sample(&[N], &mut rng(4))?),
@@ -95,15 +76,15 @@ fn beta_sampler(device: &Device, dtype: DType) -> R {
 }
 vi_test::test_device!(beta_sampler);
 
-fn student_t_sampler(device: &Device, dtype: DType) -> R {
+fn student_t_sampler(device: &Device, dtype: DType) -> Res {
     // df > 4 so the sample variance has a finite variance.
     let df = [6.0, 10.0, 4.5];
     let loc = [0.0, -1.0, 3.0];
     let scale = [1.0, 2.0, 0.5];
     let d = StudentT::new(
-        &tensor(&df, device, dtype),
-        &tensor(&loc, device, dtype),
-        &tensor(&scale, device, dtype),
+        &vector(&df, dtype, device),
+        &vector(&loc, dtype, device),
+        &vector(&scale, dtype, device),
     )?;
     for (what, xs) in [
         ("rsample", d.rsample(&[N], &mut rng(5))?),
@@ -123,10 +104,10 @@ fn student_t_sampler(device: &Device, dtype: DType) -> R {
 }
 vi_test::test_device!(student_t_sampler);
 
-fn dirichlet_sampler(device: &Device, dtype: DType) -> R {
+fn dirichlet_sampler(device: &Device, dtype: DType) -> Res {
     let conc = [[0.5, 1.0, 2.5], [3.0, 3.0, 3.0]];
     let flat: Vec<f64> = conc.iter().flatten().copied().collect();
-    let c = tensor(&flat, device, dtype).reshape((2, 3))?;
+    let c = vector(&flat, dtype, device).reshape((2, 3))?;
     let d = Dirichlet::new(&c)?;
     assert_eq!((d.batch_shape(), d.event_shape()), (&[2][..], &[3][..]));
     for (what, xs) in [
@@ -164,7 +145,7 @@ fn dirichlet_sampler(device: &Device, dtype: DType) -> R {
 vi_test::test_device!(dirichlet_sampler);
 
 #[test]
-fn samplers_are_seeded() -> R {
+fn samplers_are_seeded() -> Res {
     let d = Gamma::new(
         &Tensor::new(&[0.7f64, 3.0], &Device::Cpu)?,
         &Tensor::new(1.0f64, &Device::Cpu)?,
@@ -189,7 +170,7 @@ fn samplers_are_seeded() -> R {
 // ---------- reparameterised gradients ----------
 
 #[test]
-fn gamma_rsample_grad_matches_inverse_cdf() -> R {
+fn gamma_rsample_grad_matches_inverse_cdf() -> Res {
     // One draw per batch element, so each parameter's gradient is d(sample)/d(parameter).
     let conc: Vec<f64> = [0.15, 0.6, 1.0, 2.5, 9.0, 40.0].repeat(3);
     let rate: Vec<f64> = [1.0, 2.0, 0.5].iter().flat_map(|r| [*r; 6]).collect();
@@ -238,7 +219,7 @@ fn mean_se(xs: &[f64]) -> (f64, f64) {
 }
 
 #[test]
-fn beta_and_dirichlet_rsample_grads_are_unbiased() -> R {
+fn beta_and_dirichlet_rsample_grads_are_unbiased() -> Res {
     // E[d x / d α] = d E[x] / d α: for Beta, d/dα α/(α+β) = β/(α+β)², d/dβ = −α/(α+β)².
     let n = 20_000;
     let (a, b) = (1.7, 0.6);
@@ -275,7 +256,7 @@ fn beta_and_dirichlet_rsample_grads_are_unbiased() -> R {
 }
 
 #[test]
-fn student_t_rsample_grad_is_unbiased() -> R {
+fn student_t_rsample_grad_is_unbiased() -> Res {
     // E[d (x − μ)² / d ν] = d Var / d ν = −2σ² / (ν − 2)².
     let n = 20_000;
     let (df, loc, scale) = (9.0, 0.5, 1.5);
@@ -299,7 +280,7 @@ fn student_t_rsample_grad_is_unbiased() -> R {
 // ---------- moments, edges, shapes ----------
 
 #[test]
-fn student_t_undefined_moments_follow_torch() -> R {
+fn student_t_undefined_moments_follow_torch() -> Res {
     let df = Var::new(&[0.5f64, 1.0, 1.5, 2.0, 3.0], &Device::Cpu)?;
     let d = StudentT::new(
         df.as_tensor(),
@@ -323,7 +304,7 @@ fn student_t_undefined_moments_follow_torch() -> R {
 }
 
 #[test]
-fn log_prob_edges_and_exact_values() -> R {
+fn log_prob_edges_and_exact_values() -> Res {
     let dev = Device::Cpu;
     // Gamma(1, rate) at 0: ln(rate) (0 · ln 0 = 0), and at conc = 1 the concentration
     // gradient is the true ln(rate) + ln(x) − ψ(1).
@@ -353,7 +334,7 @@ fn log_prob_edges_and_exact_values() -> R {
 }
 
 #[test]
-fn shapes_broadcast_and_expand() -> R {
+fn shapes_broadcast_and_expand() -> Res {
     let dev = Device::Cpu;
     let d = Gamma::new(
         &Tensor::new(&[[1.0f64], [2.0]], &dev)?,
@@ -391,18 +372,14 @@ fn shapes_broadcast_and_expand() -> R {
 
 // ---------- parameter errors ----------
 
-fn t1(xs: &[f64]) -> Tensor {
-    Tensor::new(xs, &Device::Cpu).unwrap()
-}
-
 fn is_support(r: vi_dist::Result<impl std::fmt::Debug>, param: &str) -> bool {
     matches!(r.map_err(DistError::into_kind), Err(DistError::ParamSupport { param: p, .. }) if p == param)
 }
 
 #[test]
 fn invalid_parameters_are_typed_errors() {
-    let ok = t1(&[1.0, 2.0]);
-    for bad in [t1(&[1.0, -0.5]), t1(&[f64::NAN, 1.0]), t1(&[0.0, 1.0])] {
+    let ok = t(&[1.0, 2.0]);
+    for bad in [t(&[1.0, -0.5]), t(&[f64::NAN, 1.0]), t(&[0.0, 1.0])] {
         assert!(is_support(Gamma::new(&bad, &ok), "concentration"));
         assert!(is_support(Gamma::new(&ok, &bad), "rate"));
         assert!(is_support(Beta::new(&bad, &ok), "concentration1"));
@@ -417,11 +394,11 @@ fn invalid_parameters_are_typed_errors() {
         });
     }
     assert!(is_support(
-        StudentT::new(&ok, &t1(&[f64::NAN, 0.0]), &ok),
+        StudentT::new(&ok, &t(&[f64::NAN, 0.0]), &ok),
         "loc"
     ));
     // Mismatched batch shapes.
-    let three = t1(&[1.0, 2.0, 3.0]);
+    let three = t(&[1.0, 2.0, 3.0]);
     assert!(matches!(
         Gamma::new(&ok, &three).map_err(DistError::into_kind),
         Err(DistError::Broadcast { .. })
@@ -443,21 +420,21 @@ fn invalid_parameters_are_typed_errors() {
     // Values outside the support (validation on).
     let d = Beta::new(&ok, &ok).unwrap();
     assert!(matches!(
-        d.log_prob(&t1(&[0.5, 1.5])),
+        d.log_prob(&t(&[0.5, 1.5])),
         Err(DistError::ValueSupport { .. })
     ));
     let d = Gamma::new(&ok, &ok).unwrap();
     assert!(matches!(
-        d.log_prob(&t1(&[-1.0, 1.0])),
+        d.log_prob(&t(&[-1.0, 1.0])),
         Err(DistError::ValueSupport { .. })
     ));
     let d = Dirichlet::new(&three).unwrap();
     assert!(matches!(
-        d.log_prob(&t1(&[0.5, 0.6, 0.1])),
+        d.log_prob(&t(&[0.5, 0.6, 0.1])),
         Err(DistError::ValueSupport { .. })
     ));
     assert!(matches!(
-        d.log_prob(&t1(&[0.5, 0.5])),
+        d.log_prob(&t(&[0.5, 0.5])),
         Err(DistError::ValueShape { .. })
     ));
 }

@@ -6,7 +6,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vi_dist::{DistError, ops};
 
-type R = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{Res, close, host};
+
 type Op = fn(&Tensor) -> vi_dist::Result<Tensor>;
 type Op2 = fn(&Tensor, &Tensor, bool) -> vi_dist::Result<Tensor>;
 
@@ -63,22 +64,6 @@ fn t64(data: &[f64], shape: &[usize]) -> Tensor {
     Tensor::from_vec(data.to_vec(), shape, &Device::Cpu).unwrap()
 }
 
-fn close(a: &[f64], b: &[f64], tol: f64) -> Result<(), String> {
-    if a.len() != b.len() {
-        return Err(format!("lengths {} vs {}", a.len(), b.len()));
-    }
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        if (x - y).abs() > tol * (1.0 + y.abs()) {
-            return Err(format!("element {i}: {x} vs {y}"));
-        }
-    }
-    Ok(())
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(t).unwrap()
-}
-
 /// `Σ w ⊙ f(x)` and its gradient w.r.t. `x` by autograd.
 fn weighted_grad(
     x: &[f64],
@@ -97,7 +82,7 @@ fn weighted_grad(
 }
 
 #[test]
-fn cholesky_reconstructs_and_matches_composed() -> R {
+fn cholesky_reconstructs_and_matches_composed() -> Res {
     // Three batch dims: more than candle's matmul takes directly.
     let (batch, n) = ([2, 3, 2], 4);
     let a = spd(&batch, n, 1);
@@ -123,7 +108,7 @@ fn cholesky_reconstructs_and_matches_composed() -> R {
 }
 
 #[test]
-fn cholesky_backward_is_symmetric_and_matches_finite_differences() -> R {
+fn cholesky_backward_is_symmetric_and_matches_finite_differences() -> Res {
     let (batch, n) = ([2], 4);
     let xs = shape(&batch, &[n, n]);
     let a = spd(&batch, n, 2);
@@ -157,7 +142,7 @@ fn cholesky_backward_is_symmetric_and_matches_finite_differences() -> R {
 }
 
 #[test]
-fn cholesky_errors_name_the_batch_element() -> R {
+fn cholesky_errors_name_the_batch_element() -> Res {
     let (batch, n) = ([2, 3], 3);
     let mut a = spd(&batch, n, 4);
     // Element [1, 2]: an indefinite matrix.
@@ -199,7 +184,7 @@ fn cholesky_errors_name_the_batch_element() -> R {
 /// composed, and both gradients against finite differences; `a` batch `[3]` broadcasts
 /// against `b` batch `[2, 3]`.
 #[test]
-fn solve_triangular_values_and_gradients() -> R {
+fn solve_triangular_values_and_gradients() -> Res {
     let (n, k) = (4, 2);
     let (ab, bb) = ([3usize], [2usize, 3]);
     let (ash, bsh) = (shape(&ab, &[n, n]), shape(&bb, &[n, k]));
@@ -265,7 +250,7 @@ fn solve_triangular_values_and_gradients() -> R {
 }
 
 #[test]
-fn solve_triangular_f32_matches_f64() -> R {
+fn solve_triangular_f32_matches_f64() -> Res {
     let (n, k) = (5, 3);
     let a = triangular(&[2], n, true, 7);
     let mut rng = ChaCha8Rng::seed_from_u64(8);
@@ -279,7 +264,7 @@ fn solve_triangular_f32_matches_f64() -> R {
 }
 
 #[test]
-fn solve_triangular_shape_errors() -> R {
+fn solve_triangular_shape_errors() -> Res {
     let a = Tensor::eye(3, DType::F64, &Device::Cpu)?;
     let bad_rows = Tensor::ones((4, 1), DType::F64, &Device::Cpu)?;
     let vector = Tensor::ones(3, DType::F64, &Device::Cpu)?;
@@ -313,7 +298,7 @@ fn solve_triangular_shape_errors() -> R {
 }
 
 #[test]
-fn derived_ops() -> R {
+fn derived_ops() -> Res {
     let (batch, n) = ([2], 3);
     let a = spd(&batch, n, 9);
     let at = t64(&a, &shape(&batch, &[n, n]));

@@ -1,5 +1,6 @@
 //! The integration tests of vi-dist, one binary with a module per topic.
 
+mod common;
 mod conformance;
 mod continuous;
 mod core;

@@ -13,28 +13,12 @@ use vi_test::stats::check_moments;
 
 use crate::linalg::spd;
 
-type R = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{Res, close_tensors, host};
 
 fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f64> = (0..n).map(|_| rng.random_range(lo..hi)).collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(t).unwrap()
-}
-
-fn close(a: &Tensor, b: &Tensor, tol: f64) -> Result<(), String> {
-    if a.dims() != b.dims() {
-        return Err(format!("shapes {:?} vs {:?}", a.dims(), b.dims()));
-    }
-    for (i, (x, y)) in host(a).iter().zip(host(b)).enumerate() {
-        if (x - y).abs() > tol * (1.0 + y.abs()) {
-            return Err(format!("element {i}: {x} vs {y}"));
-        }
-    }
-    Ok(())
 }
 
 /// loc `[2, 3]`, an SPD covariance `[2, 3, 3]`, and values `[5, 2, 3]`.
@@ -47,7 +31,7 @@ fn setup() -> (Tensor, Tensor, Tensor) {
 }
 
 #[test]
-fn constructors_agree() -> R {
+fn constructors_agree() -> Res {
     let (loc, cov, x) = setup();
     let l = ops::cholesky(&cov)?;
     let eye = Tensor::eye(3, DType::F64, &Device::Cpu)?.broadcast_as((2, 3, 3))?;
@@ -57,12 +41,12 @@ fn constructors_agree() -> R {
     let by_tril = MultivariateNormal::from_scale_tril(&loc, &l)?;
     let by_prec = MultivariateNormal::from_precision(&loc, &prec)?;
     for d in [&by_tril, &by_prec] {
-        close(&d.log_prob(&x)?, &by_cov.log_prob(&x)?, 1e-10)?;
-        close(&d.entropy()?, &by_cov.entropy()?, 1e-10)?;
-        close(&d.variance()?, &by_cov.variance()?, 1e-10)?;
-        close(&d.scale_tril().clone(), by_cov.scale_tril(), 1e-10)?;
-        close(&d.covariance()?, &cov, 1e-10)?;
-        close(&d.precision()?, &prec, 1e-10)?;
+        close_tensors(&d.log_prob(&x)?, &by_cov.log_prob(&x)?, 1e-10)?;
+        close_tensors(&d.entropy()?, &by_cov.entropy()?, 1e-10)?;
+        close_tensors(&d.variance()?, &by_cov.variance()?, 1e-10)?;
+        close_tensors(&d.scale_tril().clone(), by_cov.scale_tril(), 1e-10)?;
+        close_tensors(&d.covariance()?, &cov, 1e-10)?;
+        close_tensors(&d.precision()?, &prec, 1e-10)?;
     }
     assert_eq!(by_cov.log_prob(&x)?.dims(), &[5, 2]);
     // A diagonal covariance: the fourth constructor.
@@ -74,17 +58,17 @@ fn constructors_agree() -> R {
         MultivariateNormal::from_scale_tril(&loc, &ops::diag_embed(&scale)?)?,
         MultivariateNormal::from_precision(&loc, &ops::diag_embed(&scale.sqr()?.recip()?)?)?,
     ] {
-        close(&d.log_prob(&x)?, &by_diag.log_prob(&x)?, 1e-10)?;
-        close(&d.entropy()?, &by_diag.entropy()?, 1e-10)?;
-        close(&d.covariance()?, &by_diag.covariance()?, 1e-10)?;
-        close(&d.precision()?, &by_diag.precision()?, 1e-10)?;
+        close_tensors(&d.log_prob(&x)?, &by_diag.log_prob(&x)?, 1e-10)?;
+        close_tensors(&d.entropy()?, &by_diag.entropy()?, 1e-10)?;
+        close_tensors(&d.covariance()?, &by_diag.covariance()?, 1e-10)?;
+        close_tensors(&d.precision()?, &by_diag.precision()?, 1e-10)?;
     }
     Ok(())
 }
 
 /// `from_diag_scale` is `Normal(loc, scale).to_event(1)`, gradients included.
 #[test]
-fn diag_scale_equals_independent_normal() -> R {
+fn diag_scale_equals_independent_normal() -> Res {
     let (loc, _, x) = setup();
     let scale = Var::from_tensor(&Tensor::new(
         &[[0.5f64, 1.0, 2.0], [1.5, 0.7, 0.2]],
@@ -97,12 +81,12 @@ fn diag_scale_equals_independent_normal() -> R {
         (ind.batch_shape(), ind.event_shape())
     );
     let (a, b) = (mvn.log_prob(&x)?, ind.log_prob(&x)?);
-    close(&a, &b, 1e-10)?;
-    close(&mvn.entropy()?, &ind.entropy()?, 1e-10)?;
-    close(&mvn.variance()?, &ind.variance()?, 1e-10)?;
+    close_tensors(&a, &b, 1e-10)?;
+    close_tensors(&mvn.entropy()?, &ind.entropy()?, 1e-10)?;
+    close_tensors(&mvn.variance()?, &ind.variance()?, 1e-10)?;
     let ga = a.sum_all()?.backward()?;
     let gb = b.sum_all()?.backward()?;
-    close(
+    close_tensors(
         ga.get(scale.as_tensor()).ok_or("no grad")?,
         gb.get(scale.as_tensor()).ok_or("no grad")?,
         1e-10,
@@ -113,7 +97,7 @@ fn diag_scale_equals_independent_normal() -> R {
 /// LowRankMVN(loc, W, D) equals MVN(loc, W Wᵀ + diag D) in value and in gradient w.r.t.
 /// W and D.
 #[test]
-fn low_rank_equals_full_covariance() -> R {
+fn low_rank_equals_full_covariance() -> Res {
     let (loc, _, x) = setup();
     let mut rng = ChaCha8Rng::seed_from_u64(13);
     for rank in [1, 2, 4] {
@@ -123,17 +107,17 @@ fn low_rank_equals_full_covariance() -> R {
         let wt = w.as_tensor();
         let cov = (wt.matmul(&wt.t()?)? + ops::diag_embed(d.as_tensor())?)?;
         let full = MultivariateNormal::from_covariance(&loc, &cov)?;
-        close(&low.covariance()?, &cov, 1e-12)?;
-        close(&low.scale_tril()?, full.scale_tril(), 1e-10)?;
+        close_tensors(&low.covariance()?, &cov, 1e-12)?;
+        close_tensors(&low.scale_tril()?, full.scale_tril(), 1e-10)?;
         let (a, b) = (low.log_prob(&x)?, full.log_prob(&x)?);
-        close(&a, &b, 1e-10)?;
-        close(&low.entropy()?, &full.entropy()?, 1e-10)?;
-        close(&low.variance()?, &full.variance()?, 1e-10)?;
+        close_tensors(&a, &b, 1e-10)?;
+        close_tensors(&low.entropy()?, &full.entropy()?, 1e-10)?;
+        close_tensors(&low.variance()?, &full.variance()?, 1e-10)?;
         let ga = a.sum_all()?.backward()?;
         let gb = b.sum_all()?.backward()?;
         for v in [&w, &d] {
             let (p, q) = (ga.get(v.as_tensor()), gb.get(v.as_tensor()));
-            close(p.ok_or("no grad")?, q.ok_or("no grad")?, 1e-9)?;
+            close_tensors(p.ok_or("no grad")?, q.ok_or("no grad")?, 1e-9)?;
         }
     }
     Ok(())
@@ -142,7 +126,7 @@ fn low_rank_equals_full_covariance() -> R {
 /// Batch dims of loc and matrix broadcast; value batch dims broadcast against the batch;
 /// `expand` keeps the distribution.
 #[test]
-fn broadcasting_and_expand() -> R {
+fn broadcasting_and_expand() -> Res {
     let mut rng = ChaCha8Rng::seed_from_u64(14);
     let loc = uniform(&mut rng, &[4, 1, 3], -1.0, 1.0);
     let cov = Tensor::from_vec(spd(&[3], 3, 15), (3, 3, 3), &Device::Cpu)?;
@@ -172,7 +156,7 @@ fn broadcasting_and_expand() -> R {
     }
     let e = d.expand(&[5, 4, 3])?;
     assert_eq!(e.batch_shape(), &[5, 4, 3]);
-    close(
+    close_tensors(
         &e.log_prob(&x.get(0)?)?.get(4)?,
         &d.log_prob(&x.get(0)?)?,
         1e-12,
@@ -185,12 +169,12 @@ fn broadcasting_and_expand() -> R {
     assert_eq!(low.batch_shape(), &[4, 3]);
     assert_eq!(low.log_prob(&x)?.dims(), &[2, 4, 3]);
     let le = low.expand(&[2, 4, 3])?;
-    close(
+    close_tensors(
         &le.log_prob(&x.get(1)?)?.get(1)?,
         &low.log_prob(&x.get(1)?)?,
         1e-12,
     )?;
-    close(&le.entropy()?.get(1)?, &low.entropy()?, 1e-12)?;
+    close_tensors(&le.entropy()?.get(1)?, &low.entropy()?, 1e-12)?;
     Ok(())
 }
 
@@ -218,7 +202,7 @@ fn check_mean_cov(samples: &Tensor, mean: &[f64], cov: &[f64], n: usize) -> Resu
     Ok(())
 }
 
-fn mvn_sampler(device: &Device, dtype: DType) -> R {
+fn mvn_sampler(device: &Device, dtype: DType) -> Res {
     let n = 3;
     let loc = Tensor::new(&[[1.0f64, -2.0, 0.5], [0.0, 3.0, -1.0]], &Device::Cpu)?;
     let cov = Tensor::from_vec(spd(&[2], n, 16), (2, n, n), &Device::Cpu)?;
@@ -274,14 +258,14 @@ fn mvn_sampler(device: &Device, dtype: DType) -> R {
 vi_test::test_device!(mvn_sampler);
 
 /// log_prob on a device in f32 and f64 agrees with the f64 CPU value.
-fn mvn_log_prob_device(device: &Device, dtype: DType) -> R {
+fn mvn_log_prob_device(device: &Device, dtype: DType) -> Res {
     let (loc, cov, x) = setup();
     let put = |t: &Tensor| t.to_dtype(dtype).and_then(|t| t.to_device(device));
     let want = MultivariateNormal::from_covariance(&loc, &cov)?.log_prob(&x)?;
     let got = MultivariateNormal::from_covariance(&put(&loc)?, &put(&cov)?)?.log_prob(&put(&x)?)?;
     assert_eq!(got.dtype(), dtype);
     let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
-    close(
+    close_tensors(
         &got.to_dtype(DType::F64)?.to_device(&Device::Cpu)?,
         &want,
         tol,
@@ -291,7 +275,7 @@ fn mvn_log_prob_device(device: &Device, dtype: DType) -> R {
 vi_test::test_device!(mvn_log_prob_device);
 
 #[test]
-fn bad_matrices_are_typed_errors() -> R {
+fn bad_matrices_are_typed_errors() -> Res {
     let loc = Tensor::zeros((2, 2), DType::F64, &Device::Cpu)?;
     let indefinite = Tensor::new(
         &[[[2.0f64, 0.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 1.0]]],
@@ -369,7 +353,7 @@ fn bad_matrices_are_typed_errors() -> R {
 }
 
 #[test]
-fn bad_shapes_are_typed_errors() -> R {
+fn bad_shapes_are_typed_errors() -> Res {
     let z = |s: &[usize]| Tensor::zeros(s, DType::F64, &Device::Cpu).unwrap();
     let eye3 = Tensor::eye(3, DType::F64, &Device::Cpu)?;
     let shape_err = |r: vi_dist::Result<MultivariateNormal>, param: &str| match r
@@ -455,19 +439,19 @@ fn bad_shapes_are_typed_errors() -> R {
 /// Gradients reach every parameter through rsample, and the covariance gradient of
 /// log_prob is symmetric.
 #[test]
-fn gradients_reach_parameters() -> R {
+fn gradients_reach_parameters() -> Res {
     let (loc, cov, x) = setup();
     let (lv, cv) = (Var::from_tensor(&loc)?, Var::from_tensor(&cov)?);
     let d = MultivariateNormal::from_covariance(lv.as_tensor(), cv.as_tensor())?;
     let g = d.log_prob(&x)?.sum_all()?.backward()?;
     let gc = g.get(cv.as_tensor()).ok_or("no grad")?;
-    close(gc, &gc.t()?, 1e-12)?;
+    close_tensors(gc, &gc.t()?, 1e-12)?;
     let mut rng = ChaCha8Rng::seed_from_u64(18);
     let s = d.rsample(&[3], &mut rng)?;
     let g = s.sqr()?.sum_all()?.backward()?;
     assert!(g.get(lv.as_tensor()).is_some() && g.get(cv.as_tensor()).is_some());
     let gl = g.get(lv.as_tensor()).ok_or("no grad")?;
     // d/dloc Σ s² = 2 Σ_samples s.
-    close(gl, &(s.sum(0)? * 2.0)?, 1e-12)?;
+    close_tensors(gl, &(s.sum(0)? * 2.0)?, 1e-12)?;
     Ok(())
 }

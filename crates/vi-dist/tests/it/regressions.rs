@@ -9,11 +9,7 @@ use vi_dist::{
 };
 use vi_test::test_device;
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-fn t(v: &[f64], device: &Device, dtype: DType) -> Tensor {
-    Tensor::new(v, device).unwrap().to_dtype(dtype).unwrap()
-}
+use crate::common::{Res, vector};
 
 /// `Independent` checks the event shape of a value (torch's `_validate_sample`): a value that
 /// merely broadcasts against the event is a `ValueShape` error, not a silent broadcast sum.
@@ -83,12 +79,12 @@ fn binomial_huge_count_is_an_error() -> Res {
 /// `inf` is not an integer (torch's `value % 1 == 0` is false for it): integer supports and
 /// parameters reject it.
 fn infinity_is_not_an_integer(device: &Device, dtype: DType) -> Res {
-    let d = Poisson::new(&t(&[2.0], device, dtype))?;
-    let r = d.log_prob(&t(&[f64::INFINITY], device, dtype));
+    let d = Poisson::new(&vector(&[2.0], dtype, device))?;
+    let r = d.log_prob(&vector(&[f64::INFINITY], dtype, device));
     assert!(matches!(r, Err(DistError::ValueSupport { .. })), "{r:?}");
     let r = Binomial::from_probs(
-        &t(&[f64::INFINITY], device, dtype),
-        &t(&[0.5], device, dtype),
+        &vector(&[f64::INFINITY], dtype, device),
+        &vector(&[0.5], dtype, device),
     )
     .map_err(DistError::into_kind);
     assert!(
@@ -101,7 +97,7 @@ fn infinity_is_not_an_integer(device: &Device, dtype: DType) -> Res {
         ),
         "{r:?}"
     );
-    assert!(!Constraint::NonNegativeInteger.all(&t(&[f64::INFINITY], device, dtype))?);
+    assert!(!Constraint::NonNegativeInteger.all(&vector(&[f64::INFINITY], dtype, device))?);
     Ok(())
 }
 test_device!(infinity_is_not_an_integer);
@@ -109,7 +105,10 @@ test_device!(infinity_is_not_an_integer);
 /// `Expanded` of a family with tensor-valued support (Uniform) checks values against the
 /// expanded bounds.
 fn expanded_uniform_support(device: &Device, dtype: DType) -> Res {
-    let d = Uniform::new(&t(&[0.0], device, dtype), &t(&[1.0], device, dtype))?;
+    let d = Uniform::new(
+        &vector(&[0.0], dtype, device),
+        &vector(&[1.0], dtype, device),
+    )?;
     let e = Expanded::new(Box::new(d), &[2, 3])?;
     let x = e.sample(&[4], &mut ChaCha8Rng::seed_from_u64(0))?;
     assert_eq!(x.dims(), &[4, 2, 3]);
@@ -123,8 +122,8 @@ test_device!(expanded_uniform_support);
 /// Pareto's mean (alpha ≤ 1) and variance (alpha ≤ 2) are `inf`, with finite gradients (0 for
 /// alpha, whose clamped branch is unselected), as StudentT's variance: no `0 · ∞ = NaN`.
 fn pareto_undefined_moments_have_finite_gradients(device: &Device, dtype: DType) -> Res {
-    let alpha = Var::from_tensor(&t(&[0.5, 1.0, 2.0, 3.0], device, dtype))?;
-    let scale = Var::from_tensor(&t(&[1.0, 1.0, 1.0, 2.0], device, dtype))?;
+    let alpha = Var::from_tensor(&vector(&[0.5, 1.0, 2.0, 3.0], dtype, device))?;
+    let scale = Var::from_tensor(&vector(&[1.0, 1.0, 1.0, 2.0], dtype, device))?;
     let d = Pareto::new(scale.as_tensor(), alpha.as_tensor())?;
     for (what, m, finite_from) in [("mean", d.mean()?, 2), ("variance", d.variance()?, 3)] {
         let vals = vi_test::to_vec(&m)?;
@@ -159,10 +158,10 @@ test_device!(pareto_undefined_moments_have_finite_gradients);
 /// point of the support before `log_prob`, so missing data given as NaN (or any placeholder
 /// outside the support) neither fails validation nor turns the gradients into NaN.
 fn masked_out_values_do_not_matter(device: &Device, dtype: DType) -> Res {
-    let loc = Var::from_tensor(&t(&[0.5, 1.0, -1.0], device, dtype))?;
-    let scale = t(&[1.0, 2.0, 1.0], device, dtype);
+    let loc = Var::from_tensor(&vector(&[0.5, 1.0, -1.0], dtype, device))?;
+    let scale = vector(&[1.0, 2.0, 1.0], dtype, device);
     let mask = Tensor::new(&[1u8, 0, 1], device)?;
-    let y = t(&[1.0, f64::NAN, 2.0], device, dtype);
+    let y = vector(&[1.0, f64::NAN, 2.0], dtype, device);
     for validate in [true, false] {
         let d = Normal::new(loc.as_tensor(), &scale)?.mask(&mask)?;
         let lp = with_validation(validate, || d.log_prob(&y))?;
@@ -179,19 +178,19 @@ fn masked_out_values_do_not_matter(device: &Device, dtype: DType) -> Res {
         );
     }
     // a value outside a bounded support, masked out, with a sample dim and an event dim
-    let conc = t(&[2.0, 3.0], device, dtype);
+    let conc = vector(&[2.0, 3.0], dtype, device);
     let d =
         vi_dist::Gamma::new(&conc, &conc.ones_like()?)?.mask(&Tensor::new(&[0u8, 1], device)?)?;
-    let lp = d.log_prob(&t(&[-1.0, 1.0, -5.0, 2.0], device, dtype).reshape((2, 2))?)?;
+    let lp = d.log_prob(&vector(&[-1.0, 1.0, -5.0, 2.0], dtype, device).reshape((2, 2))?)?;
     let v = vi_test::to_vec(&lp)?;
     assert_eq!((v[0], v[2]), (0.0, 0.0), "{v:?}");
     let ind = Normal::new(loc.as_tensor(), &scale)?
         .to_event(1)?
         .mask(&Tensor::new(&[1u8, 0], device)?)?;
-    let y2 = t(
+    let y2 = vector(
         &[1.0, 1.0, 1.0, f64::NAN, f64::NAN, f64::NAN],
-        device,
         dtype,
+        device,
     )
     .reshape((2, 3))?;
     let v = vi_test::to_vec(&ind.log_prob(&y2)?)?;

@@ -6,31 +6,17 @@ use candle_core::{DType, Device, Tensor, Var};
 use statrs::function::gamma::{gamma_lr, ln_gamma};
 use vi_dist::ops;
 
+use crate::common::{host, t, within};
+
 type Op = fn(&Tensor) -> vi_dist::Result<Tensor>;
-
-fn t(xs: &[f64]) -> Tensor {
-    Tensor::new(xs, &Device::Cpu).unwrap()
-}
-
-fn v(t: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(t).unwrap()
-}
 
 /// Value and gradient of `sum(op(x))` at `xs` (f64, CPU).
 fn value_and_grad(op: Op, xs: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let x = Var::new(xs, &Device::Cpu).unwrap();
     let y = op(x.as_tensor()).unwrap();
     let g = y.sum_all().unwrap().backward().unwrap();
-    let g = g.get(x.as_tensor()).map(v).expect("no gradient");
-    (v(&y), g)
-}
-
-/// `|a − b| <= atol + rtol |b|`; non-finite `b` must be matched exactly.
-fn close(a: f64, b: f64, rtol: f64, atol: f64) -> bool {
-    if !b.is_finite() {
-        return a == b || (a.is_nan() && b.is_nan());
-    }
-    (a - b).abs() <= atol + rtol * b.abs()
+    let g = g.get(x.as_tensor()).map(host).expect("no gradient");
+    (host(&y), g)
 }
 
 /// Positive and negative non-integer arguments for lgamma / digamma / trigamma.
@@ -103,11 +89,11 @@ fn backward_matches_finite_differences() {
         // One point at a time, so a large value elsewhere does not swamp the difference.
         let fd: Vec<f64> = xs
             .iter()
-            .map(|x| vi_test::finite_difference(&[*x], 1e-6, |x| v(&op(&t(x)).unwrap())[0])[0])
+            .map(|x| vi_test::finite_difference(&[*x], 1e-6, |x| host(&op(&t(x)).unwrap())[0])[0])
             .collect();
         for ((x, g), f) in xs.iter().zip(&grad).zip(&fd) {
             assert!(
-                close(*g, *f, 1e-6, 1e-8),
+                within(*g, *f, 1e-6, 1e-8),
                 "{name}'({x}): backward {g:e}, finite difference {f:e}"
             );
         }
@@ -141,13 +127,13 @@ fn composed_matches_kernels() {
         ("sigmoid", ops::sigmoid, ops::composed::sigmoid, wide_grid()),
     ];
     for (name, kernel, composed, xs) in cases {
-        let want = v(&kernel(&t(&xs)).unwrap());
-        let got = v(&composed(&t(&xs)).unwrap());
+        let want = host(&kernel(&t(&xs)).unwrap());
+        let got = host(&composed(&t(&xs)).unwrap());
         let mut worst = 0f64;
         for ((x, g), w) in xs.iter().zip(&got).zip(&want) {
             // Relative, with an absolute floor of 1e-12 near the zeros of lgamma / digamma.
             assert!(
-                close(*g, *w, 1e-12, 1e-12),
+                within(*g, *w, 1e-12, 1e-12),
                 "{name}({x:e}): composed {g:e}, kernel {w:e}"
             );
             if w.is_finite() && *w != 0.0 {
@@ -165,7 +151,7 @@ fn composed_matches_kernels() {
         let (_, got) = value_and_grad(composed, &xs);
         for ((x, g), w) in xs.iter().zip(&got).zip(&want) {
             assert!(
-                close(*g, *w, 1e-10, 1e-12),
+                within(*g, *w, 1e-10, 1e-12),
                 "{name}'({x:e}): composed autograd {g:e}, kernel backward {w:e}"
             );
         }
@@ -201,7 +187,7 @@ fn gamma_density(a: f64, x: f64) -> f64 {
 }
 
 fn grad_at(a: &[f64], x: &[f64]) -> Vec<f64> {
-    v(&ops::standard_gamma_grad(&t(a), &t(x)).unwrap())
+    host(&ops::standard_gamma_grad(&t(a), &t(x)).unwrap())
 }
 
 /// Points `(α, x)` at CDF levels away from the far tails, where finite differences of the
@@ -229,7 +215,7 @@ fn standard_gamma_grad_matches_cdf_differences() {
         let fd = -dp / gamma_density(*a, *x);
         worst = worst.max(((g - fd) / fd).abs());
         assert!(
-            close(*g, fd, 1e-5, 0.0),
+            within(*g, fd, 1e-5, 0.0),
             "alpha {a}, level {u}: ours {g:e}, CDF difference {fd:e}"
         );
     }
@@ -247,7 +233,7 @@ fn standard_gamma_grad_matches_inverse_cdf_differences() {
         let h = 1e-5 * a;
         let fd = (inverse_gamma_cdf(a + h, *u) - inverse_gamma_cdf(a - h, *u)) / (2.0 * h);
         assert!(
-            close(*g, fd, 1e-6, 1e-300),
+            within(*g, fd, 1e-6, 1e-300),
             "alpha {a}, level {u}, x {x:e}: ours {g:e}, inverse-CDF difference {fd:e}"
         );
         worst = worst.max(((g - fd) / fd).abs());
@@ -291,17 +277,17 @@ fn reparameterize_case(device: &Device, dtype: DType) -> vi_dist::Result<()> {
         ("composed", ops::composed::reparameterize_standard_gamma),
     ] {
         let y = f(alpha.as_tensor(), &x)?;
-        assert_eq!(v(&y), v(&x), "{name}: value changed");
+        assert_eq!(host(&y), host(&x), "{name}: value changed");
         let g = y.sum_all()?.backward()?;
         let g = g.get(alpha.as_tensor()).expect("no gradient");
-        let (g, w) = (v(g), v(&want_grad));
+        let (g, w) = (host(g), host(&want_grad));
         for (g, w) in g.iter().zip(&w) {
-            assert!(close(*g, *w, 1e-6, 0.0), "{name}: grad {g}, expected {w}");
+            assert!(within(*g, *w, 1e-6, 0.0), "{name}: grad {g}, expected {w}");
         }
     }
     let composed = ops::composed::standard_gamma_grad(alpha.as_tensor(), &x)?;
     let kernel = ops::standard_gamma_grad(alpha.as_tensor(), &x)?;
-    assert_eq!(v(&composed), v(&kernel));
+    assert_eq!(host(&composed), host(&kernel));
     Ok(())
 }
 vi_test::test_device!(reparameterize_case);

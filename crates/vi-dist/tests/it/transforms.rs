@@ -21,7 +21,7 @@ use vi_dist::{
 };
 use vi_test::to_vec;
 
-type R = std::result::Result<(), Box<dyn Error>>;
+use crate::common::{Res, tensor};
 
 /// Which coordinates of an event take part in the square Jacobian.
 #[derive(Clone, Copy, Debug)]
@@ -81,21 +81,10 @@ fn case(name: &str, t: Box<dyn Transform>, support: Constraint, x_shape: &[usize
     }
 }
 
-fn tensor(
-    data: &[f64],
-    shape: &[usize],
-    dtype: DType,
-    device: &Device,
-) -> candle_core::Result<Tensor> {
-    Tensor::from_vec(data.to_vec(), shape, &Device::Cpu)?
-        .to_dtype(dtype)?
-        .to_device(device)
-}
-
 /// The transforms themselves, with the set their `forward` lands in.
 fn transform_cases(device: &Device, dtype: DType) -> candle_core::Result<Vec<Case>> {
-    let loc = tensor(&[0.5, -1.0], &[2], dtype, device)?;
-    let scale = tensor(&[2.0, -0.25], &[2], dtype, device)?;
+    let loc = tensor(&[0.5, -1.0], &[2], dtype, device);
+    let scale = tensor(&[2.0, -0.25], &[2], dtype, device);
     let real = Constraint::Real;
     let mut v = vec![
         case("identity", Box::new(Identity), real.clone(), &[3, 2]),
@@ -198,11 +187,11 @@ fn constraint_cases(
     device: &Device,
     dtype: DType,
 ) -> candle_core::Result<Vec<(Constraint, Vec<usize>)>> {
-    let low = tensor(&[-1.0, 0.0, 2.0], &[3], dtype, device)?;
-    let high = tensor(&[1.0, 0.5, 10.0], &[3], dtype, device)?;
+    let low = tensor(&[-1.0, 0.0, 2.0], &[3], dtype, device);
+    let high = tensor(&[1.0, 0.5, 10.0], &[3], dtype, device);
     // bounds far from 0 make the f32 round trip ill-conditioned (1000 + e^-4 keeps 3 digits of
     // e^-4): they are checked for the support only, in `large_bounds_stay_in_support`
-    let b = tensor(&[-3.0, 0.0, 20.0], &[3], dtype, device)?;
+    let b = tensor(&[-3.0, 0.0, 20.0], &[3], dtype, device);
     Ok(vec![
         (Constraint::Real, vec![4, 3]),
         (Constraint::Positive, vec![4, 3]),
@@ -335,7 +324,7 @@ fn round_trip_tol(dtype: DType) -> f64 {
     if dtype == DType::F64 { 1e-9 } else { 2e-4 }
 }
 
-fn assert_close_at(what: &str, a: &[f64], b: &[f64], idx: &[usize], tol: f64) -> R {
+fn assert_close_at(what: &str, a: &[f64], b: &[f64], idx: &[usize], tol: f64) -> Res {
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
     for &i in idx {
         let (x, y) = (a[i], b[i]);
@@ -403,7 +392,7 @@ fn jacobian(t: &dyn Transform, x: &Tensor) -> R2<(Vec<f64>, Vec<usize>)> {
 
 /// `log_abs_det_jacobian` against ln |det J| of the square part of each event's block of the
 /// autodiff Jacobian, to 1e-8; entries outside the event's block must be zero.
-fn check_jacobian(c: &Case, x: &Tensor) -> R {
+fn check_jacobian(c: &Case, x: &Tensor) -> Res {
     let x = x.to_dtype(DType::F64)?;
     let (jac, y_shape) = jacobian(c.t.as_ref(), &x)?;
     let y = c.t.forward(&x)?;
@@ -449,7 +438,7 @@ fn check_jacobian(c: &Case, x: &Tensor) -> R {
     Ok(())
 }
 
-fn check_case(c: &Case, device: &Device, dtype: DType, rng: &mut ChaCha8Rng) -> R {
+fn check_case(c: &Case, device: &Device, dtype: DType, rng: &mut ChaCha8Rng) -> Res {
     let t = c.t.as_ref();
     let tol = round_trip_tol(dtype);
     let x = standard_normal(&c.x_shape, dtype, device, rng)?.affine(c.x_scale, 0.0)?;
@@ -534,7 +523,7 @@ fn check_case(c: &Case, device: &Device, dtype: DType, rng: &mut ChaCha8Rng) -> 
         let data: Vec<f64> = (0..n)
             .map(|i| levels[(i * 5 + shift) % levels.len()] * c.extreme)
             .collect();
-        let xe = tensor(&data, &c.x_shape, dtype, device)?;
+        let xe = tensor(&data, &c.x_shape, dtype, device);
         let ye = t.forward(&xe)?;
         assert!(
             to_vec(&ye)?.iter().all(|v| !v.is_nan()),
@@ -561,7 +550,7 @@ fn check_case(c: &Case, device: &Device, dtype: DType, rng: &mut ChaCha8Rng) -> 
     Ok(())
 }
 
-fn transforms_all(device: &Device, dtype: DType) -> R {
+fn transforms_all(device: &Device, dtype: DType) -> Res {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     for c in transform_cases(device, dtype)? {
         check_case(&c, device, dtype, &mut rng)?;
@@ -570,7 +559,7 @@ fn transforms_all(device: &Device, dtype: DType) -> R {
 }
 vi_test::test_device!(transforms_all);
 
-fn transform_to_all(device: &Device, dtype: DType) -> R {
+fn transform_to_all(device: &Device, dtype: DType) -> Res {
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     for (c, shape) in constraint_cases(device, dtype)? {
         let case = constraint_case(c, shape)?;
@@ -598,7 +587,7 @@ fn transform_to_all(device: &Device, dtype: DType) -> R {
 vi_test::test_device!(transform_to_all);
 
 #[test]
-fn event_dims_and_names() -> R {
+fn event_dims_and_names() -> Res {
     let t = transform_to(&Constraint::Simplex.independent(1))?;
     assert_eq!(
         (t.name(), t.event_dim(), t.codomain_event_dim()),
@@ -623,7 +612,7 @@ fn event_dims_and_names() -> R {
 }
 
 #[test]
-fn biject_to_agrees_with_transform_to() -> R {
+fn biject_to_agrees_with_transform_to() -> Res {
     for (c, _) in constraint_cases(&Device::Cpu, DType::F64)? {
         let (a, b) = (transform_to(&c)?, biject_to(&c)?);
         assert_eq!(a.name(), b.name());
@@ -657,7 +646,7 @@ fn discrete_constraints_have_no_transform() {
 }
 
 #[test]
-fn zero_is_the_centre() -> R {
+fn zero_is_the_centre() -> Res {
     let x = Tensor::zeros((2, 4), DType::F64, &Device::Cpu)?;
     let y = to_vec(&StickBreaking.forward(&x)?)?;
     assert!(y.iter().all(|v| (v - 0.2).abs() < 1e-15), "{y:?}");
@@ -680,7 +669,7 @@ fn zero_is_the_centre() -> R {
 }
 
 #[test]
-fn bad_shapes_are_typed_errors() -> R {
+fn bad_shapes_are_typed_errors() -> Res {
     let dev = Device::Cpu;
     let rect = Tensor::zeros((2, 3), DType::F64, &dev)?;
     let scalar = Tensor::new(1.0f64, &dev)?;
@@ -718,7 +707,7 @@ fn bad_shapes_are_typed_errors() -> R {
 }
 
 #[test]
-fn sigmoid_clamps_as_torch() -> R {
+fn sigmoid_clamps_as_torch() -> Res {
     let x = Tensor::new(&[-200.0f32, 200.0], &Device::Cpu)?;
     let y = Sigmoid.forward(&x)?.to_vec1::<f32>()?;
     assert_eq!(y, vec![f32::EPSILON, 1.0 - f32::EPSILON]);
@@ -732,7 +721,7 @@ fn sigmoid_clamps_as_torch() -> R {
 /// `Exp` (the positive parameters' transform): `max(eˣ, tiny)`, gradient `eˣ` above the clamp
 /// and 0 below it, for contiguous and strided inputs and gradients (the CPU kernel and the
 /// composed path agree).
-fn exp_clamp_and_gradient(device: &Device, dtype: DType) -> R {
+fn exp_clamp_and_gradient(device: &Device, dtype: DType) -> Res {
     let tiny = if dtype == DType::F64 {
         f64::MIN_POSITIVE
     } else {
@@ -741,13 +730,13 @@ fn exp_clamp_and_gradient(device: &Device, dtype: DType) -> R {
     // Columns: clamped in both dtypes, clamped in f32 only (e^-100 is subnormal there), then
     // ordinary values.
     let data = [-1000.0, -100.0, -1.0, 0.0, 2.5, 0.5, -3.0, 1.0];
-    let x = Var::from_tensor(&tensor(&data, &[2, 4], dtype, device)?)?;
+    let x = Var::from_tensor(&tensor(&data, &[2, 4], dtype, device))?;
     let w = tensor(
         &[1.0, 2.0, 3.0, 4.0, -1.0, 0.5, 2.0, 1.5],
         &[2, 4],
         dtype,
         device,
-    )?;
+    );
     for transposed in [false, true] {
         let xt = if transposed {
             x.as_tensor().t()?
@@ -788,8 +777,8 @@ vi_test::test_device!(exp_clamp_and_gradient);
 
 /// Strict bounds far from 0: `b + eˣ` rounds to `b` already for moderate `x` (in f32 at
 /// x ≈ −10 for b = 1000), yet the output stays strictly inside.
-fn large_bounds_stay_in_support(device: &Device, dtype: DType) -> R {
-    let bt = tensor(&[-1e6, -1000.0, 0.0, 1000.0, 1e6], &[5], dtype, device)?;
+fn large_bounds_stay_in_support(device: &Device, dtype: DType) -> Res {
+    let bt = tensor(&[-1e6, -1000.0, 0.0, 1000.0, 1e6], &[5], dtype, device);
     let constraints = [
         Constraint::greater_than(1000.0),
         Constraint::greater_than(-1e6),
@@ -847,7 +836,7 @@ mod shapes {
 /// The inverse of the positive-definite transform goes through `ops::cholesky` and its
 /// backward pass: the gradient matches central finite differences.
 #[test]
-fn positive_definite_inverse_gradient() -> R {
+fn positive_definite_inverse_gradient() -> Res {
     let dev = Device::Cpu;
     let a = [4.0, 1.0, 0.5, 1.0, 3.0, -0.2, 0.5, -0.2, 2.0];
     let w = [0.3, -1.0, 0.7, 0.2, 1.1, -0.4, 0.9, 0.5, -0.6];

@@ -186,12 +186,12 @@ fn uniform_pareto(p: &Uniform, q: &Pareto, _: &KlRegistry) -> Result<Tensor> {
 
 /// KL(Pareto ‖ Beta) = `+inf`: a Pareto's support `[s, ∞)` is never inside `[0, 1]`.
 fn pareto_beta(p: &Pareto, q: &Beta, _: &KlRegistry) -> Result<Tensor> {
-    infinite(p, q, p.scale())
+    infinite(p, q)
 }
 
 /// KL(Pareto ‖ Uniform) = `+inf`: a Pareto's support `[s, ∞)` is unbounded.
 fn pareto_uniform(p: &Pareto, q: &Uniform, _: &KlRegistry) -> Result<Tensor> {
-    infinite(p, q, p.scale())
+    infinite(p, q)
 }
 
 /// `α` with `fallback` where `α <= min`: the stand-in for the elements whose KL is `+inf`.

@@ -149,7 +149,7 @@ fn beta_normal(p: &Beta, q: &Normal, _: &KlRegistry) -> Result<Tensor> {
 
 /// KL(Beta ‖ Pareto) = +inf: Pareto's support `[scale, ∞)`, scale > 0, never covers (0, 1).
 fn beta_pareto(p: &Beta, q: &Pareto, _: &KlRegistry) -> Result<Tensor> {
-    infinite(p, q, p.concentration1())
+    infinite(p, q)
 }
 
 /// KL(Beta(a, b) ‖ Uniform(l, h)) = −H(p) + ln(h − l) where `l ≤ 0` and `h ≥ 1`, +inf
@@ -167,7 +167,7 @@ fn beta_uniform(p: &Beta, q: &Uniform, _: &KlRegistry) -> Result<Tensor> {
 
 /// KL(Exponential ‖ Beta) = +inf: Beta's (0, 1) does not cover [0, ∞).
 fn exponential_beta(p: &Exponential, q: &Beta, _: &KlRegistry) -> Result<Tensor> {
-    infinite(p, q, p.rate())
+    infinite(p, q)
 }
 
 /// KL(Exponential(λ₁) ‖ Exponential(λ₂)) = r − 1 − ln r, r = λ₂/λ₁.
@@ -205,12 +205,12 @@ fn exponential_normal(p: &Exponential, q: &Normal, _: &KlRegistry) -> Result<Ten
 
 /// KL(Exponential ‖ Pareto) = +inf: Pareto's `[scale, ∞)`, scale > 0, does not cover [0, ∞).
 fn exponential_pareto(p: &Exponential, q: &Pareto, _: &KlRegistry) -> Result<Tensor> {
-    infinite(p, q, p.rate())
+    infinite(p, q)
 }
 
 /// KL(Exponential ‖ Uniform) = +inf: a bounded interval does not cover [0, ∞).
 fn exponential_uniform(p: &Exponential, q: &Uniform, _: &KlRegistry) -> Result<Tensor> {
-    infinite(p, q, p.rate())
+    infinite(p, q)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ fn exponential_uniform(p: &Exponential, q: &Uniform, _: &KlRegistry) -> Result<T
 
 /// KL(Gamma ‖ Beta) = +inf: Beta's (0, 1) does not cover (0, ∞).
 fn gamma_beta(p: &Gamma, q: &Beta, _: &KlRegistry) -> Result<Tensor> {
-    infinite(p, q, p.concentration())
+    infinite(p, q)
 }
 
 /// KL(Gamma(α, β) ‖ Exponential(λ)) = −H(p) − ln λ + λ α/β.
@@ -261,12 +261,12 @@ fn gamma_normal(p: &Gamma, q: &Normal, _: &KlRegistry) -> Result<Tensor> {
 
 /// KL(Gamma ‖ Pareto) = +inf: Pareto's `[scale, ∞)`, scale > 0, does not cover (0, ∞).
 fn gamma_pareto(p: &Gamma, q: &Pareto, _: &KlRegistry) -> Result<Tensor> {
-    infinite(p, q, p.concentration())
+    infinite(p, q)
 }
 
 /// KL(Gamma ‖ Uniform) = +inf: a bounded interval does not cover (0, ∞).
 fn gamma_uniform(p: &Gamma, q: &Uniform, _: &KlRegistry) -> Result<Tensor> {
-    infinite(p, q, p.concentration())
+    infinite(p, q)
 }
 
 // ---------------------------------------------------------------------------------------

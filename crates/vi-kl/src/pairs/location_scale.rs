@@ -9,7 +9,7 @@ use vi_dist::{
 
 use crate::error::Result;
 use crate::registry::KlRegistry;
-use crate::util::joint_batch;
+use crate::util::infinite;
 
 /// The Euler–Mascheroni constant γ: the mean of a standard Gumbel.
 const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
@@ -18,7 +18,7 @@ const EULER_GAMMA: f64 = 0.577_215_664_901_532_9;
 const REAL_LINE_NOTE: &str = "+inf: q's support does not cover p's";
 
 pub(super) fn register(reg: &mut KlRegistry) {
-    reg.insert("closed form", normal_normal);
+    reg.insert_with_sum("closed form", normal_normal, normal_normal_sum);
     reg.insert("closed form", normal_gumbel);
     reg.insert("closed form", normal_laplace);
     reg.insert(REAL_LINE_NOTE, real_line_vs_bounded::<Normal, Beta>);
@@ -60,6 +60,18 @@ fn gaussian(loc_p: &Tensor, scale_p: &Tensor, loc_q: &Tensor, scale_q: &Tensor) 
 /// KL(N(μp, σp²) ‖ N(μq, σq²)) = ½ (r + ((μp − μq)/σq)² − 1 − ln r), r = (σp/σq)².
 fn normal_normal(p: &Normal, q: &Normal, _: &KlRegistry) -> Result<Tensor> {
     gaussian(p.loc(), p.scale(), q.loc(), q.scale())
+}
+
+/// [`normal_normal`] summed over the trailing `dims` batch dims inside one op (fused on the
+/// CPU with f64 accumulation, `vi_dist::ops::kl_normal_normal_sum`): no separate `sum` node.
+fn normal_normal_sum(p: &Normal, q: &Normal, dims: usize) -> Result<Tensor> {
+    Ok(vi_dist::ops::kl_normal_normal_sum(
+        p.loc(),
+        p.scale(),
+        q.loc(),
+        q.scale(),
+        dims,
+    )?)
 }
 
 /// KL(LogNormal(μp, σp) ‖ LogNormal(μq, σq)) = KL(N(μp, σp²) ‖ N(μq, σq²)): the KL is
@@ -171,8 +183,5 @@ fn real_line_vs_bounded<P: Distribution, Q: Distribution>(
     q: &Q,
     _: &KlRegistry,
 ) -> Result<Tensor> {
-    let batch = joint_batch(p, q)?;
-    Ok(Tensor::new(f64::INFINITY, p.device())?
-        .to_dtype(p.dtype())?
-        .broadcast_as(batch)?)
+    infinite(p, q)
 }

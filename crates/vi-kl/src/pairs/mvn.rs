@@ -16,14 +16,16 @@
 //! in the precision of `Independent(Normal, 1) ‖ MVN`) also gets the gradient of its zero
 //! upper triangle.
 
+use std::any::TypeId;
+
 use candle_core::{D, Tensor};
 use vi_dist::{
-    Distribution, Expanded, Independent, LowRankMultivariateNormal, MultivariateNormal, Normal, ops,
+    Distribution, Independent, LowRankMultivariateNormal, MultivariateNormal, Normal, ops,
 };
 
 use crate::error::Result;
 use crate::registry::KlRegistry;
-use crate::wrappers::fallback;
+use crate::wrappers::{expanded_natively, fallback};
 
 pub(super) fn register(reg: &mut KlRegistry) {
     reg.insert("closed form", mvn_mvn);
@@ -296,25 +298,18 @@ fn precision_diagonal(l: &Tensor) -> Result<Tensor> {
 }
 
 /// The `loc` and `scale` (each `batch + [n]`) of an `Independent` that is a diagonal
-/// normal: one reinterpreted dim over a `Normal`, or over an `Expanded` of one.
+/// normal: one reinterpreted dim over a `Normal`, or over an `Expanded` of one (expanded
+/// natively: its parameters broadcast to the batch shape, as views).
 fn diagonal_normal(d: &Independent) -> Result<Option<(Tensor, Tensor)>> {
     if d.reinterpreted_batch_ndims() != 1 {
         return Ok(None);
     }
-    let base = d.base().as_any();
-    if let Some(n) = base.downcast_ref::<Normal>() {
-        return Ok(Some((n.loc().clone(), n.scale().clone())));
-    }
-    if let Some(e) = base.downcast_ref::<Expanded>()
-        && let Some(n) = e.base().as_any().downcast_ref::<Normal>()
-    {
-        let shape = e.batch_shape();
-        return Ok(Some((
-            n.loc().broadcast_as(shape)?,
-            n.scale().broadcast_as(shape)?,
-        )));
-    }
-    Ok(None)
+    let expanded = expanded_natively(d.base(), TypeId::of::<Normal>())?;
+    let base = expanded.as_deref().unwrap_or(d.base());
+    Ok(base
+        .as_any()
+        .downcast_ref::<Normal>()
+        .map(|n| (n.loc().clone(), n.scale().clone())))
 }
 
 /// What a low-rank MVN contributes to a KL: `A = L_C⁻¹ Wᵀ D⁻¹` (`batch + [r, n]`, so that

@@ -10,20 +10,10 @@ use vi_dist::{
 };
 use vi_kl::{KlError, kl_divergence};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn t(v: &[f64], shape: &[usize], device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
-    Tensor::from_vec(v.to_vec(), shape, &Device::Cpu)?
-        .to_dtype(dtype)?
-        .to_device(device)
-}
+use crate::common::{Res, host, tensor};
 
 fn var(v: &[f64], shape: &[usize], device: &Device, dtype: DType) -> candle_core::Result<Var> {
-    Var::from_tensor(&t(v, shape, device, dtype)?)
-}
-
-fn host(x: &Tensor) -> candle_core::Result<Vec<f64>> {
-    x.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()
+    Var::from_tensor(&tensor(v, shape, dtype, device))
 }
 
 /// Relative tolerance of a value computed in `dtype` against an exact figure.
@@ -52,7 +42,7 @@ fn finite_grads(kl: &Tensor, vars: &[&Var], what: &str) -> candle_core::Result<V
         .enumerate()
         .map(|(i, v)| {
             let g = match grads.get(v.as_tensor()) {
-                Some(g) => host(g)?,
+                Some(g) => host(g),
                 None => vec![0.0; v.elem_count()],
             };
             assert!(
@@ -66,7 +56,7 @@ fn finite_grads(kl: &Tensor, vars: &[&Var], what: &str) -> candle_core::Result<V
 
 // ------------------------------------------------------------------ bounded supports
 
-fn uniform_uniform_not_nested(device: &Device, dtype: DType) -> TestResult {
+fn uniform_uniform_not_nested(device: &Device, dtype: DType) -> Res {
     // [0,1] ⊂ [-1,2]; [0,2] ⊄ [0.5,3]; [-1,1] ⊂ [-2,2]; [0,1] ⊄ [0.2,0.8] (both ends).
     let pl = var(&[0.0, 0.0, -1.0, 0.0], &[4], device, dtype)?;
     let ph = var(&[1.0, 2.0, 1.0, 1.0], &[4], device, dtype)?;
@@ -77,7 +67,7 @@ fn uniform_uniform_not_nested(device: &Device, dtype: DType) -> TestResult {
     let kl = kl_divergence(&p, &q)?;
     let inf = f64::INFINITY;
     assert_close(
-        &host(&kl)?,
+        &host(&kl),
         &[3f64.ln(), inf, 2f64.ln(), inf],
         rtol(dtype),
         "U‖U",
@@ -106,10 +96,10 @@ vi_test::test_device!(uniform_uniform_not_nested);
 /// Mixed finite and infinite elements for every bounded pair whose KL depends on the
 /// parameters: `+inf` exactly where the support does not nest, never NaN, and finite
 /// gradients for every parameter.
-fn bounded_infinite_elements(device: &Device, dtype: DType) -> TestResult {
+fn bounded_infinite_elements(device: &Device, dtype: DType) -> Res {
     let inf = f64::INFINITY;
-    let check = |name: &str, kl: &Tensor, vars: &[&Var], inf_at: &[bool]| -> TestResult {
-        let v = host(kl)?;
+    let check = |name: &str, kl: &Tensor, vars: &[&Var], inf_at: &[bool]| -> Res {
+        let v = host(kl);
         for (i, (x, &is_inf)) in v.iter().zip(inf_at).enumerate() {
             assert!(!x.is_nan(), "{name}[{i}] is NaN");
             assert_eq!(*x == inf, is_inf, "{name}[{i}] = {x}");
@@ -213,21 +203,21 @@ vi_test::test_device!(bounded_infinite_elements);
 
 /// Hand-computed values: `Uniform(0, h)` against a Gamma (`E[ln x] = ln h − 1` at `l = 0`) and
 /// Pareto‖Pareto.
-fn bounded_hand_values(device: &Device, dtype: DType) -> TestResult {
+fn bounded_hand_values(device: &Device, dtype: DType) -> Res {
     let u = Uniform::new(
-        &t(&[0.0], &[1], device, dtype)?,
-        &t(&[2.0], &[1], device, dtype)?,
+        &tensor(&[0.0], &[1], dtype, device),
+        &tensor(&[2.0], &[1], dtype, device),
     )?;
     let (k, b) = (1.5f64, 0.5f64);
     let g = Gamma::new(
-        &t(&[k], &[1], device, dtype)?,
-        &t(&[b], &[1], device, dtype)?,
+        &tensor(&[k], &[1], dtype, device),
+        &tensor(&[b], &[1], dtype, device),
     )?;
     // −ln 2 + ln Γ(1.5) − 1.5 ln 0.5 − 0.5 (ln 2 − 1) + 0.5·1, ln Γ(1.5) = ln(√π / 2).
     let lgamma_15 = (std::f64::consts::PI.sqrt() / 2.0).ln();
     let expected = -2f64.ln() + lgamma_15 - k * b.ln() - (k - 1.0) * (2f64.ln() - 1.0) + b;
     assert_close(
-        &host(&kl_divergence(&u, &g)?)?,
+        &host(&kl_divergence(&u, &g)?),
         &[expected],
         rtol(dtype).max(1e-9),
         "U(0,2)‖Gamma",
@@ -238,30 +228,30 @@ fn bounded_hand_values(device: &Device, dtype: DType) -> TestResult {
         |l: f64, h: f64| (h * h.ln() - if l > 0.0 { l * l.ln() } else { 0.0 }) / (h - l) - 1.0;
     let first = -(0.5f64.ln()) + (1.0f64 / 12.0).ln() - e_log(0.2, 0.7) - 2.0 * e_log(0.3, 0.8);
     let u = Uniform::new(
-        &t(&[0.2, 0.0], &[2], device, dtype)?,
-        &t(&[0.7, 0.5], &[2], device, dtype)?,
+        &tensor(&[0.2, 0.0], &[2], dtype, device),
+        &tensor(&[0.7, 0.5], &[2], dtype, device),
     )?;
     let b = Beta::new(
-        &t(&[2.0, 0.5], &[2], device, dtype)?,
-        &t(&[3.0, 0.5], &[2], device, dtype)?,
+        &tensor(&[2.0, 0.5], &[2], dtype, device),
+        &tensor(&[3.0, 0.5], &[2], dtype, device),
     )?;
     assert_close(
-        &host(&kl_divergence(&u, &b)?)?,
+        &host(&kl_divergence(&u, &b)?),
         &[first, (2.0 * std::f64::consts::PI).ln() - 1.0],
         rtol(dtype).max(1e-9),
         "U‖Beta",
     );
     let p = Pareto::new(
-        &t(&[2.0], &[1], device, dtype)?,
-        &t(&[3.0], &[1], device, dtype)?,
+        &tensor(&[2.0], &[1], dtype, device),
+        &tensor(&[3.0], &[1], dtype, device),
     )?;
     let q = Pareto::new(
-        &t(&[1.0], &[1], device, dtype)?,
-        &t(&[1.5], &[1], device, dtype)?,
+        &tensor(&[1.0], &[1], dtype, device),
+        &tensor(&[1.5], &[1], dtype, device),
     )?;
     let expected = (3.0f64 / 1.5).ln() + 1.5 * 2f64.ln() + 0.5 - 1.0;
     assert_close(
-        &host(&kl_divergence(&p, &q)?)?,
+        &host(&kl_divergence(&p, &q)?),
         &[expected],
         rtol(dtype),
         "Pareto‖Pareto",
@@ -273,39 +263,39 @@ vi_test::test_device!(bounded_hand_values);
 /// A narrow uniform: `(h ln h − l ln l)/(h − l)` would lose half the digits; the KL against a
 /// Pareto and a Gamma stays accurate to 1e-12 (f64).
 #[test]
-fn narrow_uniform_accurate() -> TestResult {
+fn narrow_uniform_accurate() -> Res {
     let dev = Device::Cpu;
     let l = 2.0f64;
     // The width as stored (2 + 1e-9 rounds).
     let w = (l + 1e-9) - l;
     let u = Uniform::new(
-        &t(&[l], &[1], &dev, DType::F64)?,
-        &t(&[l + w], &[1], &dev, DType::F64)?,
+        &tensor(&[l], &[1], DType::F64, &dev),
+        &tensor(&[l + w], &[1], DType::F64, &dev),
     )?;
     // E[ln x] = ln m − (w/m)²/24 − (w/m)⁴/160 − … with m the midpoint.
     let m = l + w / 2.0;
     let e_log = m.ln() - (w / m).powi(2) / 24.0;
     let (s, a) = (1.0f64, 2.0f64);
     let q = Pareto::new(
-        &t(&[s], &[1], &dev, DType::F64)?,
-        &t(&[a], &[1], &dev, DType::F64)?,
+        &tensor(&[s], &[1], DType::F64, &dev),
+        &tensor(&[a], &[1], DType::F64, &dev),
     )?;
     let expected = -w.ln() - a.ln() - a * s.ln() + (a + 1.0) * e_log;
     assert_close(
-        &host(&kl_divergence(&u, &q)?)?,
+        &host(&kl_divergence(&u, &q)?),
         &[expected],
         1e-13,
         "U‖Pareto",
     );
     let (k, b) = (3.0f64, 2.0f64);
     let g = Gamma::new(
-        &t(&[k], &[1], &dev, DType::F64)?,
-        &t(&[b], &[1], &dev, DType::F64)?,
+        &tensor(&[k], &[1], DType::F64, &dev),
+        &tensor(&[b], &[1], DType::F64, &dev),
     )?;
     let lgamma_3 = 2f64.ln();
     let expected = -w.ln() + lgamma_3 - k * b.ln() - (k - 1.0) * e_log + b * m;
     assert_close(
-        &host(&kl_divergence(&u, &g)?)?,
+        &host(&kl_divergence(&u, &g)?),
         &[expected],
         1e-13,
         "U‖Gamma",
@@ -314,10 +304,10 @@ fn narrow_uniform_accurate() -> TestResult {
 }
 
 /// Pairs that are `+inf` whatever the parameters, with the broadcast batch shape.
-fn always_infinite(device: &Device, dtype: DType) -> TestResult {
-    let a23 = t(&[1.0, 2.0, 3.0, 1.5, 2.5, 3.5], &[2, 3], device, dtype)?;
-    let a3 = t(&[0.5, 1.5, 2.5], &[3], device, dtype)?;
-    let half3 = t(&[0.2, 0.5, 0.7], &[3], device, dtype)?;
+fn always_infinite(device: &Device, dtype: DType) -> Res {
+    let a23 = tensor(&[1.0, 2.0, 3.0, 1.5, 2.5, 3.5], &[2, 3], dtype, device);
+    let a3 = tensor(&[0.5, 1.5, 2.5], &[3], dtype, device);
+    let half3 = tensor(&[0.2, 0.5, 0.7], &[3], dtype, device);
     let pareto = Pareto::new(&a23, &a23)?;
     let poisson = Poisson::new(&a23)?;
     let results = [
@@ -329,7 +319,7 @@ fn always_infinite(device: &Device, dtype: DType) -> TestResult {
     ];
     for kl in results {
         assert_eq!(kl.dims(), &[2, 3]);
-        assert!(host(&kl)?.iter().all(|x| *x == f64::INFINITY));
+        assert!(host(&kl).iter().all(|x| *x == f64::INFINITY));
     }
     Ok(())
 }
@@ -337,7 +327,7 @@ vi_test::test_device!(always_infinite);
 
 // ------------------------------------------------------------------ exact 0 and 1
 
-fn bernoulli_probs_zero_one(device: &Device, dtype: DType) -> TestResult {
+fn bernoulli_probs_zero_one(device: &Device, dtype: DType) -> Res {
     let inf = f64::INFINITY;
     let pv = var(
         &[0.0, 1.0, 0.0, 1.0, 0.3, 0.3, 0.0, 1.0],
@@ -354,7 +344,7 @@ fn bernoulli_probs_zero_one(device: &Device, dtype: DType) -> TestResult {
     let kl = kl_divergence(&Bernoulli::from_probs(&pv)?, &Bernoulli::from_probs(&qv)?)?;
     let expected = [-(0.6f64.ln()), -(0.4f64.ln()), 0.0, 0.0, inf, inf, inf, inf];
     let tol = if dtype == DType::F64 { 1e-12 } else { 1e-6 };
-    let v = host(&kl)?;
+    let v = host(&kl);
     for (i, (a, e)) in v.iter().zip(expected).enumerate() {
         if e.is_infinite() {
             assert_eq!(*a, e, "[{i}]");
@@ -373,7 +363,7 @@ fn bernoulli_probs_zero_one(device: &Device, dtype: DType) -> TestResult {
     let rate = var(&[0.0, 0.0, 1.0, 2.0], &[4], device, dtype)?;
     let kl = kl_divergence(&Bernoulli::from_probs(&pv)?, &Poisson::new(&rate)?)?;
     assert_close(
-        &host(&kl)?,
+        &host(&kl),
         &[0.0, inf, 1.0, 2.0],
         rtol(dtype),
         "Bern‖Poisson",
@@ -383,12 +373,12 @@ fn bernoulli_probs_zero_one(device: &Device, dtype: DType) -> TestResult {
 }
 vi_test::test_device!(bernoulli_probs_zero_one);
 
-fn binomial_geometric_categorical_exact(device: &Device, dtype: DType) -> TestResult {
+fn binomial_geometric_categorical_exact(device: &Device, dtype: DType) -> Res {
     let inf = f64::INFINITY;
     let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
     // Binomial, equal counts: n·KL(Bern); counts above q's: +inf unless p = 0.
-    let n = t(&[3.0, 3.0, 5.0, 5.0, 0.0], &[5], device, dtype)?;
-    let m = t(&[3.0, 3.0, 2.0, 2.0, 0.0], &[5], device, dtype)?;
+    let n = tensor(&[3.0, 3.0, 5.0, 5.0, 0.0], &[5], dtype, device);
+    let m = tensor(&[3.0, 3.0, 2.0, 2.0, 0.0], &[5], dtype, device);
     let pv = var(&[0.0, 1.0, 0.0, 0.5, 0.5], &[5], device, dtype)?;
     let qv = var(&[0.25, 0.0, 0.25, 0.25, 0.0], &[5], device, dtype)?;
     let kl = kl_divergence(
@@ -396,7 +386,7 @@ fn binomial_geometric_categorical_exact(device: &Device, dtype: DType) -> TestRe
         &Binomial::from_probs(&m, &qv)?,
     )?;
     let expected = [-3.0 * 0.75f64.ln(), inf, -2.0 * 0.75f64.ln(), inf, 0.0];
-    assert_close(&host(&kl)?, &expected, tol, "Binomial");
+    assert_close(&host(&kl), &expected, tol, "Binomial");
     finite_grads(&kl, &[&pv, &qv], "Binomial")?;
 
     // Geometric: p = 1 is the point mass at 0 (KL = −ln q); q = 1 > p is +inf.
@@ -406,7 +396,7 @@ fn binomial_geometric_categorical_exact(device: &Device, dtype: DType) -> TestRe
     // ln(p/q) + ((1 − p)/p)·ln((1 − p)/(1 − q)) at (0.3, 0.6).
     let last = (0.3f64 / 0.6).ln() + (0.7 / 0.3) * (0.7f64 / 0.4).ln();
     assert_close(
-        &host(&kl)?,
+        &host(&kl),
         &[-(0.25f64.ln()), inf, 0.0, last],
         tol,
         "Geometric",
@@ -430,40 +420,30 @@ fn binomial_geometric_categorical_exact(device: &Device, dtype: DType) -> TestRe
         &Categorical::from_probs(&pv)?,
         &Categorical::from_probs(&qv)?,
     )?;
-    assert_close(
-        &host(&kl)?,
-        &[2f64.ln(), inf, 2f64.ln()],
-        tol,
-        "Categorical",
-    );
+    assert_close(&host(&kl), &[2f64.ln(), inf, 2f64.ln()], tol, "Categorical");
     finite_grads(&kl, &[&pv, &qv], "Categorical")?;
     // The same through OneHotCategorical.
     let kl = kl_divergence(
         &OneHotCategorical::from_probs(pv.as_tensor())?,
         &OneHotCategorical::from_probs(qv.as_tensor())?,
     )?;
-    assert_close(&host(&kl)?, &[2f64.ln(), inf, 2f64.ln()], tol, "OneHot");
+    assert_close(&host(&kl), &[2f64.ln(), inf, 2f64.ln()], tol, "OneHot");
 
     // Categorical from logits with a -inf logit: an impossible class.
-    let lp = t(&[0.0, 0.0, f64::NEG_INFINITY], &[1, 3], device, dtype)?;
-    let lq = t(&[0.0, f64::NEG_INFINITY, 0.0], &[1, 3], device, dtype)?;
+    let lp = tensor(&[0.0, 0.0, f64::NEG_INFINITY], &[1, 3], dtype, device);
+    let lq = tensor(&[0.0, f64::NEG_INFINITY, 0.0], &[1, 3], dtype, device);
     let (p, q) = (
         Categorical::from_logits(&lp)?,
         Categorical::from_logits(&lq)?,
     );
-    assert_eq!(host(&kl_divergence(&p, &q)?)?, vec![inf]);
-    assert_close(
-        &host(&kl_divergence(&p, &p)?)?,
-        &[0.0],
-        tol,
-        "Cat -inf self",
-    );
+    assert_eq!(host(&kl_divergence(&p, &q)?), vec![inf]);
+    assert_close(&host(&kl_divergence(&p, &p)?), &[0.0], tol, "Cat -inf self");
 
     // Poisson: rate 0 against μ is μ; against 0, 0; λ > 0 against 0, +inf.
     let rp = var(&[0.0, 0.0, 2.0], &[3], device, dtype)?;
     let rq = var(&[1.5, 0.0, 0.0], &[3], device, dtype)?;
     let kl = kl_divergence(&Poisson::new(&rp)?, &Poisson::new(&rq)?)?;
-    assert_close(&host(&kl)?, &[1.5, 0.0, inf], tol, "Poisson");
+    assert_close(&host(&kl), &[1.5, 0.0, inf], tol, "Poisson");
     finite_grads(&kl, &[&rp, &rq], "Poisson")?;
     Ok(())
 }
@@ -473,25 +453,20 @@ vi_test::test_device!(binomial_geometric_categorical_exact);
 
 /// Logits of ±50, where the probabilities round to 0 and 1: finite, and accurate against
 /// expansions done by hand (in f64 on the host).
-fn extreme_logits(device: &Device, dtype: DType) -> TestResult {
+fn extreme_logits(device: &Device, dtype: DType) -> Res {
     let e50 = (-50f64).exp();
-    let lp = t(&[50.0, -50.0, 50.0, -50.0, 50.0], &[5], device, dtype)?;
-    let lq = t(&[49.0, -49.0, -50.0, 50.0, 50.0], &[5], device, dtype)?;
+    let lp = tensor(&[50.0, -50.0, 50.0, -50.0, 50.0], &[5], dtype, device);
+    let lq = tensor(&[49.0, -49.0, -50.0, 50.0, 50.0], &[5], dtype, device);
     let kl = kl_divergence(&Bernoulli::from_logits(&lp)?, &Bernoulli::from_logits(&lq)?)?;
     // KL = softplus(l_q) − softplus(l_p) − σ(l_p)(l_q − l_p): (e − 2)e⁻⁵⁰ for 50 vs 49 (and
     // mirrored), 50 − 100·σ(−50) for 50 vs −50 (and mirrored), 0 for equal logits.
     let close = (std::f64::consts::E - 2.0) * e50;
     let far = 50.0 - 100.0 * e50 / (1.0 + e50);
     let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
-    assert_close(
-        &host(&kl)?,
-        &[close, close, far, far, 0.0],
-        tol,
-        "Bernoulli",
-    );
+    assert_close(&host(&kl), &[close, close, far, far, 0.0], tol, "Bernoulli");
 
     // Binomial with 10 trials: 10 times the same.
-    let ten = t(&[10.0; 5], &[5], device, dtype)?;
+    let ten = tensor(&[10.0; 5], &[5], dtype, device);
     let kl = kl_divergence(
         &Binomial::from_logits(&ten, &lp)?,
         &Binomial::from_logits(&ten, &lq)?,
@@ -500,18 +475,18 @@ fn extreme_logits(device: &Device, dtype: DType) -> TestResult {
         .iter()
         .map(|x| 10.0 * x)
         .collect();
-    assert_close(&host(&kl)?, &expected, tol, "Binomial");
+    assert_close(&host(&kl), &expected, tol, "Binomial");
 
     // Geometric with p = σ(−50) against q = σ(−49): ln(p/q) + e⁵⁰·ln((1 − p)/(1 − q))
     // = −1 + (e − 1) + O(e⁻⁴⁹) = e − 2.
     let kl = kl_divergence(
-        &Geometric::from_logits(&t(&[-50.0, 50.0], &[2], device, dtype)?)?,
-        &Geometric::from_logits(&t(&[-49.0, 49.0], &[2], device, dtype)?)?,
+        &Geometric::from_logits(&tensor(&[-50.0, 50.0], &[2], dtype, device))?,
+        &Geometric::from_logits(&tensor(&[-49.0, 49.0], &[2], dtype, device))?,
     )?;
     // 50 vs 49: ln(p/q) = softplus(−49) − softplus(−50) ≈ (e − 1)e⁻⁵⁰, plus
     // e⁻⁵⁰·(softplus(49) − softplus(50)) ≈ −e⁻⁵⁰: (e − 2)e⁻⁵⁰.
     assert_close(
-        &host(&kl)?,
+        &host(&kl),
         &[std::f64::consts::E - 2.0, close],
         tol.max(1e-10),
         "Geometric",
@@ -520,20 +495,20 @@ fn extreme_logits(device: &Device, dtype: DType) -> TestResult {
     // Categorical [50, −50, 0] against [−50, 50, 0]: ≈ 100 (terms of e⁻⁵⁰ cancel to
     // O(e⁻¹⁰⁰)·100).
     let kl = kl_divergence(
-        &Categorical::from_logits(&t(&[50.0, -50.0, 0.0], &[3], device, dtype)?)?,
-        &Categorical::from_logits(&t(&[-50.0, 50.0, 0.0], &[3], device, dtype)?)?,
+        &Categorical::from_logits(&tensor(&[50.0, -50.0, 0.0], &[3], dtype, device))?,
+        &Categorical::from_logits(&tensor(&[-50.0, 50.0, 0.0], &[3], dtype, device))?,
     )?;
-    assert_close(&host(&kl)?, &[100.0], tol, "Categorical");
+    assert_close(&host(&kl), &[100.0], tol, "Categorical");
 
     // Logits of ±200: probabilities of exactly 0 and 1 in f32 (and in f64 for 1): still the
     // logits' finite KL, not +inf.
     let kl = kl_divergence(
-        &Bernoulli::from_logits(&t(&[0.0, 0.0], &[2], device, dtype)?)?,
-        &Bernoulli::from_logits(&t(&[200.0, -200.0], &[2], device, dtype)?)?,
+        &Bernoulli::from_logits(&tensor(&[0.0, 0.0], &[2], dtype, device))?,
+        &Bernoulli::from_logits(&tensor(&[200.0, -200.0], &[2], dtype, device))?,
     )?;
     // 0.5·ln(0.5/1) + 0.5·ln(0.5/σ(−200)) = −ln 2 + 100 (+ O(e⁻²⁰⁰)).
     let expected = 100.0 - 2f64.ln();
-    assert_close(&host(&kl)?, &[expected, expected], tol, "Bernoulli ±200");
+    assert_close(&host(&kl), &[expected, expected], tol, "Bernoulli ±200");
 
     // Gradients at extreme logits are finite.
     let lpv = var(&[50.0, -50.0, 30.0], &[3], device, dtype)?;
@@ -550,18 +525,18 @@ vi_test::test_device!(extreme_logits);
 /// Close Poisson rates: `λ ln(λ/μ) − λ + μ` cancels to `λ(ε − ln(1 + ε))` for `μ = λ(1 + ε)`;
 /// the rule keeps the relative error near 1e-9 where the plain formula loses four digits.
 #[test]
-fn poisson_close_rates_accurate() -> TestResult {
+fn poisson_close_rates_accurate() -> Res {
     let dev = Device::Cpu;
     let (lam, eps) = (5.0f64, 1e-6f64);
     let mu = lam * (1.0 + eps);
     let kl = kl_divergence(
-        &Poisson::new(&t(&[lam], &[1], &dev, DType::F64)?)?,
-        &Poisson::new(&t(&[mu], &[1], &dev, DType::F64)?)?,
+        &Poisson::new(&tensor(&[lam], &[1], DType::F64, &dev))?,
+        &Poisson::new(&tensor(&[mu], &[1], DType::F64, &dev))?,
     )?;
     // ε from μ as stored, then the series ε²/2 − ε³/3 + ε⁴/4.
     let e = mu / lam - 1.0;
     let expected = lam * (e * e / 2.0 - e.powi(3) / 3.0 + e.powi(4) / 4.0);
-    assert_close(&host(&kl)?, &[expected], 1e-8, "Poisson close");
+    assert_close(&host(&kl), &[expected], 1e-8, "Poisson close");
     Ok(())
 }
 
@@ -569,9 +544,9 @@ fn poisson_close_rates_accurate() -> TestResult {
 
 /// KL with batch shapes `[2, 3]` and `[3]` (both ways) equals the KL with `q` (or `p`)
 /// expanded by hand.
-fn broadcast_two_batch_shapes(device: &Device, dtype: DType) -> TestResult {
-    let a23 = t(&[0.3, -1.2, 2.0, 0.7, 0.1, -0.4], &[2, 3], device, dtype)?;
-    let a3 = t(&[1.1, -0.5, 0.2], &[3], device, dtype)?;
+fn broadcast_two_batch_shapes(device: &Device, dtype: DType) -> Res {
+    let a23 = tensor(&[0.3, -1.2, 2.0, 0.7, 0.1, -0.4], &[2, 3], dtype, device);
+    let a3 = tensor(&[1.1, -0.5, 0.2], &[3], dtype, device);
     let expand =
         |x: &Tensor| -> candle_core::Result<Tensor> { x.broadcast_as(vec![2, 3])?.contiguous() };
     type Build = Box<dyn Fn(&Tensor) -> Box<dyn Distribution>>;
@@ -663,42 +638,42 @@ fn broadcast_two_batch_shapes(device: &Device, dtype: DType) -> TestResult {
                 (build_p(&expand(pa)?), build_q(qa))
             };
             let by_hand = kl_divergence(pe.as_ref(), qe.as_ref())?;
-            assert_close(&host(&kl)?, &host(&by_hand)?, 1e-6, name);
+            assert_close(&host(&kl), &host(&by_hand), 1e-6, name);
         }
     }
     // Categorical: logits [2, 3, 4] against [3, 4], both ways.
-    let l234 = t(
+    let l234 = tensor(
         &(0..24)
             .map(|i| ((i * 7 % 11) as f64) * 0.3 - 1.0)
             .collect::<Vec<_>>(),
         &[2, 3, 4],
-        device,
         dtype,
-    )?;
-    let l34 = t(
+        device,
+    );
+    let l34 = tensor(
         &(0..12)
             .map(|i| ((i * 5 % 7) as f64) * 0.4 - 1.2)
             .collect::<Vec<_>>(),
         &[3, 4],
-        device,
         dtype,
-    )?;
+        device,
+    );
     let big = Categorical::from_logits(&l234)?;
     let small = Categorical::from_logits(&l34)?;
     let small_expanded = Categorical::from_logits(&l34.broadcast_as(vec![2, 3, 4])?.contiguous()?)?;
     let kl = kl_divergence(&big, &small)?;
     assert_eq!(kl.dims(), &[2, 3]);
     assert_close(
-        &host(&kl)?,
-        &host(&kl_divergence(&big, &small_expanded)?)?,
+        &host(&kl),
+        &host(&kl_divergence(&big, &small_expanded)?),
         1e-6,
         "Categorical",
     );
     let kl = kl_divergence(&small, &big)?;
     assert_eq!(kl.dims(), &[2, 3]);
     assert_close(
-        &host(&kl)?,
-        &host(&kl_divergence(&small_expanded, &big)?)?,
+        &host(&kl),
+        &host(&kl_divergence(&small_expanded, &big)?),
         1e-6,
         "Categorical reversed",
     );
@@ -711,13 +686,13 @@ vi_test::test_device!(broadcast_two_batch_shapes);
 /// The autograd gradient of `Σ KL(Cat(p) ‖ Cat(q))` w.r.t. both logits against central finite
 /// differences, in f64.
 #[test]
-fn categorical_gradient_finite_difference() -> TestResult {
+fn categorical_gradient_finite_difference() -> Res {
     let dev = Device::Cpu;
     let lp0 = [0.3, -1.2, 2.0, 0.7, 0.1, -0.4, 1.5, -2.0];
     let lq0 = [-0.5, 0.8, 0.2, 1.1, 2.2, -0.3, 0.0, 0.9];
     let kl_of = |lp: &[f64], lq: &[f64]| -> f64 {
-        let p = Categorical::from_logits(&t(lp, &[2, 4], &dev, DType::F64).unwrap()).unwrap();
-        let q = Categorical::from_logits(&t(lq, &[2, 4], &dev, DType::F64).unwrap()).unwrap();
+        let p = Categorical::from_logits(&tensor(lp, &[2, 4], DType::F64, &dev)).unwrap();
+        let q = Categorical::from_logits(&tensor(lq, &[2, 4], DType::F64, &dev)).unwrap();
         kl_divergence(&p, &q)
             .unwrap()
             .sum_all()
@@ -749,12 +724,12 @@ fn check_gradients(
     name: &str,
     params: &[&[f64]],
     build: impl Fn(&[Tensor]) -> (Box<dyn Distribution>, Box<dyn Distribution>),
-) -> TestResult {
+) -> Res {
     let dev = Device::Cpu;
     let kl_sum = |vals: &[Vec<f64>]| -> f64 {
         let ts: Vec<Tensor> = vals
             .iter()
-            .map(|v| t(v, &[v.len()], &dev, DType::F64).unwrap())
+            .map(|v| tensor(v, &[v.len()], DType::F64, &dev))
             .collect();
         let (p, q) = build(&ts);
         kl_divergence(p.as_ref(), q.as_ref())
@@ -772,7 +747,7 @@ fn check_gradients(
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let (p, q) = build(&ts);
     let kl = kl_divergence(p.as_ref(), q.as_ref())?;
-    assert!(host(&kl)?.iter().all(|x| x.is_finite()), "{name}: {kl}");
+    assert!(host(&kl).iter().all(|x| x.is_finite()), "{name}: {kl}");
     let grads = finite_grads(&kl, &vars.iter().collect::<Vec<_>>(), name)?;
     for (i, g) in grads.iter().enumerate() {
         let fd = vi_test::finite_difference(&vals[i], 1e-6, |x| {
@@ -795,7 +770,7 @@ type Pair = (Box<dyn Distribution>, Box<dyn Distribution>);
 /// The gradients of the pairs whose reference cases all contain an infinite element (torch's
 /// figures then give no gradient), at finite parameters.
 #[test]
-fn bounded_gradients_finite_difference() -> TestResult {
+fn bounded_gradients_finite_difference() -> Res {
     let l: &[f64] = &[0.2, 0.01, 0.4];
     let h: &[f64] = &[0.7, 0.5, 0.99];
     let a: &[f64] = &[2.0, 0.5, 1.5];
@@ -835,9 +810,9 @@ fn bounded_gradients_finite_difference() -> TestResult {
 
 // ------------------------------------------------------------------ errors
 
-fn unsupported_parameters(device: &Device, dtype: DType) -> TestResult {
-    let p = Categorical::from_logits(&t(&[0.0; 6], &[2, 3], device, dtype)?)?;
-    let q = Categorical::from_logits(&t(&[0.0; 8], &[2, 4], device, dtype)?)?;
+fn unsupported_parameters(device: &Device, dtype: DType) -> Res {
+    let p = Categorical::from_logits(&tensor(&[0.0; 6], &[2, 3], dtype, device))?;
+    let q = Categorical::from_logits(&tensor(&[0.0; 8], &[2, 4], dtype, device))?;
     match kl_divergence(&p, &q) {
         Err(KlError::Unsupported { p, q, msg }) => {
             assert_eq!((p.as_str(), q.as_str()), ("Categorical", "Categorical"));
@@ -846,16 +821,16 @@ fn unsupported_parameters(device: &Device, dtype: DType) -> TestResult {
         other => panic!("expected Unsupported, got {other:?}"),
     }
     // OneHotCategorical: the class count is the event shape.
-    let p = OneHotCategorical::from_logits(&t(&[0.0; 6], &[2, 3], device, dtype)?)?;
-    let q = OneHotCategorical::from_logits(&t(&[0.0; 8], &[2, 4], device, dtype)?)?;
+    let p = OneHotCategorical::from_logits(&tensor(&[0.0; 6], &[2, 3], dtype, device))?;
+    let q = OneHotCategorical::from_logits(&tensor(&[0.0; 8], &[2, 4], dtype, device))?;
     assert!(matches!(
         kl_divergence(&p, &q),
         Err(KlError::EventShape { .. })
     ));
     // Binomial with p's total count below q's anywhere: no closed form.
-    let probs = t(&[0.5, 0.5], &[2], device, dtype)?;
-    let p = Binomial::from_probs(&t(&[3.0, 2.0], &[2], device, dtype)?, &probs)?;
-    let q = Binomial::from_probs(&t(&[3.0, 3.0], &[2], device, dtype)?, &probs)?;
+    let probs = tensor(&[0.5, 0.5], &[2], dtype, device);
+    let p = Binomial::from_probs(&tensor(&[3.0, 2.0], &[2], dtype, device), &probs)?;
+    let q = Binomial::from_probs(&tensor(&[3.0, 3.0], &[2], dtype, device), &probs)?;
     match kl_divergence(&p, &q) {
         Err(e @ KlError::Unsupported { .. }) => {
             assert!(e.to_string().contains("total_count"), "{e}")
@@ -864,7 +839,7 @@ fn unsupported_parameters(device: &Device, dtype: DType) -> TestResult {
     }
     // The other way round is +inf where the counts differ.
     let kl = kl_divergence(&q, &p)?;
-    let v = host(&kl)?;
+    let v = host(&kl);
     assert!(v[0].abs() < 1e-6 && v[1] == f64::INFINITY, "{v:?}");
     Ok(())
 }

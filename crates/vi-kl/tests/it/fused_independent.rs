@@ -10,11 +10,7 @@ use vi_dist::{Distribution, Expanded, Normal};
 use vi_kl::{KlRegistry, kl_divergence};
 use vi_test::{assert_all_close as assert_close, fused_tol as tol};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-fn host(t: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(t).unwrap()
-}
+use crate::common::{Res, host};
 
 /// A tracked leaf of shape `shape` with entries from `draw`.
 fn leaf(rng: &mut ChaCha8Rng, shape: &[usize], scale: bool, dtype: DType) -> Var {

@@ -6,8 +6,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use vi_dist::{Beta, Dirichlet, Distribution, Exponential, Gamma, Gumbel, Normal, Pareto, Uniform};
 use vi_kl::{KlRegistry, kl_divergence};
+use vi_test::{Tol, assert_all_close};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{Res, host, tensor};
+
 type Pair = (Box<dyn Distribution>, Box<dyn Distribution>);
 /// KL values and, per parameter, its gradient values.
 type ValuesAndGrads = (Vec<f64>, Vec<Vec<f64>>);
@@ -132,14 +134,6 @@ fn finite_pairs() -> Vec<FinitePair> {
     ]
 }
 
-/// A tensor of `shape` in `dtype` on `device` from f64 values.
-fn tensor(v: &[f64], shape: &[usize], dtype: DType, device: &Device) -> Tensor {
-    Tensor::from_slice(v, shape, device)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
-}
-
 /// Deterministic positive values in [0.4, 2.4) for parameter `k` of shape `shape`.
 fn positive(k: usize, shape: &[usize], dtype: DType, device: &Device) -> Tensor {
     let n: usize = shape.iter().product();
@@ -147,26 +141,6 @@ fn positive(k: usize, shape: &[usize], dtype: DType, device: &Device) -> Tensor 
         .map(|i| 0.4 + ((i * 7 + k * 13 + 3) % 11) as f64 * 0.2)
         .collect();
     tensor(&v, shape, dtype, device)
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
-}
-
-/// `|a − e| ≤ atol + rtol |e|` elementwise, with a message naming `what`.
-fn assert_close(actual: &[f64], expected: &[f64], rtol: f64, atol: f64, what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: lengths");
-    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - e).abs() <= atol + rtol * e.abs(),
-            "{what}[{i}]: {a} vs {e}"
-        );
-    }
 }
 
 /// Tolerances for comparing two computations of the same KL in `dtype`.
@@ -215,7 +189,7 @@ const SHAPES: [(&[usize], &[usize]); 5] = [
 /// Each finite pair with two different batch shapes gives the KL of the pair with both
 /// sides' parameters expanded to the broadcast shape, and gradients that are the expanded
 /// gradients summed over the broadcast dims.
-fn broadcast_batch_shapes(device: &Device, dtype: DType) -> TestResult {
+fn broadcast_batch_shapes(device: &Device, dtype: DType) -> Res {
     let (rtol, atol) = tols(dtype);
     for pair in finite_pairs() {
         for (ps, qs) in SHAPES {
@@ -246,9 +220,9 @@ fn broadcast_batch_shapes(device: &Device, dtype: DType) -> TestResult {
             assert_eq!(kl.dims(), js.as_slice(), "{what}: shape");
             let (pf, qf) = (pair.build)(&as_tensors(&p_full), &as_tensors(&q_full))?;
             let kl_full = kl_divergence(pf.as_ref(), qf.as_ref())?;
-            let v = values(&kl);
+            let v = host(&kl);
             assert!(v.iter().all(|x| x.is_finite()), "{what}: {v:?}");
-            assert_close(&v, &values(&kl_full), rtol, atol, &what);
+            assert_all_close(&what, &v, &host(&kl_full), Tol { rtol, atol });
 
             let g = kl.sum_all()?.backward()?;
             let g_full = kl_full.sum_all()?.backward()?;
@@ -262,9 +236,14 @@ fn broadcast_batch_shapes(device: &Device, dtype: DType) -> TestResult {
                     .get(full.as_tensor())
                     .expect("gradient of a parameter");
                 assert_eq!(gs.dims(), small.dims(), "{what}: gradient shape");
-                let gv = values(gs);
+                let gv = host(gs);
                 assert!(gv.iter().all(|x| x.is_finite()), "{what}: grad {gv:?}");
-                assert_close(&gv, &values(&sum_to(gf, small.dims())), rtol, atol, &what);
+                assert_all_close(
+                    &what,
+                    &gv,
+                    &host(&sum_to(gf, small.dims())),
+                    Tol { rtol, atol },
+                );
             }
         }
     }
@@ -274,7 +253,7 @@ vi_test::test_device!(broadcast_batch_shapes);
 
 /// Dirichlet‖Dirichlet with batch shapes [2,3] vs [3] and [2,1] vs [3] (event 4): the KL of
 /// the expanded pair, gradients summed over the broadcast dims.
-fn dirichlet_broadcast(device: &Device, dtype: DType) -> TestResult {
+fn dirichlet_broadcast(device: &Device, dtype: DType) -> Res {
     let (rtol, atol) = tols(dtype);
     for (ps, qs) in SHAPES {
         let what = format!("Dirichlet {ps:?} vs {qs:?}");
@@ -288,19 +267,18 @@ fn dirichlet_broadcast(device: &Device, dtype: DType) -> TestResult {
         let af = Var::from_tensor(&a.broadcast_as(full.as_slice())?.contiguous()?)?;
         let bf = Var::from_tensor(&b.broadcast_as(full.as_slice())?.contiguous()?)?;
         let kl_full = kl_divergence(&Dirichlet::new(&af)?, &Dirichlet::new(&bf)?)?;
-        assert_close(&values(&kl), &values(&kl_full), rtol, atol, &what);
+        assert_all_close(&what, &host(&kl), &host(&kl_full), Tol { rtol, atol });
         let g = kl.sum_all()?.backward()?;
         let g_full = kl_full.sum_all()?.backward()?;
         for (small, fullv) in [(&a, &af), (&b, &bf)] {
             let gs = g.get(small.as_tensor()).expect("gradient");
             let gf = g_full.get(fullv.as_tensor()).expect("gradient");
             assert_eq!(gs.dims(), small.dims());
-            assert_close(
-                &values(gs),
-                &values(&sum_to(gf, small.dims())),
-                rtol,
-                atol,
+            assert_all_close(
                 &what,
+                &host(gs),
+                &host(&sum_to(gf, small.dims())),
+                Tol { rtol, atol },
             );
         }
     }
@@ -311,7 +289,7 @@ vi_test::test_device!(dirichlet_broadcast);
 /// Beta‖Uniform is +inf (not NaN) exactly where `low > 0` or `high < 1`, ln(h − l) − H(p)
 /// elsewhere (the boundary `low = 0`, `high = 1` included), and the gradients of
 /// `kl.sum()` are finite for every parameter (zero from the infinite elements).
-fn beta_uniform_partly_infinite(device: &Device, dtype: DType) -> TestResult {
+fn beta_uniform_partly_infinite(device: &Device, dtype: DType) -> Res {
     let t = |v: &[f64], s: &[usize]| tensor(v, s, dtype, device);
     let c1 = Var::from_tensor(&t(&[0.5, 1.0, 2.0, 3.0, 0.7, 1.5], &[2, 3]))?;
     let c0 = Var::from_tensor(&t(&[1.5, 1.0, 0.8, 0.3, 2.5, 1.1], &[2, 3]))?;
@@ -319,34 +297,44 @@ fn beta_uniform_partly_infinite(device: &Device, dtype: DType) -> TestResult {
     let high = Var::from_tensor(&t(&[1.0, 2.0, 3.0, 0.99, 1.5, 1.0], &[2, 3]))?;
     let p = Beta::new(&c1, &c0)?;
     let kl = kl_divergence(&p, &Uniform::new(&low, &high)?)?;
-    let v = values(&kl);
-    let entropy = values(&p.entropy()?);
-    let (lo, hi) = (values(&low), values(&high));
+    let v = host(&kl);
+    let entropy = host(&p.entropy()?);
+    let (lo, hi) = (host(&low), host(&high));
     let infinite = [false, false, true, true, false, false];
     for i in 0..6 {
         if infinite[i] {
             assert_eq!(v[i], f64::INFINITY, "element {i}: {v:?}");
         } else {
             let expected = (hi[i] - lo[i]).ln() - entropy[i];
-            assert_close(&v[i..=i], &[expected], 1e-5, 1e-6, "finite element");
+            assert_all_close(
+                "finite element",
+                &v[i..=i],
+                &[expected],
+                Tol {
+                    rtol: 1e-5,
+                    atol: 1e-6,
+                },
+            );
         }
     }
     let grads = kl.sum_all()?.backward()?;
     for (name, var) in [("c1", &c1), ("c0", &c0), ("low", &low), ("high", &high)] {
-        let g = values(grads.get(var.as_tensor()).expect("gradient"));
+        let g = host(grads.get(var.as_tensor()).expect("gradient"));
         assert!(g.iter().all(|x| x.is_finite()), "{name}: {g:?}");
         for i in (0..6).filter(|&i| infinite[i]) {
             assert_eq!(g[i], 0.0, "{name}[{i}] of an infinite element");
         }
     }
     // d/dhigh of ln(h − l) is 1/(h − l) where finite.
-    let gh = values(grads.get(high.as_tensor()).expect("gradient"));
-    assert_close(
+    let gh = host(grads.get(high.as_tensor()).expect("gradient"));
+    assert_all_close(
+        "d kl / d high",
         &gh[..2],
         &[1.0 / 1.5, 1.0 / 2.0],
-        1e-5,
-        1e-6,
-        "d kl / d high",
+        Tol {
+            rtol: 1e-5,
+            atol: 1e-6,
+        },
     );
     Ok(())
 }
@@ -354,7 +342,7 @@ vi_test::test_device!(beta_uniform_partly_infinite);
 
 /// The pairs whose `q` never covers `p`'s support are +inf of the broadcast batch shape,
 /// never NaN, and `kl.sum()` still differentiates (no gradient reaches a constant).
-fn never_covered_is_infinite(device: &Device, dtype: DType) -> TestResult {
+fn never_covered_is_infinite(device: &Device, dtype: DType) -> Res {
     let pos = |k: usize, s: &[usize]| positive(k, s, dtype, device);
     let (ps, qs): (&[usize], &[usize]) = (&[2, 1], &[3]);
     let beta = Beta::new(&pos(0, ps), &pos(1, ps))?;
@@ -377,7 +365,7 @@ fn never_covered_is_infinite(device: &Device, dtype: DType) -> TestResult {
         let kl = kl_divergence(p, q)?;
         assert_eq!(kl.dims(), &[2, 3], "{name}");
         assert_eq!(kl.dtype(), dtype, "{name}");
-        assert!(values(&kl).iter().all(|&x| x == f64::INFINITY), "{name}");
+        assert!(host(&kl).iter().all(|&x| x == f64::INFINITY), "{name}");
         kl.sum_all()?.backward()?;
     }
     Ok(())
@@ -387,7 +375,7 @@ vi_test::test_device!(never_covered_is_infinite);
 /// Parameters from 1e-3 to 1e3 (concentrations and rates; Normal/Gumbel scales 1e-1..1e1):
 /// every finite pair stays finite, non-negative up to rounding, with finite gradients, and
 /// f32 agrees with f64 up to its rounding of the large terms.
-fn extreme_parameters(device: &Device, dtype: DType) -> TestResult {
+fn extreme_parameters(device: &Device, dtype: DType) -> Res {
     let grid = [1e-3, 1.0, 1e3];
     for pair in finite_pairs() {
         let n = pair.p_params + pair.q_params;
@@ -432,9 +420,9 @@ fn extreme_parameters(device: &Device, dtype: DType) -> TestResult {
             let g = kl.sum_all()?.backward()?;
             let grads = vs
                 .iter()
-                .map(|v| values(g.get(v.as_tensor()).expect("gradient")))
+                .map(|v| host(g.get(v.as_tensor()).expect("gradient")))
                 .collect();
-            Ok((values(&kl), grads))
+            Ok((host(&kl), grads))
         };
         let (v, grads) = run(dtype)?;
         for (i, x) in v.iter().enumerate() {
@@ -453,7 +441,15 @@ fn extreme_parameters(device: &Device, dtype: DType) -> TestResult {
             let (v64, _) = run(DType::F64)?;
             // f32 rounds terms as large as ln Γ(1e3) ≈ 5.9e3 or 1e3·ln(1e6): an absolute
             // error of a few f32 ulps of those.
-            assert_close(&v, &v64, 1e-4, 5e-2, pair.name);
+            assert_all_close(
+                pair.name,
+                &v,
+                &v64,
+                Tol {
+                    rtol: 1e-4,
+                    atol: 5e-2,
+                },
+            );
         }
     }
     Ok(())
@@ -463,7 +459,7 @@ vi_test::test_device!(extreme_parameters);
 /// Identities between pairs, at ordinary and extreme parameters: Gamma(1, λ) is
 /// Exponential(λ), Beta(a, b) is Dirichlet([a, b]), Beta(1, 1) has entropy 0, and the KL
 /// of a distribution from itself is 0.
-fn identities(device: &Device, dtype: DType) -> TestResult {
+fn identities(device: &Device, dtype: DType) -> Res {
     let (rtol, atol) = match dtype {
         DType::F64 => (1e-10, 1e-10),
         _ => (1e-4, 2e-3),
@@ -481,21 +477,20 @@ fn identities(device: &Device, dtype: DType) -> TestResult {
     let q = Gamma::new(&ta, &tb)?;
     let via_gamma = kl_divergence(&Gamma::new(&ones, &ra)?, &q)?;
     let via_exp = kl_divergence(&Exponential::new(&ra)?, &q)?;
-    assert_close(
-        &values(&via_exp),
-        &values(&via_gamma),
-        rtol,
-        atol,
+    assert_all_close(
         "Exp‖Gamma",
+        &host(&via_exp),
+        &host(&via_gamma),
+        Tol { rtol, atol },
     );
     // Gamma(1, λ) ‖ Exponential(μ) = Exponential(λ) ‖ Exponential(μ) = Exp(λ) ‖ Gamma(1, μ).
     let e1 = kl_divergence(&Gamma::new(&ones, &ta)?, &Exponential::new(&tb)?)?;
     let e2 = kl_divergence(&Exponential::new(&ta)?, &Exponential::new(&tb)?)?;
     let e3 = kl_divergence(&Exponential::new(&ta)?, &Gamma::new(&ones, &tb)?)?;
-    assert_close(&values(&e1), &values(&e2), rtol, atol, "Gamma‖Exp");
-    assert_close(&values(&e3), &values(&e2), rtol, atol, "Exp‖Gamma(1)");
+    assert_all_close("Gamma‖Exp", &host(&e1), &host(&e2), Tol { rtol, atol });
+    assert_all_close("Exp‖Gamma(1)", &host(&e3), &host(&e2), Tol { rtol, atol });
     // Exponential ‖ Exponential = r − 1 − ln r, r = λq/λp, on the host.
-    let host: Vec<f64> = a
+    let by_hand: Vec<f64> = a
         .iter()
         .zip(&b)
         .map(|(lp, lq)| {
@@ -503,17 +498,17 @@ fn identities(device: &Device, dtype: DType) -> TestResult {
             r - 1.0 - r.ln()
         })
         .collect();
-    assert_close(&values(&e2), &host, rtol, atol, "Exp‖Exp host");
+    assert_all_close("Exp‖Exp host", &host(&e2), &by_hand, Tol { rtol, atol });
     // Gamma(1, λ) ‖ Gumbel = Exponential(λ) ‖ Gumbel; Gamma(1, λ) ‖ Normal likewise.
     let scale = t(&a.iter().map(|x| x.powf(1.0 / 3.0)).collect::<Vec<_>>());
     let gumbel = Gumbel::new(&rb.log()?, &scale)?;
     let g1 = kl_divergence(&Gamma::new(&ones, &ta)?, &gumbel)?;
     let g2 = kl_divergence(&Exponential::new(&ta)?, &gumbel)?;
-    assert_close(&values(&g1), &values(&g2), rtol, atol, "Gumbel");
+    assert_all_close("Gumbel", &host(&g1), &host(&g2), Tol { rtol, atol });
     let normal = Normal::new(&rb, &scale)?;
     let n1 = kl_divergence(&Gamma::new(&ones, &ta)?, &normal)?;
     let n2 = kl_divergence(&Exponential::new(&ta)?, &normal)?;
-    assert_close(&values(&n1), &values(&n2), rtol, atol, "Normal");
+    assert_all_close("Normal", &host(&n1), &host(&n2), Tol { rtol, atol });
 
     // Beta(a, b) ‖ Beta(c, d) = Dirichlet([a, b]) ‖ Dirichlet([c, d]).
     let bb = kl_divergence(&Beta::new(&ta, &tb)?, &Beta::new(&ra, &rb)?)?;
@@ -522,23 +517,27 @@ fn identities(device: &Device, dtype: DType) -> TestResult {
         &Dirichlet::new(&stack(&ta, &tb)?)?,
         &Dirichlet::new(&stack(&ra, &rb)?)?,
     )?;
-    assert_close(
-        &values(&bb),
-        &values(&dd),
-        rtol,
-        atol,
+    assert_all_close(
         "Beta‖Beta vs Dirichlet",
+        &host(&bb),
+        &host(&dd),
+        Tol { rtol, atol },
     );
     // Beta(1, 1) ‖ Uniform(l, h) = ln(h − l).
     let low = ta.neg()?;
     let high = (&tb + 1.0)?;
     let bu = kl_divergence(&Beta::new(&ones, &ones)?, &Uniform::new(&low, &high)?)?;
-    let host: Vec<f64> = a.iter().zip(&b).map(|(l, h)| (1.0 + h + l).ln()).collect();
-    assert_close(&values(&bu), &host, rtol, atol, "Beta(1,1)‖Uniform");
+    let by_hand: Vec<f64> = a.iter().zip(&b).map(|(l, h)| (1.0 + h + l).ln()).collect();
+    assert_all_close(
+        "Beta(1,1)‖Uniform",
+        &host(&bu),
+        &by_hand,
+        Tol { rtol, atol },
+    );
 
     // KL(p ‖ p) = 0 exactly for the same-family closed forms.
     let zero = |kl: Tensor, what: &str| {
-        assert!(values(&kl).iter().all(|&x| x == 0.0), "{what}: {kl}");
+        assert!(host(&kl).iter().all(|&x| x == 0.0), "{what}: {kl}");
     };
     zero(
         kl_divergence(&Gamma::new(&ta, &tb)?, &Gamma::new(&ta, &tb)?)?,
@@ -559,7 +558,7 @@ fn identities(device: &Device, dtype: DType) -> TestResult {
 vi_test::test_device!(identities);
 
 /// Dirichlet concentrations spanning 1e-3..1e3 in one vector: finite KL and gradients.
-fn dirichlet_extreme(device: &Device, dtype: DType) -> TestResult {
+fn dirichlet_extreme(device: &Device, dtype: DType) -> Res {
     let a = Var::from_tensor(&tensor(
         &[1e-3, 1e3, 1.0, 1e3, 1e-3, 1.0, 1e-3, 1e-3, 1e-3],
         &[3, 3],
@@ -568,18 +567,26 @@ fn dirichlet_extreme(device: &Device, dtype: DType) -> TestResult {
     ))?;
     let b = Var::from_tensor(&tensor(&[1.0, 1e-3, 1e3], &[3], dtype, device))?;
     let kl = kl_divergence(&Dirichlet::new(&a)?, &Dirichlet::new(&b)?)?;
-    let v = values(&kl);
+    let v = host(&kl);
     assert!(v.iter().all(|x| x.is_finite() && *x > 0.0), "{v:?}");
     let g = kl.sum_all()?.backward()?;
     for var in [&a, &b] {
-        let gv = values(g.get(var.as_tensor()).expect("gradient"));
+        let gv = host(g.get(var.as_tensor()).expect("gradient"));
         assert!(gv.iter().all(|x| x.is_finite()), "{gv:?}");
     }
     if dtype == DType::F32 {
         let a64 = a.to_dtype(DType::F64)?;
         let b64 = b.to_dtype(DType::F64)?;
         let kl64 = kl_divergence(&Dirichlet::new(&a64)?, &Dirichlet::new(&b64)?)?;
-        assert_close(&v, &values(&kl64), 1e-4, 5e-2, "Dirichlet f32 vs f64");
+        assert_all_close(
+            "Dirichlet f32 vs f64",
+            &v,
+            &host(&kl64),
+            Tol {
+                rtol: 1e-4,
+                atol: 5e-2,
+            },
+        );
     }
     Ok(())
 }
@@ -599,7 +606,7 @@ fn check_finite_difference(
     let grads = kl(&as_tensors(&vs)).sum_all().unwrap().backward().unwrap();
     let autograd: Vec<f64> = vs
         .iter()
-        .flat_map(|v| values(grads.get(v.as_tensor()).expect("gradient")))
+        .flat_map(|v| host(grads.get(v.as_tensor()).expect("gradient")))
         .collect();
     let flat: Vec<f64> = params.iter().flat_map(|(v, _)| v.clone()).collect();
     let numeric = vi_test::finite_difference(&flat, 1e-6, |x| {
@@ -614,7 +621,15 @@ fn check_finite_difference(
             .collect();
         kl(&ts).sum_all().unwrap().to_scalar::<f64>().unwrap()
     });
-    assert_close(&autograd, &numeric, 1e-6, 1e-7, what);
+    assert_all_close(
+        what,
+        &autograd,
+        &numeric,
+        Tol {
+            rtol: 1e-6,
+            atol: 1e-7,
+        },
+    );
 }
 
 /// Gamma‖Gamma's gradients (p batch [2,3] against q batch [3]) match finite differences.
@@ -696,7 +711,15 @@ fn registered_pairs() {
     let kl = kl_divergence(&Dirichlet::new(&a).unwrap(), &Dirichlet::new(&b).unwrap()).unwrap();
     assert_eq!(kl.dims(), &[2]);
     // Against the flat Dirichlet(1, 1, 1) (density Γ(3) = 2 on the simplex): KL = −H(p) − ln 2.
-    let h = values(&Dirichlet::new(&a).unwrap().entropy().unwrap());
+    let h = host(&Dirichlet::new(&a).unwrap().entropy().unwrap());
     let expected: Vec<f64> = h.iter().map(|h| -h - 2f64.ln()).collect();
-    assert_close(&values(&kl), &expected, 1e-12, 1e-12, "Dirichlet vs flat");
+    assert_all_close(
+        "Dirichlet vs flat",
+        &host(&kl),
+        &expected,
+        Tol {
+            rtol: 1e-12,
+            atol: 1e-12,
+        },
+    );
 }

@@ -1,6 +1,7 @@
 //! The integration tests of `vi-kl`, one binary.
 
 mod bounded_discrete;
+mod common;
 mod conformance;
 mod docs_table;
 mod fused_independent;

@@ -9,7 +9,7 @@ use vi_dist::{
 };
 use vi_kl::{KlError, kl_divergence};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{Res, host};
 
 /// Standard normal draws of `shape`, seeded.
 fn randn(shape: &[usize], seed: u64, dtype: DType, dev: &Device) -> Tensor {
@@ -41,15 +41,6 @@ fn tril(batch: &[usize], n: usize, seed: u64, dtype: DType, dev: &Device) -> Ten
 
 fn var(t: &Tensor) -> Var {
     Var::from_tensor(t).unwrap()
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 /// Asserts `|a − b| ≤ tol · max(1, |b|)` elementwise (same shapes).

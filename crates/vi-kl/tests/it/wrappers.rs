@@ -5,38 +5,18 @@ use candle_core::{DType, Device, Tensor, Var};
 use vi_dist::{Delta, Distribution, Expanded, Exponential, Independent, Normal};
 use vi_kl::{KlError, KlRegistry, kl_divergence};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-fn t(v: &[f64], shape: &[usize], dtype: DType, dev: &Device) -> Tensor {
-    Tensor::new(v, dev)
-        .unwrap()
-        .reshape(shape)
-        .unwrap()
-        .to_dtype(dtype)
-        .unwrap()
-}
-
-fn vals(x: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(x).unwrap()
-}
-
-fn close(a: &[f64], b: &[f64], tol: f64) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| (x.is_infinite() && x == y) || (x - y).abs() <= tol * (1.0 + y.abs()))
-}
+use crate::common::{Res, close, host, tensor};
 
 /// Two Normals with batch [2, 3].
 fn normals(dtype: DType, dev: &Device) -> (Normal, Normal) {
     let p = Normal::new(
-        &t(&[0.1, -0.3, 0.7, 1.2, 0.0, -2.0], &[2, 3], dtype, dev),
-        &t(&[0.5, 1.0, 1.5, 0.8, 2.0, 0.3], &[2, 3], dtype, dev),
+        &tensor(&[0.1, -0.3, 0.7, 1.2, 0.0, -2.0], &[2, 3], dtype, dev),
+        &tensor(&[0.5, 1.0, 1.5, 0.8, 2.0, 0.3], &[2, 3], dtype, dev),
     )
     .unwrap();
     let q = Normal::new(
-        &t(&[0.0, 0.4, -0.2, 1.0, 0.5, -1.0], &[2, 3], dtype, dev),
-        &t(&[1.0, 0.7, 1.2, 1.1, 1.5, 0.6], &[2, 3], dtype, dev),
+        &tensor(&[0.0, 0.4, -0.2, 1.0, 0.5, -1.0], &[2, 3], dtype, dev),
+        &tensor(&[1.0, 0.7, 1.2, 1.1, 1.5, 0.6], &[2, 3], dtype, dev),
     )
     .unwrap();
     (p, q)
@@ -45,21 +25,21 @@ fn normals(dtype: DType, dev: &Device) -> (Normal, Normal) {
 fn independent_sums_base(dev: &Device, dtype: DType) -> Res {
     let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
     let (p, q) = normals(dtype, dev);
-    let base = vals(&kl_divergence(&p, &q)?);
+    let base = host(&kl_divergence(&p, &q)?);
     let one = kl_divergence(&p.to_event(1)?, &q.to_event(1)?)?;
     assert_eq!(one.dims(), &[2]);
     let want: Vec<f64> = base.chunks(3).map(|c| c.iter().sum()).collect();
     assert!(
-        close(&vals(&one), &want, tol),
+        close(&host(&one), &want, tol),
         "{:?} vs {want:?}",
-        vals(&one)
+        host(&one)
     );
     let two = kl_divergence(&p.to_event(2)?, &q.to_event(2)?)?;
     assert_eq!(two.dims(), &[] as &[usize]);
-    assert!(close(&vals(&two), &[base.iter().sum()], tol));
+    assert!(close(&host(&two), &[base.iter().sum()], tol));
     // Nested to_event collapses; the KL is the same.
     let nested = kl_divergence(&p.to_event(1)?.to_event(1)?, &q.to_event(2)?)?;
-    assert!(close(&vals(&nested), &vals(&two), tol));
+    assert!(close(&host(&nested), &host(&two), tol));
     Ok(())
 }
 vi_test::test_device!(independent_sums_base);
@@ -68,14 +48,14 @@ fn independent_broadcasts(dev: &Device, dtype: DType) -> Res {
     // p batch [2] (event [3]) against q batch [] (event [3]).
     let (p, _) = normals(dtype, dev);
     let q = Normal::new(
-        &t(&[0.0, 0.4, -0.2], &[3], dtype, dev),
-        &t(&[1.0, 0.7, 1.2], &[3], dtype, dev),
+        &tensor(&[0.0, 0.4, -0.2], &[3], dtype, dev),
+        &tensor(&[1.0, 0.7, 1.2], &[3], dtype, dev),
     )?;
     let kl = kl_divergence(&p.to_event(1)?, &q.to_event(1)?)?;
     assert_eq!(kl.dims(), &[2]);
-    let base = vals(&kl_divergence(&p, &q)?);
+    let base = host(&kl_divergence(&p, &q)?);
     let want: Vec<f64> = base.chunks(3).map(|c| c.iter().sum()).collect();
-    assert!(close(&vals(&kl), &want, 1e-5));
+    assert!(close(&host(&kl), &want, 1e-5));
     // The other way round too.
     let back = kl_divergence(&q.to_event(1)?, &p.to_event(1)?)?;
     assert_eq!(back.dims(), &[2]);
@@ -85,7 +65,7 @@ vi_test::test_device!(independent_broadcasts);
 
 fn masked_zeroes_kl(dev: &Device, dtype: DType) -> Res {
     let (p, q) = normals(dtype, dev);
-    let full = vals(&kl_divergence(&p, &q)?);
+    let full = host(&kl_divergence(&p, &q)?);
     let mask = Tensor::new(&[1u8, 0, 1], dev)?;
     let want: Vec<f64> = full
         .iter()
@@ -96,18 +76,18 @@ fn masked_zeroes_kl(dev: &Device, dtype: DType) -> Res {
     let b = kl_divergence(&p, &q.mask(&mask)?)?;
     let both = kl_divergence(&p.mask(&mask)?, &q.mask(&Tensor::new(&[1u8, 1, 0], dev)?)?)?;
     assert_eq!(a.dims(), &[2, 3]);
-    assert!(close(&vals(&a), &want, 1e-6));
-    assert!(close(&vals(&b), &want, 1e-6));
+    assert!(close(&host(&a), &want, 1e-6));
+    assert!(close(&host(&b), &want, 1e-6));
     let want_both: Vec<f64> = full
         .iter()
         .enumerate()
         .map(|(i, v)| if i % 3 == 0 { *v } else { 0.0 })
         .collect();
-    assert!(close(&vals(&both), &want_both, 1e-6));
+    assert!(close(&host(&both), &want_both, 1e-6));
     // Masked inside Independent: the masked elements drop out of the event sum.
     let ind = kl_divergence(&p.mask(&mask)?.to_event(1)?, &q.to_event(1)?)?;
     let want_ind: Vec<f64> = want.chunks(3).map(|c| c.iter().sum()).collect();
-    assert!(close(&vals(&ind), &want_ind, 1e-5));
+    assert!(close(&host(&ind), &want_ind, 1e-5));
     Ok(())
 }
 vi_test::test_device!(masked_zeroes_kl);
@@ -119,10 +99,10 @@ fn masked_infinite_kl_is_zero_not_nan() -> Res {
     let v = Var::new(&[-1.0f64, 2.0], &dev)?;
     let p = Delta::new(&v, None, 0)?;
     let q = Exponential::new(&Tensor::new(&[1.5f64, 1.5], &dev)?)?;
-    let kl = vals(&kl_divergence(&p, &q)?);
+    let kl = host(&kl_divergence(&p, &q)?);
     assert_eq!(kl[0], f64::INFINITY);
     let masked = kl_divergence(&p.mask(&Tensor::new(&[0u8, 1], &dev)?)?, &q)?;
-    let m = vals(&masked);
+    let m = host(&masked);
     assert_eq!(m[0], 0.0);
     // -log q(2) = -(ln 1.5 - 1.5 * 2)
     assert!((m[1] - (3.0 - 1.5f64.ln())).abs() < 1e-12);
@@ -130,34 +110,37 @@ fn masked_infinite_kl_is_zero_not_nan() -> Res {
 }
 
 fn expanded_broadcasts_bases(dev: &Device, dtype: DType) -> Res {
-    let p = Normal::new(&t(&[0.3], &[1], dtype, dev), &t(&[0.9], &[1], dtype, dev))?;
+    let p = Normal::new(
+        &tensor(&[0.3], &[1], dtype, dev),
+        &tensor(&[0.9], &[1], dtype, dev),
+    )?;
     let q = Normal::new(
-        &t(&[0.0, 1.0, -1.0, 2.0], &[4], dtype, dev),
-        &t(&[1.0, 0.5, 2.0, 1.5], &[4], dtype, dev),
+        &tensor(&[0.0, 1.0, -1.0, 2.0], &[4], dtype, dev),
+        &tensor(&[1.0, 0.5, 2.0, 1.5], &[4], dtype, dev),
     )?;
     let pe = Expanded::new(Box::new(p.clone()), &[4])?;
-    let want = vals(&kl_divergence(&p, &q)?);
+    let want = host(&kl_divergence(&p, &q)?);
     let got = kl_divergence(&pe, &q)?;
     assert_eq!(got.dims(), &[4]);
-    assert!(close(&vals(&got), &want, 1e-6));
+    assert!(close(&host(&got), &want, 1e-6));
     // Expanded on the q side, to a bigger batch: broadcast to [2, 4].
     let qe = Expanded::new(Box::new(q.clone()), &[2, 4])?;
     let got = kl_divergence(&p, &qe)?;
     assert_eq!(got.dims(), &[2, 4]);
-    assert!(close(&vals(&got)[4..], &want, 1e-6));
+    assert!(close(&host(&got)[4..], &want, 1e-6));
     // Expanded inside Independent.
     let got = kl_divergence(&pe.to_event(1)?, &q.to_event(1)?)?;
-    assert!(close(&vals(&got), &[want.iter().sum()], 1e-5));
+    assert!(close(&host(&got), &[want.iter().sum()], 1e-5));
     Ok(())
 }
 vi_test::test_device!(expanded_broadcasts_bases);
 
 fn delta_keeps_log_density(dev: &Device, dtype: DType) -> Res {
     let (_, q) = normals(dtype, dev);
-    let v = t(&[0.5, 0.1, -0.4, 0.9, 1.1, -1.2], &[2, 3], dtype, dev);
-    let ld = t(&[0.25, -0.5], &[2, 1], dtype, dev);
+    let v = tensor(&[0.5, 0.1, -0.4, 0.9, 1.1, -1.2], &[2, 3], dtype, dev);
+    let ld = tensor(&[0.25, -0.5], &[2, 1], dtype, dev);
     let p = Delta::new(&v, Some(&ld), 0)?;
-    let lq = vals(&q.log_prob(&v)?);
+    let lq = host(&q.log_prob(&v)?);
     let want: Vec<f64> = lq
         .iter()
         .enumerate()
@@ -165,24 +148,24 @@ fn delta_keeps_log_density(dev: &Device, dtype: DType) -> Res {
         .collect();
     let kl = kl_divergence(&p, &q)?;
     assert!(
-        close(&vals(&kl), &want, 1e-6),
+        close(&host(&kl), &want, 1e-6),
         "{:?} vs {want:?}",
-        vals(&kl)
+        host(&kl)
     );
     // As an event of 3: Delta(v, ld, 1) against Normal.to_event(1); log_density per event.
-    let ld1 = t(&[0.25, -0.5], &[2], dtype, dev);
+    let ld1 = tensor(&[0.25, -0.5], &[2], dtype, dev);
     let p1 = Delta::new(&v, Some(&ld1), 1)?;
     let kl1 = kl_divergence(&p1, &q.to_event(1)?)?;
     let want1 = [
         0.25 - lq[..3].iter().sum::<f64>(),
         -0.5 - lq[3..].iter().sum::<f64>(),
     ];
-    assert!(close(&vals(&kl1), &want1, 1e-6));
+    assert!(close(&host(&kl1), &want1, 1e-6));
     // Independent of a Delta against an Independent: peeled, then summed.
     let p2 = Delta::new(&v, None, 0)?.to_event(1)?;
     let kl2 = kl_divergence(&p2, &q.to_event(1)?)?;
     let want2 = [-lq[..3].iter().sum::<f64>(), -lq[3..].iter().sum::<f64>()];
-    assert!(close(&vals(&kl2), &want2, 1e-6));
+    assert!(close(&host(&kl2), &want2, 1e-6));
     Ok(())
 }
 vi_test::test_device!(delta_keeps_log_density);
@@ -198,7 +181,7 @@ fn delta_gradient_reaches_the_point() -> Res {
         &Tensor::new(&[2.0f64, 0.5], &dev)?,
     )?;
     let g = kl_divergence(&p, &q)?.sum_all()?.backward()?;
-    let g = vals(g.get(&v).unwrap());
+    let g = host(g.get(&v).unwrap());
     assert!(close(&g, &[0.5 / 4.0, -2.0 / 0.25], 1e-12), "{g:?}");
     Ok(())
 }
@@ -271,15 +254,15 @@ fn local_registry_registration() -> Res {
     let old = reg.register(|p: &Normal, _: &Normal, _: &KlRegistry| Ok(p.loc().ones_like()?));
     assert!(old.is_none());
     assert!(reg.contains::<Normal, Normal>());
-    assert_eq!(vals(&reg.kl(&p, &p)?), vec![1.0]);
+    assert_eq!(host(&reg.kl(&p, &p)?), vec![1.0]);
     // Replacing returns the old rule's entry.
     let old = reg.register(|p: &Normal, _: &Normal, _: &KlRegistry| Ok(p.loc().zeros_like()?));
     assert_eq!(old.map(|i| (i.p, i.q)), Some(("Normal", "Normal")));
-    assert_eq!(vals(&reg.kl(&p, &p)?), vec![0.0]);
+    assert_eq!(host(&reg.kl(&p, &p)?), vec![0.0]);
     // Wrapper rules apply in an empty registry too, deferring to the registered pair.
-    assert_eq!(vals(&reg.kl(&p.to_event(1)?, &p.to_event(1)?)?), vec![0.0]);
+    assert_eq!(host(&reg.kl(&p.to_event(1)?, &p.to_event(1)?)?), vec![0.0]);
     // The default registry is untouched.
-    assert_eq!(vals(&kl_divergence(&p, &p)?), vec![0.0]);
+    assert_eq!(host(&kl_divergence(&p, &p)?), vec![0.0]);
     Ok(())
 }
 
@@ -329,11 +312,11 @@ fn unequal_reinterpreted_counts_are_peeled() -> Res {
     assert_eq!(kl.dims(), &[] as &[usize]);
     // The same as MVN ‖ MVN with q's diagonal covariance, summed over the batch of 2.
     let q_mvn = vi_dist::MultivariateNormal::from_diag_scale(&q_loc, &q_scale)?;
-    let want: f64 = vals(&kl_divergence(&mvn, &q_mvn)?).iter().sum();
+    let want: f64 = host(&kl_divergence(&mvn, &q_mvn)?).iter().sum();
     assert!((kl.to_scalar::<f64>()? - want).abs() < 1e-12);
     // And the other way round.
     let back = kl_divergence(&q, &p)?;
-    let want: f64 = vals(&kl_divergence(&q_mvn, &mvn)?).iter().sum();
+    let want: f64 = host(&kl_divergence(&q_mvn, &mvn)?).iter().sum();
     assert!((back.to_scalar::<f64>()? - want).abs() < 1e-12);
     Ok(())
 }

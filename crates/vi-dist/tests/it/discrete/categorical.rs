@@ -11,7 +11,7 @@ use super::*;
 const CAT_P: [[f64; 4]; 2] = [[0.1, 0.2, 0.3, 0.4], [0.7, 0.05, 0.15, 0.1]];
 
 fn cat_probs(device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
-    t(CAT_P.as_flattened(), device, dtype)?.reshape((2, 4))
+    vector(CAT_P.as_flattened(), dtype, device).reshape((2, 4))
 }
 
 fn cat_logits(device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
@@ -21,10 +21,10 @@ fn cat_logits(device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
         .enumerate()
         .flat_map(|(j, row)| row.iter().map(move |p| p.ln() + j as f64 - 0.5))
         .collect();
-    t(&l, device, dtype)?.reshape((2, 4))
+    vector(&l, dtype, device).reshape((2, 4))
 }
 
-fn categorical_sampler(device: &Device, dtype: DType) -> TestResult {
+fn categorical_sampler(device: &Device, dtype: DType) -> Res {
     let d = Categorical::from_probs(&cat_probs(device, dtype)?)?;
     let moments = |row: &[f64; 4]| {
         let m: f64 = row.iter().enumerate().map(|(k, p)| k as f64 * p).sum();
@@ -41,12 +41,12 @@ fn categorical_sampler(device: &Device, dtype: DType) -> TestResult {
     // the same seed gives the same draws from the logits form
     let e = Categorical::from_logits(&cat_logits(device, dtype)?)?;
     let (a, b) = (d.sample(&[50], &mut rng(3))?, e.sample(&[50], &mut rng(3))?);
-    assert_eq!(host(&a)?, host(&b)?);
+    assert_eq!(host(&a), host(&b));
     Ok(())
 }
 vi_test::test_device!(categorical_sampler);
 
-fn categorical_enumerate_and_forms(device: &Device, dtype: DType) -> TestResult {
+fn categorical_enumerate_and_forms(device: &Device, dtype: DType) -> Res {
     let a = Categorical::from_probs(&cat_probs(device, dtype)?)?;
     let b = Categorical::from_logits(&cat_logits(device, dtype)?)?;
     let support = a.enumerate_support(false)?;
@@ -54,11 +54,11 @@ fn categorical_enumerate_and_forms(device: &Device, dtype: DType) -> TestResult 
     assert_eq!(b.enumerate_support(true)?.dims(), &[4, 2]);
     check_normalised(&a, &support, dtype)?;
     check_normalised(&b, &b.enumerate_support(true)?, dtype)?;
-    let values = t(&[3.0, 0.0, 1.0, 2.0], device, dtype)?.reshape((2, 2))?;
+    let values = vector(&[3.0, 0.0, 1.0, 2.0], dtype, device).reshape((2, 2))?;
     check_same(&a, &b, &values, dtype)?;
-    assert!(host(&a.mean()?)?.iter().all(|m| m.is_nan()));
+    assert!(host(&a.mean()?).iter().all(|m| m.is_nan()));
     // integer index tensors give the same log_prob as floats
-    let want = host(&a.log_prob(&values)?)?;
+    let want = host(&a.log_prob(&values)?);
     let idx = [3u32, 0, 1, 2];
     let as_u32 = Tensor::new(&idx, &Device::Cpu)?.reshape((2, 2))?;
     for ints in [
@@ -66,7 +66,7 @@ fn categorical_enumerate_and_forms(device: &Device, dtype: DType) -> TestResult 
         as_u32.to_dtype(DType::U8)?,
         as_u32.to_dtype(DType::I64)?,
     ] {
-        assert_eq!(host(&a.log_prob(&ints.to_device(device)?)?)?, want);
+        assert_eq!(host(&a.log_prob(&ints.to_device(device)?)?), want);
     }
     // probs normalise: weights 2× give the same distribution
     let c = Categorical::from_probs(&(cat_probs(device, dtype)? * 2.0)?)?;
@@ -75,10 +75,10 @@ fn categorical_enumerate_and_forms(device: &Device, dtype: DType) -> TestResult 
 }
 vi_test::test_device!(categorical_enumerate_and_forms);
 
-fn categorical_errors(device: &Device, dtype: DType) -> TestResult {
-    let bad = t(&[0.5, -0.1, 0.6], device, dtype)?;
+fn categorical_errors(device: &Device, dtype: DType) -> Res {
+    let bad = vector(&[0.5, -0.1, 0.6], dtype, device);
     assert!(is_param_support(Categorical::from_probs(&bad)));
-    let nan = t(&[0.5, f64::NAN, 0.6], device, dtype)?;
+    let nan = vector(&[0.5, f64::NAN, 0.6], dtype, device);
     assert!(is_param_support(Categorical::from_logits(&nan)));
     assert!(is_param_support(Categorical::from_probs(&nan)));
     let scalar = Tensor::new(1.0, device)?.to_dtype(dtype)?;
@@ -92,67 +92,67 @@ fn categorical_errors(device: &Device, dtype: DType) -> TestResult {
         Err(DistError::ParamShape { .. })
     ));
     let d = Categorical::from_probs(&cat_probs(device, dtype)?)?;
-    assert!(is_value_support(d.log_prob(&t(
+    assert!(is_value_support(d.log_prob(&vector(
         &[4.0, 0.0],
-        device,
-        dtype
-    )?)));
-    assert!(is_value_support(d.log_prob(&t(
+        dtype,
+        device
+    ))));
+    assert!(is_value_support(d.log_prob(&vector(
         &[1.5, 0.0],
-        device,
-        dtype
-    )?)));
-    assert!(is_value_shape(d.log_prob(&t(
+        dtype,
+        device
+    ))));
+    assert!(is_value_shape(d.log_prob(&vector(
         &[1.0, 0.0, 1.0],
-        device,
-        dtype
-    )?)));
+        dtype,
+        device
+    ))));
     // with validation off an index outside 0..k is still an error, never a panic
-    with_validation(false, || -> TestResult {
+    with_validation(false, || -> Res {
         for v in [[4.0, 0.0], [-1.0, 0.0], [f64::NAN, 0.0], [1e10, 0.0]] {
             assert!(
-                is_value_support(d.log_prob(&t(&v, device, dtype)?)),
+                is_value_support(d.log_prob(&vector(&v, dtype, device))),
                 "{v:?}"
             );
         }
         let big = Tensor::new(&[7u32, 1], &Device::Cpu)?.to_device(device)?;
         assert!(is_value_support(d.log_prob(&big)));
-        assert!(is_value_shape(d.log_prob(&t(
+        assert!(is_value_shape(d.log_prob(&vector(
             &[1.0, 0.0, 1.0],
-            device,
-            dtype
-        )?)));
+            dtype,
+            device
+        ))));
         Ok(())
     })?;
     assert!(matches!(
         d.rsample(&[1], &mut rng(0)).map_err(DistError::into_kind),
         Err(DistError::NoRsample { .. })
     ));
-    check_expand(&d, &[3, 2], &t(&[1.0, 0.0], device, dtype)?)
+    check_expand(&d, &[3, 2], &vector(&[1.0, 0.0], dtype, device))
 }
 vi_test::test_device!(categorical_errors);
 
 // ---------------------------------------------------------------- OneHotCategorical
 
-fn one_hot_sampler(device: &Device, dtype: DType) -> TestResult {
+fn one_hot_sampler(device: &Device, dtype: DType) -> Res {
     let d = OneHotCategorical::from_probs(&cat_probs(device, dtype)?)?;
     let x = d.sample(&[N], &mut rng(4))?;
     assert_eq!(x.dims(), &[N, 2, 4]);
     // every draw is one-hot
-    assert!(host(&x.sum(2)?)?.iter().all(|&s| s == 1.0));
+    assert!(host(&x.sum(2)?).iter().all(|&s| s == 1.0));
     for (j, row) in CAT_P.iter().enumerate() {
         for (k, &p) in row.iter().enumerate() {
-            let xs = host(&x.i((.., j, k))?)?;
+            let xs = host(&x.i((.., j, k))?);
             check_moments(&xs, p, p * (1.0 - p), Z).map_err(|e| format!("({j}, {k}): {e}"))?;
         }
-        let idx = host(&x.i((.., j))?.argmax(1)?.to_dtype(DType::F64)?)?;
+        let idx = host(&x.i((.., j))?.argmax(1)?.to_dtype(DType::F64)?);
         check_chi_square(&idx, 4, |k| row[k], ALPHA).map_err(|e| format!("row {j}: {e}"))?;
     }
     Ok(())
 }
 vi_test::test_device!(one_hot_sampler);
 
-fn one_hot_enumerate_and_forms(device: &Device, dtype: DType) -> TestResult {
+fn one_hot_enumerate_and_forms(device: &Device, dtype: DType) -> Res {
     let a = OneHotCategorical::from_probs(&cat_probs(device, dtype)?)?;
     let b = OneHotCategorical::from_logits(&cat_logits(device, dtype)?)?;
     assert_eq!(a.event_shape(), &[4]);
@@ -164,23 +164,23 @@ fn one_hot_enumerate_and_forms(device: &Device, dtype: DType) -> TestResult {
     let values = a.enumerate_support(true)?.i(1..3)?;
     check_same(&a, &b, &values, dtype)?;
     let ints = values.to_dtype(DType::U8)?;
-    assert_eq!(host(&a.log_prob(&ints)?)?, host(&a.log_prob(&values)?)?);
+    assert_eq!(host(&a.log_prob(&ints)?), host(&a.log_prob(&values)?));
     Ok(())
 }
 vi_test::test_device!(one_hot_enumerate_and_forms);
 
-fn one_hot_errors(device: &Device, dtype: DType) -> TestResult {
-    let bad = t(&[0.5, -0.1, 0.6], device, dtype)?;
+fn one_hot_errors(device: &Device, dtype: DType) -> Res {
+    let bad = vector(&[0.5, -0.1, 0.6], dtype, device);
     assert!(is_param_support(OneHotCategorical::from_probs(&bad)));
-    let nan = t(&[0.5, f64::NAN, 0.6], device, dtype)?;
+    let nan = vector(&[0.5, f64::NAN, 0.6], dtype, device);
     assert!(is_param_support(OneHotCategorical::from_logits(&nan)));
     let d = OneHotCategorical::from_probs(&cat_probs(device, dtype)?)?;
-    let two_hot = t(&[0.0, 1.0, 1.0, 0.0], device, dtype)?;
+    let two_hot = vector(&[0.0, 1.0, 1.0, 0.0], dtype, device);
     assert!(is_value_support(d.log_prob(&two_hot)));
-    let wrong_event = t(&[0.0, 1.0, 0.0], device, dtype)?;
+    let wrong_event = vector(&[0.0, 1.0, 0.0], dtype, device);
     assert!(is_value_shape(d.log_prob(&wrong_event)));
-    let wrong_batch = t(&[0.0, 1.0, 0.0, 0.0], device, dtype)?.broadcast_as((3, 4))?;
+    let wrong_batch = vector(&[0.0, 1.0, 0.0, 0.0], dtype, device).broadcast_as((3, 4))?;
     assert!(is_value_shape(d.log_prob(&wrong_batch)));
-    check_expand(&d, &[3, 2], &t(&[0.0, 1.0, 0.0, 0.0], device, dtype)?)
+    check_expand(&d, &[3, 2], &vector(&[0.0, 1.0, 0.0, 0.0], dtype, device))
 }
 vi_test::test_device!(one_hot_errors);

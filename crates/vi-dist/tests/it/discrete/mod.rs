@@ -5,35 +5,19 @@
 mod categorical;
 mod counts;
 
-use candle_core::{DType, Device, IndexOp, Tensor};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use candle_core::{DType, IndexOp, Tensor};
 use vi_dist::{DistError, Distribution};
 use vi_test::stats::{check_chi_square, check_moments};
 
-pub(crate) type TestResult = Result<(), Box<dyn std::error::Error>>;
+pub(crate) use crate::common::{Res, host, rng, vector};
 
 pub(crate) const N: usize = 40_000;
 pub(crate) const Z: f64 = 5.0;
 pub(crate) const ALPHA: f64 = 1e-3;
 
-pub(crate) fn t(data: &[f64], device: &Device, dtype: DType) -> candle_core::Result<Tensor> {
-    Tensor::new(data, &Device::Cpu)?
-        .to_dtype(dtype)?
-        .to_device(device)
-}
-
-pub(crate) fn rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed)
-}
-
-pub(crate) fn host(x: &Tensor) -> candle_core::Result<Vec<f64>> {
-    vi_test::to_vec(x)
-}
-
 /// Column `j` of draws of shape `[n, b]` (batch of `b` scalar distributions).
 pub(crate) fn column(x: &Tensor, j: usize) -> candle_core::Result<Vec<f64>> {
-    host(&x.i((.., j))?)
+    Ok(host(&x.i((.., j))?))
 }
 
 /// Check draws of a scalar-event distribution of batch `[b]`: moments against `mean`/`var` and
@@ -45,7 +29,7 @@ pub(crate) fn check_sampler(
     support: usize,
     pmf: impl Fn(usize, usize) -> f64,
     seed: u64,
-) -> TestResult {
+) -> Res {
     let x = d.sample(&[N], &mut rng(seed))?;
     assert_eq!(x.dims(), &[N, mean.len()]);
     assert_eq!(x.dtype(), d.dtype());
@@ -59,11 +43,11 @@ pub(crate) fn check_sampler(
 }
 
 /// `log Σ_x exp(log_prob(x))` over the enumerated support (dim 0) is 0 for every batch element.
-pub(crate) fn check_normalised(d: &dyn Distribution, support: &Tensor, dtype: DType) -> TestResult {
+pub(crate) fn check_normalised(d: &dyn Distribution, support: &Tensor, dtype: DType) -> Res {
     let lp = d.log_prob(support)?.to_dtype(DType::F64)?;
     let total = lp.exp()?.sum(0)?.log()?;
     let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 };
-    for (i, v) in host(&total)?.iter().enumerate() {
+    for (i, v) in host(&total).iter().enumerate() {
         assert!(v.abs() < tol, "element {i}: log Σ p = {v}");
     }
     Ok(())
@@ -75,10 +59,10 @@ pub(crate) fn check_same(
     b: &dyn Distribution,
     values: &Tensor,
     dtype: DType,
-) -> TestResult {
+) -> Res {
     let tol = if dtype == DType::F64 { 1e-9 } else { 1e-4 };
-    let close = |x: Tensor, y: Tensor, what: &str| -> TestResult {
-        let (x, y) = (host(&x)?, host(&y)?);
+    let close = |x: Tensor, y: Tensor, what: &str| -> Res {
+        let (x, y) = (host(&x), host(&y));
         assert_eq!(x.len(), y.len(), "{what}");
         for (i, (p, q)) in x.iter().zip(&y).enumerate() {
             let ok = (p.is_nan() && q.is_nan()) || (p - q).abs() <= tol * (1.0 + q.abs());
@@ -119,7 +103,7 @@ pub(crate) fn logit(p: f64) -> f64 {
 }
 
 /// Check that `d.expand(batch)` has that batch shape and a `log_prob` of that shape.
-pub(crate) fn check_expand(d: &dyn Distribution, batch: &[usize], value: &Tensor) -> TestResult {
+pub(crate) fn check_expand(d: &dyn Distribution, batch: &[usize], value: &Tensor) -> Res {
     let e = d.expand(batch)?;
     assert_eq!(e.batch_shape(), batch);
     assert_eq!(e.event_shape(), d.event_shape());
