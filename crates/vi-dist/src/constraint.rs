@@ -28,6 +28,31 @@ pub enum Bound {
 }
 
 impl Bound {
+    /// Whether two bounds are the same: scalars bit for bit, tensors the same tensor or the
+    /// same shape and values (read back to compare).
+    ///
+    /// ```
+    /// use vi_dist::Bound;
+    /// assert!(Bound::Scalar(1.5).same_as(&Bound::Scalar(1.5)));
+    /// ```
+    pub fn same_as(&self, other: &Bound) -> bool {
+        match (self, other) {
+            (Bound::Scalar(a), Bound::Scalar(b)) => a.to_bits() == b.to_bits(),
+            (Bound::Tensor(a), Bound::Tensor(b)) => {
+                if a.id() == b.id() {
+                    return true;
+                }
+                let values = |t: &Tensor| -> candle_core::Result<Vec<f64>> {
+                    t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()
+                };
+                a.dims() == b.dims()
+                    && matches!((values(a), values(b)), (Ok(x), Ok(y))
+                        if x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()))
+            }
+            _ => false,
+        }
+    }
+
     /// The bound as a tensor in the dtype and on the device of `like` (a scalar bound gives a
     /// 0-dim tensor), ready to broadcast against it.
     ///
@@ -144,6 +169,58 @@ pub enum Constraint {
 }
 
 impl Constraint {
+    /// Whether two constraints are the same set: the same kind, with the same bounds (scalar
+    /// bounds bit for bit; tensor bounds the same tensor, or the same shape and values, read
+    /// back to compare) and, for `independent`, the same base and event dims. Constraints
+    /// carry tensors, so they have no `PartialEq`.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_dist::{Bound, Constraint};
+    /// let low = Tensor::new(&[0.0f64, 1.0], &Device::Cpu)?;
+    /// let a = Constraint::GreaterThan(Bound::Tensor(low.clone()));
+    /// let b = Constraint::GreaterThan(Bound::Tensor(low.copy()?)); // same values
+    /// assert!(a.same_as(&b) && Constraint::Positive.same_as(&Constraint::Positive));
+    /// assert!(!a.same_as(&Constraint::GreaterThan(Bound::Scalar(0.0))));
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    pub fn same_as(&self, other: &Constraint) -> bool {
+        use Constraint::*;
+        match (self, other) {
+            (Interval { low: a, high: b }, Interval { low: c, high: d })
+            | (HalfOpenInterval { low: a, high: b }, HalfOpenInterval { low: c, high: d })
+            | (IntegerInterval { low: a, high: b }, IntegerInterval { low: c, high: d }) => {
+                a.same_as(c) && b.same_as(d)
+            }
+            (GreaterThan(a), GreaterThan(b))
+            | (GreaterThanEq(a), GreaterThanEq(b))
+            | (LessThan(a), LessThan(b)) => a.same_as(b),
+            (
+                Independent {
+                    base: a,
+                    event_dims: m,
+                },
+                Independent {
+                    base: b,
+                    event_dims: n,
+                },
+            ) => m == n && a.same_as(b),
+            (a, b) => {
+                std::mem::discriminant(a) == std::mem::discriminant(b)
+                    && !matches!(
+                        a,
+                        Interval { .. }
+                            | HalfOpenInterval { .. }
+                            | IntegerInterval { .. }
+                            | GreaterThan(_)
+                            | GreaterThanEq(_)
+                            | LessThan(_)
+                            | Independent { .. }
+                    )
+            }
+        }
+    }
+
     /// `interval(low, high)`.
     ///
     /// ```

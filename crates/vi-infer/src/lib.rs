@@ -9,6 +9,8 @@
 mod checkpoint;
 mod checks;
 mod ctx;
+#[doc(hidden)]
+pub mod doc_support;
 mod elbo;
 mod error;
 mod finite;
@@ -20,6 +22,7 @@ mod param_store;
 mod plate;
 mod svi;
 mod trace;
+mod util;
 
 pub use ctx::Ctx;
 pub use elbo::{

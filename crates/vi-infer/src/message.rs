@@ -1,7 +1,7 @@
 //! What a `ctx.sample` / `ctx.param` call sends through the handler stack.
 
-use candle_core::{Device, Tensor, TensorId};
-use vi_dist::{Constraint, Distribution};
+use candle_core::{Device, Tensor};
+use vi_dist::Distribution;
 
 /// The kind of a site.
 ///
@@ -107,9 +107,6 @@ pub struct Message {
     pub stop: bool,
     /// For a `Subsample` message: what to draw.
     pub subsample: Option<Subsample>,
-    /// The observed value `ctx.observe` checked against its distribution's support (by id),
-    /// and that support: the site's log-density need not check the same value again.
-    pub(crate) checked: Option<(TensorId, Constraint)>,
 }
 
 impl Message {
@@ -133,7 +130,6 @@ impl Message {
             plates: Vec::new(),
             stop: false,
             subsample: None,
-            checked: None,
         }
     }
 

@@ -5,7 +5,7 @@ use std::any::Any;
 use rand::RngCore;
 
 use crate::error::Result;
-use crate::message::Message;
+use crate::message::{Message, PlateFrame};
 
 /// An effect handler. Each handler on a [`Ctx`](crate::Ctx)'s stack sees every message on
 /// its way in ([`process`](Messenger::process), innermost handler first) and, once the value
@@ -36,6 +36,12 @@ pub trait Messenger: Any {
     /// Sees a message after its value is set.
     fn postprocess(&mut self, _msg: &Message) -> Result<()> {
         Ok(())
+    }
+
+    /// The plate this handler stands for, if it is one (the plate handler): the context reads
+    /// the active plates off its stack.
+    fn plate(&self) -> Option<&PlateFrame> {
+        None
     }
 
     /// The generator that draws the value of a message no handler gave one (`seed`): the

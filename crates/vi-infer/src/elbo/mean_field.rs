@@ -3,11 +3,12 @@
 use candle_core::Tensor;
 use rand::RngCore;
 
-use super::{
-    Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate_signed, average_terms,
-    sites_agree, sum_all, zero_loss,
+use super::particles::{
+    Estimate, Particles, Run, accumulate_signed, particle_options, sites_agree, sum_all, zero_loss,
 };
+use super::{Elbo, ElboOutput, Program, SiteTerm, TermKind};
 use crate::error::{InferError, Result};
+use crate::message::SiteKind;
 use crate::param_store::ParamStore;
 use crate::trace::Site;
 
@@ -36,53 +37,7 @@ pub struct TraceMeanFieldElbo {
     particles: Particles,
 }
 
-impl TraceMeanFieldElbo {
-    /// One particle, not vectorised.
-    ///
-    /// ```
-    /// let elbo = vi_infer::TraceMeanFieldElbo::new();
-    /// # let _ = elbo;
-    /// ```
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The number of particles (draws of the guide) the loss averages over.
-    ///
-    /// ```
-    /// let elbo = vi_infer::TraceMeanFieldElbo::new().num_particles(16);
-    /// # let _ = elbo;
-    /// ```
-    pub fn num_particles(mut self, n: usize) -> Self {
-        self.particles.num = n;
-        self
-    }
-
-    /// Draws the particles at once, in an outer plate, instead of one run each.
-    ///
-    /// ```
-    /// // 64 draws at once, in a plate outside the model's plates.
-    /// let elbo = vi_infer::TraceMeanFieldElbo::new().num_particles(64).vectorize_particles(true);
-    /// # let _ = elbo;
-    /// ```
-    pub fn vectorize_particles(mut self, on: bool) -> Self {
-        self.particles.vectorize = on;
-        self
-    }
-
-    /// The number of plate dims the model and guide use (the particle plate goes outside
-    /// them). Discovered by one probing run when not given.
-    ///
-    /// ```
-    /// // The model uses one plate (dim -1): particles go to dim -2.
-    /// let elbo = vi_infer::TraceMeanFieldElbo::new().num_particles(8).vectorize_particles(true).max_plate_nesting(1);
-    /// # let _ = elbo;
-    /// ```
-    pub fn max_plate_nesting(self, n: usize) -> Self {
-        self.particles.max_plate_nesting.set(Some(n));
-        self
-    }
-}
+particle_options!(TraceMeanFieldElbo);
 
 /// A latent site's KL term: analytic when the sites agree and the pair has a closed form,
 /// else `log q(z) − log p(z)` with each side's own scale and mask.
@@ -124,84 +79,70 @@ impl Elbo for TraceMeanFieldElbo {
         store: &mut ParamStore,
         rng: &mut dyn RngCore,
     ) -> Result<ElboOutput> {
-        let (runs, vectorized) = self.particles.runs(model, guide, store, rng)?;
-        let n_runs = runs.len();
-        let mut loss: Option<Tensor> = None;
-        let mut per_run = Vec::with_capacity(n_runs);
-        let mut last = None;
-        for run in runs {
-            let mut terms = Vec::new();
-            let guide_order: Vec<&str> = run
-                .guide
-                .sites()
-                .filter(|s| s.is_latent())
-                .map(|s| s.name.as_str())
-                .collect();
-            // The latest guide position among the model's latent sites so far.
-            let mut latest_in_guide = None;
-            for m in run
-                .model
-                .sites()
-                .filter(|s| s.kind == crate::SiteKind::Sample)
+        self.particles.compute(model, guide, store, rng, estimate)
+    }
+}
+
+/// One run's terms: the KL of each latent site (analytic where it can be), the
+/// log-likelihood of each observed one.
+fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
+    let mut loss: Option<Tensor> = None;
+    let mut terms = Vec::new();
+    let guide_order: Vec<&str> = run
+        .guide
+        .sites()
+        .filter(|s| s.is_latent())
+        .map(|s| s.name.as_str())
+        .collect();
+    // The latest guide position among the model's latent sites so far.
+    let mut latest_in_guide = None;
+    for m in run.model.sites().filter(|s| s.kind == SiteKind::Sample) {
+        let (kind, value, negate) = if m.is_observed {
+            (TermKind::LogLikelihood, m.log_prob()?.clone(), true)
+        } else {
+            // `check_model_guide_match` made sure the guide samples every latent site.
+            let (Some(g), Some(pos)) = (
+                run.guide.get(&m.name),
+                guide_order.iter().position(|n| *n == m.name),
+            ) else {
+                return Err(InferError::LatentNotInGuide {
+                    site: m.name.clone(),
+                });
+            };
+            if let Some(gd) = &g.dist
+                && !gd.has_rsample()
             {
-                let (kind, value, negate) = if m.is_observed {
-                    (TermKind::LogLikelihood, m.log_prob()?.clone(), true)
-                } else {
-                    // `check_model_guide_match` made sure the guide has every latent site.
-                    let (Some(g), Some(pos)) = (
-                        run.guide.get(&m.name),
-                        guide_order.iter().position(|n| *n == m.name),
-                    ) else {
-                        return Err(InferError::LatentNotInGuide {
-                            site: m.name.clone(),
-                        });
-                    };
-                    // A site that the guide draws before a latent the model draws before it
-                    // may depend on that latent in the guide while the model conditions on it:
-                    // the analytic KL at the drawn value is then not a term of the joint KL
-                    // (Pyro warns "Failed to verify mean field restriction"). Its Monte Carlo
-                    // term `log q − log p` is, whatever the dependence.
-                    let in_order = latest_in_guide.is_none_or(|l| l < pos);
-                    latest_in_guide = latest_in_guide.max(Some(pos));
-                    if let Some(gd) = &g.dist
-                        && !gd.has_rsample()
-                    {
-                        return Err(InferError::NotReparameterized {
-                            site: g.name.clone(),
-                            dist: vi_kl::describe(gd.as_ref()),
-                        });
-                    }
-                    let (kind, value) = latent_kl_term(m, g, in_order)?;
-                    (kind, value, false)
-                };
-                let sum = sum_all(&value)?;
-                loss = accumulate_signed(loss, &sum, negate)?;
-                terms.push(SiteTerm {
-                    name: m.name.clone(),
-                    kind,
-                    value,
-                    sum,
+                return Err(InferError::NotReparameterized {
+                    site: g.name.clone(),
+                    dist: gd.describe(),
                 });
             }
-            per_run.push(terms);
-            last = Some(run);
-        }
-        let Some(last) = last else {
-            return Err(InferError::Invalid("no particles ran".into()));
+            // A site that the guide draws before a latent the model draws before it may
+            // depend on that latent in the guide while the model conditions on it: the
+            // analytic KL at the drawn value is then not a term of the joint KL (Pyro warns
+            // "Failed to verify mean field restriction"). Its Monte Carlo term
+            // `log q − log p` is, whatever the dependence.
+            let in_order = latest_in_guide.is_none_or(|l| l < pos);
+            latest_in_guide = latest_in_guide.max(Some(pos));
+            let (kind, value) = latent_kl_term(m, g, in_order)?;
+            (kind, value, false)
         };
-        let loss = match loss {
-            // One particle: no division (a graph node that changes nothing).
-            Some(l) if n_runs * vectorized == 1 => l,
-            Some(l) => (l / (n_runs * vectorized) as f64)?,
-            None => zero_loss(store)?,
-        };
-        Ok(ElboOutput {
-            surrogate: loss.clone(),
-            loss,
-            sites: average_terms(per_run, vectorized)?,
-            model_trace: last.model,
-            guide_trace: last.guide,
-            modules: last.modules,
-        })
+        let sum = sum_all(&value)?;
+        loss = accumulate_signed(loss, &sum, negate)?;
+        terms.push(SiteTerm {
+            name: m.name.clone(),
+            kind,
+            value,
+            sum,
+        });
     }
+    let loss = match loss {
+        Some(l) => l,
+        None => zero_loss(store)?,
+    };
+    Ok(Estimate {
+        surrogate: loss.clone(),
+        loss,
+        terms,
+    })
 }

@@ -3,10 +3,11 @@
 use candle_core::Tensor;
 use rand::RngCore;
 
-use super::{
-    Elbo, ElboOutput, Particles, Program, SiteTerm, TermKind, accumulate, accumulate_signed,
-    average_terms, sum_all, sum_to_plates, zero_loss,
+use super::particles::{
+    Estimate, Particles, Run, accumulate, accumulate_signed, particle_options, sum_all,
+    sum_to_plates, zero_loss,
 };
+use super::{Elbo, ElboOutput, Program, SiteTerm, TermKind};
 use crate::error::{InferError, Result};
 use crate::message::{PlateFrame, SiteKind};
 use crate::param_store::ParamStore;
@@ -27,53 +28,7 @@ pub struct TraceElbo {
     particles: Particles,
 }
 
-impl TraceElbo {
-    /// One particle, not vectorised.
-    ///
-    /// ```
-    /// let elbo = vi_infer::TraceElbo::new();
-    /// # let _ = elbo;
-    /// ```
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The number of particles (draws of the guide) the loss averages over.
-    ///
-    /// ```
-    /// let elbo = vi_infer::TraceElbo::new().num_particles(16);
-    /// # let _ = elbo;
-    /// ```
-    pub fn num_particles(mut self, n: usize) -> Self {
-        self.particles.num = n;
-        self
-    }
-
-    /// Draws the particles at once, in an outer plate, instead of one run each.
-    ///
-    /// ```
-    /// // 64 draws at once, in a plate outside the model's plates.
-    /// let elbo = vi_infer::TraceElbo::new().num_particles(64).vectorize_particles(true);
-    /// # let _ = elbo;
-    /// ```
-    pub fn vectorize_particles(mut self, on: bool) -> Self {
-        self.particles.vectorize = on;
-        self
-    }
-
-    /// The number of plate dims the model and guide use (the particle plate goes outside
-    /// them). Discovered by one probing run when not given.
-    ///
-    /// ```
-    /// // The model uses one plate (dim -1): particles go to dim -2.
-    /// let elbo = vi_infer::TraceElbo::new().num_particles(8).vectorize_particles(true).max_plate_nesting(1);
-    /// # let _ = elbo;
-    /// ```
-    pub fn max_plate_nesting(self, n: usize) -> Self {
-        self.particles.max_plate_nesting.set(Some(n));
-        self
-    }
-}
+particle_options!(TraceElbo);
 
 impl Elbo for TraceElbo {
     fn compute(
@@ -83,119 +38,105 @@ impl Elbo for TraceElbo {
         store: &mut ParamStore,
         rng: &mut dyn RngCore,
     ) -> Result<ElboOutput> {
-        let (runs, vectorized) = self.particles.runs(model, guide, store, rng)?;
-        let n_runs = runs.len();
-        let mut loss: Option<Tensor> = None;
-        let mut surrogate: Option<Tensor> = None;
-        let mut per_run = Vec::with_capacity(n_runs);
-        let mut last = None;
-        for run in runs {
-            // log r terms: (+ model log p, − guide log q), each with its plates.
-            // Only a guide site without rsample takes a score-function term, which needs them.
-            let needs_score = run.guide.sites().any(|g| {
-                g.kind == SiteKind::Sample && g.dist.as_ref().is_some_and(|d| !d.has_rsample())
-            });
-            let mut log_r: Vec<(Tensor, Vec<PlateFrame>)> = Vec::new();
-            let mut terms = Vec::new();
-            let mut elbo: Option<Tensor> = None;
-            for m in run.model.sites().filter(|s| s.kind == SiteKind::Sample) {
-                let lp = m.log_prob()?;
-                if needs_score {
-                    log_r.push((lp.detach(), m.plates.clone()));
-                }
-                let lp_sum = sum_all(lp)?;
-                elbo = accumulate(elbo, lp_sum.clone())?;
-                let (kind, value, sum) = if m.is_observed {
-                    (TermKind::LogLikelihood, lp.clone(), lp_sum)
-                } else {
-                    let Some(g) = run.guide.get(&m.name) else {
-                        return Err(InferError::LatentNotInGuide {
-                            site: m.name.clone(),
-                        });
-                    };
-                    let value = g.log_prob()?.broadcast_sub(lp)?;
-                    let sum = sum_all(&value)?;
-                    (TermKind::KlMonteCarlo, value, sum)
-                };
-                terms.push(SiteTerm {
-                    name: m.name.clone(),
-                    kind,
-                    value,
-                    sum,
-                });
-            }
-            for g in run.guide.sites().filter(|s| s.kind == SiteKind::Sample) {
-                let lq = g.log_prob()?;
-                if needs_score {
-                    log_r.push((lq.detach().neg()?, g.plates.clone()));
-                }
-                // A site without rsample takes its gradient from the score term alone (as
-                // Pyro's score parts: no entropy term); ∇ log q itself has expectation 0 and
-                // would only add variance.
-                let lq_sum = sum_all(lq)?;
-                let lq_sum = match &g.dist {
-                    Some(d) if !d.has_rsample() => lq_sum.detach(),
-                    _ => lq_sum,
-                };
-                elbo = accumulate_signed(elbo, &lq_sum, true)?;
-            }
-            let elbo = match elbo {
-                Some(e) => e,
-                None => zero_loss(store)?,
-            };
-            let mut surr = elbo.clone();
-            for g in run.guide.sites().filter(|s| s.kind == SiteKind::Sample) {
-                let Some(gd) = &g.dist else { continue };
-                if gd.has_rsample() {
-                    continue;
-                }
-                let mut r: Option<Tensor> = None;
-                for (t, plates) in &log_r {
-                    let part = sum_to_plates(t, plates, &g.plates)?;
-                    r = Some(match r {
-                        Some(r) => r.broadcast_add(&part)?,
-                        None => part,
-                    });
-                }
-                if let Some(r) = r {
-                    let lq = g.log_prob()?;
-                    let shape =
-                        vi_dist::broadcast_shapes(&[lq.dims(), r.dims()]).ok_or_else(|| {
-                            InferError::Invalid(format!(
-                                "site `{}`: score term shapes {:?} and {:?} do not broadcast",
-                                g.name,
-                                lq.dims(),
-                                r.dims()
-                            ))
-                        })?;
-                    let score = lq
-                        .broadcast_as(shape.as_slice())?
-                        .mul(&r.broadcast_as(shape.as_slice())?)?
-                        .sum_all()?;
-                    surr = (surr + score)?;
-                }
-            }
-            loss = accumulate_signed(loss, &elbo, true)?;
-            surrogate = accumulate_signed(surrogate, &surr, true)?;
-            per_run.push(terms);
-            last = Some(run);
-        }
-        let (Some(last), Some(loss), Some(surrogate)) = (last, loss, surrogate) else {
-            return Err(InferError::Invalid("no particles ran".into()));
-        };
-        let n = n_runs * vectorized;
-        let (loss, surrogate) = if n == 1 {
-            (loss, surrogate)
-        } else {
-            ((loss / n as f64)?, (surrogate / n as f64)?)
-        };
-        Ok(ElboOutput {
-            loss,
-            surrogate,
-            sites: average_terms(per_run, vectorized)?,
-            model_trace: last.model,
-            guide_trace: last.guide,
-            modules: last.modules,
-        })
+        self.particles.compute(model, guide, store, rng, estimate)
     }
+}
+
+/// One run's `−(log p − log q)` at the guide's draw, its surrogate (with the score-function
+/// terms of the guide sites without rsample), and each site's term.
+fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
+    // log r terms: (+ model log p, − guide log q), each with its plates.
+    // Only a guide site without rsample takes a score-function term, which needs them.
+    let needs_score = run
+        .guide
+        .sites()
+        .any(|g| g.kind == SiteKind::Sample && g.dist.as_ref().is_some_and(|d| !d.has_rsample()));
+    let mut log_r: Vec<(Tensor, Vec<PlateFrame>)> = Vec::new();
+    let mut terms = Vec::new();
+    let mut elbo: Option<Tensor> = None;
+    for m in run.model.sites().filter(|s| s.kind == SiteKind::Sample) {
+        let lp = m.log_prob()?;
+        if needs_score {
+            log_r.push((lp.detach(), m.plates.clone()));
+        }
+        let lp_sum = sum_all(lp)?;
+        elbo = accumulate(elbo, lp_sum.clone())?;
+        let (kind, value, sum) = if m.is_observed {
+            (TermKind::LogLikelihood, lp.clone(), lp_sum)
+        } else {
+            let Some(g) = run.guide.get(&m.name) else {
+                return Err(InferError::LatentNotInGuide {
+                    site: m.name.clone(),
+                });
+            };
+            let value = g.log_prob()?.broadcast_sub(lp)?;
+            let sum = sum_all(&value)?;
+            (TermKind::KlMonteCarlo, value, sum)
+        };
+        terms.push(SiteTerm {
+            name: m.name.clone(),
+            kind,
+            value,
+            sum,
+        });
+    }
+    for g in run.guide.sites().filter(|s| s.kind == SiteKind::Sample) {
+        let lq = g.log_prob()?;
+        if needs_score {
+            log_r.push((lq.detach().neg()?, g.plates.clone()));
+        }
+        // A site without rsample takes its gradient from the score term alone (as
+        // Pyro's score parts: no entropy term); ∇ log q itself has expectation 0 and
+        // would only add variance.
+        let lq_sum = sum_all(lq)?;
+        let lq_sum = match &g.dist {
+            Some(d) if !d.has_rsample() => lq_sum.detach(),
+            _ => lq_sum,
+        };
+        elbo = accumulate_signed(elbo, &lq_sum, true)?;
+    }
+    let elbo = match elbo {
+        Some(e) => e,
+        None => zero_loss(store)?,
+    };
+    let loss = elbo.neg()?;
+    let mut surr: Option<Tensor> = None;
+    for g in run.guide.sites().filter(|s| s.kind == SiteKind::Sample) {
+        let Some(gd) = &g.dist else { continue };
+        if gd.has_rsample() {
+            continue;
+        }
+        let mut r: Option<Tensor> = None;
+        for (t, plates) in &log_r {
+            let part = sum_to_plates(t, plates, &g.plates)?;
+            r = Some(match r {
+                Some(r) => r.broadcast_add(&part)?,
+                None => part,
+            });
+        }
+        if let Some(r) = r {
+            let lq = g.log_prob()?;
+            let shape = vi_dist::broadcast_shapes(&[lq.dims(), r.dims()]).ok_or_else(|| {
+                InferError::Invalid(format!(
+                    "site `{}`: score term shapes {:?} and {:?} do not broadcast",
+                    g.name,
+                    lq.dims(),
+                    r.dims()
+                ))
+            })?;
+            let score = lq
+                .broadcast_as(shape.as_slice())?
+                .mul(&r.broadcast_as(shape.as_slice())?)?
+                .sum_all()?;
+            surr = Some(match surr {
+                Some(t) => (t - score)?,
+                None => (&loss - score)?,
+            });
+        }
+    }
+    Ok(Estimate {
+        surrogate: surr.unwrap_or_else(|| loss.clone()),
+        loss,
+        terms,
+    })
 }

@@ -11,15 +11,10 @@ use crate::messenger::Messenger;
 ///
 /// ```
 /// # use candle_core::{DType, Device, Tensor};
-/// # use rand::SeedableRng;
 /// # use vi_dist::{Constraint, Distribution, Normal};
 /// # use vi_infer::{Ctx, ParamStore};
-/// # let dev = Device::Cpu;
-/// # let mut store = ParamStore::new(&dev, DType::F64);
-/// # let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
 /// # let mut ctx = Ctx::new(&mut store, &mut rng);
-/// # let zero = Tensor::zeros(3, DType::F64, &dev)?;
-/// # let one = Tensor::ones(3, DType::F64, &dev)?;
 /// use vi_infer::handlers::ScaleMessenger;
 /// let (_, tr) = ctx.trace(|ctx| ctx.with(ScaleMessenger::new(0.1)?, |ctx| ctx.sample("z", Normal::new(&zero, &one)?)))?;
 /// assert_eq!(tr.get("z").unwrap().scale, 0.1);
