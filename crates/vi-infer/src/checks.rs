@@ -48,7 +48,7 @@ fn plate_names(plates: &[PlateFrame]) -> Vec<String> {
 fn describe_dist(d: &dyn Distribution) -> String {
     format!(
         "{} with batch shape {:?} and event shape {:?}",
-        vi_kl::describe(d),
+        d.describe(),
         d.batch_shape(),
         d.event_shape()
     )
@@ -159,8 +159,8 @@ pub(crate) fn check_model_guide_match(
         if md.event_shape() != gd.event_shape() {
             return Err(InferError::EventShape {
                 site: g.name.clone(),
-                model_dist: vi_kl::describe(md.as_ref()),
-                guide_dist: vi_kl::describe(gd.as_ref()),
+                model_dist: md.describe(),
+                guide_dist: gd.describe(),
                 model: md.event_shape().into(),
                 guide: gd.event_shape().into(),
             });
@@ -183,8 +183,8 @@ pub(crate) fn check_model_guide_match(
                 };
                 return Err(InferError::BatchShape {
                     site: g.name.clone(),
-                    model_dist: vi_kl::describe(md.as_ref()),
-                    guide_dist: vi_kl::describe(gd.as_ref()),
+                    model_dist: md.describe(),
+                    guide_dist: gd.describe(),
                     model: full(md.as_ref()),
                     guide: full(gd.as_ref()),
                     dim: -(k as isize),

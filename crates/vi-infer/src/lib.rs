@@ -4,6 +4,49 @@
 //!
 //! It re-exports the other crates of the workspace, so `vi-infer` is the one dependency a
 //! user adds: [`dist`] (`vi-dist`), [`kl`] (`vi-kl`) and [`optim`] (`vi-optim`).
+//!
+//! ```
+//! use vi_infer::candle::{Device, Tensor};
+//! use vi_infer::dist::{Constraint, Normal};
+//! use vi_infer::optim::{Adam, AdamOptions};
+//! use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+//! let dev = Device::Cpu;
+//! let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+//! let x = Tensor::new(&[1.2f64, 0.8, 1.1, 0.9], &dev)?;
+//! let model = |ctx: &mut Ctx| {
+//!     let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
+//!     ctx.plate("data", 4, |ctx| ctx.observe("x", Normal::new(&mu, &one)?, &x))
+//! };
+//! let guide = |ctx: &mut Ctx| {
+//!     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+//!     let scale = ctx.param("scale", &one, Constraint::Positive)?;
+//!     ctx.sample("mu", Normal::new(&loc, &scale)?)
+//! };
+//! let adam = Adam::empty(AdamOptions { lr: 0.02, ..Default::default() })?;
+//! let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(0);
+//! let report = svi.step()?;
+//! println!("loss {}, KL(mu) {}", report.loss, report.site("mu").unwrap().sum_f64()?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Contents
+//!
+//! - **Programs**: [`Ctx`], what a model or guide receives: sample, observe, factor, param,
+//!   module and deterministic statements; plates ([`Ctx::plate`], [`Ctx::plate_with`] with a
+//!   [`Plate`]); scopes under one more handler ([`Ctx::trace`], [`Ctx::replay`],
+//!   [`Ctx::condition`], [`Ctx::block`], [`Ctx::scale`], [`Ctx::mask`], [`Ctx::seed`], ...).
+//! - **Effect handlers**: the [`Messenger`] trait, the [`Message`] it sees, and the
+//!   [`handlers`] module (Pyro's `poutine`).
+//! - **Traces**: [`Trace`] and its [`Site`]s, with `log_prob`, `format_shapes`.
+//! - **Parameters**: [`ParamStore`] (constrained values over unconstrained storage, candle-nn
+//!   modules, checkpoints that carry the constraints).
+//! - **ELBOs**: the [`Elbo`] trait, [`TraceElbo`] (score-function terms where there is no
+//!   rsample) and [`TraceMeanFieldElbo`] (analytic KL per site), each site's [`SiteTerm`].
+//! - **SVI**: [`Svi`] and its [`StepReport`] (the loss and each site's KL or
+//!   log-likelihood); checkpoints with `Svi::save` / `Svi::load`.
+//! - **Layers**: [`layers::Linear`], candle-nn's `Linear` without the gradients nobody reads.
+//! - **Errors**: [`InferError`], which names the site, its plates, the program and the
+//!   shapes; [`Result`].
 #![deny(missing_docs)]
 
 mod checkpoint;

@@ -74,7 +74,7 @@ impl Messenger for PlateMessenger {
                     plate: f.name.clone(),
                     size: f.subsample_size,
                     dim: f.dim,
-                    dist: vi_kl::describe(dist.as_ref()),
+                    dist: dist.describe(),
                     batch: batch.into(),
                 });
             }
