@@ -1,12 +1,11 @@
 //! `TraceMeanFieldElbo`: analytic KL per latent site where a closed form exists.
 
 use candle_core::Tensor;
-use rand::RngCore;
 
 use super::particles::{
-    Estimate, Particles, Run, accumulate_signed, particle_options, sites_agree, sum_all, zero_loss,
+    Estimate, Particles, Run, accumulate_signed, particle_elbo, sites_agree, sum_all, zero_loss,
 };
-use super::{Elbo, ElboOutput, Program, SiteTerm, TermKind};
+use super::{SiteTerm, TermKind};
 use crate::error::{InferError, Result};
 use crate::message::SiteKind;
 use crate::param_store::ParamStore;
@@ -37,7 +36,7 @@ pub struct TraceMeanFieldElbo {
     particles: Particles,
 }
 
-particle_options!(TraceMeanFieldElbo);
+particle_elbo!(TraceMeanFieldElbo, estimate);
 
 /// A latent site's KL term: analytic when the sites agree and the pair has a closed form,
 /// else `log q(z) − log p(z)` with each side's own scale and mask.
@@ -69,18 +68,6 @@ pub(crate) fn latent_kl_term(
     }
     let t = guide.log_prob()?.broadcast_sub(model.log_prob()?)?;
     Ok((TermKind::KlMonteCarlo, t))
-}
-
-impl Elbo for TraceMeanFieldElbo {
-    fn compute(
-        &self,
-        model: &mut Program<'_>,
-        guide: &mut Program<'_>,
-        store: &mut ParamStore,
-        rng: &mut dyn RngCore,
-    ) -> Result<ElboOutput> {
-        self.particles.compute(model, guide, store, rng, estimate)
-    }
 }
 
 /// One run's terms: the KL of each latent site (analytic where it can be), the

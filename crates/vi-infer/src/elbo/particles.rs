@@ -329,10 +329,23 @@ pub(crate) fn average_terms(
     Ok(acc)
 }
 
-/// The builder methods of an ELBO holding its [`Particles`] in a field `particles`, with
-/// examples that name the ELBO.
-macro_rules! particle_options {
-    ($elbo:ident) => {
+/// The builder methods of an ELBO holding its [`Particles`] in a field `particles` (with
+/// examples that name the ELBO), and its [`Elbo`](super::Elbo) impl: the shared particle loop
+/// around `$estimate`, what the ELBO computes from one run.
+macro_rules! particle_elbo {
+    ($elbo:ident, $estimate:ident) => {
+        impl $crate::elbo::Elbo for $elbo {
+            fn compute(
+                &self,
+                model: &mut $crate::elbo::Program<'_>,
+                guide: &mut $crate::elbo::Program<'_>,
+                store: &mut $crate::param_store::ParamStore,
+                rng: &mut dyn rand::RngCore,
+            ) -> $crate::error::Result<$crate::elbo::ElboOutput> {
+                self.particles.compute(model, guide, store, rng, $estimate)
+            }
+        }
+
         impl $elbo {
             #[doc = "One particle, not vectorised."]
             #[doc = ""]
@@ -379,4 +392,4 @@ macro_rules! particle_options {
         }
     };
 }
-pub(crate) use particle_options;
+pub(crate) use particle_elbo;

@@ -1,13 +1,12 @@
 //! `TraceElbo`: the Monte Carlo ELBO with a score-function surrogate.
 
 use candle_core::Tensor;
-use rand::RngCore;
 
 use super::particles::{
-    Estimate, Particles, Run, accumulate, accumulate_signed, particle_options, sum_all,
-    sum_to_plates, zero_loss,
+    Estimate, Particles, Run, accumulate, accumulate_signed, particle_elbo, sum_all, sum_to_plates,
+    zero_loss,
 };
-use super::{Elbo, ElboOutput, Program, SiteTerm, TermKind};
+use super::{SiteTerm, TermKind};
 use crate::error::{InferError, Result};
 use crate::message::{PlateFrame, SiteKind};
 use crate::param_store::ParamStore;
@@ -28,19 +27,7 @@ pub struct TraceElbo {
     particles: Particles,
 }
 
-particle_options!(TraceElbo);
-
-impl Elbo for TraceElbo {
-    fn compute(
-        &self,
-        model: &mut Program<'_>,
-        guide: &mut Program<'_>,
-        store: &mut ParamStore,
-        rng: &mut dyn RngCore,
-    ) -> Result<ElboOutput> {
-        self.particles.compute(model, guide, store, rng, estimate)
-    }
-}
+particle_elbo!(TraceElbo, estimate);
 
 /// One run's `−(log p − log q)` at the guide's draw, its surrogate (with the score-function
 /// terms of the guide sites without rsample), and each site's term.
