@@ -7,97 +7,11 @@ use candle_core::{DType, Tensor};
 use crate::broadcast::{broadcast_shapes, full_like};
 use crate::error::Result;
 
-/// A bound of an interval constraint: a number, or a tensor that broadcasts against the value
-/// (Uniform's `low`/`high`, Pareto's `scale`).
-///
-/// ```
-/// use candle_core::{Device, Tensor};
-/// use vi_dist::{Bound, Constraint};
-/// let low = Tensor::new(&[0.0f64, 1.0], &Device::Cpu)?;
-/// let c = Constraint::interval(Bound::Tensor(low), 2.0);
-/// assert!(c.all(&Tensor::new(&[0.5f64, 1.5], &Device::Cpu)?)?);
-/// assert!(!c.all(&Tensor::new(&[0.5f64, 0.5], &Device::Cpu)?)?);
-/// # Ok::<(), vi_dist::DistError>(())
-/// ```
-#[derive(Clone, Debug)]
-pub enum Bound {
-    /// The same bound for every element.
-    Scalar(f64),
-    /// Per-element bounds (broadcast against the value).
-    Tensor(Tensor),
-}
+mod bound;
+mod violation;
 
-impl Bound {
-    /// Whether two bounds are the same: scalars bit for bit, tensors the same tensor or the
-    /// same shape and values (read back to compare).
-    ///
-    /// ```
-    /// use vi_dist::Bound;
-    /// assert!(Bound::Scalar(1.5).same_as(&Bound::Scalar(1.5)));
-    /// ```
-    pub fn same_as(&self, other: &Bound) -> bool {
-        match (self, other) {
-            (Bound::Scalar(a), Bound::Scalar(b)) => a.to_bits() == b.to_bits(),
-            (Bound::Tensor(a), Bound::Tensor(b)) => {
-                if a.id() == b.id() {
-                    return true;
-                }
-                let values = |t: &Tensor| -> candle_core::Result<Vec<f64>> {
-                    t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()
-                };
-                a.dims() == b.dims()
-                    && matches!((values(a), values(b)), (Ok(x), Ok(y))
-                        if x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()))
-            }
-            _ => false,
-        }
-    }
-
-    /// The bound as a tensor in the dtype and on the device of `like` (a scalar bound gives a
-    /// 0-dim tensor), ready to broadcast against it.
-    ///
-    /// ```
-    /// use candle_core::{DType, Device, Tensor};
-    /// use vi_dist::Bound;
-    /// let like = Tensor::zeros(3, DType::F32, &Device::Cpu)?;
-    /// let b = Bound::Scalar(2.5).to_tensor(&like)?;
-    /// assert_eq!((b.dtype(), b.to_scalar::<f32>()?), (DType::F32, 2.5));
-    /// # Ok::<(), vi_dist::DistError>(())
-    /// ```
-    pub fn to_tensor(&self, like: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Bound::Scalar(v) => Tensor::new(*v, like.device())?.to_dtype(like.dtype())?,
-            Bound::Tensor(t) => t.to_dtype(like.dtype())?.to_device(like.device())?,
-        })
-    }
-}
-
-impl From<f64> for Bound {
-    fn from(v: f64) -> Self {
-        Bound::Scalar(v)
-    }
-}
-
-impl From<Tensor> for Bound {
-    fn from(t: Tensor) -> Self {
-        Bound::Tensor(t)
-    }
-}
-
-impl From<&Tensor> for Bound {
-    fn from(t: &Tensor) -> Self {
-        Bound::Tensor(t.clone())
-    }
-}
-
-impl fmt::Display for Bound {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Bound::Scalar(v) => write!(f, "{v}"),
-            Bound::Tensor(t) => write!(f, "tensor{:?}", t.dims()),
-        }
-    }
-}
+pub use bound::Bound;
+pub(crate) use violation::first_violation;
 
 /// The set a value (or a parameter) must lie in.
 ///
@@ -546,82 +460,6 @@ impl Constraint {
             _ => None,
         }
     }
-}
-
-/// The first element of `value` outside `constraint`, for an error message: its index and
-/// what it is (`"NaN"`, `"inf"`, `"-inf"`, the number; for constraints on whole events, a
-/// non-finite element with its full index, else the event's values when short). Reads `value`
-/// back to the host: call it only once a check has failed. `None` if every element passes.
-pub(crate) fn first_violation(
-    constraint: &Constraint,
-    value: &Tensor,
-) -> Result<Option<(Vec<usize>, String)>> {
-    if value.elem_count() == 0 {
-        return Ok(None);
-    }
-    // An independent constraint fails where its base fails: look at the base, per element
-    // when the base is elementwise.
-    let base = match constraint {
-        Constraint::Independent { base, .. } => base.as_ref(),
-        other => other,
-    };
-    let ok = base.check(value)?;
-    if ok.elem_count() == 0 {
-        return Ok(None);
-    }
-    let ok_host = ok.flatten_all()?.to_dtype(DType::U8)?.to_vec1::<u8>()?;
-    let Some(flat) = ok_host.iter().position(|&v| v == 0) else {
-        return Ok(None);
-    };
-    let index = unravel(flat, ok.dims());
-    // The check may have broadcast the value against tensor bounds: read the value at the
-    // check's shape (plus the event dims).
-    let event_dims: Vec<usize> =
-        value.dims()[value.rank().saturating_sub(base.event_dim())..].to_vec();
-    let full_shape: Vec<usize> = ok.dims().iter().chain(&event_dims).copied().collect();
-    let value = value.broadcast_as(full_shape)?;
-    let values = value
-        .flatten_all()?
-        .to_dtype(DType::F64)?
-        .to_vec1::<f64>()?;
-    let event_size: usize = event_dims.iter().product();
-    let Some(event) = values.get(flat * event_size..(flat + 1) * event_size) else {
-        return Ok(None);
-    };
-    if let [v] = event {
-        return Ok(Some((index, describe(*v))));
-    }
-    // A constraint on whole events: point at a non-finite element if there is one.
-    if let Some(j) = event.iter().position(|v| !v.is_finite()) {
-        let mut full = index;
-        full.extend(unravel(j, &event_dims));
-        return Ok(Some((full, describe(event[j]))));
-    }
-    let found = if event_size <= 8 {
-        let items: Vec<String> = event.iter().map(|&v| describe(v)).collect();
-        format!("[{}]", items.join(", "))
-    } else {
-        format!("an event of shape {event_dims:?}")
-    };
-    Ok(Some((index, found)))
-}
-
-/// A number as an error message says it: `NaN`, `inf`, `-inf`, or its shortest decimal
-/// (`-0.5`, `2.0`, `1e300`).
-fn describe(v: f64) -> String {
-    format!("{v:?}")
-}
-
-/// The multi-dimensional index of row-major position `flat` in `dims`.
-fn unravel(mut flat: usize, dims: &[usize]) -> Vec<usize> {
-    let mut index = vec![0; dims.len()];
-    for (i, &d) in dims.iter().enumerate().rev() {
-        if d > 0 {
-            index[i] = flat % d;
-            flat /= d;
-        }
-    }
-    index
 }
 
 impl fmt::Display for Constraint {
