@@ -20,7 +20,12 @@ use crate::trace::Site;
 ///   site disagrees (other plates, scale or mask), that site takes the Monte Carlo term, in
 ///   which each side carries its own scale and mask, rather than a silently wrong closed
 ///   form;
-/// - a pair without a closed form falls back to Monte Carlo for that site only.
+/// - a pair without a closed form falls back to Monte Carlo for that site only;
+/// - where the guide draws a latent site before one that comes earlier in the model, the
+///   guide may make it depend on that later site, and its analytic KL at the drawn value is
+///   then not a term of the joint KL: that site takes the Monte Carlo term (which stays
+///   unbiased whatever the dependence), where Pyro warns that it cannot verify the
+///   mean-field condition.
 ///
 /// Every latent site's guide must be reparameterised (`rsample`), as in Pyro: a
 /// non-reparameterised guide site is [`InferError::NotReparameterized`] — use
