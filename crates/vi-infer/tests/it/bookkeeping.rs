@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use vi_dist::{Constraint, Exponential, Normal};
 use vi_infer::{Ctx, InferError, Message, Messenger, ParamStore, SiteKind};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
+use crate::common::Res;
 
 /// Traces of 1 to 40 sites (across the size from which a trace indexes its names) find each
 /// site by name, keep the order, and refuse a sample name seen twice.

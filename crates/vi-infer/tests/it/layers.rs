@@ -9,6 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, StandardNormal};
 use vi_infer::layers::{self, Linear};
 
+use crate::common::{Res, assert_close_tensors, assert_close_tol, host};
+
 fn randn(rng: &mut ChaCha8Rng, dims: &[usize], dtype: DType, dev: &Device) -> Res<Tensor> {
     let n = dims.iter().product::<usize>();
     let v: Vec<f64> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
@@ -17,24 +19,8 @@ fn randn(rng: &mut ChaCha8Rng, dims: &[usize], dtype: DType, dev: &Device) -> Re
         .to_device(dev)?)
 }
 
-type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
-
 fn tol(dtype: DType) -> f64 {
     if dtype == DType::F64 { 1e-12 } else { 1e-5 }
-}
-
-/// `max |a − b| / (1 + |b|) ≤ tol`, same shapes.
-fn assert_close(a: &Tensor, b: &Tensor, tol: f64, what: &str) -> Res {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let a = a.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    let b = b.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!(
-            (x - y).abs() <= tol * (1.0 + y.abs()),
-            "{what}[{i}]: {x} vs {y} (tol {tol})"
-        );
-    }
-    Ok(())
 }
 
 fn grad<'a>(grads: &'a GradStore, v: &Var, what: &str) -> Res<&'a Tensor> {
@@ -58,7 +44,7 @@ fn compare(
     let y = ours.forward(x)?;
     let y_ref = theirs.forward(x)?;
     let tol = tol(x.dtype());
-    assert_close(&y, &y_ref, tol, &format!("{what}: y"))?;
+    assert_close_tensors(&y, &y_ref, tol, &format!("{what}: y"));
     let mut rng = ChaCha8Rng::seed_from_u64(r_seed);
     let r = randn(&mut rng, y.dims(), y.dtype(), y.device())?;
     let g = (&y * &r)?.sum_all()?.backward()?;
@@ -72,22 +58,22 @@ fn compare(
         }
     }
     let dw = grad(&g, w, "w")?;
-    assert_close(dw, grad(&g_ref, w, "w")?, tol, &format!("{what}: dW"))?;
+    assert_close_tensors(dw, grad(&g_ref, w, "w")?, tol, &format!("{what}: dW"));
     if let Some(b) = b {
-        assert_close(
+        assert_close_tensors(
             grad(&g, b, "b")?,
             grad(&g_ref, b, "b")?,
             tol,
             &format!("{what}: db"),
-        )?;
+        );
     }
     if let Some(xv) = x_var {
-        assert_close(
+        assert_close_tensors(
             grad(&g, xv, "x")?,
             grad(&g_ref, xv, "x")?,
             tol,
             &format!("{what}: dx"),
-        )?;
+        );
     }
     Ok(())
 }
@@ -140,12 +126,12 @@ fn non_contiguous(dev: &Device, dtype: DType) -> Res {
         .forward(&x)?
         .sum_all()?
         .backward()?;
-    assert_close(
+    assert_close_tensors(
         grad(&g, &xt, "xt")?,
         grad(&g_ref, &xt, "xt")?,
         tol(dtype),
         "transposed x: dx",
-    )?;
+    );
     // x[2, 3, k] as a permutation of a [k, 2, 3] tensor.
     let x3 = randn(&mut rng, &[k, 2, 3], dtype, dev)?.permute((1, 2, 0))?;
     assert!(!x3.is_contiguous());
@@ -161,20 +147,20 @@ fn non_contiguous(dev: &Device, dtype: DType) -> Res {
     let reference: candle_nn::Linear = layer.clone().into();
     let x = randn(&mut rng, &[4, k], dtype, dev)?;
     let (y, y_ref) = (layer.forward(&x)?, reference.forward(&x)?);
-    assert_close(&y, &y_ref, tol(dtype), "strided w, b: y")?;
+    assert_close_tensors(&y, &y_ref, tol(dtype), "strided w, b: y");
     let (g, g_ref) = (y.sum_all()?.backward()?, y_ref.sum_all()?.backward()?);
-    assert_close(
+    assert_close_tensors(
         grad(&g, &wt, "wt")?,
         grad(&g_ref, &wt, "wt")?,
         tol(dtype),
         "dW",
-    )?;
-    assert_close(
+    );
+    assert_close_tensors(
         grad(&g, &bm, "bm")?,
         grad(&g_ref, &bm, "bm")?,
         tol(dtype),
         "db",
-    )?;
+    );
     Ok(())
 }
 vi_test::test_device!(non_contiguous);
@@ -236,28 +222,20 @@ fn finite_differences() -> Res {
             .and_then(|l| Ok(l.to_scalar::<f64>()?))
             .unwrap_or(f64::NAN)
     };
-    let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f64>());
-    let fd_w = vi_test::finite_difference(&flat(&w0)?, 1e-6, |v| match at(&w0, v) {
+    let fd_w = vi_test::finite_difference(&host(&w0), 1e-6, |v| match at(&w0, v) {
         Ok(t) => eval(&x0, &t, &b0),
         Err(_) => f64::NAN,
     });
-    let fd_b = vi_test::finite_difference(&flat(&b0)?, 1e-6, |v| match at(&b0, v) {
+    let fd_b = vi_test::finite_difference(&host(&b0), 1e-6, |v| match at(&b0, v) {
         Ok(t) => eval(&x0, &w0, &t),
         Err(_) => f64::NAN,
     });
-    let fd_x = vi_test::finite_difference(&flat(&x0)?, 1e-6, |v| match at(&x0, v) {
+    let fd_x = vi_test::finite_difference(&host(&x0), 1e-6, |v| match at(&x0, v) {
         Ok(t) => eval(&t, &w0, &b0),
         Err(_) => f64::NAN,
     });
     for (what, v, fd) in [("w", &w, fd_w), ("b", &b, fd_b), ("x", &x, fd_x)] {
-        let an = flat(grad(&g, v, what)?)?;
-        assert_eq!(an.len(), fd.len());
-        for (i, (a, f)) in an.iter().zip(&fd).enumerate() {
-            assert!(
-                (a - f).abs() <= 1e-6 * (1.0 + f.abs()),
-                "d{what}[{i}]: {a} vs {f}"
-            );
-        }
+        assert_close_tol(&host(grad(&g, v, what)?), &fd, 1e-6, &format!("d{what}"));
     }
     Ok(())
 }
@@ -274,18 +252,18 @@ fn other_inputs() -> Res {
     let x = randn(&mut rng, &[5], DType::F64, &dev)?;
     let y = layer.forward(&x)?;
     assert_eq!(y.dims(), &[3]);
-    assert_close(
+    assert_close_tensors(
         &y,
         &layer.forward(&x.unsqueeze(0)?)?.squeeze(0)?,
         0.0,
         "rank 1",
-    )?;
+    );
 
     let (w16, b16) = (w.to_dtype(DType::F16)?, b.to_dtype(DType::F16)?);
     let x16 = randn(&mut rng, &[4, 5], DType::F16, &dev)?;
     let ours = Linear::new(w16.clone(), Some(b16.clone())).forward(&x16)?;
     let theirs = candle_nn::Linear::new(w16, Some(b16)).forward(&x16)?;
-    assert_close(&ours, &theirs, 0.0, "f16")?;
+    assert_close_tensors(&ours, &theirs, 0.0, "f16");
 
     let x32 = randn(&mut rng, &[4, 5], DType::F32, &dev)?;
     assert!(layer.forward(&x32).is_err());
@@ -361,7 +339,7 @@ fn softplus_same_as_composed(dev: &Device, dtype: DType) -> Res {
                 );
                 let y = ours.forward_softplus(input)?;
                 let y_ref = vi_infer::dist::ops::softplus(&theirs.forward(input)?)?;
-                assert_close(&y, &y_ref, tol(dtype), &format!("{what}: y"))?;
+                assert_close_tensors(&y, &y_ref, tol(dtype), &format!("{what}: y"));
                 let r = randn(&mut rng, y.dims(), dtype, dev)?;
                 let g = (&y * &r)?.sum_all()?.backward()?;
                 let g_ref = (&y_ref * &r)?.sum_all()?.backward()?;
@@ -373,12 +351,12 @@ fn softplus_same_as_composed(dev: &Device, dtype: DType) -> Res {
                     assert!(g.get(input).is_none(), "{what}: data input got a gradient");
                 }
                 for (name, v) in pairs {
-                    assert_close(
+                    assert_close_tensors(
                         grad(&g, v, name)?,
                         grad(&g_ref, v, name)?,
                         tol(dtype),
                         &format!("{what} ({i}): d{name}"),
-                    )?;
+                    );
                 }
             }
         }
@@ -407,24 +385,17 @@ fn softplus_finite_differences() -> Res {
         Var::from_tensor(&b0)?,
     );
     let g = loss(x.as_tensor(), w.as_tensor(), b.as_tensor())?.backward()?;
-    let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f64>());
     let eval = |xs: &Tensor, ws: &Tensor, bs: &Tensor| -> f64 {
         loss(xs, ws, bs)
             .and_then(|l| Ok(l.to_scalar::<f64>()?))
             .unwrap_or(f64::NAN)
     };
     let at = |t: &Tensor, v: &[f64]| Tensor::from_slice(v, t.dims(), &dev).unwrap();
-    let fd_w = vi_test::finite_difference(&flat(&w0)?, 1e-6, |v| eval(&x0, &at(&w0, v), &b0));
-    let fd_b = vi_test::finite_difference(&flat(&b0)?, 1e-6, |v| eval(&x0, &w0, &at(&b0, v)));
-    let fd_x = vi_test::finite_difference(&flat(&x0)?, 1e-6, |v| eval(&at(&x0, v), &w0, &b0));
+    let fd_w = vi_test::finite_difference(&host(&w0), 1e-6, |v| eval(&x0, &at(&w0, v), &b0));
+    let fd_b = vi_test::finite_difference(&host(&b0), 1e-6, |v| eval(&x0, &w0, &at(&b0, v)));
+    let fd_x = vi_test::finite_difference(&host(&x0), 1e-6, |v| eval(&at(&x0, v), &w0, &b0));
     for (what, v, fd) in [("w", &w, fd_w), ("b", &b, fd_b), ("x", &x, fd_x)] {
-        let an = flat(grad(&g, v, what)?)?;
-        for (i, (a, f)) in an.iter().zip(&fd).enumerate() {
-            assert!(
-                (a - f).abs() <= 1e-6 * (1.0 + f.abs()),
-                "d{what}[{i}]: {a} vs {f}"
-            );
-        }
+        assert_close_tol(&host(grad(&g, v, what)?), &fd, 1e-6, &format!("d{what}"));
     }
     Ok(())
 }

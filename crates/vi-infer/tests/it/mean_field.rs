@@ -7,20 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use vi_dist::{Cauchy, Constraint, Distribution, Normal};
 use vi_infer::{Ctx, Elbo, ParamStore, TermKind, TraceMeanFieldElbo};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-fn t(v: &[f64]) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = vi_test::to_vec(a).unwrap();
-    let b = vi_test::to_vec(b).unwrap();
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
+use crate::common::{Res, max_abs_diff, t};
 
 #[test]
 fn no_closed_form_falls_back_to_monte_carlo() -> Res {
