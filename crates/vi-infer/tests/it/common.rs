@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vi_dist::Normal;
-use vi_infer::{Ctx, Elbo, InferError, ParamStore, Svi};
+use vi_infer::{Ctx, Elbo, ElboOutput, InferError, ParamStore, Svi};
 use vi_optim::{Adam, AdamOptions, Optimizer};
 use vi_test::Tol;
 
@@ -176,18 +176,30 @@ pub(crate) fn step_error<TM, TG>(
     }
 }
 
-/// The error of `elbo.compute` of `model` and `guide` on a fresh store on `dev` in `dt`, the
-/// generator seeded with 0 (a panic if the ELBO succeeds).
+/// `elbo.compute` of `model` and `guide` on a fresh store on `dev` in `dt`, the generator
+/// seeded with `seed`.
+pub(crate) fn elbo_output(
+    elbo: &dyn Elbo,
+    dev: &Device,
+    dt: DType,
+    seed: u64,
+    mut model: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
+    mut guide: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
+) -> vi_infer::Result<ElboOutput> {
+    let mut store = ParamStore::new(dev, dt);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    elbo.compute(&mut model, &mut guide, &mut store, &mut rng)
+}
+
+/// The error of [`elbo_output`] with seed 0 (a panic if the ELBO succeeds).
 pub(crate) fn elbo_error(
     elbo: &dyn Elbo,
     dev: &Device,
     dt: DType,
-    mut model: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
-    mut guide: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
+    model: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
+    guide: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
 ) -> InferError {
-    let mut store = ParamStore::new(dev, dt);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    match elbo.compute(&mut model, &mut guide, &mut store, &mut rng) {
+    match elbo_output(elbo, dev, dt, 0, model, guide) {
         Ok(out) => panic!("the ELBO should fail, got loss {}", out.loss),
         Err(e) => e,
     }

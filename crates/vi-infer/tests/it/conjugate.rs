@@ -40,7 +40,7 @@ use vi_dist::{Bernoulli, Beta, Constraint, Distribution, Exponential, Gamma, Nor
 use vi_infer::{Ctx, Elbo, Svi, TraceElbo, TraceMeanFieldElbo};
 use vi_optim::{Adam, AdamOptions, ClippedAdam, ClippedAdamOptions};
 
-use crate::common::{Res, assert_within_abs, host, s, t};
+use crate::common::{Res, assert_within_abs, host, normal_lp, s, t};
 
 /// Adam with Pyro's betas for the case, at `lr`, decaying to `lr * end` over `steps`
 /// (`end = 1`: constant, torch's Adam exactly).
@@ -507,8 +507,7 @@ fn score_function_gradient_of_one_draw_is_pyros() -> Res {
     for _ in 0..5 {
         let out = TraceElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
         let z = out.guide_trace.get("z").unwrap().value.to_scalar::<f64>()?;
-        let log_n =
-            |x: f64, m: f64| -0.5 * (x - m).powi(2) - 0.5 * (2.0 * std::f64::consts::PI).ln();
+        let log_n = |x: f64, m: f64| normal_lp(x, m, 1.0);
         let log_r = log_n(z, 0.0) + log_n(0.5, z) - log_n(z, 0.3);
         let loss = out.loss.to_scalar::<f64>()?;
         assert!(

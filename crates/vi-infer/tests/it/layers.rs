@@ -195,19 +195,25 @@ fn no_gradient_for_untracked_inputs() -> Res {
     Ok(())
 }
 
-/// `dW`, `db`, `dx` of `L = Σ (r ⊙ y)²` against central finite differences, in f64.
-#[test]
-fn finite_differences() -> Res {
+/// `dW`, `db`, `dx` of `L = Σ (r ⊙ forward(layer, x))²` against central finite differences,
+/// in f64: `w [n, k]`, `b [n]`, `x [batch.., k]` and `r [batch.., n]` drawn in that order from
+/// a generator seeded with `seed`.
+fn check_finite_differences(
+    seed: u64,
+    (k, n): (usize, usize),
+    batch: &[usize],
+    forward: impl Fn(&Linear, &Tensor) -> candle_core::Result<Tensor>,
+) -> Res {
     let dev = Device::Cpu;
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let (k, n) = (4, 3);
-    let dims = [2, 3, k];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x_dims: Vec<usize> = batch.iter().copied().chain([k]).collect();
+    let r_dims: Vec<usize> = batch.iter().copied().chain([n]).collect();
     let w0 = randn(&mut rng, &[n, k], DType::F64, &dev)?;
     let b0 = randn(&mut rng, &[n], DType::F64, &dev)?;
-    let x0 = randn(&mut rng, &dims, DType::F64, &dev)?;
-    let r = randn(&mut rng, &[2, 3, n], DType::F64, &dev)?;
+    let x0 = randn(&mut rng, &x_dims, DType::F64, &dev)?;
+    let r = randn(&mut rng, &r_dims, DType::F64, &dev)?;
     let loss = |x: &Tensor, w: &Tensor, b: &Tensor| -> Res<Tensor> {
-        let y = Linear::new(w.clone(), Some(b.clone())).forward(x)?;
+        let y = forward(&Linear::new(w.clone(), Some(b.clone())), x)?;
         Ok((&y * &r)?.sqr()?.sum_all()?)
     };
     let (x, w, b) = (
@@ -216,28 +222,30 @@ fn finite_differences() -> Res {
         Var::from_tensor(&b0)?,
     );
     let g = loss(x.as_tensor(), w.as_tensor(), b.as_tensor())?.backward()?;
-    let at = |t: &Tensor, v: &[f64]| Tensor::from_slice(v, t.dims(), &dev);
     let eval = |xs: &Tensor, ws: &Tensor, bs: &Tensor| -> f64 {
         loss(xs, ws, bs)
             .and_then(|l| Ok(l.to_scalar::<f64>()?))
             .unwrap_or(f64::NAN)
     };
-    let fd_w = vi_test::finite_difference(&host(&w0), 1e-6, |v| match at(&w0, v) {
-        Ok(t) => eval(&x0, &t, &b0),
-        Err(_) => f64::NAN,
-    });
-    let fd_b = vi_test::finite_difference(&host(&b0), 1e-6, |v| match at(&b0, v) {
-        Ok(t) => eval(&x0, &w0, &t),
-        Err(_) => f64::NAN,
-    });
-    let fd_x = vi_test::finite_difference(&host(&x0), 1e-6, |v| match at(&x0, v) {
-        Ok(t) => eval(&t, &w0, &b0),
-        Err(_) => f64::NAN,
-    });
+    // The finite differences of `L` in one argument `t0`, the others held.
+    let fd = |t0: &Tensor, at: &dyn Fn(&Tensor) -> f64| {
+        vi_test::finite_difference(&host(t0), 1e-6, |v| {
+            Tensor::from_slice(v, t0.dims(), &dev).map_or(f64::NAN, |t| at(&t))
+        })
+    };
+    let fd_w = fd(&w0, &|t| eval(&x0, t, &b0));
+    let fd_b = fd(&b0, &|t| eval(&x0, &w0, t));
+    let fd_x = fd(&x0, &|t| eval(t, &w0, &b0));
     for (what, v, fd) in [("w", &w, fd_w), ("b", &b, fd_b), ("x", &x, fd_x)] {
         assert_close_tol(&host(grad(&g, v, what)?), &fd, 1e-6, &format!("d{what}"));
     }
     Ok(())
+}
+
+/// `forward`'s `dW`, `db`, `dx` against central finite differences, in f64.
+#[test]
+fn finite_differences() -> Res {
+    check_finite_differences(5, (4, 3), &[2, 3], |layer, x| layer.forward(x))
 }
 
 /// A rank-1 input is one row (candle-nn's `Linear` rejects it); other dtypes (f16) and
@@ -368,34 +376,5 @@ vi_test::test_device!(softplus_same_as_composed);
 /// `forward_softplus`'s gradients against central finite differences, in f64.
 #[test]
 fn softplus_finite_differences() -> Res {
-    let dev = Device::Cpu;
-    let mut rng = ChaCha8Rng::seed_from_u64(23);
-    let (k, n) = (3, 4);
-    let w0 = randn(&mut rng, &[n, k], DType::F64, &dev)?;
-    let b0 = randn(&mut rng, &[n], DType::F64, &dev)?;
-    let x0 = randn(&mut rng, &[5, k], DType::F64, &dev)?;
-    let r = randn(&mut rng, &[5, n], DType::F64, &dev)?;
-    let loss = |x: &Tensor, w: &Tensor, b: &Tensor| -> Res<Tensor> {
-        let y = Linear::new(w.clone(), Some(b.clone())).forward_softplus(x)?;
-        Ok((&y * &r)?.sqr()?.sum_all()?)
-    };
-    let (x, w, b) = (
-        Var::from_tensor(&x0)?,
-        Var::from_tensor(&w0)?,
-        Var::from_tensor(&b0)?,
-    );
-    let g = loss(x.as_tensor(), w.as_tensor(), b.as_tensor())?.backward()?;
-    let eval = |xs: &Tensor, ws: &Tensor, bs: &Tensor| -> f64 {
-        loss(xs, ws, bs)
-            .and_then(|l| Ok(l.to_scalar::<f64>()?))
-            .unwrap_or(f64::NAN)
-    };
-    let at = |t: &Tensor, v: &[f64]| Tensor::from_slice(v, t.dims(), &dev).unwrap();
-    let fd_w = vi_test::finite_difference(&host(&w0), 1e-6, |v| eval(&x0, &at(&w0, v), &b0));
-    let fd_b = vi_test::finite_difference(&host(&b0), 1e-6, |v| eval(&x0, &w0, &at(&b0, v)));
-    let fd_x = vi_test::finite_difference(&host(&x0), 1e-6, |v| eval(&at(&x0, v), &w0, &b0));
-    for (what, v, fd) in [("w", &w, fd_w), ("b", &b, fd_b), ("x", &x, fd_x)] {
-        assert_close_tol(&host(grad(&g, v, what)?), &fd, 1e-6, &format!("d{what}"));
-    }
-    Ok(())
+    check_finite_differences(23, (3, 4), &[5], |layer, x| layer.forward_softplus(x))
 }

@@ -10,7 +10,9 @@ use vi_infer::{
     Ctx, Elbo, InferError, ParamStore, Plate, Svi, TermKind, TraceElbo, TraceMeanFieldElbo,
 };
 
-use crate::common::{BoxedProgram, Res, adam, assert_mentions, elbo_error, empty, s, t};
+use crate::common::{
+    BoxedProgram, Res, adam, assert_mentions, elbo_error, elbo_output, empty, normal_lp, s, t,
+};
 
 /// The error of `compute` with `TraceElbo` and with `TraceMeanFieldElbo`, on the CPU in f64
 /// (each must fail).
@@ -174,17 +176,13 @@ fn observed_value_with_a_batch_dim_outside_the_plates() {
     }
     // The right shape gives the right loss: 5 × N(0, 1) log-density terms.
     let flat = x.flatten_all().unwrap();
-    let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate("data", 5, |ctx| {
             ctx.observe("x", Normal::new(&s(0.0), &s(1.0))?, &flat)
         })?;
         Ok(())
     };
-    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let out = TraceElbo::new()
-        .compute(&mut model, &mut empty, &mut store, &mut rng)
-        .unwrap();
+    let out = elbo_output(&TraceElbo::new(), &Device::Cpu, DType::F64, 0, model, empty).unwrap();
     let want: f64 = [0.1f64, 0.2, 0.3, 0.4, 0.5]
         .iter()
         .map(|v| 0.5 * v * v + 0.5 * (2.0 * std::f64::consts::PI).ln())
@@ -271,7 +269,7 @@ fn nested_plate_dim_errors() {
         );
     }
     // The valid version (test_nested_plate_plate_ok) passes.
-    let mut ok = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let ok = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate_subsample("plate_outer", 10, 5, |ctx, _| {
             ctx.sample_boxed("x", bern(&[5])?)?;
             ctx.plate_subsample("plate_inner", 11, 6, |ctx, _| {
@@ -280,12 +278,7 @@ fn nested_plate_dim_errors() {
         })?;
         Ok(())
     };
-    let mut ok2 = ok;
-    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    TraceElbo::new()
-        .compute(&mut ok, &mut ok2, &mut store, &mut rng)
-        .unwrap();
+    elbo_output(&TraceElbo::new(), &Device::Cpu, DType::F64, 0, ok, ok).unwrap();
 }
 
 // 3. ---------------------------------------------------------------------------------------
@@ -637,9 +630,7 @@ fn infinite_parameter_init_is_an_error() {
 #[test]
 fn empty_model_and_guide_have_loss_zero() -> Res {
     for elbo in [&TraceElbo::new() as &dyn Elbo, &TraceMeanFieldElbo::new()] {
-        let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let out = elbo.compute(&mut empty, &mut empty, &mut store, &mut rng)?;
+        let out = elbo_output(elbo, &Device::Cpu, DType::F64, 0, empty, empty)?;
         assert_eq!(out.loss.to_scalar::<f64>()?, 0.0);
         assert!(out.sites.is_empty());
     }
@@ -790,7 +781,7 @@ fn tensor_scale_weights_each_element() -> Res {
     let mut store = ParamStore::new(&Device::Cpu, DType::F64);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let out = TraceElbo::new().compute(&mut model, &mut empty, &mut store, &mut rng)?;
-    let lp = |v: f64| -0.5 * v * v - 0.5 * (2.0 * std::f64::consts::PI).ln();
+    let lp = |v: f64| normal_lp(v, 0.0, 1.0);
     let want = -(lp(0.1) + 0.5 * lp(0.2) + 2.0 * lp(0.3));
     assert!((out.loss.to_scalar::<f64>()? - want).abs() < 1e-12);
     // A scale that would widen the site is an error; a non-positive one too.
