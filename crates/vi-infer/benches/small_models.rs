@@ -54,7 +54,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vi_dist::{Constraint, Distribution, HalfNormal, LogNormal, Normal};
 use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
-use vi_optim::{Adam, AdamOptions, Optimizer};
+use vi_optim::{Adam, Optimizer};
+
+mod common;
+
+use common::{DTYPE, INIT_SCALE, PLATE_D, PLATE_N, Program, SEED, adam, plate_data, plate_svi};
 
 // Like the example binaries: candle's CPU path allocates an output per op. Wrapped to count
 // the allocations of this thread (a thread-local add per call), reported per step.
@@ -105,27 +109,10 @@ fn allocs_per_step(f: &mut dyn FnMut() -> f64) -> f64 {
     (allocs() - before) as f64 / 100.0
 }
 
-const DTYPE: DType = DType::F32;
-/// Seeds the generator of `ε` of both sides.
-const SEED: u64 = 7;
-/// The initial guide scale.
-const INIT_SCALE: f64 = 0.5;
 /// Steps of one side timed before the other side takes its turn.
 const BLOCK: usize = 10;
 /// `½ ln 2π`.
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_7;
-
-fn adam() -> Adam {
-    Adam::empty(AdamOptions {
-        lr: 1e-2,
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-/// A model or a guide.
-trait Program: FnMut(&mut Ctx<'_>) -> vi_infer::Result<()> {}
-impl<F: FnMut(&mut Ctx<'_>) -> vi_infer::Result<()>> Program for F {}
 
 /// The two steppers of one model: each runs one step and returns the loss.
 struct Pair {
@@ -163,6 +150,14 @@ fn loss_f64(loss: &Tensor) -> f64 {
         .unwrap()
         .to_scalar::<f64>()
         .unwrap()
+}
+
+/// One backward pass of `loss` and one step of `opt` on the named `params`; the loss as an
+/// f64 (the end of every plain and direct step).
+fn step(opt: &mut Adam, params: &[(&str, &Var)], loss: &Tensor) -> f64 {
+    let grads = loss.backward().unwrap();
+    opt.step_params(params, &grads).unwrap();
+    loss_f64(loss)
 }
 
 fn scalar(v: f64, dev: &Device) -> Tensor {
@@ -219,10 +214,11 @@ fn tiny_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
             .sum_all()
             .unwrap();
         let loss = (kl - ll).unwrap();
-        let grads = loss.backward().unwrap();
-        opt.step_params(&[("mu_loc", &loc), ("mu_scale", &log_scale)], &grads)
-            .unwrap();
-        loss_f64(&loss)
+        step(
+            &mut opt,
+            &[("mu_loc", &loc), ("mu_scale", &log_scale)],
+            &loss,
+        )
     })
 }
 
@@ -243,10 +239,11 @@ fn tiny_direct(dev: &Device) -> Box<dyn FnMut() -> f64> {
         let lik = Normal::new(&mu, &one).unwrap().expand(&[TINY_N]).unwrap();
         let ll = lik.log_prob(&y).unwrap().sum_all().unwrap();
         let loss = (kl - ll).unwrap();
-        let grads = loss.backward().unwrap();
-        opt.step_params(&[("mu_loc", &loc), ("mu_scale", &log_scale)], &grads)
-            .unwrap();
-        loss_f64(&loss)
+        step(
+            &mut opt,
+            &[("mu_loc", &loc), ("mu_scale", &log_scale)],
+            &loss,
+        )
     })
 }
 
@@ -266,6 +263,54 @@ fn reg_data(dev: &Device) -> (Tensor, Tensor) {
     let y = (x.matmul(&w).unwrap().squeeze(1).unwrap() + 0.3).unwrap();
     let y = (y + (noise * 0.5).unwrap()).unwrap();
     (x, y)
+}
+
+/// The regression's mean `x · w + b` (`x [N, 3]`, `w [3]`, `b []`), on the plain and direct
+/// sides.
+fn reg_mean(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+    x.matmul(&w.unsqueeze(1).unwrap())
+        .unwrap()
+        .squeeze(1)
+        .unwrap()
+        .broadcast_add(b)
+        .unwrap()
+}
+
+/// The regression guide's parameters as `Var`s, each scale as its log (as
+/// `Constraint::Positive` stores it), for the plain and direct sides.
+struct RegParams {
+    w_loc: Var,
+    w_log_scale: Var,
+    b_loc: Var,
+    b_log_scale: Var,
+    s_loc: Var,
+    s_log_scale: Var,
+}
+
+impl RegParams {
+    fn new(dev: &Device) -> Self {
+        let log_half = INIT_SCALE.ln() as f32;
+        Self {
+            w_loc: Var::zeros(REG_D, DTYPE, dev).unwrap(),
+            w_log_scale: Var::from_tensor(&Tensor::full(log_half, REG_D, dev).unwrap()).unwrap(),
+            b_loc: Var::new(0f32, dev).unwrap(),
+            b_log_scale: Var::new(log_half, dev).unwrap(),
+            s_loc: Var::new(0f32, dev).unwrap(),
+            s_log_scale: Var::new(log_half, dev).unwrap(),
+        }
+    }
+
+    /// Each under the name of its parameter on the vi side.
+    fn named(&self) -> [(&'static str, &Var); 6] {
+        [
+            ("w_loc", &self.w_loc),
+            ("w_scale", &self.w_log_scale),
+            ("b_loc", &self.b_loc),
+            ("b_scale", &self.b_log_scale),
+            ("sigma_loc", &self.s_loc),
+            ("sigma_scale", &self.s_log_scale),
+        ]
+    }
 }
 
 fn reg_vi(dev: &Device) -> Box<dyn FnMut() -> f64> {
@@ -304,38 +349,32 @@ fn reg_vi(dev: &Device) -> Box<dyn FnMut() -> f64> {
 
 fn reg_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
     let (x, y) = reg_data(dev);
-    let log_half = INIT_SCALE.ln() as f32;
-    let w_loc = Var::zeros(REG_D, DTYPE, dev).unwrap();
-    let w_log_scale = Var::from_tensor(&Tensor::full(log_half, REG_D, dev).unwrap()).unwrap();
-    let b_loc = Var::new(0f32, dev).unwrap();
-    let b_log_scale = Var::new(log_half, dev).unwrap();
-    let s_loc = Var::new(0f32, dev).unwrap();
-    let s_log_scale = Var::new(log_half, dev).unwrap();
+    let params = RegParams::new(dev);
     let mut opt = adam();
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     Box::new(move || {
         let dev = x.device();
-        let w_scale = w_log_scale.as_tensor().exp().unwrap();
-        let b_scale = b_log_scale.as_tensor().exp().unwrap();
-        let s_scale = s_log_scale.as_tensor().exp().unwrap();
+        let w_scale = params.w_log_scale.as_tensor().exp().unwrap();
+        let b_scale = params.b_log_scale.as_tensor().exp().unwrap();
+        let s_scale = params.s_log_scale.as_tensor().exp().unwrap();
         // The guide's draws, in its order.
         let eps_w = vi_dist::standard_normal(&[REG_D], DTYPE, dev, &mut rng).unwrap();
         let eps_b = vi_dist::standard_normal(&[], DTYPE, dev, &mut rng).unwrap();
         let eps_s = vi_dist::standard_normal(&[], DTYPE, dev, &mut rng).unwrap();
-        let w = ((eps_w * &w_scale).unwrap() + w_loc.as_tensor()).unwrap();
-        let b = ((eps_b * &b_scale).unwrap() + b_loc.as_tensor()).unwrap();
-        let sigma = ((eps_s * &s_scale).unwrap() + s_loc.as_tensor())
+        let w = ((eps_w * &w_scale).unwrap() + params.w_loc.as_tensor()).unwrap();
+        let b = ((eps_b * &b_scale).unwrap() + params.b_loc.as_tensor()).unwrap();
+        let sigma = ((eps_s * &s_scale).unwrap() + params.s_loc.as_tensor())
             .unwrap()
             .exp()
             .unwrap();
         // Analytic KLs of w and b.
-        let kl_w = kl_normal_const(w_loc.as_tensor(), &w_scale, 0.0, 1.0)
+        let kl_w = kl_normal_const(params.w_loc.as_tensor(), &w_scale, 0.0, 1.0)
             .sum_all()
             .unwrap();
-        let kl_b = kl_normal_const(b_loc.as_tensor(), &b_scale, 0.0, 10.0);
+        let kl_b = kl_normal_const(params.b_loc.as_tensor(), &b_scale, 0.0, 10.0);
         // σ: log q(σ) − log p(σ), q = LogNormal(s_loc, s_scale), p = HalfNormal(1).
         let log_sigma = sigma.log().unwrap();
-        let zq = ((&log_sigma - s_loc.as_tensor()).unwrap() / &s_scale).unwrap();
+        let zq = ((&log_sigma - params.s_loc.as_tensor()).unwrap() / &s_scale).unwrap();
         let log_q =
             ((std_normal_log_prob(&zq) - s_scale.log().unwrap()).unwrap() - &log_sigma).unwrap();
         let log_p = sigma
@@ -345,13 +384,7 @@ fn reg_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
             .unwrap();
         let mc = (log_q - log_p).unwrap();
         // Σ log N(y_i; x_i · w + b, σ)
-        let mean = x
-            .matmul(&w.unsqueeze(1).unwrap())
-            .unwrap()
-            .squeeze(1)
-            .unwrap()
-            .broadcast_add(&b)
-            .unwrap();
+        let mean = reg_mean(&x, &w, &b);
         let z = (&y - mean).unwrap().broadcast_div(&sigma).unwrap();
         let ll = std_normal_log_prob(&z)
             .broadcast_sub(&log_sigma)
@@ -359,20 +392,7 @@ fn reg_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
             .sum_all()
             .unwrap();
         let loss = (((kl_w + kl_b).unwrap() + mc).unwrap() - ll).unwrap();
-        let grads = loss.backward().unwrap();
-        opt.step_params(
-            &[
-                ("w_loc", &w_loc),
-                ("w_scale", &w_log_scale),
-                ("b_loc", &b_loc),
-                ("b_scale", &b_log_scale),
-                ("sigma_loc", &s_loc),
-                ("sigma_scale", &s_log_scale),
-            ],
-            &grads,
-        )
-        .unwrap();
-        loss_f64(&loss)
+        step(&mut opt, &params.named(), &loss)
     })
 }
 
@@ -381,32 +401,26 @@ fn reg_direct(dev: &Device) -> Box<dyn FnMut() -> f64> {
     let zeros = Tensor::zeros(REG_D, DTYPE, dev).unwrap();
     let ones = Tensor::ones(REG_D, DTYPE, dev).unwrap();
     let (zero, one, ten) = (scalar(0.0, dev), scalar(1.0, dev), scalar(10.0, dev));
-    let log_half = INIT_SCALE.ln() as f32;
-    let w_loc = Var::zeros(REG_D, DTYPE, dev).unwrap();
-    let w_log_scale = Var::from_tensor(&Tensor::full(log_half, REG_D, dev).unwrap()).unwrap();
-    let b_loc = Var::new(0f32, dev).unwrap();
-    let b_log_scale = Var::new(log_half, dev).unwrap();
-    let s_loc = Var::new(0f32, dev).unwrap();
-    let s_log_scale = Var::new(log_half, dev).unwrap();
+    let params = RegParams::new(dev);
     let exp = vi_dist::transform_to(&Constraint::Positive).unwrap();
     let mut opt = adam();
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     Box::new(move || {
         let qw = Normal::new(
-            w_loc.as_tensor(),
-            &exp.forward(w_log_scale.as_tensor()).unwrap(),
+            params.w_loc.as_tensor(),
+            &exp.forward(params.w_log_scale.as_tensor()).unwrap(),
         )
         .unwrap()
         .to_event(1)
         .unwrap();
         let qb = Normal::new(
-            b_loc.as_tensor(),
-            &exp.forward(b_log_scale.as_tensor()).unwrap(),
+            params.b_loc.as_tensor(),
+            &exp.forward(params.b_log_scale.as_tensor()).unwrap(),
         )
         .unwrap();
         let qs = LogNormal::new(
-            s_loc.as_tensor(),
-            &exp.forward(s_log_scale.as_tensor()).unwrap(),
+            params.s_loc.as_tensor(),
+            &exp.forward(params.s_log_scale.as_tensor()).unwrap(),
         )
         .unwrap();
         let w = qw.rsample(&[], &mut rng).unwrap();
@@ -418,70 +432,19 @@ fn reg_direct(dev: &Device) -> Box<dyn FnMut() -> f64> {
         let kl_w = vi_kl::kl_divergence(&qw, &pw).unwrap().sum_all().unwrap();
         let kl_b = vi_kl::kl_divergence(&qb, &pb).unwrap();
         let mc = (qs.log_prob(&sigma).unwrap() - ps.log_prob(&sigma).unwrap()).unwrap();
-        let mean = x
-            .matmul(&w.unsqueeze(1).unwrap())
-            .unwrap()
-            .squeeze(1)
-            .unwrap()
-            .broadcast_add(&b)
-            .unwrap();
+        let mean = reg_mean(&x, &w, &b);
         let lik = Normal::new(&mean, &sigma).unwrap();
         let ll = lik.log_prob(&y).unwrap().sum_all().unwrap();
         let loss = (((kl_w + kl_b).unwrap() + mc).unwrap() - ll).unwrap();
-        let grads = loss.backward().unwrap();
-        opt.step_params(
-            &[
-                ("w_loc", &w_loc),
-                ("w_scale", &w_log_scale),
-                ("b_loc", &b_loc),
-                ("b_scale", &b_log_scale),
-                ("sigma_loc", &s_loc),
-                ("sigma_scale", &s_log_scale),
-            ],
-            &grads,
-        )
-        .unwrap();
-        loss_f64(&loss)
+        step(&mut opt, &params.named(), &loss)
     })
 }
 
 // ---------------------------------------------------------------------------------------
 // plate: z [256, 50] ~ Normal(0, 1).to_event(1) in a plate, x ~ Normal(z, 1).to_event(1).
 
-const PLATE_N: usize = 256;
-const PLATE_D: usize = 50;
-
-fn plate_data(dev: &Device) -> Tensor {
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    vi_dist::standard_normal(&[PLATE_N, PLATE_D], DTYPE, dev, &mut rng).unwrap()
-}
-
 fn plate_vi(dev: &Device) -> Box<dyn FnMut() -> f64> {
-    let x = plate_data(dev);
-    let zero = Tensor::zeros(PLATE_D, DTYPE, dev).unwrap();
-    let one = Tensor::ones(PLATE_D, DTYPE, dev).unwrap();
-    let model = move |ctx: &mut Ctx<'_>| {
-        ctx.plate("data", PLATE_N, |ctx| {
-            let z = ctx.sample("z", Normal::new(&zero, &one)?.to_event(1)?)?;
-            ctx.observe("x", Normal::new(&z, &one)?.to_event(1)?, &x)?;
-            Ok(())
-        })
-    };
-    let d = dev.clone();
-    let guide = move |ctx: &mut Ctx<'_>| {
-        let shape = (PLATE_N, PLATE_D);
-        let loc = ctx.param_with("loc", || Tensor::zeros(shape, DTYPE, &d), Constraint::Real)?;
-        let scale = ctx.param_with(
-            "scale",
-            || Tensor::full(INIT_SCALE as f32, shape, &d),
-            Constraint::Positive,
-        )?;
-        ctx.plate("data", PLATE_N, |ctx| {
-            ctx.sample("z", Normal::new(&loc, &scale)?.to_event(1)?)?;
-            Ok(())
-        })
-    };
-    svi_stepper(Svi::new(model, guide, adam(), TraceMeanFieldElbo::new()).seed(SEED))
+    svi_stepper(plate_svi(dev))
 }
 
 fn plate_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
@@ -503,10 +466,7 @@ fn plate_plain(dev: &Device) -> Box<dyn FnMut() -> f64> {
         // Σ log N(x; z, 1)
         let ll = std_normal_log_prob(&(&x - &z).unwrap()).sum_all().unwrap();
         let loss = (kl - ll).unwrap();
-        let grads = loss.backward().unwrap();
-        opt.step_params(&[("loc", &loc), ("scale", &log_scale)], &grads)
-            .unwrap();
-        loss_f64(&loss)
+        step(&mut opt, &[("loc", &loc), ("scale", &log_scale)], &loss)
     })
 }
 
@@ -541,10 +501,7 @@ fn plate_direct(dev: &Device) -> Box<dyn FnMut() -> f64> {
         let lik = Normal::new(&z, &one).unwrap().to_event(1).unwrap();
         let ll = lik.log_prob(&x).unwrap().sum_all().unwrap();
         let loss = (kl - ll).unwrap();
-        let grads = loss.backward().unwrap();
-        opt.step_params(&[("loc", &loc), ("scale", &log_scale)], &grads)
-            .unwrap();
-        loss_f64(&loss)
+        step(&mut opt, &[("loc", &loc), ("scale", &log_scale)], &loss)
     })
 }
 

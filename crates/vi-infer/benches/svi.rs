@@ -20,69 +20,15 @@ use candle_core::{DType, Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use vi_dist::{Constraint, Distribution, Normal};
-use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
-use vi_optim::{Adam, AdamOptions, Optimizer};
+use vi_optim::{Adam, Optimizer};
+
+mod common;
+
+use common::{DTYPE, INIT_SCALE, PLATE_D as D, PLATE_N as N, SEED, adam, plate_data, plate_svi};
 
 // Like the example binaries: candle's CPU path allocates an output per op.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const N: usize = 256;
-const D: usize = 50;
-const DTYPE: DType = DType::F32;
-const SEED: u64 = 7;
-const INIT_SCALE: f64 = 0.5;
-
-fn adam() -> Adam {
-    Adam::empty(AdamOptions {
-        lr: 1e-2,
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-/// The data: `x [256, 50]`, fixed.
-fn data(dev: &Device) -> Tensor {
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    vi_dist::standard_normal(&[N, D], DTYPE, dev, &mut rng).unwrap()
-}
-
-/// A model or a guide.
-trait Program: FnMut(&mut Ctx<'_>) -> vi_infer::Result<()> {}
-impl<F: FnMut(&mut Ctx<'_>) -> vi_infer::Result<()>> Program for F {}
-
-/// `Svi` on the model and guide of the module doc.
-fn vi_svi(dev: &Device) -> Svi<impl Program, impl Program, Adam, TraceMeanFieldElbo> {
-    let x = data(dev);
-    let zero = Tensor::zeros(D, DTYPE, dev).unwrap();
-    let one = Tensor::ones(D, DTYPE, dev).unwrap();
-    let model = move |ctx: &mut Ctx<'_>| {
-        ctx.plate("data", N, |ctx| {
-            let z = ctx.sample("z", Normal::new(&zero, &one)?.to_event(1)?)?;
-            ctx.observe("x", Normal::new(&z, &one)?.to_event(1)?, &x)?;
-            Ok(())
-        })
-    };
-    let dev_g = dev.clone();
-    let guide = move |ctx: &mut Ctx<'_>| {
-        let loc = ctx.param_with(
-            "loc",
-            || Tensor::zeros((N, D), DTYPE, &dev_g),
-            Constraint::Real,
-        )?;
-        let scale = ctx.param_with(
-            "scale",
-            || Tensor::full(INIT_SCALE as f32, (N, D), &dev_g),
-            Constraint::Positive,
-        )?;
-        ctx.plate("data", N, |ctx| {
-            ctx.sample("z", Normal::new(&loc, &scale)?.to_event(1)?)?;
-            Ok(())
-        })
-    };
-    Svi::new(model, guide, adam(), TraceMeanFieldElbo::new()).seed(SEED)
-}
 
 /// The same loss and step in plain candle.
 struct Plain {
@@ -107,7 +53,7 @@ impl Plain {
             prior_loc: Tensor::zeros(D, DTYPE, dev).unwrap(),
             prior_scale: Tensor::ones(D, DTYPE, dev).unwrap(),
             obs_scale: Tensor::ones(D, DTYPE, dev).unwrap(),
-            x: data(dev),
+            x: plate_data(dev),
             opt: adam(),
             rng: ChaCha8Rng::seed_from_u64(SEED),
         }
@@ -150,7 +96,7 @@ fn svi_step(c: &mut Criterion) {
 
     // Both compute the same losses from the same draws.
     {
-        let mut svi = vi_svi(&dev);
+        let mut svi = plate_svi(&dev);
         let mut plain = Plain::new(&dev);
         for k in 0..5 {
             let a = svi.step().unwrap().loss;
@@ -170,12 +116,12 @@ fn svi_step(c: &mut Criterion) {
     }
 
     let mut g = c.benchmark_group(format!("svi_step_normal_{N}x{D}_{DTYPE:?}"));
-    let mut svi = vi_svi(&dev);
+    let mut svi = plate_svi(&dev);
     g.bench_function("vi", |b| b.iter(|| svi.step().unwrap().loss));
     let mut plain = Plain::new(&dev);
     g.bench_function("plain_candle", |b| b.iter(|| plain.step().unwrap()));
     vi_dist::set_validation(true);
-    let mut svi = vi_svi(&dev);
+    let mut svi = plate_svi(&dev);
     g.bench_function("vi_validation_on", |b| b.iter(|| svi.step().unwrap().loss));
     g.finish();
 }
@@ -185,7 +131,7 @@ fn svi_step(c: &mut Criterion) {
 /// the median of the per-round ratios.
 fn paired(dev: &Device, rounds: usize) {
     const BLOCK: usize = 50;
-    let mut svi = vi_svi(dev);
+    let mut svi = plate_svi(dev);
     let mut plain = Plain::new(dev);
     for _ in 0..4 * BLOCK {
         svi.step().unwrap();

@@ -40,19 +40,7 @@ use vi_dist::{Bernoulli, Beta, Constraint, Distribution, Exponential, Gamma, Nor
 use vi_infer::{Ctx, Elbo, Svi, TraceElbo, TraceMeanFieldElbo};
 use vi_optim::{Adam, AdamOptions, ClippedAdam, ClippedAdamOptions};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-fn t(v: &[f64]) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap()
-}
-
-fn s(v: f64) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap()
-}
-
-fn vec(x: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(x).unwrap()
-}
+use crate::common::{Res, assert_within_abs, host, normal_lp, s, t};
 
 /// Adam with Pyro's betas for the case, at `lr`, decaying to `lr * end` over `steps`
 /// (`end = 1`: constant, torch's Adam exactly).
@@ -75,7 +63,7 @@ fn train<M, G, E>(
     elbo: E,
     sched: Schedule,
     names: &[&str],
-) -> Result<Vec<Vec<f64>>, Box<dyn std::error::Error>>
+) -> Res<Vec<Vec<f64>>>
 where
     M: FnMut(&mut Ctx<'_>) -> vi_infer::Result<()>,
     G: FnMut(&mut Ctx<'_>) -> vi_infer::Result<()>,
@@ -87,20 +75,9 @@ where
     }
     let mut out = Vec::new();
     for n in names {
-        out.push(vec(&svi.store().get(n)?.expect("trained param")));
+        out.push(host(&svi.store().get(n)?.expect("trained param")));
     }
     Ok(out)
-}
-
-/// Pyro's `assert_equal(actual, expected, prec)`: every element within `prec`.
-fn assert_within(what: &str, got: &[f64], want: &[f64], prec: f64) {
-    assert_eq!(got.len(), want.len(), "{what}");
-    for (g, w) in got.iter().zip(want) {
-        assert!(
-            (g - w).abs() <= prec,
-            "{what}: got {got:?}, exact {want:?} (prec {prec})"
-        );
-    }
 }
 
 /// Pyro's `param_mse`: the sum of squared differences.
@@ -273,8 +250,8 @@ fn poisson_gamma<E: Elbo>(reparameterized: bool, elbo: E, sched: Schedule) -> Re
         Ok(())
     };
     let got = train(model, guide, elbo, sched, &["alpha_q", "beta_q"])?;
-    assert_within("alpha_q", &got[0], &[alpha_n], 0.2);
-    assert_within("beta_q", &got[1], &[beta_n], 0.15);
+    assert_within_abs("alpha_q", &got[0], &[alpha_n], 0.2);
+    assert_within_abs("beta_q", &got[1], &[beta_n], 0.15);
     Ok(())
 }
 
@@ -323,8 +300,8 @@ fn exponential_gamma<E: Elbo>(reparameterized: bool, elbo: E, sched: Schedule) -
         Ok(())
     };
     let got = train(model, guide, elbo, sched, &["alpha_q", "beta_q"])?;
-    assert_within("alpha_q", &got[0], &[alpha_n], prec);
-    assert_within("beta_q", &got[1], &[beta_n], prec);
+    assert_within_abs("alpha_q", &got[0], &[alpha_n], prec);
+    assert_within_abs("beta_q", &got[1], &[beta_n], prec);
     Ok(())
 }
 
@@ -379,8 +356,8 @@ fn bernoulli_beta<E: Elbo>(reparameterized: bool, elbo: E, sched: Schedule) -> R
         Ok(())
     };
     let got = train(model, guide, elbo, sched, &["alpha_q_log", "beta_q_log"])?;
-    assert_within("alpha_q_log", &got[0], &[log_alpha_n], 0.08);
-    assert_within("beta_q_log", &got[1], &[log_beta_n], 0.08);
+    assert_within_abs("alpha_q_log", &got[0], &[log_alpha_n], 0.08);
+    assert_within_abs("beta_q_log", &got[1], &[log_beta_n], 0.08);
     Ok(())
 }
 
@@ -472,7 +449,7 @@ fn fixedness(model_fixed: bool, guide_fixed: bool) -> Res {
         ("beta_q_log", 0.19),
     ];
     for (name, init) in initial {
-        let now = vec(&svi.store().get(name)?.unwrap())[0];
+        let now = host(&svi.store().get(name)?.unwrap())[0];
         let fixed = (model_fixed && name.contains("p_")) || (guide_fixed && name.contains("q_"));
         if fixed {
             assert_eq!(now, init, "{name} is fixed");
@@ -530,8 +507,7 @@ fn score_function_gradient_of_one_draw_is_pyros() -> Res {
     for _ in 0..5 {
         let out = TraceElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
         let z = out.guide_trace.get("z").unwrap().value.to_scalar::<f64>()?;
-        let log_n =
-            |x: f64, m: f64| -0.5 * (x - m).powi(2) - 0.5 * (2.0 * std::f64::consts::PI).ln();
+        let log_n = |x: f64, m: f64| normal_lp(x, m, 1.0);
         let log_r = log_n(z, 0.0) + log_n(0.5, z) - log_n(z, 0.3);
         let loss = out.loss.to_scalar::<f64>()?;
         assert!(

@@ -5,25 +5,9 @@ use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vi_dist::{Constraint, DistError, Distribution, Gamma, Normal, Poisson};
-use vi_infer::{Ctx, Elbo, InferError, ParamStore, Svi, TraceElbo, TraceMeanFieldElbo};
-use vi_optim::{Adam, AdamOptions};
+use vi_infer::{Ctx, Elbo, InferError, ParamStore, TraceElbo, TraceMeanFieldElbo};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-fn tensor(xs: &[f64], dev: &Device, dt: DType) -> candle_core::Result<Tensor> {
-    Tensor::new(xs, dev)?.to_dtype(dt)
-}
-
-fn scalar(x: f64, dev: &Device, dt: DType) -> candle_core::Result<Tensor> {
-    Tensor::new(x, dev)?.to_dtype(dt)
-}
-
-fn normal(loc: f64, scale: f64, dev: &Device, dt: DType) -> vi_infer::Result<Normal> {
-    Ok(Normal::new(
-        &scalar(loc, dev, dt)?,
-        &scalar(scale, dev, dt)?,
-    )?)
-}
+use crate::common::{Res, adam, assert_mentions, elbo_error, normal, scalar, step_error, tensor};
 
 /// A learnable guide for the scalar latent `name`: `Normal(loc, scale)`.
 fn guide_site(ctx: &mut Ctx, name: &str, dev: &Device, dt: DType) -> vi_infer::Result<Tensor> {
@@ -40,43 +24,13 @@ fn guide_site(ctx: &mut Ctx, name: &str, dev: &Device, dt: DType) -> vi_infer::R
     ctx.sample(name, Normal::new(&loc, &scale)?)
 }
 
-/// The error of one `Svi::step` of `model` and `guide` with `TraceMeanFieldElbo` (must fail).
+/// The error of one `Svi::step` of `model` and `guide` with `TraceMeanFieldElbo` and Adam at
+/// learning rate 0.01 (must fail).
 fn svi_error(
     model: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
     guide: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
 ) -> InferError {
-    let adam = Adam::empty(AdamOptions {
-        lr: 0.01,
-        ..Default::default()
-    })
-    .unwrap();
-    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new());
-    match svi.step() {
-        Ok(r) => panic!("the step should fail, got {r:?}"),
-        Err(e) => e,
-    }
-}
-
-/// The error of `TraceElbo::compute` of `model` and `guide` (must fail).
-fn trace_elbo_error(
-    dev: &Device,
-    dt: DType,
-    mut model: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
-    mut guide: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
-) -> InferError {
-    let mut store = ParamStore::new(dev, dt);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    match TraceElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng) {
-        Ok(_) => panic!("the ELBO should fail"),
-        Err(e) => e,
-    }
-}
-
-fn assert_mentions(e: &InferError, parts: &[&str]) {
-    let text = e.to_string();
-    for p in parts {
-        assert!(text.contains(p), "`{text}` should mention {p:?}");
-    }
+    step_error(model, guide, adam(0.01), TraceMeanFieldElbo::new())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -93,7 +47,7 @@ fn guide_site_absent_from_the_model(dev: &Device, dt: DType) -> Res {
     };
     for e in [
         svi_error(model, guide),
-        trace_elbo_error(dev, dt, model, guide),
+        elbo_error(&TraceElbo::new(), dev, dt, model, guide),
     ] {
         assert!(
             matches!(&e, InferError::GuideSiteNotInModel { site } if site == "extra"),
@@ -121,7 +75,7 @@ fn guide_site_observed_in_the_model(dev: &Device, dt: DType) -> Res {
     };
     for e in [
         svi_error(model, guide),
-        trace_elbo_error(dev, dt, model, guide),
+        elbo_error(&TraceElbo::new(), dev, dt, model, guide),
     ] {
         assert!(
             matches!(&e, InferError::GuideSiteNotInModel { site } if site == "x"),
@@ -147,7 +101,7 @@ fn model_latent_absent_from_the_guide(dev: &Device, dt: DType) -> Res {
     };
     for e in [
         svi_error(model, guide),
-        trace_elbo_error(dev, dt, model, guide),
+        elbo_error(&TraceElbo::new(), dev, dt, model, guide),
     ] {
         assert!(
             matches!(&e, InferError::LatentNotInGuide { site } if site == "local"),
@@ -174,7 +128,7 @@ fn event_shapes_differ(dev: &Device, dt: DType) -> Res {
     };
     for e in [
         svi_error(model, guide),
-        trace_elbo_error(dev, dt, model, guide),
+        elbo_error(&TraceElbo::new(), dev, dt, model, guide),
     ] {
         match &e {
             InferError::EventShape {
@@ -367,7 +321,7 @@ fn guide_and_model_plates_differ_in_size(dev: &Device, dt: DType) -> Res {
     };
     for e in [
         svi_error(model, guide),
-        trace_elbo_error(dev, dt, model, guide),
+        elbo_error(&TraceElbo::new(), dev, dt, model, guide),
     ] {
         assert!(
             matches!(&e, InferError::PlateSize { site, plate, size: 4, dim: -1, batch, .. }
@@ -422,7 +376,7 @@ fn observed_value_outside_the_support(dev: &Device, dt: DType) -> Res {
         Ok(())
     };
     check(&svi_error(model, guide));
-    check(&trace_elbo_error(dev, dt, model, guide));
+    check(&elbo_error(&TraceElbo::new(), dev, dt, model, guide));
     // Observed through `condition`: the same error, met when the ELBO scores the site.
     let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.condition([("counts".to_string(), counts.clone())], |ctx| {

@@ -7,8 +7,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vi_dist::{Bernoulli, Constraint, Distribution, Independent, Normal};
 use vi_infer::{Ctx, Elbo, Message, Messenger, ParamStore, TraceElbo, TraceMeanFieldElbo};
+use vi_test::stats::mean_var;
 
-type Res = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{BoxedProgram, Res};
 
 /// Sets the guide's draw of `z` to `loc + scale · eps` (a fixed reparameterised draw).
 struct FixedNoise(Tensor);
@@ -63,9 +64,7 @@ fn exact_grad() -> (Vec<f64>, Vec<f64>) {
     (gm, gu)
 }
 
-type Prog<'a> = Box<dyn FnMut(&mut Ctx) -> vi_infer::Result<()> + 'a>;
-
-fn normal_model(dev: &Device) -> (Prog<'static>, Prog<'static>) {
+fn normal_model(dev: &Device) -> (BoxedProgram<'static>, BoxedProgram<'static>) {
     let d = dev.clone();
     let model = move |ctx: &mut Ctx| -> vi_infer::Result<()> {
         let prior = Normal::new(&Tensor::new(&MU0, &d)?, &Tensor::new(&TAU0, &d)?)?;
@@ -90,8 +89,8 @@ fn normal_model(dev: &Device) -> (Prog<'static>, Prog<'static>) {
 /// The gradient of one ELBO estimate w.r.t. (loc, unconstrained scale).
 fn grad_once(
     elbo: &dyn Elbo,
-    model: &mut Prog<'_>,
-    guide: &mut Prog<'_>,
+    model: &mut BoxedProgram<'_>,
+    guide: &mut BoxedProgram<'_>,
     store: &mut ParamStore,
     rng: &mut ChaCha8Rng,
 ) -> vi_infer::Result<(Vec<f64>, Vec<f64>)> {
@@ -119,7 +118,7 @@ fn mean_field_gradient_equals_exact_with_fixed_draws() -> Res {
     let mut sum_u = vec![0.0; 2];
     for sign in [1.0, -1.0] {
         let eps = Tensor::new(&[sign, sign], &dev)?;
-        let mut guide: Prog<'_> = Box::new(|ctx: &mut Ctx| {
+        let mut guide: BoxedProgram<'_> = Box::new(|ctx: &mut Ctx| {
             ctx.with(FixedNoise(eps.clone()), |ctx| inner(ctx))
                 .map(|_| ())
         });
@@ -151,21 +150,13 @@ fn mean_field_gradient_equals_exact_with_fixed_draws() -> Res {
 /// Mean and standard error of each component over draws.
 fn mean_se(samples: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
     let n = samples.len() as f64;
-    let dim = samples[0].len();
-    let mean: Vec<f64> = (0..dim)
-        .map(|j| samples.iter().map(|s| s[j]).sum::<f64>() / n)
-        .collect();
-    let se = (0..dim)
+    (0..samples[0].len())
         .map(|j| {
-            let var = samples
-                .iter()
-                .map(|s| (s[j] - mean[j]).powi(2))
-                .sum::<f64>()
-                / (n - 1.0);
-            (var / n).sqrt()
+            let column: Vec<f64> = samples.iter().map(|s| s[j]).collect();
+            let (mean, var) = mean_var(&column);
+            (mean, (var / n).sqrt())
         })
-        .collect();
-    (mean, se)
+        .unzip()
 }
 
 #[test]
@@ -212,7 +203,7 @@ fn trace_elbo_score_function_agrees_with_enumeration() -> Res {
     let x = [0.9f64, -0.2, 1.4];
     let l0 = [0.3f64, -0.5, 1.0];
     let xt = Tensor::new(&x, &dev)?;
-    let mut model: Prog<'_> = Box::new(|ctx: &mut Ctx| {
+    let mut model: BoxedProgram<'_> = Box::new(|ctx: &mut Ctx| {
         let prior = Bernoulli::from_probs(&Tensor::new(0.3f64, &dev)?)?;
         ctx.plate("data", 3, |ctx| {
             let z = ctx.sample("z", prior.clone())?;
@@ -220,7 +211,7 @@ fn trace_elbo_score_function_agrees_with_enumeration() -> Res {
         })?;
         Ok(())
     });
-    let mut guide: Prog<'_> = Box::new(|ctx: &mut Ctx| {
+    let mut guide: BoxedProgram<'_> = Box::new(|ctx: &mut Ctx| {
         let l = ctx.param("logits", &Tensor::new(&l0, &dev)?, Constraint::Real)?;
         ctx.plate("data", 3, |ctx| {
             ctx.sample("z", Bernoulli::from_logits(&l)?)

@@ -2,19 +2,13 @@
 //! files must appear, line for line (indentation aside), in this file, and every test here
 //! runs it and checks what the text says it does (`guide::snippets_in_sync`).
 
-use std::error::Error;
-
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vi_infer::candle::{DType, Device, Tensor};
 use vi_infer::dist::{Constraint, Distribution, Normal};
 use vi_infer::{Ctx, ParamStore};
 
-type Res = Result<(), Box<dyn Error>>;
-
-fn close(a: f64, b: f64, tol: f64) -> bool {
-    (a - b).abs() <= tol
-}
+use crate::common::{Res, assert_within_abs, step_error};
 
 /// The README's tour and the guide's first example.
 #[test]
@@ -56,8 +50,8 @@ fn tour() -> Res {
     let loc = svi.store().get("loc")?.unwrap().to_scalar::<f64>()?;
     let scale = svi.store().get("scale")?.unwrap().to_scalar::<f64>()?;
     println!("q(mu) = Normal({loc:.3}, {scale:.3})");
-    assert!(close(loc, 0.8, 0.05), "loc {loc}");
-    assert!(close(scale, 0.2f64.sqrt(), 0.05), "scale {scale}");
+    assert_within_abs("loc", &[loc], &[0.8], 0.05);
+    assert_within_abs("scale", &[scale], &[0.2f64.sqrt()], 0.05);
     Ok(())
 }
 
@@ -93,7 +87,7 @@ fn readme_tour() -> Res {
     }
     let loc = svi.store().get("loc")?.unwrap().to_scalar::<f64>()?; // about 0.8
 
-    assert!(close(loc, 0.8, 0.05), "loc {loc}");
+    assert_within_abs("loc", &[loc], &[0.8], 0.05);
     Ok(())
 }
 
@@ -203,7 +197,7 @@ fn plate_subsample() -> Res {
     assert!(idx.iter().all(|&i| i < 1000));
     let unscaled = x.unscaled_log_prob()?.sum_all()?.to_scalar::<f64>()?;
     let scaled = x.log_prob_sum()?.to_scalar::<f64>()?;
-    assert!(close(scaled, 10.0 * unscaled, 1e-9));
+    assert_within_abs("scaled", &[scaled], &[10.0 * unscaled], 1e-9);
     Ok(())
 }
 
@@ -408,7 +402,7 @@ fn param_store() -> Res {
     std::fs::remove_file(&path).ok();
     assert_eq!(scale.to_vec1::<f64>()?, [0.5, 2.0]);
     let raw = raw.as_tensor().to_vec1::<f64>()?;
-    assert!(close(raw[0], 0.5f64.ln(), 1e-12) && close(raw[1], 2.0f64.ln(), 1e-12));
+    assert_within_abs("log scale", &raw, &[0.5f64.ln(), 2.0f64.ln()], 1e-12);
     Ok(())
 }
 
@@ -576,10 +570,10 @@ fn per_site_kl() -> Res {
     assert_eq!(report.site("sigma").unwrap().kind, TermKind::KlMonteCarlo);
     assert_eq!(report.site("x").unwrap().kind, TermKind::LogLikelihood);
     // KL(N(0, 1) || N(0, 1)) = 0 at the first step (loc starts at 0).
-    assert!(close(kl_mu, 0.0, 1e-12));
+    assert_within_abs("KL(mu)", &[kl_mu], &[0.0], 1e-12);
     // loss = sum of KLs - sum of log-likelihoods
     let ll = report.site("x").unwrap().sum_f64()?;
-    assert!(close(report.loss, total_kl - ll, 1e-9));
+    assert_within_abs("loss", &[report.loss], &[total_kl - ll], 1e-9);
     // The same decomposition under TraceElbo, with two particles: every KL is Monte Carlo.
     let adam = Adam::empty(AdamOptions::default())?;
     let elbo = vi_infer::TraceElbo::new().num_particles(2);
@@ -588,7 +582,7 @@ fn per_site_kl() -> Res {
     assert!(report.kls().all(|t| t.kind == TermKind::KlMonteCarlo));
     let total_kl: f64 = report.kls().map(|t| t.sum_f64().unwrap()).sum();
     let ll = report.site("x").unwrap().sum_f64()?;
-    assert!(close(report.loss, total_kl - ll, 1e-9));
+    assert_within_abs("loss", &[report.loss], &[total_kl - ll], 1e-9);
     Ok(())
 }
 
@@ -631,7 +625,7 @@ fn per_site_kl_batch() -> Res {
 
     // KL(N(0, 0.5) || N(0, 1)) per dim = -log 0.5 + (0.25 - 1) / 2
     let want = -(0.5f64.ln()) + (0.25 - 1.0) / 2.0;
-    assert!(close(per_dim, want, 1e-12), "{per_dim} vs {want}");
+    assert_within_abs("KL per dim", &[per_dim], &[want], 1e-12);
     Ok(())
 }
 
@@ -683,7 +677,8 @@ fn seed_question() -> Res {
         by_hand.to_scalar::<f64>()?,
         as_mvn.to_scalar::<f64>()?,
     );
-    assert!(close(a, b, 1e-12) && close(a, c, 1e-10), "{a} {b} {c}");
+    assert_within_abs("KL by hand", &[a], &[b], 1e-12);
+    assert_within_abs("KL as an MVN", &[a], &[c], 1e-10);
     assert!(reverse.to_scalar::<f64>()? > 0.0);
     let _ = Distribution::event_shape(&diag);
     Ok(())
@@ -885,8 +880,7 @@ fn error_catalogue() -> Res {
         guide: impl FnMut(&mut Ctx) -> vi_infer::Result<TG>,
     ) -> InferError {
         let adam = Adam::empty(AdamOptions::default()).unwrap();
-        let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new());
-        svi.step().expect_err("the step should fail")
+        step_error(model, guide, adam, TraceMeanFieldElbo::new())
     }
     /// The message without the source location of a constructor's error.
     fn unlocated(e: &InferError) -> String {

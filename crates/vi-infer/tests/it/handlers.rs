@@ -8,63 +8,7 @@ use vi_dist::{Bernoulli, Constraint, Normal};
 use vi_infer::handlers::Block;
 use vi_infer::{Ctx, Elbo, InferError, ParamStore, SiteKind, TermKind, TraceMeanFieldElbo};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-fn tensor(xs: &[f64], dev: &Device, dt: DType) -> candle_core::Result<Tensor> {
-    Tensor::new(xs, dev)?.to_dtype(dt)
-}
-
-fn scalar(x: f64, dev: &Device, dt: DType) -> candle_core::Result<Tensor> {
-    Tensor::new(x, dev)?.to_dtype(dt)
-}
-
-/// `Normal(loc, scale)` with scalar parameters.
-fn normal(loc: f64, scale: f64, dev: &Device, dt: DType) -> vi_infer::Result<Normal> {
-    Ok(Normal::new(
-        &scalar(loc, dev, dt)?,
-        &scalar(scale, dev, dt)?,
-    )?)
-}
-
-/// A tensor's elements as f64, row-major.
-fn host(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-/// `log N(x; mu, sigma²)`.
-fn normal_lp(x: f64, mu: f64, sigma: f64) -> f64 {
-    let z = (x - mu) / sigma;
-    -0.5 * z * z - sigma.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
-}
-
-fn assert_close(got: &[f64], want: &[f64], dt: DType, what: &str) {
-    let tol = if dt == DType::F32 { 2e-5 } else { 1e-12 };
-    assert_eq!(got.len(), want.len(), "{what}: got {got:?}, want {want:?}");
-    for (g, w) in got.iter().zip(want) {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}: got {got:?}, want {want:?}"
-        );
-    }
-}
-
-/// Runs `f` in a fresh context: an empty store and a generator seeded with `rng_seed`.
-fn run<T>(
-    dev: &Device,
-    dt: DType,
-    rng_seed: u64,
-    f: impl FnOnce(&mut Ctx) -> vi_infer::Result<T>,
-) -> vi_infer::Result<T> {
-    let mut store = ParamStore::new(dev, dt);
-    let mut rng = ChaCha8Rng::seed_from_u64(rng_seed);
-    let mut ctx = Ctx::new(&mut store, &mut rng);
-    f(&mut ctx)
-}
+use crate::common::{Res, assert_close, host, normal, normal_lp, run, scalar, tensor};
 
 // ---------------------------------------------------------------------------------------
 // trace

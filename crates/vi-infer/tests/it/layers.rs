@@ -9,6 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution as _, StandardNormal};
 use vi_infer::layers::{self, Linear};
 
+use crate::common::{Res, assert_close_tensors, assert_close_tol, host};
+
 fn randn(rng: &mut ChaCha8Rng, dims: &[usize], dtype: DType, dev: &Device) -> Res<Tensor> {
     let n = dims.iter().product::<usize>();
     let v: Vec<f64> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
@@ -17,24 +19,8 @@ fn randn(rng: &mut ChaCha8Rng, dims: &[usize], dtype: DType, dev: &Device) -> Re
         .to_device(dev)?)
 }
 
-type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
-
 fn tol(dtype: DType) -> f64 {
     if dtype == DType::F64 { 1e-12 } else { 1e-5 }
-}
-
-/// `max |a − b| / (1 + |b|) ≤ tol`, same shapes.
-fn assert_close(a: &Tensor, b: &Tensor, tol: f64, what: &str) -> Res {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-    let a = a.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    let b = b.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!(
-            (x - y).abs() <= tol * (1.0 + y.abs()),
-            "{what}[{i}]: {x} vs {y} (tol {tol})"
-        );
-    }
-    Ok(())
 }
 
 fn grad<'a>(grads: &'a GradStore, v: &Var, what: &str) -> Res<&'a Tensor> {
@@ -58,7 +44,7 @@ fn compare(
     let y = ours.forward(x)?;
     let y_ref = theirs.forward(x)?;
     let tol = tol(x.dtype());
-    assert_close(&y, &y_ref, tol, &format!("{what}: y"))?;
+    assert_close_tensors(&y, &y_ref, tol, &format!("{what}: y"));
     let mut rng = ChaCha8Rng::seed_from_u64(r_seed);
     let r = randn(&mut rng, y.dims(), y.dtype(), y.device())?;
     let g = (&y * &r)?.sum_all()?.backward()?;
@@ -72,22 +58,22 @@ fn compare(
         }
     }
     let dw = grad(&g, w, "w")?;
-    assert_close(dw, grad(&g_ref, w, "w")?, tol, &format!("{what}: dW"))?;
+    assert_close_tensors(dw, grad(&g_ref, w, "w")?, tol, &format!("{what}: dW"));
     if let Some(b) = b {
-        assert_close(
+        assert_close_tensors(
             grad(&g, b, "b")?,
             grad(&g_ref, b, "b")?,
             tol,
             &format!("{what}: db"),
-        )?;
+        );
     }
     if let Some(xv) = x_var {
-        assert_close(
+        assert_close_tensors(
             grad(&g, xv, "x")?,
             grad(&g_ref, xv, "x")?,
             tol,
             &format!("{what}: dx"),
-        )?;
+        );
     }
     Ok(())
 }
@@ -140,12 +126,12 @@ fn non_contiguous(dev: &Device, dtype: DType) -> Res {
         .forward(&x)?
         .sum_all()?
         .backward()?;
-    assert_close(
+    assert_close_tensors(
         grad(&g, &xt, "xt")?,
         grad(&g_ref, &xt, "xt")?,
         tol(dtype),
         "transposed x: dx",
-    )?;
+    );
     // x[2, 3, k] as a permutation of a [k, 2, 3] tensor.
     let x3 = randn(&mut rng, &[k, 2, 3], dtype, dev)?.permute((1, 2, 0))?;
     assert!(!x3.is_contiguous());
@@ -161,20 +147,20 @@ fn non_contiguous(dev: &Device, dtype: DType) -> Res {
     let reference: candle_nn::Linear = layer.clone().into();
     let x = randn(&mut rng, &[4, k], dtype, dev)?;
     let (y, y_ref) = (layer.forward(&x)?, reference.forward(&x)?);
-    assert_close(&y, &y_ref, tol(dtype), "strided w, b: y")?;
+    assert_close_tensors(&y, &y_ref, tol(dtype), "strided w, b: y");
     let (g, g_ref) = (y.sum_all()?.backward()?, y_ref.sum_all()?.backward()?);
-    assert_close(
+    assert_close_tensors(
         grad(&g, &wt, "wt")?,
         grad(&g_ref, &wt, "wt")?,
         tol(dtype),
         "dW",
-    )?;
-    assert_close(
+    );
+    assert_close_tensors(
         grad(&g, &bm, "bm")?,
         grad(&g_ref, &bm, "bm")?,
         tol(dtype),
         "db",
-    )?;
+    );
     Ok(())
 }
 vi_test::test_device!(non_contiguous);
@@ -209,19 +195,25 @@ fn no_gradient_for_untracked_inputs() -> Res {
     Ok(())
 }
 
-/// `dW`, `db`, `dx` of `L = Σ (r ⊙ y)²` against central finite differences, in f64.
-#[test]
-fn finite_differences() -> Res {
+/// `dW`, `db`, `dx` of `L = Σ (r ⊙ forward(layer, x))²` against central finite differences,
+/// in f64: `w [n, k]`, `b [n]`, `x [batch.., k]` and `r [batch.., n]` drawn in that order from
+/// a generator seeded with `seed`.
+fn check_finite_differences(
+    seed: u64,
+    (k, n): (usize, usize),
+    batch: &[usize],
+    forward: impl Fn(&Linear, &Tensor) -> candle_core::Result<Tensor>,
+) -> Res {
     let dev = Device::Cpu;
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let (k, n) = (4, 3);
-    let dims = [2, 3, k];
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x_dims: Vec<usize> = batch.iter().copied().chain([k]).collect();
+    let r_dims: Vec<usize> = batch.iter().copied().chain([n]).collect();
     let w0 = randn(&mut rng, &[n, k], DType::F64, &dev)?;
     let b0 = randn(&mut rng, &[n], DType::F64, &dev)?;
-    let x0 = randn(&mut rng, &dims, DType::F64, &dev)?;
-    let r = randn(&mut rng, &[2, 3, n], DType::F64, &dev)?;
+    let x0 = randn(&mut rng, &x_dims, DType::F64, &dev)?;
+    let r = randn(&mut rng, &r_dims, DType::F64, &dev)?;
     let loss = |x: &Tensor, w: &Tensor, b: &Tensor| -> Res<Tensor> {
-        let y = Linear::new(w.clone(), Some(b.clone())).forward(x)?;
+        let y = forward(&Linear::new(w.clone(), Some(b.clone())), x)?;
         Ok((&y * &r)?.sqr()?.sum_all()?)
     };
     let (x, w, b) = (
@@ -230,36 +222,30 @@ fn finite_differences() -> Res {
         Var::from_tensor(&b0)?,
     );
     let g = loss(x.as_tensor(), w.as_tensor(), b.as_tensor())?.backward()?;
-    let at = |t: &Tensor, v: &[f64]| Tensor::from_slice(v, t.dims(), &dev);
     let eval = |xs: &Tensor, ws: &Tensor, bs: &Tensor| -> f64 {
         loss(xs, ws, bs)
             .and_then(|l| Ok(l.to_scalar::<f64>()?))
             .unwrap_or(f64::NAN)
     };
-    let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f64>());
-    let fd_w = vi_test::finite_difference(&flat(&w0)?, 1e-6, |v| match at(&w0, v) {
-        Ok(t) => eval(&x0, &t, &b0),
-        Err(_) => f64::NAN,
-    });
-    let fd_b = vi_test::finite_difference(&flat(&b0)?, 1e-6, |v| match at(&b0, v) {
-        Ok(t) => eval(&x0, &w0, &t),
-        Err(_) => f64::NAN,
-    });
-    let fd_x = vi_test::finite_difference(&flat(&x0)?, 1e-6, |v| match at(&x0, v) {
-        Ok(t) => eval(&t, &w0, &b0),
-        Err(_) => f64::NAN,
-    });
+    // The finite differences of `L` in one argument `t0`, the others held.
+    let fd = |t0: &Tensor, at: &dyn Fn(&Tensor) -> f64| {
+        vi_test::finite_difference(&host(t0), 1e-6, |v| {
+            Tensor::from_slice(v, t0.dims(), &dev).map_or(f64::NAN, |t| at(&t))
+        })
+    };
+    let fd_w = fd(&w0, &|t| eval(&x0, t, &b0));
+    let fd_b = fd(&b0, &|t| eval(&x0, &w0, t));
+    let fd_x = fd(&x0, &|t| eval(t, &w0, &b0));
     for (what, v, fd) in [("w", &w, fd_w), ("b", &b, fd_b), ("x", &x, fd_x)] {
-        let an = flat(grad(&g, v, what)?)?;
-        assert_eq!(an.len(), fd.len());
-        for (i, (a, f)) in an.iter().zip(&fd).enumerate() {
-            assert!(
-                (a - f).abs() <= 1e-6 * (1.0 + f.abs()),
-                "d{what}[{i}]: {a} vs {f}"
-            );
-        }
+        assert_close_tol(&host(grad(&g, v, what)?), &fd, 1e-6, &format!("d{what}"));
     }
     Ok(())
+}
+
+/// `forward`'s `dW`, `db`, `dx` against central finite differences, in f64.
+#[test]
+fn finite_differences() -> Res {
+    check_finite_differences(5, (4, 3), &[2, 3], |layer, x| layer.forward(x))
 }
 
 /// A rank-1 input is one row (candle-nn's `Linear` rejects it); other dtypes (f16) and
@@ -274,18 +260,18 @@ fn other_inputs() -> Res {
     let x = randn(&mut rng, &[5], DType::F64, &dev)?;
     let y = layer.forward(&x)?;
     assert_eq!(y.dims(), &[3]);
-    assert_close(
+    assert_close_tensors(
         &y,
         &layer.forward(&x.unsqueeze(0)?)?.squeeze(0)?,
         0.0,
         "rank 1",
-    )?;
+    );
 
     let (w16, b16) = (w.to_dtype(DType::F16)?, b.to_dtype(DType::F16)?);
     let x16 = randn(&mut rng, &[4, 5], DType::F16, &dev)?;
     let ours = Linear::new(w16.clone(), Some(b16.clone())).forward(&x16)?;
     let theirs = candle_nn::Linear::new(w16, Some(b16)).forward(&x16)?;
-    assert_close(&ours, &theirs, 0.0, "f16")?;
+    assert_close_tensors(&ours, &theirs, 0.0, "f16");
 
     let x32 = randn(&mut rng, &[4, 5], DType::F32, &dev)?;
     assert!(layer.forward(&x32).is_err());
@@ -361,7 +347,7 @@ fn softplus_same_as_composed(dev: &Device, dtype: DType) -> Res {
                 );
                 let y = ours.forward_softplus(input)?;
                 let y_ref = vi_infer::dist::ops::softplus(&theirs.forward(input)?)?;
-                assert_close(&y, &y_ref, tol(dtype), &format!("{what}: y"))?;
+                assert_close_tensors(&y, &y_ref, tol(dtype), &format!("{what}: y"));
                 let r = randn(&mut rng, y.dims(), dtype, dev)?;
                 let g = (&y * &r)?.sum_all()?.backward()?;
                 let g_ref = (&y_ref * &r)?.sum_all()?.backward()?;
@@ -373,12 +359,12 @@ fn softplus_same_as_composed(dev: &Device, dtype: DType) -> Res {
                     assert!(g.get(input).is_none(), "{what}: data input got a gradient");
                 }
                 for (name, v) in pairs {
-                    assert_close(
+                    assert_close_tensors(
                         grad(&g, v, name)?,
                         grad(&g_ref, v, name)?,
                         tol(dtype),
                         &format!("{what} ({i}): d{name}"),
-                    )?;
+                    );
                 }
             }
         }
@@ -390,41 +376,5 @@ vi_test::test_device!(softplus_same_as_composed);
 /// `forward_softplus`'s gradients against central finite differences, in f64.
 #[test]
 fn softplus_finite_differences() -> Res {
-    let dev = Device::Cpu;
-    let mut rng = ChaCha8Rng::seed_from_u64(23);
-    let (k, n) = (3, 4);
-    let w0 = randn(&mut rng, &[n, k], DType::F64, &dev)?;
-    let b0 = randn(&mut rng, &[n], DType::F64, &dev)?;
-    let x0 = randn(&mut rng, &[5, k], DType::F64, &dev)?;
-    let r = randn(&mut rng, &[5, n], DType::F64, &dev)?;
-    let loss = |x: &Tensor, w: &Tensor, b: &Tensor| -> Res<Tensor> {
-        let y = Linear::new(w.clone(), Some(b.clone())).forward_softplus(x)?;
-        Ok((&y * &r)?.sqr()?.sum_all()?)
-    };
-    let (x, w, b) = (
-        Var::from_tensor(&x0)?,
-        Var::from_tensor(&w0)?,
-        Var::from_tensor(&b0)?,
-    );
-    let g = loss(x.as_tensor(), w.as_tensor(), b.as_tensor())?.backward()?;
-    let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f64>());
-    let eval = |xs: &Tensor, ws: &Tensor, bs: &Tensor| -> f64 {
-        loss(xs, ws, bs)
-            .and_then(|l| Ok(l.to_scalar::<f64>()?))
-            .unwrap_or(f64::NAN)
-    };
-    let at = |t: &Tensor, v: &[f64]| Tensor::from_slice(v, t.dims(), &dev).unwrap();
-    let fd_w = vi_test::finite_difference(&flat(&w0)?, 1e-6, |v| eval(&x0, &at(&w0, v), &b0));
-    let fd_b = vi_test::finite_difference(&flat(&b0)?, 1e-6, |v| eval(&x0, &w0, &at(&b0, v)));
-    let fd_x = vi_test::finite_difference(&flat(&x0)?, 1e-6, |v| eval(&at(&x0, v), &w0, &b0));
-    for (what, v, fd) in [("w", &w, fd_w), ("b", &b, fd_b), ("x", &x, fd_x)] {
-        let an = flat(grad(&g, v, what)?)?;
-        for (i, (a, f)) in an.iter().zip(&fd).enumerate() {
-            assert!(
-                (a - f).abs() <= 1e-6 * (1.0 + f.abs()),
-                "d{what}[{i}]: {a} vs {f}"
-            );
-        }
-    }
-    Ok(())
+    check_finite_differences(23, (3, 4), &[5], |layer, x| layer.forward_softplus(x))
 }

@@ -1,6 +1,7 @@
 //! The integration tests of `vi-infer`, one binary.
 
 mod bookkeeping;
+mod common;
 mod conjugate;
 mod errors;
 mod gradients;

@@ -2,46 +2,46 @@
 //! the model and guide agree on plates, scale and mask; the Monte Carlo term otherwise.
 
 use candle_core::{DType, Device, Tensor};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use vi_dist::{Cauchy, Constraint, Distribution, Normal};
-use vi_infer::{Ctx, Elbo, ParamStore, TermKind, TraceMeanFieldElbo};
+use vi_infer::{Ctx, ElboOutput, TermKind, TraceMeanFieldElbo};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{Res, elbo_output, max_abs_diff, t};
 
-fn t(v: &[f64]) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = vi_test::to_vec(a).unwrap();
-    let b = vi_test::to_vec(b).unwrap();
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+/// `TraceMeanFieldElbo` of `model` and `guide` on the CPU in f64, the generator seeded with
+/// `seed`.
+fn mean_field(
+    seed: u64,
+    model: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
+    guide: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
+) -> vi_infer::Result<ElboOutput> {
+    elbo_output(
+        &TraceMeanFieldElbo::new(),
+        &Device::Cpu,
+        DType::F64,
+        seed,
+        model,
+        guide,
+    )
 }
 
 #[test]
 fn no_closed_form_falls_back_to_monte_carlo() -> Res {
     // Guide Normal against a Cauchy prior: no closed form, so log q(z) − log p(z) at the draw.
     // (Batch dim 2 in a plate: a batch dim outside any plate is a SiteShape error.)
-    let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate("p", 2, |ctx| {
             ctx.sample("z", Cauchy::new(&t(&[0.0, 1.0]), &t(&[1.0, 2.0]))?)
         })?;
         Ok(())
     };
-    let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         let loc = ctx.param("loc", &t(&[0.5, 0.5]), Constraint::Real)?;
         ctx.plate("p", 2, |ctx| {
             ctx.sample("z", Normal::new(&loc, &t(&[1.0, 1.0]))?)
         })?;
         Ok(())
     };
-    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let out = TraceMeanFieldElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
+    let out = mean_field(0, model, guide)?;
     let term = &out.sites[0];
     assert_eq!(term.kind, TermKind::KlMonteCarlo);
     let z = &out.guide_trace.get("z").unwrap().value;
@@ -58,7 +58,7 @@ fn disagreeing_scales_use_monte_carlo_with_each_sides_scale() -> Res {
     // the same plate under `scale(0.5)` (scale 2). Pyro would scale the analytic KL by the
     // guide's scale alone; we take 2 log q(z) − 4 log p(z) at the draw.
     let data = t(&[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]);
-    let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate_subsample("data", 8, 2, |ctx, idx| {
             let z = ctx.sample("z", Normal::new(&t(&[0.0, 0.0]), &t(&[1.0, 1.0]))?)?;
             ctx.observe(
@@ -69,7 +69,7 @@ fn disagreeing_scales_use_monte_carlo_with_each_sides_scale() -> Res {
         })?;
         Ok(())
     };
-    let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate_subsample("data", 8, 2, |ctx, _| {
             ctx.scale(0.5, |ctx| {
                 ctx.sample("z", Normal::new(&t(&[0.3, -0.3]), &t(&[0.5, 0.5]))?)
@@ -77,9 +77,7 @@ fn disagreeing_scales_use_monte_carlo_with_each_sides_scale() -> Res {
         })?;
         Ok(())
     };
-    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let out = TraceMeanFieldElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
+    let out = mean_field(1, model, guide)?;
     let term = out.sites.iter().find(|s| s.name == "z").unwrap();
     assert_eq!(term.kind, TermKind::KlMonteCarlo);
     let z = &out.guide_trace.get("z").unwrap().value;
@@ -92,21 +90,19 @@ fn disagreeing_scales_use_monte_carlo_with_each_sides_scale() -> Res {
 
 #[test]
 fn agreeing_sites_use_the_analytic_kl_scaled() -> Res {
-    let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate_subsample("data", 8, 2, |ctx, _| {
             ctx.sample("z", Normal::new(&t(&[0.0]), &t(&[1.0]))?)
         })?;
         Ok(())
     };
-    let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate_subsample("data", 8, 2, |ctx, _| {
             ctx.sample("z", Normal::new(&t(&[0.3]), &t(&[0.5]))?)
         })?;
         Ok(())
     };
-    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let out = TraceMeanFieldElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
+    let out = mean_field(1, model, guide)?;
     let term = &out.sites[0];
     assert_eq!(term.kind, TermKind::KlAnalytic);
     // KL(N(0.3, 0.5) ‖ N(0, 1)) = ln 2 + (0.25 + 0.09) / 2 − 1/2, times 8 / 2.
@@ -121,7 +117,7 @@ fn agreeing_sites_use_the_analytic_kl_scaled() -> Res {
 #[test]
 fn masked_guide_and_model_mask_the_kl() -> Res {
     let mask = Tensor::new(&[1u8, 0, 1], &Device::Cpu)?;
-    let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate("p", 3, |ctx| {
             ctx.mask(&mask, |ctx| {
                 ctx.sample(
@@ -132,7 +128,7 @@ fn masked_guide_and_model_mask_the_kl() -> Res {
         })?;
         Ok(())
     };
-    let mut guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate("p", 3, |ctx| {
             ctx.mask(&mask, |ctx| {
                 ctx.sample(
@@ -143,9 +139,7 @@ fn masked_guide_and_model_mask_the_kl() -> Res {
         })?;
         Ok(())
     };
-    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let out = TraceMeanFieldElbo::new().compute(&mut model, &mut guide, &mut store, &mut rng)?;
+    let out = mean_field(1, model, guide)?;
     let term = &out.sites[0];
     assert_eq!(term.kind, TermKind::KlAnalytic);
     let kl = 2f64.ln() + 0.34 / 2.0 - 0.5;

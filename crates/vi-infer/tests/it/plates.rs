@@ -2,61 +2,10 @@
 //! subsampling and its scaling, the frames recorded on sites, and `Trace::format_shapes`.
 
 use candle_core::{DType, Device, Tensor};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use vi_dist::{Constraint, Distribution, Normal};
-use vi_infer::{Ctx, InferError, ParamStore, PlateFrame, Site, Trace};
+use vi_infer::{Ctx, InferError, PlateFrame, Site, Trace};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-
-fn tensor(xs: &[f64], dev: &Device, dt: DType) -> candle_core::Result<Tensor> {
-    Tensor::new(xs, dev)?.to_dtype(dt)
-}
-
-fn scalar(x: f64, dev: &Device, dt: DType) -> candle_core::Result<Tensor> {
-    Tensor::new(x, dev)?.to_dtype(dt)
-}
-
-fn std_normal(dev: &Device, dt: DType) -> vi_infer::Result<Normal> {
-    Ok(Normal::new(&scalar(0.0, dev, dt)?, &scalar(1.0, dev, dt)?)?)
-}
-
-fn host(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-fn normal_lp(x: f64, mu: f64, sigma: f64) -> f64 {
-    let z = (x - mu) / sigma;
-    -0.5 * z * z - sigma.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
-}
-
-fn assert_close(got: &[f64], want: &[f64], dt: DType, what: &str) {
-    let tol = if dt == DType::F32 { 2e-5 } else { 1e-12 };
-    assert_eq!(got.len(), want.len(), "{what}: got {got:?}, want {want:?}");
-    for (g, w) in got.iter().zip(want) {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}: got {got:?}, want {want:?}"
-        );
-    }
-}
-
-/// Runs `f` in a fresh context (empty store, generator seeded with 0).
-fn run<T>(
-    dev: &Device,
-    dt: DType,
-    f: impl FnOnce(&mut Ctx) -> vi_infer::Result<T>,
-) -> vi_infer::Result<T> {
-    let mut store = ParamStore::new(dev, dt);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut ctx = Ctx::new(&mut store, &mut rng);
-    f(&mut ctx)
-}
+use crate::common::{Res, assert_close, host, normal, normal_lp, run, scalar, tensor};
 
 /// Traces `f` in a fresh context.
 fn trace(
@@ -64,7 +13,7 @@ fn trace(
     dt: DType,
     f: impl FnOnce(&mut Ctx) -> vi_infer::Result<()>,
 ) -> vi_infer::Result<Trace> {
-    Ok(run(dev, dt, |ctx| ctx.trace(f))?.1)
+    Ok(run(dev, dt, 0, |ctx| ctx.trace(f))?.1)
 }
 
 /// `(name, dim)` of each plate active in `ctx`, outermost first.
@@ -94,7 +43,7 @@ fn owned(v: &[(&str, isize)]) -> Vec<(String, isize)> {
 #[test]
 fn dims_are_allocated_from_the_right() -> Res {
     let (dev, dt) = (Device::Cpu, DType::F64);
-    let seen = run(&dev, dt, |ctx| {
+    let seen = run(&dev, dt, 0, |ctx| {
         let mut seen = Vec::new();
         ctx.plate("a", 2, |ctx| {
             seen.push(dims(ctx));
@@ -135,7 +84,7 @@ fn dims_are_allocated_from_the_right() -> Res {
 #[test]
 fn explicit_dims_and_auto_allocation_around_them() -> Res {
     let (dev, dt) = (Device::Cpu, DType::F64);
-    let seen = run(&dev, dt, |ctx| {
+    let seen = run(&dev, dt, 0, |ctx| {
         let mut seen = Vec::new();
         ctx.plate_dim("x", 3, -2, |ctx| {
             ctx.plate("y", 4, |ctx| {
@@ -197,7 +146,7 @@ fn plate_err<T: std::fmt::Debug>(r: vi_infer::Result<T>) -> (String, String) {
 #[test]
 fn dim_collisions_and_bad_plates_are_errors() {
     let (dev, dt) = (Device::Cpu, DType::F64);
-    let (plate, text) = plate_err(run(&dev, dt, |ctx| {
+    let (plate, text) = plate_err(run(&dev, dt, 0, |ctx| {
         ctx.plate_dim("a", 2, -1, |ctx| ctx.plate_dim("b", 3, -1, |_| Ok(())))
     }));
     assert_eq!(plate, "b");
@@ -206,28 +155,28 @@ fn dim_collisions_and_bad_plates_are_errors() {
         "{text}"
     );
     // An auto plate outside an explicit one at the same dim: the explicit one collides.
-    let (plate, text) = plate_err(run(&dev, dt, |ctx| {
+    let (plate, text) = plate_err(run(&dev, dt, 0, |ctx| {
         ctx.plate("a", 2, |ctx| ctx.plate_dim("b", 3, -1, |_| Ok(())))
     }));
     assert_eq!(plate, "b");
     assert!(text.contains("`a`"), "{text}");
-    let (plate, text) = plate_err(run(&dev, dt, |ctx| ctx.plate_dim("a", 2, 0, |_| Ok(()))));
+    let (plate, text) = plate_err(run(&dev, dt, 0, |ctx| ctx.plate_dim("a", 2, 0, |_| Ok(()))));
     assert_eq!(plate, "a");
     assert!(text.contains("negative"), "{text}");
-    let (plate, text) = plate_err(run(&dev, dt, |ctx| {
+    let (plate, text) = plate_err(run(&dev, dt, 0, |ctx| {
         ctx.plate("a", 2, |ctx| ctx.plate("a", 2, |_| Ok(())))
     }));
     assert_eq!(plate, "a");
     assert!(text.contains("already active"), "{text}");
     for sub in [0, 6] {
-        let (plate, text) = plate_err(run(&dev, dt, |ctx| {
+        let (plate, text) = plate_err(run(&dev, dt, 0, |ctx| {
             ctx.plate_subsample("data", 5, sub, |_, _| Ok(()))
         }));
         assert_eq!(plate, "data");
         assert!(text.contains(&format!("subsample size {sub}")), "{text}");
     }
     // After a failed plate the context is clean: a plate at -1 works.
-    let ok = run(&dev, dt, |ctx| {
+    let ok = run(&dev, dt, 0, |ctx| {
         let _ = ctx.plate_dim("a", 2, -1, |ctx| ctx.plate_dim("b", 3, -1, |_| Ok(())));
         assert!(ctx.plates().is_empty());
         ctx.plate("c", 2, |ctx| Ok(dims(ctx)))
@@ -254,7 +203,7 @@ fn sites_broadcast_to_their_plates(dev: &Device, dt: DType) -> Res {
     let one = scalar(1.0, dev, dt)?;
     let tr = trace(dev, dt, |ctx| {
         ctx.plate("n", 4, |ctx| {
-            ctx.sample("scalar", std_normal(dev, dt)?)?;
+            ctx.sample("scalar", normal(0.0, 1.0, dev, dt)?)?;
             ctx.sample("already", Normal::new(&locs, &ones4)?)?;
             ctx.sample(
                 "size1",
@@ -264,7 +213,7 @@ fn sites_broadcast_to_their_plates(dev: &Device, dt: DType) -> Res {
             ctx.sample("event", ev.to_event(1)?)?;
             ctx.observe("obs", Normal::new(&one, &one)?, &ones4)?;
             ctx.plate("m", 3, |ctx| {
-                ctx.sample("nested", std_normal(dev, dt)?)?;
+                ctx.sample("nested", normal(0.0, 1.0, dev, dt)?)?;
                 ctx.sample("nested_vec", Normal::new(&locs, &ones4)?)
             })?;
             Ok(())
@@ -320,7 +269,7 @@ vi_test::test_device!(sites_broadcast_to_their_plates);
 
 fn plate_size_mismatch_is_an_error(dev: &Device, dt: DType) -> Res {
     let three = Normal::new(&tensor(&[0.0; 3], dev, dt)?, &tensor(&[1.0; 3], dev, dt)?)?;
-    let err = run(dev, dt, |ctx| {
+    let err = run(dev, dt, 0, |ctx| {
         ctx.plate("n", 4, |ctx| ctx.sample("z", three.clone()))
     })
     .unwrap_err();
@@ -351,21 +300,21 @@ vi_test::test_device!(plate_size_mismatch_is_an_error);
 fn subsampled_plates_scale_log_densities(dev: &Device, dt: DType) -> Res {
     let data: Vec<f64> = (0..100).map(|i| f64::from(i) / 50.0 - 1.0).collect();
     let data_t = tensor(&data, dev, dt)?;
-    let (idx, tr) = run(dev, dt, |ctx| {
+    let (idx, tr) = run(dev, dt, 0, |ctx| {
         ctx.trace(|ctx| {
             let idx = ctx.plate_subsample("data", 100, 10, |ctx, idx| {
                 let batch = data_t.index_select(idx, 0)?;
-                ctx.observe("x", std_normal(dev, dt)?, &batch)?;
+                ctx.observe("x", normal(0.0, 1.0, dev, dt)?, &batch)?;
                 ctx.plate_subsample("inner", 6, 3, |ctx, _| {
-                    ctx.sample("both", std_normal(dev, dt)?)
+                    ctx.sample("both", normal(0.0, 1.0, dev, dt)?)
                 })?;
                 Ok(idx.clone())
             })?;
             ctx.plate_subsample("full", 5, 5, |ctx, _| {
-                ctx.sample("full_z", std_normal(dev, dt)?)
+                ctx.sample("full_z", normal(0.0, 1.0, dev, dt)?)
             })?;
             ctx.plate("plain", 5, |ctx| {
-                ctx.sample("plain_z", std_normal(dev, dt)?)
+                ctx.sample("plain_z", normal(0.0, 1.0, dev, dt)?)
             })?;
             Ok(idx)
         })
@@ -396,7 +345,7 @@ vi_test::test_device!(subsampled_plates_scale_log_densities);
 
 fn subsample_indices(dev: &Device, dt: DType) -> Res {
     let draw = |seed: Option<u64>| -> vi_infer::Result<Tensor> {
-        run(dev, dt, |ctx| {
+        run(dev, dt, 0, |ctx| {
             let f = |ctx: &mut Ctx| ctx.plate_subsample("data", 50, 20, |_, idx| Ok(idx.clone()));
             match seed {
                 Some(s) => ctx.seed(s, f),
@@ -428,13 +377,13 @@ vi_test::test_device!(subsample_indices);
 fn sites_record_their_plates_outermost_first() -> Res {
     let (dev, dt) = (Device::Cpu, DType::F64);
     let tr = trace(&dev, dt, |ctx| {
-        ctx.sample("global", std_normal(&dev, dt)?)?;
+        ctx.sample("global", normal(0.0, 1.0, &dev, dt)?)?;
         ctx.plate("outer", 4, |ctx| {
-            ctx.sample("o", std_normal(&dev, dt)?)?;
+            ctx.sample("o", normal(0.0, 1.0, &dev, dt)?)?;
             ctx.plate_subsample("inner", 10, 2, |ctx, _| {
-                ctx.sample("oi", std_normal(&dev, dt)?)?;
+                ctx.sample("oi", normal(0.0, 1.0, &dev, dt)?)?;
                 ctx.plate_dim("deep", 3, -4, |ctx| {
-                    ctx.sample("oid", std_normal(&dev, dt)?)
+                    ctx.sample("oid", normal(0.0, 1.0, &dev, dt)?)
                 })
             })?;
             // Parameters and deterministic sites carry no plates.

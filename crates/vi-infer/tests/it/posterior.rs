@@ -8,7 +8,7 @@ use vi_dist::{Bernoulli, Beta, Constraint, Distribution, Gamma, Normal, Poisson}
 use vi_infer::{Ctx, Elbo, Svi, TraceMeanFieldElbo};
 use vi_optim::{ClippedAdam, ClippedAdamOptions};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
+use crate::common::Res;
 
 /// ClippedAdam whose learning rate decays from `lr` to `lr / 1000` over `steps`.
 fn optimizer(lr: f64, steps: usize) -> ClippedAdam {

@@ -9,57 +9,27 @@ use vi_dist::{Bernoulli, Beta, Constraint, Distribution, MultivariateNormal, Nor
 use vi_infer::{
     Ctx, Elbo, InferError, ParamStore, Plate, Svi, TermKind, TraceElbo, TraceMeanFieldElbo,
 };
-use vi_optim::{Adam, AdamOptions};
 
-type Res = Result<(), Box<dyn std::error::Error>>;
-type Program<'a> = Box<dyn FnMut(&mut Ctx) -> vi_infer::Result<()> + 'a>;
+use crate::common::{
+    BoxedProgram, Res, adam, assert_mentions, elbo_error, elbo_output, empty, normal_lp, s, t,
+};
 
-fn t(v: &[f64]) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap()
-}
-
-fn s(v: f64) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap()
-}
-
-fn adam() -> Adam {
-    Adam::empty(AdamOptions {
-        lr: 0.01,
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-/// The error of `compute` with both ELBOs (each must fail).
+/// The error of `compute` with `TraceElbo` and with `TraceMeanFieldElbo`, on the CPU in f64
+/// (each must fail).
 fn both_elbos_fail(
     mut model: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
     mut guide: impl FnMut(&mut Ctx) -> vi_infer::Result<()>,
 ) -> [InferError; 2] {
-    let mut run = |elbo: &dyn Elbo| {
-        let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        match elbo.compute(&mut model, &mut guide, &mut store, &mut rng) {
-            Ok(out) => panic!("the ELBO should fail, got loss {}", out.loss),
-            Err(e) => e,
-        }
-    };
-    [run(&TraceElbo::new()), run(&TraceMeanFieldElbo::new())]
-}
-
-fn assert_mentions(e: &InferError, parts: &[&str]) {
-    let text = e.to_string();
-    for p in parts {
-        assert!(text.contains(p), "`{text}` should mention {p:?}");
-    }
-}
-
-fn no_guide() -> impl FnMut(&mut Ctx) -> vi_infer::Result<()> {
-    |_: &mut Ctx| Ok(())
+    let (dev, dt) = (&Device::Cpu, DType::F64);
+    [
+        elbo_error(&TraceElbo::new(), dev, dt, &mut model, &mut guide),
+        elbo_error(&TraceMeanFieldElbo::new(), dev, dt, &mut model, &mut guide),
+    ]
 }
 
 // 1. ---------------------------------------------------------------------------------------
 
-fn scale_model_and_guide() -> (Program<'static>, Program<'static>) {
+fn scale_model_and_guide() -> (BoxedProgram<'static>, BoxedProgram<'static>) {
     let model = Box::new(|ctx: &mut Ctx| -> vi_infer::Result<()> {
         let z = ctx.sample("z", Normal::new(&s(0.0), &s(1.0))?)?;
         ctx.observe("x", Normal::new(&z, &s(1.0))?, &s(0.7))?;
@@ -77,7 +47,7 @@ fn scale_model_and_guide() -> (Program<'static>, Program<'static>) {
 #[test]
 fn get_after_load_is_the_constrained_value() -> Res {
     let (model, guide) = scale_model_and_guide();
-    let mut svi = Svi::new(model, guide, adam(), TraceMeanFieldElbo::new()).seed(3);
+    let mut svi = Svi::new(model, guide, adam(0.01), TraceMeanFieldElbo::new()).seed(3);
     for _ in 0..50 {
         svi.step()?;
     }
@@ -99,7 +69,7 @@ fn get_after_load_is_the_constrained_value() -> Res {
 
     // A fresh Svi that has never run the guide: `get` is the constrained value at once.
     let (model, guide) = scale_model_and_guide();
-    let mut fresh = Svi::new(model, guide, adam(), TraceMeanFieldElbo::new());
+    let mut fresh = Svi::new(model, guide, adam(0.01), TraceMeanFieldElbo::new());
     fresh.load(&a)?;
     assert_eq!(
         fresh.store().get("scale")?.unwrap().to_scalar::<f64>()?,
@@ -194,7 +164,7 @@ fn observed_value_with_a_batch_dim_outside_the_plates() {
         })?;
         Ok(())
     };
-    for e in both_elbos_fail(model, no_guide()) {
+    for e in both_elbos_fail(model, empty) {
         assert!(
             matches!(&e, InferError::SiteShape { site, shape, dim: -2, size: 5, plate: None, .. } if site == "x" && **shape == [5, 5]),
             "{e:?}"
@@ -206,17 +176,13 @@ fn observed_value_with_a_batch_dim_outside_the_plates() {
     }
     // The right shape gives the right loss: 5 × N(0, 1) log-density terms.
     let flat = x.flatten_all().unwrap();
-    let mut model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate("data", 5, |ctx| {
             ctx.observe("x", Normal::new(&s(0.0), &s(1.0))?, &flat)
         })?;
         Ok(())
     };
-    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let out = TraceElbo::new()
-        .compute(&mut model, &mut no_guide(), &mut store, &mut rng)
-        .unwrap();
+    let out = elbo_output(&TraceElbo::new(), &Device::Cpu, DType::F64, 0, model, empty).unwrap();
     let want: f64 = [0.1f64, 0.2, 0.3, 0.4, 0.5]
         .iter()
         .map(|v| 0.5 * v * v + 0.5 * (2.0 * std::f64::consts::PI).ln())
@@ -303,7 +269,7 @@ fn nested_plate_dim_errors() {
         );
     }
     // The valid version (test_nested_plate_plate_ok) passes.
-    let mut ok = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+    let ok = |ctx: &mut Ctx| -> vi_infer::Result<()> {
         ctx.plate_subsample("plate_outer", 10, 5, |ctx, _| {
             ctx.sample_boxed("x", bern(&[5])?)?;
             ctx.plate_subsample("plate_inner", 11, 6, |ctx, _| {
@@ -312,12 +278,7 @@ fn nested_plate_dim_errors() {
         })?;
         Ok(())
     };
-    let mut ok2 = ok;
-    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    TraceElbo::new()
-        .compute(&mut ok, &mut ok2, &mut store, &mut rng)
-        .unwrap();
+    elbo_output(&TraceElbo::new(), &Device::Cpu, DType::F64, 0, ok, ok).unwrap();
 }
 
 // 3. ---------------------------------------------------------------------------------------
@@ -395,8 +356,7 @@ fn masked_missing_data_is_observed_where_kept() -> Res {
     };
     let mut store = ParamStore::new(&Device::Cpu, DType::F64);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let out =
-        TraceMeanFieldElbo::new().compute(&mut model, &mut no_guide(), &mut store, &mut rng)?;
+    let out = TraceMeanFieldElbo::new().compute(&mut model, &mut empty, &mut store, &mut rng)?;
     let half_log_2pi = 0.5 * (2.0 * std::f64::consts::PI).ln();
     let want = 0.5 * 0.25 + 0.5 + 2.0 * half_log_2pi;
     assert!((out.loss.to_scalar::<f64>()? - want).abs() < 1e-12);
@@ -408,7 +368,7 @@ fn masked_missing_data_is_observed_where_kept() -> Res {
         Ok(())
     };
     let e = TraceElbo::new()
-        .compute(&mut bad, &mut no_guide(), &mut store, &mut rng)
+        .compute(&mut bad, &mut empty, &mut store, &mut rng)
         .unwrap_err();
     assert!(
         matches!(&e, InferError::Observed { site, plates, .. } if site == "x" && plates == &["data"]),
@@ -447,7 +407,7 @@ fn errors_say_where_they_come_from() {
         })?;
         Ok(())
     };
-    for e in both_elbos_fail(model, no_guide()) {
+    for e in both_elbos_fail(model, empty) {
         assert!(
             matches!(&e, InferError::Observed { site, plates, .. } if site == "counts" && plates == &["data"]),
             "{e:?}"
@@ -472,7 +432,7 @@ fn non_finite_loss_leaves_parameters_untouched() -> Res {
         ctx.sample("z", Normal::new(&loc, &s(0.5))?)?;
         Ok(())
     };
-    let mut svi = Svi::new(model, guide, adam(), TraceMeanFieldElbo::new());
+    let mut svi = Svi::new(model, guide, adam(0.01), TraceMeanFieldElbo::new());
     use vi_optim::Optimizer;
     let state_before = svi.optimizer().state_dict()?.len();
     let e = svi.step().unwrap_err();
@@ -505,7 +465,7 @@ fn non_finite_loss_leaves_parameters_untouched() -> Res {
         ctx.sample("z", Normal::new(&loc, &s(0.5))?)?;
         Ok(())
     };
-    let mut svi = Svi::new(model, guide, adam(), TraceMeanFieldElbo::new());
+    let mut svi = Svi::new(model, guide, adam(0.01), TraceMeanFieldElbo::new());
     let e = vi_dist::with_validation(false, || svi.step()).unwrap_err();
     assert!(
         matches!(&e, InferError::NonFinite { terms, .. } if terms.iter().any(|t| t.0 == "x")),
@@ -528,7 +488,7 @@ fn non_finite_gradient_names_the_parameter() -> Res {
         ctx.sample("z", Normal::new(&loc, &s(0.5))?)?;
         Ok(())
     };
-    let mut svi = Svi::new(model, guide, adam(), TraceMeanFieldElbo::new());
+    let mut svi = Svi::new(model, guide, adam(0.01), TraceMeanFieldElbo::new());
     let e = svi.step().unwrap_err();
     assert!(
         matches!(&e, InferError::NonFinite { what, .. } if what.contains("param `p`")),
@@ -546,7 +506,7 @@ fn bad_checkpoint_files_name_the_file() -> Res {
     std::fs::create_dir_all(&dir)?;
     let good = dir.join("good.safetensors");
     let (model, guide) = scale_model_and_guide();
-    let mut svi = Svi::new(model, guide, adam(), TraceMeanFieldElbo::new());
+    let mut svi = Svi::new(model, guide, adam(0.01), TraceMeanFieldElbo::new());
     svi.step()?;
     svi.save(&good)?;
     let bytes = std::fs::read(&good)?;
@@ -591,7 +551,7 @@ fn bad_checkpoint_files_name_the_file() -> Res {
         ctx.plate("p", 2, |ctx| ctx.sample("z", Normal::new(&loc, &scale)?))?;
         Ok(())
     };
-    let mut other = Svi::new(model, guide, adam(), TraceMeanFieldElbo::new());
+    let mut other = Svi::new(model, guide, adam(0.01), TraceMeanFieldElbo::new());
     other.load(&good)?; // scalar loc and scale
     let e = other.step().unwrap_err();
     assert!(
@@ -624,7 +584,7 @@ fn bad_checkpoint_files_name_the_file() -> Res {
 #[test]
 fn returned_traces_hold_what_the_step_used() -> Res {
     let (model, guide) = scale_model_and_guide();
-    let mut svi = Svi::new(model, guide, adam(), TraceMeanFieldElbo::new()).seed(1);
+    let mut svi = Svi::new(model, guide, adam(0.01), TraceMeanFieldElbo::new()).seed(1);
     svi.step()?;
     let report = svi.step()?;
     // Recompute the KL from the returned guide trace after the optimizer has stepped.
@@ -670,14 +630,12 @@ fn infinite_parameter_init_is_an_error() {
 #[test]
 fn empty_model_and_guide_have_loss_zero() -> Res {
     for elbo in [&TraceElbo::new() as &dyn Elbo, &TraceMeanFieldElbo::new()] {
-        let mut store = ParamStore::new(&Device::Cpu, DType::F64);
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let out = elbo.compute(&mut no_guide(), &mut no_guide(), &mut store, &mut rng)?;
+        let out = elbo_output(elbo, &Device::Cpu, DType::F64, 0, empty, empty)?;
         assert_eq!(out.loss.to_scalar::<f64>()?, 0.0);
         assert!(out.sites.is_empty());
     }
     // Through Svi: a step on nothing is a step.
-    let mut svi = Svi::new(no_guide(), no_guide(), adam(), TraceElbo::new());
+    let mut svi = Svi::new(empty, empty, adam(0.01), TraceElbo::new());
     assert_eq!(svi.step()?.loss, 0.0);
     // A model whose latent is conditioned away (test_nonempty_model_empty_guide_ok).
     let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
@@ -685,7 +643,7 @@ fn empty_model_and_guide_have_loss_zero() -> Res {
         ctx.observe("x", Normal::new(&loc, &t(&[1.0, 1.0]))?.to_event(1)?, &loc)?;
         Ok(())
     };
-    let mut svi = Svi::new(model, no_guide(), adam(), TraceMeanFieldElbo::new());
+    let mut svi = Svi::new(model, empty, adam(0.01), TraceMeanFieldElbo::new());
     let loss = svi.step()?.loss;
     assert!((loss - (2.0 * std::f64::consts::PI).ln()).abs() < 1e-12);
     Ok(())
@@ -742,7 +700,7 @@ fn subsampled_plates_are_reentered_with_the_same_indices() -> Res {
         ctx.plate_subsample("d", 10, 4, |_, _| Ok(()))
     };
     let e = TraceElbo::new()
-        .compute(&mut twice, &mut no_guide(), &mut store, &mut rng)
+        .compute(&mut twice, &mut empty, &mut store, &mut rng)
         .unwrap_err();
     assert!(
         matches!(&e, InferError::Plate { plate, .. } if plate == "d"),
@@ -762,7 +720,7 @@ fn subsampled_plates_are_reentered_with_the_same_indices() -> Res {
         })?;
         Ok(())
     };
-    let out = TraceElbo::new().compute(&mut own, &mut no_guide(), &mut store, &mut rng)?;
+    let out = TraceElbo::new().compute(&mut own, &mut empty, &mut store, &mut rng)?;
     let x = out.model_trace.get("x").unwrap();
     assert_eq!(x.value.to_vec1::<f64>()?, [9.0, 0.0, 4.0]);
     assert!((x.scale - 10.0 / 3.0).abs() < 1e-15);
@@ -771,7 +729,7 @@ fn subsampled_plates_are_reentered_with_the_same_indices() -> Res {
         ctx.plate_with(Plate::new("data", 10).subsample(&bad), |_, _| Ok(()))
     };
     let e = TraceElbo::new()
-        .compute(&mut out_of_range, &mut no_guide(), &mut store, &mut rng)
+        .compute(&mut out_of_range, &mut empty, &mut store, &mut rng)
         .unwrap_err();
     assert_mentions(&e, &["plate `data`", "10", "outside 0..10"]);
     Ok(())
@@ -789,7 +747,7 @@ fn factor_adds_its_log_weight() -> Res {
     let mut store = ParamStore::new(&Device::Cpu, DType::F64);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     for elbo in [&TraceElbo::new() as &dyn Elbo, &TraceMeanFieldElbo::new()] {
-        let out = elbo.compute(&mut model, &mut no_guide(), &mut store, &mut rng)?;
+        let out = elbo.compute(&mut model, &mut empty, &mut store, &mut rng)?;
         assert_eq!(out.loss.to_scalar::<f64>()?, -0.75);
         assert_eq!(out.sites[0].kind, TermKind::LogLikelihood);
     }
@@ -799,7 +757,7 @@ fn factor_adds_its_log_weight() -> Res {
         Ok(())
     };
     let e = TraceElbo::new()
-        .compute(&mut loose, &mut no_guide(), &mut store, &mut rng)
+        .compute(&mut loose, &mut empty, &mut store, &mut rng)
         .unwrap_err();
     assert!(
         matches!(&e, InferError::SiteShape { site, .. } if site == "f"),
@@ -822,8 +780,8 @@ fn tensor_scale_weights_each_element() -> Res {
     };
     let mut store = ParamStore::new(&Device::Cpu, DType::F64);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let out = TraceElbo::new().compute(&mut model, &mut no_guide(), &mut store, &mut rng)?;
-    let lp = |v: f64| -0.5 * v * v - 0.5 * (2.0 * std::f64::consts::PI).ln();
+    let out = TraceElbo::new().compute(&mut model, &mut empty, &mut store, &mut rng)?;
+    let lp = |v: f64| normal_lp(v, 0.0, 1.0);
     let want = -(lp(0.1) + 0.5 * lp(0.2) + 2.0 * lp(0.3));
     assert!((out.loss.to_scalar::<f64>()? - want).abs() < 1e-12);
     // A scale that would widen the site is an error; a non-positive one too.
@@ -837,7 +795,7 @@ fn tensor_scale_weights_each_element() -> Res {
         Ok(())
     };
     let e = TraceElbo::new()
-        .compute(&mut widened, &mut no_guide(), &mut store, &mut rng)
+        .compute(&mut widened, &mut empty, &mut store, &mut rng)
         .unwrap_err();
     assert!(
         matches!(&e, InferError::SiteShape { site, .. } if site == "x"),
@@ -847,7 +805,7 @@ fn tensor_scale_weights_each_element() -> Res {
         |ctx: &mut Ctx| -> vi_infer::Result<()> { ctx.scale_by(&t(&[-1.0]), |_| Ok(())) };
     assert!(
         TraceElbo::new()
-            .compute(&mut negative, &mut no_guide(), &mut store, &mut rng)
+            .compute(&mut negative, &mut empty, &mut store, &mut rng)
             .is_err()
     );
     Ok(())
@@ -899,7 +857,7 @@ fn observe_with_a_mask_imputes_the_missing_entries() -> Res {
         Ok(())
     };
     let e = TraceElbo::new()
-        .compute(&mut bad, &mut no_guide(), &mut store, &mut rng)
+        .compute(&mut bad, &mut empty, &mut store, &mut rng)
         .unwrap_err();
     assert_mentions(
         &e,

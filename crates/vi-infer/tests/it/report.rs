@@ -5,23 +5,13 @@ use candle_core::{DType, Device, Tensor};
 use vi_dist::{Constraint, Distribution, MultivariateNormal, Normal};
 use vi_infer::{Ctx, Svi, TermKind, TraceMeanFieldElbo};
 use vi_kl::kl_divergence;
-use vi_optim::{Adam, AdamOptions};
+use vi_optim::Adam;
 
-type Res = Result<(), Box<dyn std::error::Error>>;
+use crate::common::{Res, adam, max_abs_diff};
 
 const SIZE: usize = 40;
 const BATCH: usize = 8;
 const D: usize = 3;
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    let a = vi_test::to_vec(a).unwrap();
-    let b = vi_test::to_vec(b).unwrap();
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
-}
 
 /// A VAE-shaped model: z [BATCH, D] in a subsampled data plate (scale SIZE / BATCH), a
 /// per-point guide `Normal(loc, scale).to_event(1)`, and the given prior for z.
@@ -79,11 +69,7 @@ fn vae_shaped(prior_is_mvn: bool) -> Res {
             ctx.sample("z", q.to_event(1)?)
         })
     };
-    let adam = Adam::empty(AdamOptions {
-        lr: 0.01,
-        ..Default::default()
-    })?;
-    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(4);
+    let mut svi = Svi::new(model, guide, adam(0.01), TraceMeanFieldElbo::new()).seed(4);
     for step in 0..3 {
         let report = svi.step()?;
         let term = report.site("z").expect("z is reported");
@@ -155,12 +141,7 @@ fn small_svi(
         )?;
         ctx.sample("mu", Normal::new(&loc, &scale)?)
     };
-    let adam = Adam::empty(AdamOptions {
-        lr: 0.05,
-        ..Default::default()
-    })
-    .unwrap();
-    Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).seed(9)
+    Svi::new(model, guide, adam(0.05), TraceMeanFieldElbo::new()).seed(9)
 }
 
 #[test]
@@ -235,11 +216,7 @@ fn optimizer_steps_exactly_the_touched_params() -> Res {
         .collect()
     };
     let b0 = before(&store);
-    let adam = Adam::empty(AdamOptions {
-        lr: 0.1,
-        ..Default::default()
-    })?;
-    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new()).with_store(store);
+    let mut svi = Svi::new(model, guide, adam(0.1), TraceMeanFieldElbo::new()).with_store(store);
     svi.step()?;
     let b1 = before(svi.store());
     assert_ne!(b0[0], b1[0], "enc.weight moved");

@@ -90,29 +90,13 @@ use vi_dist::{
 use vi_infer::{
     Ctx, Elbo, InferError, Plate, StepReport, Svi, TermKind, TraceElbo, TraceMeanFieldElbo,
 };
-use vi_optim::{Adam, AdamOptions};
+
+use crate::common::{Res, adam, empty, host, normal_lp, s, step_error, t};
 
 type R = vi_infer::Result<()>;
 
-fn t(v: &[f64]) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap()
-}
-
-fn s(v: f64) -> Tensor {
-    Tensor::new(v, &Device::Cpu).unwrap()
-}
-
 fn u8s(v: &[u8]) -> Tensor {
     Tensor::new(v, &Device::Cpu).unwrap()
-}
-
-fn vec(x: &Tensor) -> Vec<f64> {
-    vi_test::to_vec(x).unwrap()
-}
-
-/// The empty program.
-fn empty(_: &mut Ctx) -> R {
-    Ok(())
 }
 
 /// Pyro's `d.expand_by(sizes)`: `sizes` prepended to the batch shape.
@@ -139,21 +123,13 @@ fn param_p(ctx: &mut Ctx) -> vi_infer::Result<Tensor> {
     ctx.param("p", &s(0.5), Constraint::Real)
 }
 
-fn adam() -> Adam {
-    Adam::empty(AdamOptions {
-        lr: 1e-6,
-        ..Default::default()
-    })
-    .unwrap()
-}
-
 /// Pyro's `assert_ok`: one SVI step (Adam at lr 1e-6) succeeds with a finite loss.
 fn assert_ok<TM, TG>(
     model: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TM>,
     guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TG>,
     elbo: impl Elbo,
 ) -> StepReport {
-    let mut svi = Svi::new(model, guide, adam(), elbo).seed(0);
+    let mut svi = Svi::new(model, guide, adam(1e-6), elbo).seed(0);
     match svi.step() {
         Ok(r) => {
             assert!(r.loss.is_finite(), "loss {}", r.loss);
@@ -169,11 +145,7 @@ fn assert_error<TM, TG>(
     guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TG>,
     elbo: impl Elbo,
 ) -> InferError {
-    let mut svi = Svi::new(model, guide, adam(), elbo).seed(0);
-    match svi.step() {
-        Ok(r) => panic!("the step should fail, got loss {}", r.loss),
-        Err(e) => e,
-    }
+    step_error(model, guide, adam(1e-6), elbo)
 }
 
 /// `assert_ok` with `TraceElbo` and with `TraceMeanFieldElbo`.
@@ -203,11 +175,6 @@ fn assert_close(got: f64, want: f64, tol: f64) {
         (got - want).abs() <= tol * want.abs().max(1.0),
         "got {got}, expected {want}"
     );
-}
-
-fn log_normal_pdf(x: f64, loc: f64, scale: f64) -> f64 {
-    let z = (x - loc) / scale;
-    -0.5 * z * z - scale.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
 }
 
 // Empty programs, name clashes, event shapes ------------------------------------------------
@@ -768,7 +735,7 @@ fn plate_stack_and_plate_ok() {
 }
 
 #[test]
-fn plate_stack_sizes() -> Result<(), Box<dyn std::error::Error>> {
+fn plate_stack_sizes() -> Res {
     use rand::SeedableRng;
     for sizes in STACKS {
         let mut store = vi_infer::ParamStore::new(&Device::Cpu, DType::F64);
@@ -1096,7 +1063,7 @@ fn plate_shape_broadcasting_in_all_plates() {
     let r = assert_ok(model, guide, TraceElbo::new());
     // Model and guide draw p from the same Beta, so the latent term is 0 and the loss is
     // −Σ log p over the 10 × 1000 × 2 ones.
-    let p = vec(&r.model_trace.get("p").unwrap().value);
+    let p = host(&r.model_trace.get("p").unwrap().value);
     let want: f64 = -p.iter().map(|p| p.ln()).sum::<f64>() * DATA_ROWS as f64;
     assert_close(r.loss, want, 1e-10);
 }
@@ -1242,9 +1209,9 @@ fn reparam_pair(
 
 /// y's log-likelihood term and the closed form at the drawn x, times `factor`.
 fn check_y_term(r: &StepReport, factor: f64) {
-    let x = vec(&r.model_trace.get("x").unwrap().value)[0];
+    let x = host(&r.model_trace.get("x").unwrap().value)[0];
     let y = r.site("y").unwrap().sum_f64().unwrap();
-    assert_close(y, factor * log_normal_pdf(0.0, x, 1.0), 1e-12);
+    assert_close(y, factor * normal_lp(0.0, x, 1.0), 1e-12);
 }
 
 #[test]
@@ -1341,7 +1308,7 @@ fn ln_gamma(x: f64) -> f64 {
 
 /// The observed term and the closed form: Σ_i w_i log Dirichlet(data_i | c).
 fn check_dirichlet_term(r: &StepReport, weights: [f64; 2]) {
-    let c = vec(&r.model_trace.get("c").unwrap().value);
+    let c = host(&r.model_trace.get("c").unwrap().value);
     let mut want = 0.0;
     for (row, w) in SIMPLEX_DATA.iter().zip(weights) {
         let mut lp = ln_gamma(c.iter().sum());
@@ -1414,13 +1381,15 @@ fn obs_masks(mixed: &[u8]) -> Vec<Tensor> {
 /// against the mask broadcast to the rows.
 fn check_observed_rows(y: &Tensor, mask: &Tensor, event: usize) {
     let rows = y.dims()[..y.rank() - event].to_vec();
-    let values = vec(y);
+    let values = host(y);
     let width = values.len() / rows.iter().product::<usize>();
-    let keep = vec(&mask
-        .to_dtype(DType::F64)
-        .unwrap()
-        .broadcast_as(rows.as_slice())
-        .unwrap());
+    let keep = host(
+        &mask
+            .to_dtype(DType::F64)
+            .unwrap()
+            .broadcast_as(rows.as_slice())
+            .unwrap(),
+    );
     for (row, k) in values.chunks(width).zip(keep) {
         let observed = row.iter().all(|v| *v == 7.0);
         assert_eq!(observed, k == 1.0, "row {row:?}, mask {k}");
