@@ -133,6 +133,14 @@ impl Bernoulli {
 impl Distribution for Bernoulli {
     dist_common!("Bernoulli", param);
 
+    fn has_enumerate_support(&self) -> bool {
+        true
+    }
+
+    fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        Bernoulli::enumerate_support(self, expand)
+    }
+
     fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let samplers = host_samplers(
             self.name(),

@@ -215,6 +215,14 @@ impl Binomial {
 impl Distribution for Binomial {
     dist_common!("Binomial", param);
 
+    fn has_enumerate_support(&self) -> bool {
+        true
+    }
+
+    fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        Binomial::enumerate_support(self, expand)
+    }
+
     fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let counts = to_host(&self.total_count)?;
         let probs = to_host(&self.probs()?)?;

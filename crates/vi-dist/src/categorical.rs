@@ -223,6 +223,14 @@ impl Categorical {
 impl Distribution for Categorical {
     dist_common!("Categorical", param);
 
+    fn has_enumerate_support(&self) -> bool {
+        true
+    }
+
+    fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        Categorical::enumerate_support(self, expand)
+    }
+
     fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let data = self.sample_host(sample_shape, rng)?;
         let shape = self.extended_shape(sample_shape);

@@ -84,6 +84,45 @@ pub trait Distribution: Debug + Send + Sync + 'static {
         None
     }
 
+    /// Whether the support is finite and [`enumerate_support`](Self::enumerate_support) lists
+    /// it (Bernoulli, Categorical, OneHotCategorical, Binomial, and the wrappers around them
+    /// that keep their events): Pyro's `has_enumerate_support`, what marks a site as one that
+    /// inference can sum out.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Bernoulli, Distribution, Normal};
+    /// let t = Tensor::zeros(3, DType::F64, &Device::Cpu)?;
+    /// assert!(Bernoulli::from_logits(&t)?.has_enumerate_support());
+    /// assert!(!Normal::new(&t, &t.ones_like()?)?.has_enumerate_support());
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    fn has_enumerate_support(&self) -> bool {
+        false
+    }
+
+    /// Every value of a finite support, along a new leftmost dim, as torch's
+    /// `enumerate_support(expand)`: shape `[n] + batch_shape + event_shape` when `expand`,
+    /// `[n] + [1] * batch_shape.len() + event_shape` otherwise (the values broadcast against
+    /// the batch). A distribution without a finite support is [`DistError::NotEnumerable`].
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Categorical, DistError, Distribution, Normal};
+    /// let logits = Tensor::zeros((2, 3), DType::F64, &Device::Cpu)?;
+    /// let d: Box<dyn Distribution> = Box::new(Categorical::from_logits(&logits)?);
+    /// assert_eq!(d.enumerate_support(false)?.dims(), &[3, 1]);
+    /// assert_eq!(d.enumerate_support(true)?.dims(), &[3, 2]);
+    /// let n = Normal::new(&logits, &logits.ones_like()?)?;
+    /// assert!(matches!(n.enumerate_support(false), Err(DistError::NotEnumerable { .. })));
+    /// # Ok::<(), DistError>(())
+    /// ```
+    fn enumerate_support(&self, _expand: bool) -> Result<Tensor> {
+        Err(DistError::NotEnumerable {
+            dist: self.describe(),
+        })
+    }
+
     /// Entropy, shape `batch_shape`.
     fn entropy(&self) -> Result<Tensor>;
 

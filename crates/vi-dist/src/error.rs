@@ -123,6 +123,14 @@ pub enum DistError {
         /// Distribution name.
         dist: &'static str,
     },
+    /// `enumerate_support` on a distribution whose support is not finite (or that cannot list
+    /// it: an `Independent` with reinterpreted dims, whose support is a product), as torch's
+    /// `NotImplementedError`.
+    #[error("{dist}: has no finite support to enumerate")]
+    NotEnumerable {
+        /// The distribution, with its wrappers.
+        dist: String,
+    },
     /// A quantity the family does not define in closed form (torch raises
     /// `NotImplementedError` for the same).
     #[error("{dist}: {what} has no closed form")]

@@ -162,6 +162,14 @@ impl OneHotCategorical {
 impl Distribution for OneHotCategorical {
     dist_common!("OneHotCategorical", categorical, event);
 
+    fn has_enumerate_support(&self) -> bool {
+        true
+    }
+
+    fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        OneHotCategorical::enumerate_support(self, expand)
+    }
+
     fn sample(&self, sample_shape: &[usize], rng: &mut dyn RngCore) -> Result<Tensor> {
         let k = self.num_classes();
         let indices = self.categorical.sample_host(sample_shape, rng)?;

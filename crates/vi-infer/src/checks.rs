@@ -192,7 +192,11 @@ pub(crate) fn check_model_guide_match(
             }
         }
     }
-    for m in model.sites().filter(|s| s.is_latent()) {
+    // A site enumerated in the model is summed out there: the guide does not sample it.
+    for m in model
+        .sites()
+        .filter(|s| s.is_latent() && s.infer.enum_dim.is_none())
+    {
         if !guide.contains(&m.name) {
             return Err(InferError::LatentNotInGuide {
                 site: m.name.clone(),

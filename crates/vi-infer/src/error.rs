@@ -166,6 +166,19 @@ pub enum InferError {
         /// The first guide site in it (none for a plate entered with no site in it).
         site: Option<String>,
     },
+    /// Enumerated sites that cannot be summed out as the program is written: a site whose
+    /// log-density has a dim left of the plates that no enumerated site it can see explains,
+    /// enumerated sites of independent plates meeting in one factor, a site depending on an
+    /// enumerated site outside that site's plates, factors of different scales, model
+    /// enumeration more global than guide enumeration (the sites are named; Pyro raises
+    /// `ValueError`/`NotImplementedError` for the same).
+    #[error("enumeration at site(s) {}: {msg}", site_names(sites))]
+    Enumeration {
+        /// The sites involved.
+        sites: Vec<String>,
+        /// What is wrong, in words.
+        msg: String,
+    },
     /// The loss of a step, or the gradient of a parameter, is NaN or infinite. The step left
     /// the parameters and the optimizer's state as they were.
     #[error(
@@ -318,6 +331,15 @@ fn in_plates(plates: &[String]) -> String {
                 .join(", ")
         ),
     }
+}
+
+/// `` `a`, `b` ``.
+fn site_names(sites: &[String]) -> String {
+    sites
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn plate_list(plates: &[String]) -> String {

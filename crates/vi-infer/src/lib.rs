@@ -55,6 +55,7 @@ mod ctx;
 #[doc(hidden)]
 pub mod doc_support;
 mod elbo;
+mod enumerate;
 mod error;
 mod finite;
 pub mod handlers;
@@ -69,8 +70,10 @@ mod util;
 
 pub use ctx::Ctx;
 pub use elbo::{
-    Elbo, ElboOutput, PARTICLE_PLATE, Program, SiteTerm, TermKind, TraceElbo, TraceMeanFieldElbo,
+    Elbo, ElboOutput, PARTICLE_PLATE, Program, SiteTerm, TermKind, TraceElbo, TraceEnumElbo,
+    TraceMeanFieldElbo,
 };
+pub use enumerate::{Infer, InferDiscrete, Temperature, config_enumerate, vindex};
 pub use error::{InferError, Result};
 pub use message::{Message, PlateFrame, SiteKind, Subsample};
 pub use messenger::Messenger;

@@ -107,6 +107,8 @@ pub struct Message {
     pub stop: bool,
     /// For a `Subsample` message: what to draw.
     pub subsample: Option<Subsample>,
+    /// Inference settings and bookkeeping: the enumeration mark and dims (Pyro's `infer`).
+    pub infer: crate::enumerate::Infer,
 }
 
 impl Message {
@@ -130,6 +132,7 @@ impl Message {
             plates: Vec::new(),
             stop: false,
             subsample: None,
+            infer: crate::enumerate::Infer::default(),
         }
     }
 

@@ -154,6 +154,12 @@ impl Distribution for Expanded {
             Ok(Box::new(Expanded::new(self.base.clone(), batch_shape)?))
         })
     }
+    fn has_enumerate_support(&self) -> bool {
+        self.base.has_enumerate_support()
+    }
+    fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        super::enumerate_over(self.base.as_ref(), &self.batch, expand)
+    }
     fn describe(&self) -> String {
         format!("Expanded({}, {:?})", self.base.describe(), self.batch)
     }

@@ -167,6 +167,19 @@ impl Distribution for Independent {
             Ok(Box::new(Independent::new(base, self.reinterpreted)?))
         })
     }
+    /// The support of the events is a product of the reinterpreted dims' supports: not listed
+    /// (as torch), unless no dim is reinterpreted.
+    fn has_enumerate_support(&self) -> bool {
+        self.reinterpreted == 0 && self.base.has_enumerate_support()
+    }
+    fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        if self.reinterpreted > 0 {
+            return Err(DistError::NotEnumerable {
+                dist: self.describe(),
+            });
+        }
+        self.base.enumerate_support(expand)
+    }
     fn describe(&self) -> String {
         format!(
             "Independent({}, {})",

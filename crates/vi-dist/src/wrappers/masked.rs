@@ -184,6 +184,12 @@ impl Distribution for Masked {
             )?))
         })
     }
+    fn has_enumerate_support(&self) -> bool {
+        self.base.has_enumerate_support()
+    }
+    fn enumerate_support(&self, expand: bool) -> Result<Tensor> {
+        super::enumerate_over(self.base.as_ref(), &self.batch, expand)
+    }
     fn describe(&self) -> String {
         format!("Masked({})", self.base.describe())
     }

@@ -76,6 +76,14 @@ macro_rules! forward_to_base {
             self.base.variance()
         }
     };
+    (@ enumerate_support) => {
+        fn has_enumerate_support(&self) -> bool {
+            self.base.has_enumerate_support()
+        }
+        fn enumerate_support(&self, expand: bool) -> $crate::Result<candle_core::Tensor> {
+            self.base.enumerate_support(expand)
+        }
+    };
     (@ support) => {
         fn support(&self) -> $crate::Constraint {
             self.base.support()
@@ -91,6 +99,21 @@ macro_rules! forward_to_base {
     };
 }
 pub(crate) use forward_to_base;
+
+/// `enumerate_support` of a wrapper whose batch shape is `batch` over a `base` with the same
+/// events: the base's values (one of each, `expand = false`) laid out against `batch`.
+pub(crate) fn enumerate_over(
+    base: &dyn crate::Distribution,
+    batch: &[usize],
+    expand: bool,
+) -> crate::Result<candle_core::Tensor> {
+    let values = base.enumerate_support(false)?;
+    let n = values.dims().first().copied().unwrap_or(1);
+    let shape: Vec<usize> = std::iter::once(n)
+        .chain(base.event_shape().iter().copied())
+        .collect();
+    crate::probs::enumerate_layout(values.reshape(shape)?, batch, expand)
+}
 
 mod expanded;
 mod independent;

@@ -1,5 +1,6 @@
 //! `Ctx`: what a model or a guide receives.
 
+mod enumerate;
 mod plates;
 mod scopes;
 mod statements;

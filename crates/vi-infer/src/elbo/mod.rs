@@ -3,6 +3,7 @@
 mod mean_field;
 mod particles;
 mod trace_elbo;
+mod trace_enum;
 
 use candle_core::Tensor;
 use rand::RngCore;
@@ -10,6 +11,7 @@ use rand::RngCore;
 pub use mean_field::TraceMeanFieldElbo;
 pub use particles::PARTICLE_PLATE;
 pub use trace_elbo::TraceElbo;
+pub use trace_enum::TraceEnumElbo;
 
 use crate::ctx::Ctx;
 use crate::error::Result;
@@ -58,6 +60,9 @@ pub enum TermKind {
     KlMonteCarlo,
     /// An observed site's log-likelihood `log p(x | z)`.
     LogLikelihood,
+    /// A group of model sites with the variables enumerated in the model summed out:
+    /// `log Σ_z Π p` ([`TraceEnumElbo`]).
+    Marginalized,
 }
 
 /// One site's term of the ELBO (averaged over particles): for a latent site its KL, for an

@@ -26,6 +26,8 @@ pub(crate) struct Particles {
     pub num: usize,
     pub vectorize: bool,
     pub max_plate_nesting: Cell<Option<usize>>,
+    /// Whether the runs enumerate the marked sites (`TraceEnumElbo`).
+    pub enumerate: bool,
 }
 
 impl Default for Particles {
@@ -34,6 +36,7 @@ impl Default for Particles {
             num: 1,
             vectorize: false,
             max_plate_nesting: Cell::new(None),
+            enumerate: false,
         }
     }
 }
@@ -174,6 +177,9 @@ impl Particles {
         store: &mut ParamStore,
         rng: &mut dyn RngCore,
     ) -> Result<(Vec<Run>, usize)> {
+        if self.enumerate {
+            return super::trace_enum::runs(self, model, guide, store, rng);
+        }
         if self.num == 0 {
             return Err(InferError::Invalid(
                 "num_particles must be at least 1".into(),
@@ -193,22 +199,7 @@ impl Particles {
             }
             return Ok((runs, 1));
         }
-        let nesting = match self.max_plate_nesting.get() {
-            Some(n) => n,
-            None => {
-                // Discover the nesting with a throw-away run on a generator of its own, so
-                // the step's draws do not depend on whether this ran.
-                let mut own = ChaCha8Rng::seed_from_u64(0);
-                let mut ctx = Ctx::new(store, &mut own);
-                let probe = ctx.with(SeedMessenger::new(0), |ctx| {
-                    let ((), g) = ctx.trace(|ctx| guide(ctx))?;
-                    let ((), m) = ctx.trace(|ctx| ctx.replay(&g, |ctx| model(ctx)))?;
-                    Ok(plate_nesting(&m, &g))
-                })?;
-                self.max_plate_nesting.set(Some(probe.0));
-                probe.0
-            }
-        };
+        let nesting = self.nesting(model, guide, store)?;
         let dim = -(nesting as isize) - 1;
         Ok((
             vec![run(
@@ -221,6 +212,30 @@ impl Particles {
             )?],
             self.num,
         ))
+    }
+}
+
+impl Particles {
+    /// `max_plate_nesting`, given or discovered (once) by a throw-away run on a generator of
+    /// its own, so the step's draws do not depend on whether this ran.
+    pub(crate) fn nesting(
+        &self,
+        model: &mut Program<'_>,
+        guide: &mut Program<'_>,
+        store: &mut ParamStore,
+    ) -> Result<usize> {
+        if let Some(n) = self.max_plate_nesting.get() {
+            return Ok(n);
+        }
+        let mut own = ChaCha8Rng::seed_from_u64(0);
+        let mut ctx = Ctx::new(store, &mut own);
+        let probe = ctx.with(SeedMessenger::new(0), |ctx| {
+            let ((), g) = ctx.trace(|ctx| guide(ctx))?;
+            let ((), m) = ctx.trace(|ctx| ctx.replay(&g, |ctx| model(ctx)))?;
+            Ok(plate_nesting(&m, &g))
+        })?;
+        self.max_plate_nesting.set(Some(probe.0));
+        Ok(probe.0)
     }
 }
 

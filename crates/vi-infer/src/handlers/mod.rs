@@ -21,3 +21,5 @@ pub use scale::ScaleMessenger;
 pub use seed::SeedMessenger;
 pub use substitute::SubstituteMessenger;
 pub use trace::TraceMessenger;
+
+pub use crate::enumerate::{ConfigEnumerate, EnumMessenger, MarkovMessenger};

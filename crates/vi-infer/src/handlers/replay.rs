@@ -52,6 +52,14 @@ impl ReplayMessenger {
         }
     }
 
+    /// Replays the given values (by site name).
+    pub(crate) fn from_values(values: HashMap<String, Tensor>) -> Self {
+        Self {
+            values,
+            trace: None,
+        }
+    }
+
     /// Replays `trace` without copying it; [`into_trace`](Self::into_trace) gives it back.
     pub(crate) fn owning(trace: Trace) -> Self {
         Self {
@@ -73,10 +81,20 @@ impl Messenger for ReplayMessenger {
             return Ok(());
         }
         let value = match &self.trace {
-            Some(tr) => tr
-                .get(&msg.name)
-                .filter(|s| matches!(s.kind, SiteKind::Sample | SiteKind::Subsample))
-                .map(|s| &s.value),
+            Some(tr) => {
+                let site = tr
+                    .get(&msg.name)
+                    .filter(|s| matches!(s.kind, SiteKind::Sample | SiteKind::Subsample));
+                // A value enumerated in the guide (or drawn there from a distribution over
+                // enumerated values) keeps its enumeration dims in the model.
+                if let Some(s) = site
+                    && !s.infer.dim_ids.is_empty()
+                {
+                    msg.infer.enum_dim = s.infer.enum_dim;
+                    msg.infer.dim_ids = s.infer.dim_ids.clone();
+                }
+                site.map(|s| &s.value)
+            }
             None => self.values.get(&msg.name),
         };
         if let Some(v) = value {

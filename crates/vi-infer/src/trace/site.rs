@@ -45,6 +45,8 @@ pub struct Site {
     pub scale_tensor: Option<Tensor>,
     /// Where its log-density counts (`None`: everywhere).
     pub mask: Option<Tensor>,
+    /// Its enumeration mark and dims (see [`Infer`](crate::Infer)).
+    pub infer: crate::enumerate::Infer,
     log_prob: OnceLock<Tensor>,
 }
 
@@ -60,6 +62,7 @@ impl Clone for Site {
             scale: self.scale,
             scale_tensor: self.scale_tensor.clone(),
             mask: self.mask.clone(),
+            infer: self.infer.clone(),
             log_prob: self.log_prob.clone(),
         }
     }
@@ -77,6 +80,7 @@ impl Site {
             scale: msg.scale,
             scale_tensor: msg.scale_tensor.clone(),
             mask: msg.mask.clone(),
+            infer: msg.infer.clone(),
             log_prob: OnceLock::new(),
         })
     }
@@ -94,6 +98,7 @@ impl Site {
             scale: msg.scale,
             scale_tensor: msg.scale_tensor,
             mask: msg.mask,
+            infer: msg.infer,
             log_prob: OnceLock::new(),
         })
     }

@@ -3,6 +3,7 @@
 mod bookkeeping;
 mod common;
 mod conjugate;
+mod enumerate;
 mod errors;
 mod gradients;
 mod guide;

@@ -4,6 +4,7 @@
 
 mod categorical;
 mod counts;
+mod enumerate;
 
 use candle_core::{DType, IndexOp, Tensor};
 use vi_dist::{DistError, Distribution};

@@ -1,0 +1,155 @@
+//! Discrete latent sites summed out exactly instead of sampled, as Pyro's parallel enumeration:
+//! the marks (`ctx.sample_enum`, `config_enumerate`), the handler that gives each enumerated
+//! site its own dim left of the plates ([`EnumMessenger`]), `markov` (dims recycled along a
+//! chain), the plated sum-product contraction behind
+//! [`TraceEnumElbo`](crate::TraceEnumElbo), and [`InferDiscrete`] (Viterbi or posterior
+//! draws of the enumerated sites).
+
+pub(crate) mod contract;
+mod discrete;
+mod markov;
+mod messenger;
+
+pub(crate) use discrete::apply_mask;
+pub use discrete::{InferDiscrete, Temperature};
+pub use markov::MarkovMessenger;
+pub use messenger::{ConfigEnumerate, EnumMessenger};
+
+/// A site's inference settings and the bookkeeping enumeration adds to it (Pyro's
+/// `msg["infer"]`): whether it is marked for enumeration, and once enumerated, the dim its
+/// values lie along and what each enumeration dim of its log-density stands for.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use vi_dist::Bernoulli;
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// let p = Tensor::new(0.3f64, &dev)?;
+/// let (_, tr) = ctx.trace(|ctx| ctx.sample_enum("z", Bernoulli::from_probs(&p)?))?;
+/// let z = tr.get("z").unwrap();
+/// // Marked; outside an enumerating ELBO it is drawn as any site.
+/// assert!(z.infer.enumerate && z.infer.enum_dim.is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Infer {
+    /// Marked for parallel enumeration (`ctx.sample_enum`, or [`config_enumerate`] on a
+    /// latent site whose distribution has a finite support): Pyro's
+    /// `infer={"enumerate": "parallel"}`. Only an enumerating handler
+    /// ([`EnumMessenger`], which [`TraceEnumElbo`](crate::TraceEnumElbo) and
+    /// [`InferDiscrete`] install) acts on it; elsewhere the site is drawn.
+    pub enumerate: bool,
+    /// The dim (negative, left of every plate) the site's values were enumerated along; `None`
+    /// for a site that was not enumerated (drawn, observed, or replayed from a guide that drew
+    /// it).
+    pub enum_dim: Option<isize>,
+    /// The enumeration dims the site's value and log-density may carry, each with the id (unique
+    /// within one run of a model and its guide) of the enumerated variable it stands for: the
+    /// site's own, and those of the enumerated sites it can depend on (Pyro's `_dim_to_id`).
+    pub dim_ids: Vec<(isize, usize)>,
+    /// Inside `markov`: each site visible from this one with the number of markov contexts that
+    /// see it (Pyro's `_markov_scope`); `None` outside any.
+    pub(crate) markov_scope: Option<Vec<(String, usize)>>,
+    /// The number of markov contexts around the site (Pyro's `_markov_depth`).
+    pub(crate) markov_depth: usize,
+}
+
+impl Infer {
+    /// The id of the enumerated variable dim `dim` stands for, if any.
+    ///
+    /// ```
+    /// let mut infer = vi_infer::Infer::default();
+    /// infer.dim_ids.push((-2, 7));
+    /// assert_eq!((infer.id_at(-2), infer.id_at(-3)), (Some(7), None));
+    /// ```
+    pub fn id_at(&self, dim: isize) -> Option<usize> {
+        self.dim_ids
+            .iter()
+            .find(|(d, _)| *d == dim)
+            .map(|(_, i)| *i)
+    }
+
+    /// The id of the site's own enumerated variable (`None` when it was not enumerated).
+    ///
+    /// ```
+    /// let infer = vi_infer::Infer::default();
+    /// assert_eq!(infer.enum_id(), None);
+    /// ```
+    pub fn enum_id(&self) -> Option<usize> {
+        self.enum_dim.and_then(|d| self.id_at(d))
+    }
+}
+
+/// Marks every latent site of `program` whose distribution has a finite support for
+/// parallel enumeration (Pyro's `@config_enumerate`): the program run under a
+/// [`ConfigEnumerate`] handler. Sites marked already, observed sites and continuous sites are
+/// left as they are.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use vi_dist::{Bernoulli, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// let p = Tensor::new(0.3f64, &dev)?;
+/// let mut model = vi_infer::config_enumerate(|ctx: &mut Ctx| {
+///     ctx.sample("z", Bernoulli::from_probs(&p)?)?;
+///     ctx.sample("w", Normal::new(&zero, &one)?)
+/// });
+/// let (_, tr) = ctx.trace(|ctx| model(ctx))?;
+/// assert!(tr.get("z").unwrap().infer.enumerate);
+/// assert!(!tr.get("w").unwrap().infer.enumerate);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn config_enumerate<T>(
+    mut program: impl FnMut(&mut crate::Ctx<'_>) -> crate::Result<T>,
+) -> impl FnMut(&mut crate::Ctx<'_>) -> crate::Result<T> {
+    move |ctx| ctx.config_enumerate(|ctx| program(ctx))
+}
+
+/// `table` indexed along its first dim by the values of `index` (any shape, any dtype holding
+/// whole numbers, such as an enumerated site's values): shape `index.dims() + table.dims()[1..]`,
+/// differentiable in `table`. What Pyro writes `Vindex(table)[index]`: with `index` an
+/// enumerated value of shape `[K, 1, 1]`, the rows come out along the same enumeration dim.
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// let locs = Tensor::new(&[[0.0f64, 0.5], [1.0, 1.5], [2.0, 2.5]], &Device::Cpu)?;
+/// let z = Tensor::new(&[[2.0f64], [0.0]], &Device::Cpu)?; // shape [2, 1]
+/// let rows = vi_infer::vindex(&locs, &z)?;
+/// assert_eq!(rows.dims(), &[2, 1, 2]);
+/// assert_eq!(rows.flatten_all()?.to_vec1::<f64>()?, [2.0, 2.5, 0.0, 0.5]);
+/// # Ok::<(), vi_infer::InferError>(())
+/// ```
+pub fn vindex(
+    table: &candle_core::Tensor,
+    index: &candle_core::Tensor,
+) -> crate::Result<candle_core::Tensor> {
+    let rows = table.dims().first().copied().unwrap_or(0);
+    if table.rank() == 0 {
+        return Err(crate::InferError::Invalid(
+            "vindex: the table must have at least one dim".into(),
+        ));
+    }
+    let idx = index.flatten_all()?.to_dtype(candle_core::DType::U32)?;
+    if vi_dist::validation_enabled() {
+        let max = idx.max(0).ok().map(|m| m.to_scalar::<u32>()).transpose()?;
+        if let Some(m) = max
+            && m as usize >= rows
+        {
+            return Err(crate::InferError::Invalid(format!(
+                "vindex: index {m} is out of range for a table of {rows} rows (shape {:?})",
+                table.dims()
+            )));
+        }
+    }
+    let picked = table.index_select(&idx, 0)?;
+    let shape: Vec<usize> = index
+        .dims()
+        .iter()
+        .chain(&table.dims()[1..])
+        .copied()
+        .collect();
+    Ok(picked.reshape(shape)?)
+}
