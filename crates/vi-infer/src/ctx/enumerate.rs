@@ -65,7 +65,7 @@ impl Ctx<'_> {
     /// Returns each step's value.
     ///
     /// ```
-    /// # use candle_core::{DType, Device, IndexOp, Tensor};
+    /// # use candle_core::{DType, Device, Tensor};
     /// # use vi_dist::{Categorical, Normal};
     /// # use vi_infer::{Ctx, ParamStore};
     /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
@@ -74,14 +74,14 @@ impl Ctx<'_> {
     /// let trans = Tensor::new(&[[0.9f64, 0.1], [0.2, 0.8]], &dev)?;
     /// let locs = Tensor::new(&[-1.0f64, 1.0], &dev)?;
     /// let ys = [0.8f64, 1.1, -0.9];
-    /// let mut x = Tensor::new(0u32, &dev)?;
+    /// let mut x = Tensor::new(0.0f64, &dev)?;
     /// let states = ctx.markov(0..ys.len(), |ctx, t| {
-    ///     let probs = trans.index_select(&x.flatten_all()?, 0)?.reshape(x.dims().iter().copied().chain([2]).collect::<Vec<_>>())?;
-    ///     let state = ctx.sample_enum(&format!("x_{t}"), Categorical::from_probs(&probs)?)?;
-    ///     x = state.to_dtype(DType::U32)?;
-    ///     let loc = locs.index_select(&x.flatten_all()?, 0)?.reshape(x.dims())?;
-    ///     ctx.observe(&format!("y_{t}"), Normal::new(&loc, &Tensor::new(0.5f64, &dev)?)?, &Tensor::new(ys[t], &dev)?)?;
-    ///     Ok(state)
+    ///     let probs = vi_infer::vindex(&trans, &[&x])?;
+    ///     x = ctx.sample_enum(&format!("x_{t}"), Categorical::from_probs(&probs)?)?;
+    ///     let loc = vi_infer::vindex(&locs, &[&x])?;
+    ///     let y = Tensor::new(ys[t], &dev)?;
+    ///     ctx.observe(&format!("y_{t}"), Normal::new(&loc, &Tensor::new(0.5f64, &dev)?)?, &y)?;
+    ///     Ok(x.clone())
     /// })?;
     /// assert_eq!(states.len(), 3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -54,7 +54,7 @@ use crate::trace::Site;
 ///     let locs = Tensor::new(&[-1.0f64, 1.0], &dev)?;
 ///     ctx.plate("data", 3, |ctx| {
 ///         let z = ctx.sample_enum("z", Categorical::from_probs(&weights)?)?;
-///         let loc = vi_infer::vindex(&locs, &z)?;
+///         let loc = vi_infer::vindex(&locs, &[&z])?;
 ///         ctx.observe("x", Normal::new(&loc, &Tensor::new(0.5f64, &dev)?)?, &data)?;
 ///         Ok(())
 ///     })
@@ -244,7 +244,11 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
                 }
                 Some(_) => {}
             }
-            let f = if m.mask.is_some() {
+            // The mask goes on the factors that depend on the enumerated sites, not on the
+            // sites' own densities (which sum to one over their values, so a masked element
+            // drops out), as Pyro.
+            let own = m.infer.enum_id().is_some_and(|v| model_vars.contains(&v));
+            let f = if m.mask.is_some() && !own {
                 pack(&apply_mask(m, &raw)?, m, &mut plates)?
             } else {
                 f

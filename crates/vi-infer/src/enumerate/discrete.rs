@@ -46,7 +46,7 @@ pub enum Temperature {
 /// let model = |ctx: &mut Ctx| {
 ///     ctx.plate("data", 3, |ctx| {
 ///         let z = ctx.sample_enum("z", Categorical::from_probs(&Tensor::new(&[0.5f64, 0.5], &dev)?)?)?;
-///         let loc = vi_infer::vindex(&locs, &z)?;
+///         let loc = vi_infer::vindex(&locs, &[&z])?;
 ///         ctx.observe("x", Normal::new(&loc, &Tensor::new(1.0f64, &dev)?)?, &x)?;
 ///         Ok(z)
 ///     })

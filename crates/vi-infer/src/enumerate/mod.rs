@@ -108,48 +108,83 @@ pub fn config_enumerate<T>(
     move |ctx| ctx.config_enumerate(|ctx| program(ctx))
 }
 
-/// `table` indexed along its first dim by the values of `index` (any shape, any dtype holding
-/// whole numbers, such as an enumerated site's values): shape `index.dims() + table.dims()[1..]`,
-/// differentiable in `table`. What Pyro writes `Vindex(table)[index]`: with `index` an
-/// enumerated value of shape `[K, 1, 1]`, the rows come out along the same enumeration dim.
+/// `table` indexed along its leading dims by the values of `indices` (tensors of any shapes
+/// that broadcast together, of any dtype holding whole numbers, such as enumerated sites'
+/// values): shape `broadcast(indices) + table.dims()[indices.len()..]`, differentiable in
+/// `table`. What Pyro writes `Vindex(table)[a, b]`: with `a` an enumerated value of shape
+/// `[K, 1, 1]`, the rows come out along the same enumeration dim.
 ///
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let locs = Tensor::new(&[[0.0f64, 0.5], [1.0, 1.5], [2.0, 2.5]], &Device::Cpu)?;
 /// let z = Tensor::new(&[[2.0f64], [0.0]], &Device::Cpu)?; // shape [2, 1]
-/// let rows = vi_infer::vindex(&locs, &z)?;
+/// let rows = vi_infer::vindex(&locs, &[&z])?;
 /// assert_eq!(rows.dims(), &[2, 1, 2]);
 /// assert_eq!(rows.flatten_all()?.to_vec1::<f64>()?, [2.0, 2.5, 0.0, 0.5]);
+/// // Two indices: one element per pair, broadcast.
+/// let j = Tensor::new(&[1.0f64, 0.0], &Device::Cpu)?; // shape [2]
+/// let picked = vi_infer::vindex(&locs, &[&z, &j])?;
+/// assert_eq!(picked.dims(), &[2, 2]);
+/// assert_eq!(picked.flatten_all()?.to_vec1::<f64>()?, [2.5, 2.0, 0.5, 0.0]);
 /// # Ok::<(), vi_infer::InferError>(())
 /// ```
 pub fn vindex(
     table: &candle_core::Tensor,
-    index: &candle_core::Tensor,
+    indices: &[&candle_core::Tensor],
 ) -> crate::Result<candle_core::Tensor> {
-    let rows = table.dims().first().copied().unwrap_or(0);
-    if table.rank() == 0 {
-        return Err(crate::InferError::Invalid(
-            "vindex: the table must have at least one dim".into(),
-        ));
+    use candle_core::DType;
+    let k = indices.len();
+    if k == 0 || table.rank() < k {
+        return Err(crate::InferError::Invalid(format!(
+            "vindex: {k} indices for a table of shape {:?} (one index per leading dim, at least \
+             one)",
+            table.dims()
+        )));
     }
-    let idx = index.flatten_all()?.to_dtype(candle_core::DType::U32)?;
-    if vi_dist::validation_enabled() {
-        let max = idx.max(0).ok().map(|m| m.to_scalar::<u32>()).transpose()?;
-        if let Some(m) = max
-            && m as usize >= rows
-        {
-            return Err(crate::InferError::Invalid(format!(
-                "vindex: index {m} is out of range for a table of {rows} rows (shape {:?})",
-                table.dims()
-            )));
+    let shapes: Vec<&[usize]> = indices.iter().map(|i| i.dims()).collect();
+    let shape = vi_dist::broadcast_shapes(&shapes).ok_or_else(|| {
+        crate::InferError::Invalid(format!("vindex: index shapes {shapes:?} do not broadcast"))
+    })?;
+    let lead = &table.dims()[..k];
+    // The flat row index Σ_i index_i · stride_i, in u32.
+    let mut flat: Option<candle_core::Tensor> = None;
+    let mut stride = 1usize;
+    for (i, index) in indices.iter().enumerate().rev() {
+        let idx = index
+            .to_dtype(DType::U32)?
+            .broadcast_as(shape.as_slice())?
+            .contiguous()?;
+        if vi_dist::validation_enabled() && idx.elem_count() > 0 {
+            let m = idx.flatten_all()?.max(0)?.to_scalar::<u32>()? as usize;
+            if m >= lead[i] {
+                return Err(crate::InferError::Invalid(format!(
+                    "vindex: index {m} is out of range for dim {i} of size {} (table shape {:?})",
+                    lead[i],
+                    table.dims()
+                )));
+            }
         }
+        let term = if stride == 1 {
+            idx
+        } else {
+            idx.affine(stride as f64, 0.0)?
+        };
+        flat = Some(match flat {
+            None => term,
+            Some(f) => (f + term)?,
+        });
+        stride *= lead[i];
     }
-    let picked = table.index_select(&idx, 0)?;
-    let shape: Vec<usize> = index
-        .dims()
-        .iter()
-        .chain(&table.dims()[1..])
-        .copied()
-        .collect();
-    Ok(picked.reshape(shape)?)
+    let Some(flat) = flat else {
+        return Err(crate::InferError::Invalid("vindex: no index".into()));
+    };
+    let rest = &table.dims()[k..];
+    let rows = table.reshape(
+        std::iter::once(stride)
+            .chain(rest.iter().copied())
+            .collect::<Vec<_>>(),
+    )?;
+    let picked = rows.index_select(&flat.flatten_all()?, 0)?;
+    let out: Vec<usize> = shape.iter().chain(rest).copied().collect();
+    Ok(picked.reshape(out)?)
 }

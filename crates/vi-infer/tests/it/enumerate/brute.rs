@@ -51,7 +51,7 @@ fn one_site_in_the_model() -> Res {
         let w = ctx.param("w", &f64s(&[0.3, 0.7])?, Constraint::Simplex)?;
         let locs = ctx.param("locs", &f64s(&[-1.0, 1.5])?, Constraint::Real)?;
         let z = ctx.sample_enum("z", Categorical::from_probs(&w)?)?;
-        let loc = vindex(&locs, &z)?;
+        let loc = vindex(&locs, &[&z])?;
         ctx.observe("x", Normal::new(&loc, &scalar(0.8)?)?, &scalar(0.4)?)?;
         Ok(())
     };
@@ -86,9 +86,9 @@ fn three_sites_in_the_model() -> Res {
         let q = ctx.param("q", &f64s(&[0.2, 0.5, 0.9])?, Constraint::UnitInterval)?;
         let mu = ctx.param("mu", &f64s(&[-1.0, 0.0, 2.0])?, Constraint::Real)?;
         let a = ctx.sample_enum("a", Bernoulli::from_probs(&p)?)?;
-        let b = ctx.sample_enum("b", Categorical::from_probs(&vindex(&t, &a)?)?)?;
-        let c = ctx.sample_enum("c", Bernoulli::from_probs(&vindex(&q, &b)?)?)?;
-        let loc = vindex(&mu, &b)?.broadcast_add(&c)?;
+        let b = ctx.sample_enum("b", Categorical::from_probs(&vindex(&t, &[&a])?)?)?;
+        let c = ctx.sample_enum("c", Bernoulli::from_probs(&vindex(&q, &[&b])?)?)?;
+        let loc = vindex(&mu, &[&b])?.broadcast_add(&c)?;
         ctx.observe("y", Normal::new(&loc, &scalar(1.0)?)?, &scalar(0.7)?)?;
         Ok(())
     };
@@ -143,11 +143,11 @@ fn plated_params(ctx: &mut Ctx) -> vi_infer::Result<(Tensor, Tensor, Tensor)> {
 fn plated_model(ctx: &mut Ctx) -> vi_infer::Result<()> {
     let (p, t, mu) = plated_params(ctx)?;
     let a = ctx.sample_enum("a", Bernoulli::from_probs(&p)?)?;
-    let probs = vindex(&t, &a)?;
+    let probs = vindex(&t, &[&a])?;
     let y = f64s(&YS)?;
     ctx.plate("data", 3, |ctx| {
         let b = ctx.sample_enum("b", Categorical::from_probs(&probs)?)?;
-        ctx.observe("y", Normal::new(&vindex(&mu, &b)?, &scalar(1.0)?)?, &y)?;
+        ctx.observe("y", Normal::new(&vindex(&mu, &[&b])?, &scalar(1.0)?)?, &y)?;
         Ok(())
     })
 }
@@ -255,7 +255,7 @@ fn plated_guide_enumeration() -> Res {
         let x = f64s(&XS)?;
         ctx.plate("data", 3, |ctx| {
             let z = ctx.sample("z", Categorical::from_probs(&w)?)?;
-            ctx.observe("x", Normal::new(&vindex(&locs, &z)?, &scalar(1.0)?)?, &x)?;
+            ctx.observe("x", Normal::new(&vindex(&locs, &[&z])?, &scalar(1.0)?)?, &x)?;
             Ok(())
         })
     };
@@ -314,7 +314,7 @@ fn reparameterised_sites_and_vectorised_particles() -> Res {
         let x = f64s(&XS)?;
         ctx.plate("data", 3, |ctx| {
             let z = ctx.sample_enum("z", Categorical::from_probs(&w)?)?;
-            let loc = vindex(&locs, &z)?.broadcast_add(&m)?;
+            let loc = vindex(&locs, &[&z])?.broadcast_add(&m)?;
             ctx.observe("x", Normal::new(&loc, &scalar(1.0)?)?, &x)?;
             Ok(())
         })
@@ -388,7 +388,7 @@ fn f32_agrees() -> Res {
             let z = ctx.sample_enum("z", Categorical::from_probs(&w)?)?;
             ctx.observe(
                 "x",
-                Normal::new(&vindex(&locs, &z)?, &Tensor::new(0.8f32, &Device::Cpu)?)?,
+                Normal::new(&vindex(&locs, &[&z])?, &Tensor::new(0.8f32, &Device::Cpu)?)?,
                 &x,
             )?;
             Ok(())
@@ -426,13 +426,13 @@ fn nested_plates_in_the_model() -> Res {
         let (p, t, mu) = plated_params(ctx)?;
         let q = ctx.param("q", &f64s(&[0.2, 0.5, 0.9])?, Constraint::UnitInterval)?;
         let a = ctx.sample_enum("a", Bernoulli::from_probs(&p)?)?;
-        let probs = vindex(&t, &a)?;
+        let probs = vindex(&t, &[&a])?;
         let y = Tensor::new(&YIJ, &Device::Cpu)?;
         ctx.plate_dim("i", 2, -2, |ctx| {
             let b = ctx.sample_enum("b", Categorical::from_probs(&probs)?)?;
             ctx.plate_dim("j", 2, -1, |ctx| {
-                let c = ctx.sample_enum("c", Bernoulli::from_probs(&vindex(&q, &b)?)?)?;
-                let loc = vindex(&mu, &b)?.broadcast_add(&c)?;
+                let c = ctx.sample_enum("c", Bernoulli::from_probs(&vindex(&q, &[&b])?)?)?;
+                let loc = vindex(&mu, &[&b])?.broadcast_add(&c)?;
                 ctx.observe("y", Normal::new(&loc, &scalar(1.0)?)?, &y)?;
                 Ok(())
             })

@@ -4,6 +4,8 @@
 //! posteriors, and the typed errors.
 
 mod brute;
+mod hmm;
+mod pyro;
 
 use std::collections::BTreeMap;
 
