@@ -146,6 +146,23 @@ impl Messenger for EnumMessenger {
             let support = dist.enumerate_support(false).map_err(at)?;
             let scoped = msg.infer.markov_scope.is_some();
             let (dim, id) = self.allocate(scoped.then_some(visible.as_slice()));
+            // The distribution must not vary along the dim its values take: it would read
+            // another variable's values there (one outside the markov window, whose dim was
+            // recycled) element by element against its own.
+            let batch = dist.batch_shape();
+            if let Some(i) = batch.len().checked_sub(dim.unsigned_abs())
+                && batch[i] > 1
+            {
+                return Err(InferError::Enumeration {
+                    sites: vec![msg.name.clone()],
+                    msg: format!(
+                        "its distribution (batch shape {batch:?}) varies along dim {dim}, the \
+                         dim its enumerated values get: it depends on a site it cannot see \
+                         (outside its `markov` window, whose dim was recycled); widen the \
+                         window with `markov_history`"
+                    ),
+                });
+            }
             let n = support.dims().first().copied().unwrap_or(1);
             let shape: Vec<usize> = std::iter::once(n)
                 .chain(std::iter::repeat_n(1, dim.unsigned_abs() - 1))

@@ -4,6 +4,8 @@
 //! posteriors, and the typed errors.
 
 mod brute;
+mod discrete;
+mod errors;
 mod hmm;
 mod pyro;
 

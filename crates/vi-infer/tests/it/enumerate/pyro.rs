@@ -209,8 +209,8 @@ fn elbo_enumerate_plate_1() -> Res {
                 let x = ctx.sample("x", cat(&px)?)?;
                 scaled(ctx, scale, |ctx| {
                     let y = ctx.sample_enum("y", cat(&vindex(&py, &[&x])?)?)?;
-                    for i in 0..m {
-                        let obs = s(PLATE_DATA[i])?;
+                    for (i, v) in PLATE_DATA.iter().enumerate().take(m) {
+                        let obs = s(*v)?;
                         ctx.observe(&format!("z_{i}"), cat(&vindex(&pz, &[&y])?)?, &obs)?;
                     }
                     Ok(())
@@ -260,9 +260,9 @@ fn elbo_enumerate_plate_2() -> Res {
                 let (px, py, pz) = xyz_params(ctx)?;
                 let x = ctx.sample("x", cat(&px)?)?;
                 scaled(ctx, scale, |ctx| {
-                    for i in 0..m {
+                    for (i, v) in PLATE_DATA.iter().enumerate().take(m) {
                         let y = ctx.sample_enum(&format!("y_{i}"), cat(&vindex(&py, &[&x])?)?)?;
-                        let obs = s(PLATE_DATA[i])?;
+                        let obs = s(*v)?;
                         ctx.observe(&format!("z_{i}"), cat(&vindex(&pz, &[&y])?)?, &obs)?;
                     }
                     Ok(())
@@ -323,10 +323,10 @@ fn elbo_enumerate_plate_3() -> Res {
             let hand: Program = Box::new(move |ctx| {
                 scaled(ctx, scale, |ctx| {
                     let (px, py, pz) = xyz_params(ctx)?;
-                    for i in 0..m {
+                    for (i, v) in PLATE_DATA.iter().enumerate().take(m) {
                         let x = ctx.sample(&format!("x_{i}"), cat(&px)?)?;
                         let y = ctx.sample_enum(&format!("y_{i}"), cat(&vindex(&py, &[&x])?)?)?;
-                        let obs = s(PLATE_DATA[i])?;
+                        let obs = s(*v)?;
                         ctx.observe(&format!("z_{i}"), cat(&vindex(&pz, &[&y])?)?, &obs)?;
                     }
                     Ok(())
