@@ -177,6 +177,33 @@ impl Categorical {
         enumerate_layout(values, &self.batch, expand)
     }
 
+    /// The normalised log-probabilities (`batch + [k]`) laid against the values of the whole
+    /// support along `dim` (see [`Distribution::log_prob_enumerated`]): the class dim moved
+    /// to `dim`, a view where it can be. `None` when `shape` (the value's shape) is not that
+    /// layout, or when the batch varies along `dim`.
+    pub(crate) fn log_probs_along(&self, shape: &[usize], dim: isize) -> Option<Result<Tensor>> {
+        let k = self.num_classes();
+        let r = dim.unsigned_abs();
+        let layout =
+            r >= 1 && shape.len() == r && shape[0] == k && shape[1..].iter().all(|&n| n == 1);
+        let b = self.batch.len();
+        let rank = r.max(b);
+        let pos = rank - r;
+        if !layout || (pos >= rank - b && self.batch[pos - (rank - b)] != 1) {
+            return None;
+        }
+        Some((|| -> Result<Tensor> {
+            let mut lp = match self.form {
+                Form::Logits => self.param.clone(),
+                Form::Probs => exact_log_probs(&self.param)?,
+            };
+            for _ in b..rank {
+                lp = lp.unsqueeze(0)?;
+            }
+            Ok(lp.transpose(pos, rank)?.squeeze(rank)?)
+        })())
+    }
+
     /// `log p(index)` for `u32` indices known to be in `0..k`, broadcast to `out` (the batch
     /// shape of the result); shared with `OneHotCategorical`.
     pub(crate) fn log_prob_indices(&self, indices: &Tensor, out: &[usize]) -> Result<Tensor> {
@@ -256,6 +283,10 @@ impl Distribution for Categorical {
             }
         }
         self.log_prob_indices(&value.to_dtype(DType::U32)?, &out)
+    }
+
+    fn log_prob_enumerated(&self, value: &Tensor, dim: isize) -> Option<Result<Tensor>> {
+        self.log_probs_along(value.dims(), dim)
     }
 
     fn entropy(&self) -> Result<Tensor> {

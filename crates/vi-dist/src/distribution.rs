@@ -123,6 +123,29 @@ pub trait Distribution: Debug + Send + Sync + 'static {
         })
     }
 
+    /// `log_prob` of the whole support at once, for a family that can read it off its
+    /// parameters without materialising the broadcast: `value` is the support as
+    /// enumeration lays it out (`enumerate_support(false)` with its values along `dim`,
+    /// negative: shape `[n] + [1] * (|dim| − 1) + event_shape`), and the result equals
+    /// `log_prob(value)`. `None` (the default, and for a `value` of another shape) when there
+    /// is no such path; the caller then calls `log_prob`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Categorical, Distribution};
+    /// let logits = Tensor::new(&[[0.1f64, 0.5, -0.2], [1.0, 0.0, 0.3]], &Device::Cpu)?;
+    /// let d = Categorical::from_logits(&logits)?; // batch [2], 3 classes
+    /// let values = d.enumerate_support(false)?.reshape((3, 1, 1))?; // along dim -3
+    /// let fast = d.log_prob_enumerated(&values, -3).expect("Categorical has one")?;
+    /// assert_eq!(fast.dims(), &[3, 1, 2]);
+    /// let slow = d.log_prob(&values)?;
+    /// assert_eq!(fast.flatten_all()?.to_vec1::<f64>()?, slow.flatten_all()?.to_vec1::<f64>()?);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    fn log_prob_enumerated(&self, _value: &Tensor, _dim: isize) -> Option<Result<Tensor>> {
+        None
+    }
+
     /// Entropy, shape `batch_shape`.
     fn entropy(&self) -> Result<Tensor>;
 

@@ -194,6 +194,16 @@ impl Distribution for OneHotCategorical {
         self.categorical.log_prob_indices(&indices, &out)
     }
 
+    fn log_prob_enumerated(&self, value: &Tensor, dim: isize) -> Option<Result<Tensor>> {
+        // The one-hot rows in class order: the categorical's layout with the event dim.
+        let dims = value.dims();
+        if dims.last() != Some(&self.num_classes()) {
+            return None;
+        }
+        self.categorical
+            .log_probs_along(&dims[..dims.len() - 1], dim)
+    }
+
     fn entropy(&self) -> Result<Tensor> {
         self.categorical.entropy()
     }

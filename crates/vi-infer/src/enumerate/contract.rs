@@ -106,17 +106,17 @@ impl Factor {
         if target.len() == self.syms.len() {
             return Ok(self.t.clone());
         }
-        let mut shape = Vec::with_capacity(target.len());
+        // Size-1 dims inserted as views (the tensor may be strided).
+        let mut t = self.t.clone();
         let mut k = 0;
-        for s in target {
+        for (i, s) in target.iter().enumerate() {
             if self.syms.get(k) == Some(s) {
-                shape.push(self.t.dims()[k]);
                 k += 1;
             } else {
-                shape.push(1);
+                t = t.unsqueeze(i)?;
             }
         }
-        Ok(self.t.reshape(shape)?)
+        Ok(t)
     }
 
     /// Multiplies plate `p` out: the sum over its dim (the product of its elements, in log
@@ -171,14 +171,19 @@ pub(crate) fn pack(t: &Tensor, site: &Site, plates: &mut Plates) -> Result<Facto
     }
     let mut sorted = named.clone();
     sorted.sort_by_key(|(s, _)| *s);
-    let squeezed: Vec<usize> = named.iter().map(|(_, k)| t.dims()[*k]).collect();
-    let mut out = t.reshape(squeezed)?;
+    // Views only (squeeze, permute): the ops downstream read strided tensors.
+    let mut out = t.clone();
+    for k in (0..rank).rev() {
+        if t.dims()[k] == 1 {
+            out = out.squeeze(k)?;
+        }
+    }
     if sorted.iter().zip(&named).any(|(a, b)| a.0 != b.0) {
         let perm: Vec<usize> = sorted
             .iter()
             .map(|(s, _)| named.iter().position(|(x, _)| x == s).unwrap_or(0))
             .collect();
-        out = out.permute(perm)?.contiguous()?;
+        out = out.permute(perm)?;
     }
     Ok(Factor {
         t: out,

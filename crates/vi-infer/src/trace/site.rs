@@ -167,6 +167,13 @@ impl Site {
         };
         // A value `ctx.observe` already checked is not read back again: the support check
         // remembers the tensors it passed (`vi_dist::assume_in_support`).
+        // An enumerated site's value is its whole support: a family may read the density of
+        // every value off its parameters at once (no broadcast copy, no gather).
+        if let Some(dim) = self.infer.enum_dim
+            && let Some(lp) = dist.log_prob_enumerated(&self.value, dim)
+        {
+            return lp.map_err(|source| at_site(&self.name, &self.plates, false, source));
+        }
         let lp = dist.log_prob(&self.value);
         lp.map_err(|source| at_site(&self.name, &self.plates, self.is_observed, source))
     }
