@@ -42,6 +42,10 @@
 //!   modules, checkpoints that carry the constraints).
 //! - **ELBOs**: the [`Elbo`] trait, [`TraceElbo`] (score-function terms where there is no
 //!   rsample) and [`TraceMeanFieldElbo`] (analytic KL per site), each site's [`SiteTerm`].
+//! - **Discrete latents**: sites marked for enumeration ([`Ctx::sample_enum`],
+//!   [`config_enumerate`]) summed out exactly by [`TraceEnumElbo`] (in the model or weighted in
+//!   the guide), chains with [`Ctx::markov`], [`vindex`] to index by enumerated values, and
+//!   [`Ctx::infer_discrete`] ([`InferDiscrete`]: Viterbi or posterior draws).
 //! - **SVI**: [`Svi`] and its [`StepReport`] (the loss and each site's KL or
 //!   log-likelihood); checkpoints with `Svi::save` / `Svi::load`.
 //! - **Layers**: [`layers::Linear`], candle-nn's `Linear` without the gradients nobody reads.

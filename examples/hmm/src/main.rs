@@ -17,6 +17,20 @@ use vi_infer::{Ctx, InferDiscrete, ParamStore, Svi, TraceEnumElbo};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its index in mimalloc 3's `mi_option_t`; see
+/// `examples/vae`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps the memory mimalloc frees (unless `MIMALLOC_PURGE_DELAY` says otherwise): every step
+/// allocates the same sizes, and pages handed back to the OS come back zero-filled.
+fn default_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's documented options to a documented value (-1: never
+        // purge); mimalloc reads it each time it considers a purge.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 struct Args {
     bench: bool,
     steps: usize,
@@ -170,7 +184,22 @@ fn bench(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The stack of the thread that runs the work: candle's backward pass walks the graph
+/// recursively, and a chain of `T` steps makes a graph `T` deep (8 MiB, the main thread's
+/// stack, overflows at T = 4000).
+const STACK: usize = 1 << 30;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    default_allocator();
     let a = parse_args()?;
-    if a.bench { bench(&a) } else { fit(&a) }
+    let worker = std::thread::Builder::new()
+        .stack_size(STACK)
+        .spawn(move || {
+            let r = if a.bench { bench(&a) } else { fit(&a) };
+            r.map_err(|e| e.to_string())
+        })?;
+    match worker.join() {
+        Ok(r) => Ok(r?),
+        Err(_) => Err("the worker thread panicked".into()),
+    }
 }

@@ -866,6 +866,106 @@ impl Distribution for Mine {
     }
 }
 
+/// Discrete latents: a mixture and an HMM summed out with `TraceEnumElbo`, decoded with
+/// `infer_discrete`.
+#[test]
+fn enumeration() -> Res {
+    use vi_infer::dist::Categorical;
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Elbo, InferDiscrete, Svi, TraceEnumElbo, vindex};
+    let dev = Device::Cpu;
+    let one = Tensor::new(1.0f64, &dev)?;
+
+    // A mixture of two Gaussians: each point's component summed out, the rest fitted.
+    let data = Tensor::new(&[0.0f64, 1.0, 10.0, 11.0, 12.0], &dev)?;
+    let model = |ctx: &mut Ctx| {
+        let w0 = Tensor::new(&[0.5f64, 0.5], &dev)?;
+        let weights = ctx.param("weights", &w0, Constraint::Simplex)?;
+        let locs0 = Tensor::new(&[2.0f64, 8.0], &dev)?;
+        let locs = ctx.param("locs", &locs0, Constraint::Real)?;
+        let scale = ctx.param("scale", &Tensor::new(2.0f64, &dev)?, Constraint::Positive)?;
+        ctx.plate("data", 5, |ctx| {
+            // The values 0 and 1 along a dim left of the plate: shape [2, 1].
+            let z = ctx.sample_enum("z", Categorical::from_probs(&weights)?)?;
+            let loc = vindex(&locs, &[&z])?; // locs[z], shape [2, 1]
+            ctx.observe("x", Normal::new(&loc, &scale)?, &data)?; // log-density [2, 5]
+            Ok(z)
+        })
+    };
+    let guide = |_: &mut Ctx| Ok(()); // nothing left to sample: maximum likelihood
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.1,
+        ..Default::default()
+    })?;
+    let elbo = TraceEnumElbo::new().max_plate_nesting(1);
+    let mut svi = Svi::new(model, guide, adam, elbo);
+    for _ in 0..300 {
+        svi.step()?;
+    }
+    // Each point's most probable component, under the fitted parameters.
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Ctx::new(svi.store_mut(), &mut rng);
+    let z = ctx.infer_discrete(&InferDiscrete::map(), model)?;
+    assert_eq!(z.to_vec1::<f64>()?, [0.0, 0.0, 1.0, 1.0, 1.0]);
+
+    // A hidden Markov model: each state summed out, two enumeration dims for the whole chain.
+    let trans = Tensor::new(&[[0.9f64, 0.1], [0.2, 0.8]], &dev)?;
+    let ys = Tensor::new(&[0.1f64, -0.3, 2.2, 1.9, 2.4], &dev)?;
+    let locs = Tensor::new(&[0.0f64, 2.0], &dev)?;
+    let hmm = |ctx: &mut Ctx| {
+        let mut x = Tensor::new(0.0f64, &dev)?; // the state before the first
+        ctx.markov(0..5, |ctx, t| {
+            let probs = vindex(&trans, &[&x])?; // trans[x]
+            x = ctx.sample_enum(&format!("x_{t}"), Categorical::from_probs(&probs)?)?;
+            let y = ys.narrow(0, t, 1)?.squeeze(0)?;
+            let emission = Normal::new(&vindex(&locs, &[&x])?, &one)?;
+            ctx.observe(&format!("y_{t}"), emission, &y)?;
+            Ok(x.clone())
+        })
+    };
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let out = TraceEnumElbo::new().max_plate_nesting(0).compute(
+        &mut |ctx: &mut Ctx| hmm(ctx).map(|_| ()),
+        &mut |_: &mut Ctx| Ok(()),
+        &mut store,
+        &mut rng,
+    )?;
+    println!("log p(y) = {:.4}", -out.loss.to_scalar::<f64>()?); // the forward algorithm's
+    let mut ctx = Ctx::new(&mut store, &mut rng);
+    let path = ctx.infer_discrete(&InferDiscrete::map(), hmm)?; // Viterbi
+    let path: Vec<f64> = path
+        .iter()
+        .map(|x| x.to_scalar::<f64>())
+        .collect::<Result<_, _>>()?;
+    assert_eq!(path, [0.0, 0.0, 1.0, 1.0, 1.0]);
+    // Pyro's @config_enumerate: every discrete latent site of a program marked at once.
+    let marked = vi_infer::config_enumerate(|ctx: &mut Ctx| {
+        let p = Tensor::new(0.3f64, &dev)?;
+        ctx.sample("c", vi_infer::dist::Bernoulli::from_probs(&p)?)
+    });
+    let mut marked = marked;
+    let (_, tr) = ctx.trace(|ctx| marked(ctx))?;
+    assert!(tr.get("c").unwrap().infer.enumerate);
+    // The forward algorithm by hand, for the check.
+    let lnorm = |y: f64, m: f64| crate::common::normal_lp(y, m, 1.0);
+    let (a, mu, yv) = (
+        [[0.9, 0.1], [0.2, 0.8]],
+        [0.0, 2.0],
+        [0.1, -0.3, 2.2, 1.9, 2.4],
+    );
+    let mut alpha: Vec<f64> = (0..2)
+        .map(|j| a[0][j] * lnorm(yv[0], mu[j]).exp())
+        .collect();
+    for y in &yv[1..] {
+        alpha = (0..2)
+            .map(|j| (0..2).map(|i| alpha[i] * a[i][j]).sum::<f64>() * lnorm(*y, mu[j]).exp())
+            .collect();
+    }
+    let want = alpha.iter().sum::<f64>().ln();
+    assert_within_abs("log p(y)", &[-out.loss.to_scalar::<f64>()?], &[want], 1e-12);
+    Ok(())
+}
+
 /// The error catalogue of docs/guide.md ("Errors and validation"): each model and guide
 /// gives the error and the message shown there (the source location of a constructor's
 /// error aside, which names this file).
