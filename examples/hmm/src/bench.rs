@@ -1,5 +1,5 @@
-//! One SVI step of the HMM (`markov` + `TraceEnumElbo`, Adam) against the same step written
-//! directly in candle ([`crate::plain`], the forward recursion by hand), alternated step by
+//! One SVI step of the HMM (`markov` + `TraceEnumElbo`, Adam; and with `vectorized_markov`)
+//! against the same step written directly in candle ([`crate::plain`], the forward recursion by hand), alternated step by
 //! step on the same data from the same parameters.
 
 use std::time::Instant;
@@ -8,15 +8,17 @@ use vi_infer::candle::{DType, Device, Tensor, Var};
 use vi_infer::optim::{Adam, AdamOptions, Optimizer};
 use vi_infer::{Ctx, Svi, TraceEnumElbo};
 
-use crate::{Params, initial, model, simulate};
+use crate::{Params, initial, model, model_vectorized, simulate};
 
 /// Median milliseconds per step of each side, and their ratio.
 pub struct Report {
     /// K, T.
     pub k: usize,
     pub t: usize,
-    /// vi's step (median ms).
+    /// vi's step (median ms), the chain written with `markov`.
     pub svi_ms: f64,
+    /// vi's step with `vectorized_markov` (median ms).
+    pub vectorized_ms: f64,
     /// The plain candle step (median ms).
     pub plain_ms: f64,
 }
@@ -25,12 +27,14 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "HMM K = {}, T = {}: vi markov + TraceEnumElbo {:.2} ms/step, plain candle {:.2} ms/step, ratio {:.2}",
+            "HMM K = {}, T = {}: vi markov + TraceEnumElbo {:.2} ms/step, vi vectorized_markov {:.2} ms/step, plain candle {:.2} ms/step; ratios to plain {:.2}, {:.2}",
             self.k,
             self.t,
             self.svi_ms,
+            self.vectorized_ms,
             self.plain_ms,
-            self.svi_ms / self.plain_ms
+            self.svi_ms / self.plain_ms,
+            self.vectorized_ms / self.plain_ms
         )
     }
 }
@@ -60,6 +64,15 @@ pub fn run(k: usize, t: usize, steps: usize, seed: u64) -> vi_infer::Result<Repo
         |_: &mut Ctx| Ok(()),
         Adam::empty(opts.clone())?,
         TraceEnumElbo::new().max_plate_nesting(0),
+    )
+    .seed(seed);
+    let init = start.clone();
+    let yy = y.clone();
+    let mut vectorized = Svi::new(
+        move |ctx: &mut Ctx| model_vectorized(ctx, &yy, &init),
+        |_: &mut Ctx| Ok(()),
+        Adam::empty(opts.clone())?,
+        TraceEnumElbo::new().max_plate_nesting(1),
     )
     .seed(seed);
     // The plain side: the same parameters, as free Vars in the same unconstrained spaces
@@ -96,13 +109,19 @@ pub fn run(k: usize, t: usize, steps: usize, seed: u64) -> vi_infer::Result<Repo
     };
     for _ in 0..2 {
         svi.step()?;
+        vectorized.step()?;
         plain_step()?;
     }
-    let (mut a, mut b) = (Vec::with_capacity(steps), Vec::with_capacity(steps));
+    let mut a = Vec::with_capacity(steps);
+    let mut v = Vec::with_capacity(steps);
+    let mut b = Vec::with_capacity(steps);
     for _ in 0..steps {
         let c = Instant::now();
         svi.step()?;
         a.push(c.elapsed().as_secs_f64() * 1e3);
+        let c = Instant::now();
+        vectorized.step()?;
+        v.push(c.elapsed().as_secs_f64() * 1e3);
         let c = Instant::now();
         plain_step()?;
         b.push(c.elapsed().as_secs_f64() * 1e3);
@@ -111,6 +130,7 @@ pub fn run(k: usize, t: usize, steps: usize, seed: u64) -> vi_infer::Result<Repo
         k,
         t,
         svi_ms: median(a),
+        vectorized_ms: median(v),
         plain_ms: median(b),
     })
 }

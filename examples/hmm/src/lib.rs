@@ -185,6 +185,26 @@ pub fn model(ctx: &mut Ctx, ys: &Tensor, init: &Params) -> Result<Vec<Tensor>> {
     })
 }
 
+/// The same HMM with `ctx.vectorized_markov`: the first step, then the other `T − 1` at once
+/// in a plate `time` (the chain contracted by a parallel scan). Needs `max_plate_nesting(1)`;
+/// `infer_discrete` does not decode it (use [`model`]).
+pub fn model_vectorized(ctx: &mut Ctx, ys: &Tensor, init: &Params) -> Result<()> {
+    let (dev, dtype) = (ys.device().clone(), ys.dtype());
+    let [trans, locs, scale] = params(ctx, init, &dev, dtype)?;
+    let first = Tensor::new(init.init.as_slice(), &dev)?.to_dtype(dtype)?;
+    ctx.vectorized_markov("time", ys.dims()[0], |ctx, prev: Option<&Tensor>, steps| {
+        let probs = match prev {
+            None => first.clone(),
+            Some(x) => vindex(&trans, &[x])?,
+        };
+        let x = ctx.sample_enum("x", Categorical::from_probs(&probs)?)?;
+        let emission = Normal::new(&vindex(&locs, &[&x])?, &scale)?;
+        ctx.observe("y", emission, &ys.index_select(steps, 0)?)?;
+        Ok(x)
+    })?;
+    Ok(())
+}
+
 /// The Viterbi path of `ys` under `params`, by dynamic programming in plain f64.
 pub fn viterbi(params: &Params, ys: &[f64]) -> Vec<usize> {
     let k = params.k();

@@ -1,8 +1,8 @@
-//! The HMM example, small: the enumerated loss equals the forward algorithm written in candle
-//! (the timing comparison's other side), `infer_discrete` decodes the Viterbi path, and a short
+//! The HMM example, small: the enumerated loss (`markov` and `vectorized_markov`) equals the
+//! forward algorithm written in candle (the timing comparison's other side), `infer_discrete` decodes the Viterbi path, and a short
 //! fit moves the transition matrix towards the truth.
 
-use hmm::{Params, initial, model, plain, read_params, simulate, viterbi};
+use hmm::{Params, initial, model, model_vectorized, plain, read_params, simulate, viterbi};
 use rand::SeedableRng;
 use vi_infer::candle::{DType, Device, Tensor};
 use vi_infer::optim::{Adam, AdamOptions};
@@ -33,6 +33,16 @@ fn enumerated_loss_is_the_forward_algorithm() -> Res {
         &y,
     )?
     .to_scalar::<f64>()?;
+    let got = out.loss.to_scalar::<f64>()?;
+    assert!((got - want).abs() <= 1e-10 * want.abs(), "{got} vs {want}");
+    // The vectorized formulation: the same number.
+    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
+    let out = TraceEnumElbo::new().max_plate_nesting(1).compute(
+        &mut |ctx: &mut Ctx| model_vectorized(ctx, &y, &start),
+        &mut |_: &mut Ctx| Ok(()),
+        &mut store,
+        &mut rng,
+    )?;
     let got = out.loss.to_scalar::<f64>()?;
     assert!((got - want).abs() <= 1e-10 * want.abs(), "{got} vs {want}");
     Ok(())

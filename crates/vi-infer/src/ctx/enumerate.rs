@@ -161,3 +161,80 @@ impl Ctx<'_> {
         }
     }
 }
+
+impl Ctx<'_> {
+    /// A Markov chain with its steps after the first written once, vectorized in a plate over
+    /// time (Pyro's `pyro.vectorized_markov`): `body` runs twice, first for step 0 with no
+    /// previous state (`prev` is `None`, `steps` is `[0]`), then for steps `1..size` at once
+    /// inside a plate named `name` of `size − 1` elements, with `prev` the value the first call
+    /// returned (its enumerated states) standing for the state at the step before each step, and
+    /// `steps` the indices `1..size` (to select the observations of those steps). The sites of
+    /// the first call are renamed `x[0]`, those of the second `x[1..size]`. Under
+    /// [`TraceEnumElbo`](crate::TraceEnumElbo) the states enumerated in both calls (the same
+    /// site name) form the chain, contracted by a parallel scan over the plate: `log2(size)`
+    /// rounds of batched products, where [`markov`](Ctx::markov) takes `size` steps of small
+    /// ones. Every site of the vectorized steps that depends on an enumerated variable must
+    /// depend on the chain's states alone (an error names it otherwise); states enumerated in
+    /// the guide and [`infer_discrete`](Ctx::infer_discrete) are not supported here (use
+    /// [`markov`](Ctx::markov)). Returns the values of the two calls (one when `size` is 1).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Categorical, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// use vi_infer::vindex;
+    /// let init = Tensor::new(&[0.5f64, 0.5], &dev)?;
+    /// let trans = Tensor::new(&[[0.9f64, 0.1], [0.2, 0.8]], &dev)?;
+    /// let locs = Tensor::new(&[-1.0f64, 1.0], &dev)?;
+    /// let ys = Tensor::new(&[0.8f64, 1.1, -0.9, -1.2], &dev)?;
+    /// let (_, tr) = ctx.trace(|ctx| {
+    ///     ctx.vectorized_markov("time", 4, |ctx, prev: Option<&Tensor>, steps| {
+    ///         let probs = match prev {
+    ///             None => init.clone(),
+    ///             Some(x) => vindex(&trans, &[x])?,
+    ///         };
+    ///         let x = ctx.sample_enum("x", Categorical::from_probs(&probs)?)?;
+    ///         let y = ys.index_select(steps, 0)?;
+    ///         ctx.observe("y", Normal::new(&vindex(&locs, &[&x])?, &one.get(0)?)?, &y)?;
+    ///         Ok(x)
+    ///     })
+    /// })?;
+    /// assert_eq!(tr.get("y[1..4]").unwrap().value.dims(), &[3]);
+    /// assert!(tr.contains("x[0]"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn vectorized_markov<S>(
+        &mut self,
+        name: &str,
+        size: usize,
+        mut body: impl FnMut(&mut Self, Option<&S>, &Tensor) -> Result<S>,
+    ) -> Result<Vec<S>> {
+        if size == 0 {
+            return Err(crate::InferError::Plate {
+                plate: name.to_string(),
+                msg: "a vectorized markov chain needs at least one step".into(),
+            });
+        }
+        let device = self
+            .store
+            .device()
+            .cloned()
+            .unwrap_or(candle_core::Device::Cpu);
+        let first_steps = Tensor::new(&[0u32], &device)?;
+        let (first, names) = self
+            .with(crate::enumerate::vectorized::StepNames::first(), |ctx| {
+                body(ctx, None, &first_steps)
+            })?;
+        if size == 1 {
+            return Ok(vec![first]);
+        }
+        let steps = Tensor::arange(1u32, size as u32, &device)?;
+        let rest_names = crate::enumerate::vectorized::StepNames::rest(name, size, names.firsts);
+        let (rest, _) = self.with(rest_names, |ctx| {
+            ctx.plate(name, size - 1, |ctx| body(ctx, Some(&first), &steps))
+        })?;
+        Ok(vec![first, rest])
+    }
+}

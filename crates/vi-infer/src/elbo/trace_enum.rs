@@ -12,6 +12,7 @@ use crate::ctx::Ctx;
 use crate::enumerate::contract::{
     Contraction, Factor, Ordinal, Plates, Semiring, Sym, pack, product, total, unpack,
 };
+use crate::enumerate::vectorized::Chain;
 use crate::enumerate::{EnumMessenger, apply_mask};
 use crate::error::{InferError, Result};
 use crate::message::SiteKind;
@@ -214,7 +215,7 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
     // enumerated in the model (masked, unscaled; the common scale goes on after).
     let mut costs: Vec<Cost> = Vec::new();
     let mut factors: Vec<(Ordinal, Factor)> = Vec::new();
-    let mut members: Vec<usize> = Vec::new();
+    let mut members: Vec<Vec<usize>> = Vec::new();
     let mut scale: Option<(f64, usize)> = None;
     for (i, m) in model.iter().enumerate() {
         let ordinal = plates.ordinal(&m.plates)?;
@@ -254,7 +255,7 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
                 f
             };
             factors.push((ordinal, f));
-            members.push(i);
+            members.push(vec![i]);
         } else {
             let f = if m.mask.is_none() && m.scale == 1.0 && m.scale_tensor.is_none() {
                 f
@@ -288,6 +289,7 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
             dice.push((ordinal, pack(&score, g, &mut plates)?));
         }
     }
+    let chains = chains(&model, &guide, &plates, &model_vars)?;
     let mut c = Contraction {
         semiring: Semiring::LogSum,
         plates: &plates,
@@ -297,6 +299,10 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
         homes,
     };
     if !factors.is_empty() {
+        if !chains.is_empty() {
+            let names = |g: &[usize]| g.iter().map(|&i| model[i].name.clone()).collect();
+            c.contract_chains(&mut factors, &mut members, &chains, &names)?;
+        }
         let scale = scale.map_or(1.0, |(s, _)| s);
         for (ordinal, f, group) in c.contract_tree(factors, &model_vars)? {
             let f = if scale == 1.0 {
@@ -308,7 +314,14 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
                 }
             };
             costs.push(Cost {
-                side: Side::Marginal(group.iter().map(|&k| members[k]).collect()),
+                side: Side::Marginal({
+                    let mut g: Vec<usize> = group
+                        .iter()
+                        .flat_map(|&k| members[k].iter().copied())
+                        .collect();
+                    g.sort_unstable();
+                    g
+                }),
                 ordinal,
                 f,
             });
@@ -335,6 +348,64 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
         loss,
         terms,
     })
+}
+
+/// The chains of `vectorized_markov` in the model: each vectorized plate with its states
+/// (the variable at the first step, the variable of the steps after it). A state enumerated
+/// in the guide there is not supported, nor a vectorized state enumerated only after the first
+/// step.
+fn chains(
+    model: &[&Site],
+    guide: &[&Site],
+    plates: &Plates,
+    model_vars: &BTreeSet<usize>,
+) -> Result<Vec<Chain>> {
+    if let Some(g) = guide
+        .iter()
+        .find(|g| g.infer.chain.is_some() && g.infer.enum_id().is_some())
+    {
+        return Err(InferError::Enumeration {
+            sites: vec![g.name.clone()],
+            msg: "enumerated in the guide inside `vectorized_markov`: only model enumeration is \
+                  supported there (write the guide's chain with `ctx.markov`)"
+                .into(),
+        });
+    }
+    let mut chains: Vec<Chain> = Vec::new();
+    for m in model {
+        let Some((plate, prev)) = &m.infer.chain else {
+            continue;
+        };
+        let Some(p) = plates.find(plate) else {
+            continue;
+        };
+        let at = match chains.iter().position(|c| c.plate == p) {
+            Some(i) => i,
+            None => {
+                chains.push(Chain {
+                    plate: p,
+                    pairs: Vec::new(),
+                });
+                chains.len() - 1
+            }
+        };
+        let Some(curr) = m.infer.enum_id().filter(|v| model_vars.contains(v)) else {
+            continue;
+        };
+        match prev {
+            Some(prev) if model_vars.contains(prev) => chains[at].pairs.push((*prev, curr)),
+            _ => {
+                return Err(InferError::Enumeration {
+                    sites: vec![m.name.clone()],
+                    msg: format!(
+                        "enumerated in the vectorized steps of `{plate}` but not (in the model) \
+                         at the first step: enumerate the state at every step"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(chains)
 }
 
 /// The expectation of `cost` under the guide's enumerated and Dice factors in its plates or

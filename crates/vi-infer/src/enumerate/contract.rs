@@ -51,6 +51,11 @@ impl Plates {
         Ok(self.frames.len() - 1)
     }
 
+    /// The index of the plate named `name`, if met.
+    pub(crate) fn find(&self, name: &str) -> Option<usize> {
+        self.frames.iter().position(|f| f.name == name)
+    }
+
     /// The ordinal of a site's plates.
     pub(crate) fn ordinal(&mut self, plates: &[PlateFrame]) -> Result<Ordinal> {
         let mut o = 0;
@@ -355,6 +360,11 @@ impl Contraction<'_> {
             }
         }
         product(slots.into_iter().flatten().collect())
+    }
+
+    /// [`plate_product`](Self::plate_product) for the vectorized chains.
+    pub(crate) fn plate_product_of(&self, f: Factor, frames: Ordinal) -> Result<Factor> {
+        self.plate_product(f, frames)
     }
 
     /// Multiplies the plates of `frames` out of `f` (checking that no variable kept for

@@ -206,6 +206,17 @@ fn posterior(
         .sites()
         .filter(|s| s.kind == SiteKind::Sample)
         .collect();
+    if let Some(s) = samples
+        .iter()
+        .find(|s| s.infer.chain.is_some() && s.infer.enum_id().is_some())
+    {
+        return Err(InferError::Enumeration {
+            sites: vec![s.name.clone()],
+            msg: "infer_discrete does not decode the states of `vectorized_markov`: write the \
+                  chain with `ctx.markov`"
+                .into(),
+        });
+    }
     for s in &samples {
         let o = plates.ordinal(&s.plates)?;
         if let Some(id) = s.infer.enum_id() {

@@ -9,6 +9,7 @@ pub(crate) mod contract;
 mod discrete;
 mod markov;
 mod messenger;
+pub(crate) mod vectorized;
 
 pub(crate) use discrete::apply_mask;
 pub use discrete::{InferDiscrete, Temperature};
@@ -53,6 +54,10 @@ pub struct Infer {
     pub(crate) markov_scope: Option<Vec<(String, usize)>>,
     /// The number of markov contexts around the site (Pyro's `_markov_depth`).
     pub(crate) markov_depth: usize,
+    /// Inside the vectorized steps of [`Ctx::vectorized_markov`](crate::Ctx::vectorized_markov):
+    /// the plate of the steps and, for a state, the id of the variable that is its value at
+    /// the step before (the same site's enumerated variable at the first step).
+    pub(crate) chain: Option<(String, Option<usize>)>,
 }
 
 impl Infer {

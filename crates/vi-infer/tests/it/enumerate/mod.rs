@@ -8,6 +8,7 @@ mod discrete;
 mod errors;
 mod hmm;
 mod pyro;
+mod vectorized;
 
 use std::collections::BTreeMap;
 
