@@ -44,7 +44,8 @@
 //!   rsample) and [`TraceMeanFieldElbo`] (analytic KL per site), each site's [`SiteTerm`].
 //! - **Discrete latents**: sites marked for enumeration ([`Ctx::sample_enum`],
 //!   [`config_enumerate`]) summed out exactly by [`TraceEnumElbo`] (in the model or weighted in
-//!   the guide), chains with [`Ctx::markov`], [`vindex`] to index by enumerated values, and
+//!   the guide), chains with [`Ctx::markov`] (or written once, [`Ctx::vectorized_markov`]),
+//!   [`vindex`] to index by enumerated values, and
 //!   [`Ctx::infer_discrete`] ([`InferDiscrete`]: Viterbi or posterior draws).
 //! - **SVI**: [`Svi`] and its [`StepReport`] (the loss and each site's KL or
 //!   log-likelihood); checkpoints with `Svi::save` / `Svi::load`.
