@@ -210,6 +210,17 @@ pub enum InferError {
         /// What is wrong, in words.
         msg: String,
     },
+    /// An automatic guide cannot guide a site of the model: its initial value lies outside
+    /// the support, its support is discrete, or its plates do not fit the guide.
+    #[error("{guide}, site `{site}`: {msg}")]
+    AutoGuide {
+        /// The guide (`AutoNormal`, `AutoDelta`, …).
+        guide: String,
+        /// The model's site.
+        site: String,
+        /// What is wrong, in words.
+        msg: String,
+    },
     /// Bad arguments (e.g. zero particles).
     #[error("{0}")]
     Invalid(String),

@@ -66,6 +66,7 @@ mod plate;
 mod svi;
 mod trace;
 mod util;
+pub mod autoguide;
 
 pub use ctx::Ctx;
 pub use elbo::{

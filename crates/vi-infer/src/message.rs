@@ -93,6 +93,10 @@ pub struct Message {
     pub value: Option<Tensor>,
     /// Whether the value is data (`ctx.observe`, or a `condition` handler).
     pub is_observed: bool,
+    /// Whether this is an auxiliary guide site ([`Ctx::sample_auxiliary`](crate::Ctx::sample_auxiliary),
+    /// Pyro's `infer={"is_auxiliary": True}`): a latent of the guide alone, which the model
+    /// never samples (the joint latent vector of the continuous autoguides).
+    pub is_auxiliary: bool,
     /// The factor the site's log-density is multiplied by (plates' subsampling, `scale`).
     pub scale: f64,
     /// A per-element factor on top of `scale` (`ctx.scale_by` with a tensor), broadcastable to
@@ -124,6 +128,7 @@ impl Message {
             dist: None,
             value: None,
             is_observed: false,
+            is_auxiliary: false,
             scale: 1.0,
             scale_tensor: None,
             mask: None,

@@ -106,6 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             TermKind::KlAnalytic => "KL(q || p), closed form",
             TermKind::KlMonteCarlo => "KL(q || p), one-draw Monte Carlo estimate",
             TermKind::LogLikelihood => "log-likelihood",
+            TermKind::Auxiliary => "log q of the joint latent (its -entropy)",
         };
         println!("  {name:<6} {value:>12.4}   {what}");
     }

@@ -48,6 +48,30 @@ impl Ctx<'_> {
         self.apply(msg, draw)
     }
 
+    /// An auxiliary latent of a guide (Pyro's `pyro.sample(name, d, infer={"is_auxiliary":
+    /// True})`): drawn as [`sample`](Ctx::sample) draws, but a site of the guide alone, which
+    /// the model never samples. The ELBOs count its `log q` (the mean-field ELBO its negative
+    /// entropy in closed form where it has one) under its own name, with
+    /// [`TermKind::Auxiliary`](crate::TermKind::Auxiliary). The continuous autoguides draw
+    /// their joint latent vector this way and give each model site a `Delta` of it.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// let (_, tr) = ctx.trace(|ctx| ctx.sample_auxiliary("u", Box::new(Normal::new(&zero, &one)?)))?;
+    /// assert!(tr.get("u").unwrap().is_auxiliary);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sample_auxiliary(&mut self, name: &str, dist: Box<dyn Distribution>) -> Result<Tensor> {
+        let mut msg = Message::new(name, SiteKind::Sample);
+        msg.dist = Some(dist);
+        msg.is_auxiliary = true;
+        self.apply(msg, draw)
+    }
+
     /// An observed random variable: `pyro.sample(name, dist, obs=value)`. Its log-density
     /// enters the ELBO's likelihood term; a value outside `dist`'s support is a typed error
     /// (when validation is on).

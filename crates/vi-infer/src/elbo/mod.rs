@@ -58,10 +58,17 @@ pub enum TermKind {
     KlMonteCarlo,
     /// An observed site's log-likelihood `log p(x | z)`.
     LogLikelihood,
+    /// An auxiliary guide site's `log q(u)` at the draw (a site of the guide alone, as the
+    /// joint latent vector of the continuous autoguides): in `TraceMeanFieldElbo` its
+    /// expectation, the negative entropy, in closed form where the distribution has one. It
+    /// adds to the loss as the KL terms do.
+    Auxiliary,
 }
 
 /// One site's term of the ELBO (averaged over particles): for a latent site its KL, for an
-/// observed site its log-likelihood, masked and scaled by the site's plates.
+/// observed site its log-likelihood, for an auxiliary guide site its `log q`, masked and
+/// scaled by the site's plates. The loss is the sum of the KL and auxiliary terms less the
+/// log-likelihoods.
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};
@@ -153,7 +160,7 @@ pub struct ElboOutput {
     /// The surrogate whose gradient is the ELBO's gradient estimate (equal to `loss` when
     /// every latent site is reparameterised).
     pub surrogate: Tensor,
-    /// Each sample site's term, in the model's order.
+    /// Each sample site's term, in the model's order (then the guide's auxiliary sites).
     pub sites: Vec<SiteTerm>,
     /// The model's trace (of the last particle).
     pub model_trace: Trace,

@@ -81,6 +81,14 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
             _ => lq_sum,
         };
         elbo = accumulate_signed(elbo, &lq_sum, true)?;
+        if g.is_auxiliary {
+            terms.push(SiteTerm {
+                name: g.name.clone(),
+                kind: TermKind::Auxiliary,
+                value: lq.clone(),
+                sum: lq_sum,
+            });
+        }
     }
     let elbo = match elbo {
         Some(e) => e,

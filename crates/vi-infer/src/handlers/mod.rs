@@ -11,6 +11,7 @@ mod scale;
 mod seed;
 mod substitute;
 mod trace;
+mod uncondition;
 
 pub use block::{Block, BlockMessenger};
 pub use condition::ConditionMessenger;
@@ -21,3 +22,4 @@ pub use scale::ScaleMessenger;
 pub use seed::SeedMessenger;
 pub use substitute::SubstituteMessenger;
 pub use trace::TraceMessenger;
+pub use uncondition::UnconditionMessenger;

@@ -77,6 +77,7 @@ fn read_loss(out: &ElboOutput) -> Result<f64> {
                 TermKind::KlAnalytic => "analytic KL",
                 TermKind::KlMonteCarlo => "Monte Carlo KL",
                 TermKind::LogLikelihood => "log-likelihood",
+                TermKind::Auxiliary => "auxiliary log q",
             };
             terms.push((t.name.clone(), kind.to_string(), crate::finite::describe(v)));
         }

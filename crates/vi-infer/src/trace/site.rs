@@ -37,6 +37,8 @@ pub struct Site {
     pub value: Tensor,
     /// Whether the value is data.
     pub is_observed: bool,
+    /// Whether this is an auxiliary guide site (a latent of the guide alone).
+    pub is_auxiliary: bool,
     /// The plates the site lives in, outermost first.
     pub plates: Vec<PlateFrame>,
     /// The factor its log-density is multiplied by.
@@ -56,6 +58,7 @@ impl Clone for Site {
             dist: self.dist.as_ref().map(|d| d.clone_box()),
             value: self.value.clone(),
             is_observed: self.is_observed,
+            is_auxiliary: self.is_auxiliary,
             plates: self.plates.clone(),
             scale: self.scale,
             scale_tensor: self.scale_tensor.clone(),
@@ -73,6 +76,7 @@ impl Site {
             dist: msg.dist.as_ref().map(|d| d.clone_box()),
             value: msg.value.clone()?,
             is_observed: msg.is_observed,
+            is_auxiliary: msg.is_auxiliary,
             plates: msg.plates.clone(),
             scale: msg.scale,
             scale_tensor: msg.scale_tensor.clone(),
@@ -90,6 +94,7 @@ impl Site {
             kind: msg.kind,
             dist: msg.dist,
             is_observed: msg.is_observed,
+            is_auxiliary: msg.is_auxiliary,
             plates: msg.plates,
             scale: msg.scale,
             scale_tensor: msg.scale_tensor,

@@ -557,6 +557,7 @@ fn per_site_kl() -> Res {
             TermKind::KlAnalytic => "KL(q || p), closed form",
             TermKind::KlMonteCarlo => "KL(q || p), one-draw estimate log q(z) - log p(z)",
             TermKind::LogLikelihood => "log p(x | z)",
+            TermKind::Auxiliary => "log q(u) of a guide-only (auxiliary) site",
         };
         println!("{:>6} {:>9.4}  {how}", term.name, term.sum_f64()?);
     }

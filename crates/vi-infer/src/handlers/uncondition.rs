@@ -1,0 +1,38 @@
+//! `uncondition`: draw observed sites instead of scoring data.
+
+use crate::error::Result;
+use crate::message::{Message, SiteKind};
+use crate::messenger::Messenger;
+
+/// Releases observed sample sites (`poutine.uncondition`): their data is set aside and a value
+/// is drawn from the distribution instead, recorded as a latent site. Factors
+/// (`ctx.factor`, a [`Unit`](vi_dist::Unit) distribution) stay as they are. A posterior
+/// predictive draws the observations this way.
+///
+/// ```
+/// # use candle_core::{DType, Device, Tensor};
+/// # use vi_dist::{Constraint, Distribution, Normal};
+/// # use vi_infer::{Ctx, ParamStore};
+/// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+/// # let mut ctx = Ctx::new(&mut store, &mut rng);
+/// use vi_infer::handlers::UnconditionMessenger;
+/// let (_, tr) = ctx.trace(|ctx| {
+///     ctx.with(UnconditionMessenger, |ctx| ctx.observe("x", Normal::new(&zero, &one)?, &one))
+/// })?;
+/// let x = tr.get("x").unwrap();
+/// assert!(x.is_latent() && x.value.to_vec1::<f64>()? != vec![1.0; 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UnconditionMessenger;
+
+impl Messenger for UnconditionMessenger {
+    fn process(&mut self, msg: &mut Message) -> Result<()> {
+        let is_factor = msg.dist.as_ref().is_some_and(|d| d.name() == "Unit");
+        if msg.kind == SiteKind::Sample && msg.is_observed && !is_factor {
+            msg.is_observed = false;
+            msg.value = None;
+        }
+        Ok(())
+    }
+}
