@@ -14,4 +14,5 @@ mod mvn;
 mod regressions;
 mod shapes;
 mod special_ops;
+mod transformed;
 mod transforms;
