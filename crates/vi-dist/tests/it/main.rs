@@ -15,4 +15,5 @@ mod regressions;
 mod shapes;
 mod special_ops;
 mod transformed;
+mod transformed_torch;
 mod transforms;
