@@ -63,6 +63,7 @@ mod message;
 mod messenger;
 mod param_store;
 mod plate;
+mod predictive;
 mod svi;
 mod trace;
 mod util;
@@ -77,6 +78,7 @@ pub use message::{Message, PlateFrame, SiteKind, Subsample};
 pub use messenger::Messenger;
 pub use param_store::ParamStore;
 pub use plate::Plate;
+pub use predictive::{PREDICTIVE_PLATE, Predictive};
 pub use svi::{StepReport, Svi};
 pub use trace::{Site, Trace};
 

@@ -404,7 +404,7 @@ joint_guide!(AutoDiagonalNormal, Family::Diagonal);
 /// ```
 /// use vi_infer::autoguide::{AutoGuide, AutoMultivariateNormal};
 /// # use vi_infer::candle::{Device, Tensor};
-/// # use vi_infer::dist::Normal;
+/// # use vi_infer::dist::{Distribution, Normal};
 /// # use vi_infer::Ctx;
 /// # let (zeros, ones) = (Tensor::zeros(3, vi_infer::candle::DType::F64, &Device::Cpu)?, Tensor::ones(3, vi_infer::candle::DType::F64, &Device::Cpu)?);
 /// let model = |ctx: &mut Ctx| ctx.sample("w", Normal::new(&zeros, &ones)?.to_event(1)?);
@@ -431,7 +431,7 @@ joint_guide!(AutoMultivariateNormal, Family::Full);
 /// ```
 /// use vi_infer::autoguide::AutoLowRankMultivariateNormal;
 /// # use vi_infer::candle::{Device, Tensor};
-/// # use vi_infer::dist::Normal;
+/// # use vi_infer::dist::{Distribution, Normal};
 /// # use vi_infer::Ctx;
 /// # let (zeros, ones) = (Tensor::zeros(4, vi_infer::candle::DType::F64, &Device::Cpu)?, Tensor::ones(4, vi_infer::candle::DType::F64, &Device::Cpu)?);
 /// let model = |ctx: &mut Ctx| ctx.sample("w", Normal::new(&zeros, &ones)?.to_event(1)?);

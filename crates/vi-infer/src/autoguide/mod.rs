@@ -20,7 +20,7 @@
 //! posterior from `svi.store()`:
 //!
 //! ```
-//! use vi_infer::autoguide::AutoNormal;
+//! use vi_infer::autoguide::{AutoGuide, AutoNormal};
 //! use vi_infer::candle::{Device, Tensor};
 //! use vi_infer::dist::Normal;
 //! use vi_infer::optim::{Adam, AdamOptions};

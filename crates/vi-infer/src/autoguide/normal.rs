@@ -150,12 +150,10 @@ fn site_dist(site: &ProtoSite, loc: &Tensor, scale: &Tensor) -> Result<Box<dyn D
 
 /// `base` pushed through the site's bijection onto its support.
 fn pushed(base: Box<dyn Distribution>, site: &ProtoSite) -> Result<Box<dyn Distribution>> {
-    // TEMP(until the `transformed` branch lands): vi_dist::TransformedDistribution.
-    let _ = base;
-    Err(crate::InferError::Invalid(format!(
-        "AutoNormal: site `{}` needs TransformedDistribution ({})",
-        site.name, site.support
-    )))
+    Ok(Box::new(vi_dist::TransformedDistribution::with_shared(
+        base,
+        vec![site.transform.clone()],
+    )?))
 }
 
 impl AutoGuide for AutoNormal<'_> {

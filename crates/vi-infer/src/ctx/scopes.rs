@@ -145,7 +145,7 @@ impl Ctx<'_> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn uncondition<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        Ok(self.with(UnconditionMessenger, f)?.0)
+        Ok(self.with(UnconditionMessenger::new(), f)?.0)
     }
 
     /// Runs `f` with some sites hidden from the handlers outside: `poutine.block`.

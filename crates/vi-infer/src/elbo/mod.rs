@@ -9,6 +9,7 @@ use rand::RngCore;
 
 pub use mean_field::TraceMeanFieldElbo;
 pub use particles::PARTICLE_PLATE;
+pub(crate) use particles::plate_nesting;
 pub use trace_elbo::TraceElbo;
 
 use crate::ctx::Ctx;

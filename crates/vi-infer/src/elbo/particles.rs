@@ -94,7 +94,7 @@ pub(crate) fn run(
 /// The number of batch dims the particle plate must stay clear of: the deepest plate dim of
 /// the two traces, or the largest batch rank of their sample sites if that is larger (a
 /// batch dim outside any plate would otherwise collide with the particle dim).
-fn plate_nesting(a: &Trace, b: &Trace) -> usize {
+pub(crate) fn plate_nesting(a: &Trace, b: &Trace) -> usize {
     a.sites()
         .chain(b.sites())
         .map(|s| {

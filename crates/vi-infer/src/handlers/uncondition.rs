@@ -17,14 +17,44 @@ use crate::messenger::Messenger;
 /// # let mut ctx = Ctx::new(&mut store, &mut rng);
 /// use vi_infer::handlers::UnconditionMessenger;
 /// let (_, tr) = ctx.trace(|ctx| {
-///     ctx.with(UnconditionMessenger, |ctx| ctx.observe("x", Normal::new(&zero, &one)?, &one))
+///     ctx.with(UnconditionMessenger::new(), |ctx| ctx.observe("x", Normal::new(&zero, &one)?, &one))
 /// })?;
 /// let x = tr.get("x").unwrap();
 /// assert!(x.is_latent() && x.value.to_vec1::<f64>()? != vec![1.0; 3]);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default)]
-pub struct UnconditionMessenger;
+#[derive(Clone, Debug, Default)]
+pub struct UnconditionMessenger {
+    released: Vec<String>,
+}
+
+impl UnconditionMessenger {
+    /// A handler that has released nothing yet.
+    ///
+    /// ```
+    /// assert!(vi_infer::handlers::UnconditionMessenger::new().released().is_empty());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The observed sites it released, in order.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// use vi_infer::handlers::UnconditionMessenger;
+    /// let (_, h) = ctx.with(UnconditionMessenger::new(), |ctx| ctx.observe("x", Normal::new(&zero, &one)?, &one))?;
+    /// assert_eq!(h.released(), ["x"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn released(&self) -> &[String] {
+        &self.released
+    }
+}
 
 impl Messenger for UnconditionMessenger {
     fn process(&mut self, msg: &mut Message) -> Result<()> {
@@ -32,6 +62,7 @@ impl Messenger for UnconditionMessenger {
         if msg.kind == SiteKind::Sample && msg.is_observed && !is_factor {
             msg.is_observed = false;
             msg.value = None;
+            self.released.push(msg.name.clone());
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The integration tests of `vi-infer`, one binary.
 
+mod autoguide;
 mod bookkeeping;
 mod common;
 mod conjugate;
