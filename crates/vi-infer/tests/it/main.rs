@@ -12,6 +12,7 @@ mod layers;
 mod mean_field;
 mod plates;
 mod posterior;
+mod predictive;
 mod reliability;
 mod report;
 mod valid_models;
