@@ -421,8 +421,8 @@ fn init_strategies_feasible_for_every_constraint() -> Res {
     Ok(())
 }
 
-/// An initial value outside its site's support, or on the closed edge of an interval, is a
-/// typed error naming the site, before any step: never a NaN later.
+/// An initial value outside its site's support (or of another shape, or at a discrete site) is
+/// a typed error naming the site, before any step: never a NaN later.
 #[test]
 fn infeasible_init_is_an_error_naming_the_site() -> Res {
     let t = shape_tensors()?;
@@ -435,8 +435,10 @@ fn infeasible_init_is_an_error_naming_the_site() -> Res {
     let e = bad("positive", -1.0);
     assert!(matches!(e.root(), InferError::AutoGuide { site, .. } if site == "positive"), "{e}");
     assert_mentions(&e, &["AutoNormal", "`positive`", "outside its support nonnegative"]);
-    let e = bad("unit", 1.0); // on the edge: logit(1) = inf
-    assert_mentions(&e, &["`unit`", "edge"]);
+    let e = bad("unit", 1.5);
+    assert_mentions(&e, &["`unit`", "outside its support unit_interval"]);
+    let e = bad("interval", 1.0);
+    assert_mentions(&e, &["`interval`", "outside its support interval("]);
     let e = bad("scalar", f64::NAN);
     assert_mentions(&e, &["`scalar`", "outside"]);
     // A value of another shape.
