@@ -49,6 +49,7 @@
 //!   shapes; [`Result`].
 #![deny(missing_docs)]
 
+pub mod autoguide;
 mod checkpoint;
 mod checks;
 mod ctx;
@@ -67,7 +68,6 @@ mod predictive;
 mod svi;
 mod trace;
 mod util;
-pub mod autoguide;
 
 pub use ctx::Ctx;
 pub use elbo::{

@@ -365,15 +365,12 @@ impl<'m> Predictive<'m> {
         sample: Option<usize>,
         vectorized: Option<(usize, isize)>,
     ) -> Result<(Trace, Vec<String>)> {
-        let Self {
-            model,
-            source,
-            ..
-        } = self;
-        let in_plate = |ctx: &mut Ctx<'_>, f: &mut dyn FnMut(&mut Ctx<'_>) -> Result<()>| match vectorized {
-            Some((n, dim)) => ctx.plate_dim(PREDICTIVE_PLATE, n, dim, |ctx| f(ctx)),
-            None => f(ctx),
-        };
+        let Self { model, source, .. } = self;
+        let in_plate =
+            |ctx: &mut Ctx<'_>, f: &mut dyn FnMut(&mut Ctx<'_>) -> Result<()>| match vectorized {
+                Some((n, dim)) => ctx.plate_dim(PREDICTIVE_PLATE, n, dim, |ctx| f(ctx)),
+                None => f(ctx),
+            };
         let replay = match source {
             Source::Prior => ReplayMessenger::from_values(Vec::new()),
             Source::Guide(guide) => {
@@ -415,9 +412,7 @@ impl<'m> Predictive<'m> {
             .sites()
             .filter(|s| match s.kind {
                 SiteKind::Deterministic => true,
-                SiteKind::Sample => {
-                    !s.is_observed && (posterior || !released.contains(&s.name))
-                }
+                SiteKind::Sample => !s.is_observed && (posterior || !released.contains(&s.name)),
                 _ => false,
             })
             .map(|s| s.name.clone())
@@ -431,8 +426,7 @@ impl<'m> Predictive<'m> {
         let mut parts: HashMap<String, Vec<Tensor>> = HashMap::new();
         for i in 0..self.num_samples {
             let mut ctx = Ctx::new(store, &mut host);
-            let ((trace, released), s) =
-                ctx.with(streams, |ctx| self.once(ctx, Some(i), None))?;
+            let ((trace, released), s) = ctx.with(streams, |ctx| self.once(ctx, Some(i), None))?;
             streams = s;
             let names = match &names {
                 Some(n) => n,
@@ -445,7 +439,10 @@ impl<'m> Predictive<'m> {
                          structure changed between samples)"
                     )));
                 };
-                parts.entry(name.clone()).or_default().push(site.value.detach());
+                parts
+                    .entry(name.clone())
+                    .or_default()
+                    .push(site.value.detach());
             }
         }
         let mut out = Values::new();
@@ -479,7 +476,9 @@ impl<'m> Predictive<'m> {
         // `dim`, 1s between it and the site's batch dims.
         if let Source::Samples(values) = &mut self.source {
             for (name, t) in values.iter_mut() {
-                let Some(site) = probe.get(name) else { continue };
+                let Some(site) = probe.get(name) else {
+                    continue;
+                };
                 let event = site.dist.as_ref().map_or(0, |d| d.event_shape().len());
                 let batch_rank = site.value.rank().saturating_sub(event);
                 let mut shape = vec![n];
@@ -519,7 +518,10 @@ impl<'m> Predictive<'m> {
             let value = if v.elem_count() == n * per && v.dims().first() == Some(&n) {
                 v.reshape(full)?
             } else if v.elem_count() == per {
-                v.reshape(shape)?.unsqueeze(0)?.broadcast_as(full)?.contiguous()?
+                v.reshape(shape)?
+                    .unsqueeze(0)?
+                    .broadcast_as(full)?
+                    .contiguous()?
             } else {
                 return Err(InferError::Invalid(format!(
                     "Predictive: site `{name}` has shape {:?} in the vectorised run and {shape:?} \

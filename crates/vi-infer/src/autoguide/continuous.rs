@@ -7,7 +7,9 @@ use std::rc::Rc;
 use candle_core::{D, Tensor};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use vi_dist::{Constraint, Delta, Distribution, LowRankMultivariateNormal, MultivariateNormal, Normal};
+use vi_dist::{
+    Constraint, Delta, Distribution, LowRankMultivariateNormal, MultivariateNormal, Normal,
+};
 
 use super::init::site_error;
 use super::{AutoGuide, Core, ProtoSite, Prototype, Values, builder_methods, constrain};
@@ -142,7 +144,11 @@ impl Joint<'_, '_> {
                 };
                 let w = read(&factor, &init_factor, Constraint::Real)?;
                 let cov_factor = w.broadcast_mul(&scale.unsqueeze(1)?)?;
-                Box::new(LowRankMultivariateNormal::new(&loc, &cov_factor, &scale.sqr()?)?)
+                Box::new(LowRankMultivariateNormal::new(
+                    &loc,
+                    &cov_factor,
+                    &scale.sqr()?,
+                )?)
             }
         })
     }
@@ -163,7 +169,9 @@ impl Joint<'_, '_> {
     fn call(&self, ctx: &mut Ctx<'_>) -> Result<()> {
         let proto = self.core.ensure(ctx)?;
         let (slices, dim) = layout(self.core.kind(), &proto)?;
-        let q = self.posterior(&proto, dim, |name, init, c| ctx.param_with(name, || init().map_err(to_candle), c))?;
+        let q = self.posterior(&proto, dim, |name, init, c| {
+            ctx.param_with(name, || init().map_err(to_candle), c)
+        })?;
         let aux = format!("_{}_latent", proto.settings.prefix);
         let u = ctx.sample_auxiliary(&aux, q)?;
         // The batch dims the latent has here (the particles', when vectorised).

@@ -144,7 +144,11 @@ pub(crate) fn init_value(
         ));
     }
     let transform = biject_to(&support).map_err(|e| {
-        site_error(guide, site, format!("no bijection onto its support {support}: {e}"))
+        site_error(
+            guide,
+            site,
+            format!("no bijection onto its support {support}: {e}"),
+        )
     })?;
     let shape = dist.extended_shape(&[]);
     let (dtype, device) = (dist.dtype(), dist.device().clone());
@@ -309,7 +313,13 @@ impl Messenger for InitMessenger {
         let Some(dist) = &msg.dist else {
             return Ok(());
         };
-        let value = init_value(&self.init, &self.guide, &msg.name, dist.as_ref(), &mut self.rng)?;
+        let value = init_value(
+            &self.init,
+            &self.guide,
+            &msg.name,
+            dist.as_ref(),
+            &mut self.rng,
+        )?;
         msg.value = Some(value);
         Ok(())
     }

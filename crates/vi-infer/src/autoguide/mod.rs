@@ -204,7 +204,10 @@ impl<'m> Core<'m> {
     /// Runs the model, under this guide's `block` if it has one.
     fn run_model(&self, ctx: &mut Ctx<'_>, block: &Option<Block>) -> Result<()> {
         let mut model = self.model.try_borrow_mut().map_err(|_| {
-            InferError::Invalid(format!("{}: the model was called from within itself", self.kind))
+            InferError::Invalid(format!(
+                "{}: the model was called from within itself",
+                self.kind
+            ))
         })?;
         match block {
             Some(which) => ctx.block(which.clone(), |ctx| model(ctx)),
@@ -383,7 +386,9 @@ fn periodic_repeat(value: &Tensor, size: usize, axis: usize) -> Result<Tensor> {
     let n = value.dims()[axis];
     let reps = size.div_ceil(n.max(1));
     let parts = vec![value.clone(); reps];
-    Ok(Tensor::cat(&parts, axis)?.narrow(axis, 0, size)?.contiguous()?)
+    Ok(Tensor::cat(&parts, axis)?
+        .narrow(axis, 0, size)?
+        .contiguous()?)
 }
 
 /// The model seen once: its latent sites, in order, and its subsampled plates.
@@ -458,13 +463,16 @@ impl ProtoSite {
     }
 }
 
+/// Each entered plate's dim and, for a subsampled one, its indices in this step.
+pub(crate) type PlateIndices = [(isize, Option<Tensor>)];
+
 /// Enters `plates` (outermost first) one inside the other and calls `f` inside them all.
 fn enter(
     ctx: &mut Ctx<'_>,
     plates: &[PlateFrame],
     step: &HashMap<String, StepPlate>,
     idx: &mut Vec<(isize, Option<Tensor>)>,
-    f: &mut dyn FnMut(&mut Ctx<'_>, &[(isize, Option<Tensor>)]) -> Result<()>,
+    f: &mut dyn FnMut(&mut Ctx<'_>, &PlateIndices) -> Result<()>,
 ) -> Result<()> {
     let Some((p, rest)) = plates.split_first() else {
         return f(ctx, idx);
@@ -479,9 +487,10 @@ fn enter(
         Some(StepPlate {
             size,
             indices: Indices::Given(given),
-        }) => ctx.plate_with(Plate::new(&p.name, *size).dim(p.dim).subsample(given), |ctx, i| {
-            run(ctx, i, true)
-        }),
+        }) => ctx.plate_with(
+            Plate::new(&p.name, *size).dim(p.dim).subsample(given),
+            |ctx, i| run(ctx, i, true),
+        ),
         Some(StepPlate {
             size,
             indices: Indices::Draw(n),
@@ -672,7 +681,9 @@ macro_rules! builder_methods {
 pub(crate) use builder_methods;
 
 /// The closure an automatic guide gives `Svi`: it runs the guide and discards its value.
-pub(crate) fn guide_fn<'g, G: AutoGuide + 'g>(guide: G) -> impl FnMut(&mut Ctx<'_>) -> Result<()> + 'g {
+pub(crate) fn guide_fn<'g, G: AutoGuide + 'g>(
+    guide: G,
+) -> impl FnMut(&mut Ctx<'_>) -> Result<()> + 'g {
     move |ctx: &mut Ctx<'_>| guide.call(ctx)
 }
 

@@ -94,13 +94,23 @@ impl<'m> AutoNormal<'m> {
             proto
                 .sites
                 .iter()
-                .map(|s| (format!("{p}.locs.{}", s.name), format!("{p}.scales.{}", s.name)))
+                .map(|s| {
+                    (
+                        format!("{p}.locs.{}", s.name),
+                        format!("{p}.scales.{}", s.name),
+                    )
+                })
                 .collect()
         })
     }
 
     /// The stored `(loc, scale)` of a site (full size).
-    fn loc_scale(&self, store: &ParamStore, proto: &Prototype, i: usize) -> Result<(Tensor, Tensor)> {
+    fn loc_scale(
+        &self,
+        store: &ParamStore,
+        proto: &Prototype,
+        i: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let (l, s) = &self.names(proto)[i];
         Ok((get(store, l)?, get(store, s)?))
     }
@@ -173,7 +183,7 @@ impl AutoGuide for AutoNormal<'_> {
             let loc = ctx.param_with(loc_name, || Ok(init.clone()), vi_dist::Constraint::Real)?;
             let scale = ctx.param_with(
                 scale_name,
-                || Ok((init.ones_like()? * init_scale)?),
+                || init.ones_like()? * init_scale,
                 vi_dist::Constraint::Positive,
             )?;
             site.in_plates(ctx, &step, |ctx, idx| {

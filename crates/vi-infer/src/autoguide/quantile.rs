@@ -68,7 +68,10 @@ mod tests {
             let q = k as f64 / 1000.0;
             let x = standard_normal_quantile(q);
             let back = 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2);
-            assert!((back - q).abs() < 1e-14 * q.max(1e-3), "q {q}: Φ(x) = {back}");
+            assert!(
+                (back - q).abs() < 1e-14 * q.max(1e-3),
+                "q {q}: Φ(x) = {back}"
+            );
         }
     }
 }

@@ -253,7 +253,10 @@ impl Ctx<'_> {
                 if let Some(own) = own
                     && own.id() != idx.id()
                 {
-                    let (a, b) = (own.to_vec1::<u32>()?, idx.to_dtype(DType::U32)?.to_vec1::<u32>()?);
+                    let (a, b) = (
+                        own.to_vec1::<u32>()?,
+                        idx.to_dtype(DType::U32)?.to_vec1::<u32>()?,
+                    );
                     if a != b {
                         return Err(bad(format!(
                             "the program passes its own subsample indices {a:?}, but the trace it \

@@ -14,7 +14,8 @@ use vi_infer::autoguide::{
 };
 use vi_infer::candle::{DType, Device, Tensor};
 use vi_infer::dist::{
-    Bernoulli, Beta, Constraint, Dirichlet, Distribution, Gamma, HalfNormal, Normal, Pareto, Poisson, Uniform,
+    Bernoulli, Beta, Constraint, Dirichlet, Distribution, Gamma, HalfNormal, Normal, Pareto,
+    Poisson, Uniform,
 };
 use vi_infer::handlers::Block;
 use vi_infer::optim::{ClippedAdam, ClippedAdamOptions};
@@ -97,20 +98,35 @@ fn mvn_recovers_correlated_regression_posterior() -> Res {
         row[i] += 1.0;
     }
     let cov = invert(&prec);
-    let mean: Vec<f64> = (0..4).map(|i| (0..4).map(|k| cov[i][k] * zty[k]).sum()).collect();
+    let mean: Vec<f64> = (0..4)
+        .map(|i| (0..4).map(|k| cov[i][k] * zty[k]).sum())
+        .collect();
 
-    let (zeros, ones) = (Tensor::zeros(3, DType::F64, &dev)?, Tensor::ones(3, DType::F64, &dev)?);
-    let (zero, one, s) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?, Tensor::new(sigma, &dev)?);
+    let (zeros, ones) = (
+        Tensor::zeros(3, DType::F64, &dev)?,
+        Tensor::ones(3, DType::F64, &dev)?,
+    );
+    let (zero, one, s) = (
+        Tensor::new(0.0f64, &dev)?,
+        Tensor::new(1.0f64, &dev)?,
+        Tensor::new(sigma, &dev)?,
+    );
     let model = |ctx: &mut Ctx| {
         let w = ctx.sample("w", Normal::new(&zeros, &ones)?.to_event(1)?)?;
         let b = ctx.sample("b", Normal::new(&zero, &one)?)?;
-        let mu = x.broadcast_mul(&w)?.sum(vi_infer::candle::D::Minus1)?.broadcast_add(&b)?;
+        let mu = x
+            .broadcast_mul(&w)?
+            .sum(vi_infer::candle::D::Minus1)?
+            .broadcast_add(&b)?;
         ctx.plate("data", n, |ctx| ctx.observe("y", Normal::new(&mu, &s)?, &y))
     };
     let guide = AutoMultivariateNormal::new(model);
     let steps = 3000;
     let avg_from = 2000;
-    let elbo = TraceMeanFieldElbo::new().num_particles(8).vectorize_particles(true).max_plate_nesting(1);
+    let elbo = TraceMeanFieldElbo::new()
+        .num_particles(8)
+        .vectorize_particles(true)
+        .max_plate_nesting(1);
     let mut svi = Svi::new(model, guide.as_fn(), decaying(0.03, 3e-4, steps), elbo).seed(1);
     let mut loc_sum = [0.0; 4];
     let mut cov_sum = vec![vec![0.0; 4]; 4];
@@ -119,7 +135,11 @@ fn mvn_recovers_correlated_regression_posterior() -> Res {
         if step >= avg_from {
             let q = guide.get_posterior(svi.store())?;
             let m = host(&q.mean()?);
-            let l = svi.store().get("AutoMultivariateNormal.scale_tril")?.unwrap().to_vec2::<f64>()?;
+            let l = svi
+                .store()
+                .get("AutoMultivariateNormal.scale_tril")?
+                .unwrap()
+                .to_vec2::<f64>()?;
             // The latent vector is [w0, w1, w2, b] (the model's order).
             for i in 0..4 {
                 loc_sum[i] += m[i];
@@ -131,27 +151,41 @@ fn mvn_recovers_correlated_regression_posterior() -> Res {
     }
     let k = (steps - avg_from) as f64;
     let fit_mean: Vec<f64> = loc_sum.iter().map(|v| v / k).collect();
-    let fit_cov: Vec<Vec<f64>> = cov_sum.iter().map(|r| r.iter().map(|v| v / k).collect()).collect();
+    let fit_cov: Vec<Vec<f64>> = cov_sum
+        .iter()
+        .map(|r| r.iter().map(|v| v / k).collect())
+        .collect();
     for i in 0..4 {
         let sd = cov[i][i].sqrt();
         let fit_sd = fit_cov[i][i].sqrt();
         let mean_off = (fit_mean[i] - mean[i]).abs() / sd;
         let sd_off = (fit_sd / sd - 1.0).abs();
-        println!("coef {i}: mean {:.5} (exact {:.5}, {mean_off:.3} sd off), sd {fit_sd:.5} (exact {sd:.5}, {:.2} %)", fit_mean[i], mean[i], 100.0 * sd_off);
+        println!(
+            "coef {i}: mean {:.5} (exact {:.5}, {mean_off:.3} sd off), sd {fit_sd:.5} (exact {sd:.5}, {:.2} %)",
+            fit_mean[i],
+            mean[i],
+            100.0 * sd_off
+        );
         assert!(mean_off < 0.1, "coefficient {i}: mean {mean_off} sd off");
         assert!(sd_off < 0.03, "coefficient {i}: sd off by {sd_off}");
         for j in 0..i {
             let corr = cov[i][j] / (cov[i][i] * cov[j][j]).sqrt();
             let fit = fit_cov[i][j] / (fit_cov[i][i] * fit_cov[j][j]).sqrt();
             println!("  corr({i}, {j}) {fit:.4} (exact {corr:.4})");
-            assert!((fit - corr).abs() < 0.05, "corr({i}, {j}): {fit} against {corr}");
+            assert!(
+                (fit - corr).abs() < 0.05,
+                "corr({i}, {j}): {fit} against {corr}"
+            );
         }
     }
     // The report names the model's sites, and the auxiliary latent holds the entropy.
     let report = svi.step()?;
     let names: Vec<&str> = report.sites.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["w", "b", "y", "_AutoMultivariateNormal_latent"]);
-    assert_eq!(report.site("_AutoMultivariateNormal_latent").unwrap().kind, TermKind::Auxiliary);
+    assert_eq!(
+        report.site("_AutoMultivariateNormal_latent").unwrap().kind,
+        TermKind::Auxiliary
+    );
     Ok(())
 }
 
@@ -179,15 +213,26 @@ fn averaged_loc_scale<'m>(
     site: &str,
     steps: usize,
 ) -> Res<(f64, f64)> {
-    let elbo = TraceMeanFieldElbo::new().num_particles(16).vectorize_particles(true).max_plate_nesting(1);
+    let elbo = TraceMeanFieldElbo::new()
+        .num_particles(16)
+        .vectorize_particles(true)
+        .max_plate_nesting(1);
     let mut svi = Svi::new(model, guide.as_fn(), decaying(0.05, 5e-4, steps), elbo).seed(3);
     let (mut l, mut s) = (0.0, 0.0);
     let from = 2 * steps / 3;
     for step in 0..steps {
         svi.step()?;
         if step >= from {
-            l += svi.store().get(&format!("AutoNormal.locs.{site}"))?.unwrap().to_scalar::<f64>()?;
-            s += svi.store().get(&format!("AutoNormal.scales.{site}"))?.unwrap().to_scalar::<f64>()?;
+            l += svi
+                .store()
+                .get(&format!("AutoNormal.locs.{site}"))?
+                .unwrap()
+                .to_scalar::<f64>()?;
+            s += svi
+                .store()
+                .get(&format!("AutoNormal.scales.{site}"))?
+                .unwrap()
+                .to_scalar::<f64>()?;
         }
     }
     let k = (steps - from) as f64;
@@ -206,7 +251,9 @@ fn auto_normal_beta_bernoulli() -> Res {
     let (a, b) = (Tensor::new(2.0f64, &dev)?, Tensor::new(3.0f64, &dev)?);
     let model = |ctx: &mut Ctx| {
         let p = ctx.sample("p", Beta::new(&a, &b)?)?;
-        ctx.plate("data", 20, |ctx| ctx.observe("x", Bernoulli::from_probs(&p)?, &data))?;
+        ctx.plate("data", 20, |ctx| {
+            ctx.observe("x", Bernoulli::from_probs(&p)?, &data)
+        })?;
         Ok(p)
     };
     let guide = AutoNormal::new(model);
@@ -215,7 +262,9 @@ fn auto_normal_beta_bernoulli() -> Res {
     let (pa, pb) = (2.0 + heads, 3.0 + 20.0 - heads);
     let exact_mean = pa / (pa + pb);
     let exact_sd = (pa * pb / ((pa + pb).powi(2) * (pa + pb + 1.0))).sqrt();
-    println!("Beta–Bernoulli: mean {mean:.5} (exact {exact_mean:.5}), sd {sd:.5} (exact {exact_sd:.5})");
+    println!(
+        "Beta–Bernoulli: mean {mean:.5} (exact {exact_mean:.5}), sd {sd:.5} (exact {exact_sd:.5})"
+    );
     assert!((mean / exact_mean - 1.0).abs() < 0.02);
     assert!((sd / exact_sd - 1.0).abs() < 0.02);
     Ok(())
@@ -232,7 +281,9 @@ fn auto_normal_gamma_poisson() -> Res {
     let (two, one) = (Tensor::new(2.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
     let model = |ctx: &mut Ctx| {
         let rate = ctx.sample("rate", Gamma::new(&two, &one)?)?;
-        ctx.plate("data", 10, |ctx| ctx.observe("n", Poisson::new(&rate)?, &data))?;
+        ctx.plate("data", 10, |ctx| {
+            ctx.observe("n", Poisson::new(&rate)?, &data)
+        })?;
         Ok(rate)
     };
     let guide = AutoNormal::new(model);
@@ -241,7 +292,9 @@ fn auto_normal_gamma_poisson() -> Res {
     let sd = mean * ((s * s).exp() - 1.0).sqrt();
     let (pa, pb) = (2.0 + total, 1.0 + 10.0);
     let (exact_mean, exact_sd) = (pa / pb, pa.sqrt() / pb);
-    println!("Gamma–Poisson: mean {mean:.5} (exact {exact_mean:.5}), sd {sd:.5} (exact {exact_sd:.5})");
+    println!(
+        "Gamma–Poisson: mean {mean:.5} (exact {exact_mean:.5}), sd {sd:.5} (exact {exact_sd:.5})"
+    );
     assert!((mean / exact_mean - 1.0).abs() < 0.02);
     assert!((sd / exact_sd - 1.0).abs() < 0.02);
     Ok(())
@@ -257,10 +310,17 @@ fn auto_delta_finds_the_mode() -> Res {
     let (a, b) = (Tensor::new(2.0f64, &dev)?, Tensor::new(3.0f64, &dev)?);
     let model = |ctx: &mut Ctx| {
         let p = ctx.sample("p", Beta::new(&a, &b)?)?;
-        ctx.plate("data", 20, |ctx| ctx.observe("x", Bernoulli::from_probs(&p)?, &data))
+        ctx.plate("data", 20, |ctx| {
+            ctx.observe("x", Bernoulli::from_probs(&p)?, &data)
+        })
     };
     let guide = AutoDelta::new(model);
-    let mut svi = Svi::new(model, guide.as_fn(), decaying(0.05, 1e-4, 2000), TraceMeanFieldElbo::new());
+    let mut svi = Svi::new(
+        model,
+        guide.as_fn(),
+        decaying(0.05, 1e-4, 2000),
+        TraceMeanFieldElbo::new(),
+    );
     for _ in 0..2000 {
         svi.step()?;
     }
@@ -272,11 +332,16 @@ fn auto_delta_finds_the_mode() -> Res {
 
 /// A model with scalar, vector, constrained (positive, unit interval, interval, greater-than,
 /// simplex) and plated sites, as Pyro's `test_autoguide.py` shape tests.
-fn shapes_model<'a>(t: &'a HashMap<&'static str, Tensor>) -> impl FnMut(&mut Ctx) -> vi_infer::Result<()> + Copy + 'a {
+fn shapes_model<'a>(
+    t: &'a HashMap<&'static str, Tensor>,
+) -> impl FnMut(&mut Ctx) -> vi_infer::Result<()> + Copy + 'a {
     move |ctx: &mut Ctx| {
         let (zero, one) = (&t["zero"], &t["one"]);
         ctx.sample("scalar", Normal::new(zero, one)?)?;
-        ctx.sample("vector", Normal::new(&t["zeros3"], &t["ones3"])?.to_event(1)?)?;
+        ctx.sample(
+            "vector",
+            Normal::new(&t["zeros3"], &t["ones3"])?.to_event(1)?,
+        )?;
         ctx.sample("positive", HalfNormal::new(one)?)?;
         ctx.sample("unit", Beta::new(&(one * 2.0)?, &(one * 2.0)?)?)?;
         ctx.sample("interval", Uniform::new(&(one * 2.0)?, &(one * 5.0)?)?)?;
@@ -325,9 +390,18 @@ fn median_quantiles_samples_shapes_every_guide() -> Res {
     let guides: Vec<(&str, Box<dyn AutoGuide>)> = vec![
         ("AutoDelta", Box::new(AutoDelta::new(model))),
         ("AutoNormal", Box::new(AutoNormal::new(model))),
-        ("AutoDiagonalNormal", Box::new(AutoDiagonalNormal::new(model))),
-        ("AutoMultivariateNormal", Box::new(AutoMultivariateNormal::new(model))),
-        ("AutoLowRankMultivariateNormal", Box::new(AutoLowRankMultivariateNormal::new(model))),
+        (
+            "AutoDiagonalNormal",
+            Box::new(AutoDiagonalNormal::new(model)),
+        ),
+        (
+            "AutoMultivariateNormal",
+            Box::new(AutoMultivariateNormal::new(model)),
+        ),
+        (
+            "AutoLowRankMultivariateNormal",
+            Box::new(AutoLowRankMultivariateNormal::new(model)),
+        ),
     ];
     let supports: HashMap<&str, Constraint> = HashMap::from([
         ("positive", Constraint::Positive),
@@ -338,7 +412,13 @@ fn median_quantiles_samples_shapes_every_guide() -> Res {
         ("local_positive", Constraint::Positive),
     ]);
     for (name, guide) in guides {
-        let mut svi = Svi::new(model, |ctx: &mut Ctx| guide.call(ctx), adam(0.01), TraceElbo::new()).seed(0);
+        let mut svi = Svi::new(
+            model,
+            |ctx: &mut Ctx| guide.call(ctx),
+            adam(0.01),
+            TraceElbo::new(),
+        )
+        .seed(0);
         for _ in 0..5 {
             svi.step()?;
         }
@@ -348,10 +428,18 @@ fn median_quantiles_samples_shapes_every_guide() -> Res {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let draws = guide.sample_posterior(store, 7, &mut rng)?;
         for (site, shape) in site_shapes() {
-            assert_eq!(median[site].dims(), shape.as_slice(), "{name} median {site}");
+            assert_eq!(
+                median[site].dims(),
+                shape.as_slice(),
+                "{name} median {site}"
+            );
             let mut q = vec![3];
             q.extend(&shape);
-            assert_eq!(quantiles[site].dims(), q.as_slice(), "{name} quantiles {site}");
+            assert_eq!(
+                quantiles[site].dims(),
+                q.as_slice(),
+                "{name} quantiles {site}"
+            );
             let mut d = vec![7];
             d.extend(&shape);
             assert_eq!(draws[site].dims(), d.as_slice(), "{name} samples {site}");
@@ -363,7 +451,10 @@ fn median_quantiles_samples_shapes_every_guide() -> Res {
             // The median quantile is the median (elementwise sites).
             if site != "simplex" {
                 let mid = quantiles[site].get(1)?;
-                assert!(max_abs_diff(&mid, &median[site]) < 1e-9, "{name} {site}: q50 != median");
+                assert!(
+                    max_abs_diff(&mid, &median[site]) < 1e-9,
+                    "{name} {site}: q50 != median"
+                );
             }
         }
         assert_eq!(guide.latent_sites().len(), 9, "{name}");
@@ -407,11 +498,19 @@ fn init_strategies_feasible_for_every_constraint() -> Res {
             Init::Feasible => {
                 assert_eq!(values["positive"].to_scalar::<f64>()?, 1.0);
                 assert_eq!(values["unit"].to_scalar::<f64>()?, 0.5);
-                assert!(host(&values["simplex"]).iter().all(|v| (v - 1.0 / 3.0).abs() < 1e-15));
+                assert!(
+                    host(&values["simplex"])
+                        .iter()
+                        .all(|v| (v - 1.0 / 3.0).abs() < 1e-15)
+                );
             }
             Init::Mean => {
                 // HalfNormal(1): sqrt(2 / π); Uniform(2, 5): 3.5.
-                assert!((values["positive"].to_scalar::<f64>()? - (2.0 / std::f64::consts::PI).sqrt()).abs() < 1e-12);
+                assert!(
+                    (values["positive"].to_scalar::<f64>()? - (2.0 / std::f64::consts::PI).sqrt())
+                        .abs()
+                        < 1e-12
+                );
                 assert_eq!(values["interval"].to_scalar::<f64>()?, 3.5);
             }
             Init::Value { .. } => assert_eq!(values["positive"].to_scalar::<f64>()?, 0.25),
@@ -433,8 +532,18 @@ fn infeasible_init_is_an_error_naming_the_site() -> Res {
         run(&Device::Cpu, DType::F64, 0, |ctx| guide.call(ctx)).unwrap_err()
     };
     let e = bad("positive", -1.0);
-    assert!(matches!(e.root(), InferError::AutoGuide { site, .. } if site == "positive"), "{e}");
-    assert_mentions(&e, &["AutoNormal", "`positive`", "outside its support nonnegative"]);
+    assert!(
+        matches!(e.root(), InferError::AutoGuide { site, .. } if site == "positive"),
+        "{e}"
+    );
+    assert_mentions(
+        &e,
+        &[
+            "AutoNormal",
+            "`positive`",
+            "outside its support nonnegative",
+        ],
+    );
     let e = bad("unit", 1.5);
     assert_mentions(&e, &["`unit`", "outside its support unit_interval"]);
     let e = bad("interval", 1.0);
@@ -442,7 +551,10 @@ fn infeasible_init_is_an_error_naming_the_site() -> Res {
     let e = bad("scalar", f64::NAN);
     assert_mentions(&e, &["`scalar`", "outside"]);
     // A value of another shape.
-    let values = HashMap::from([("vector".to_string(), Tensor::zeros(2, DType::F64, &Device::Cpu)?)]);
+    let values = HashMap::from([(
+        "vector".to_string(),
+        Tensor::zeros(2, DType::F64, &Device::Cpu)?,
+    )]);
     let guide = AutoDelta::new(model).init(Init::value(values));
     let e = run(&Device::Cpu, DType::F64, 0, |ctx| guide.call(ctx)).unwrap_err();
     assert_mentions(&e, &["`vector`", "shape [2]", "[3]"]);
@@ -457,7 +569,10 @@ fn infeasible_init_is_an_error_naming_the_site() -> Res {
 
 /// The data of the subsampling tests: 10 rows, a local latent per row.
 fn local_data() -> Res<Tensor> {
-    Ok(Tensor::new(&[0.3f64, -1.2, 2.5, 0.7, -0.4, 1.9, -2.2, 0.1, 1.4, -0.8], &Device::Cpu)?)
+    Ok(Tensor::new(
+        &[0.3f64, -1.2, 2.5, 0.7, -0.4, 1.9, -2.2, 0.1, 1.4, -0.8],
+        &Device::Cpu,
+    )?)
 }
 
 /// Pyro's open bug pyro#3468: the model passes its own index tensor to a subsampled plate, a
@@ -469,7 +584,10 @@ fn local_data() -> Res<Tensor> {
 #[test]
 fn subsample_model_indices_pyro_3468() -> Res {
     let data = local_data()?;
-    let (zero, one) = (Tensor::new(0.0f64, &Device::Cpu)?, Tensor::new(1.0f64, &Device::Cpu)?);
+    let (zero, one) = (
+        Tensor::new(0.0f64, &Device::Cpu)?,
+        Tensor::new(1.0f64, &Device::Cpu)?,
+    );
     let batches: Vec<Vec<u32>> = vec![vec![7, 2, 5], vec![0, 9, 4], vec![3, 3, 8], vec![1, 6, 2]];
     let current = RefCell::new(Tensor::new(batches[0].as_slice(), &Device::Cpu)?);
     let seen = RefCell::new(Vec::<Vec<u32>>::new());
@@ -487,25 +605,54 @@ fn subsample_model_indices_pyro_3468() -> Res {
             "AutoDelta" => Box::new(AutoDelta::new(model)),
             _ => Box::new(AutoNormal::new(model)),
         };
-        let mut svi = Svi::new(model, |ctx: &mut Ctx| guide.call(ctx), adam(0.01), TraceElbo::new()).seed(0);
+        let mut svi = Svi::new(
+            model,
+            |ctx: &mut Ctx| guide.call(ctx),
+            adam(0.01),
+            TraceElbo::new(),
+        )
+        .seed(0);
         for batch in &batches {
             *current.borrow_mut() = Tensor::new(batch.as_slice(), &Device::Cpu)?;
             seen.borrow_mut().clear();
             let report = svi.step()?;
-            let g = report.guide_trace.get("data").unwrap().value.to_vec1::<u32>()?;
-            let m = report.model_trace.get("data").unwrap().value.to_vec1::<u32>()?;
+            let g = report
+                .guide_trace
+                .get("data")
+                .unwrap()
+                .value
+                .to_vec1::<u32>()?;
+            let m = report
+                .model_trace
+                .get("data")
+                .unwrap()
+                .value
+                .to_vec1::<u32>()?;
             assert_eq!((&g, &m), (batch, batch), "{which}: guide and model indices");
             // The model's plate saw the model's own indices.
-            assert!(seen.borrow().iter().all(|s| s == batch), "{which}: {:?}", seen.borrow());
+            assert!(
+                seen.borrow().iter().all(|s| s == batch),
+                "{which}: {:?}",
+                seen.borrow()
+            );
             // The guide's local site is the rows `batch` of its full-size parameter.
             let z = &report.guide_trace.get("z").unwrap();
-            let name = if which == "AutoDelta" { "AutoDelta.z" } else { "AutoNormal.locs.z" };
+            let name = if which == "AutoDelta" {
+                "AutoDelta.z"
+            } else {
+                "AutoNormal.locs.z"
+            };
             let full = report.guide_trace.get(name).unwrap().value.clone();
             assert_eq!(full.dims(), &[10], "{which}: full-size parameter");
             let rows = full.index_select(&Tensor::new(batch.as_slice(), &Device::Cpu)?, 0)?;
             let q = z.dist.as_ref().unwrap();
-            let at = if which == "AutoDelta" { q.mean()? } else { q.mean()? };
-            assert!(max_abs_diff(&at, &rows) < 1e-12, "{which}: guide rows {:?} against {:?}", host(&at), host(&rows));
+            let at = q.mean()?; // the Delta's point, the Normal's loc
+            assert!(
+                max_abs_diff(&at, &rows) < 1e-12,
+                "{which}: guide rows {:?} against {:?}",
+                host(&at),
+                host(&rows)
+            );
         }
     }
     Ok(())
@@ -517,7 +664,10 @@ fn subsample_model_indices_pyro_3468() -> Res {
 #[test]
 fn subsample_size_changes_numpyro_1739() -> Res {
     let data = local_data()?;
-    let (zero, one) = (Tensor::new(0.0f64, &Device::Cpu)?, Tensor::new(1.0f64, &Device::Cpu)?);
+    let (zero, one) = (
+        Tensor::new(0.0f64, &Device::Cpu)?,
+        Tensor::new(1.0f64, &Device::Cpu)?,
+    );
     let size = Cell::new(4usize);
     let model = |ctx: &mut Ctx| {
         let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
@@ -531,8 +681,18 @@ fn subsample_size_changes_numpyro_1739() -> Res {
     for n in [4, 4, 2, 4, 3, 1, 4] {
         size.set(n);
         let report = svi.step()?;
-        let g = report.guide_trace.get("data").unwrap().value.to_vec1::<u32>()?;
-        let m = report.model_trace.get("data").unwrap().value.to_vec1::<u32>()?;
+        let g = report
+            .guide_trace
+            .get("data")
+            .unwrap()
+            .value
+            .to_vec1::<u32>()?;
+        let m = report
+            .model_trace
+            .get("data")
+            .unwrap()
+            .value
+            .to_vec1::<u32>()?;
         assert_eq!(g.len(), n);
         assert_eq!(g, m, "guide and model indices");
         assert_eq!(report.guide_trace.get("z").unwrap().value.dims(), &[n]);
@@ -546,7 +706,10 @@ fn subsample_size_changes_numpyro_1739() -> Res {
 /// naming the plate (the check behind the two tests above, for guides by hand).
 #[test]
 fn model_indices_against_other_guide_indices_is_an_error() -> Res {
-    let (zero, one) = (Tensor::new(0.0f64, &Device::Cpu)?, Tensor::new(1.0f64, &Device::Cpu)?);
+    let (zero, one) = (
+        Tensor::new(0.0f64, &Device::Cpu)?,
+        Tensor::new(1.0f64, &Device::Cpu)?,
+    );
     let own = Tensor::new(&[1u32, 2], &Device::Cpu)?;
     let model = |ctx: &mut Ctx| {
         ctx.plate_with(Plate::new("data", 10).subsample(&own), |ctx, _| {
@@ -560,7 +723,10 @@ fn model_indices_against_other_guide_indices_is_an_error() -> Res {
         })
     };
     let e = crate::common::step_error(model, guide, adam(0.01), TraceElbo::new());
-    assert!(matches!(e.root(), InferError::Plate { plate, .. } if plate == "data"), "{e}");
+    assert!(
+        matches!(e.root(), InferError::Plate { plate, .. } if plate == "data"),
+        "{e}"
+    );
     assert_mentions(&e, &["[1, 2]", "[5, 6]"]);
     Ok(())
 }
@@ -569,13 +735,21 @@ fn model_indices_against_other_guide_indices_is_an_error() -> Res {
 /// plate's full size), naming the site and the plate.
 #[test]
 fn joint_guides_refuse_subsampled_local_sites() -> Res {
-    let (zero, one) = (Tensor::new(0.0f64, &Device::Cpu)?, Tensor::new(1.0f64, &Device::Cpu)?);
+    let (zero, one) = (
+        Tensor::new(0.0f64, &Device::Cpu)?,
+        Tensor::new(1.0f64, &Device::Cpu)?,
+    );
     let model = |ctx: &mut Ctx| {
-        ctx.plate_subsample("data", 10, 3, |ctx, _| ctx.sample("z", Normal::new(&zero, &one)?))
+        ctx.plate_subsample("data", 10, 3, |ctx, _| {
+            ctx.sample("z", Normal::new(&zero, &one)?)
+        })
     };
     let guide = AutoMultivariateNormal::new(model);
     let e = run(&Device::Cpu, DType::F64, 0, |ctx| guide.call(ctx)).unwrap_err();
-    assert_mentions(&e, &["AutoMultivariateNormal", "`z`", "subsampled plate `data`"]);
+    assert_mentions(
+        &e,
+        &["AutoMultivariateNormal", "`z`", "subsampled plate `data`"],
+    );
     Ok(())
 }
 
@@ -585,7 +759,10 @@ fn joint_guides_refuse_subsampled_local_sites() -> Res {
 #[test]
 fn auto_guide_list_with_block() -> Res {
     let data = local_data()?;
-    let (zero, one) = (Tensor::new(0.0f64, &Device::Cpu)?, Tensor::new(1.0f64, &Device::Cpu)?);
+    let (zero, one) = (
+        Tensor::new(0.0f64, &Device::Cpu)?,
+        Tensor::new(1.0f64, &Device::Cpu)?,
+    );
     let model = |ctx: &mut Ctx| {
         let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
         let s = ctx.sample("s", HalfNormal::new(&one)?)?;
@@ -609,9 +786,18 @@ fn auto_guide_list_with_block() -> Res {
     assert_eq!(guide.latent_sites(), ["mu", "z"]);
     assert_eq!(guide.median(svi.store())?["z"].dims(), &[10]);
     // Two parts over `mu`.
-    let twice = AutoGuideList::new().push(AutoDelta::new(model).block(Block::hide(["s"]))).push(AutoNormal::new(model).prefix("b").block(Block::expose(["mu", "s"])));
+    let twice = AutoGuideList::new()
+        .push(AutoDelta::new(model).block(Block::hide(["s"])))
+        .push(
+            AutoNormal::new(model)
+                .prefix("b")
+                .block(Block::expose(["mu", "s"])),
+        );
     let e = crate::common::step_error(model, twice.as_fn(), adam(0.01), TraceMeanFieldElbo::new());
-    assert!(matches!(e.root(), InferError::DuplicateSite { site } | InferError::AutoGuide { site, .. } if site == "mu"), "{e}");
+    assert!(
+        matches!(e.root(), InferError::DuplicateSite { site } | InferError::AutoGuide { site, .. } if site == "mu"),
+        "{e}"
+    );
     Ok(())
 }
 
@@ -632,13 +818,25 @@ fn step_report_terms_under_model_names() -> Res {
     let model_sites: Vec<&str> = site_shapes().iter().map(|(n, _)| *n).collect();
     for guide in &guides {
         for vectorized in [false, true] {
-            let elbo = TraceMeanFieldElbo::new().num_particles(4).vectorize_particles(vectorized);
-            let mut svi = Svi::new(model, |ctx: &mut Ctx| guide.call(ctx), adam(0.01), elbo).seed(0);
+            let elbo = TraceMeanFieldElbo::new()
+                .num_particles(4)
+                .vectorize_particles(vectorized);
+            let mut svi =
+                Svi::new(model, |ctx: &mut Ctx| guide.call(ctx), adam(0.01), elbo).seed(0);
             let report = svi.step()?;
-            let names: Vec<&str> = report.sites.iter().filter(|t| t.kind != TermKind::Auxiliary).map(|t| t.name.as_str()).collect();
+            let names: Vec<&str> = report
+                .sites
+                .iter()
+                .filter(|t| t.kind != TermKind::Auxiliary)
+                .map(|t| t.name.as_str())
+                .collect();
             assert_eq!(names, model_sites);
             let total: f64 = report.sites.iter().map(|t| t.sum_f64().unwrap()).sum();
-            assert!((total - report.loss).abs() < 1e-8 * report.loss.abs().max(1.0), "{total} against {}", report.loss);
+            assert!(
+                (total - report.loss).abs() < 1e-8 * report.loss.abs().max(1.0),
+                "{total} against {}",
+                report.loss
+            );
         }
     }
     Ok(())
@@ -653,11 +851,23 @@ fn f32_guides() -> Res {
     let model = |ctx: &mut Ctx| {
         let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
         let s = ctx.sample("s", HalfNormal::new(&one)?)?;
-        ctx.plate("data", 3, |ctx| ctx.observe("x", Normal::new(&mu, &s)?, &data))
+        ctx.plate("data", 3, |ctx| {
+            ctx.observe("x", Normal::new(&mu, &s)?, &data)
+        })
     };
     for mvn in [false, true] {
-        let guide: Box<dyn AutoGuide> = if mvn { Box::new(AutoMultivariateNormal::new(model)) } else { Box::new(AutoNormal::new(model)) };
-        let mut svi = Svi::new(model, |ctx: &mut Ctx| guide.call(ctx), adam(0.01), TraceMeanFieldElbo::new()).seed(0);
+        let guide: Box<dyn AutoGuide> = if mvn {
+            Box::new(AutoMultivariateNormal::new(model))
+        } else {
+            Box::new(AutoNormal::new(model))
+        };
+        let mut svi = Svi::new(
+            model,
+            |ctx: &mut Ctx| guide.call(ctx),
+            adam(0.01),
+            TraceMeanFieldElbo::new(),
+        )
+        .seed(0);
         for _ in 0..20 {
             assert!(svi.step()?.loss.is_finite());
         }
