@@ -866,6 +866,78 @@ impl Distribution for Mine {
     }
 }
 
+/// The guide's "Automatic guides" and "Predictive" sections: an `AutoNormal` on a regression
+/// with a positive noise scale, its posterior summaries, an `AutoGuideList`, and the posterior
+/// predictive.
+#[test]
+fn automatic_guides_and_predictive() -> Res {
+    use vi_infer::autoguide::{AutoDelta, AutoGuide, AutoGuideList, AutoMultivariateNormal, AutoNormal};
+    use vi_infer::candle::D;
+    use vi_infer::dist::HalfNormal;
+    use vi_infer::handlers::Block;
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Predictive, Svi, TraceMeanFieldElbo};
+    let dev = Device::Cpu;
+    let n = 50;
+    let mut gen_rng = ChaCha8Rng::seed_from_u64(4);
+    let x = vi_infer::dist::standard_normal(&[n, 2], DType::F64, &dev, &mut gen_rng)?;
+    let noise = vi_infer::dist::standard_normal(&[n], DType::F64, &dev, &mut gen_rng)?;
+    let w_true = Tensor::new(&[1.0f64, -0.5], &dev)?;
+    let y = (x.broadcast_mul(&w_true)?.sum(D::Minus1)? + (noise * 0.3)?)?;
+    let (zeros, ones) = (Tensor::zeros(2, DType::F64, &dev)?, Tensor::ones(2, DType::F64, &dev)?);
+    let one = Tensor::new(1.0f64, &dev)?;
+    let model = |ctx: &mut Ctx| {
+        let w = ctx.sample("w", Normal::new(&zeros, &ones)?.to_event(1)?)?;
+        let sigma = ctx.sample("sigma", HalfNormal::new(&one)?)?;
+        let mean = x.broadcast_mul(&w)?.sum(D::Minus1)?;
+        ctx.plate("data", n, |ctx| ctx.observe("y", Normal::new(&mean, &sigma)?, &y))
+    };
+    let guide = AutoNormal::new(model); // the closure borrows its data: it is Copy
+    let adam = Adam::empty(AdamOptions { lr: 0.03, ..Default::default() })?;
+    let mut svi = Svi::new(model, guide.as_fn(), adam, TraceMeanFieldElbo::new()).seed(0);
+    for _ in 0..1500 {
+        svi.step()?;
+    }
+    let median = guide.median(svi.store())?; // site name -> constrained value
+    let bands = guide.quantiles(svi.store(), &[0.05, 0.95])?; // [2, ...site shape] per site
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let draws = guide.sample_posterior(svi.store(), 1000, &mut rng)?; // [1000, ...] per site
+    let report = svi.step()?;
+    let kl_sigma = report.site("sigma").unwrap(); // terms under the model's site names
+
+    let w = median["w"].to_vec1::<f64>()?;
+    assert!((w[0] - 1.0).abs() < 0.15 && (w[1] + 0.5).abs() < 0.15, "{w:?}");
+    let sigma = median["sigma"].to_scalar::<f64>()?;
+    assert!((sigma - 0.3).abs() < 0.1, "{sigma}");
+    assert_eq!(bands["w"].dims(), &[2, 2]);
+    assert_eq!(draws["sigma"].dims(), &[1000]);
+    assert!(draws["sigma"].min(0)?.to_scalar::<f64>()? > 0.0);
+    assert_eq!(kl_sigma.kind, vi_infer::TermKind::KlMonteCarlo); // a log-normal against a half-normal
+
+    let guide = AutoGuideList::new()
+        .push(AutoMultivariateNormal::new(model).block(Block::hide(["sigma"])))
+        .push(AutoDelta::new(model).block(Block::expose(["sigma"])));
+    let mut svi2 = Svi::new(model, guide.as_fn(), Adam::empty(AdamOptions::default())?, TraceMeanFieldElbo::new());
+    svi2.step()?;
+    assert_eq!(guide.latent_sites(), ["w", "sigma"]);
+
+    let guide = AutoNormal::new(model);
+    let adam = Adam::empty(AdamOptions { lr: 0.03, ..Default::default() })?;
+    let mut svi = Svi::new(model, guide.as_fn(), adam, TraceMeanFieldElbo::new()).seed(0);
+    for _ in 0..300 {
+        svi.step()?;
+    }
+    let mut predictive = Predictive::with_guide(model, guide.as_fn())
+        .num_samples(1000)
+        .parallel(true);
+    let draws = predictive.run(svi.store_mut())?;
+    let y_draws = &draws["y"]; // [1000, n]: the posterior predictive of the data
+    let sigma_draws = &draws["sigma"]; // [1000]
+    assert_eq!(y_draws.dims(), &[1000, n]);
+    assert_eq!(sigma_draws.dims(), &[1000]);
+    Ok(())
+}
+
 /// The error catalogue of docs/guide.md ("Errors and validation"): each model and guide
 /// gives the error and the message shown there (the source location of a constructor's
 /// error aside, which names this file).
