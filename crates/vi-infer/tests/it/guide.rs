@@ -871,7 +871,9 @@ impl Distribution for Mine {
 /// predictive.
 #[test]
 fn automatic_guides_and_predictive() -> Res {
-    use vi_infer::autoguide::{AutoDelta, AutoGuide, AutoGuideList, AutoMultivariateNormal, AutoNormal};
+    use vi_infer::autoguide::{
+        AutoDelta, AutoGuide, AutoGuideList, AutoMultivariateNormal, AutoNormal,
+    };
     use vi_infer::candle::D;
     use vi_infer::dist::HalfNormal;
     use vi_infer::handlers::Block;
@@ -884,16 +886,24 @@ fn automatic_guides_and_predictive() -> Res {
     let noise = vi_infer::dist::standard_normal(&[n], DType::F64, &dev, &mut gen_rng)?;
     let w_true = Tensor::new(&[1.0f64, -0.5], &dev)?;
     let y = (x.broadcast_mul(&w_true)?.sum(D::Minus1)? + (noise * 0.3)?)?;
-    let (zeros, ones) = (Tensor::zeros(2, DType::F64, &dev)?, Tensor::ones(2, DType::F64, &dev)?);
+    let (zeros, ones) = (
+        Tensor::zeros(2, DType::F64, &dev)?,
+        Tensor::ones(2, DType::F64, &dev)?,
+    );
     let one = Tensor::new(1.0f64, &dev)?;
     let model = |ctx: &mut Ctx| {
         let w = ctx.sample("w", Normal::new(&zeros, &ones)?.to_event(1)?)?;
         let sigma = ctx.sample("sigma", HalfNormal::new(&one)?)?;
         let mean = x.broadcast_mul(&w)?.sum(D::Minus1)?;
-        ctx.plate("data", n, |ctx| ctx.observe("y", Normal::new(&mean, &sigma)?, &y))
+        ctx.plate("data", n, |ctx| {
+            ctx.observe("y", Normal::new(&mean, &sigma)?, &y)
+        })
     };
     let guide = AutoNormal::new(model); // the closure borrows its data: it is Copy
-    let adam = Adam::empty(AdamOptions { lr: 0.03, ..Default::default() })?;
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.03,
+        ..Default::default()
+    })?;
     let mut svi = Svi::new(model, guide.as_fn(), adam, TraceMeanFieldElbo::new()).seed(0);
     for _ in 0..1500 {
         svi.step()?;
@@ -906,7 +916,10 @@ fn automatic_guides_and_predictive() -> Res {
     let kl_sigma = report.site("sigma").unwrap(); // terms under the model's site names
 
     let w = median["w"].to_vec1::<f64>()?;
-    assert!((w[0] - 1.0).abs() < 0.15 && (w[1] + 0.5).abs() < 0.15, "{w:?}");
+    assert!(
+        (w[0] - 1.0).abs() < 0.15 && (w[1] + 0.5).abs() < 0.15,
+        "{w:?}"
+    );
     let sigma = median["sigma"].to_scalar::<f64>()?;
     assert!((sigma - 0.3).abs() < 0.1, "{sigma}");
     assert_eq!(bands["w"].dims(), &[2, 2]);
@@ -917,12 +930,20 @@ fn automatic_guides_and_predictive() -> Res {
     let guide = AutoGuideList::new()
         .push(AutoMultivariateNormal::new(model).block(Block::hide(["sigma"])))
         .push(AutoDelta::new(model).block(Block::expose(["sigma"])));
-    let mut svi2 = Svi::new(model, guide.as_fn(), Adam::empty(AdamOptions::default())?, TraceMeanFieldElbo::new());
+    let mut svi2 = Svi::new(
+        model,
+        guide.as_fn(),
+        Adam::empty(AdamOptions::default())?,
+        TraceMeanFieldElbo::new(),
+    );
     svi2.step()?;
     assert_eq!(guide.latent_sites(), ["w", "sigma"]);
 
     let guide = AutoNormal::new(model);
-    let adam = Adam::empty(AdamOptions { lr: 0.03, ..Default::default() })?;
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.03,
+        ..Default::default()
+    })?;
     let mut svi = Svi::new(model, guide.as_fn(), adam, TraceMeanFieldElbo::new()).seed(0);
     for _ in 0..300 {
         svi.step()?;
