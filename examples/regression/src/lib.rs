@@ -300,7 +300,11 @@ pub fn fit(data: &Data, cfg: &Config) -> Result<Fit> {
     let model = |ctx: &mut Ctx<'_>| reg.model(ctx);
     match cfg.guide {
         GuideKind::MeanField => {
-            let (mut svi, losses, report) = train(cfg, model, |ctx: &mut Ctx<'_>| reg.guide(ctx))?;
+            let Trained {
+                mut svi,
+                losses,
+                report,
+            } = train(cfg, model, |ctx: &mut Ctx<'_>| reg.guide(ctx))?;
             let get = |name: &str| -> Result<Tensor> {
                 svi.store().get(name)?.ok_or_else(|| {
                     InferError::Invalid(format!("parameter `{name}` is not in the store"))
@@ -332,16 +336,19 @@ pub fn fit(data: &Data, cfg: &Config) -> Result<Fit> {
     }
 }
 
-/// The SVI run: the losses and the last report.
-fn train<'a, G: FnMut(&mut Ctx<'_>) -> Result<()> + 'a>(
-    cfg: &Config,
-    model: impl FnMut(&mut Ctx<'_>) -> Result<()> + 'a,
-    guide: G,
-) -> Result<(
-    Svi<impl FnMut(&mut Ctx<'_>) -> Result<()> + 'a, G, ClippedAdam, TraceMeanFieldElbo>,
-    Vec<f64>,
-    StepReport,
-)> {
+/// An SVI run: the `Svi` (with its store), the losses and the last report.
+struct Trained<M, G> {
+    svi: Svi<M, G, ClippedAdam, TraceMeanFieldElbo>,
+    losses: Vec<f64>,
+    report: StepReport,
+}
+
+/// The SVI run of `cfg`.
+fn train<M, G>(cfg: &Config, model: M, guide: G) -> Result<Trained<M, G>>
+where
+    M: FnMut(&mut Ctx<'_>) -> Result<()>,
+    G: FnMut(&mut Ctx<'_>) -> Result<()>,
+{
     let steps = cfg.steps.max(1);
     let optimizer = ClippedAdam::empty(ClippedAdamOptions {
         lr: cfg.lr,
@@ -359,7 +366,11 @@ fn train<'a, G: FnMut(&mut Ctx<'_>) -> Result<()> + 'a>(
         report = svi.step()?;
         losses.push(report.loss);
     }
-    Ok((svi, losses, report))
+    Ok(Trained {
+        svi,
+        losses,
+        report,
+    })
 }
 
 /// Fits an automatic guide and summarises it from 20 000 draws of `sample_posterior`.
@@ -370,7 +381,11 @@ fn fit_auto(
     guide: &dyn AutoGuide,
     guide_fn: impl FnMut(&mut Ctx<'_>) -> Result<()>,
 ) -> Result<Fit> {
-    let (mut svi, losses, report) = train(cfg, model, guide_fn)?;
+    let Trained {
+        mut svi,
+        losses,
+        report,
+    } = train(cfg, model, guide_fn)?;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.svi_seed ^ 0x5a5a);
     let draws = guide.sample_posterior(svi.store(), 20_000, &mut rng)?;
     let moments = |name: &str| -> Result<Vec<Summary>> {
