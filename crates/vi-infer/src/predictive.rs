@@ -39,9 +39,10 @@ enum Source<'m> {
 /// Draws of a model's sites (Pyro's `Predictive`): `num_samples` runs of the model with its
 /// latent sites drawn from the prior ([`new`](Predictive::new)), from a guide
 /// ([`with_guide`](Predictive::with_guide): the posterior predictive), or taken from given
-/// posterior samples ([`with_samples`](Predictive::with_samples)); the observed sites are
-/// released (drawn from their distributions, as `poutine.uncondition`). The result maps each
-/// returned site to a tensor `[num_samples, …site shape]`.
+/// posterior samples ([`with_samples`](Predictive::with_samples)); the observed sites it
+/// returns are released (drawn from their distributions, as `poutine.uncondition`), the others
+/// keep their data (and cost nothing). The result maps each returned site to a tensor
+/// `[num_samples, …site shape]`.
 ///
 /// - **Sites returned**: by default every latent sample site and deterministic site of the
 ///   model, and for a posterior predictive the observed ones too (their draws);
@@ -365,6 +366,13 @@ impl<'m> Predictive<'m> {
         sample: Option<usize>,
         vectorized: Option<(usize, isize)>,
     ) -> Result<(Trace, Vec<String>)> {
+        // The observed sites to draw: those returned (all of them by default for a posterior
+        // predictive; none by default for the prior's). Data left observed costs nothing.
+        let release = match (&self.return_sites, &self.source) {
+            (Some(names), _) => UnconditionMessenger::only(names.iter().cloned()),
+            (None, Source::Prior) => UnconditionMessenger::only(Vec::<String>::new()),
+            (None, _) => UnconditionMessenger::new(),
+        };
         let Self { model, source, .. } = self;
         let in_plate =
             |ctx: &mut Ctx<'_>, f: &mut dyn FnMut(&mut Ctx<'_>) -> Result<()>| match vectorized {
@@ -388,7 +396,7 @@ impl<'m> Predictive<'m> {
         };
         let (out, trace) = ctx.trace_partial(|ctx| {
             let (released, _) = ctx.with(replay, |ctx| {
-                let ((), h) = ctx.with(UnconditionMessenger::new(), |ctx| in_plate(ctx, model))?;
+                let ((), h) = ctx.with(release.clone(), |ctx| in_plate(ctx, model))?;
                 Ok(h.released().to_vec())
             })?;
             Ok(released)

@@ -26,6 +26,8 @@ use crate::messenger::Messenger;
 #[derive(Clone, Debug, Default)]
 pub struct UnconditionMessenger {
     released: Vec<String>,
+    /// Only these sites, when set.
+    only: Option<Vec<String>>,
 }
 
 impl UnconditionMessenger {
@@ -36,6 +38,29 @@ impl UnconditionMessenger {
     /// ```
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A handler that releases only the named observed sites (the others keep their data).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// use vi_infer::handlers::UnconditionMessenger;
+    /// let (_, h) = ctx.with(UnconditionMessenger::only(["y"]), |ctx| {
+    ///     ctx.observe("x", Normal::new(&zero, &one)?, &one)?;
+    ///     ctx.observe("y", Normal::new(&zero, &one)?, &one)
+    /// })?;
+    /// assert_eq!(h.released(), ["y"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn only<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            released: Vec::new(),
+            only: Some(names.into_iter().map(Into::into).collect()),
+        }
     }
 
     /// The observed sites it released, in order.
@@ -59,7 +84,8 @@ impl UnconditionMessenger {
 impl Messenger for UnconditionMessenger {
     fn process(&mut self, msg: &mut Message) -> Result<()> {
         let is_factor = msg.dist.as_ref().is_some_and(|d| d.name() == "Unit");
-        if msg.kind == SiteKind::Sample && msg.is_observed && !is_factor {
+        let chosen = self.only.as_ref().is_none_or(|o| o.contains(&msg.name));
+        if msg.kind == SiteKind::Sample && msg.is_observed && !is_factor && chosen {
             msg.is_observed = false;
             msg.value = None;
             self.released.push(msg.name.clone());
