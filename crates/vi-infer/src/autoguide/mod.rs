@@ -143,6 +143,33 @@ pub trait AutoGuide {
     fn latent_sites(&self) -> Vec<String>;
 }
 
+impl<G: AutoGuide + ?Sized> AutoGuide for Box<G> {
+    fn call(&self, ctx: &mut Ctx<'_>) -> Result<()> {
+        (**self).call(ctx)
+    }
+
+    fn median(&self, store: &ParamStore) -> Result<Values> {
+        (**self).median(store)
+    }
+
+    fn quantiles(&self, store: &ParamStore, qs: &[f64]) -> Result<Values> {
+        (**self).quantiles(store, qs)
+    }
+
+    fn sample_posterior(
+        &self,
+        store: &ParamStore,
+        n: usize,
+        rng: &mut dyn RngCore,
+    ) -> Result<Values> {
+        (**self).sample_posterior(store, n, rng)
+    }
+
+    fn latent_sites(&self) -> Vec<String> {
+        (**self).latent_sites()
+    }
+}
+
 /// A model, as an automatic guide keeps it.
 type Model<'m> = Box<dyn FnMut(&mut Ctx<'_>) -> Result<()> + 'm>;
 

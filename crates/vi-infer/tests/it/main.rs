@@ -1,6 +1,7 @@
 //! The integration tests of `vi-infer`, one binary.
 
 mod autoguide;
+mod autoguide_pyro;
 mod bookkeeping;
 mod common;
 mod conjugate;
