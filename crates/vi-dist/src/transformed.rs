@@ -448,6 +448,21 @@ impl Distribution for TransformedDistribution {
         }
     }
 
+    /// The image of a point of the base's support (the codomain may be larger than the
+    /// law's support: `Uniform(1, 2)` through exp lives on (e, e²), not on all of
+    /// `positive`), broadcast to `value`'s shape; no gradient.
+    fn feasible_like(&self, value: &Tensor) -> Result<Tensor> {
+        let shape = crate::broadcast::broadcast_shapes(&[value.dims(), &self.extended_shape(&[])])
+            .unwrap_or_else(|| value.dims().to_vec());
+        let x_shape = chain_shape(&self.transforms, &shape, false)?;
+        let like = Tensor::zeros(x_shape, value.dtype(), value.device())?;
+        let mut x = self.base.feasible_like(&like)?;
+        for t in &self.transforms {
+            x = t.forward(&x)?;
+        }
+        to_shape(x.detach(), &shape, "a point of the support")
+    }
+
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         located(|| -> Result<Box<dyn Distribution>> {
             check_expand(NAME, &self.batch, batch_shape)?;

@@ -340,6 +340,7 @@ fn expand_broadcasts_the_batch() -> Res {
         tol(DType::F64),
     )?;
     assert_eq!(e.sample(&[4], &mut rng(1))?.dims(), &[4, 2, 3]);
+    let line = line!() + 1;
     let err = d.expand(&[2]).unwrap_err();
     assert!(matches!(
         err.kind(),
@@ -348,7 +349,7 @@ fn expand_broadcasts_the_batch() -> Res {
             ..
         }
     ));
-    assert_eq!(err.location().map(|l| l.line()), Some(line!() - 2));
+    assert_eq!(err.location().map(|l| l.line()), Some(line));
     // a chain with reinterpreted dims expands its batch only
     let s = td(
         Normal::new(
@@ -408,8 +409,10 @@ fn constructor_errors() -> Res {
     let n = Normal::new(&t(&[0.0, 1.0]), &t(&[1.0, 1.0]))?;
     // a discrete base
     let b = Bernoulli::from_probs(&t(&[0.5]))?;
-    let err = TransformedDistribution::new(Box::new(b), vec![Box::new(Exp)]).unwrap_err();
-    assert_eq!(err.location().map(|l| l.line()), Some(line!() - 1));
+    let line = line!() + 1;
+    let r = TransformedDistribution::new(Box::new(b), vec![Box::new(Exp)]);
+    let err = r.unwrap_err();
+    assert_eq!(err.location().map(|l| l.line()), Some(line));
     assert!(matches!(
         err.kind(),
         DistError::Invalid {
@@ -546,5 +549,28 @@ fn describe_and_shared_transforms() -> Res {
     let lly = y.log()?.log()?;
     let want = (n.log_prob(&lly)? - y.log()? - &lly)?.sum(0)?;
     check("log_prob", &d.log_prob(&y)?, &want, tol(DType::F64))?;
+    Ok(())
+}
+
+/// Masked-out placeholders are replaced by the image of a point of the base's support, not the
+/// codomain's point: `Uniform(1, 2)` through exp lives on (e, e²), where the codomain's point
+/// 1 (ln 1 = 0) lies outside the base's support.
+#[test]
+fn masked_placeholders_use_a_point_of_the_law() -> Res {
+    let u = vi_dist::Uniform::new(&t(&[1.0, 1.0, 1.0]), &t(&[2.0, 2.0, 2.0]))?;
+    let d = td(u, vec![Box::new(Exp)]);
+    let y = t(&[1.5f64.exp(), f64::NAN, 1.2f64.exp()]);
+    let keep = Tensor::new(&[1u8, 0, 1], &Device::Cpu)?;
+    let m = d.mask(&keep)?;
+    let lp = to_vec(&m.log_prob(&y)?)?;
+    // log p(y) = −ln y on (e, e²) for a unit-width uniform base
+    assert!(
+        (lp[0] + 1.5).abs() < 1e-12 && lp[1] == 0.0 && (lp[2] + 1.2).abs() < 1e-12,
+        "{lp:?}"
+    );
+    // inside an Independent and an Expanded too
+    let e = vi_dist::Expanded::new(m.to_event(1)?.clone_box(), &[2])?;
+    let lp = to_vec(&e.log_prob(&y)?)?;
+    assert!(lp.iter().all(|v| (v + 2.7).abs() < 1e-12), "{lp:?}");
     Ok(())
 }
