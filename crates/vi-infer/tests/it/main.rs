@@ -2,6 +2,7 @@
 
 mod autoguide;
 mod autoguide_pyro;
+mod autoguide_subsample;
 mod bookkeeping;
 mod common;
 mod conjugate;
