@@ -44,6 +44,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Each site's support, shape and plates are the prototype's: a site whose support depends on
+//! another latent (`Uniform(0, θ)` with `θ` latent) keeps the bounds the prototype saw, as in
+//! Pyro; a value outside the model's support then fails the step (a support error with
+//! validation on, a non-finite loss without), it does not pass silently.
+//!
 //! **Plates and subsampling.** A guide enters the plates the model's site is in, by name and
 //! dim. A local latent inside a subsampled plate gets a parameter of the plate's full size,
 //! and each step uses the rows of the indices the model uses in that step: before each step
