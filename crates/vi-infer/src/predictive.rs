@@ -237,13 +237,6 @@ impl<'m> Predictive<'m> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn num_samples(mut self, n: usize) -> Self {
-        if let Source::Samples(s) = &self.source
-            && s.values().next().is_some_and(|t| t.dims()[0] != n)
-        {
-            // Checked again at `run`: a mismatch is an error there.
-            self.num_samples = n;
-            return self;
-        }
         self.num_samples = n;
         self
     }
