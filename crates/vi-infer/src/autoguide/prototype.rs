@@ -310,7 +310,16 @@ impl ProtoSite {
         let batch_rank = t.rank().saturating_sub(event_dim);
         for (dim, idx) in indices {
             if let Some(idx) = idx {
-                let axis = batch_rank - dim.unsigned_abs();
+                let axis = batch_rank.checked_sub(dim.unsigned_abs()).ok_or_else(|| {
+                    site_error(
+                        "autoguide",
+                        &self.name,
+                        format!(
+                            "a parameter of shape {:?} has no dim {dim} for a subsampled plate",
+                            t.dims()
+                        ),
+                    )
+                })?;
                 t = t.index_select(idx, axis)?;
             }
         }
