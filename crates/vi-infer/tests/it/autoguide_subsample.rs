@@ -121,28 +121,42 @@ fn subsample_size_changes_numpyro_1739() -> Res {
             ctx.observe("x", Normal::new(&z, &one)?, &data.index_select(idx, 0)?)
         })
     };
-    let guide = AutoNormal::new(model);
-    let mut svi = Svi::new(model, guide.as_fn(), adam(0.01), TraceMeanFieldElbo::new()).seed(0);
-    for n in [4, 4, 2, 4, 3, 1, 4] {
-        size.set(n);
-        let report = svi.step()?;
-        let g = report
-            .guide_trace
-            .get("data")
-            .unwrap()
-            .value
-            .to_vec1::<u32>()?;
-        let m = report
-            .model_trace
-            .get("data")
-            .unwrap()
-            .value
-            .to_vec1::<u32>()?;
-        assert_eq!(g.len(), n);
-        assert_eq!(g, m, "guide and model indices");
-        assert_eq!(report.guide_trace.get("z").unwrap().value.dims(), &[n]);
-        // The KL of the local site is scaled by 10 / n in both.
-        assert!((report.model_trace.get("z").unwrap().scale - 10.0 / n as f64).abs() < 1e-12);
+    for particles in [1, 3] {
+        let guide = AutoNormal::new(model);
+        // Also with vectorised particles (an outer plate around the guide's plates).
+        let elbo = TraceMeanFieldElbo::new()
+            .num_particles(particles)
+            .vectorize_particles(particles > 1);
+        let mut svi = Svi::new(model, guide.as_fn(), adam(0.01), elbo).seed(0);
+        for n in [4, 4, 2, 4, 3, 1, 4] {
+            size.set(n);
+            let report = svi.step()?;
+            let g = report
+                .guide_trace
+                .get("data")
+                .unwrap()
+                .value
+                .to_vec1::<u32>()?;
+            let m = report
+                .model_trace
+                .get("data")
+                .unwrap()
+                .value
+                .to_vec1::<u32>()?;
+            assert_eq!(g.len(), n);
+            assert_eq!(g, m, "guide and model indices");
+            let z = report.guide_trace.get("z").unwrap().value.dims().to_vec();
+            assert_eq!(
+                z,
+                if particles == 1 {
+                    vec![n]
+                } else {
+                    vec![particles, n]
+                }
+            );
+            // The KL of the local site is scaled by 10 / n in both.
+            assert!((report.model_trace.get("z").unwrap().scale - 10.0 / n as f64).abs() < 1e-12);
+        }
     }
     Ok(())
 }
