@@ -12,7 +12,7 @@ use crate::param_store::ParamStore;
 
 /// A point mass per latent site (Pyro's `AutoDelta`): MAP inference. Each site's value is a
 /// parameter `AutoDelta.{site}` kept in the site's support (stored unconstrained through
-/// `biject_to(support)`), initialised by the [`Init`] strategy; the guide samples
+/// `biject_to(support)`), initialised by the [`Init`](super::Init) strategy; the guide samples
 /// `Delta(value)` with the site's event dims. MAP is in the constrained space, as Pyro's: the
 /// mode of the posterior density of the site itself.
 ///
