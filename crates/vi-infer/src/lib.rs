@@ -63,19 +63,22 @@ mod message;
 mod messenger;
 mod param_store;
 mod plate;
+mod site_options;
 mod svi;
 mod trace;
 mod util;
 
 pub use ctx::Ctx;
 pub use elbo::{
-    Elbo, ElboOutput, PARTICLE_PLATE, Program, SiteTerm, TermKind, TraceElbo, TraceMeanFieldElbo,
+    Elbo, ElboOutput, PARTICLE_PLATE, Program, RenyiElbo, SiteTerm, TermKind, TraceElbo,
+    TraceGraphElbo, TraceMeanFieldElbo,
 };
 pub use error::{InferError, Result};
 pub use message::{Message, PlateFrame, SiteKind, Subsample};
 pub use messenger::Messenger;
 pub use param_store::ParamStore;
 pub use plate::Plate;
+pub use site_options::{Baseline, SiteOptions};
 pub use svi::{StepReport, Svi};
 pub use trace::{Site, Trace};
 

@@ -2,14 +2,19 @@
 
 mod mean_field;
 mod particles;
+mod renyi_elbo;
+mod score;
 mod trace_elbo;
+mod tracegraph_elbo;
 
 use candle_core::Tensor;
 use rand::RngCore;
 
 pub use mean_field::TraceMeanFieldElbo;
 pub use particles::PARTICLE_PLATE;
+pub use renyi_elbo::RenyiElbo;
 pub use trace_elbo::TraceElbo;
+pub use tracegraph_elbo::TraceGraphElbo;
 
 use crate::ctx::Ctx;
 use crate::error::Result;
