@@ -3,9 +3,9 @@
 
 use candle_core::{DType, Tensor};
 
+use super::SiteTerm;
 use super::particles::{JointEstimate, Particles, Run, particle_elbo, zero_loss};
 use super::score::{is_non_reparam, score_function};
-use super::SiteTerm;
 use crate::error::{InferError, Result};
 use crate::message::{PlateFrame, SiteKind};
 use crate::param_store::ParamStore;
@@ -145,7 +145,11 @@ impl RenyiElbo {
         }
         let common = common_plates(runs);
         // The plates kept, outermost first; the particle plate (vectorised) is the first.
-        let rank = common.iter().map(|p| p.dim.unsigned_abs()).max().unwrap_or(0);
+        let rank = common
+            .iter()
+            .map(|p| p.dim.unsigned_abs())
+            .max()
+            .unwrap_or(0);
         let shape: Vec<usize> = (0..rank)
             .map(|i| {
                 let dim = i as isize - rank as isize;

@@ -116,7 +116,10 @@ impl Suffixes {
 
 /// Whether two plate lists are the same plates (by name and dim).
 fn same_plates(a: &[PlateFrame], b: &[PlateFrame]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name && x.dim == y.dim)
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.name == y.name && x.dim == y.dim)
 }
 
 /// The score function of a guide site: its `log q(z)` without the site's scale and mask

@@ -13,4 +13,5 @@ mod plates;
 mod posterior;
 mod reliability;
 mod report;
+mod tracegraph;
 mod valid_models;
