@@ -155,6 +155,9 @@ fn chain_exact() -> Res<Vec<f64>> {
     Ok(host(g.get(p).expect("a gradient")))
 }
 
+/// A guide site's options, by site name.
+type Opt = fn(&str, &mut Ctx) -> vi_infer::Result<SiteOptions>;
+
 fn no_options(_: &str, _: &mut Ctx) -> vi_infer::Result<SiteOptions> {
     Ok(SiteOptions::new())
 }
@@ -199,7 +202,6 @@ fn chain_gradient_is_exact_in_expectation() -> Res {
     let want = chain_exact()?;
     let dev = Device::Cpu;
     let names = ["a", "b", "c"];
-    type Opt = fn(&str, &mut Ctx) -> vi_infer::Result<SiteOptions>;
     let cases: [(&str, Box<dyn Elbo>, Opt); 5] = [
         (
             "TraceElbo",
@@ -300,7 +302,7 @@ fn categorical_gradient_is_exact_in_expectation() -> Res {
     const XS: [f64; 2] = [1.2, -0.3];
     const L0: [[f64; 3]; 2] = [[0.1, -0.2, 0.4], [0.3, 0.0, -0.5]];
     let dev = Device::Cpu;
-    let programs = |opts: fn(&str, &mut Ctx) -> vi_infer::Result<SiteOptions>| {
+    let programs = |opts: Opt| {
         let d = dev.clone();
         let model = move |ctx: &mut Ctx| -> vi_infer::Result<()> {
             let mu = Tensor::new(&MU, &d)?;
@@ -351,11 +353,7 @@ fn categorical_gradient_is_exact_in_expectation() -> Res {
             .vectorize_particles(true)
             .max_plate_nesting(1)
     };
-    let cases: [(
-        &str,
-        Box<dyn Elbo>,
-        fn(&str, &mut Ctx) -> vi_infer::Result<SiteOptions>,
-    ); 3] = [
+    let cases: [(&str, Box<dyn Elbo>, Opt); 3] = [
         (
             "TraceElbo",
             Box::new(
@@ -398,7 +396,7 @@ fn categorical_gradient_is_exact_in_expectation() -> Res {
 fn chain_variance_is_lower() -> Res {
     let dev = Device::Cpu;
     let draws = 400;
-    let one = |e: Box<dyn Elbo>, opt: fn(&str, &mut Ctx) -> vi_infer::Result<SiteOptions>, seed| {
+    let one = |e: Box<dyn Elbo>, opt: Opt, seed| {
         sample_grads(e.as_ref(), chain(&dev, opt), &["a", "b", "c"], draws, seed)
     };
     let per_particle = |e: TraceGraphElbo| {
