@@ -1015,6 +1015,40 @@ fn error_catalogue() -> Res {
         seen.push(("NotReparameterized", unlocated(&e)));
     }
     {
+        // catalogue: ElboSetting
+        let e = vi_infer::RenyiElbo::new(1.0).unwrap_err();
+        // catalogue end
+        assert!(matches!(e.root(), InferError::ElboSetting { .. }), "{e:?}");
+        seen.push(("ElboSetting", unlocated(&e)));
+    }
+    {
+        // catalogue: Baseline
+        use vi_infer::{Baseline, SiteOptions, TraceGraphElbo};
+        let half = Tensor::new(0.5f64, &dev)?;
+        let model = |ctx: &mut Ctx| {
+            ctx.plate("data", 3, |ctx| {
+                ctx.sample("c", Bernoulli::from_probs(&half)?)
+            })
+        };
+        let guide = |ctx: &mut Ctx| {
+            let b = Baseline::fixed(Tensor::new(&[1.0f64, 2.0], &dev)?); // two values, three sites
+            let opts = SiteOptions::new().baseline(b);
+            ctx.plate("data", 3, |ctx| {
+                ctx.sample_with("c", Bernoulli::from_probs(&half)?, opts)
+            })
+        };
+        let mut svi = Svi::new(
+            model,
+            guide,
+            Adam::empty(AdamOptions::default())?,
+            TraceGraphElbo::new(),
+        );
+        let e = svi.step().unwrap_err();
+        // catalogue end
+        assert!(matches!(e.root(), InferError::Baseline { .. }), "{e:?}");
+        seen.push(("Baseline", unlocated(&e)));
+    }
+    {
         // catalogue: Observed
         let counts = Tensor::new(&[2.0f64, -1.0], &dev)?;
         let model = |ctx: &mut Ctx| {
@@ -1126,7 +1160,7 @@ fn error_catalogue() -> Res {
         assert!(matches!(e.root(), InferError::Optim(_)), "{e:?}");
         seen.push(("Optim", unlocated(&e)));
     }
-    let expected: [(&str, &str); 17] = [
+    let expected: [(&str, &str); 19] = [
         (
             "DuplicateSite",
             "site `z` is used twice in one run: site names must be unique",
@@ -1162,6 +1196,14 @@ fn error_catalogue() -> Res {
         (
             "NotReparameterized",
             "guide site `c`: Bernoulli is not reparameterised; TraceMeanFieldElbo needs rsample (use TraceElbo, which adds the score-function term)",
+        ),
+        (
+            "ElboSetting",
+            "RenyiElbo: alpha = 1 is the ELBO itself; use TraceElbo, whose gradient has a lower variance",
+        ),
+        (
+            "Baseline",
+            "guide site `c`: the baseline has shape [2], which does not broadcast to the site's batch shape [3] (the shape of the cost it is subtracted from)",
         ),
         (
             "Observed",
