@@ -123,10 +123,12 @@ impl Baseline {
         Ok(Baseline::DecayingAverage { beta })
     }
 
-    /// [`Baseline::Learned`]: the output of `module` on `input`, detached from the graph that
-    /// computed it, so that the baseline's loss trains the module alone (Pyro's `nn_baseline`
-    /// with `nn_baseline_input`). Mark the module with [`Ctx::module`](crate::Ctx::module) so
-    /// the optimizer steps it.
+    /// [`Baseline::Learned`]: the output of `module` on `input` with the input detached from
+    /// the graph that computed it, so that the baseline's loss trains the module alone
+    /// (Pyro's `nn_baseline` with `nn_baseline_input`). An output whose last dim is 1 (a
+    /// `Linear` to one unit: `[n, 1]` for `n` inputs) loses that dim, to fit a site in a plate
+    /// of `n`. Mark the module with [`Ctx::module`](crate::Ctx::module) so the optimizer
+    /// steps it.
     ///
     /// ```
     /// use candle_core::{DType, Device, Tensor};
@@ -134,12 +136,17 @@ impl Baseline {
     /// let store = ParamStore::new(&Device::Cpu, DType::F32);
     /// let net = candle_nn::linear(4, 1, store.var_builder("baseline")?)?;
     /// let x = Tensor::ones((3, 4), DType::F32, &Device::Cpu)?;
-    /// let b = Baseline::neural(&net, &x)?; // [3, 1]: squeeze to [3] for a plate of 3
-    /// assert!(matches!(b, Baseline::Learned(t) if t.dims() == [3, 1]));
+    /// let b = Baseline::neural(&net, &x)?; // [3]: one baseline per element of a plate of 3
+    /// assert!(matches!(b, Baseline::Learned(t) if t.dims() == [3]));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn neural<M: Module>(module: &M, input: &Tensor) -> Result<Self> {
-        Ok(Baseline::Learned(module.forward(&input.detach())?))
+        let out = module.forward(&input.detach())?;
+        let out = match out.dims().last() {
+            Some(1) => out.squeeze(out.rank() - 1)?,
+            _ => out,
+        };
+        Ok(Baseline::Learned(out))
     }
 
     /// [`Baseline::Learned`] from a value computed in the guide.
