@@ -39,8 +39,10 @@ impl SiteOptions {
     ///
     /// ```
     /// use vi_infer::{Baseline, SiteOptions};
-    /// let opts = SiteOptions::new().baseline(Baseline::fixed(-3.0));
+    /// let b = Baseline::fixed(candle_core::Tensor::new(-3.0f64, &candle_core::Device::Cpu)?);
+    /// let opts = SiteOptions::new().baseline(b);
     /// assert!(matches!(opts.baseline, Some(Baseline::Fixed(_))));
+    /// # Ok::<(), candle_core::Error>(())
     /// ```
     pub fn baseline(mut self, baseline: Baseline) -> Self {
         self.baseline = Some(baseline);

@@ -530,9 +530,9 @@ fn elbos() -> Res {
 /// `TraceGraphElbo` (a decaying average and a neural baseline), and IWAE's bound.
 #[test]
 fn elbo_family() -> Res {
+    use candle_nn::Module;
     use vi_infer::dist::Bernoulli;
     use vi_infer::optim::{Adam, AdamOptions};
-    use candle_nn::Module;
     use vi_infer::{Baseline, ParamStore, RenyiElbo, SiteOptions, Svi, TraceGraphElbo};
 
     let dev = Device::Cpu;
