@@ -41,7 +41,10 @@
 //! - **Parameters**: [`ParamStore`] (constrained values over unconstrained storage, candle-nn
 //!   modules, checkpoints that carry the constraints).
 //! - **ELBOs**: the [`Elbo`] trait, [`TraceElbo`] (score-function terms where there is no
-//!   rsample) and [`TraceMeanFieldElbo`] (analytic KL per site), each site's [`SiteTerm`].
+//!   rsample), [`TraceMeanFieldElbo`] (analytic KL per site), [`TraceGraphElbo`] (each
+//!   score times only its downstream terms, less its [`Baseline`]) and [`RenyiElbo`] (the
+//!   Rényi bound; IWAE at `alpha = 0`), each site's [`SiteTerm`]; per-site options
+//!   ([`SiteOptions`], [`Ctx::sample_with`]).
 //! - **SVI**: [`Svi`] and its [`StepReport`] (the loss and each site's KL or
 //!   log-likelihood); checkpoints with `Svi::save` / `Svi::load`.
 //! - **Layers**: [`layers::Linear`], candle-nn's `Linear` without the gradients nobody reads.
