@@ -41,7 +41,10 @@
 //! - **Parameters**: [`ParamStore`] (constrained values over unconstrained storage, candle-nn
 //!   modules, checkpoints that carry the constraints).
 //! - **ELBOs**: the [`Elbo`] trait, [`TraceElbo`] (score-function terms where there is no
-//!   rsample) and [`TraceMeanFieldElbo`] (analytic KL per site), each site's [`SiteTerm`].
+//!   rsample), [`TraceMeanFieldElbo`] (analytic KL per site), [`TraceGraphElbo`] (each
+//!   score times only its downstream terms, less its [`Baseline`]) and [`RenyiElbo`] (the
+//!   Rényi bound; IWAE at `alpha = 0`), each site's [`SiteTerm`]; per-site options
+//!   ([`SiteOptions`], [`Ctx::sample_with`]).
 //! - **SVI**: [`Svi`] and its [`StepReport`] (the loss and each site's KL or
 //!   log-likelihood); checkpoints with `Svi::save` / `Svi::load`.
 //! - **Layers**: [`layers::Linear`], candle-nn's `Linear` without the gradients nobody reads.
@@ -65,13 +68,15 @@ mod messenger;
 mod param_store;
 mod plate;
 mod predictive;
+mod site_options;
 mod svi;
 mod trace;
 mod util;
 
 pub use ctx::Ctx;
 pub use elbo::{
-    Elbo, ElboOutput, PARTICLE_PLATE, Program, SiteTerm, TermKind, TraceElbo, TraceMeanFieldElbo,
+    Elbo, ElboOutput, PARTICLE_PLATE, Program, RenyiElbo, SiteTerm, TermKind, TraceElbo,
+    TraceGraphElbo, TraceMeanFieldElbo,
 };
 pub use error::{InferError, Result};
 pub use message::{Message, PlateFrame, SiteKind, Subsample};
@@ -79,6 +84,7 @@ pub use messenger::Messenger;
 pub use param_store::ParamStore;
 pub use plate::Plate;
 pub use predictive::{PREDICTIVE_PLATE, Predictive};
+pub use site_options::{Baseline, SiteOptions};
 pub use svi::{StepReport, Svi};
 pub use trace::{Site, Trace};
 

@@ -3,6 +3,8 @@
 use candle_core::{Device, Tensor};
 use vi_dist::Distribution;
 
+use crate::site_options::SiteOptions;
+
 /// The kind of a site.
 ///
 /// ```
@@ -111,6 +113,8 @@ pub struct Message {
     pub stop: bool,
     /// For a `Subsample` message: what to draw.
     pub subsample: Option<Subsample>,
+    /// The site's options (`ctx.sample_with`; Pyro's `infer` dict).
+    pub options: SiteOptions,
 }
 
 impl Message {
@@ -135,6 +139,7 @@ impl Message {
             plates: Vec::new(),
             stop: false,
             subsample: None,
+            options: SiteOptions::default(),
         }
     }
 

@@ -9,6 +9,7 @@ use super::Ctx;
 use crate::error::{InferError, Result, at_site};
 use crate::message::{Message, PlateFrame, SiteKind};
 use crate::param_store::ParamStore;
+use crate::site_options::SiteOptions;
 
 impl Ctx<'_> {
     /// A latent random variable: `pyro.sample(name, dist)`. The value is drawn from `dist`
@@ -69,6 +70,34 @@ impl Ctx<'_> {
         let mut msg = Message::new(name, SiteKind::Sample);
         msg.dist = Some(dist);
         msg.is_auxiliary = true;
+    /// [`sample`](Ctx::sample) with per-site options (Pyro's `pyro.sample(name, dist,
+    /// infer={...})`), recorded on the site for the ELBO: e.g. the
+    /// [`Baseline`](crate::Baseline) of a non-reparameterised guide site, which
+    /// [`TraceGraphElbo`](crate::TraceGraphElbo) subtracts from its score-function cost.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Bernoulli, Distribution};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// use vi_infer::{Baseline, SiteOptions};
+    /// let probs = Tensor::new(&[0.2f64, 0.5, 0.9], &dev)?;
+    /// let opts = SiteOptions::new().baseline(Baseline::decaying_average(0.9)?);
+    /// let (c, tr) = ctx.trace(|ctx| ctx.sample_with("c", Bernoulli::from_probs(&probs)?, opts))?;
+    /// assert_eq!(c.dims(), &[3]);
+    /// assert!(tr.get("c").unwrap().options.baseline.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sample_with(
+        &mut self,
+        name: &str,
+        dist: impl Distribution,
+        options: SiteOptions,
+    ) -> Result<Tensor> {
+        let mut msg = Message::new(name, SiteKind::Sample);
+        msg.dist = Some(Box::new(dist));
+        msg.options = options;
         self.apply(msg, draw)
     }
 

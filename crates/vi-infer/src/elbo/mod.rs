@@ -2,7 +2,10 @@
 
 mod mean_field;
 mod particles;
+mod renyi_elbo;
+mod score;
 mod trace_elbo;
+mod tracegraph_elbo;
 
 use candle_core::Tensor;
 use rand::RngCore;
@@ -10,7 +13,9 @@ use rand::RngCore;
 pub use mean_field::TraceMeanFieldElbo;
 pub use particles::PARTICLE_PLATE;
 pub(crate) use particles::plate_nesting;
+pub use renyi_elbo::RenyiElbo;
 pub use trace_elbo::TraceElbo;
+pub use tracegraph_elbo::TraceGraphElbo;
 
 use crate::ctx::Ctx;
 use crate::error::Result;

@@ -7,6 +7,7 @@ use vi_dist::Distribution;
 
 use crate::error::{InferError, Result, at_site};
 use crate::message::{Message, PlateFrame, SiteKind};
+use crate::site_options::SiteOptions;
 
 /// One site of a trace: what `ctx.sample` / `observe` / `param` / `deterministic` recorded.
 ///
@@ -47,6 +48,8 @@ pub struct Site {
     pub scale_tensor: Option<Tensor>,
     /// Where its log-density counts (`None`: everywhere).
     pub mask: Option<Tensor>,
+    /// The options it was sampled with ([`Ctx::sample_with`](crate::Ctx::sample_with)).
+    pub options: SiteOptions,
     log_prob: OnceLock<Tensor>,
 }
 
@@ -63,6 +66,7 @@ impl Clone for Site {
             scale: self.scale,
             scale_tensor: self.scale_tensor.clone(),
             mask: self.mask.clone(),
+            options: self.options.clone(),
             log_prob: self.log_prob.clone(),
         }
     }
@@ -81,6 +85,7 @@ impl Site {
             scale: msg.scale,
             scale_tensor: msg.scale_tensor.clone(),
             mask: msg.mask.clone(),
+            options: msg.options.clone(),
             log_prob: OnceLock::new(),
         })
     }
@@ -99,6 +104,7 @@ impl Site {
             scale: msg.scale,
             scale_tensor: msg.scale_tensor,
             mask: msg.mask,
+            options: msg.options,
             log_prob: OnceLock::new(),
         })
     }

@@ -526,6 +526,89 @@ fn elbos() -> Res {
     Ok(())
 }
 
+/// The ELBO family of the guide: baselines on a non-reparameterised site under
+/// `TraceGraphElbo` (a decaying average and a neural baseline), and IWAE's bound.
+#[test]
+fn elbo_family() -> Res {
+    use candle_nn::Module;
+    use vi_infer::dist::Bernoulli;
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Baseline, ParamStore, RenyiElbo, SiteOptions, Svi, TraceGraphElbo};
+
+    let dev = Device::Cpu;
+    let store = ParamStore::new(&dev, DType::F64);
+    let net = candle_nn::linear(2, 1, store.var_builder("baseline")?)?;
+    let x = Tensor::new(&[[0.5f64, -1.0], [1.0, 0.2]], &dev)?;
+    let half = Tensor::new(0.5f64, &dev)?;
+    let model = |ctx: &mut Ctx| {
+        ctx.plate("data", 2, |ctx| {
+            let c = ctx.sample("c", Bernoulli::from_probs(&half)?)?;
+            let d = ctx.sample("d", Bernoulli::from_probs(&half)?)?;
+            let y = Tensor::new(&[1.8f64, 0.2], &dev)?;
+            ctx.observe("y", Normal::new(&(c + d)?, &half)?, &y)
+        })
+    };
+    let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+        let logits = ctx.param(
+            "logits",
+            &Tensor::zeros(2, DType::F64, &dev)?,
+            Constraint::Real,
+        )?;
+        ctx.plate("data", 2, |ctx| {
+            // A decaying average of the site's past costs (Pyro's use_decaying_avg_baseline, beta 0.9).
+            let avg = SiteOptions::new().baseline(Baseline::decaying_average(0.9)?);
+            ctx.sample_with("c", Bernoulli::from_logits(&logits)?, avg)?;
+            // A network's output on a detached input, trained by its own loss term (cost − b)²
+            // (Pyro's nn_baseline): mark the module so the optimizer steps it.
+            let b = Baseline::neural(ctx.module("baseline", &net)?, &x)?; // x [2, 2]: b [2]
+            ctx.sample_with(
+                "d",
+                Bernoulli::from_logits(&logits)?,
+                SiteOptions::new().baseline(b),
+            )?;
+            Ok(())
+        })
+    };
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.05,
+        ..Default::default()
+    })?;
+    let mut svi = Svi::new(model, guide, adam, TraceGraphElbo::new()).with_store(store);
+    let before = net.forward(&x)?.flatten_all()?.to_vec1::<f64>()?;
+    for _ in 0..20 {
+        assert!(svi.step()?.loss.is_finite());
+    }
+    // The baseline's module was stepped by its loss term.
+    assert_ne!(net.forward(&x)?.flatten_all()?.to_vec1::<f64>()?, before);
+
+    // IWAE with 5000 importance samples per image, drawn at once in a plate left of `data`.
+    let iwae = RenyiElbo::new(0.0)?
+        .num_particles(5000)
+        .vectorize_particles(true)
+        .max_plate_nesting(1);
+    let data = Tensor::new(&[0.3f64, -0.4], &dev)?;
+    let m = |ctx: &mut Ctx| {
+        ctx.plate("data", 2, |ctx| {
+            let z = ctx.sample("z", Normal::new(&half.zeros_like()?, &half.ones_like()?)?)?;
+            ctx.observe("x", Normal::new(&z, &half)?, &data)
+        })
+    };
+    let g = |ctx: &mut Ctx| {
+        ctx.plate("data", 2, |ctx| {
+            ctx.sample("z", Normal::new(&half.zeros_like()?, &half)?)
+        })
+    };
+    let mut svi = Svi::new(m, g, Adam::empty(AdamOptions::default())?, iwae);
+    let bound = -svi.evaluate_loss()?.loss;
+    // log p(x) = Σ log N(x_i; 0, √1.25); 5000 samples leave the bound within a few hundredths.
+    let exact: f64 = [0.3f64, -0.4]
+        .iter()
+        .map(|x| -0.5 * x * x / 1.25 - 0.5 * (2.0 * std::f64::consts::PI * 1.25).ln())
+        .sum();
+    assert!((bound - exact).abs() < 0.05, "{bound} vs {exact}");
+    Ok(())
+}
+
 /// Per-site KL from the step report: analytic and Monte Carlo.
 #[test]
 fn per_site_kl() -> Res {
@@ -1109,6 +1192,40 @@ fn error_catalogue() -> Res {
         seen.push(("NotReparameterized", unlocated(&e)));
     }
     {
+        // catalogue: ElboSetting
+        let e = vi_infer::RenyiElbo::new(1.0).unwrap_err();
+        // catalogue end
+        assert!(matches!(e.root(), InferError::ElboSetting { .. }), "{e:?}");
+        seen.push(("ElboSetting", unlocated(&e)));
+    }
+    {
+        // catalogue: Baseline
+        use vi_infer::{Baseline, SiteOptions, TraceGraphElbo};
+        let half = Tensor::new(0.5f64, &dev)?;
+        let model = |ctx: &mut Ctx| {
+            ctx.plate("data", 3, |ctx| {
+                ctx.sample("c", Bernoulli::from_probs(&half)?)
+            })
+        };
+        let guide = |ctx: &mut Ctx| {
+            let b = Baseline::fixed(Tensor::new(&[1.0f64, 2.0], &dev)?); // two values, three sites
+            let opts = SiteOptions::new().baseline(b);
+            ctx.plate("data", 3, |ctx| {
+                ctx.sample_with("c", Bernoulli::from_probs(&half)?, opts)
+            })
+        };
+        let mut svi = Svi::new(
+            model,
+            guide,
+            Adam::empty(AdamOptions::default())?,
+            TraceGraphElbo::new(),
+        );
+        let e = svi.step().unwrap_err();
+        // catalogue end
+        assert!(matches!(e.root(), InferError::Baseline { .. }), "{e:?}");
+        seen.push(("Baseline", unlocated(&e)));
+    }
+    {
         // catalogue: Observed
         let counts = Tensor::new(&[2.0f64, -1.0], &dev)?;
         let model = |ctx: &mut Ctx| {
@@ -1220,7 +1337,7 @@ fn error_catalogue() -> Res {
         assert!(matches!(e.root(), InferError::Optim(_)), "{e:?}");
         seen.push(("Optim", unlocated(&e)));
     }
-    let expected: [(&str, &str); 17] = [
+    let expected: [(&str, &str); 19] = [
         (
             "DuplicateSite",
             "site `z` is used twice in one run: site names must be unique",
@@ -1256,6 +1373,14 @@ fn error_catalogue() -> Res {
         (
             "NotReparameterized",
             "guide site `c`: Bernoulli is not reparameterised; TraceMeanFieldElbo needs rsample (use TraceElbo, which adds the score-function term)",
+        ),
+        (
+            "ElboSetting",
+            "RenyiElbo: alpha = 1 is the ELBO itself; use TraceElbo, whose gradient has a lower variance",
+        ),
+        (
+            "Baseline",
+            "guide site `c`: the baseline has shape [2], which does not broadcast to the site's batch shape [3] (the shape of the cost it is subtracted from)",
         ),
         (
             "Observed",
