@@ -202,6 +202,31 @@ pub trait Distribution: Debug + Send + Sync + 'static {
         validate_value(self, value)
     }
 
+    /// A point of the support with the dtype and device of `value` and its shape (broadcast
+    /// with the distribution's where they differ): what [`Masked`] puts in place of masked-out
+    /// values, so that a placeholder there (NaN for missing data) neither fails a check nor
+    /// makes a gradient NaN. The default is [`Constraint::feasible_like`] of
+    /// [`support`](Self::support); a distribution whose support is narrower than the
+    /// constraint it reports overrides it ([`TransformedDistribution`](crate::TransformedDistribution)
+    /// pushes a point of its base's support through its transforms), and the wrappers ask
+    /// their base.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::transforms::Exp;
+    /// use vi_dist::{Distribution, TransformedDistribution, Uniform};
+    /// let cpu = Device::Cpu;
+    /// let u = Uniform::new(&Tensor::new(&[1.0f64], &cpu)?, &Tensor::new(&[2.0f64], &cpu)?)?;
+    /// let d = TransformedDistribution::new(Box::new(u), vec![Box::new(Exp)])?;
+    /// // support `positive`, but the law lives on (e, e²): e^1.5, not 1
+    /// let x = d.feasible_like(&Tensor::zeros(1, DType::F64, &cpu)?)?.to_vec1::<f64>()?;
+    /// assert!((x[0] - 1.5f64.exp()).abs() < 1e-12);
+    /// # Ok::<(), vi_dist::DistError>(())
+    /// ```
+    fn feasible_like(&self, value: &Tensor) -> Result<Tensor> {
+        self.support().feasible_like(value)
+    }
+
     /// The same distribution without its reparameterised sampler (Pyro's
     /// `.has_rsample_(False)`): inference then takes the score-function path at its sites.
     fn without_rsample(&self) -> NoRsample {

@@ -35,6 +35,8 @@
 //!   [`OneHotCategorical`], [`Binomial`], [`Geometric`]; and [`Poisson`].
 //! - **Wrappers**: [`Independent`] (`to_event`), [`Expanded`], [`Masked`] (`mask`),
 //!   [`NoRsample`] (`without_rsample`).
+//! - **Transformed**: [`TransformedDistribution`] (a base pushed through a chain of
+//!   [`Transform`]s, with the log-determinant in `log_prob`).
 //! - **Factors**: [`Unit`] (the log-weight behind `ctx.factor`).
 //! - **Supports and bijections**: [`Constraint`] (with [`Bound`]); [`transform_to`] /
 //!   [`biject_to`] and the [`transforms`] module.
@@ -87,6 +89,7 @@ mod probs;
 mod rng;
 mod spec;
 mod student_t;
+mod transformed;
 pub mod transforms;
 mod uniform;
 mod unit;
@@ -121,6 +124,7 @@ pub use poisson::Poisson;
 pub use rng::{host_tensor, standard_normal, uniform_open01};
 pub use spec::DistSpec;
 pub use student_t::StudentT;
+pub use transformed::TransformedDistribution;
 pub use transforms::{Transform, biject_to, transform_to};
 pub use uniform::Uniform;
 pub use unit::Unit;

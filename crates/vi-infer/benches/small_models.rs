@@ -31,7 +31,7 @@
 //! trains; the paired figures also time `Svi::step` with validation on, for reference.
 //!
 //! At the end the bench prints, per model, `model=<name> vi_us=<A> plain_us=<B> ratio=<A/B>`:
-//! medians of single steps timed with the sides alternating in blocks of [`BLOCK`] steps
+//! medians of single steps timed with the sides alternating in blocks of `common::BLOCK` steps
 //! (which side goes first alternating too), in this process; then `direct_us`, the
 //! validation-on figure and the heap allocations per step of each side (the global allocator
 //! is mimalloc behind a thread-local counter).
@@ -46,7 +46,7 @@
 //! here, three per regression step, on both sides alike. Set `RAYON_NUM_THREADS` to time the
 //! regression without it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::Criterion;
@@ -58,7 +58,9 @@ use vi_optim::{Adam, Optimizer};
 
 mod common;
 
-use common::{DTYPE, INIT_SCALE, PLATE_D, PLATE_N, Program, SEED, adam, plate_data, plate_svi};
+use common::{
+    DTYPE, INIT_SCALE, PLATE_D, PLATE_N, Program, SEED, adam, paired, plate_data, plate_svi,
+};
 
 // Like the example binaries: candle's CPU path allocates an output per op. Wrapped to count
 // the allocations of this thread (a thread-local add per call), reported per step.
@@ -109,8 +111,6 @@ fn allocs_per_step(f: &mut dyn FnMut() -> f64) -> f64 {
     (allocs() - before) as f64 / 100.0
 }
 
-/// Steps of one side timed before the other side takes its turn.
-const BLOCK: usize = 10;
 /// `½ ln 2π`.
 const HALF_LN_2PI: f64 = 0.918_938_533_204_672_7;
 
@@ -543,40 +543,6 @@ fn check_agree(p: &mut Pair) {
             p.name
         );
     }
-}
-
-/// The median (the mean of the middle two for an even count).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
-/// Medians in µs of single steps of the sides, alternating in blocks of [`BLOCK`] steps with
-/// the order rotating each round.
-fn paired(sides: &mut [&mut dyn FnMut() -> f64], steps: usize) -> Vec<f64> {
-    for _ in 0..(steps / 10).max(2 * BLOCK) {
-        for s in sides.iter_mut() {
-            s();
-        }
-    }
-    let n = sides.len();
-    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(steps); n];
-    for round in 0..steps.div_ceil(BLOCK) {
-        for k in 0..n {
-            let i = (k + round) % n;
-            for _ in 0..BLOCK {
-                let t = Instant::now();
-                std::hint::black_box((sides[i])());
-                times[i].push(t.elapsed().as_secs_f64() * 1e6);
-            }
-        }
-    }
-    times.iter_mut().map(|t| median(t)).collect()
 }
 
 /// `SMALL_MODELS_PROFILE=<model>/<vi|plain|direct|checked>`: runs that side alone (for `perf record`).

@@ -141,13 +141,19 @@ pub(crate) fn check_site_shape(site: &Site, max_plate_nesting: Option<usize>) ->
 /// Pyro's `check_model_guide_match`, stricter: every guide sample site is a latent site of
 /// the model with the same event shape and a batch shape that agrees (dims of size 1
 /// broadcast; dims left of `max_plate_nesting` are not compared), every model latent site is
-/// in the guide, and every plate of the guide is a plate of the model.
+/// in the guide, and every plate of the guide is a plate of the model. Auxiliary guide sites
+/// ([`Ctx::sample_auxiliary`](crate::Ctx::sample_auxiliary)) are the guide's own, and a model
+/// site of the same name is an error.
 pub(crate) fn check_model_guide_match(
     model: &Trace,
     guide: &Trace,
     max_plate_nesting: Option<usize>,
 ) -> Result<()> {
-    for g in guide.sites().filter(|s| s.kind == SiteKind::Sample) {
+    // An auxiliary site is the guide's own: the model never samples it.
+    for g in guide
+        .sites()
+        .filter(|s| s.kind == SiteKind::Sample && !s.is_auxiliary)
+    {
         let Some(m) = model.get(&g.name).filter(|m| m.is_latent()) else {
             return Err(InferError::GuideSiteNotInModel {
                 site: g.name.clone(),
@@ -197,6 +203,13 @@ pub(crate) fn check_model_guide_match(
         .sites()
         .filter(|s| s.is_latent() && s.infer.enum_dim.is_none())
     {
+        if guide.get(&m.name).is_some_and(|g| g.is_auxiliary) {
+            return Err(InferError::Invalid(format!(
+                "site `{}` is an auxiliary site of the guide and a latent site of the model: \
+                 rename one",
+                m.name
+            )));
+        }
         if !guide.contains(&m.name) {
             return Err(InferError::LatentNotInGuide {
                 site: m.name.clone(),

@@ -81,6 +81,26 @@ pub enum InferError {
         /// The guide's distribution.
         dist: String,
     },
+    /// An ELBO's setting out of its range: [`RenyiElbo`](crate::RenyiElbo)'s `alpha` of 1 (the
+    /// ELBO itself: use [`TraceElbo`](crate::TraceElbo)) or not finite, or fewer than two
+    /// particles.
+    #[error("{elbo}: {msg}")]
+    ElboSetting {
+        /// The ELBO.
+        elbo: &'static str,
+        /// What is wrong, and what to do instead.
+        msg: String,
+    },
+    /// A guide site's [`Baseline`](crate::Baseline) that [`TraceGraphElbo`](crate::TraceGraphElbo)
+    /// cannot use: a value whose shape does not broadcast to the site's batch shape, or a
+    /// decaying average's `beta` outside `[0, 1)`.
+    #[error("guide site `{site}`: {msg}")]
+    Baseline {
+        /// The site.
+        site: String,
+        /// What is wrong, with the shapes involved.
+        msg: String,
+    },
     /// Two nested plates claim the same dim, or a plate's settings are invalid.
     #[error("plate `{plate}`: {msg}")]
     Plate {
@@ -220,6 +240,17 @@ pub enum InferError {
     Param {
         /// The parameter.
         name: String,
+        /// What is wrong, in words.
+        msg: String,
+    },
+    /// An automatic guide cannot guide a site of the model: its initial value lies outside
+    /// the support, its support is discrete, or its plates do not fit the guide.
+    #[error("{guide}, site `{site}`: {msg}")]
+    AutoGuide {
+        /// The guide (`AutoNormal`, `AutoDelta`, …).
+        guide: String,
+        /// The model's site.
+        site: String,
         /// What is wrong, in words.
         msg: String,
     },

@@ -41,7 +41,10 @@
 //! - **Parameters**: [`ParamStore`] (constrained values over unconstrained storage, candle-nn
 //!   modules, checkpoints that carry the constraints).
 //! - **ELBOs**: the [`Elbo`] trait, [`TraceElbo`] (score-function terms where there is no
-//!   rsample) and [`TraceMeanFieldElbo`] (analytic KL per site), each site's [`SiteTerm`].
+//!   rsample), [`TraceMeanFieldElbo`] (analytic KL per site), [`TraceGraphElbo`] (each
+//!   score times only its downstream terms, less its [`Baseline`]) and [`RenyiElbo`] (the
+//!   Rényi bound; IWAE at `alpha = 0`), each site's [`SiteTerm`]; per-site options
+//!   ([`SiteOptions`], [`Ctx::sample_with`]).
 //! - **Discrete latents**: sites marked for enumeration ([`Ctx::sample_enum`],
 //!   [`config_enumerate`]) summed out exactly by [`TraceEnumElbo`] (in the model or weighted in
 //!   the guide), chains with [`Ctx::markov`] (or written once, [`Ctx::vectorized_markov`]),
@@ -54,6 +57,7 @@
 //!   shapes; [`Result`].
 #![deny(missing_docs)]
 
+pub mod autoguide;
 mod checkpoint;
 mod checks;
 mod ctx;
@@ -69,14 +73,16 @@ mod message;
 mod messenger;
 mod param_store;
 mod plate;
+mod predictive;
+mod site_options;
 mod svi;
 mod trace;
 mod util;
 
 pub use ctx::Ctx;
 pub use elbo::{
-    Elbo, ElboOutput, PARTICLE_PLATE, Program, SiteTerm, TermKind, TraceElbo, TraceEnumElbo,
-    TraceMeanFieldElbo,
+    Elbo, ElboOutput, PARTICLE_PLATE, Program, RenyiElbo, SiteTerm, TermKind, TraceElbo,
+    TraceEnumElbo, TraceGraphElbo, TraceMeanFieldElbo,
 };
 pub use enumerate::{Infer, InferDiscrete, Temperature, config_enumerate, vindex};
 pub use error::{InferError, Result};
@@ -84,6 +90,8 @@ pub use message::{Message, PlateFrame, SiteKind, Subsample};
 pub use messenger::Messenger;
 pub use param_store::ParamStore;
 pub use plate::Plate;
+pub use predictive::{PREDICTIVE_PLATE, Predictive};
+pub use site_options::{Baseline, SiteOptions};
 pub use svi::{StepReport, Svi};
 pub use trace::{Site, Trace};
 

@@ -3,6 +3,8 @@
 use candle_core::{Device, Tensor};
 use vi_dist::Distribution;
 
+use crate::site_options::SiteOptions;
+
 /// The kind of a site.
 ///
 /// ```
@@ -93,6 +95,10 @@ pub struct Message {
     pub value: Option<Tensor>,
     /// Whether the value is data (`ctx.observe`, or a `condition` handler).
     pub is_observed: bool,
+    /// Whether this is an auxiliary guide site ([`Ctx::sample_auxiliary`](crate::Ctx::sample_auxiliary),
+    /// Pyro's `infer={"is_auxiliary": True}`): a latent of the guide alone, which the model
+    /// never samples (the joint latent vector of the continuous autoguides).
+    pub is_auxiliary: bool,
     /// The factor the site's log-density is multiplied by (plates' subsampling, `scale`).
     pub scale: f64,
     /// A per-element factor on top of `scale` (`ctx.scale_by` with a tensor), broadcastable to
@@ -109,6 +115,8 @@ pub struct Message {
     pub subsample: Option<Subsample>,
     /// Inference settings and bookkeeping: the enumeration mark and dims (Pyro's `infer`).
     pub infer: crate::enumerate::Infer,
+    /// The site's options (`ctx.sample_with`; Pyro's `infer` dict).
+    pub options: SiteOptions,
 }
 
 impl Message {
@@ -126,6 +134,7 @@ impl Message {
             dist: None,
             value: None,
             is_observed: false,
+            is_auxiliary: false,
             scale: 1.0,
             scale_tensor: None,
             mask: None,
@@ -133,6 +142,7 @@ impl Message {
             stop: false,
             subsample: None,
             infer: crate::enumerate::Infer::default(),
+            options: SiteOptions::default(),
         }
     }
 

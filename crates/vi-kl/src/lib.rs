@@ -37,6 +37,9 @@
 //!   `Independent(Normal, 1)‖MultivariateNormal` **and** the reverse (Pyro has one
 //!   direction), `Masked` and `Expanded` on either side, and point masses
 //!   (`Delta‖q` = `log_density − log q(v)`, keeping the `log_density` Pyro drops).
+//! - `TransformedDistribution ‖ TransformedDistribution` through the same chain of transforms
+//!   (`Transform::same_as`, part by part): the KL of the bases, as torch's rule; another
+//!   chain is [`KlError::NoClosedForm`].
 //! - Broadcasting of the two batch shapes for every pair (torch's Bernoulli KL does not).
 #![deny(missing_docs)]
 

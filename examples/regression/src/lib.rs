@@ -9,12 +9,17 @@
 //! y_i   ~ Normal(x_i · w + b, sigma)      for i in plate("data", N)
 //! ```
 //!
-//! and a mean-field guide: `Normal(w_loc, w_scale).to_event(1)` for `w`,
-//! `Normal(b_loc, b_scale)` for `b` and `LogNormal(sigma_loc, sigma_scale)` for `sigma`, the
-//! scales constrained positive. [`fit`] runs [`TraceMeanFieldElbo`] (closed-form KL for `w`
-//! and `b`, a Monte Carlo KL for `sigma`, whose LogNormal–HalfNormal pair has no closed form)
-//! with `ClippedAdam`, and [`reference()`] computes what the fit should find: least squares and
-//! the exact Gaussian posterior of `(w, b)` given `sigma`.
+//! and a guide ([`GuideKind`]): by default a mean-field guide written by hand,
+//! `Normal(w_loc, w_scale).to_event(1)` for `w`, `Normal(b_loc, b_scale)` for `b` and
+//! `LogNormal(sigma_loc, sigma_scale)` for `sigma`, the scales constrained positive; or the
+//! automatic guides [`AutoNormal`] (the same family, built from the model) and
+//! [`AutoMultivariateNormal`] (one correlated Normal over `w, b, log sigma`, which can match the
+//! posterior's correlation of `w0` and `w2`). [`fit`] runs [`TraceMeanFieldElbo`] (closed-form
+//! KL for `w` and `b`, a Monte Carlo KL for `sigma`, whose LogNormal–HalfNormal pair has no
+//! closed form) with `ClippedAdam`, then draws the posterior predictive of a new point
+//! [`X_NEW`] with [`Predictive`]; [`reference()`] computes what the fit should find: least
+//! squares, the exact Gaussian posterior of `(w, b)` given `sigma`, and the exact predictive
+//! interval at [`X_NEW`].
 //!
 //! ```
 //! use regression::{Config, fit, reference, synthetic};
@@ -34,10 +39,11 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use vi_infer::autoguide::{AutoGuide, AutoMultivariateNormal, AutoNormal};
 use vi_infer::candle::{D, DType, Device, Tensor};
 use vi_infer::dist::{Constraint, Distribution, HalfNormal, LogNormal, Normal};
 use vi_infer::optim::{ClippedAdam, ClippedAdamOptions};
-use vi_infer::{Ctx, InferError, Result, StepReport, Svi, TraceMeanFieldElbo};
+use vi_infer::{Ctx, InferError, Predictive, Result, StepReport, Svi, TraceMeanFieldElbo};
 
 /// The number of features.
 pub const FEATURES: usize = 3;
@@ -48,6 +54,32 @@ pub const TRUE_W: [f64; FEATURES] = [1.5, -2.0, 0.5];
 pub const TRUE_B: f64 = 0.8;
 /// The generating noise scale.
 pub const TRUE_SIGMA: f64 = 0.5;
+/// The new point whose posterior predictive [`fit`] draws.
+pub const X_NEW: [f64; FEATURES] = [1.0, -0.5, 0.8];
+/// The standard normal's 95 % quantile: a 90 % interval is the mean ± this many sds.
+pub const Z95: f64 = 1.644_853_626_951_472_2;
+
+/// Which guide [`fit`] trains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuideKind {
+    /// The mean-field guide written by hand ([`Regression::guide`]).
+    MeanField,
+    /// [`AutoNormal`]: the same family, built from the model.
+    AutoNormal,
+    /// [`AutoMultivariateNormal`]: one correlated Normal over every latent (unconstrained).
+    AutoMultivariateNormal,
+}
+
+impl GuideKind {
+    /// Its name on the command line: `mean-field`, `auto-normal`, `auto-mvn`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GuideKind::MeanField => "mean-field",
+            GuideKind::AutoNormal => "auto-normal",
+            GuideKind::AutoMultivariateNormal => "auto-mvn",
+        }
+    }
+}
 
 /// The settings of one run: data size and seed, optimisation, device and dtype.
 ///
@@ -75,6 +107,8 @@ pub struct Config {
     pub dtype: DType,
     /// The device of every tensor.
     pub device: Device,
+    /// The guide.
+    pub guide: GuideKind,
 }
 
 impl Default for Config {
@@ -89,6 +123,7 @@ impl Default for Config {
             svi_seed: 0,
             dtype: DType::F64,
             device: Device::Cpu,
+            guide: GuideKind::MeanField,
         }
     }
 }
@@ -158,10 +193,15 @@ pub struct Regression {
 impl Regression {
     /// The model and guide of `data` (the priors' tensors are built once, here).
     pub fn new(data: &Data) -> Result<Self> {
-        let (dt, dev) = (data.x.dtype(), data.x.device());
+        Self::from_tensors(&data.x, &data.y)
+    }
+
+    /// The model and guide of features `x` `(n, FEATURES)` and responses `y` `(n,)`.
+    pub fn from_tensors(x: &Tensor, y: &Tensor) -> Result<Self> {
+        let (dt, dev) = (x.dtype(), x.device());
         Ok(Self {
-            x: data.x.clone(),
-            y: data.y.clone(),
+            x: x.clone(),
+            y: y.clone(),
             zeros: Tensor::zeros(FEATURES, dt, dev)?,
             ones: Tensor::ones(FEATURES, dt, dev)?,
             zero: Tensor::zeros((), dt, dev)?,
@@ -229,6 +269,9 @@ pub struct Posterior {
 pub struct Fit {
     /// The fitted guide's marginals.
     pub posterior: Posterior,
+    /// The posterior predictive of `y` at [`X_NEW`]: its 5 % and 95 % quantiles, from 4000
+    /// draws of [`Predictive`] (parallel).
+    pub predictive: (f64, f64),
     /// The loss (−ELBO) of every step.
     pub losses: Vec<f64>,
     /// The last step's report: per-site KL and log-likelihood terms, with the traces.
@@ -249,10 +292,63 @@ fn summaries(d: &dyn Distribution) -> Result<Vec<Summary>> {
 }
 
 /// Runs `cfg.steps` SVI steps of [`Regression`] on `data` with [`TraceMeanFieldElbo`] and
-/// `ClippedAdam` (learning rate decaying geometrically from `cfg.lr` to `cfg.final_lr`), and
-/// summarises the fitted guide.
+/// `ClippedAdam` (learning rate decaying geometrically from `cfg.lr` to `cfg.final_lr`) and
+/// the guide `cfg.guide`, summarises the fitted guide, and draws the posterior predictive at
+/// [`X_NEW`].
 pub fn fit(data: &Data, cfg: &Config) -> Result<Fit> {
     let reg = Regression::new(data)?;
+    let model = |ctx: &mut Ctx<'_>| reg.model(ctx);
+    match cfg.guide {
+        GuideKind::MeanField => {
+            let Trained {
+                mut svi,
+                losses,
+                report,
+            } = train(cfg, model, |ctx: &mut Ctx<'_>| reg.guide(ctx))?;
+            let get = |name: &str| -> Result<Tensor> {
+                svi.store().get(name)?.ok_or_else(|| {
+                    InferError::Invalid(format!("parameter `{name}` is not in the store"))
+                })
+            };
+            let w = summaries(&Normal::new(&get("w_loc")?, &get("w_scale")?)?)?;
+            let b = summaries(&Normal::new(&get("b_loc")?, &get("b_scale")?)?)?;
+            let sigma = summaries(&LogNormal::new(&get("sigma_loc")?, &get("sigma_scale")?)?)?;
+            let (Some(&b), Some(&sigma)) = (b.first(), sigma.first()) else {
+                return Err(InferError::Invalid("empty posterior summary".into()));
+            };
+            let predictive =
+                predictive_interval(data, |ctx: &mut Ctx<'_>| reg.guide(ctx), svi.store_mut())?;
+            Ok(Fit {
+                posterior: Posterior { w, b, sigma },
+                predictive,
+                losses,
+                report,
+            })
+        }
+        GuideKind::AutoNormal => {
+            let guide = AutoNormal::new(model);
+            fit_auto(data, cfg, model, &guide, guide.as_fn())
+        }
+        GuideKind::AutoMultivariateNormal => {
+            let guide = AutoMultivariateNormal::new(model);
+            fit_auto(data, cfg, model, &guide, guide.as_fn())
+        }
+    }
+}
+
+/// An SVI run: the `Svi` (with its store), the losses and the last report.
+struct Trained<M, G> {
+    svi: Svi<M, G, ClippedAdam, TraceMeanFieldElbo>,
+    losses: Vec<f64>,
+    report: StepReport,
+}
+
+/// The SVI run of `cfg`.
+fn train<M, G>(cfg: &Config, model: M, guide: G) -> Result<Trained<M, G>>
+where
+    M: FnMut(&mut Ctx<'_>) -> Result<()>,
+    G: FnMut(&mut Ctx<'_>) -> Result<()>,
+{
     let steps = cfg.steps.max(1);
     let optimizer = ClippedAdam::empty(ClippedAdamOptions {
         lr: cfg.lr,
@@ -262,13 +358,7 @@ pub fn fit(data: &Data, cfg: &Config) -> Result<Fit> {
     let elbo = TraceMeanFieldElbo::new()
         .num_particles(cfg.particles)
         .vectorize_particles(cfg.particles > 1);
-    let mut svi = Svi::new(
-        |ctx: &mut Ctx<'_>| reg.model(ctx),
-        |ctx: &mut Ctx<'_>| reg.guide(ctx),
-        optimizer,
-        elbo,
-    )
-    .seed(cfg.svi_seed);
+    let mut svi = Svi::new(model, guide, optimizer, elbo).seed(cfg.svi_seed);
     let mut losses = Vec::with_capacity(steps);
     let mut report = svi.step()?;
     losses.push(report.loss);
@@ -276,22 +366,89 @@ pub fn fit(data: &Data, cfg: &Config) -> Result<Fit> {
         report = svi.step()?;
         losses.push(report.loss);
     }
-    let get = |name: &str| -> Result<Tensor> {
-        svi.store()
-            .get(name)?
-            .ok_or_else(|| InferError::Invalid(format!("parameter `{name}` is not in the store")))
-    };
-    let w = summaries(&Normal::new(&get("w_loc")?, &get("w_scale")?)?)?;
-    let b = summaries(&Normal::new(&get("b_loc")?, &get("b_scale")?)?)?;
-    let sigma = summaries(&LogNormal::new(&get("sigma_loc")?, &get("sigma_scale")?)?)?;
-    let (Some(&b), Some(&sigma)) = (b.first(), sigma.first()) else {
-        return Err(InferError::Invalid("empty posterior summary".into()));
-    };
-    Ok(Fit {
-        posterior: Posterior { w, b, sigma },
+    Ok(Trained {
+        svi,
         losses,
         report,
     })
+}
+
+/// Fits an automatic guide and summarises it from 20 000 draws of `sample_posterior`.
+fn fit_auto(
+    data: &Data,
+    cfg: &Config,
+    model: impl FnMut(&mut Ctx<'_>) -> Result<()>,
+    guide: &dyn AutoGuide,
+    guide_fn: impl FnMut(&mut Ctx<'_>) -> Result<()>,
+) -> Result<Fit> {
+    let Trained {
+        mut svi,
+        losses,
+        report,
+    } = train(cfg, model, guide_fn)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.svi_seed ^ 0x5a5a);
+    let draws = guide.sample_posterior(svi.store(), 20_000, &mut rng)?;
+    let moments = |name: &str| -> Result<Vec<Summary>> {
+        let t = draws
+            .get(name)
+            .ok_or_else(|| InferError::Invalid(format!("no draws of `{name}`")))?
+            .to_dtype(DType::F64)?;
+        let n = t.dims()[0];
+        let t = t.reshape((n, ()))?;
+        let mean = t.mean(0)?;
+        let sd = t
+            .broadcast_sub(&mean)?
+            .sqr()?
+            .sum(0)?
+            .affine(1.0 / (n - 1) as f64, 0.0)?
+            .sqrt()?;
+        Ok(mean
+            .to_vec1::<f64>()?
+            .into_iter()
+            .zip(sd.to_vec1::<f64>()?)
+            .map(|(mean, sd)| Summary { mean, sd })
+            .collect())
+    };
+    let w = moments("w")?;
+    let (Some(&b), Some(&sigma)) = (moments("b")?.first(), moments("sigma")?.first()) else {
+        return Err(InferError::Invalid("empty posterior summary".into()));
+    };
+    let predictive =
+        predictive_interval(data, |ctx: &mut Ctx<'_>| guide.call(ctx), svi.store_mut())?;
+    Ok(Fit {
+        posterior: Posterior { w, b, sigma },
+        predictive,
+        losses,
+        report,
+    })
+}
+
+/// The 5 % and 95 % quantiles of 4000 posterior predictive draws of `y` at [`X_NEW`]: the
+/// model over that one point (its `y` released by [`Predictive`]), the guide's draws replayed
+/// into it.
+fn predictive_interval(
+    data: &Data,
+    guide: impl FnMut(&mut Ctx<'_>) -> Result<()>,
+    store: &mut vi_infer::ParamStore,
+) -> Result<(f64, f64)> {
+    let (dt, dev) = (data.x.dtype(), data.x.device());
+    let x = Tensor::new(&[X_NEW], dev)?.to_dtype(dt)?;
+    let y = Tensor::zeros(1, dt, dev)?; // a placeholder: released and drawn
+    let new = Regression::from_tensors(&x, &y)?;
+    let n = 4000;
+    let draws = Predictive::with_guide(|ctx: &mut Ctx<'_>| new.model(ctx), guide)
+        .num_samples(n)
+        .return_sites(&["y"])
+        .parallel(true)
+        .seed(1)
+        .run(store)?;
+    let mut ys = draws["y"]
+        .to_dtype(DType::F64)?
+        .flatten_all()?
+        .to_vec1::<f64>()?;
+    ys.sort_by(f64::total_cmp);
+    let at = |q: f64| ys[((q * n as f64) as usize).min(n - 1)];
+    Ok((at(0.05), at(0.95)))
 }
 
 /// What the fit should find, computed exactly on the host.
@@ -308,6 +465,9 @@ pub struct Reference {
     /// The sds the best mean-field Gaussian of that posterior has: `1 / sqrt(Λ_ii)` (smaller
     /// than the marginal sds where the features are correlated).
     pub mean_field_sd: Vec<f64>,
+    /// The exact posterior predictive of `y` at [`X_NEW`] (given `sigma = σ̂`): Gaussian,
+    /// mean `zᵀμ` and sd `sqrt(zᵀΣz + σ̂²)` with `z = [X_NEW, 1]`.
+    pub predictive: Summary,
 }
 
 const P: usize = FEATURES + 1;
@@ -405,5 +565,16 @@ pub fn reference(data: &Data) -> Result<Reference> {
             })
             .collect(),
         mean_field_sd: (0..P).map(|i| precision[i][i].powf(-0.5)).collect(),
+        predictive: {
+            let z: [f64; P] = std::array::from_fn(|i| if i < FEATURES { X_NEW[i] } else { 1.0 });
+            let m: f64 = (0..P).map(|i| z[i] * mean[i]).sum();
+            let v: f64 = (0..P)
+                .map(|i| (0..P).map(|j| z[i] * cov[i][j] * z[j]).sum::<f64>())
+                .sum();
+            Summary {
+                mean: m,
+                sd: (v + s2).sqrt(),
+            }
+        },
     })
 }

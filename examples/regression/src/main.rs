@@ -1,11 +1,14 @@
 //! Fits the Bayesian linear regression of the `regression` library and prints the posterior
 //! next to the truth and the exact references, and each site's term of the last step.
 //!
-//! `cargo run --release -p regression [-- --steps N] [--particles N] [--seed S] [--f32]`
+//! `cargo run --release -p regression [-- --steps N] [--particles N] [--seed S] [--f32]
+//! [--guide mean-field|auto-normal|auto-mvn]`
 
 use std::time::Instant;
 
-use regression::{Config, Summary, TRUE_B, TRUE_SIGMA, TRUE_W, fit, reference, synthetic};
+use regression::{
+    Config, GuideKind, Summary, TRUE_B, TRUE_SIGMA, TRUE_W, X_NEW, Z95, fit, reference, synthetic,
+};
 use vi_infer::TermKind;
 use vi_infer::candle::DType;
 
@@ -22,9 +25,23 @@ fn parse_args() -> Result<Config, String> {
             "--particles" => cfg.particles = value("--particles")?.max(1) as usize,
             "--seed" => cfg.svi_seed = value("--seed")?,
             "--f32" => cfg.dtype = DType::F32,
+            "--guide" => {
+                let v = args.next().ok_or("--guide needs a value")?;
+                cfg.guide = match v.as_str() {
+                    "mean-field" => GuideKind::MeanField,
+                    "auto-normal" => GuideKind::AutoNormal,
+                    "auto-mvn" => GuideKind::AutoMultivariateNormal,
+                    other => {
+                        return Err(format!(
+                            "--guide {other}: use mean-field, auto-normal or auto-mvn"
+                        ));
+                    }
+                };
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other}; use --steps N, --particles N, --seed S, --f32"
+                    "unknown argument {other}; use --steps N, --particles N, --seed S, --f32, \
+                     --guide mean-field|auto-normal|auto-mvn"
                 ));
             }
         }
@@ -46,10 +63,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs = start.elapsed().as_secs_f64();
 
     println!(
-        "Bayesian linear regression: n = {}, {} features, {} steps of TraceMeanFieldElbo \
-         ({} particle{}) + ClippedAdam, {:?}",
+        "Bayesian linear regression: n = {}, {} features, guide {}, {} steps of \
+         TraceMeanFieldElbo ({} particle{}) + ClippedAdam, {:?}",
         cfg.n,
         TRUE_W.len(),
+        cfg.guide.name(),
         cfg.steps,
         cfg.particles,
         if cfg.particles == 1 { "" } else { "s" },
@@ -94,18 +112,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "(exact posterior: Gaussian given sigma = the residual sd; MF-opt sd: the sds of its \
          best mean-field approximation)"
     );
+    println!();
+    let (lo, hi) = fitted.predictive;
+    let e = &exact.predictive;
+    println!("posterior predictive of y at x = {X_NEW:?}, 90 % interval:");
+    println!("  SVI (Predictive, 4000 draws) [{lo:.4}, {hi:.4}]");
+    println!(
+        "  exact                        [{:.4}, {:.4}]",
+        e.mean - Z95 * e.sd,
+        e.mean + Z95 * e.sd
+    );
 
     println!();
     println!("last step's terms (report.site(name)):");
-    for name in ["w", "b", "sigma", "y"] {
+    let aux = format!("_{}_latent", "AutoMultivariateNormal");
+    for name in ["w", "b", "sigma", "y", aux.as_str()] {
         let Some(term) = fitted.report.site(name) else {
             continue;
         };
         let value = term.sum.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let joint = cfg.guide == GuideKind::AutoMultivariateNormal;
         let what = match term.kind {
+            TermKind::KlAnalytic if joint => {
+                "log|Jacobian| - log p at the draw (a Delta of the joint latent)"
+            }
             TermKind::KlAnalytic => "KL(q || p), closed form",
             TermKind::KlMonteCarlo => "KL(q || p), one-draw Monte Carlo estimate",
             TermKind::LogLikelihood => "log-likelihood",
+            TermKind::Auxiliary => "log q of the joint latent (its -entropy)",
         };
         println!("  {name:<6} {value:>12.4}   {what}");
     }

@@ -10,12 +10,21 @@ Pyro and in plain torch, for comparison with `cargo bench -p vi-infer --bench sm
 - `plate`: z [256, 50] ~ Normal(0, 1).to_event(1) in a plate, x ~ Normal(z, 1).to_event(1);
   guide Normal(loc, scale).to_event(1) with loc, scale [256, 50].
 
+Also, Pyro only (`crates/vi-infer/benches/autoguide.rs` on the vi side):
+- `regression_autonormal`, `regression_automvn`: the regression with `AutoNormal` /
+  `AutoMultivariateNormal` (the mean as `(x * w).sum(-1) + b`, which broadcasts) instead of the
+  guide by hand; `regression_bcast`: the guide by hand on that same model.
+- `predictive`: `Predictive(model, guide=AutoNormal, num_samples=1000, parallel=True)()` on the
+  regression (after 200 steps), median milliseconds per call, beside one `svi.step()`; and a
+  few calls with `parallel=False`.
+
 Pyro: `SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), TraceMeanField_ELBO())`, timed
 around `svi.step()`. torch: the same loss by hand (analytic KL where the Rust bench has one),
 `torch.optim.Adam(lr=1e-2)`, timed around forward, backward and step. Median microseconds
 per step after a warm-up. Not run by CI.
 
-Usage: python small_compare.py [--impl pyro torch] [--models tiny regression plate]
+Usage: python small_compare.py [--impl pyro torch] [--models tiny regression plate
+  regression_bcast regression_autonormal regression_automvn predictive]
 """
 
 import argparse
@@ -91,6 +100,27 @@ def pyro_step(torch, name, tensors):
             pyro.sample("b", dist.Normal(b_loc, b_scale))
             pyro.sample("sigma", dist.LogNormal(s_loc, s_scale))
 
+    elif name.startswith("regression_"):
+        from pyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+
+        model, x, y = bcast_regression(torch, tensors)
+        if name == "regression_autonormal":
+            guide = AutoNormal(model)
+        elif name == "regression_automvn":
+            guide = AutoMultivariateNormal(model)
+        else:
+
+            def guide():
+                w_loc = pyro.param("w_loc", torch.zeros(3))
+                w_scale = pyro.param("w_scale", torch.ones(3), constraint=pos)
+                b_loc = pyro.param("b_loc", torch.tensor(0.0))
+                b_scale = pyro.param("b_scale", torch.tensor(1.0), constraint=pos)
+                s_loc = pyro.param("s_loc", torch.tensor(0.0))
+                s_scale = pyro.param("s_scale", torch.tensor(1.0), constraint=pos)
+                pyro.sample("w", dist.Normal(w_loc, w_scale).to_event(1))
+                pyro.sample("b", dist.Normal(b_loc, b_scale))
+                pyro.sample("sigma", dist.LogNormal(s_loc, s_scale))
+
     else:
         (x,) = tensors
         n, d = x.shape
@@ -108,6 +138,47 @@ def pyro_step(torch, name, tensors):
 
     svi = SVI(model, guide, Adam({"lr": 1e-2}), loss=TraceMeanField_ELBO())
     return svi.step
+
+
+def bcast_regression(torch, tensors):
+    """The regression model with the mean by broadcasting (so that it runs in Predictive's
+    outer plate), as vi's `benches/autoguide.rs` writes it."""
+    import pyro
+    import pyro.distributions as dist
+
+    x, y = tensors
+
+    def model():
+        w = pyro.sample("w", dist.Normal(torch.zeros(3), torch.ones(3)).to_event(1))
+        b = pyro.sample("b", dist.Normal(0.0, 10.0))
+        sigma = pyro.sample("sigma", dist.HalfNormal(1.0))
+        mean = (x * w.unsqueeze(-2)).sum(-1) + b
+        with pyro.plate("data", y.shape[0]):
+            pyro.sample("y", dist.Normal(mean, sigma), obs=y)
+
+    return model, x, y
+
+
+def pyro_predictive(torch, tensors, runs, loop_runs):
+    """Median ms of `Predictive(model, guide=AutoNormal, num_samples=1000, parallel=True)()`,
+    of a few calls with parallel=False, and of one SVI step (us)."""
+    import pyro
+    from pyro.infer import SVI, Predictive, TraceMeanField_ELBO
+    from pyro.infer.autoguide import AutoNormal
+    from pyro.optim import Adam
+
+    pyro.clear_param_store()
+    model, _, _ = bcast_regression(torch, tensors)
+    guide = AutoNormal(model)
+    svi = SVI(model, guide, Adam({"lr": 1e-2}), loss=TraceMeanField_ELBO())
+    for _ in range(200):
+        svi.step()
+    parallel = Predictive(model, guide=guide, num_samples=1000, parallel=True)
+    looped = Predictive(model, guide=guide, num_samples=1000, parallel=False)
+    par_ms = time_steps(parallel, 3, runs) / 1e3
+    loop_ms = time_steps(looped, 0, loop_runs) / 1e3
+    step_us = time_steps(svi.step, 20, 200)
+    return par_ms, loop_ms, step_us
 
 
 def torch_step(torch, name, tensors):
@@ -182,10 +253,12 @@ def torch_step(torch, name, tensors):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--impl", nargs="+", default=["pyro", "torch"], choices=["pyro", "torch"])
-    p.add_argument(
-        "--models", nargs="+", default=["tiny", "regression", "plate"],
-        choices=["tiny", "regression", "plate"],
-    )
+    models = [
+        "tiny", "regression", "plate", "regression_bcast", "regression_autonormal",
+        "regression_automvn", "predictive",
+    ]
+    p.add_argument("--models", nargs="+", default=models, choices=models)
+    p.add_argument("--loop-runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--warmup", type=int, default=50)
@@ -196,8 +269,18 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     for model in args.models:
-        tensors = data(torch, model)
+        tensors = data(torch, "regression" if model.startswith(("regression", "predictive")) else model)
+        if model == "predictive":
+            if "pyro" in args.impl:
+                par, loop, step = pyro_predictive(torch, tensors, 20, args.loop_runs)
+                print(
+                    f"model=predictive pyro_parallel_ms={par:.1f} pyro_loop_ms={loop:.0f} "
+                    f"pyro_step_us={step:.1f} ratio={1e3 * par / step:.1f} threads={args.threads}"
+                )
+            continue
         for name in args.impl:
+            if name == "torch" and model.startswith("regression_"):
+                continue
             make = {"pyro": pyro_step, "torch": torch_step}[name]
             us = time_steps(make(torch, model, tensors), args.warmup, args.steps)
             print(f"model={model} {name}_us={us:.1f} threads={args.threads}")

@@ -11,11 +11,15 @@ Adam with lr 1e-3.
   `pyro.optim.Adam`, timed around `svi.step(x)`.
 - `torch`: the same loss written by hand in torch (analytic KL), `torch.optim.Adam`, timed
   around forward, backward and the optimizer step.
+- `pyro-iwae`: the model and guide in Pyro with `RenyiELBO(alpha=0, num_particles=K,
+  vectorize_particles=True)` (the importance-weighted bound, `--particles K`, default 5),
+  for comparison with `vae bench --elbo iwae --particles K`.
 
 Both run the same batch (the first `--batch` training images) every step, after `--warmup`
 untimed steps, and report the median milliseconds per step. Not run by CI.
 
-Usage: python vae_compare.py [--impl pyro torch] [--threads 2] [--batch 256] [--steps 60]
+Usage: python vae_compare.py [--impl pyro torch pyro-iwae] [--threads 2] [--batch 256]
+       [--steps 60] [--particles 5]
 """
 
 import argparse
@@ -97,10 +101,10 @@ def run_torch(torch, nn, x, args):
     return time_steps(step, args.warmup, args.steps)
 
 
-def run_pyro(torch, nn, x, args):
+def run_pyro(torch, nn, x, args, iwae=False):
     import pyro
     import pyro.distributions as dist
-    from pyro.infer import SVI, TraceMeanField_ELBO
+    from pyro.infer import SVI, RenyiELBO, TraceMeanField_ELBO
     from pyro.optim import Adam
 
     pyro.clear_param_store()
@@ -122,14 +126,27 @@ def run_pyro(torch, nn, x, args):
             loc, scale = enc(x)
             pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
-    svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=TraceMeanField_ELBO())
+    if iwae:
+        pyro.enable_validation(False)  # grey pixels are not {0, 1}
+        loss = RenyiELBO(
+            alpha=0,
+            num_particles=args.particles,
+            vectorize_particles=True,
+            max_plate_nesting=1,
+        )
+    else:
+        loss = TraceMeanField_ELBO()
+    svi = SVI(model, guide, Adam({"lr": 1e-3}), loss=loss)
     return time_steps(lambda: svi.step(x), args.warmup, args.steps)
 
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--impl", nargs="+", default=["pyro", "torch"], choices=["pyro", "torch"])
+    p.add_argument(
+        "--impl", nargs="+", default=["pyro", "torch"], choices=["pyro", "torch", "pyro-iwae"]
+    )
+    p.add_argument("--particles", type=int, default=5, help="K of pyro-iwae")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--steps", type=int, default=60)
@@ -150,6 +167,13 @@ def main():
     images = read_images(os.path.join(args.data_dir, "train-images-idx3-ubyte.gz"), args.batch)
     x = torch.from_numpy(images)
     for name in args.impl:
+        if name == "pyro-iwae":
+            ms = run_pyro(torch, nn, x, args, iwae=True)
+            print(
+                f"pyro_iwae_step_ms={ms:.3f} particles={args.particles} threads={args.threads} "
+                f"torch={torch.__version__}"
+            )
+            continue
         ms = {"pyro": run_pyro, "torch": run_torch}[name](torch, nn, x, args)
         print(f"{name}_step_ms={ms:.3f} threads={args.threads} torch={torch.__version__}")
 

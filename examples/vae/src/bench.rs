@@ -18,6 +18,8 @@ use vi_infer::candle::{Device, Tensor};
 use vi_infer::optim::{Adam, AdamOptions};
 use vi_infer::{Ctx, InferError, ParamStore, Svi, TraceMeanFieldElbo};
 
+use crate::objective::Objective;
+
 use crate::data::{self, DataError};
 use crate::model::{Sizes, Vae};
 use crate::plain::PlainVae;
@@ -343,6 +345,138 @@ pub fn run_epoch(config: &BenchConfig) -> Result<EpochReport, BenchError> {
             svi_epoch_s: svi,
             plain_candle_epoch_s: plain,
             steps,
+        })
+    })
+}
+
+/// The median milliseconds per step of an objective's SVI step and of the single-particle
+/// (mean-field) step, from the same initial weights on the same batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ObjectiveReport {
+    /// The objective timed.
+    pub objective: Objective,
+    /// Its `Svi::step`.
+    pub objective_ms: f64,
+    /// The default `Svi::step` (`TraceMeanFieldElbo`, one draw per image).
+    pub single_ms: f64,
+}
+
+impl ObjectiveReport {
+    /// `objective_ms / single_ms`.
+    ///
+    /// ```
+    /// use vae::bench::ObjectiveReport;
+    /// use vae::objective::Objective;
+    /// let r = ObjectiveReport { objective: Objective::Iwae { particles: 5 }, objective_ms: 50.0, single_ms: 20.0 };
+    /// assert_eq!(r.ratio(), 2.5);
+    /// ```
+    pub fn ratio(&self) -> f64 {
+        self.objective_ms / self.single_ms
+    }
+}
+
+impl fmt::Display for ObjectiveReport {
+    /// `iwae_step_ms=A single_step_ms=B ratio=R particles=K ratio_per_particle=R/K`.
+    ///
+    /// ```
+    /// use vae::bench::ObjectiveReport;
+    /// use vae::objective::Objective;
+    /// let r = ObjectiveReport { objective: Objective::Iwae { particles: 5 }, objective_ms: 50.0, single_ms: 20.0 };
+    /// assert_eq!(r.to_string(), "iwae_step_ms=50.000 single_step_ms=20.000 ratio=2.500 particles=5 ratio_per_particle=0.500");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = self.objective.particles();
+        write!(
+            f,
+            "{}_step_ms={:.3} single_step_ms={:.3} ratio={:.3} particles={k} ratio_per_particle={:.3}",
+            self.objective.name().replace('-', "_"),
+            self.objective_ms,
+            self.single_ms,
+            self.ratio(),
+            self.ratio() / k as f64
+        )
+    }
+}
+
+/// An `Svi::step` of the VAE with `objective` on the batch in `x`, from weights seeded with
+/// `seed`; returns the loss.
+fn objective_step(
+    x: Rc<RefCell<Tensor>>,
+    sizes: Sizes,
+    seed: u64,
+    objective: Objective,
+) -> Result<Step, BenchError> {
+    let (device, dtype) = {
+        let b = x.borrow();
+        (b.device().clone(), b.dtype())
+    };
+    let mut store = ParamStore::new(&device, dtype);
+    let vae = Vae::new(&mut store, sizes, seed)?;
+    let (vae_m, x_m) = (vae.clone(), x.clone());
+    let model = move |ctx: &mut Ctx<'_>| vae_m.model(ctx, &x_m.borrow());
+    let guide = move |ctx: &mut Ctx<'_>| vae.guide(ctx, &x.borrow());
+    let adam = Adam::empty(AdamOptions {
+        lr: LR,
+        ..Default::default()
+    })
+    .map_err(InferError::from)?;
+    let mut svi = Svi::new(model, guide, adam, objective.elbo()?)
+        .with_store(store)
+        .seed(seed);
+    Ok(Box::new(move || Ok(svi.step()?.loss)))
+}
+
+/// Times `objective`'s SVI step against the single-particle step (`TraceMeanFieldElbo`) on the
+/// first `config.batch` training images, alternating the two as [`run`] does, and returns the
+/// median milliseconds of each. Value validation is off while it runs.
+///
+/// ```no_run
+/// use vae::objective::Objective;
+/// let r = vae::bench::run_objective(&vae::bench::BenchConfig::default(), Objective::Iwae { particles: 5 })?;
+/// println!("{r}"); // iwae_step_ms=… single_step_ms=… ratio=…
+/// # Ok::<(), vae::bench::BenchError>(())
+/// ```
+pub fn run_objective(
+    config: &BenchConfig,
+    objective: Objective,
+) -> Result<ObjectiveReport, BenchError> {
+    vi_infer::dist::with_validation(false, || {
+        if config.steps == 0 {
+            return Err(BenchError::Config("steps must be at least 1".into()));
+        }
+        let train = data::load_split(&config.data_dir, "train", &config.device)?;
+        if config.batch == 0 || config.batch > train.len() {
+            return Err(BenchError::Config(format!(
+                "batch {} with {} training images in {}",
+                config.batch,
+                train.len(),
+                config.data_dir.display()
+            )));
+        }
+        let x = Rc::new(RefCell::new(train.images.narrow(0, 0, config.batch)?));
+        let mut timed = objective_step(x.clone(), config.sizes, config.seed, objective)?;
+        let mut single = objective_step(x, config.sizes, config.seed, Objective::MeanField)?;
+        for _ in 0..config.warmup {
+            timed()?;
+            single()?;
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for round in 0..config.steps {
+            for side in 0..2 {
+                let t = Instant::now();
+                if (side == 0) == (round % 2 == 0) {
+                    timed()?;
+                    a.push(t.elapsed().as_secs_f64() * 1e3);
+                } else {
+                    single()?;
+                    b.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+        }
+        Ok(ObjectiveReport {
+            objective,
+            objective_ms: median(&mut a),
+            single_ms: median(&mut b),
         })
     })
 }

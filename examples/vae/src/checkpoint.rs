@@ -7,6 +7,7 @@ use std::path::Path;
 use vi_infer::InferError;
 
 use crate::model::Sizes;
+use crate::objective::Objective;
 use crate::outputs::{self, Outputs};
 use crate::train::{EpochStats, StepRecord, TrainConfig, TrainError};
 
@@ -33,6 +34,10 @@ pub struct CheckpointMeta {
     pub train_images: usize,
     /// Test images.
     pub test_images: usize,
+    /// The bound trained (`mean-field` when the file predates the option).
+    pub objective: Objective,
+    /// The `--ll-samples` of the run (`None`: not measured).
+    pub ll_samples: Option<usize>,
 }
 
 /// The name of the checkpoint's description in the output directory.
@@ -68,6 +73,16 @@ impl CheckpointMeta {
             };
             fields.insert(k.trim().to_string(), v.trim().to_string());
         }
+        fn get_or<T: std::str::FromStr>(
+            fields: &std::collections::HashMap<String, String>,
+            key: &str,
+            default: T,
+        ) -> Result<T, String> {
+            match fields.get(key) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| format!("`{key} = {v}` is malformed")),
+            }
+        }
         fn get<T: std::str::FromStr>(
             fields: &std::collections::HashMap<String, String>,
             key: &str,
@@ -92,6 +107,14 @@ impl CheckpointMeta {
                 },
                 train_images: get(&fields, "train_images")?,
                 test_images: get(&fields, "test_images")?,
+                objective: Objective::from_parts(
+                    &get_or(&fields, "objective", "mean-field".to_string())?,
+                    get_or(&fields, "particles", 1)?,
+                )?,
+                ll_samples: match get_or(&fields, "ll_samples", 0usize)? {
+                    0 => None,
+                    k => Some(k),
+                },
             })
         })()
         .map_err(bad)?;
@@ -103,7 +126,8 @@ impl CheckpointMeta {
             "# The checkpoint of a `vae train` run: continue it with\n\
              #   cargo run --release -p vae -- train --resume --out-dir <this directory> --epochs N\n\
              format = 1\nepoch = {}\ntarget_epochs = {}\nfile = {}\nseed = {}\nbatch_size = {}\nlr = {}\n\
-             hidden = {}\nlatent = {}\ntrain_images = {}\ntest_images = {}\n",
+             hidden = {}\nlatent = {}\ntrain_images = {}\ntest_images = {}\nobjective = {}\n\
+             particles = {}\nll_samples = {}\n",
             self.epoch,
             self.target_epochs,
             self.file,
@@ -113,7 +137,10 @@ impl CheckpointMeta {
             self.sizes.hidden,
             self.sizes.latent,
             self.train_images,
-            self.test_images
+            self.test_images,
+            self.objective.name(),
+            self.objective.particles(),
+            self.ll_samples.unwrap_or(0)
         )
     }
 
@@ -142,6 +169,21 @@ impl CheckpointMeta {
             "--latent",
             self.sizes.latent.to_string(),
             cfg.sizes.latent.to_string(),
+        );
+        check(
+            "--elbo",
+            self.objective.name().to_string(),
+            cfg.objective.name().to_string(),
+        );
+        check(
+            "--particles",
+            self.objective.particles().to_string(),
+            cfg.objective.particles().to_string(),
+        );
+        check(
+            "--ll-samples",
+            self.ll_samples.map_or("none".into(), |k| k.to_string()),
+            cfg.ll_samples.map_or("none".into(), |k| k.to_string()),
         );
         check(
             "training images",
@@ -217,7 +259,7 @@ pub(crate) fn restore(
         path: file.clone(),
         msg: format!("cannot load it ({e})"),
     })?;
-    let history = outputs::read_epochs(&outputs.epochs_csv, meta.epoch)?;
+    let history = outputs::read_epochs(&outputs.epochs_csv, meta.epoch, meta.ll_samples.is_some())?;
     let steps = outputs::read_steps(&outputs.steps_csv, meta.epoch)?;
     Ok((history, steps))
 }
@@ -248,6 +290,8 @@ pub(crate) fn write(
         sizes: cfg.sizes,
         train_images,
         test_images,
+        objective: cfg.objective,
+        ll_samples: cfg.ll_samples,
     };
     outputs::write_atomic(&outputs.checkpoint, meta.to_text().as_bytes())?;
     remove_stale_checkpoints(&cfg.out_dir, &file);

@@ -5,8 +5,9 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
-mod evaluate;
+pub mod evaluate;
 pub mod model;
+pub mod objective;
 pub mod outputs;
 pub mod pictures;
 pub mod plain;

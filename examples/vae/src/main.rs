@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use vae::checkpoint::CheckpointMeta;
 use vae::model::Sizes;
+use vae::objective::Objective;
 use vae::train::{DEFAULT_EPOCHS, Event, TrainConfig, TrainError, train};
 use vi_infer::candle::Device;
 
@@ -36,8 +37,54 @@ enum Command {
     Train(TrainArgs),
     /// Time one SVI step against the same step written in plain candle (same initial
     /// weights, same batch, same draws), alternating the two, and print
-    /// `svi_step_ms=A plain_candle_ms=B ratio=A/B`.
+    /// `svi_step_ms=A plain_candle_ms=B ratio=A/B`; with `--elbo iwae`, the IWAE step against
+    /// the single-particle step instead.
     Bench(BenchArgs),
+    /// Measure a trained run's test ELBO and its test log-likelihood estimated with
+    /// `--ll-samples` importance samples per image, from the checkpoint in `--out-dir`.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct EvaluateArgs {
+    /// The output directory of the run (its `checkpoint.txt`).
+    #[arg(long, default_value = "vae-output")]
+    out_dir: PathBuf,
+    /// Directory of the MNIST files [default: the bundled subset].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Importance samples per test image (VAE papers report 5000).
+    #[arg(long, default_value_t = 1000)]
+    ll_samples: usize,
+    /// Use only the first N test images [default: as many as the run used].
+    #[arg(long, value_name = "N")]
+    test_size: Option<usize>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+}
+
+fn run_evaluate(args: &EvaluateArgs) -> Result<(), TrainError> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(vae::data::bundled_dir);
+    let device = pick_device(args.device);
+    let t = std::time::Instant::now();
+    let e = vae::evaluate::evaluate_checkpoint(
+        &args.out_dir,
+        &data_dir,
+        args.ll_samples,
+        args.test_size,
+        &device,
+    )?;
+    println!(
+        "epoch {} checkpoint, {} test images: test ELBO {:.3}  test log-likelihood (K = {}) {:.3}  ({:.1} s)",
+        e.epoch,
+        e.images,
+        e.test_elbo,
+        e.ll_samples,
+        e.test_ll,
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 #[derive(Args, Debug, Clone)]
@@ -70,6 +117,31 @@ struct BenchArgs {
     /// `svi_epoch_s=A plain_candle_epoch_s=B ratio=A/B steps=N`; `--steps` is not used).
     #[arg(long)]
     epoch: bool,
+    /// `iwae`: time the importance-weighted step (`--particles` samples per image, drawn at
+    /// once) against the single-particle step, and print `iwae_step_ms=A single_step_ms=B
+    /// ratio=A/B particles=K ratio_per_particle=A/(B K)`.
+    #[arg(long, value_enum, default_value = "mean-field")]
+    elbo: ElboArg,
+    /// Importance samples per image for `--elbo iwae`.
+    #[arg(long, default_value_t = 5)]
+    particles: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ElboArg {
+    /// The ELBO with the KL of z in closed form (Pyro's tutorial).
+    MeanField,
+    /// The importance-weighted bound (IWAE) with `--particles` samples per image.
+    Iwae,
+}
+
+impl ElboArg {
+    fn name(self) -> &'static str {
+        match self {
+            ElboArg::MeanField => "mean-field",
+            ElboArg::Iwae => "iwae",
+        }
+    }
 }
 
 fn run_bench(args: &BenchArgs) -> Result<(), vae::bench::BenchError> {
@@ -85,7 +157,11 @@ fn run_bench(args: &BenchArgs) -> Result<(), vae::bench::BenchError> {
         data_dir: args.data_dir.clone().unwrap_or_else(vae::data::bundled_dir),
         device: pick_device(args.device),
     };
-    if args.epoch {
+    if args.elbo == ElboArg::Iwae {
+        let objective = Objective::from_parts("iwae", args.particles)
+            .map_err(vae::bench::BenchError::Config)?;
+        println!("{}", vae::bench::run_objective(&config, objective)?);
+    } else if args.epoch {
         println!("{}", vae::bench::run_epoch(&config)?);
     } else {
         println!("{}", vae::bench::run(&config)?);
@@ -141,6 +217,17 @@ struct TrainArgs {
     /// Use only the first N test images.
     #[arg(long, value_name = "N")]
     test_size: Option<usize>,
+    /// The bound to maximise [default: mean-field; with --resume, the checkpoint's].
+    #[arg(long, value_enum)]
+    elbo: Option<ElboArg>,
+    /// Importance samples per image for `--elbo iwae` [default: 5; with --resume, the
+    /// checkpoint's].
+    #[arg(long)]
+    particles: Option<usize>,
+    /// After each epoch, also estimate the test log-likelihood with K importance samples per
+    /// image (a `test_ll` column in epochs.csv).
+    #[arg(long, value_name = "K")]
+    ll_samples: Option<usize>,
 }
 
 /// The device asked for, or the CPU with a note saying why not.
@@ -181,6 +268,8 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         cfg.seed = meta.seed;
         cfg.train_limit = cfg.train_limit.or(Some(meta.train_images));
         cfg.test_limit = cfg.test_limit.or(Some(meta.test_images));
+        cfg.objective = meta.objective;
+        cfg.ll_samples = meta.ll_samples;
     } else {
         cfg.epochs = DEFAULT_EPOCHS;
         if let Ok(meta) = CheckpointMeta::read(&args.out_dir) {
@@ -209,6 +298,22 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         }),
     };
     cfg.seed = args.seed.unwrap_or(cfg.seed);
+    let (name, particles) = match (args.elbo, args.resume) {
+        (Some(e), _) => (
+            e.name(),
+            args.particles
+                .unwrap_or(if e == ElboArg::Iwae { 5 } else { 1 }),
+        ),
+        (None, true) => (
+            cfg.objective.name(),
+            args.particles.unwrap_or(cfg.objective.particles()),
+        ),
+        (None, false) => ("mean-field", args.particles.unwrap_or(1)),
+    };
+    cfg.objective = Objective::from_parts(name, particles).map_err(TrainError::Config)?;
+    if args.ll_samples.is_some() || !args.resume {
+        cfg.ll_samples = args.ll_samples;
+    }
     cfg.device = pick_device(args.device);
     Ok(cfg)
 }
@@ -222,8 +327,9 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainError> {
         cfg.data_dir.display().to_string()
     };
     println!(
-        "VAE 784-{h}-{l} (Pyro's tutorial) on {data}: TraceMeanFieldElbo, Adam lr {lr}, \
-         batch {b}, seed {s}, {device}",
+        "VAE 784-{h}-{l} (Pyro's tutorial) on {data}: {o}, Adam lr {lr}, batch {b}, seed {s}, \
+         {device}",
+        o = cfg.objective,
         h = cfg.sizes.hidden,
         l = cfg.sizes.latent,
         lr = cfg.lr,
@@ -236,6 +342,7 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainError> {
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("=> ");
     let mut bar: Option<ProgressBar> = None;
+    let objective_is_iwae = matches!(cfg.objective, Objective::Iwae { .. });
     let (mut steps, epochs) = (0u64, cfg.epochs);
     let mut on_event = |event: Event<'_>| match event {
         Event::Start {
@@ -271,9 +378,17 @@ fn run_train(args: &TrainArgs) -> Result<(), TrainError> {
             if let Some(b) = bar.take() {
                 b.finish_and_clear();
             }
+            let ll = s
+                .test_ll
+                .map_or(String::new(), |v| format!("  test LL {v:>9.3}"));
             println!(
-                "epoch {:>3}/{epochs}  train ELBO {:>9.3}  test ELBO {:>9.3}  KL(z)/dim {:.4}  {:>6.2} s",
-                s.epoch, s.train_elbo, s.test_elbo, s.kl_per_dim, s.seconds
+                "epoch {:>3}/{epochs}  train {} {:>9.3}  test ELBO {:>9.3}{ll}  KL(z)/dim {:.4}  {:>6.2} s",
+                s.epoch,
+                if objective_is_iwae { "IWAE" } else { "ELBO" },
+                s.train_elbo,
+                s.test_elbo,
+                s.kl_per_dim,
+                s.seconds
             );
         }
     };
@@ -353,6 +468,7 @@ fn main() -> ExitCode {
     let result: Result<(), Box<dyn std::error::Error>> = match &cli.command {
         Some(Command::Train(args)) => run_train(args).map_err(Into::into),
         Some(Command::Bench(args)) => run_bench(args).map_err(Into::into),
+        Some(Command::Evaluate(args)) => run_evaluate(args).map_err(Into::into),
         None => run_train(&cli.train).map_err(Into::into),
     };
     match result {

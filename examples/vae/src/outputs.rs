@@ -210,17 +210,33 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> 
 }
 
 const EPOCHS_HEADER: &str = "epoch,train_elbo,test_elbo,kl_per_dim,seconds";
+/// The header with the test log-likelihood column (`--ll-samples`).
+const EPOCHS_LL_HEADER: &str = "epoch,train_elbo,test_elbo,kl_per_dim,seconds,test_ll";
 const STEPS_HEADER: &str = "epoch,step,images,loss";
 
-/// Writes the per-epoch figures (full precision: `f64`'s shortest round-trip form).
-pub(crate) fn write_epochs(path: &Path, history: &[EpochStats]) -> Result<(), TrainError> {
-    let mut s = format!("{EPOCHS_HEADER}\n");
+/// Writes the per-epoch figures (full precision: `f64`'s shortest round-trip form), with the
+/// `test_ll` column when `ll` (`--ll-samples`).
+pub(crate) fn write_epochs(
+    path: &Path,
+    history: &[EpochStats],
+    ll: bool,
+) -> Result<(), TrainError> {
+    let mut s = format!("{}\n", if ll { EPOCHS_LL_HEADER } else { EPOCHS_HEADER });
     for h in history {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{},{},{},{},{}",
             h.epoch, h.train_elbo, h.test_elbo, h.kl_per_dim, h.seconds
         );
+        if ll {
+            match h.test_ll {
+                Some(v) => {
+                    let _ = write!(s, ",{v}");
+                }
+                None => s.push(','),
+            }
+        }
+        s.push('\n');
     }
     write_atomic(path, s.as_bytes())
 }
@@ -264,10 +280,25 @@ fn read_csv<T>(
     Ok(out)
 }
 
-pub(crate) fn read_epochs(path: &Path, upto: usize) -> Result<Vec<EpochStats>, TrainError> {
-    let rows = read_csv(path, EPOCHS_HEADER, upto, |c| {
-        let [e, tr, te, kl, s] = c else { return None };
+/// The per-epoch figures up to epoch `upto`, from a file written with the `test_ll` column
+/// when `ll`.
+pub(crate) fn read_epochs(
+    path: &Path,
+    upto: usize,
+    ll: bool,
+) -> Result<Vec<EpochStats>, TrainError> {
+    let header = if ll { EPOCHS_LL_HEADER } else { EPOCHS_HEADER };
+    let rows = read_csv(path, header, upto, |c| {
+        let (e, tr, te, kl, s, test_ll) = match (c, ll) {
+            ([e, tr, te, kl, s], false) => (e, tr, te, kl, s, None),
+            ([e, tr, te, kl, s, l], true) => (e, tr, te, kl, s, Some(*l)),
+            _ => return None,
+        };
         let epoch = e.parse().ok()?;
+        let test_ll = match test_ll {
+            None | Some("") => None,
+            Some(v) => Some(v.parse().ok()?),
+        };
         Some((
             epoch,
             EpochStats {
@@ -276,6 +307,7 @@ pub(crate) fn read_epochs(path: &Path, upto: usize) -> Result<Vec<EpochStats>, T
                 test_elbo: te.parse().ok()?,
                 kl_per_dim: kl.parse().ok()?,
                 seconds: s.parse().ok()?,
+                test_ll,
             },
         ))
     })?;

@@ -19,8 +19,9 @@
 //! resuming needs only the epoch counter); the test ELBO's draws (the same generator,
 //! reseeded, at every evaluation: it never touches the training generator, and each epoch's
 //! test ELBO is measured with the same noise, so epochs compare without Monte Carlo jitter);
-//! and the prior draws of the sample grid (fixed, so the pictures of successive epochs show
-//! the same latent points).
+//! the test log-likelihood's draws (likewise, on a stream of their own); and the prior draws
+//! of the sample grid (fixed, so the pictures of successive epochs show the same latent
+//! points).
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -31,12 +32,13 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use vi_infer::candle::{self, DType, Device, Tensor};
 use vi_infer::optim::{Adam, AdamOptions};
-use vi_infer::{Ctx, InferError, ParamStore, Svi, TraceMeanFieldElbo};
+use vi_infer::{Ctx, InferError, ParamStore, Svi};
 
 use crate::checkpoint;
 use crate::data::{self, DataError, Split};
-use crate::evaluate::evaluate;
+use crate::evaluate::{evaluate, test_log_likelihood};
 use crate::model::{Sizes, Vae};
+use crate::objective::Objective;
 use crate::outputs::{self, Outputs};
 
 /// Epochs of the default run: what `cargo run --release -p vae` trains on the bundled data
@@ -71,6 +73,11 @@ pub struct TrainConfig {
     pub test_limit: Option<usize>,
     /// Write the pictures (reconstructions, samples, ELBO curve) after each epoch.
     pub pictures: bool,
+    /// The bound the run maximises.
+    pub objective: Objective,
+    /// After each epoch, also estimate the test log-likelihood with this many importance
+    /// samples per image (the `test_ll` column of `epochs.csv`; `None`: not measured).
+    pub ll_samples: Option<usize>,
 }
 
 impl TrainConfig {
@@ -95,6 +102,8 @@ impl TrainConfig {
             train_limit: None,
             test_limit: None,
             pictures: true,
+            objective: Objective::MeanField,
+            ll_samples: None,
         }
     }
 }
@@ -145,17 +154,21 @@ pub enum TrainError {
 pub struct EpochStats {
     /// The epoch, from 1.
     pub epoch: usize,
-    /// The training ELBO per image: minus the sum of the epoch's step losses over the
+    /// The training bound per image: minus the sum of the epoch's step losses over the
     /// number of images (as Pyro's tutorial reports it, so it mixes the parameters of the
-    /// whole epoch).
+    /// whole epoch). The ELBO, or with [`Objective::Iwae`] the importance-weighted bound.
     pub train_elbo: f64,
-    /// The test ELBO per image after the epoch (one draw of `z` per image).
+    /// The test ELBO per image after the epoch (one draw of `z` per image, analytic KL).
     pub test_elbo: f64,
     /// The mean KL(q(z|x) ‖ p(z)) per latent dimension over the epoch's training images,
-    /// from the `z` site of each step's report.
+    /// from the `z` site of each step's report (in closed form with the mean-field ELBO; its
+    /// one-draw estimate, averaged over the particles, with IWAE).
     pub kl_per_dim: f64,
     /// Seconds the epoch's SVI steps took (not the evaluation, pictures or checkpoint).
     pub seconds: f64,
+    /// The test log-likelihood estimate per image after the epoch, with
+    /// [`TrainConfig::ll_samples`] importance samples (`None` when not measured).
+    pub test_ll: Option<f64>,
 }
 
 /// One SVI step's loss.
@@ -216,6 +229,7 @@ pub(crate) mod streams {
     pub const SHUFFLE: u64 = 3;
     pub const EVAL: u64 = 4;
     pub const SAMPLES: u64 = 5;
+    pub const LL: u64 = 6;
 }
 
 /// A seed for stream `stream` of the run seeded with `seed` (SplitMix64 of both).
@@ -276,6 +290,12 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
             cfg.lr
         )));
     }
+    if cfg.ll_samples == Some(0) {
+        return Err(TrainError::Config("--ll-samples must be at least 1".into()));
+    }
+    // The objective's own checks (at least two importance samples for IWAE).
+    Objective::from_parts(cfg.objective.name(), cfg.objective.particles())
+        .map_err(TrainError::Config)?;
     if cfg.sizes.hidden == 0 || cfg.sizes.latent == 0 {
         return Err(TrainError::Config(
             "--hidden and --latent must be at least 1".into(),
@@ -318,7 +338,7 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
         ..Default::default()
     })
     .map_err(InferError::from)?;
-    let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new())
+    let mut svi = Svi::new(model, guide, adam, cfg.objective.elbo()?)
         .with_store(store)
         .seed(sub_seed(cfg.seed, streams::SVI));
 
@@ -376,17 +396,30 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
         }
         let seconds = start.elapsed().as_secs_f64();
         let test_elbo = evaluate(&vae, &batch, svi.store_mut(), &test, cfg)?;
+        let test_ll = match cfg.ll_samples {
+            Some(k) => Some(test_log_likelihood(
+                &vae,
+                &batch,
+                svi.store_mut(),
+                &test,
+                cfg.batch_size,
+                k,
+                sub_seed(cfg.seed, streams::LL),
+            )?),
+            None => None,
+        };
         history.push(EpochStats {
             epoch,
             train_elbo: -loss_sum / seen as f64,
             test_elbo,
             kl_per_dim: kl_sum / (seen as f64 * latent),
             seconds,
+            test_ll,
         });
         if cfg.pictures {
             outputs::write_pictures(&vae, &test, &picks, &history, &steps, cfg, &outputs)?;
         }
-        outputs::write_epochs(&outputs.epochs_csv, &history)?;
+        outputs::write_epochs(&outputs.epochs_csv, &history, cfg.ll_samples.is_some())?;
         outputs::write_steps(&outputs.steps_csv, &steps)?;
         // The checkpoint last: its description is written (atomically) once everything
         // it describes is on disk, then the previous epoch's file is removed.

@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use super::{Transform, check_rank};
+use super::{Transform, check_rank, downcast};
 use crate::broadcast::broadcast_shapes;
 use crate::broadcast::sum_rightmost;
 use crate::constraint::{Bound, Constraint};
@@ -193,6 +193,14 @@ impl Transform for Affine {
 
     fn inverse_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
         self.param_shape(shape)
+    }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        downcast::<Self>(other).is_some_and(|o| {
+            self.event_dim == o.event_dim
+                && self.loc.same_as(&o.loc)
+                && self.scale.same_as(&o.scale)
+        })
     }
 }
 

@@ -2,8 +2,8 @@
 
 use candle_core::{D, DType, Tensor};
 
-use super::Transform;
 use super::elementwise::positive_exp;
+use super::{Transform, is};
 use crate::constraint::Constraint;
 use crate::error::Result;
 use crate::ops::{batch_matmul, cholesky, diag_embed, diagonal, square_size};
@@ -68,6 +68,14 @@ impl Transform for LowerCholesky {
         square_size("lower_cholesky", x)?;
         Ok(diagonal(x)?.sum(D::Minus1)?)
     }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        is::<Self>(other)
+    }
+
+    fn injective(&self) -> bool {
+        false
+    }
 }
 
 /// Unconstrained square matrix → symmetric positive-definite matrix `L Lᵀ` with
@@ -123,5 +131,13 @@ impl Transform for PositiveDefinite {
         let weights = i.affine(-1.0, n as f64 + 1.0)?;
         let weighted = diagonal(x)?.broadcast_mul(&weights)?.sum(D::Minus1)?;
         Ok(weighted.affine(1.0, n as f64 * std::f64::consts::LN_2)?)
+    }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        is::<Self>(other)
+    }
+
+    fn injective(&self) -> bool {
+        false
     }
 }

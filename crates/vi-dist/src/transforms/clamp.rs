@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use super::Transform;
+use super::{Transform, downcast};
 use crate::constraint::{Bound, Constraint};
 use crate::error::Result;
 use crate::finfo::{eps, tiny};
@@ -69,5 +69,15 @@ impl Transform for SupportClamp {
     fn log_abs_det_jacobian(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         // zeros of the broadcast shape of x and y (y may carry the bounds' shape)
         Ok(y.zeros_like()?.broadcast_add(&x.zeros_like()?)?)
+    }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        let same = |a: &Option<Side>, b: &Option<Side>| match (a, b) {
+            (Some(a), Some(b)) => a.strict == b.strict && a.bound.same_as(&b.bound),
+            (None, None) => true,
+            _ => false,
+        };
+        downcast::<Self>(other)
+            .is_some_and(|o| same(&self.low, &o.low) && same(&self.high, &o.high))
     }
 }

@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use super::{Transform, check_rank};
+use super::{Transform, check_rank, downcast};
 use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
 use crate::error::Result;
@@ -90,29 +90,42 @@ impl Compose {
         &self.parts
     }
 
-    /// The input event dims: walking back from the last part, each part needs at least its
-    /// own event dims, and a part that changes the event rank shifts what the earlier parts see.
-    fn domain_event_dim(&self) -> usize {
-        let Some(last) = self.parts.last() else {
-            return 0;
-        };
-        let mut ed = last.codomain_event_dim();
-        for p in self.parts.iter().rev() {
-            ed = (ed + p.event_dim())
-                .saturating_sub(p.codomain_event_dim())
-                .max(p.event_dim());
-        }
-        ed
+    /// The parts as plain references, for the chain's event dims.
+    fn refs(&self) -> Vec<&dyn Transform> {
+        self.parts.iter().map(|p| p.as_ref()).collect()
     }
 
-    /// The output event dims: the input event dims moved through each part's change of rank.
-    fn codomain_dims(&self) -> usize {
-        let mut ed = self.domain_event_dim();
-        for p in &self.parts {
-            ed = (ed + p.codomain_event_dim()).saturating_sub(p.event_dim());
-        }
-        ed
+    /// The input event dims of the chain.
+    fn domain_event_dim(&self) -> usize {
+        chain_event_dims(&self.refs()).0
     }
+
+    /// The output event dims of the chain.
+    fn codomain_dims(&self) -> usize {
+        chain_event_dims(&self.refs()).1
+    }
+}
+
+/// The input and output event dims of the chain `parts` (applied in order), as torch's
+/// `ComposeTransform` computes them: walking back from the last part, each part needs at least
+/// its own event dims, and a part that changes the event rank shifts what the earlier parts
+/// see; the output event dims are the input's moved through each part's change of rank. An
+/// empty chain has `(0, 0)`.
+pub(crate) fn chain_event_dims(parts: &[&dyn Transform]) -> (usize, usize) {
+    let Some(last) = parts.last() else {
+        return (0, 0);
+    };
+    let mut ed = last.codomain_event_dim();
+    for p in parts.iter().rev() {
+        ed = (ed + p.event_dim())
+            .saturating_sub(p.codomain_event_dim())
+            .max(p.event_dim());
+    }
+    let domain = ed;
+    for p in parts {
+        ed = (ed + p.codomain_event_dim()).saturating_sub(p.event_dim());
+    }
+    (domain, ed)
 }
 
 impl Transform for Compose {
@@ -208,5 +221,21 @@ impl Transform for Compose {
             s = p.inverse_shape(&s)?;
         }
         Ok(s)
+    }
+
+    /// The same parts in the same order (a stated codomain does not change the map).
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        downcast::<Self>(other).is_some_and(|o| {
+            self.parts.len() == o.parts.len()
+                && self
+                    .parts
+                    .iter()
+                    .zip(&o.parts)
+                    .all(|(a, b)| a.same_as(b.as_ref()))
+        })
+    }
+
+    fn injective(&self) -> bool {
+        self.parts.iter().all(|p| p.injective())
     }
 }

@@ -4,7 +4,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::cpu_backend::{binary_map, unary_map};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 
-use super::Transform;
+use super::{Transform, is};
 use crate::constraint::Constraint;
 use crate::error::Result;
 use crate::finfo::{eps, tiny};
@@ -48,6 +48,10 @@ impl Transform for Identity {
 
     fn log_abs_det_jacobian(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
         Ok(x.zeros_like()?)
+    }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        is::<Self>(other)
     }
 }
 
@@ -191,6 +195,10 @@ impl Transform for Exp {
     fn log_abs_det_jacobian(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
         Ok(x.clone())
     }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        is::<Self>(other)
+    }
 }
 
 /// `y = 1 / (1 + e⁻ˣ)`, real → unit interval, as
@@ -238,6 +246,10 @@ impl Transform for Sigmoid {
     fn log_abs_det_jacobian(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
         Ok((ops::softplus(&x.neg()?)? + ops::softplus(x)?)?.neg()?)
     }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        is::<Self>(other)
+    }
 }
 
 /// `y = ln(1 + eˣ)`, real → positive, as `torch.distributions.transforms.SoftplusTransform`;
@@ -282,5 +294,9 @@ impl Transform for Softplus {
 
     fn log_abs_det_jacobian(&self, x: &Tensor, _y: &Tensor) -> Result<Tensor> {
         Ok(ops::softplus(&x.neg()?)?.neg()?)
+    }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        is::<Self>(other)
     }
 }

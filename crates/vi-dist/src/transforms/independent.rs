@@ -2,7 +2,7 @@
 
 use candle_core::Tensor;
 
-use super::{Transform, check_rank};
+use super::{Transform, check_rank, downcast};
 use crate::broadcast::sum_rightmost;
 use crate::constraint::Constraint;
 use crate::error::Result;
@@ -113,5 +113,15 @@ impl Transform for IndependentTransform {
 
     fn inverse_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
         self.base.inverse_shape(shape)
+    }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        downcast::<Self>(other).is_some_and(|o| {
+            self.reinterpreted == o.reinterpreted && self.base.same_as(o.base.as_ref())
+        })
+    }
+
+    fn injective(&self) -> bool {
+        self.base.injective()
     }
 }

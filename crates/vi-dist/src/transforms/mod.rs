@@ -27,6 +27,7 @@ mod independent;
 mod registry;
 mod stick_breaking;
 
+use std::any::Any;
 use std::fmt::Debug;
 
 use candle_core::Tensor;
@@ -37,6 +38,7 @@ use crate::error::{DistError, Result};
 pub use affine::Affine;
 pub use cholesky::{LowerCholesky, PositiveDefinite};
 pub use compose::Compose;
+pub(crate) use compose::chain_event_dims;
 pub use elementwise::{Exp, Identity, Sigmoid, Softplus};
 pub use independent::IndependentTransform;
 pub use registry::{biject_to, transform_to};
@@ -63,7 +65,7 @@ pub use stick_breaking::StickBreaking;
 /// assert_eq!(t.log_abs_det_jacobian(&x, &y)?.dims(), &[3]);
 /// # Ok::<(), vi_dist::DistError>(())
 /// ```
-pub trait Transform: Debug + Send + Sync + 'static {
+pub trait Transform: Any + Debug + Send + Sync {
     /// A short name, as torch's class name in snake case (`"exp"`, `"stick_breaking"`).
     fn name(&self) -> &'static str;
 
@@ -104,6 +106,52 @@ pub trait Transform: Debug + Send + Sync + 'static {
     fn inverse_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
         Ok(shape.to_vec())
     }
+
+    /// Whether `other` is the same map: the same type with the same parameters (numbers bit
+    /// for bit, tensors the same tensor or the same shape and values, read back to compare),
+    /// as torch's `Transform.__eq__`. The default is torch's too: only the same object.
+    /// [`TransformedDistribution`](crate::TransformedDistribution)'s KL rule compares chains
+    /// with it; a `false` for equal maps only costs a closed form, never a wrong number.
+    ///
+    /// ```
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::{Affine, Exp};
+    /// assert!(Exp.same_as(&Exp));
+    /// assert!(Affine::new(1.0, 2.0).same_as(&Affine::new(1.0, 2.0)));
+    /// assert!(!Affine::new(1.0, 2.0).same_as(&Affine::new(1.0, 3.0)));
+    /// assert!(!Exp.same_as(&Affine::new(0.0, 1.0)));
+    /// ```
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        std::ptr::addr_eq(self as *const Self, other as *const dyn Transform)
+    }
+
+    /// Whether `forward` is one-to-one on every input of the domain's shape (true unless a
+    /// transform overrides it). [`LowerCholesky`] and [`PositiveDefinite`] are not: they
+    /// drop the strict upper triangle of a square matrix, so they are bijections only
+    /// between lower-triangular matrices and their image. A
+    /// [`TransformedDistribution`](crate::TransformedDistribution) refuses such a transform:
+    /// the density of its image is not the base density at the inverse with the
+    /// log-determinant subtracted.
+    ///
+    /// ```
+    /// use vi_dist::Transform;
+    /// use vi_dist::transforms::{Exp, LowerCholesky};
+    /// assert!(Exp.injective() && !LowerCholesky.injective());
+    /// ```
+    fn injective(&self) -> bool {
+        true
+    }
+}
+
+/// Whether `other` has the concrete type `T` (for [`Transform::same_as`] of transforms
+/// without parameters).
+pub(crate) fn is<T: Transform>(other: &dyn Transform) -> bool {
+    (other as &dyn Any).is::<T>()
+}
+
+/// `other` as the concrete type `T`, if it is one.
+pub(crate) fn downcast<T: Transform>(other: &dyn Transform) -> Option<&T> {
+    (other as &dyn Any).downcast_ref::<T>()
 }
 
 /// Error unless `x` has at least `event_dim` dims.

@@ -2,7 +2,7 @@
 
 use candle_core::{D, DType, Tensor};
 
-use super::{Transform, check_rank};
+use super::{Transform, check_rank, is};
 use crate::constraint::Constraint;
 use crate::error::{DistError, Result};
 use crate::ops;
@@ -144,5 +144,9 @@ impl Transform for StickBreaking {
                 ),
             }),
         }
+    }
+
+    fn same_as(&self, other: &dyn Transform) -> bool {
+        is::<Self>(other)
     }
 }

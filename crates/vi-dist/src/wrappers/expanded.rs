@@ -116,7 +116,7 @@ impl Distribution for Expanded {
     fn name(&self) -> &'static str {
         "Expanded"
     }
-    forward_to_base! { event_shape, dtype, device, has_rsample, support, boxed }
+    forward_to_base! { event_shape, dtype, device, has_rsample, support, feasible_like, boxed }
     fn batch_shape(&self) -> &[usize] {
         &self.batch
     }

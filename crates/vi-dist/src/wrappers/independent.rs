@@ -118,7 +118,9 @@ impl Distribution for Independent {
     fn name(&self) -> &'static str {
         "Independent"
     }
-    forward_to_base! { dtype, device, sample, has_rsample, rsample, mean, variance, boxed }
+    forward_to_base! {
+        dtype, device, sample, has_rsample, rsample, mean, variance, feasible_like, boxed
+    }
     fn batch_shape(&self) -> &[usize] {
         &self.batch
     }

@@ -13,7 +13,8 @@ use crate::family::check_expand;
 /// mean, variance and entropy are the base's (broadcast); only scores are masked. Masked-out
 /// values are replaced by a point of the support
 /// ([`Constraint::feasible_like`](crate::Constraint::feasible_like)) before the base scores
-/// them, as NumPyro does: missing data may hold any placeholder (NaN), which neither fails
+/// them, as NumPyro does ([`Distribution::feasible_like`] of the base, which is the support's
+/// point for the families): missing data may hold any placeholder (NaN), which neither fails
 /// validation nor makes the gradients NaN.
 ///
 /// ```
@@ -139,7 +140,7 @@ impl Masked {
         let event = self.event_shape();
         let full = crate::broadcast::extended_shape(&[], &out, event);
         let value = value.broadcast_as(full.as_slice())?;
-        let feasible = self.base.support().feasible_like(&value)?;
+        let feasible = self.base.feasible_like(&value)?;
         let mask_dims: Vec<usize> = self
             .mask
             .dims()
@@ -161,7 +162,7 @@ impl Distribution for Masked {
     }
     forward_to_base! {
         event_shape, dtype, device, sample, has_rsample, rsample,
-        entropy, mean, variance, support, boxed
+        entropy, mean, variance, support, feasible_like, boxed
     }
     fn batch_shape(&self) -> &[usize] {
         &self.batch

@@ -84,6 +84,14 @@ macro_rules! forward_to_base {
             self.base.enumerate_support(expand)
         }
     };
+    (@ feasible_like) => {
+        fn feasible_like(
+            &self,
+            value: &candle_core::Tensor,
+        ) -> $crate::Result<candle_core::Tensor> {
+            self.base.feasible_like(value)
+        }
+    };
     (@ support) => {
         fn support(&self) -> $crate::Constraint {
             self.base.support()

@@ -56,7 +56,7 @@ impl Distribution for NoRsample {
     }
     forward_to_base! {
         batch_shape, event_shape, dtype, device, sample, log_prob,
-        validate, entropy, mean, variance, support, enumerate_support, boxed
+        validate, entropy, mean, variance, support, enumerate_support, feasible_like, boxed
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {
         Ok(Box::new(NoRsample::new(self.base.expand(batch_shape)?)))

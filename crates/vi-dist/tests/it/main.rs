@@ -14,4 +14,6 @@ mod mvn;
 mod regressions;
 mod shapes;
 mod special_ops;
+mod transformed;
+mod transformed_torch;
 mod transforms;

@@ -2,6 +2,8 @@
 //! optimizer, and the `plate` model with its guide as `Svi` (the model `benches/svi.rs` times,
 //! and the `plate` model of `benches/small_models.rs`).
 
+use std::time::Instant;
+
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -71,4 +73,45 @@ pub(crate) fn plate_svi(
         })
     };
     Svi::new(model, guide, adam(), TraceMeanFieldElbo::new()).seed(SEED)
+}
+
+/// Steps of one side timed before the other side takes its turn.
+// `benches/svi.rs` times with a loop of its own: these three are the other benches'.
+#[allow(dead_code)]
+pub(crate) const BLOCK: usize = 10;
+
+/// The median (the mean of the middle two for an even count).
+#[allow(dead_code)]
+pub(crate) fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// Medians in µs of single steps of the sides, alternating in blocks of [`BLOCK`] steps with
+/// the order rotating each round.
+#[allow(dead_code)]
+pub(crate) fn paired(sides: &mut [&mut dyn FnMut() -> f64], steps: usize) -> Vec<f64> {
+    for _ in 0..(steps / 10).max(2 * BLOCK) {
+        for s in sides.iter_mut() {
+            s();
+        }
+    }
+    let n = sides.len();
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(steps); n];
+    for round in 0..steps.div_ceil(BLOCK) {
+        for k in 0..n {
+            let i = (k + round) % n;
+            for _ in 0..BLOCK {
+                let t = Instant::now();
+                std::hint::black_box((sides[i])());
+                times[i].push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+    }
+    times.iter_mut().map(|t| median(t)).collect()
 }

@@ -262,6 +262,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// Runs `f` in a fresh context over the same store and generator: no handler of this
+    /// one (traces, plates, replay) sees what `f` does. (An autoguide builds its prototype
+    /// trace of the model this way, wherever in a step it is first called.)
+    pub(crate) fn detached<T>(&mut self, f: impl FnOnce(&mut Ctx<'_>) -> Result<T>) -> Result<T> {
+        let mut inner = Ctx::new(&mut *self.store, &mut *self.rng);
+        f(&mut inner)
+    }
+
     /// Runs `f` under `trace`'s replay without copying it: `f`'s value and the trace back.
     pub(crate) fn replay_owned<T>(
         &mut self,

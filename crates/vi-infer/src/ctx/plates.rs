@@ -1,6 +1,6 @@
 //! Plates: batch dims of conditionally independent elements, full or subsampled.
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use super::{Ctx, Handler};
 use crate::error::{InferError, Result};
@@ -238,6 +238,7 @@ impl Ctx<'_> {
                     subsample_size: n,
                     device,
                 });
+                let own = given.clone();
                 msg.value = given;
                 let idx = self.apply(msg, draw)?;
                 if idx.dims() != [n] {
@@ -245,6 +246,24 @@ impl Ctx<'_> {
                         "subsample indices have shape {:?}, expected [{n}]",
                         idx.dims()
                     )));
+                }
+                // Indices of one's own that a handler replaced (the model replayed against a
+                // guide that drew others): the guide's local sites belong to other elements
+                // than the model's data (Pyro's bug pyro#3468). An error, never a number.
+                if let Some(own) = own
+                    && own.id() != idx.id()
+                {
+                    let (a, b) = (
+                        own.to_vec1::<u32>()?,
+                        idx.to_dtype(DType::U32)?.to_vec1::<u32>()?,
+                    );
+                    if a != b {
+                        return Err(bad(format!(
+                            "the program passes its own subsample indices {a:?}, but the trace it \
+                             is replayed against (the guide's) drew {b:?}: enter the plate with the \
+                             same indices in the guide (an autoguide does so itself)"
+                        )));
+                    }
                 }
                 self.subsampled
                     .push((name.to_string(), size, n, idx.clone()));

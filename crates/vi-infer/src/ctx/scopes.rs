@@ -9,7 +9,7 @@ use super::{Ctx, Handler, stack_changed};
 use crate::error::Result;
 use crate::handlers::{
     Block, BlockMessenger, ConditionMessenger, MaskMessenger, ReplayMessenger, ScaleMessenger,
-    SeedMessenger, SubstituteMessenger,
+    SeedMessenger, SubstituteMessenger, UnconditionMessenger,
 };
 use crate::messenger::Messenger;
 use crate::trace::Trace;
@@ -128,6 +128,24 @@ impl Ctx<'_> {
         f: impl FnOnce(&mut Self) -> Result<T>,
     ) -> Result<T> {
         Ok(self.with(SubstituteMessenger::new(data), f)?.0)
+    }
+
+    /// Runs `f` with its observed sites drawn from their distributions instead of scored
+    /// against data: `poutine.uncondition` (see
+    /// [`UnconditionMessenger`](crate::handlers::UnconditionMessenger)).
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// let (_, tr) = ctx.trace(|ctx| ctx.uncondition(|ctx| ctx.observe("x", Normal::new(&zero, &one)?, &one)))?;
+    /// assert!(tr.get("x").unwrap().is_latent());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn uncondition<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        Ok(self.with(UnconditionMessenger::new(), f)?.0)
     }
 
     /// Runs `f` with some sites hidden from the handlers outside: `poutine.block`.

@@ -9,6 +9,7 @@ use super::Ctx;
 use crate::error::{InferError, Result, at_site};
 use crate::message::{Message, PlateFrame, SiteKind};
 use crate::param_store::ParamStore;
+use crate::site_options::SiteOptions;
 
 impl Ctx<'_> {
     /// A latent random variable: `pyro.sample(name, dist)`. The value is drawn from `dist`
@@ -45,6 +46,58 @@ impl Ctx<'_> {
     pub fn sample_boxed(&mut self, name: &str, dist: Box<dyn Distribution>) -> Result<Tensor> {
         let mut msg = Message::new(name, SiteKind::Sample);
         msg.dist = Some(dist);
+        self.apply(msg, draw)
+    }
+
+    /// An auxiliary latent of a guide (Pyro's `pyro.sample(name, d, infer={"is_auxiliary":
+    /// True})`): drawn as [`sample`](Ctx::sample) draws, but a site of the guide alone, which
+    /// the model never samples. The ELBOs count its `log q` (the mean-field ELBO its negative
+    /// entropy in closed form where it has one) under its own name, with
+    /// [`TermKind::Auxiliary`](crate::TermKind::Auxiliary). The continuous autoguides draw
+    /// their joint latent vector this way and give each model site a `Delta` of it.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// let (_, tr) = ctx.trace(|ctx| ctx.sample_auxiliary("u", Box::new(Normal::new(&zero, &one)?)))?;
+    /// assert!(tr.get("u").unwrap().is_auxiliary);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sample_auxiliary(&mut self, name: &str, dist: Box<dyn Distribution>) -> Result<Tensor> {
+        let mut msg = Message::new(name, SiteKind::Sample);
+        msg.dist = Some(dist);
+        msg.is_auxiliary = true;
+    /// [`sample`](Ctx::sample) with per-site options (Pyro's `pyro.sample(name, dist,
+    /// infer={...})`), recorded on the site for the ELBO: e.g. the
+    /// [`Baseline`](crate::Baseline) of a non-reparameterised guide site, which
+    /// [`TraceGraphElbo`](crate::TraceGraphElbo) subtracts from its score-function cost.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Bernoulli, Distribution};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// use vi_infer::{Baseline, SiteOptions};
+    /// let probs = Tensor::new(&[0.2f64, 0.5, 0.9], &dev)?;
+    /// let opts = SiteOptions::new().baseline(Baseline::decaying_average(0.9)?);
+    /// let (c, tr) = ctx.trace(|ctx| ctx.sample_with("c", Bernoulli::from_probs(&probs)?, opts))?;
+    /// assert_eq!(c.dims(), &[3]);
+    /// assert!(tr.get("c").unwrap().options.baseline.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sample_with(
+        &mut self,
+        name: &str,
+        dist: impl Distribution,
+        options: SiteOptions,
+    ) -> Result<Tensor> {
+        let mut msg = Message::new(name, SiteKind::Sample);
+        msg.dist = Some(Box::new(dist));
+        msg.options = options;
         self.apply(msg, draw)
     }
 

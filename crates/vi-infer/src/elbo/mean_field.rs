@@ -83,7 +83,7 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
     let guide_order: Vec<&str> = run
         .guide
         .sites()
-        .filter(|s| s.is_latent())
+        .filter(|s| s.is_latent() && !s.is_auxiliary)
         .map(|s| s.name.as_str())
         .collect();
     // The latest guide position among the model's latent sites so far.
@@ -124,6 +124,31 @@ fn estimate(run: &Run, store: &ParamStore) -> Result<Estimate> {
         terms.push(SiteTerm {
             name: m.name.clone(),
             kind,
+            value,
+            sum,
+        });
+    }
+    // The guide's auxiliary sites: E_q[log q(u)] = −H(q), in closed form where the
+    // distribution has an entropy, else log q(u) at the draw.
+    for g in run.guide.sites().filter(|s| s.is_auxiliary) {
+        let Some(gd) = &g.dist else { continue };
+        if !gd.has_rsample() {
+            return Err(InferError::NotReparameterized {
+                site: g.name.clone(),
+                dist: gd.describe(),
+            });
+        }
+        let value = match gd.entropy() {
+            Ok(h) if g.value.dims() == gd.extended_shape(&[]).as_slice() => {
+                g.scale_and_mask(&h.neg()?)?
+            }
+            _ => g.log_prob()?.clone(),
+        };
+        let sum = sum_all(&value)?;
+        loss = accumulate_signed(loss, &sum, false)?;
+        terms.push(SiteTerm {
+            name: g.name.clone(),
+            kind: TermKind::Auxiliary,
             value,
             sum,
         });

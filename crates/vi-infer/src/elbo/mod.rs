@@ -2,16 +2,22 @@
 
 mod mean_field;
 mod particles;
+mod renyi_elbo;
+mod score;
 mod trace_elbo;
 mod trace_enum;
+mod tracegraph_elbo;
 
 use candle_core::Tensor;
 use rand::RngCore;
 
 pub use mean_field::TraceMeanFieldElbo;
 pub use particles::PARTICLE_PLATE;
+pub(crate) use particles::plate_nesting;
+pub use renyi_elbo::RenyiElbo;
 pub use trace_elbo::TraceElbo;
 pub use trace_enum::TraceEnumElbo;
+pub use tracegraph_elbo::TraceGraphElbo;
 
 use crate::ctx::Ctx;
 use crate::error::Result;
@@ -63,10 +69,17 @@ pub enum TermKind {
     /// A group of model sites with the variables enumerated in the model summed out:
     /// `log Σ_z Π p` ([`TraceEnumElbo`]).
     Marginalized,
+    /// An auxiliary guide site's `log q(u)` at the draw (a site of the guide alone, as the
+    /// joint latent vector of the continuous autoguides): in `TraceMeanFieldElbo` its
+    /// expectation, the negative entropy, in closed form where the distribution has one. It
+    /// adds to the loss as the KL terms do.
+    Auxiliary,
 }
 
 /// One site's term of the ELBO (averaged over particles): for a latent site its KL, for an
-/// observed site its log-likelihood, masked and scaled by the site's plates.
+/// observed site its log-likelihood, for an auxiliary guide site its `log q`, masked and
+/// scaled by the site's plates. The loss is the sum of the KL and auxiliary terms less the
+/// log-likelihoods.
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};
@@ -158,7 +171,7 @@ pub struct ElboOutput {
     /// The surrogate whose gradient is the ELBO's gradient estimate (equal to `loss` when
     /// every latent site is reparameterised).
     pub surrogate: Tensor,
-    /// Each sample site's term, in the model's order.
+    /// Each sample site's term, in the model's order (then the guide's auxiliary sites).
     pub sites: Vec<SiteTerm>,
     /// The model's trace (of the last particle).
     pub model_trace: Trace,

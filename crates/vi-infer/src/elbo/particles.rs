@@ -15,7 +15,6 @@ use crate::checks;
 use crate::ctx::Ctx;
 use crate::error::{InferError, Result};
 use crate::handlers::SeedMessenger;
-use crate::message::PlateFrame;
 use crate::param_store::ParamStore;
 use crate::trace::{Site, Trace};
 pub(crate) use crate::util::sum_all;
@@ -97,7 +96,7 @@ pub(crate) fn run(
 /// The number of batch dims the particle plate must stay clear of: the deepest plate dim of
 /// the two traces, or the largest batch rank of their sample sites if that is larger (a
 /// batch dim outside any plate would otherwise collide with the particle dim).
-fn plate_nesting(a: &Trace, b: &Trace) -> usize {
+pub(crate) fn plate_nesting(a: &Trace, b: &Trace) -> usize {
     a.sites()
         .chain(b.sites())
         .map(|s| {
@@ -122,6 +121,16 @@ pub(crate) struct Estimate {
     pub surrogate: Tensor,
     /// Each sample site's term, in the model's order.
     pub terms: Vec<SiteTerm>,
+}
+
+/// What an estimator that sees every particle at once computes.
+pub(crate) struct JointEstimate {
+    /// The loss over all the particles: a scalar.
+    pub loss: Tensor,
+    /// Its surrogate.
+    pub surrogate: Tensor,
+    /// Each run's site terms (summed over the particles a vectorised run holds).
+    pub terms: Vec<Vec<SiteTerm>>,
 }
 
 impl Particles {
@@ -162,6 +171,34 @@ impl Particles {
             loss,
             surrogate,
             sites: average_terms(per_run, vectorized)?,
+            model_trace: last.model,
+            guide_trace: last.guide,
+            modules: last.modules,
+        })
+    }
+
+    /// The ELBO of an estimator that needs every particle at once (a bound that is not an
+    /// average over particles, such as Rényi's): runs the particles and hands all the runs to
+    /// `estimate`, with the number of particles each holds (1, or `num` when vectorised). Its
+    /// terms (per run) are averaged over the particles as [`compute`](Particles::compute)
+    /// averages them.
+    pub(crate) fn compute_joint(
+        &self,
+        model: &mut Program<'_>,
+        guide: &mut Program<'_>,
+        store: &mut ParamStore,
+        rng: &mut dyn RngCore,
+        estimate: impl FnOnce(&[Run], usize, &ParamStore) -> Result<JointEstimate>,
+    ) -> Result<ElboOutput> {
+        let (mut runs, vectorized) = self.runs(model, guide, store, rng)?;
+        let e = estimate(&runs, vectorized, store)?;
+        let Some(last) = runs.pop() else {
+            return Err(InferError::Invalid("no particles ran".into()));
+        };
+        Ok(ElboOutput {
+            loss: e.loss,
+            surrogate: e.surrogate,
+            sites: average_terms(e.terms, vectorized)?,
             model_trace: last.model,
             guide_trace: last.guide,
             modules: last.modules,
@@ -237,28 +274,6 @@ impl Particles {
         self.max_plate_nesting.set(Some(probe.0));
         Ok(probe.0)
     }
-}
-
-/// Sums `t` (batch-shaped, with `t_plates`) over every dim that is not one of `keep`'s plates
-/// (keeping dims, so the result broadcasts against a tensor of `keep`'s plates): Pyro's
-/// `MultiFrameTensor.sum_to`, the Rao–Blackwellisation of the score-function term.
-pub(crate) fn sum_to_plates(
-    t: &Tensor,
-    t_plates: &[PlateFrame],
-    keep: &[PlateFrame],
-) -> Result<Tensor> {
-    let rank = t.rank();
-    let mut out = t.clone();
-    for i in 0..rank {
-        let dim = i as isize - rank as isize;
-        let shared = t_plates
-            .iter()
-            .any(|p| p.dim == dim && keep.iter().any(|k| k.name == p.name));
-        if !shared {
-            out = out.sum_keepdim(i)?;
-        }
-    }
-    Ok(out)
 }
 
 /// Whether a latent site's model and guide agree on plates, scale and mask, so that the
@@ -344,9 +359,16 @@ pub(crate) fn average_terms(
     Ok(acc)
 }
 
-/// The builder methods of an ELBO holding its [`Particles`] in a field `particles` (with
-/// examples that name the ELBO), and its [`Elbo`](super::Elbo) impl: the shared particle loop
-/// around `$estimate`, what the ELBO computes from one run.
+/// The [`Elbo`](super::Elbo) impl of an ELBO holding its [`Particles`] in a field
+/// `particles`, around its estimator, and its builder methods (with examples that name the
+/// ELBO):
+/// - `particle_elbo!(E, f)`: `f(&Run, &ParamStore)`, what the ELBO computes from one run,
+///   averaged over the particles by the shared loop; `E::new()` from `Default`;
+/// - `particle_elbo!(E, method f)`: the same with `self.f(&Run, &ParamStore)` (an ELBO with
+///   settings or state of its own);
+/// - `particle_elbo!(E, joint f, "E::new(..)?")`: `self.f(&[Run], per_run, &ParamStore)`,
+///   which sees every particle at once; `E` has a constructor of its own, which the examples
+///   call as given.
 macro_rules! particle_elbo {
     ($elbo:ident, $estimate:ident) => {
         impl $crate::elbo::Elbo for $elbo {
@@ -360,7 +382,42 @@ macro_rules! particle_elbo {
                 self.particles.compute(model, guide, store, rng, $estimate)
             }
         }
-
+        $crate::elbo::particles::particle_elbo!(@new $elbo);
+        $crate::elbo::particles::particle_elbo!(@builders $elbo, concat!(stringify!($elbo), "::new()"), "");
+    };
+    ($elbo:ident, method $estimate:ident) => {
+        impl $crate::elbo::Elbo for $elbo {
+            fn compute(
+                &self,
+                model: &mut $crate::elbo::Program<'_>,
+                guide: &mut $crate::elbo::Program<'_>,
+                store: &mut $crate::param_store::ParamStore,
+                rng: &mut dyn rand::RngCore,
+            ) -> $crate::error::Result<$crate::elbo::ElboOutput> {
+                self.particles
+                    .compute(model, guide, store, rng, |run, store| self.$estimate(run, store))
+            }
+        }
+        $crate::elbo::particles::particle_elbo!(@new $elbo);
+        $crate::elbo::particles::particle_elbo!(@builders $elbo, concat!(stringify!($elbo), "::new()"), "");
+    };
+    ($elbo:ident, joint $estimate:ident, $ctor:literal) => {
+        impl $crate::elbo::Elbo for $elbo {
+            fn compute(
+                &self,
+                model: &mut $crate::elbo::Program<'_>,
+                guide: &mut $crate::elbo::Program<'_>,
+                store: &mut $crate::param_store::ParamStore,
+                rng: &mut dyn rand::RngCore,
+            ) -> $crate::error::Result<$crate::elbo::ElboOutput> {
+                self.particles.compute_joint(model, guide, store, rng, |runs, per_run, store| {
+                    self.$estimate(runs, per_run, store)
+                })
+            }
+        }
+        $crate::elbo::particles::particle_elbo!(@builders $elbo, $ctor, "# Ok::<(), vi_infer::InferError>(())");
+    };
+    (@new $elbo:ident) => {
         impl $elbo {
             #[doc = "One particle, not vectorised."]
             #[doc = ""]
@@ -370,11 +427,15 @@ macro_rules! particle_elbo {
             pub fn new() -> Self {
                 Self::default()
             }
-
+        }
+    };
+    (@builders $elbo:ident, $ctor:expr, $tail:expr) => {
+        impl $elbo {
             #[doc = "The number of particles (draws of the guide) the loss averages over."]
             #[doc = ""]
             #[doc = "```"]
-            #[doc = concat!("let elbo = vi_infer::", stringify!($elbo), "::new().num_particles(16);")]
+            #[doc = concat!("let elbo = vi_infer::", $ctor, ".num_particles(16);")]
+            #[doc = $tail]
             #[doc = "```"]
             pub fn num_particles(mut self, n: usize) -> Self {
                 self.particles.num = n;
@@ -385,7 +446,8 @@ macro_rules! particle_elbo {
             #[doc = ""]
             #[doc = "```"]
             #[doc = "// 64 draws at once, in a plate outside the model's plates."]
-            #[doc = concat!("let elbo = vi_infer::", stringify!($elbo), "::new().num_particles(64).vectorize_particles(true);")]
+            #[doc = concat!("let elbo = vi_infer::", $ctor, ".num_particles(64).vectorize_particles(true);")]
+            #[doc = $tail]
             #[doc = "```"]
             pub fn vectorize_particles(mut self, on: bool) -> Self {
                 self.particles.vectorize = on;
@@ -398,7 +460,8 @@ macro_rules! particle_elbo {
             #[doc = ""]
             #[doc = "```"]
             #[doc = "// The model uses one plate (dim -1): particles go to dim -2."]
-            #[doc = concat!("let elbo = vi_infer::", stringify!($elbo), "::new().num_particles(8).vectorize_particles(true).max_plate_nesting(1);")]
+            #[doc = concat!("let elbo = vi_infer::", $ctor, ".num_particles(8).vectorize_particles(true).max_plate_nesting(1);")]
+            #[doc = $tail]
             #[doc = "```"]
             pub fn max_plate_nesting(self, n: usize) -> Self {
                 self.particles.max_plate_nesting.set(Some(n));

@@ -11,6 +11,7 @@ mod scale;
 mod seed;
 mod substitute;
 mod trace;
+mod uncondition;
 
 pub use block::{Block, BlockMessenger};
 pub use condition::ConditionMessenger;
@@ -23,3 +24,4 @@ pub use substitute::SubstituteMessenger;
 pub use trace::TraceMessenger;
 
 pub use crate::enumerate::{ConfigEnumerate, EnumMessenger, MarkovMessenger};
+pub use uncondition::UnconditionMessenger;

@@ -52,10 +52,24 @@ impl ReplayMessenger {
         }
     }
 
-    /// Replays the given values (by site name).
-    pub(crate) fn from_values(values: HashMap<String, Tensor>) -> Self {
+    /// Replays the given values (site name → value) at the latent sample sites and subsampled
+    /// plates of those names, as a trace holding them would.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// use vi_infer::handlers::ReplayMessenger;
+    /// let replay = ReplayMessenger::from_values([("z".to_string(), one.clone())]);
+    /// let (z, _) = ctx.with(replay, |ctx| ctx.sample("z", Normal::new(&zero, &one)?))?;
+    /// assert_eq!(z.to_vec1::<f64>()?, vec![1.0; 3]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_values(values: impl IntoIterator<Item = (String, Tensor)>) -> Self {
         Self {
-            values,
+            values: values.into_iter().collect(),
             trace: None,
         }
     }

@@ -78,6 +78,7 @@ fn read_loss(out: &ElboOutput) -> Result<f64> {
                 TermKind::KlMonteCarlo => "Monte Carlo KL",
                 TermKind::LogLikelihood => "log-likelihood",
                 TermKind::Marginalized => "marginalized log-likelihood",
+                TermKind::Auxiliary => "auxiliary log q",
             };
             terms.push((t.name.clone(), kind.to_string(), crate::finite::describe(v)));
         }

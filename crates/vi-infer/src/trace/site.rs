@@ -7,6 +7,7 @@ use vi_dist::Distribution;
 
 use crate::error::{InferError, Result, at_site};
 use crate::message::{Message, PlateFrame, SiteKind};
+use crate::site_options::SiteOptions;
 
 /// One site of a trace: what `ctx.sample` / `observe` / `param` / `deterministic` recorded.
 ///
@@ -37,6 +38,8 @@ pub struct Site {
     pub value: Tensor,
     /// Whether the value is data.
     pub is_observed: bool,
+    /// Whether this is an auxiliary guide site (a latent of the guide alone).
+    pub is_auxiliary: bool,
     /// The plates the site lives in, outermost first.
     pub plates: Vec<PlateFrame>,
     /// The factor its log-density is multiplied by.
@@ -47,6 +50,8 @@ pub struct Site {
     pub mask: Option<Tensor>,
     /// Its enumeration mark and dims (see [`Infer`](crate::Infer)).
     pub infer: crate::enumerate::Infer,
+    /// The options it was sampled with ([`Ctx::sample_with`](crate::Ctx::sample_with)).
+    pub options: SiteOptions,
     log_prob: OnceLock<Tensor>,
 }
 
@@ -58,11 +63,13 @@ impl Clone for Site {
             dist: self.dist.as_ref().map(|d| d.clone_box()),
             value: self.value.clone(),
             is_observed: self.is_observed,
+            is_auxiliary: self.is_auxiliary,
             plates: self.plates.clone(),
             scale: self.scale,
             scale_tensor: self.scale_tensor.clone(),
             mask: self.mask.clone(),
             infer: self.infer.clone(),
+            options: self.options.clone(),
             log_prob: self.log_prob.clone(),
         }
     }
@@ -76,11 +83,13 @@ impl Site {
             dist: msg.dist.as_ref().map(|d| d.clone_box()),
             value: msg.value.clone()?,
             is_observed: msg.is_observed,
+            is_auxiliary: msg.is_auxiliary,
             plates: msg.plates.clone(),
             scale: msg.scale,
             scale_tensor: msg.scale_tensor.clone(),
             mask: msg.mask.clone(),
             infer: msg.infer.clone(),
+            options: msg.options.clone(),
             log_prob: OnceLock::new(),
         })
     }
@@ -94,11 +103,13 @@ impl Site {
             kind: msg.kind,
             dist: msg.dist,
             is_observed: msg.is_observed,
+            is_auxiliary: msg.is_auxiliary,
             plates: msg.plates,
             scale: msg.scale,
             scale_tensor: msg.scale_tensor,
             mask: msg.mask,
             infer: msg.infer,
+            options: msg.options,
             log_prob: OnceLock::new(),
         })
     }

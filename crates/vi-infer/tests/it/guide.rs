@@ -526,6 +526,89 @@ fn elbos() -> Res {
     Ok(())
 }
 
+/// The ELBO family of the guide: baselines on a non-reparameterised site under
+/// `TraceGraphElbo` (a decaying average and a neural baseline), and IWAE's bound.
+#[test]
+fn elbo_family() -> Res {
+    use candle_nn::Module;
+    use vi_infer::dist::Bernoulli;
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Baseline, ParamStore, RenyiElbo, SiteOptions, Svi, TraceGraphElbo};
+
+    let dev = Device::Cpu;
+    let store = ParamStore::new(&dev, DType::F64);
+    let net = candle_nn::linear(2, 1, store.var_builder("baseline")?)?;
+    let x = Tensor::new(&[[0.5f64, -1.0], [1.0, 0.2]], &dev)?;
+    let half = Tensor::new(0.5f64, &dev)?;
+    let model = |ctx: &mut Ctx| {
+        ctx.plate("data", 2, |ctx| {
+            let c = ctx.sample("c", Bernoulli::from_probs(&half)?)?;
+            let d = ctx.sample("d", Bernoulli::from_probs(&half)?)?;
+            let y = Tensor::new(&[1.8f64, 0.2], &dev)?;
+            ctx.observe("y", Normal::new(&(c + d)?, &half)?, &y)
+        })
+    };
+    let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+        let logits = ctx.param(
+            "logits",
+            &Tensor::zeros(2, DType::F64, &dev)?,
+            Constraint::Real,
+        )?;
+        ctx.plate("data", 2, |ctx| {
+            // A decaying average of the site's past costs (Pyro's use_decaying_avg_baseline, beta 0.9).
+            let avg = SiteOptions::new().baseline(Baseline::decaying_average(0.9)?);
+            ctx.sample_with("c", Bernoulli::from_logits(&logits)?, avg)?;
+            // A network's output on a detached input, trained by its own loss term (cost − b)²
+            // (Pyro's nn_baseline): mark the module so the optimizer steps it.
+            let b = Baseline::neural(ctx.module("baseline", &net)?, &x)?; // x [2, 2]: b [2]
+            ctx.sample_with(
+                "d",
+                Bernoulli::from_logits(&logits)?,
+                SiteOptions::new().baseline(b),
+            )?;
+            Ok(())
+        })
+    };
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.05,
+        ..Default::default()
+    })?;
+    let mut svi = Svi::new(model, guide, adam, TraceGraphElbo::new()).with_store(store);
+    let before = net.forward(&x)?.flatten_all()?.to_vec1::<f64>()?;
+    for _ in 0..20 {
+        assert!(svi.step()?.loss.is_finite());
+    }
+    // The baseline's module was stepped by its loss term.
+    assert_ne!(net.forward(&x)?.flatten_all()?.to_vec1::<f64>()?, before);
+
+    // IWAE with 5000 importance samples per image, drawn at once in a plate left of `data`.
+    let iwae = RenyiElbo::new(0.0)?
+        .num_particles(5000)
+        .vectorize_particles(true)
+        .max_plate_nesting(1);
+    let data = Tensor::new(&[0.3f64, -0.4], &dev)?;
+    let m = |ctx: &mut Ctx| {
+        ctx.plate("data", 2, |ctx| {
+            let z = ctx.sample("z", Normal::new(&half.zeros_like()?, &half.ones_like()?)?)?;
+            ctx.observe("x", Normal::new(&z, &half)?, &data)
+        })
+    };
+    let g = |ctx: &mut Ctx| {
+        ctx.plate("data", 2, |ctx| {
+            ctx.sample("z", Normal::new(&half.zeros_like()?, &half)?)
+        })
+    };
+    let mut svi = Svi::new(m, g, Adam::empty(AdamOptions::default())?, iwae);
+    let bound = -svi.evaluate_loss()?.loss;
+    // log p(x) = Σ log N(x_i; 0, √1.25); 5000 samples leave the bound within a few hundredths.
+    let exact: f64 = [0.3f64, -0.4]
+        .iter()
+        .map(|x| -0.5 * x * x / 1.25 - 0.5 * (2.0 * std::f64::consts::PI * 1.25).ln())
+        .sum();
+    assert!((bound - exact).abs() < 0.05, "{bound} vs {exact}");
+    Ok(())
+}
+
 /// Per-site KL from the step report: analytic and Monte Carlo.
 #[test]
 fn per_site_kl() -> Res {
@@ -558,6 +641,7 @@ fn per_site_kl() -> Res {
             TermKind::KlMonteCarlo => "KL(q || p), one-draw estimate log q(z) - log p(z)",
             TermKind::LogLikelihood => "log p(x | z)",
             TermKind::Marginalized => "log of a sum over enumerated values",
+            TermKind::Auxiliary => "log q(u) of a guide-only (auxiliary) site",
         };
         println!("{:>6} {:>9.4}  {how}", term.name, term.sum_f64()?);
     }
@@ -963,6 +1047,96 @@ fn enumeration() -> Res {
     }
     let want = alpha.iter().sum::<f64>().ln();
     assert_within_abs("log p(y)", &[-out.loss.to_scalar::<f64>()?], &[want], 1e-12);
+/// The guide's "Automatic guides" and "Predictive" sections: an `AutoNormal` on a regression
+/// with a positive noise scale, its posterior summaries, an `AutoGuideList`, and the posterior
+/// predictive.
+#[test]
+fn automatic_guides_and_predictive() -> Res {
+    use vi_infer::autoguide::{
+        AutoDelta, AutoGuide, AutoGuideList, AutoMultivariateNormal, AutoNormal,
+    };
+    use vi_infer::candle::D;
+    use vi_infer::dist::HalfNormal;
+    use vi_infer::handlers::Block;
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Predictive, Svi, TraceMeanFieldElbo};
+    let dev = Device::Cpu;
+    let n = 50;
+    let mut gen_rng = ChaCha8Rng::seed_from_u64(4);
+    let x = vi_infer::dist::standard_normal(&[n, 2], DType::F64, &dev, &mut gen_rng)?;
+    let noise = vi_infer::dist::standard_normal(&[n], DType::F64, &dev, &mut gen_rng)?;
+    let w_true = Tensor::new(&[1.0f64, -0.5], &dev)?;
+    let y = (x.broadcast_mul(&w_true)?.sum(D::Minus1)? + (noise * 0.3)?)?;
+    let (zeros, ones) = (
+        Tensor::zeros(2, DType::F64, &dev)?,
+        Tensor::ones(2, DType::F64, &dev)?,
+    );
+    let one = Tensor::new(1.0f64, &dev)?;
+    let model = |ctx: &mut Ctx| {
+        let w = ctx.sample("w", Normal::new(&zeros, &ones)?.to_event(1)?)?;
+        let sigma = ctx.sample("sigma", HalfNormal::new(&one)?)?;
+        let mean = x.broadcast_mul(&w)?.sum(D::Minus1)?;
+        ctx.plate("data", n, |ctx| {
+            ctx.observe("y", Normal::new(&mean, &sigma)?, &y)
+        })
+    };
+    let guide = AutoNormal::new(model); // the closure borrows its data: it is Copy
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.03,
+        ..Default::default()
+    })?;
+    let mut svi = Svi::new(model, guide.as_fn(), adam, TraceMeanFieldElbo::new()).seed(0);
+    for _ in 0..1500 {
+        svi.step()?;
+    }
+    let median = guide.median(svi.store())?; // site name -> constrained value
+    let bands = guide.quantiles(svi.store(), &[0.05, 0.95])?; // [2, ...site shape] per site
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let draws = guide.sample_posterior(svi.store(), 1000, &mut rng)?; // [1000, ...] per site
+    let report = svi.step()?;
+    let kl_sigma = report.site("sigma").unwrap(); // terms under the model's site names
+
+    let w = median["w"].to_vec1::<f64>()?;
+    assert!(
+        (w[0] - 1.0).abs() < 0.15 && (w[1] + 0.5).abs() < 0.15,
+        "{w:?}"
+    );
+    let sigma = median["sigma"].to_scalar::<f64>()?;
+    assert!((sigma - 0.3).abs() < 0.1, "{sigma}");
+    assert_eq!(bands["w"].dims(), &[2, 2]);
+    assert_eq!(draws["sigma"].dims(), &[1000]);
+    assert!(draws["sigma"].min(0)?.to_scalar::<f64>()? > 0.0);
+    assert_eq!(kl_sigma.kind, vi_infer::TermKind::KlMonteCarlo); // a log-normal against a half-normal
+
+    let guide = AutoGuideList::new()
+        .push(AutoMultivariateNormal::new(model).block(Block::hide(["sigma"])))
+        .push(AutoDelta::new(model).block(Block::expose(["sigma"])));
+    let mut svi2 = Svi::new(
+        model,
+        guide.as_fn(),
+        Adam::empty(AdamOptions::default())?,
+        TraceMeanFieldElbo::new(),
+    );
+    svi2.step()?;
+    assert_eq!(guide.latent_sites(), ["w", "sigma"]);
+
+    let guide = AutoNormal::new(model);
+    let adam = Adam::empty(AdamOptions {
+        lr: 0.03,
+        ..Default::default()
+    })?;
+    let mut svi = Svi::new(model, guide.as_fn(), adam, TraceMeanFieldElbo::new()).seed(0);
+    for _ in 0..300 {
+        svi.step()?;
+    }
+    let mut predictive = Predictive::with_guide(model, guide.as_fn())
+        .num_samples(1000)
+        .parallel(true);
+    let draws = predictive.run(svi.store_mut())?;
+    let y_draws = &draws["y"]; // [1000, n]: the posterior predictive of the data
+    let sigma_draws = &draws["sigma"]; // [1000]
+    assert_eq!(y_draws.dims(), &[1000, n]);
+    assert_eq!(sigma_draws.dims(), &[1000]);
     Ok(())
 }
 
@@ -1116,6 +1290,40 @@ fn error_catalogue() -> Res {
         seen.push(("NotReparameterized", unlocated(&e)));
     }
     {
+        // catalogue: ElboSetting
+        let e = vi_infer::RenyiElbo::new(1.0).unwrap_err();
+        // catalogue end
+        assert!(matches!(e.root(), InferError::ElboSetting { .. }), "{e:?}");
+        seen.push(("ElboSetting", unlocated(&e)));
+    }
+    {
+        // catalogue: Baseline
+        use vi_infer::{Baseline, SiteOptions, TraceGraphElbo};
+        let half = Tensor::new(0.5f64, &dev)?;
+        let model = |ctx: &mut Ctx| {
+            ctx.plate("data", 3, |ctx| {
+                ctx.sample("c", Bernoulli::from_probs(&half)?)
+            })
+        };
+        let guide = |ctx: &mut Ctx| {
+            let b = Baseline::fixed(Tensor::new(&[1.0f64, 2.0], &dev)?); // two values, three sites
+            let opts = SiteOptions::new().baseline(b);
+            ctx.plate("data", 3, |ctx| {
+                ctx.sample_with("c", Bernoulli::from_probs(&half)?, opts)
+            })
+        };
+        let mut svi = Svi::new(
+            model,
+            guide,
+            Adam::empty(AdamOptions::default())?,
+            TraceGraphElbo::new(),
+        );
+        let e = svi.step().unwrap_err();
+        // catalogue end
+        assert!(matches!(e.root(), InferError::Baseline { .. }), "{e:?}");
+        seen.push(("Baseline", unlocated(&e)));
+    }
+    {
         // catalogue: Observed
         let counts = Tensor::new(&[2.0f64, -1.0], &dev)?;
         let model = |ctx: &mut Ctx| {
@@ -1227,7 +1435,7 @@ fn error_catalogue() -> Res {
         assert!(matches!(e.root(), InferError::Optim(_)), "{e:?}");
         seen.push(("Optim", unlocated(&e)));
     }
-    let expected: [(&str, &str); 17] = [
+    let expected: [(&str, &str); 19] = [
         (
             "DuplicateSite",
             "site `z` is used twice in one run: site names must be unique",
@@ -1263,6 +1471,14 @@ fn error_catalogue() -> Res {
         (
             "NotReparameterized",
             "guide site `c`: Bernoulli is not reparameterised; TraceMeanFieldElbo needs rsample (use TraceElbo, which adds the score-function term)",
+        ),
+        (
+            "ElboSetting",
+            "RenyiElbo: alpha = 1 is the ELBO itself; use TraceElbo, whose gradient has a lower variance",
+        ),
+        (
+            "Baseline",
+            "guide site `c`: the baseline has shape [2], which does not broadcast to the site's batch shape [3] (the shape of the cost it is subtracted from)",
         ),
         (
             "Observed",

@@ -1,5 +1,8 @@
 //! The integration tests of `vi-infer`, one binary.
 
+mod autoguide;
+mod autoguide_pyro;
+mod autoguide_subsample;
 mod bookkeeping;
 mod common;
 mod conjugate;
@@ -12,6 +15,10 @@ mod layers;
 mod mean_field;
 mod plates;
 mod posterior;
+mod predictive;
+mod pyro_gradients;
 mod reliability;
+mod renyi;
 mod report;
+mod tracegraph;
 mod valid_models;

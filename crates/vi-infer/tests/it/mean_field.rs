@@ -150,3 +150,59 @@ fn masked_guide_and_model_mask_the_kl() -> Res {
     );
     Ok(())
 }
+
+/// `TransformedDistribution`s through the same chain on both sides: the closed form of the
+/// bases (`vi-kl`'s rule); through different chains, or against another family: no closed
+/// form, so the Monte Carlo term `log q(z) − log p(z)` with the Jacobians in both densities.
+#[test]
+fn transformed_sites_use_the_closed_form_only_through_the_same_chain() -> Res {
+    use vi_dist::transforms::{Exp, Softplus};
+    use vi_dist::{Gamma, Transform, TransformedDistribution};
+    type Chain = fn() -> Box<dyn Transform>;
+    let through = |loc: &[f64], scale: &[f64], chain: Chain| {
+        TransformedDistribution::new(Box::new(Normal::new(&t(loc), &t(scale))?), vec![chain()])
+    };
+    let exp: Chain = || Box::new(Exp);
+    let softplus: Chain = || Box::new(Softplus);
+    let prior = |chain: Chain| through(&[0.0, 1.0], &[1.0, 2.0], chain);
+    let posterior = || through(&[0.3, 0.5], &[0.5, 1.5], exp);
+    let guide = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+        ctx.plate("p", 2, |ctx| ctx.sample("z", posterior()?))?;
+        Ok(())
+    };
+    // the same chain: KL(N(0.3, 0.5) ‖ N(0, 1)) and KL(N(0.5, 1.5) ‖ N(1, 2))
+    let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+        ctx.plate("p", 2, |ctx| ctx.sample("z", prior(exp)?))?;
+        Ok(())
+    };
+    let out = mean_field(2, model, guide)?;
+    let term = &out.sites[0];
+    assert_eq!(term.kind, TermKind::KlAnalytic);
+    let kl = |sp: f64, sq: f64, d: f64| (sq / sp).ln() + (sp * sp + d * d) / (2.0 * sq * sq) - 0.5;
+    let want = t(&[kl(0.5, 1.0, 0.3), kl(1.5, 2.0, -0.5)]);
+    assert!(max_abs_diff(&term.value, &want) < 1e-12);
+    // another chain, and another family with the same support: Monte Carlo at the draw
+    let q = posterior()?;
+    for (name, p) in [
+        (
+            "softplus",
+            Box::new(prior(softplus)?) as Box<dyn Distribution>,
+        ),
+        (
+            "gamma",
+            Box::new(Gamma::new(&t(&[2.0, 3.0]), &t(&[1.0, 1.0]))?),
+        ),
+    ] {
+        let model = |ctx: &mut Ctx| -> vi_infer::Result<()> {
+            ctx.plate("p", 2, |ctx| ctx.sample_boxed("z", p.clone()))?;
+            Ok(())
+        };
+        let out = mean_field(3, model, guide)?;
+        let term = &out.sites[0];
+        assert_eq!(term.kind, TermKind::KlMonteCarlo, "{name}");
+        let z = &out.guide_trace.get("z").unwrap().value;
+        let want = (q.log_prob(z)? - p.log_prob(z)?)?;
+        assert!(max_abs_diff(&term.value, &want) < 1e-12, "{name}");
+    }
+    Ok(())
+}

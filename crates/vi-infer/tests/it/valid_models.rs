@@ -4,9 +4,10 @@
 //! no error) or expected to fail with the matching typed error (Pyro's `assert_error`, whose
 //! `match=` text maps to an `InferError` variant). Pyro's `Trace_ELBO` is `TraceElbo`; where
 //! Pyro also runs `TraceMeanField_ELBO`, or where the case is a structural check that both
-//! ELBOs share, both of vi's ELBOs run. Pyro's `TraceGraph_ELBO` / `TraceEnum_ELBO` /
-//! `TraceTMC_ELBO` / `EnergyDistance` rows of the same tests are not repeated (vi has no such
-//! objectives). Pyro's `expand_by(sizes)` prepends `sizes` to the batch shape; here
+//! ELBOs share, both run. Pyro's `TraceGraph_ELBO` rows are `TraceGraphElbo`: every case run
+//! with a default `TraceElbo` runs under it too, and must give the same loss (ok cases) or
+//! the same error (error cases). Pyro's `TraceEnum_ELBO` / `TraceTMC_ELBO` /
+//! `EnergyDistance` rows of the same tests are not repeated (vi has no such objectives). Pyro's `expand_by(sizes)` prepends `sizes` to the batch shape; here
 //! [`expand_by`] does the same with `expand`. Where an `ok` case has an exact loss, the
 //! loss is checked too. Also here: `SafetyTests` of `tests/infer/test_inference.py`.
 //!
@@ -88,7 +89,8 @@ use vi_dist::{
     Bernoulli, Beta, Constraint, Dirichlet, Distribution, LogNormal, MultivariateNormal, Normal,
 };
 use vi_infer::{
-    Ctx, Elbo, InferError, Plate, StepReport, Svi, TermKind, TraceElbo, TraceMeanFieldElbo,
+    Ctx, Elbo, InferError, Plate, StepReport, Svi, TermKind, TraceElbo, TraceGraphElbo,
+    TraceMeanFieldElbo,
 };
 
 use crate::common::{Res, adam, empty, host, normal_lp, s, step_error, t};
@@ -123,32 +125,55 @@ fn param_p(ctx: &mut Ctx) -> vi_infer::Result<Tensor> {
     ctx.param("p", &s(0.5), Constraint::Real)
 }
 
-/// Pyro's `assert_ok`: one SVI step (Adam at lr 1e-6) succeeds with a finite loss.
-fn assert_ok<TM, TG>(
-    model: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TM>,
-    guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TG>,
-    elbo: impl Elbo,
+/// Pyro's `assert_ok`: one SVI step (Adam at lr 1e-6) succeeds with a finite loss. Given a
+/// `TraceElbo` with its default settings, the same step under `TraceGraphElbo` (Pyro's
+/// `TraceGraph_ELBO` row) succeeds too, with the same loss from the same draws.
+fn assert_ok<TM, TG, E: Elbo + std::fmt::Debug>(
+    model: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TM> + Clone,
+    guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TG> + Clone,
+    elbo: E,
 ) -> StepReport {
-    let mut svi = Svi::new(model, guide, adam(1e-6), elbo).seed(0);
-    match svi.step() {
+    let graph = is_default_trace_elbo(&elbo);
+    let mut svi = Svi::new(model.clone(), guide.clone(), adam(1e-6), elbo).seed(0);
+    let r = match svi.step() {
         Ok(r) => {
             assert!(r.loss.is_finite(), "loss {}", r.loss);
             r
         }
         Err(e) => panic!("the step should succeed, got: {e}"),
+    };
+    if graph {
+        let mut svi = Svi::new(model, guide, adam(1e-6), TraceGraphElbo::new()).seed(0);
+        match svi.step() {
+            Ok(g) => assert_eq!(g.loss, r.loss, "TraceGraphElbo's loss"),
+            Err(e) => panic!("the TraceGraphElbo step should succeed, got: {e}"),
+        }
     }
+    r
 }
 
-/// Pyro's `assert_error`: the SVI step fails; returns the error.
-fn assert_error<TM, TG>(
-    model: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TM>,
-    guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TG>,
-    elbo: impl Elbo,
+/// Whether `elbo` is `TraceElbo::new()` (by its settings, as `Debug` shows them).
+fn is_default_trace_elbo(elbo: &impl std::fmt::Debug) -> bool {
+    format!("{elbo:?}") == format!("{:?}", TraceElbo::new())
+}
+
+/// Pyro's `assert_error`: the SVI step fails; returns the error. Given a default `TraceElbo`,
+/// `TraceGraphElbo` fails with the same message.
+fn assert_error<TM, TG, E: Elbo + std::fmt::Debug>(
+    model: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TM> + Clone,
+    guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TG> + Clone,
+    elbo: E,
 ) -> InferError {
-    step_error(model, guide, adam(1e-6), elbo)
+    let graph = is_default_trace_elbo(&elbo);
+    let e = step_error(model.clone(), guide.clone(), adam(1e-6), elbo);
+    if graph {
+        let g = step_error(model, guide, adam(1e-6), TraceGraphElbo::new());
+        assert_eq!(g.to_string(), e.to_string(), "TraceGraphElbo's error");
+    }
+    e
 }
 
-/// `assert_ok` with `TraceElbo` and with `TraceMeanFieldElbo`.
+/// `assert_ok` with `TraceElbo` (and so `TraceGraphElbo`) and with `TraceMeanFieldElbo`.
 fn ok_both<TM, TG>(
     model: &impl Fn(&mut Ctx<'_>) -> vi_infer::Result<TM>,
     guide: &impl Fn(&mut Ctx<'_>) -> vi_infer::Result<TG>,
@@ -159,7 +184,7 @@ fn ok_both<TM, TG>(
     ]
 }
 
-/// `assert_error` with `TraceElbo` and with `TraceMeanFieldElbo`.
+/// `assert_error` with `TraceElbo` (and so `TraceGraphElbo`) and with `TraceMeanFieldElbo`.
 fn error_both<TM, TG>(
     model: &impl Fn(&mut Ctx<'_>) -> vi_infer::Result<TM>,
     guide: &impl Fn(&mut Ctx<'_>) -> vi_infer::Result<TG>,

@@ -8,6 +8,7 @@ mod discrete;
 mod gamma_family;
 mod location_scale;
 mod mvn;
+mod transformed;
 
 /// Adds every shipped closed form to `reg`.
 pub(crate) fn register(reg: &mut KlRegistry) {
@@ -16,4 +17,5 @@ pub(crate) fn register(reg: &mut KlRegistry) {
     bounded::register(reg);
     discrete::register(reg);
     mvn::register(reg);
+    transformed::register(reg);
 }

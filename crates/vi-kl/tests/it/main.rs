@@ -10,4 +10,5 @@ mod location_scale;
 mod monte_carlo;
 mod mvn;
 mod properties;
+mod transformed;
 mod wrappers;

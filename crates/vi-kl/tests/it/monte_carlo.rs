@@ -5,10 +5,12 @@
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use vi_dist::transforms::{Affine, Exp};
 use vi_dist::{
     Bernoulli, Beta, Binomial, Categorical, Cauchy, Dirichlet, Distribution, Exponential, Gamma,
     Geometric, Gumbel, HalfNormal, Laplace, LogNormal, LowRankMultivariateNormal,
-    MultivariateNormal, Normal, OneHotCategorical, Pareto, Poisson, Uniform,
+    MultivariateNormal, Normal, OneHotCategorical, Pareto, Poisson, TransformedDistribution,
+    Uniform,
 };
 use vi_kl::{KlRegistry, kl_divergence, kl_monte_carlo_with_error};
 
@@ -97,6 +99,14 @@ fn family(name: &str, g: &mut Gen) -> Option<Dist> {
                 &g.u(-1.0, 1.0, &[D]),
                 &g.u(-0.5, 0.5, &[D, 2]),
                 &g.u(0.5, 1.5, &[D]),
+            )
+            .ok()?,
+        ),
+        // A normal through the same fixed chain on either side (the rule needs equal chains).
+        "TransformedDistribution" => Box::new(
+            TransformedDistribution::new(
+                Box::new(Normal::new(&g.b(-0.5, 0.5), &g.b(0.3, 0.8)).ok()?),
+                vec![Box::new(Affine::new(0.5, 2.0)), Box::new(Exp)],
             )
             .ok()?,
         ),
