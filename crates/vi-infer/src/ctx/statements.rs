@@ -70,6 +70,9 @@ impl Ctx<'_> {
         let mut msg = Message::new(name, SiteKind::Sample);
         msg.dist = Some(dist);
         msg.is_auxiliary = true;
+        self.apply(msg, draw)
+    }
+
     /// [`sample`](Ctx::sample) with per-site options (Pyro's `pyro.sample(name, dist,
     /// infer={...})`), recorded on the site for the ELBO: e.g. the
     /// [`Baseline`](crate::Baseline) of a non-reparameterised guide site, which
