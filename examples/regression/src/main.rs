@@ -140,6 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             TermKind::KlMonteCarlo => "KL(q || p), one-draw Monte Carlo estimate",
             TermKind::LogLikelihood => "log-likelihood",
             TermKind::Auxiliary => "log q of the joint latent (its -entropy)",
+            TermKind::Marginalized => "log-likelihood, discrete latents summed out",
         };
         println!("  {name:<6} {value:>12.4}   {what}");
     }

@@ -1047,6 +1047,9 @@ fn enumeration() -> Res {
     }
     let want = alpha.iter().sum::<f64>().ln();
     assert_within_abs("log p(y)", &[-out.loss.to_scalar::<f64>()?], &[want], 1e-12);
+    Ok(())
+}
+
 /// The guide's "Automatic guides" and "Predictive" sections: an `AutoNormal` on a regression
 /// with a positive noise scale, its posterior summaries, an `AutoGuideList`, and the posterior
 /// predictive.
