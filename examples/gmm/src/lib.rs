@@ -1,10 +1,12 @@
 //! Pyro's Gaussian-mixture tutorial in vi-infer: `K` components with weights
 //! `~ Dirichlet(0.5)`, a shared scale `~ LogNormal(0, 2)` and locations `~ Normal(0, 10)` in a
 //! plate of components; in a plate of data, each point's assignment `~ Categorical(weights)`,
-//! enumerated, and the point `~ Normal(locs[assignment], scale)`. A hand-written Delta guide
-//! (the MAP of the three global sites, as Pyro's `AutoDelta`) and `TraceEnumElbo`, which sums
-//! the assignments out, give a MAP fit by gradient descent; `infer_discrete` then gives each
-//! point's most probable component. [`plain`] writes the same loss directly in candle (a
+//! enumerated, and the point `~ Normal(locs[assignment], scale)`. As in the tutorial, an
+//! [`AutoDelta`] of the three global sites (the model with only them exposed, initialised by
+//! `init_to_value`) and `TraceEnumElbo`, which sums the assignments out, give a MAP fit by
+//! gradient descent ([`fit`]); `infer_discrete` then gives each point's most probable
+//! component. The timing comparison ([`bench`]) uses the same MAP guide written by hand
+//! ([`guide`]), as its Pyro side does. [`plain`] writes the same loss directly in candle (a
 //! logsumexp over the components) for the timing comparison.
 
 pub mod bench;
@@ -12,9 +14,13 @@ pub mod plain;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
 use vi_infer::candle::D;
 use vi_infer::candle::{DType, Device, Tensor};
 use vi_infer::dist::{Categorical, Constraint, Delta, Dirichlet, LogNormal, Normal};
+
+use vi_infer::autoguide::{AutoDelta, AutoGuide, Init as AutoInit};
+use vi_infer::handlers::Block;
 use vi_infer::optim::{Adam, AdamOptions};
 use vi_infer::{Ctx, InferDiscrete, ParamStore, Result, Svi, TraceEnumElbo, vindex};
 
@@ -66,7 +72,8 @@ pub fn model(ctx: &mut Ctx, data: &Tensor, k: usize) -> Result<()> {
     Ok(())
 }
 
-/// The MAP guide (Pyro's `AutoDelta` of the tutorial, written by hand): each global site a
+/// The MAP guide written by hand (what [`svi_auto`]'s `AutoDelta` does, with softmax logits
+/// for the weights; the timing comparison's guide, as its Pyro side): each global site a
 /// point mass at a parameter in the site's support, the weights as the softmax of free
 /// logits (Pyro's simplex parameterisation), the scale positive, the locations real.
 pub fn guide(ctx: &mut Ctx, init: &Init, dev: &Device, dt: DType) -> Result<()> {
@@ -124,7 +131,8 @@ pub struct Fit {
 /// A model or a guide of this example.
 pub type Program = Box<dyn FnMut(&mut Ctx) -> Result<()>>;
 
-/// An [`Svi`] of the model and the guide from `init`.
+/// An [`Svi`] of the model and the hand-written [`guide`] from `init` (the timing
+/// comparison's).
 pub fn svi(
     data: &Tensor,
     k: usize,
@@ -142,6 +150,45 @@ pub fn svi(
     ))
 }
 
+/// An [`Svi`] of the model and the tutorial's guide: an [`AutoDelta`] of the model with the
+/// global sites exposed (Pyro's `AutoDelta(poutine.block(model, expose=["weights", "locs",
+/// "scale"]))`), initialised at `init` (uniform weights) as the tutorial's `init_loc_fn`.
+/// Also returns the guide, to read the MAP values from the store.
+#[allow(clippy::type_complexity)]
+pub fn svi_auto(
+    data: &Tensor,
+    k: usize,
+    init: &Init,
+) -> Result<(
+    Svi<Program, Program, Adam, TraceEnumElbo>,
+    AutoDelta<'static>,
+)> {
+    let (dev, dt) = (data.device().clone(), data.dtype());
+    let d = data.clone();
+    let values = HashMap::from([
+        (
+            "weights".to_string(),
+            Tensor::full(1.0 / k as f64, k, &dev)?.to_dtype(dt)?,
+        ),
+        (
+            "locs".to_string(),
+            Tensor::new(init.locs.as_slice(), &dev)?.to_dtype(dt)?,
+        ),
+        (
+            "scale".to_string(),
+            Tensor::new(init.scale, &dev)?.to_dtype(dt)?,
+        ),
+    ]);
+    let guide = AutoDelta::new(move |ctx: &mut Ctx| model(ctx, &d, k))
+        .block(Block::expose(["weights", "locs", "scale"]))
+        .init(AutoInit::value(values));
+    let d = data.clone();
+    let model: Program = Box::new(move |ctx: &mut Ctx| model(ctx, &d, k));
+    let g: Program = Box::new(guide.as_fn());
+    let elbo = TraceEnumElbo::new().max_plate_nesting(1);
+    Ok((Svi::new(model, g, adam()?, elbo), guide))
+}
+
 /// The tutorial's procedure: the initial loss of `tries` random initialisations, the best one
 /// kept, `steps` Adam steps from it, the MAP of the global sites, then each point's MAP
 /// assignment.
@@ -150,7 +197,8 @@ pub fn fit(data: &[f64], k: usize, tries: u64, steps: usize) -> Result<Fit> {
     let mut best: Option<(f64, u64, Init)> = None;
     for seed in 0..tries {
         let init = Init::draw(data, k, &mut ChaCha8Rng::seed_from_u64(seed));
-        let mut s = svi(&x, k, init.clone())?.seed(seed);
+        let (s, _) = svi_auto(&x, k, &init)?;
+        let mut s = s.seed(seed);
         let loss = s.evaluate_loss()?.loss;
         if best.as_ref().is_none_or(|b| loss < b.0) {
             best = Some((loss, seed, init));
@@ -161,24 +209,22 @@ pub fn fit(data: &[f64], k: usize, tries: u64, steps: usize) -> Result<Fit> {
             "no initialisation tried".into(),
         ));
     };
-    let mut s = svi(&x, k, init.clone())?.seed(seed);
+    let (s, guide) = svi_auto(&x, k, &init)?;
+    let mut s = s.seed(seed);
     let mut final_loss = initial_loss;
     for _ in 0..steps {
         final_loss = s.step()?.loss;
     }
-    let store = s.store();
+    let map = guide.median(s.store())?;
     let get = |name: &str| -> Result<Vec<f64>> {
-        let t = store
-            .get(name)?
-            .ok_or_else(|| vi_infer::InferError::Invalid(format!("no parameter `{name}`")))?;
+        let t = map
+            .get(name)
+            .ok_or_else(|| vi_infer::InferError::Invalid(format!("no MAP value of `{name}`")))?;
         Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
     };
-    let logits = get("weights_logits")?;
-    let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let z: f64 = logits.iter().map(|l| (l - m).exp()).sum();
-    let weights: Vec<f64> = logits.iter().map(|l| (l - m).exp() / z).collect();
-    let locs = get("locs_map")?;
-    let scale = get("scale_map")?[0];
+    let weights = get("weights")?;
+    let locs = get("locs")?;
+    let scale = get("scale")?[0];
     let assignment = classify(data, &weights, &locs, scale)?;
     Ok(Fit {
         seed,
