@@ -86,7 +86,7 @@ pub use elbo::{
 };
 pub use enumerate::{Infer, InferDiscrete, Temperature, config_enumerate, vindex};
 pub use error::{InferError, Result};
-pub use message::{Message, PlateFrame, SiteKind, Subsample};
+pub use message::{Message, PlateFrame, SequentialFrame, SiteKind, Subsample};
 pub use messenger::Messenger;
 pub use param_store::ParamStore;
 pub use plate::Plate;

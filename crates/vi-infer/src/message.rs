@@ -56,6 +56,40 @@ impl PlateFrame {
     }
 }
 
+/// One iteration of a sequential plate ([`Ctx::plate_seq`](crate::Ctx::plate_seq), Pyro's
+/// `for i in pyro.plate(name, size)`): sites in iterations with different indices of the same
+/// plate are conditionally independent. It has no batch dim; `TraceGraphElbo` reads it to
+/// keep each iteration's score away from the other iterations' costs.
+///
+/// ```
+/// let f = vi_infer::SequentialFrame { name: "data".into(), index: 3 };
+/// assert_eq!(f.index, 3);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequentialFrame {
+    /// The plate's name.
+    pub name: String,
+    /// Which iteration.
+    pub index: usize,
+}
+
+impl SequentialFrame {
+    /// Whether a site in `a` and one in `b` are independent: some sequential plate holds them
+    /// in different iterations.
+    ///
+    /// ```
+    /// use vi_infer::SequentialFrame;
+    /// let at = |i| vec![SequentialFrame { name: "data".into(), index: i }];
+    /// assert!(SequentialFrame::independent(&at(0), &at(1)));
+    /// assert!(!SequentialFrame::independent(&at(2), &at(2)));
+    /// assert!(!SequentialFrame::independent(&at(2), &[]));
+    /// ```
+    pub fn independent(a: &[SequentialFrame], b: &[SequentialFrame]) -> bool {
+        a.iter()
+            .any(|x| b.iter().any(|y| x.name == y.name && x.index != y.index))
+    }
+}
+
 /// What a subsampled plate asks for: `subsample_size` distinct indices in `0..size`, as a
 /// u32 tensor on `device`.
 ///
@@ -109,6 +143,8 @@ pub struct Message {
     pub mask: Option<Tensor>,
     /// The plates the site lives in, outermost first.
     pub plates: Vec<PlateFrame>,
+    /// The iterations of sequential plates the site lives in, outermost first.
+    pub sequential: Vec<SequentialFrame>,
     /// Set by `block`: handlers further out do not see the message.
     pub stop: bool,
     /// For a `Subsample` message: what to draw.
@@ -139,6 +175,7 @@ impl Message {
             scale_tensor: None,
             mask: None,
             plates: Vec::new(),
+            sequential: Vec::new(),
             stop: false,
             subsample: None,
             infer: crate::enumerate::Infer::default(),

@@ -5,7 +5,8 @@ use candle_core::{DType, Tensor};
 use super::{Ctx, Handler};
 use crate::error::{InferError, Result};
 use crate::handlers::PlateMessenger;
-use crate::message::{Message, PlateFrame, SiteKind, Subsample};
+use crate::message::{Message, PlateFrame, SequentialFrame, SiteKind, Subsample};
+use crate::messenger::Messenger;
 use crate::plate::Plate;
 
 use super::statements::draw;
@@ -92,6 +93,52 @@ impl Ctx<'_> {
     ) -> Result<T> {
         let frame = self.plate_frame(name, size, size, None)?;
         self.in_plate(frame, f)
+    }
+
+    /// A sequential plate (Pyro's `for i in pyro.plate(name, size)`): runs `f` once per index
+    /// `0..size`, one after another, and returns what each run returned. The sites of
+    /// different iterations are conditionally independent (their names must differ, e.g.
+    /// `format!("z_{i}")`); unlike [`plate`](Ctx::plate) there is no batch dim. The
+    /// independence matters to [`TraceGraphElbo`](crate::TraceGraphElbo): a
+    /// non-reparameterised site's score multiplies only the costs of its own iteration and of
+    /// what comes after the plate, not those of the other iterations (the other ELBOs read it
+    /// as a loop). No subsampling: use [`plate_subsample`](Ctx::plate_subsample) for that.
+    ///
+    /// ```
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Distribution, Normal};
+    /// # use vi_infer::{Ctx, ParamStore};
+    /// # let (mut store, mut rng, dev, zero, one) = vi_infer::doc_support::setup();
+    /// # let mut ctx = Ctx::new(&mut store, &mut rng);
+    /// let (zs, tr) = ctx.trace(|ctx| {
+    ///     ctx.plate_seq("data", 4, |ctx, i| ctx.sample(&format!("z_{i}"), Normal::new(&zero, &one)?))
+    /// })?;
+    /// assert_eq!(zs.len(), 4);
+    /// assert_eq!(tr.get("z_2").unwrap().sequential[0].index, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn plate_seq<T>(
+        &mut self,
+        name: &str,
+        size: usize,
+        mut f: impl FnMut(&mut Self, usize) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        if self.active_plates().any(|p| p.name == name) {
+            return Err(InferError::Plate {
+                plate: name.to_string(),
+                msg: "is already active as a vectorised plate (plates are named uniquely)".into(),
+            });
+        }
+        let mut out = Vec::with_capacity(size);
+        for index in 0..size {
+            let frame = SequentialFrame {
+                name: name.to_string(),
+                index,
+            };
+            let handler = Handler::Boxed(Box::new(SequentialPlateMessenger { frame }));
+            out.push(self.with_handler(handler, |ctx| f(ctx, index))?.0?);
+        }
+        Ok(out)
     }
 
     /// [`plate`](Ctx::plate) at a given batch dim (negative, counted from the right).
@@ -271,5 +318,36 @@ impl Ctx<'_> {
             }
         };
         self.in_plate(frame, |ctx| f(ctx, &idx))
+    }
+}
+
+/// Marks the sites of one iteration of a sequential plate.
+struct SequentialPlateMessenger {
+    frame: SequentialFrame,
+}
+
+impl Messenger for SequentialPlateMessenger {
+    fn process(&mut self, msg: &mut Message) -> Result<()> {
+        if msg.sequential.iter().any(|f| f.name == self.frame.name) {
+            return Err(InferError::Plate {
+                plate: self.frame.name.clone(),
+                msg: format!(
+                    "the sequential plate is nested in itself (at site `{}`)",
+                    msg.name
+                ),
+            });
+        }
+        if msg.plates.iter().any(|p| p.name == self.frame.name) {
+            return Err(InferError::Plate {
+                plate: self.frame.name.clone(),
+                msg: format!(
+                    "is both a sequential and a vectorised plate at site `{}`",
+                    msg.name
+                ),
+            });
+        }
+        // Outermost first: handlers further in have seen the message already.
+        msg.sequential.insert(0, self.frame.clone());
+        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use super::particles::{Run, accumulate, accumulate_signed, sum_all, zero_loss};
 use super::{SiteTerm, TermKind};
 use crate::error::{InferError, Result};
-use crate::message::{PlateFrame, SiteKind};
+use crate::message::{PlateFrame, SequentialFrame, SiteKind};
 use crate::param_store::ParamStore;
 use crate::trace::Site;
 
@@ -22,7 +22,9 @@ pub(crate) enum Dependence {
     /// The terms that may depend on the site's draw, summed to its plates
     /// (`TraceGraphElbo`): the guide's sites from it on (a guide site can read only what
     /// was drawn before it), and the model's sites from the first one that sees a value
-    /// among those (the model reads the guide's values as it replays them, in its own order).
+    /// among those (the model reads the guide's values as it replays them, in its own order),
+    /// less those in other iterations of a sequential plate the site is in (Pyro's dense
+    /// graph: no edge between sites whose sequential plate counters differ).
     Order,
 }
 
@@ -59,6 +61,7 @@ pub(crate) struct Scored<'r> {
 /// each position to the end.
 struct Group<'r> {
     plates: &'r [PlateFrame],
+    sequential: &'r [SequentialFrame],
     model: Suffixes,
     guide: Suffixes,
 }
@@ -66,18 +69,24 @@ struct Group<'r> {
 /// A plate set's cost terms as they are collected: (position, detached term).
 struct Building<'r> {
     plates: &'r [PlateFrame],
+    sequential: &'r [SequentialFrame],
     model: Vec<(usize, Tensor)>,
     guide: Vec<(usize, Tensor)>,
 }
 
 impl<'r> Building<'r> {
     /// The index of the group of `plates`, added if new.
-    fn index(groups: &mut Vec<Building<'r>>, plates: &'r [PlateFrame]) -> usize {
-        if let Some(i) = groups.iter().position(|g| same_plates(g.plates, plates)) {
+    fn index(groups: &mut Vec<Building<'r>>, site: &'r Site) -> usize {
+        let (plates, sequential) = (site.plates.as_slice(), site.sequential.as_slice());
+        if let Some(i) = groups
+            .iter()
+            .position(|g| same_plates(g.plates, plates) && g.sequential == sequential)
+        {
             return i;
         }
         groups.push(Building {
             plates,
+            sequential,
             model: Vec::new(),
             guide: Vec::new(),
         });
@@ -159,7 +168,7 @@ pub(crate) fn score_run<'r>(
     {
         let lp = m.log_prob()?;
         if needs_score {
-            let g = Building::index(&mut groups, &m.plates);
+            let g = Building::index(&mut groups, m);
             groups[g].model.push((pos, lp.detach()));
             model_pos.push((m.name.as_str(), pos));
         }
@@ -192,7 +201,7 @@ pub(crate) fn score_run<'r>(
     for (pos, g) in guide_sites.iter().enumerate() {
         let lq = g.log_prob()?;
         if needs_score {
-            let k = Building::index(&mut groups, &g.plates);
+            let k = Building::index(&mut groups, g);
             groups[k].guide.push((pos, lq.detach().neg()?));
         }
         // A site without rsample takes its gradient from the score term alone (as Pyro's
@@ -230,6 +239,7 @@ pub(crate) fn score_run<'r>(
         .map(|b| {
             Ok(Group {
                 plates: b.plates,
+                sequential: b.sequential,
                 model: Suffixes::from_terms(b.model)?,
                 guide: Suffixes::from_terms(b.guide)?,
             })
@@ -255,6 +265,12 @@ pub(crate) fn score_run<'r>(
         };
         let mut cost: Option<Tensor> = None;
         for group in &groups {
+            // Another iteration of a sequential plate the site is in: independent of it.
+            if dependence == Dependence::Order
+                && SequentialFrame::independent(group.sequential, &g.sequential)
+            {
+                continue;
+            }
             let part = match (group.model.from(m_from), group.guide.from(g_from)) {
                 (Some(a), Some(b)) => a.broadcast_add(b)?,
                 (Some(a), None) => a.clone(),

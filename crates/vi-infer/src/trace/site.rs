@@ -42,6 +42,8 @@ pub struct Site {
     pub is_auxiliary: bool,
     /// The plates the site lives in, outermost first.
     pub plates: Vec<PlateFrame>,
+    /// The iterations of sequential plates it lives in ([`Ctx::plate_seq`](crate::Ctx::plate_seq)).
+    pub sequential: Vec<crate::SequentialFrame>,
     /// The factor its log-density is multiplied by.
     pub scale: f64,
     /// A per-element factor on top of `scale` (`None`: none).
@@ -65,6 +67,7 @@ impl Clone for Site {
             is_observed: self.is_observed,
             is_auxiliary: self.is_auxiliary,
             plates: self.plates.clone(),
+            sequential: self.sequential.clone(),
             scale: self.scale,
             scale_tensor: self.scale_tensor.clone(),
             mask: self.mask.clone(),
@@ -85,6 +88,7 @@ impl Site {
             is_observed: msg.is_observed,
             is_auxiliary: msg.is_auxiliary,
             plates: msg.plates.clone(),
+            sequential: msg.sequential.clone(),
             scale: msg.scale,
             scale_tensor: msg.scale_tensor.clone(),
             mask: msg.mask.clone(),
@@ -105,6 +109,7 @@ impl Site {
             is_observed: msg.is_observed,
             is_auxiliary: msg.is_auxiliary,
             plates: msg.plates,
+            sequential: msg.sequential,
             scale: msg.scale,
             scale_tensor: msg.scale_tensor,
             mask: msg.mask,

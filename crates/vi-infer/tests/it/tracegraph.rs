@@ -433,16 +433,30 @@ fn chain_variance_is_lower() -> Res {
     Ok(())
 }
 
-/// One non-reparameterised site per data point, written as separate sites (no plate):
-/// z_i ~ Bernoulli(0.5), x_i ~ N(z_i, 1) for 100 points; the guide's z_i ~ Bernoulli(σ(l_i)).
-fn separate_sites(n: usize, baseline: bool) -> (BoxedProgram<'static>, BoxedProgram<'static>) {
+/// One non-reparameterised site per data point, written as separate sites (no vectorised
+/// plate): z_i ~ Bernoulli(0.5), x_i ~ N(z_i, 1) for 100 points; the guide's
+/// z_i ~ Bernoulli(σ(l_i)). With `sequential`, each point is an iteration of a sequential plate
+/// (`ctx.plate_seq`, Pyro's `for i in pyro.plate(..)`) in the model and the guide.
+fn separate_sites(
+    n: usize,
+    baseline: bool,
+    sequential: bool,
+) -> (BoxedProgram<'static>, BoxedProgram<'static>) {
     let xs: Vec<f64> = (0..n).map(|i| ((i * 37) % 11) as f64 / 5.0 - 1.0).collect();
     let model = move |ctx: &mut Ctx| -> vi_infer::Result<()> {
         let half = s(0.5);
-        for (i, x) in xs.iter().enumerate() {
+        let point = |ctx: &mut Ctx, i: usize| -> vi_infer::Result<()> {
             let z = ctx.sample(&format!("z{i}"), Bernoulli::from_probs(&half)?)?;
-            let xt = s(*x).broadcast_as(z.shape())?;
+            let xt = s(xs[i]).broadcast_as(z.shape())?;
             ctx.observe(&format!("x{i}"), Normal::new(&z, &z.ones_like()?)?, &xt)?;
+            Ok(())
+        };
+        if sequential {
+            ctx.plate_seq("data", n, point)?;
+        } else {
+            for i in 0..n {
+                point(ctx, i)?;
+            }
         }
         Ok(())
     };
@@ -452,13 +466,20 @@ fn separate_sites(n: usize, baseline: bool) -> (BoxedProgram<'static>, BoxedProg
             &Tensor::zeros(n, DType::F64, &Device::Cpu)?,
             Constraint::Real,
         )?;
-        for i in 0..n {
+        let point = |ctx: &mut Ctx, i: usize| -> vi_infer::Result<Tensor> {
             let opts = if baseline {
                 SiteOptions::new().baseline(Baseline::decaying_average(0.9)?)
             } else {
                 SiteOptions::new()
             };
-            ctx.sample_with(&format!("z{i}"), Bernoulli::from_logits(&l.get(i)?)?, opts)?;
+            ctx.sample_with(&format!("z{i}"), Bernoulli::from_logits(&l.get(i)?)?, opts)
+        };
+        if sequential {
+            ctx.plate_seq("data", n, point)?;
+        } else {
+            for i in 0..n {
+                point(ctx, i)?;
+            }
         }
         Ok(())
     };
@@ -488,14 +509,32 @@ fn separate_sites_variance_is_lower() -> Res {
     };
     let trace = sample_grads(
         e(false).as_ref(),
-        separate_sites(n, false),
+        separate_sites(n, false, false),
         &["l"],
         draws,
         1,
     )?;
-    let trace_avg = sample_grads(e(false).as_ref(), separate_sites(n, true), &["l"], draws, 2)?;
-    let graph = sample_grads(e(true).as_ref(), separate_sites(n, false), &["l"], draws, 3)?;
-    let graph_avg = sample_grads(e(true).as_ref(), separate_sites(n, true), &["l"], draws, 4)?;
+    let trace_avg = sample_grads(
+        e(false).as_ref(),
+        separate_sites(n, true, false),
+        &["l"],
+        draws,
+        2,
+    )?;
+    let graph = sample_grads(
+        e(true).as_ref(),
+        separate_sites(n, false, false),
+        &["l"],
+        draws,
+        3,
+    )?;
+    let graph_avg = sample_grads(
+        e(true).as_ref(),
+        separate_sites(n, true, false),
+        &["l"],
+        draws,
+        4,
+    )?;
     let (vt, vta, vg, vga) = (
         total_variance(&trace),
         total_variance(&trace_avg),
@@ -515,6 +554,84 @@ fn separate_sites_variance_is_lower() -> Res {
     assert!((0.7..1.4).contains(&(vt / vta)), "{vt} vs {vta}");
     // A baseline takes out the costs' mean, the bulk of the variance.
     assert!(vt / vga > 10.0 * (vt / vg), "{vga} vs {vg}");
+    Ok(())
+}
+
+/// The same sites in a sequential plate (`ctx.plate_seq`): each score multiplies only its own
+/// point's terms, as Pyro's `TraceGraph_ELBO` with `for i in pyro.plate(..)`. The gradient is
+/// the exact one in expectation (each coordinate within 4.5 standard errors of
+/// `σ'(0) · ((x−1)² − x²) / 2 = (1 − 2x) / 8` at l = 0), and its variance is a small fraction
+/// of `TraceElbo`'s (Pyro measured ≈ 8000 × on 100 such sites).
+#[test]
+fn sequential_plate_separates_iterations() -> Res {
+    let n = 100;
+    let draws = 150;
+    let trace_elbo = TraceElbo::new()
+        .num_particles(4)
+        .vectorize_particles(true)
+        .max_plate_nesting(0);
+    let graph = TraceGraphElbo::new()
+        .num_particles(4)
+        .vectorize_particles(true)
+        .max_plate_nesting(0);
+    let t = sample_grads(
+        &trace_elbo,
+        separate_sites(n, false, true),
+        &["l"],
+        draws,
+        5,
+    )?;
+    let g = sample_grads(&graph, separate_sites(n, false, true), &["l"], draws, 6)?;
+    let ga = sample_grads(&graph, separate_sites(n, true, true), &["l"], draws, 7)?;
+    let (vt, vg, vga) = (total_variance(&t), total_variance(&g), total_variance(&ga));
+    println!(
+        "{n} sites in a sequential plate: total gradient variance TraceElbo {vt:.1}, \
+         TraceGraphElbo {vg:.2} (ratio {:.0}), with decaying-average baselines {vga:.3} \
+         (ratio {:.0})",
+        vt / vg,
+        vt / vga
+    );
+    // Each score now sees one point's terms instead of all 100: far below the order rule's
+    // ratio of about 3 (`separate_sites_variance_is_lower`).
+    assert!(vt / vg > 30.0, "ratio {}", vt / vg);
+    let xs: Vec<f64> = (0..n).map(|i| ((i * 37) % 11) as f64 / 5.0 - 1.0).collect();
+    for (samples, what) in [(&g, "no baseline"), (&ga, "baseline")] {
+        let mut worst: f64 = 0.0;
+        for (i, x) in xs.iter().enumerate() {
+            let col: Vec<f64> = samples.iter().map(|row| row[i]).collect();
+            let (mean, var) = mean_var(&col);
+            let se = (var / col.len() as f64).sqrt();
+            let want = (1.0 - 2.0 * x) / 8.0;
+            worst = worst.max((mean - want).abs() / se.max(1e-12));
+        }
+        assert!(
+            worst < 4.5,
+            "{what}: worst coordinate {worst} standard errors off"
+        );
+    }
+    Ok(())
+}
+
+/// A sequential plate inside itself, or under a vectorised plate of the same name, is an error
+/// naming the plate.
+#[test]
+fn sequential_plate_errors() -> Res {
+    let mut store = ParamStore::new(&Device::Cpu, DType::F64);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut ctx = Ctx::new(&mut store, &mut rng);
+    let e = ctx
+        .plate_seq("data", 2, |ctx, i| {
+            ctx.plate_seq("data", 2, |ctx, j| {
+                ctx.sample(&format!("z{i}{j}"), Normal::new(&s(0.0), &s(1.0))?)
+            })
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("`data`"), "{e}");
+    assert!(e.to_string().contains("nested in itself"), "{e}");
+    let e = ctx
+        .plate("data", 2, |ctx| ctx.plate_seq("data", 2, |_, _| Ok(())))
+        .unwrap_err();
+    assert!(e.to_string().contains("vectorised plate"), "{e}");
     Ok(())
 }
 
