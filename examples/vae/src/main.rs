@@ -465,11 +465,21 @@ fn main() -> ExitCode {
     default_threads();
     default_allocator();
     let cli = Cli::parse();
-    let result: Result<(), Box<dyn std::error::Error>> = match &cli.command {
-        Some(Command::Train(args)) => run_train(args).map_err(Into::into),
-        Some(Command::Bench(args)) => run_bench(args).map_err(Into::into),
-        Some(Command::Evaluate(args)) => run_evaluate(args).map_err(Into::into),
-        None => run_train(&cli.train).map_err(Into::into),
+    // The error as its message: the run's errors hold candle's, which need not be `Send`.
+    let run = || -> Result<(), String> {
+        match &cli.command {
+            Some(Command::Train(args)) => run_train(args).map_err(|e| e.to_string()),
+            Some(Command::Bench(args)) => run_bench(args).map_err(|e| e.to_string()),
+            Some(Command::Evaluate(args)) => run_evaluate(args).map_err(|e| e.to_string()),
+            None => run_train(&cli.train).map_err(|e| e.to_string()),
+        }
+    };
+    // The whole run on a thread of rayon's pool, where candle's GEMM and vi's kernels split
+    // their work: a parallel region then runs on this thread and the pool's other workers,
+    // with no third thread waking up and going back to sleep around each one.
+    let result = match rayon::ThreadPoolBuilder::new().build() {
+        Ok(pool) => pool.install(run),
+        Err(_) => run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

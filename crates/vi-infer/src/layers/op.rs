@@ -21,7 +21,10 @@ pub(super) enum Act {
 }
 
 /// The host element types of the kernel.
-trait Elem: Copy + Send + Sync + std::ops::AddAssign {
+trait Elem: Copy + Send + Sync + std::ops::AddAssign + 'static {
+    /// 0 and 1, for the GEMM's `alpha` and `beta`.
+    const ZERO: Self;
+    const ONE: Self;
     /// `ln(1 + eˣ)` over a slice, in place (`vi_dist::ops::softplus`'s function: the
     /// vectorised kernel of `vi_dist::ops::fastmath` in f32, std's `exp`/`ln_1p` in f64).
     fn softplus_slice(xs: &mut [Self]);
@@ -30,6 +33,8 @@ trait Elem: Copy + Send + Sync + std::ops::AddAssign {
 }
 
 impl Elem for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
     fn softplus_slice(xs: &mut [Self]) {
         fastmath::apply(Func::Softplus, xs);
     }
@@ -54,6 +59,8 @@ impl Elem for f32 {
 }
 
 impl Elem for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
     fn softplus_slice(xs: &mut [Self]) {
         for x in xs {
             *x = x.max(0.0) + (-x.abs()).exp().ln_1p();
@@ -105,6 +112,134 @@ fn rows_layout(x: &Layout, k: usize) -> candle_core::Result<(usize, Layout)> {
         }
         _ => candle_core::bail!("linear: non-contiguous input of shape {:?}", x.dims()),
     }
+}
+
+/// A matrix read in place: its elements, the offset of its first one, and its row and column
+/// strides.
+#[derive(Clone, Copy)]
+struct Mat<'a, T> {
+    data: &'a [T],
+    start: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// `rows × cols` read from `layout` (2-D) over `data`; an error if the layout reaches
+    /// past the data.
+    fn new(data: &'a [T], layout: &Layout, rows: usize, cols: usize) -> candle_core::Result<Self> {
+        let [rs, cs] = layout.stride() else {
+            candle_core::bail!("linear: expected a matrix, got dims {:?}", layout.dims());
+        };
+        let (rs, cs, start) = (*rs, *cs, layout.start_offset());
+        let last = start + rows.saturating_sub(1) * rs + cols.saturating_sub(1) * cs;
+        if rows > 0 && cols > 0 && last >= data.len() {
+            candle_core::bail!(
+                "linear: layout {layout:?} reaches past {} elements",
+                data.len()
+            );
+        }
+        Ok(Self {
+            data,
+            start,
+            rs,
+            cs,
+        })
+    }
+
+    fn t(self) -> Self {
+        Self {
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// `lhs (m × k) · rhs (k × n)`, row-major, into a new buffer that the GEMM writes without
+/// reading (candle's matmul zero-fills its output first), split across rayon's current pool
+/// as candle does.
+fn gemm_fresh<T: Elem>(m: usize, n: usize, k: usize, lhs: Mat<'_, T>, rhs: Mat<'_, T>) -> Vec<T> {
+    if m == 0 || n == 0 || k == 0 {
+        return vec![T::ZERO; m * n];
+    }
+    let parallelism = match rayon::current_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        t => gemm::Parallelism::Rayon(t),
+    };
+    let mut dst: Vec<T> = Vec::with_capacity(m * n);
+    // SAFETY: `Mat::new` checked that every element the strides reach lies inside its slice;
+    // `dst` has room for the m × n row-major result (column stride 1, row stride n), which
+    // gemm writes whole (`read_dst` false: alpha · dst is not formed, nothing is read), so
+    // every element is initialised before `set_len`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.data.as_ptr().add(lhs.start),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr().add(rhs.start),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            T::ZERO,
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+        dst.set_len(m * n);
+    }
+    dst
+}
+
+/// `a (m × k) · b (k × n)` for 2-D f32/f64 CPU tensors through [`gemm_fresh`]; `None`
+/// elsewhere (the caller uses candle's matmul).
+fn host_matmul(a: &Tensor, b: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    let (Ok((m, k)), Ok((k2, n))) = (a.dims2(), b.dims2()) else {
+        return Ok(None);
+    };
+    if k != k2 || !a.device().is_cpu() || a.dtype() != b.dtype() {
+        return Ok(None);
+    }
+    let (sa, la) = a.storage_and_layout();
+    let (sb, lb) = b.storage_and_layout();
+    let out = match (&*sa, &*sb) {
+        (
+            candle_core::Storage::Cpu(CpuStorage::F32(x)),
+            candle_core::Storage::Cpu(CpuStorage::F32(y)),
+        ) => CpuStorage::F32(gemm_fresh(
+            m,
+            n,
+            k,
+            Mat::new(x, la, m, k)?,
+            Mat::new(y, lb, k, n)?,
+        )),
+        (
+            candle_core::Storage::Cpu(CpuStorage::F64(x)),
+            candle_core::Storage::Cpu(CpuStorage::F64(y)),
+        ) => CpuStorage::F64(gemm_fresh(
+            m,
+            n,
+            k,
+            Mat::new(x, la, m, k)?,
+            Mat::new(y, lb, k, n)?,
+        )),
+        _ => return Ok(None),
+    };
+    drop((sa, sb));
+    let t = match out {
+        CpuStorage::F32(v) => Tensor::from_vec(v, (m, n), a.device())?,
+        CpuStorage::F64(v) => Tensor::from_vec(v, (m, n), a.device())?,
+        _ => return Ok(None),
+    };
+    Ok(Some(t))
 }
 
 /// The output pass over the row-major `out` (rows of `n`): adds `bias` to every row and
@@ -198,8 +333,23 @@ fn cpu_linear(
     let (n, k) = wl.shape().dims2()?;
     let (m, x2) = rows_layout(xl, k)?;
     // W is read transposed through its strides: no copy.
-    let wt = wl.transpose(0, 1)?;
-    let mut out = xs.matmul(ws, (1, m, n, k), &x2, &wt)?;
+    let mut out = match (xs, ws) {
+        (CpuStorage::F32(x), CpuStorage::F32(w)) => CpuStorage::F32(gemm_fresh(
+            m,
+            n,
+            k,
+            Mat::new(x, &x2, m, k)?,
+            Mat::new(w, wl, n, k)?.t(),
+        )),
+        (CpuStorage::F64(x), CpuStorage::F64(w)) => CpuStorage::F64(gemm_fresh(
+            m,
+            n,
+            k,
+            Mat::new(x, &x2, m, k)?,
+            Mat::new(w, wl, n, k)?.t(),
+        )),
+        _ => xs.matmul(ws, (1, m, n, k), &x2, &wl.transpose(0, 1)?)?,
+    };
     match (&mut out, b) {
         (CpuStorage::F32(o), None) => output_pass(o, None, n, act),
         (CpuStorage::F64(o), None) => output_pass(o, None, n, act),
@@ -236,8 +386,15 @@ fn backward(
         2 => g,
         _ => g.reshape(((), n))?,
     };
+    // On the CPU the products go through `host_matmul`: no zero fill of their outputs.
+    let matmul = |a: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> {
+        match host_matmul(a, b)? {
+            Some(t) => Ok(t),
+            None => a.matmul(b),
+        }
+    };
     let dx = if x.track_op() {
-        Some(g2.matmul(w)?.reshape(x.shape())?)
+        Some(matmul(&g2, w)?.reshape(x.shape())?)
     } else {
         None
     };
@@ -246,7 +403,7 @@ fn backward(
             2 => x.clone(),
             _ => x.reshape(((), k))?,
         };
-        Some(g2.t()?.matmul(&x2)?)
+        Some(matmul(&g2.t()?, &x2)?)
     } else {
         None
     };
