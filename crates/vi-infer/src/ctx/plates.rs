@@ -8,7 +8,7 @@ use crate::handlers::PlateMessenger;
 use crate::message::{Message, PlateFrame, SiteKind, Subsample};
 use crate::plate::Plate;
 
-use super::statements::draw;
+use super::statements::{draw, draw_share};
 
 impl Ctx<'_> {
     /// Picks the plate's dim: the given one, or the rightmost batch dim no enclosing plate
@@ -223,6 +223,21 @@ impl Ctx<'_> {
                 return self.in_plate(frame, |ctx| f(ctx, &idx));
             }
         };
+        // Data-parallel: the plate's batch is the world's; this rank takes its share of it.
+        let (n_world, share) = match self.shard {
+            Some((rank, world)) if world > 1 && given.is_none() => {
+                if n % world != 0 {
+                    return Err(InferError::IndivisibleBatch {
+                        plate: name.to_string(),
+                        batch: n,
+                        world,
+                    });
+                }
+                (n, Some((rank, world)))
+            }
+            _ => (n, None),
+        };
+        let n = share.map_or(n, |(_, world)| n / world);
         let frame = self.plate_frame(name, size, n, dim)?;
         let idx = match self.subsampled.iter().find(|(p, ..)| p == name) {
             Some((_, s, m, idx)) if (*s, *m) == (size, n) => idx.clone(),
@@ -240,7 +255,15 @@ impl Ctx<'_> {
                 });
                 let own = given.clone();
                 msg.value = given;
-                let idx = self.apply(msg, draw)?;
+                let idx = match share {
+                    Some((rank, _)) => {
+                        if !self.sharded.iter().any(|p| p == name) {
+                            self.sharded.push(name.to_string());
+                        }
+                        self.apply(msg, |msg, _, rng| draw_share(msg, rng, n_world, rank))?
+                    }
+                    None => self.apply(msg, draw)?,
+                };
                 if idx.dims() != [n] {
                     return Err(bad(format!(
                         "subsample indices have shape {:?}, expected [{n}]",

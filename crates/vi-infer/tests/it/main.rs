@@ -6,6 +6,8 @@ mod autoguide_subsample;
 mod bookkeeping;
 mod common;
 mod conjugate;
+mod data_parallel;
+mod dp_scenario;
 mod errors;
 mod gradients;
 mod guide;
