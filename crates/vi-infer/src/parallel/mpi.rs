@@ -1,6 +1,7 @@
 //! The MPI backend: the system's MPI (Open MPI, MPICH) through the `mpi` crate.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Tensor};
@@ -36,7 +37,8 @@ pub struct Mpi {
     inner: Mutex<Inner>,
     rank: usize,
     world: usize,
-    timeout: Duration,
+    /// The deadline of a collective, in nanoseconds.
+    timeout: AtomicU64,
 }
 
 struct Inner {
@@ -58,7 +60,7 @@ impl std::fmt::Debug for Mpi {
         f.debug_struct("Mpi")
             .field("rank", &self.rank)
             .field("world", &self.world)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.deadline())
             .finish()
     }
 }
@@ -93,7 +95,7 @@ impl Mpi {
             }),
             rank,
             world: size,
-            timeout: Duration::from_secs(120),
+            timeout: AtomicU64::new(120_000_000_000),
         })
     }
 
@@ -104,9 +106,26 @@ impl Mpi {
     /// let mpi = vi_infer::parallel::Mpi::init()?.timeout(Duration::from_secs(10));
     /// # Ok::<(), vi_infer::InferError>(())
     /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.set_timeout(timeout);
         self
+    }
+
+    /// Sets the deadline of every later collective.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let mpi = vi_infer::parallel::Mpi::init()?;
+    /// mpi.set_timeout(Duration::from_secs(600)); // a slow first step ahead
+    /// # Ok::<(), vi_infer::InferError>(())
+    /// ```
+    pub fn set_timeout(&self, timeout: Duration) {
+        let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        self.timeout.store(nanos, Ordering::Relaxed);
+    }
+
+    fn deadline(&self) -> Duration {
+        Duration::from_nanos(self.timeout.load(Ordering::Relaxed))
     }
 
     /// Aborts every rank of the job with `code` (`MPI_Abort`): for a program that cannot go
@@ -141,21 +160,21 @@ impl Mpi {
         op: &str,
         mut req: Request<'static, R, StaticScope>,
     ) -> Result<()> {
-        let start = Instant::now();
+        let (start, deadline) = (Instant::now(), self.deadline());
         let mut polls = 0u32;
         loop {
             match req.test() {
                 Ok(_) => return Ok(()),
                 Err(r) => req = r,
             }
-            if start.elapsed() > self.timeout {
+            if start.elapsed() > deadline {
                 std::mem::forget(req);
                 inner.poisoned = Some(format!("the {op} timed out"));
                 return Err(InferError::CollectiveTimeout {
                     rank: self.rank,
                     world: self.world,
                     op: op.to_string(),
-                    seconds: self.timeout.as_secs_f64(),
+                    seconds: deadline.as_secs_f64(),
                 });
             }
             polls += 1;
@@ -274,7 +293,9 @@ impl Communicator for Mpi {
     fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         // The lengths, then every buffer padded to the longest.
         let lens = self.all_gather_vec("all-gather", vec![bytes.len() as u64])?;
-        let longest = lens.iter().copied().max().unwrap_or(0) as usize;
+        // At least one byte: an empty buffer's dangling address of a `u8` is 1, which Open
+        // MPI reads as `MPI_IN_PLACE`.
+        let longest = (lens.iter().copied().max().unwrap_or(0) as usize).max(1);
         let mut padded = bytes.to_vec();
         padded.resize(longest, 0);
         let all = self.all_gather_vec("all-gather", padded)?;
