@@ -210,6 +210,26 @@ impl Ctx<'_> {
             Some(idx) => Some(crate::plate::own_indices(name, size, subsample_size, idx)?),
             None => None,
         };
+        // Data-parallel: indices of one's own are the world's batch (the same on every
+        // rank); this rank takes its contiguous share of them.
+        let given = match (given, self.shard) {
+            (Some(idx), Some((rank, world))) if world > 1 => {
+                let n = idx.dims()[0];
+                if n % world != 0 {
+                    return Err(InferError::IndivisibleBatch {
+                        plate: name.to_string(),
+                        batch: n,
+                        world,
+                    });
+                }
+                if !self.sharded.iter().any(|p| p == name) {
+                    self.sharded.push(name.to_string());
+                }
+                let b = n / world;
+                Some(idx.narrow(0, rank * b, b)?)
+            }
+            (given, _) => given,
+        };
         let n = match (&given, subsample_size) {
             (Some(idx), _) => idx.dims()[0],
             (None, Some(n)) if n == 0 || n > size => {

@@ -145,3 +145,56 @@ fn data_parallel_failing_peer() {
         "{e:?}"
     );
 }
+
+/// The indices of a subsampled plate on rank 0 of two: the first half of what one process
+/// draws for the whole batch, with drawn indices and with indices of one's own.
+#[test]
+fn data_parallel_rank_takes_its_share() -> Res {
+    use vi_infer::Plate;
+    use vi_infer::dist::Normal;
+    use vi_infer::optim::{Adam, AdamOptions};
+    use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    let own = Tensor::new(&[9u32, 3, 7, 1, 0, 5, 2, 8], &candle_core::Device::Cpu)?;
+    let indices = |world: Option<Arc<dyn Communicator>>,
+                   given: bool|
+     -> Res<(Vec<u32>, Vec<u32>)> {
+        let (zero, one) = (crate::common::s(0.0), crate::common::s(1.0));
+        let own = own.clone();
+        let program = move |ctx: &mut Ctx<'_>| -> vi_infer::Result<()> {
+            let plate = match given {
+                true => Plate::new("data", 10).subsample(&own),
+                false => Plate::new("data", 10).subsample_size(8),
+            };
+            ctx.plate_with(plate, |ctx, _| ctx.sample("z", Normal::new(&zero, &one)?))?;
+            Ok(())
+        };
+        let adam = Adam::empty(AdamOptions::default())?;
+        let mut svi = Svi::new(program.clone(), program, adam, TraceMeanFieldElbo::new()).seed(3);
+        if let Some(c) = world {
+            svi = svi.data_parallel(c);
+        }
+        let r = svi.evaluate_loss()?;
+        let site = r.model_trace.get("data").expect("the plate's indices");
+        let z = r.model_trace.get("z").expect("z");
+        Ok((
+            site.value.to_vec1::<u32>()?,
+            z.value
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?
+                .iter()
+                .map(|v| v.to_bits() as u32)
+                .collect(),
+        ))
+    };
+    for given in [false, true] {
+        let (all, z_all) = indices(None, given)?;
+        let (half, z_half) = indices(Some(Arc::new(Mirror { other: same })), given)?;
+        assert_eq!(all.len(), 8);
+        assert_eq!(half, all[..4], "given indices: {given}");
+        // The local draws inside the shared plate are the rank's own, not the first half of
+        // one process's.
+        assert_eq!(z_half.len(), 4);
+        assert_ne!(z_half, z_all[..4]);
+    }
+    Ok(())
+}
