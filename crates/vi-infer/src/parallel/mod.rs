@@ -40,7 +40,7 @@ use crate::error::{InferError, Result};
 /// assert_eq!(comm.all_gather_bytes(b"ok")?, vec![b"ok".to_vec()]);
 /// # Ok::<(), vi_infer::InferError>(())
 /// ```
-pub trait Communicator: Send + Sync {
+pub trait Communicator: Send + Sync + std::fmt::Debug {
     /// This process's rank, in `0..world_size()`.
     fn rank(&self) -> usize;
 

@@ -177,8 +177,13 @@ impl Mpi {
                     seconds: deadline.as_secs_f64(),
                 });
             }
+            // Poll hard at first (a collective between ranks in step takes microseconds),
+            // then yield, then sleep: a rank that waits long (for a slower rank, or while
+            // another works alone) leaves its core to others.
             polls += 1;
-            if polls > 1000 {
+            if start.elapsed() > Duration::from_millis(20) {
+                std::thread::sleep(Duration::from_micros(200));
+            } else if polls > 1000 {
                 std::thread::yield_now();
             }
         }

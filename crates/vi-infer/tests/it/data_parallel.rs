@@ -43,6 +43,7 @@ fn data_parallel_single_process_is_the_plain_step() -> Res {
 
 /// Rank 0 of a stand-in world of two: the other rank's all-gathered bytes are `other(own)`,
 /// its all-reduce contribution equals this rank's.
+#[derive(Debug)]
 struct Mirror {
     other: fn(&[u8]) -> Vec<u8>,
 }
