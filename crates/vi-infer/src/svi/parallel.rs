@@ -197,7 +197,14 @@ where
             let rng = self.rng.clone();
             let local = self.local(backward);
             let store = store_layout(self);
-            let optim: Vec<(String, Vec<usize>)> = {
+            let layout = shapes(&store);
+            let needs_sync =
+                self.parallel.as_ref().and_then(|p| p.synced.as_deref()) != Some(&layout[..]);
+            // The optimizer's state only when rank 0's is about to be broadcast (reading it
+            // copies its moments).
+            let optim: Vec<(String, Vec<usize>)> = if !needs_sync {
+                Vec::new()
+            } else {
                 let mut v: Vec<(String, Vec<usize>)> = self
                     .optimizer
                     .state_dict()?
@@ -207,7 +214,7 @@ where
                 v.sort();
                 v
             };
-            let desc = describe(&local, &shapes(&store), &optim);
+            let desc = describe(&local, &layout, &optim);
             let t = Instant::now();
             let all = comm.all_gather_bytes(desc.as_bytes())?;
             waited += t.elapsed();
@@ -236,11 +243,7 @@ where
                     what: difference(&descs),
                 });
             }
-            let parallel = self
-                .parallel
-                .as_mut()
-                .ok_or_else(|| InferError::Invalid("not a data-parallel Svi".into()))?;
-            if parallel.synced.as_deref() != Some(&shapes(&store)[..]) {
+            if needs_sync {
                 if synced_now {
                     return Err(comm_error(
                         comm.as_ref(),
@@ -255,7 +258,7 @@ where
                 self.broadcast_state(comm.as_ref(), &store)?;
                 waited += t.elapsed();
                 if let Some(p) = self.parallel.as_mut() {
-                    p.synced = Some(shapes(&store));
+                    p.synced = Some(layout);
                 }
                 synced_now = true;
                 continue;
