@@ -25,6 +25,9 @@ type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 const TOL: f64 = 1e-6;
 
+/// One group of checks: it pushes its failures, or returns an error.
+type Check = fn(&Arc<Mpi>, &mut Vec<String>) -> Res;
+
 fn check(name: &str, ok: bool, detail: String, failures: &mut Vec<String>) {
     if !ok {
         failures.push(format!("{name}: {detail}"));
@@ -303,7 +306,7 @@ fn main() {
     let (rank, world) = (mpi.rank(), mpi.world_size());
     let mut failures = Vec::new();
     // The timeout last: it leaves the communicator unusable.
-    let runs: [(&str, fn(&Arc<Mpi>, &mut Vec<String>) -> Res); 4] = [
+    let runs: [(&str, Check); 4] = [
         ("equivalence", equivalence),
         ("checkpoint", checkpoint),
         ("errors", errors),

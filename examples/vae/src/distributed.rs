@@ -182,7 +182,7 @@ fn bench_unvalidated(
     comm: Arc<dyn Communicator>,
 ) -> Result<Option<DistributedReport>, BenchError> {
     let (rank, ranks) = (comm.rank(), comm.world_size());
-    if config.steps == 0 || config.batch == 0 || config.batch % ranks != 0 {
+    if config.steps == 0 || config.batch == 0 || !config.batch.is_multiple_of(ranks) {
         return Err(BenchError::Config(format!(
             "--steps {} and --batch-size {} over {ranks} ranks: at least one step, and a batch \
              that is a multiple of the number of ranks",

@@ -338,7 +338,7 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
     let world = cfg.communicator.clone();
     let lead = world.as_ref().is_none_or(|c| c.rank() == 0);
     if let Some(c) = &world
-        && cfg.batch_size % c.world_size() != 0
+        && !cfg.batch_size.is_multiple_of(c.world_size())
     {
         return Err(TrainError::Config(format!(
             "--batch-size {} does not split over {} ranks",

@@ -215,7 +215,7 @@ impl Ctx<'_> {
         let given = match (given, self.shard) {
             (Some(idx), Some((rank, world))) if world > 1 => {
                 let n = idx.dims()[0];
-                if n % world != 0 {
+                if !n.is_multiple_of(world) {
                     return Err(InferError::IndivisibleBatch {
                         plate: name.to_string(),
                         batch: n,
@@ -246,7 +246,7 @@ impl Ctx<'_> {
         // Data-parallel: the plate's batch is the world's; this rank takes its share of it.
         let (n_world, share) = match self.shard {
             Some((rank, world)) if world > 1 && given.is_none() => {
-                if n % world != 0 {
+                if !n.is_multiple_of(world) {
                     return Err(InferError::IndivisibleBatch {
                         plate: name.to_string(),
                         batch: n,

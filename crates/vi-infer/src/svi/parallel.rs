@@ -222,10 +222,7 @@ where
                 .into_iter()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .collect();
-            let local = match local {
-                Err(e) => return Err(e),
-                Ok(l) => l,
-            };
+            let local = local?;
             if let Some((r, d)) = descs
                 .iter()
                 .enumerate()
