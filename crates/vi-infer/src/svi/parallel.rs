@@ -168,7 +168,13 @@ where
                 params: Vec::new(),
             });
         }
-        let mut grads = out.surrogate.backward()?;
+        // The surrogate over the world size: the sum of the ranks' gradients is then their
+        // mean, with no pass over the fused buffer to divide it.
+        let world = self.parallel.as_ref().map_or(1, |p| p.comm.world_size());
+        let mut grads = match world {
+            1 => out.surrogate.backward()?,
+            w => (&out.surrogate / w as f64)?.backward()?,
+        };
         self.store.renew_shared(&mut grads)?;
         let modules = self.module_vars(&out);
         let params = touched(&self.store, &out, &modules);
@@ -355,8 +361,8 @@ where
                 let t = Instant::now();
                 let sum = comm.all_reduce_sum(&fuse(&like, dtype)?)?;
                 waited += t.elapsed();
-                let mean = (sum / w)?;
-                for ((_, v), g) in params.iter().zip(unfuse(&mean, &like)?) {
+                // The gradients were of the surrogate over the world size: the sum is the mean.
+                for ((_, v), g) in params.iter().zip(unfuse(&sum, &like)?) {
                     grads.insert(v.as_tensor(), g);
                 }
             }
