@@ -30,6 +30,9 @@ pub struct DistributedReport {
     /// The median time of a step spent in collectives (waiting for the other ranks
     /// included), in milliseconds.
     pub collectives_ms: f64,
+    /// The median of a step's time outside the collectives (the rank's own work), on the
+    /// slowest and on the fastest rank, in milliseconds.
+    pub compute_ms: (f64, f64),
     /// The median time of one all-reduce of a buffer of the gradients' size on its own
     /// (after a barrier), in milliseconds.
     pub allreduce_ms: f64,
@@ -45,7 +48,7 @@ impl DistributedReport {
     ///
     /// ```
     /// let r = vae::distributed::DistributedReport { ranks: 2, batch: 256, step_ms: 100.0,
-    ///     collectives_ms: 5.0, allreduce_ms: 2.0, gradient_floats: 688_884, alone_step_ms: 95.0 };
+    ///     collectives_ms: 5.0, compute_ms: (95.0, 94.0), allreduce_ms: 2.0, gradient_floats: 688_884, alone_step_ms: 95.0 };
     /// assert_eq!(r.samples_per_s(), 2560.0);
     /// ```
     pub fn samples_per_s(&self) -> f64 {
@@ -56,7 +59,7 @@ impl DistributedReport {
     ///
     /// ```
     /// let r = vae::distributed::DistributedReport { ranks: 2, batch: 256, step_ms: 100.0,
-    ///     collectives_ms: 5.0, allreduce_ms: 2.0, gradient_floats: 688_884, alone_step_ms: 80.0 };
+    ///     collectives_ms: 5.0, compute_ms: (95.0, 94.0), allreduce_ms: 2.0, gradient_floats: 688_884, alone_step_ms: 80.0 };
     /// assert_eq!(r.alone_samples_per_s(), 1600.0);
     /// ```
     pub fn alone_samples_per_s(&self) -> f64 {
@@ -69,7 +72,7 @@ impl fmt::Display for DistributedReport {
     ///
     /// ```
     /// let r = vae::distributed::DistributedReport { ranks: 2, batch: 256, step_ms: 100.0,
-    ///     collectives_ms: 5.0, allreduce_ms: 2.0, gradient_floats: 688_884, alone_step_ms: 80.0 };
+    ///     collectives_ms: 5.0, compute_ms: (95.0, 94.0), allreduce_ms: 2.0, gradient_floats: 688_884, alone_step_ms: 80.0 };
     /// let text = r.to_string();
     /// assert!(text.contains("samples_per_s=2560.0") && text.contains("speedup=1.600"));
     /// ```
@@ -77,7 +80,8 @@ impl fmt::Display for DistributedReport {
         writeln!(
             f,
             "world: ranks={} batch={} ({} per rank) step_ms={:.3} samples_per_s={:.1} \
-             collectives_ms={:.3} ({:.1}% of the step) allreduce_ms={:.3} ({} floats, {:.1}% of the step)",
+             collectives_ms={:.3} ({:.1}% of the step) allreduce_ms={:.3} ({} floats, {:.1}% of the step) \
+             compute_ms={:.3} (slowest rank) {:.3} (fastest)",
             self.ranks,
             self.batch,
             self.batch / self.ranks,
@@ -88,6 +92,8 @@ impl fmt::Display for DistributedReport {
             self.allreduce_ms,
             self.gradient_floats,
             100.0 * self.allreduce_ms / self.step_ms,
+            self.compute_ms.0,
+            self.compute_ms.1,
         )?;
         writeln!(
             f,
@@ -200,15 +206,28 @@ fn bench_unvalidated(
     // The world.
     let mut svi = indexed_svi(&train.images, config.sizes, config.seed, config.batch)?
         .data_parallel(comm.clone());
-    let (mut steps, mut waits) = (Vec::new(), Vec::new());
+    let (mut steps, mut waits, mut own) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..config.warmup + config.steps {
         let t = Instant::now();
         let report = svi.step()?;
         if i >= config.warmup {
-            steps.push(ms(t.elapsed()));
-            waits.push(ms(report.communication.unwrap_or_default()));
+            let (step, wait) = (t.elapsed(), report.communication.unwrap_or_default());
+            steps.push(ms(step));
+            waits.push(ms(wait));
+            own.push(ms(step.saturating_sub(wait)));
         }
     }
+    // Each rank's own work, gathered.
+    let mine = median(&mut own);
+    let all: Vec<f64> = comm
+        .all_gather_bytes(&mine.to_le_bytes())?
+        .iter()
+        .map(|b| f64::from_le_bytes(b.as_slice().try_into().unwrap_or([0; 8])))
+        .collect();
+    let compute_ms = (
+        all.iter().copied().fold(f64::MIN, f64::max),
+        all.iter().copied().fold(f64::MAX, f64::min),
+    );
     // The all-reduce of a buffer the size of the gradients, on its own.
     let floats: usize = svi
         .store()
@@ -249,6 +268,7 @@ fn bench_unvalidated(
         batch: config.batch,
         step_ms: median(&mut steps),
         collectives_ms: median(&mut waits),
+        compute_ms,
         allreduce_ms: median(&mut reduces),
         gradient_floats: floats,
         alone_step_ms: median(&mut alone),

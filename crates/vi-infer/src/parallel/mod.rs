@@ -51,6 +51,26 @@ pub trait Communicator: Send + Sync + std::fmt::Debug {
     /// every rank), on every rank, on `buf`'s device.
     fn all_reduce_sum(&self, buf: &Tensor) -> Result<Tensor>;
 
+    /// The element-wise sum over the ranks of `tensors` (each any shape, all of one dtype,
+    /// `f32` or `f64`) fused into one flat buffer, in order: one collective for all of them.
+    /// The default fuses them with one copy and calls
+    /// [`all_reduce_sum`](Communicator::all_reduce_sum); a backend may gather them into its
+    /// own buffer directly.
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vi_infer::parallel::{Communicator, SingleProcess};
+    /// let a = Tensor::new(&[[1.0f32, 2.0]], &Device::Cpu)?;
+    /// let b = Tensor::new(&[3.0f32], &Device::Cpu)?;
+    /// let sum = SingleProcess.all_reduce_sum_fused(&[a, b])?;
+    /// assert_eq!(sum.to_vec1::<f32>()?, [1.0, 2.0, 3.0]);
+    /// # Ok::<(), vi_infer::InferError>(())
+    /// ```
+    fn all_reduce_sum_fused(&self, tensors: &[Tensor]) -> Result<Tensor> {
+        let dtype = tensors.first().map_or(DType::F32, |t| t.dtype());
+        self.all_reduce_sum(&fuse(tensors, dtype)?)
+    }
+
     /// Rank `root`'s `buf` (1-D, `f32` or `f64`), on every rank; the other ranks' `buf` gives
     /// the length and dtype, which must agree with the root's.
     fn broadcast(&self, buf: &Tensor, root: usize) -> Result<Tensor>;

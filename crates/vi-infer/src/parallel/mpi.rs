@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Tensor};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use mpi::Threading;
 use mpi::datatype::Equivalence;
 use mpi::environment::Universe;
@@ -256,6 +256,31 @@ impl Mpi {
     }
 }
 
+/// The tensors' elements, in order, in one vector: each CPU tensor's storage read in place
+/// (`slice` picks the storage of the element type), copied once.
+fn host_concat<T: Copy>(
+    tensors: &[Tensor],
+    slice: impl Fn(&CpuStorage) -> Option<&Vec<T>>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::with_capacity(tensors.iter().map(|t| t.elem_count()).sum());
+    for t in tensors {
+        let t = t.contiguous()?;
+        let (storage, layout) = t.storage_and_layout();
+        let (Storage::Cpu(cpu), Some((a, b))) = (&*storage, layout.contiguous_offsets()) else {
+            return Err(InferError::Invalid(
+                "host_concat: a CPU tensor's storage".into(),
+            ));
+        };
+        let Some(v) = slice(cpu) else {
+            return Err(InferError::Invalid(
+                "host_concat: tensors of one dtype".into(),
+            ));
+        };
+        out.extend_from_slice(&v[a..b]);
+    }
+    Ok(out)
+}
+
 impl Communicator for Mpi {
     fn rank(&self) -> usize {
         self.rank
@@ -275,6 +300,43 @@ impl Communicator for Mpi {
             }
             _ => Tensor::from_vec(self.all_reduce_vec(op, buf.to_vec1::<f32>()?)?, n, dev)?,
         })
+    }
+
+    fn all_reduce_sum_fused(&self, tensors: &[Tensor]) -> Result<Tensor> {
+        // CPU tensors of one dtype: copied straight into MPI's send buffer (one copy, no
+        // fused tensor first).
+        let dtype = tensors.first().map_or(DType::F32, |t| t.dtype());
+        let on_cpu = tensors
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == dtype);
+        let op = "all-reduce";
+        match (on_cpu, dtype) {
+            (true, DType::F32) => {
+                let send = host_concat::<f32>(tensors, |s| match s {
+                    CpuStorage::F32(v) => Some(v),
+                    _ => None,
+                })?;
+                let n = send.len();
+                Ok(Tensor::from_vec(
+                    self.all_reduce_vec(op, send)?,
+                    n,
+                    &Device::Cpu,
+                )?)
+            }
+            (true, DType::F64) => {
+                let send = host_concat::<f64>(tensors, |s| match s {
+                    CpuStorage::F64(v) => Some(v),
+                    _ => None,
+                })?;
+                let n = send.len();
+                Ok(Tensor::from_vec(
+                    self.all_reduce_vec(op, send)?,
+                    n,
+                    &Device::Cpu,
+                )?)
+            }
+            _ => self.all_reduce_sum(&super::fuse(tensors, dtype)?),
+        }
     }
 
     fn broadcast(&self, buf: &Tensor, root: usize) -> Result<Tensor> {

@@ -358,8 +358,14 @@ where
                     })
                     .collect::<candle_core::Result<_>>()?;
                 let dtype = like[0].dtype();
+                let like = like
+                    .into_iter()
+                    .map(|g| g.to_dtype(dtype))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
                 let t = Instant::now();
-                let sum = comm.all_reduce_sum(&fuse(&like, dtype)?)?;
+                let sum = comm
+                    .all_reduce_sum_fused(&like)?
+                    .to_device(like[0].device())?;
                 waited += t.elapsed();
                 // The gradients were of the surrogate over the world size: the sum is the mean.
                 for ((_, v), g) in params.iter().zip(unfuse(&sum, &like)?) {
