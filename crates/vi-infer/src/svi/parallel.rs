@@ -208,17 +208,21 @@ where
                 self.parallel.as_ref().and_then(|p| p.synced.as_deref()) != Some(&layout[..]);
             // The optimizer's state only when rank 0's is about to be broadcast (reading it
             // copies its moments).
-            let optim: Vec<(String, Vec<usize>)> = if !needs_sync {
-                Vec::new()
-            } else {
-                let mut v: Vec<(String, Vec<usize>)> = self
-                    .optimizer
-                    .state_dict()?
-                    .iter()
-                    .map(|(k, t)| (k.to_string(), t.dims().to_vec()))
-                    .collect();
-                v.sort();
-                v
+            // (An error here, as one of the step's, goes to the other ranks as this rank's
+            // failure: every rank joins the all-gather below.)
+            let (local, optim) = match (local, needs_sync) {
+                (Ok(l), true) => match self.optimizer.state_dict() {
+                    Ok(state) => {
+                        let mut v: Vec<(String, Vec<usize>)> = state
+                            .iter()
+                            .map(|(k, t)| (k.to_string(), t.dims().to_vec()))
+                            .collect();
+                        v.sort();
+                        (Ok(l), v)
+                    }
+                    Err(e) => (Err(InferError::from(e)), Vec::new()),
+                },
+                (local, _) => (local, Vec::new()),
             };
             let desc = describe(&local, &layout, &optim);
             let t = Instant::now();
