@@ -69,6 +69,12 @@ fn nccl_error(rank: usize, world: usize, what: &str, e: impl std::fmt::Debug) ->
 
 impl Nccl {
     /// A fresh NCCL id (`ncclGetUniqueId`), made on rank 0 and given to every rank.
+    ///
+    /// ```ignore
+    /// // A `--features nccl` build on a machine with NCCL.
+    /// let id = vi_infer::parallel::Nccl::unique_id()?;
+    /// std::fs::write("/shared/run-42.nccl-id", id)?;
+    /// ```
     pub fn unique_id() -> Result<[u8; 128]> {
         let id = Id::new().map_err(|e| nccl_error(0, 0, "unique id", e))?;
         Ok(id.internal().map(|c| c as u8))
@@ -76,6 +82,12 @@ impl Nccl {
 
     /// Rank `rank` of `world` on the CUDA `device`, joining the communicator of `id`
     /// (`ncclCommInitRank`: it waits for every rank).
+    ///
+    /// ```ignore
+    /// // A `--features nccl` build, one GPU per rank, `id` from rank 0's `unique_id`.
+    /// let device = candle_core::Device::new_cuda(rank)?;
+    /// let nccl = vi_infer::parallel::Nccl::new(&device, rank, world, &id)?;
+    /// ```
     pub fn new(device: &Device, rank: usize, world: usize, id: &[u8; 128]) -> Result<Self> {
         let cuda = device
             .as_cuda_device()
