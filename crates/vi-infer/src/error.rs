@@ -254,6 +254,65 @@ pub enum InferError {
         /// What is wrong, in words.
         msg: String,
     },
+    /// Data-parallel SVI: a subsampled plate's batch (the world's) is not a multiple of the
+    /// world size, so the ranks cannot take equal shares of it.
+    #[error(
+        "plate `{plate}`: a batch of {batch} does not split over {world} ranks (data-parallel SVI needs a multiple of the world size)"
+    )]
+    IndivisibleBatch {
+        /// The plate.
+        plate: String,
+        /// Its subsample size: the batch of the whole world.
+        batch: usize,
+        /// The world size.
+        world: usize,
+    },
+    /// Data-parallel SVI: the ranks' steps differ in structure (a site, a parameter or its
+    /// size present on some ranks only), found before any gradient is exchanged.
+    #[error("data-parallel ranks disagree (world size {world}): {what}")]
+    RankMismatch {
+        /// The world size.
+        world: usize,
+        /// What differs, naming the site or parameter and the ranks.
+        what: String,
+    },
+    /// Data-parallel SVI: another rank's step failed, so this one stops too (its parameters
+    /// and optimizer state unchanged).
+    #[error("rank {rank} of {world} failed this step: {msg}")]
+    PeerFailed {
+        /// The rank whose step failed.
+        rank: usize,
+        /// The world size.
+        world: usize,
+        /// Its error, as text.
+        msg: String,
+    },
+    /// Data-parallel SVI: a collective did not complete in time (a rank that died, hangs, or
+    /// no longer steps). The communicator is unusable afterwards.
+    #[error(
+        "rank {rank} of {world}: the {op} did not complete within {seconds} s (a rank died, hangs or stopped stepping)"
+    )]
+    CollectiveTimeout {
+        /// This rank.
+        rank: usize,
+        /// The world size.
+        world: usize,
+        /// The collective (`all-reduce of the gradients`, …).
+        op: String,
+        /// The deadline, in seconds.
+        seconds: f64,
+    },
+    /// Data-parallel SVI: the communication engine (MPI, NCCL) reported an error, or a
+    /// buffer handed to it is unusable.
+    #[error("rank {rank} of {world}: {msg}")]
+    Communication {
+        /// This rank.
+        rank: usize,
+        /// The world size.
+        world: usize,
+        /// What failed.
+        msg: String,
+    },
     /// Bad arguments (e.g. zero particles).
     #[error("{0}")]
     Invalid(String),

@@ -71,6 +71,7 @@ pub mod handlers;
 pub mod layers;
 mod message;
 mod messenger;
+pub mod parallel;
 mod param_store;
 mod plate;
 mod predictive;

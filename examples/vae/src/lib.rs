@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod data;
+pub mod distributed;
 pub mod evaluate;
 pub mod model;
 pub mod objective;

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -14,6 +15,7 @@ use vae::model::Sizes;
 use vae::objective::Objective;
 use vae::train::{DEFAULT_EPOCHS, Event, TrainConfig, TrainError, train};
 use vi_infer::candle::Device;
+use vi_infer::parallel::Communicator;
 
 // candle's CPU path allocates an output per op: mimalloc makes that cheap.
 #[global_allocator]
@@ -125,6 +127,12 @@ struct BenchArgs {
     /// Importance samples per image for `--elbo iwae`.
     #[arg(long, default_value_t = 5)]
     particles: usize,
+    /// Data-parallel over MPI (a `--features mpi` build under `mpirun -np N`): time the
+    /// world's step on batches of `--batch-size` images drawn from the training set (each
+    /// rank its share), the all-reduce alone, then one rank alone on its share; rank 0
+    /// prints the world's and one rank's step time and samples per second.
+    #[arg(long)]
+    distributed: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -157,7 +165,12 @@ fn run_bench(args: &BenchArgs) -> Result<(), vae::bench::BenchError> {
         data_dir: args.data_dir.clone().unwrap_or_else(vae::data::bundled_dir),
         device: pick_device(args.device),
     };
-    if args.elbo == ElboArg::Iwae {
+    if args.distributed {
+        let comm = world().map_err(vae::bench::BenchError::Config)?;
+        if let Some(report) = vae::distributed::bench(&config, comm)? {
+            println!("{report}");
+        }
+    } else if args.elbo == ElboArg::Iwae {
         let objective = Objective::from_parts("iwae", args.particles)
             .map_err(vae::bench::BenchError::Config)?;
         println!("{}", vae::bench::run_objective(&config, objective)?);
@@ -228,6 +241,29 @@ struct TrainArgs {
     /// image (a `test_ll` column in epochs.csv).
     #[arg(long, value_name = "K")]
     ll_samples: Option<usize>,
+    /// Data-parallel over MPI (a `--features mpi` build under `mpirun -np N`): each step's
+    /// batch of `--batch-size` images is the world's, each rank takes its share, rank 0
+    /// writes the outputs.
+    #[arg(long)]
+    distributed: bool,
+}
+
+/// The MPI world (`--distributed`).
+#[cfg(feature = "mpi")]
+fn world() -> Result<Arc<dyn Communicator>, String> {
+    let mpi = vi_infer::parallel::Mpi::init().map_err(|e| e.to_string())?;
+    // Rank 0 writes pictures and checkpoints between steps: a generous deadline.
+    Ok(Arc::new(mpi.timeout(std::time::Duration::from_secs(3600))))
+}
+
+/// The MPI world (`--distributed`): not in this build.
+#[cfg(not(feature = "mpi"))]
+fn world() -> Result<Arc<dyn Communicator>, String> {
+    Err(
+        "--distributed needs a build with MPI: cargo build --release -p vae --features mpi, \
+         then mpirun -np N target/release/vae … --distributed"
+            .into(),
+    )
 }
 
 /// The device asked for, or the CPU with a note saying why not.
@@ -315,11 +351,28 @@ fn config(args: &TrainArgs) -> Result<TrainConfig, TrainError> {
         cfg.ll_samples = args.ll_samples;
     }
     cfg.device = pick_device(args.device);
+    if args.distributed {
+        cfg.communicator = Some(world().map_err(TrainError::Config)?);
+    }
     Ok(cfg)
 }
 
 fn run_train(args: &TrainArgs) -> Result<(), TrainError> {
     let cfg = config(args)?;
+    if let Some(c) = &cfg.communicator {
+        if c.rank() != 0 {
+            // Rank 0 reports; the others train quietly.
+            train(&cfg, &mut |_| {})?;
+            return Ok(());
+        }
+        println!(
+            "data-parallel over {} ({} ranks): batch {} per step, {} per rank",
+            c.name(),
+            c.world_size(),
+            cfg.batch_size,
+            cfg.batch_size / c.world_size()
+        );
+    }
     let device = if cfg.device.is_cuda() { "CUDA" } else { "CPU" };
     let data = if args.data_dir.is_none() {
         format!("the bundled MNIST subset ({})", cfg.data_dir.display())

@@ -6,7 +6,7 @@ use vi_infer::candle::{DType, Device, Module, Tensor};
 use vi_infer::dist::{Bernoulli, Distribution, Normal};
 use vi_infer::layers::{Linear, linear};
 use vi_infer::nn::VarBuilder;
-use vi_infer::{Ctx, ParamStore, Result};
+use vi_infer::{Ctx, ParamStore, Plate, Result};
 
 /// Sizes of the network: `784 → hidden → latent` and back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +138,54 @@ impl Vae {
         ctx.plate("data", batch, |ctx| {
             let (loc, scale) = encoder.forward(x)?;
             ctx.sample("z", Normal::new(&loc, &scale)?.to_event(1)?)
+        })?;
+        Ok(())
+    }
+
+    /// [`model`](Vae::model) on the images `plate`'s indices pick from `images` (all of
+    /// them, `[N, 784]`), `plate` being `Plate::new("data", N)` with a subsample size or
+    /// indices of its own, `batch` of them: in data-parallel SVI each rank takes its share
+    /// of the batch. The log-densities are scaled by `batch / N` on top of the plate's
+    /// `N / share`, so the loss is the batch's sum, as [`model`](Vae::model)'s on those
+    /// images (the world's, averaged over the ranks).
+    pub fn model_indexed(
+        &self,
+        ctx: &mut Ctx,
+        images: &Tensor,
+        plate: Plate<'_>,
+        batch: usize,
+    ) -> Result<()> {
+        let decoder = ctx.module("decoder", &self.decoder)?;
+        let n = images.dims()[0];
+        ctx.scale(batch as f64 / n as f64, |ctx| {
+            ctx.plate_with(plate, |ctx, idx| {
+                let x = images.index_select(idx, 0)?;
+                let prior = Normal::new(&self.prior_loc, &self.prior_scale)?.to_event(1)?;
+                let z = ctx.sample("z", prior)?;
+                let logits = decoder.forward(&z)?;
+                ctx.observe("x", Bernoulli::from_logits(&logits)?.to_event(1)?, &x)
+            })
+        })?;
+        Ok(())
+    }
+
+    /// [`guide`](Vae::guide) on the images `plate`'s indices pick, as
+    /// [`model_indexed`](Vae::model_indexed).
+    pub fn guide_indexed(
+        &self,
+        ctx: &mut Ctx,
+        images: &Tensor,
+        plate: Plate<'_>,
+        batch: usize,
+    ) -> Result<()> {
+        let encoder = ctx.module("encoder", &self.encoder)?;
+        let n = images.dims()[0];
+        ctx.scale(batch as f64 / n as f64, |ctx| {
+            ctx.plate_with(plate, |ctx, idx| {
+                let x = images.index_select(idx, 0)?;
+                let (loc, scale) = encoder.forward(&x)?;
+                ctx.sample("z", Normal::new(&loc, &scale)?.to_event(1)?)
+            })
         })?;
         Ok(())
     }

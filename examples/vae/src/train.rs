@@ -25,6 +25,7 @@
 
 use std::cell::RefCell;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::SeedableRng;
@@ -32,7 +33,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use vi_infer::candle::{self, DType, Device, Tensor};
 use vi_infer::optim::{Adam, AdamOptions};
-use vi_infer::{Ctx, InferError, ParamStore, Svi};
+use vi_infer::parallel::Communicator;
+use vi_infer::{Ctx, InferError, ParamStore, Plate, Svi};
 
 use crate::checkpoint;
 use crate::data::{self, DataError, Split};
@@ -78,6 +80,11 @@ pub struct TrainConfig {
     /// After each epoch, also estimate the test log-likelihood with this many importance
     /// samples per image (the `test_ll` column of `epochs.csv`; `None`: not measured).
     pub ll_samples: Option<usize>,
+    /// Data-parallel training over this communicator (`--distributed`): each step's batch
+    /// is the world's, each rank takes its share of it, the epochs hold whole batches only
+    /// (the last partial one is left out), and rank 0 alone writes the outputs. `None`: one
+    /// process.
+    pub communicator: Option<Arc<dyn Communicator>>,
 }
 
 impl TrainConfig {
@@ -104,6 +111,7 @@ impl TrainConfig {
             pictures: true,
             objective: Objective::MeanField,
             ll_samples: None,
+            communicator: None,
         }
     }
 }
@@ -327,12 +335,38 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
         None
     };
 
+    let world = cfg.communicator.clone();
+    let lead = world.as_ref().is_none_or(|c| c.rank() == 0);
+    if let Some(c) = &world
+        && !cfg.batch_size.is_multiple_of(c.world_size())
+    {
+        return Err(TrainError::Config(format!(
+            "--batch-size {} does not split over {} ranks",
+            cfg.batch_size,
+            c.world_size()
+        )));
+    }
     let mut store = ParamStore::new(&device, DType::F32);
     let vae = Vae::new(&mut store, cfg.sizes, sub_seed(cfg.seed, streams::INIT))?;
-    // The minibatch of the current step, read by the model and the guide (module doc).
+    // The minibatch of the current step, read by the model and the guide (module doc); when
+    // data-parallel, the world's batch as indices into the training images instead.
     let batch = RefCell::new(test.images.narrow(0, 0, 1)?);
-    let model = |ctx: &mut Ctx<'_>| vae.model(ctx, &batch.borrow());
-    let guide = |ctx: &mut Ctx<'_>| vae.guide(ctx, &batch.borrow());
+    let world_batch: RefCell<Option<Tensor>> = RefCell::new(None);
+    let n_train = train.len();
+    let model = |ctx: &mut Ctx<'_>| match &*world_batch.borrow() {
+        Some(idx) => {
+            let plate = Plate::new("data", n_train).subsample(idx);
+            vae.model_indexed(ctx, &train.images, plate, idx.dims()[0])
+        }
+        None => vae.model(ctx, &batch.borrow()),
+    };
+    let guide = |ctx: &mut Ctx<'_>| match &*world_batch.borrow() {
+        Some(idx) => {
+            let plate = Plate::new("data", n_train).subsample(idx);
+            vae.guide_indexed(ctx, &train.images, plate, idx.dims()[0])
+        }
+        None => vae.guide(ctx, &batch.borrow()),
+    };
     let adam = Adam::empty(AdamOptions {
         lr: cfg.lr,
         ..Default::default()
@@ -341,6 +375,9 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
     let mut svi = Svi::new(model, guide, adam, cfg.objective.elbo()?)
         .with_store(store)
         .seed(sub_seed(cfg.seed, streams::SVI));
+    if let Some(c) = &world {
+        svi = svi.data_parallel(c.clone());
+    }
 
     let (mut history, mut steps, done) = match &resume {
         Some(meta) => {
@@ -350,7 +387,10 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
         None => (Vec::new(), Vec::new(), 0),
     };
 
-    let steps_per_epoch = train.len().div_ceil(cfg.batch_size);
+    let steps_per_epoch = match world {
+        Some(_) => train.len() / cfg.batch_size,
+        None => train.len().div_ceil(cfg.batch_size),
+    };
     on_event(Event::Start {
         done,
         steps_per_epoch,
@@ -364,8 +404,14 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
         let start = Instant::now();
         let (mut loss_sum, mut kl_sum, mut seen) = (0.0, 0.0, 0usize);
         for (i, chunk) in order.chunks(cfg.batch_size).enumerate() {
+            if world.is_some() && chunk.len() < cfg.batch_size {
+                break;
+            }
             let idx = Tensor::from_slice(chunk, chunk.len(), &device)?;
-            *batch.borrow_mut() = train.images.index_select(&idx, 0)?;
+            match world {
+                Some(_) => *world_batch.borrow_mut() = Some(idx),
+                None => *batch.borrow_mut() = train.images.index_select(&idx, 0)?,
+            }
             let report = svi.step()?;
             if !report.loss.is_finite() {
                 return Err(TrainError::Config(format!(
@@ -416,6 +462,12 @@ fn run(cfg: &TrainConfig, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Outcome
             seconds,
             test_ll,
         });
+        if !lead {
+            // Rank 0 writes the outputs; this rank joins the checkpoint's save (which rank 0
+            // writes) and goes on.
+            svi.save(cfg.out_dir.join("unused"))?;
+            continue;
+        }
         if cfg.pictures {
             outputs::write_pictures(&vae, &test, &picks, &history, &steps, cfg, &outputs)?;
         }

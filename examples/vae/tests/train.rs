@@ -342,3 +342,30 @@ fn test_log_likelihood_is_the_test_elbo_at_k1_and_rises_with_k() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `--distributed` in a world of one (`SingleProcess`): each step's batch goes to the model
+/// and the guide as indices into the training images (`Vae::model_indexed`, a plate
+/// subsampled by indices of its own, scaled back to the batch's sum) through
+/// `Svi::data_parallel`: the same losses as the plain run, step by step.
+#[test]
+fn distributed_world_of_one_is_the_plain_run() {
+    use std::sync::Arc;
+    use vi_infer::parallel::SingleProcess;
+    let plain = run(&small(&scratch("dp-plain"), 1));
+    let mut cfg = small(&scratch("dp-world"), 1);
+    cfg.communicator = Some(Arc::new(SingleProcess));
+    let world = run(&cfg);
+    assert_eq!(plain.steps.len(), 8);
+    assert_eq!(world.steps.len(), plain.steps.len());
+    for (a, b) in plain.steps.iter().zip(&world.steps) {
+        assert_eq!((a.step, a.images), (b.step, b.images));
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-6 * a.loss.abs(),
+            "step {}: {} plain, {} data-parallel",
+            a.step,
+            a.loss,
+            b.loss
+        );
+    }
+    assert!(world.outputs.checkpoint.exists());
+}

@@ -52,6 +52,12 @@ pub struct Ctx<'a> {
     subsampled: Vec<(String, usize, usize, Tensor)>,
     /// The names of the plates entered in the current trace.
     entered: Vec<String>,
+    /// Data-parallel SVI: this rank and the world size (set by `Svi` in data-parallel mode).
+    /// A subsampled plate then takes this rank's share of the indices drawn for the whole
+    /// world, and draws of sites inside it are this rank's own.
+    shard: Option<(usize, usize)>,
+    /// The subsampled plates this rank took a share of in the current trace.
+    sharded: Vec<String>,
 }
 
 /// A handler on the stack: the three every ELBO step pushes (trace, replay, plate) held as
@@ -118,7 +124,16 @@ impl<'a> Ctx<'a> {
             modules: Vec::new(),
             subsampled: Vec::new(),
             entered: Vec::new(),
+            shard: None,
+            sharded: Vec::new(),
         }
+    }
+
+    /// Data-parallel mode: rank `rank` of `world` (see [`Svi::data_parallel`]).
+    ///
+    /// [`Svi::data_parallel`]: crate::Svi::data_parallel
+    pub(crate) fn set_shard(&mut self, rank: usize, world: usize) {
+        self.shard = Some((rank, world));
     }
 
     /// The parameter store.

@@ -9,7 +9,7 @@ use crate::message::{Message, PlateFrame, SequentialFrame, SiteKind, Subsample};
 use crate::messenger::Messenger;
 use crate::plate::Plate;
 
-use super::statements::draw;
+use super::statements::{draw, draw_share};
 
 impl Ctx<'_> {
     /// Picks the plate's dim: the given one, or the rightmost batch dim no enclosing plate
@@ -257,6 +257,26 @@ impl Ctx<'_> {
             Some(idx) => Some(crate::plate::own_indices(name, size, subsample_size, idx)?),
             None => None,
         };
+        // Data-parallel: indices of one's own are the world's batch (the same on every
+        // rank); this rank takes its contiguous share of them.
+        let given = match (given, self.shard) {
+            (Some(idx), Some((rank, world))) if world > 1 => {
+                let n = idx.dims()[0];
+                if !n.is_multiple_of(world) {
+                    return Err(InferError::IndivisibleBatch {
+                        plate: name.to_string(),
+                        batch: n,
+                        world,
+                    });
+                }
+                if !self.sharded.iter().any(|p| p == name) {
+                    self.sharded.push(name.to_string());
+                }
+                let b = n / world;
+                Some(idx.narrow(0, rank * b, b)?)
+            }
+            (given, _) => given,
+        };
         let n = match (&given, subsample_size) {
             (Some(idx), _) => idx.dims()[0],
             (None, Some(n)) if n == 0 || n > size => {
@@ -270,6 +290,21 @@ impl Ctx<'_> {
                 return self.in_plate(frame, |ctx| f(ctx, &idx));
             }
         };
+        // Data-parallel: the plate's batch is the world's; this rank takes its share of it.
+        let (n_world, share) = match self.shard {
+            Some((rank, world)) if world > 1 && given.is_none() => {
+                if !n.is_multiple_of(world) {
+                    return Err(InferError::IndivisibleBatch {
+                        plate: name.to_string(),
+                        batch: n,
+                        world,
+                    });
+                }
+                (n, Some((rank, world)))
+            }
+            _ => (n, None),
+        };
+        let n = share.map_or(n, |(_, world)| n / world);
         let frame = self.plate_frame(name, size, n, dim)?;
         let idx = match self.subsampled.iter().find(|(p, ..)| p == name) {
             Some((_, s, m, idx)) if (*s, *m) == (size, n) => idx.clone(),
@@ -287,7 +322,15 @@ impl Ctx<'_> {
                 });
                 let own = given.clone();
                 msg.value = given;
-                let idx = self.apply(msg, draw)?;
+                let idx = match share {
+                    Some((rank, _)) => {
+                        if !self.sharded.iter().any(|p| p == name) {
+                            self.sharded.push(name.to_string());
+                        }
+                        self.apply(msg, |msg, _, rng| draw_share(msg, rng, n_world, rank))?
+                    }
+                    None => self.apply(msg, draw)?,
+                };
                 if idx.dims() != [n] {
                     return Err(bad(format!(
                         "subsample indices have shape {:?}, expected [{n}]",

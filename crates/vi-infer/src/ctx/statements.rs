@@ -2,7 +2,7 @@
 //! modules and deterministic sites.
 
 use candle_core::Tensor;
-use rand::RngCore;
+use rand::{RngCore, SeedableRng};
 use vi_dist::{Constraint, Distribution};
 
 use super::Ctx;
@@ -46,7 +46,29 @@ impl Ctx<'_> {
     pub fn sample_boxed(&mut self, name: &str, dist: Box<dyn Distribution>) -> Result<Tensor> {
         let mut msg = Message::new(name, SiteKind::Sample);
         msg.dist = Some(dist);
-        self.apply(msg, draw)
+        self.apply_sample(msg)
+    }
+
+    /// Applies a latent sample site: drawn from the context's generator, or, in data-parallel
+    /// mode inside a plate this rank took a share of, from a generator of this rank's own
+    /// (seeded from the shared one, so every rank's shared stream stays in step), so that
+    /// the ranks' local draws are independent.
+    fn apply_sample(&mut self, msg: Message) -> Result<Tensor> {
+        match (self.shard, self.sharded.is_empty()) {
+            (Some((rank, world)), false) if world > 1 => {
+                let sharded = self.sharded.clone();
+                self.apply(msg, move |msg, store, rng| {
+                    if msg.plates.iter().any(|p| sharded.contains(&p.name)) {
+                        let mut own = rand_chacha::ChaCha8Rng::seed_from_u64(rng.next_u64());
+                        own.set_stream(rank as u64 + 1);
+                        draw(msg, store, &mut own)
+                    } else {
+                        draw(msg, store, rng)
+                    }
+                })
+            }
+            _ => self.apply(msg, draw),
+        }
     }
 
     /// An auxiliary latent of a guide (Pyro's `pyro.sample(name, d, infer={"is_auxiliary":
@@ -101,7 +123,7 @@ impl Ctx<'_> {
         let mut msg = Message::new(name, SiteKind::Sample);
         msg.dist = Some(Box::new(dist));
         msg.options = options;
-        self.apply(msg, draw)
+        self.apply_sample(msg)
     }
 
     /// An observed random variable: `pyro.sample(name, dist, obs=value)`. Its log-density
@@ -367,6 +389,35 @@ impl Ctx<'_> {
 /// The default action for a sample site or a subsampled plate without a value: draw it.
 pub(crate) fn draw(msg: &mut Message, _: &mut ParamStore, rng: &mut dyn RngCore) -> Result<()> {
     draw_with(msg, rng)
+}
+
+/// Data-parallel: draws the world's `n_world` indices of a subsampled plate exactly as one
+/// process drawing `n_world` would (so the generator advances alike on every rank), and keeps
+/// rank `rank`'s contiguous share of `msg`'s `subsample_size` of them.
+pub(crate) fn draw_share(
+    msg: &mut Message,
+    rng: &mut dyn RngCore,
+    n_world: usize,
+    rank: usize,
+) -> Result<()> {
+    let Some(s) = &msg.subsample else {
+        return Err(InferError::Invalid(format!(
+            "site `{}` is not a subsampled plate",
+            msg.name
+        )));
+    };
+    let all: Vec<u32> = if n_world == s.size {
+        (0..s.size as u32).collect()
+    } else {
+        rand::seq::index::sample(rng, s.size, n_world)
+            .into_iter()
+            .map(|i| i as u32)
+            .collect()
+    };
+    let b = s.subsample_size;
+    let mine = all[rank * b..(rank + 1) * b].to_vec();
+    msg.value = Some(Tensor::from_vec(mine, b, &s.device)?);
+    Ok(())
 }
 
 /// Draws a sample site's value from its distribution with `rng` (rsample when available), or

@@ -48,6 +48,32 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        // Data-parallel: every rank holds the same state; rank 0 writes, the others wait.
+        if let Some(p) = &self.parallel {
+            let written = if p.comm.rank() == 0 {
+                self.save_here(path.as_ref())
+            } else {
+                Ok(())
+            };
+            let status = match &written {
+                Ok(()) => Vec::new(),
+                Err(e) => e.to_string().into_bytes(),
+            };
+            let all = p.comm.all_gather_bytes(&status)?;
+            written?;
+            if !all[0].is_empty() {
+                return Err(InferError::PeerFailed {
+                    rank: 0,
+                    world: p.comm.world_size(),
+                    msg: String::from_utf8_lossy(&all[0]).into_owned(),
+                });
+            }
+            return Ok(());
+        }
+        self.save_here(path.as_ref())
+    }
+
+    fn save_here(&self, path: &Path) -> Result<()> {
         let mut all: HashMap<String, Tensor> = HashMap::new();
         for (k, v) in self.store.state()? {
             all.insert(format!("param/{k}"), v);
@@ -58,7 +84,7 @@ where
         for (k, v) in rng_state(&self.rng)? {
             all.insert(format!("rng/{k}"), v);
         }
-        crate::checkpoint::save(&all, path.as_ref())
+        crate::checkpoint::save(&all, path)
     }
 
     /// Reads a checkpoint written by [`save`](Svi::save): parameters, optimizer state and
@@ -110,8 +136,46 @@ where
         self.optimizer
             .load_state_dict(&optim.strip_prefix("optim/"))?;
         self.rng = rng;
+        // Data-parallel: rank 0's state is broadcast again before the next step.
+        if let Some(p) = &mut self.parallel {
+            p.unsync();
+        }
         Ok(())
     }
+}
+
+/// The generator's state as 56 bytes: seed, stream, word position (little-endian).
+pub(super) fn rng_bytes(rng: &ChaCha8Rng) -> Vec<u8> {
+    let mut out = rng.get_seed().to_vec();
+    out.extend(rng.get_stream().to_le_bytes());
+    out.extend(rng.get_word_pos().to_le_bytes());
+    out
+}
+
+/// [`rng_bytes`] read back.
+pub(super) fn rng_from_bytes(bytes: &[u8]) -> Result<ChaCha8Rng> {
+    let bad = || {
+        InferError::Invalid(format!(
+            "a generator state of {} bytes, not 56",
+            bytes.len()
+        ))
+    };
+    let seed: [u8; 32] = bytes
+        .get(..32)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    let stream: [u8; 8] = bytes
+        .get(32..40)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    let pos: [u8; 16] = bytes
+        .get(40..56)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(u64::from_le_bytes(stream));
+    rng.set_word_pos(u128::from_le_bytes(pos));
+    Ok(rng)
 }
 
 /// The generator's seed, stream and word position as tensors (u8 seed; the u64/u128 words

@@ -1,6 +1,10 @@
 //! `Svi`: the stochastic variational inference loop.
 
 mod checkpoint;
+mod parallel;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use candle_core::{DType, Var};
 use rand::SeedableRng;
@@ -11,6 +15,7 @@ use crate::ctx::Ctx;
 use crate::elbo::{Elbo, ElboOutput, SiteTerm, TermKind};
 use crate::error::{InferError, Result};
 use crate::message::SiteKind;
+use crate::parallel::Communicator;
 use crate::param_store::ParamStore;
 use crate::trace::Trace;
 
@@ -60,6 +65,12 @@ pub struct StepReport {
     pub model_trace: Trace,
     /// The guide's trace.
     pub guide_trace: Trace,
+    /// Data-parallel ([`Svi::data_parallel`]): the time the step spent in collectives
+    /// (waiting for the other ranks included); `None` otherwise. With several ranks,
+    /// [`loss`](StepReport::loss) and each site's [`sum`](SiteTerm::sum) are the world's
+    /// (averaged over the ranks, as the gradients), while the site terms' batch-shaped
+    /// `value`s and the traces are this rank's.
+    pub communication: Option<Duration>,
 }
 
 /// The loss read back to the host (the step's one sync); a NaN or infinite loss is
@@ -119,6 +130,7 @@ impl StepReport {
             sites: out.sites,
             model_trace: out.model_trace,
             guide_trace: out.guide_trace,
+            communication: None,
         }
     }
 
@@ -224,6 +236,7 @@ pub struct Svi<M, G, O, E> {
     elbo: E,
     store: ParamStore,
     rng: ChaCha8Rng,
+    parallel: Option<parallel::DataParallel>,
 }
 
 impl<M, G, O, E> std::fmt::Debug for Svi<M, G, O, E> {
@@ -272,6 +285,7 @@ where
             elbo,
             store: ParamStore::default(),
             rng: ChaCha8Rng::seed_from_u64(0),
+            parallel: None,
         }
     }
 
@@ -444,10 +458,106 @@ where
         &mut self.optimizer
     }
 
+    /// Data-parallel SVI over `comm` (Pyro's `HorovodOptimizer`): launch the same program
+    /// on every rank, with the same seed. Then each step
+    ///
+    /// - draws every subsampled plate's indices for the whole world (its subsample size is
+    ///   the world's batch, a multiple of the world size, else
+    ///   [`InferError::IndivisibleBatch`]) from the generator every rank shares, and runs
+    ///   this rank on its contiguous share of them; sites inside such a plate draw from a
+    ///   generator of the rank's own, all others (the global latents) draw the same values on
+    ///   every rank;
+    /// - compares the ranks' sites and parameters (a site or parameter on some ranks only is
+    ///   [`InferError::RankMismatch`] naming it; an error on one rank is
+    ///   [`InferError::PeerFailed`] on the others), then averages the gradients over the ranks
+    ///   with one all-reduce of one fused buffer, and steps the optimizer alike everywhere.
+    ///   The report's loss and site sums are the world's. Each rank's plate scale is
+    ///   `size / share`; averaged over the ranks it is `size / batch`, the global batch's.
+    ///
+    /// Before the first step, and whenever parameters appear, rank 0's parameters, optimizer
+    /// state and generator are broadcast to every rank. With [`SingleProcess`] (a world of
+    /// one) a step is exactly the step without it. Checkpoints are written by rank 0 and
+    /// resume on any world size.
+    ///
+    /// [`SingleProcess`]: crate::parallel::SingleProcess
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use candle_core::{DType, Device, Tensor};
+    /// use vi_dist::{Constraint, Normal};
+    /// use vi_infer::parallel::SingleProcess;
+    /// use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// use vi_optim::{Adam, AdamOptions};
+    ///
+    /// let dev = Device::Cpu;
+    /// let data = Tensor::new(&[1.2f64, 0.8, 1.1, 0.9, 1.0, 1.3, 0.7, 1.0], &dev)?;
+    /// let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// let model = |ctx: &mut Ctx| {
+    ///     let mu = ctx.sample("mu", Normal::new(&zero, &one)?)?;
+    ///     // A batch of 4 of the world's: with N ranks, 4 / N on each.
+    ///     ctx.plate_subsample("data", 8, 4, |ctx, idx| {
+    ///         ctx.observe("x", Normal::new(&mu, &one)?, &data.index_select(idx, 0)?)
+    ///     })
+    /// };
+    /// let guide = |ctx: &mut Ctx| {
+    ///     let loc = ctx.param("loc", &zero, Constraint::Real)?;
+    ///     ctx.sample("mu", Normal::new(&loc, &one)?)
+    /// };
+    /// let adam = Adam::empty(AdamOptions { lr: 0.05, ..Default::default() })?;
+    /// let mut svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new())
+    ///     .seed(0)
+    ///     .data_parallel(Arc::new(SingleProcess)); // or Arc::new(Mpi::init()?)
+    /// let report = svi.step()?;
+    /// assert!(report.loss.is_finite() && report.communication.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn data_parallel(mut self, comm: Arc<dyn Communicator>) -> Self {
+        self.parallel = Some(parallel::DataParallel::new(comm));
+        self
+    }
+
+    /// The communicator of a data-parallel `Svi` ([`data_parallel`](Svi::data_parallel)).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use candle_core::{DType, Device, Tensor};
+    /// # use vi_dist::{Constraint, Normal};
+    /// # use vi_infer::{Ctx, Svi, TraceMeanFieldElbo};
+    /// # use vi_optim::{Adam, AdamOptions};
+    /// # let dev = Device::Cpu;
+    /// # let (zero, one) = (Tensor::new(0.0f64, &dev)?, Tensor::new(1.0f64, &dev)?);
+    /// # let model = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
+    /// # let guide = |ctx: &mut Ctx| ctx.sample("z", Normal::new(&zero, &one)?);
+    /// # let adam = Adam::empty(AdamOptions::default())?;
+    /// use vi_infer::parallel::SingleProcess;
+    /// let svi = Svi::new(model, guide, adam, TraceMeanFieldElbo::new());
+    /// assert!(svi.communicator().is_none());
+    /// let svi = svi.data_parallel(Arc::new(SingleProcess));
+    /// assert_eq!(svi.communicator().unwrap().world_size(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn communicator(&self) -> Option<&Arc<dyn Communicator>> {
+        self.parallel.as_ref().map(|p| &p.comm)
+    }
+
     fn compute(&mut self) -> Result<ElboOutput> {
         let (model, guide) = (&mut self.model, &mut self.guide);
-        let mut model = |ctx: &mut Ctx<'_>| model(ctx).map(|_| ());
-        let mut guide = |ctx: &mut Ctx<'_>| guide(ctx).map(|_| ());
+        let shard = self
+            .parallel
+            .as_ref()
+            .map(|p| (p.comm.rank(), p.comm.world_size()));
+        let mut model = |ctx: &mut Ctx<'_>| {
+            if let Some((rank, world)) = shard {
+                ctx.set_shard(rank, world);
+            }
+            model(ctx).map(|_| ())
+        };
+        let mut guide = |ctx: &mut Ctx<'_>| {
+            if let Some((rank, world)) = shard {
+                ctx.set_shard(rank, world);
+            }
+            guide(ctx).map(|_| ())
+        };
         self.elbo
             .compute(&mut model, &mut guide, &mut self.store, &mut self.rng)
     }
@@ -483,6 +593,9 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn step(&mut self) -> Result<StepReport> {
+        if self.parallel.is_some() {
+            return self.step_parallel(true);
+        }
         let out = self.compute()?;
         let loss = read_loss(&out)?;
         let mut grads = out.surrogate.backward()?;
@@ -523,6 +636,9 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn evaluate_loss(&mut self) -> Result<StepReport> {
+        if self.parallel.is_some() {
+            return self.step_parallel(false);
+        }
         let out = self.compute()?;
         let loss = out.loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         Ok(StepReport::new(loss, out))

@@ -7,6 +7,8 @@ mod bookkeeping;
 mod common;
 mod conjugate;
 mod enumerate;
+mod data_parallel;
+mod dp_scenario;
 mod errors;
 mod gradients;
 mod guide;
