@@ -221,7 +221,7 @@ impl<O: AdamVariant> Rule for AdamRule<O> {
         AdamCoeffs::new(lr, f.betas, f.eps, step, f.amsgrad, l2, decay)
     }
 
-    fn host<T: Real>(c: &AdamCoeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]) {
+    fn host<T: Real>(c: &AdamCoeffs, x: &mut [T], g: &[T], bufs: &mut [&mut [T]]) {
         let f = T::from_f64;
         // torch's lerp takes the weight in the tensor's precision and forms `1 − w` there.
         let (decay, l2, w1) = (f(c.decay), f(c.l2), f(c.w1));

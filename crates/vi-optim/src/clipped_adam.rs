@@ -165,7 +165,7 @@ impl Rule for ClippedAdamRule {
         }
     }
 
-    fn host<T: Real>(c: &ClippedAdamCoeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]) {
+    fn host<T: Real>(c: &ClippedAdamCoeffs, x: &mut [T], g: &[T], bufs: &mut [&mut [T]]) {
         let f = T::from_f64;
         let (hi, lo, wd) = (f(c.clip), f(-c.clip), f(c.weight_decay));
         let (b1, c1, b2, c2) = (f(c.beta1), f(1.0 - c.beta1), f(c.beta2), f(1.0 - c.beta2));

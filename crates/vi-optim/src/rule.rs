@@ -16,7 +16,7 @@ pub(crate) trait Rule: 'static {
     const NAME: &'static str;
     type Options: Clone + std::fmt::Debug + Send + Sync + 'static;
     /// Per-step scalars, computed in f64 once per parameter and step.
-    type Coeffs: Copy;
+    type Coeffs: Copy + Send + Sync;
     /// Whether the rule counts every call that lists a parameter, gradient or not (Pyro's
     /// `ClippedAdam` decays a parameter's learning rate on each call of its optimizer before
     /// it looks at the gradient). The count is saved as `state.<param>.lr_decays`.
@@ -37,7 +37,7 @@ pub(crate) trait Rule: 'static {
     /// scheduler's map and [`decayed_lr`](Rule::decayed_lr)).
     fn coeffs(options: &Self::Options, lr: f64, step: u64) -> Self::Coeffs;
     /// The update over contiguous host memory: `x` and `bufs` in place.
-    fn host<T: Real>(c: &Self::Coeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]);
+    fn host<T: Real>(c: &Self::Coeffs, x: &mut [T], g: &[T], bufs: &mut [&mut [T]]);
     /// The same update in candle ops: replaces `bufs`, returns the new `x`.
     fn composed(
         c: &Self::Coeffs,

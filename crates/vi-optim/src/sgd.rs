@@ -143,7 +143,7 @@ impl Rule for SgdRule {
         }
     }
 
-    fn host<T: Real>(c: &SgdCoeffs, x: &mut [T], g: &[T], bufs: &mut [Vec<T>]) {
+    fn host<T: Real>(c: &SgdCoeffs, x: &mut [T], g: &[T], bufs: &mut [&mut [T]]) {
         let f = T::from_f64;
         let (neg_lr, momentum, keep, wd) =
             (f(c.neg_lr), f(c.momentum), f(c.keep), f(c.weight_decay));

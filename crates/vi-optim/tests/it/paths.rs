@@ -104,3 +104,35 @@ fn gradient_aliasing_its_parameter() -> Result<(), Box<dyn std::error::Error>> {
     assert_all_close("aliased, composed path", &out[1], &out[2], tol(1e-15));
     Ok(())
 }
+
+/// A parameter large enough for the fast path to split it into shares on rayon's pool: the
+/// same trajectory bit for bit in a pool of one thread (one pass) and of three (three unequal
+/// shares, 100,003 not being a multiple of 64), and the composed path's within rounding.
+#[test]
+fn large_parameter_shares_equal_one_pass() -> Result<(), Box<dyn std::error::Error>> {
+    let n = 100_003;
+    let wave = |k: f64| (0..n).map(move |i| ((i as f64 + 1.0) * k).sin());
+    let x0: Vec<f64> = wave(1.3).map(|v| 2.0 * v).collect();
+    let c = candle_core::Tensor::from_iter(wave(0.7).map(|v| 1.5 + v), &Device::Cpu)?;
+    let t = candle_core::Tensor::from_iter(wave(2.1).map(|v| 3.0 * v), &Device::Cpu)?;
+    for (kind, options) in configs() {
+        let mut out = Vec::new();
+        for (threads, fast) in [(1, true), (3, true), (3, false)] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
+            let trajectory = || -> Result<Vec<f64>, String> {
+                let x = Var::new(x0.as_slice(), &Device::Cpu).map_err(|e| e.to_string())?;
+                let mut opt = build(kind, &options, vec![("x", x.clone())], fast)?;
+                run(opt.as_mut(), &x, &c, &t, 12).map_err(|e| e.to_string())?;
+                Ok(values(&x))
+            };
+            out.push(pool.install(trajectory)?);
+        }
+        assert_ne!(out[0], x0, "{kind} {options}: the steps moved nothing");
+        let what = format!("{kind} {options}");
+        assert_all_close(&format!("{what}, 3 shares"), &out[1], &out[0], tol(0.0));
+        assert_all_close(&format!("{what}, composed"), &out[2], &out[0], tol(1e-12));
+    }
+    Ok(())
+}
