@@ -289,17 +289,42 @@ pub fn validate_value<D: Distribution + ?Sized>(d: &D, value: &Tensor) -> Result
         if crate::validation::known_in(value, &support) {
             return Ok(out);
         }
-        if !support.all(value)? {
-            return Err(value_support_error(d.name(), &support, value));
+        let as_float = discrete_value_as_float(d, value)?;
+        if !support.all(&as_float)? {
+            return Err(value_support_error(d.name(), &support, &as_float));
         }
         crate::validation::remember_in(value, &support);
     }
     Ok(out)
 }
 
-/// The dtype and device part of [`validate_value`].
+/// Whether `dtype` is one of candle's integer dtypes.
+fn is_integer(dtype: candle_core::DType) -> bool {
+    use candle_core::DType;
+    matches!(dtype, DType::U8 | DType::U32 | DType::I64)
+}
+
+/// An integer-typed value of a distribution with a discrete support (a count, an index, a
+/// 0/1 outcome: torch and Pyro take these as integer tensors, and the discrete families'
+/// `log_prob` does) as the distribution's float dtype, for the support check; any other value
+/// as it is.
+pub(crate) fn discrete_value_as_float<D: Distribution + ?Sized>(
+    d: &D,
+    value: &Tensor,
+) -> Result<Tensor> {
+    if is_integer(value.dtype()) && value.dtype() != d.dtype() && d.support().is_discrete() {
+        Ok(value.to_dtype(d.dtype())?)
+    } else {
+        Ok(value.clone())
+    }
+}
+
+/// The dtype and device part of [`validate_value`]: the distribution's dtype, or an integer
+/// dtype where the support is discrete.
 pub(crate) fn value_kind<D: Distribution + ?Sized>(d: &D, value: &Tensor) -> Result<()> {
-    if value.dtype() != d.dtype() || !value.device().same_device(d.device()) {
+    let dtype_ok =
+        value.dtype() == d.dtype() || (is_integer(value.dtype()) && d.support().is_discrete());
+    if !dtype_ok || !value.device().same_device(d.device()) {
         return Err(DistError::ValueKind {
             dist: d.name(),
             expected: kind_of(d.dtype(), d.device()),

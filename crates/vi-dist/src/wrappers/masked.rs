@@ -3,7 +3,7 @@
 use candle_core::{DType, Tensor};
 
 use crate::broadcast::{broadcast_shapes, full_like};
-use crate::distribution::{Distribution, value_batch_shape, value_kind};
+use crate::distribution::{Distribution, discrete_value_as_float, value_batch_shape, value_kind};
 use crate::error::{DistError, Result, located};
 use crate::family::check_expand;
 
@@ -168,12 +168,14 @@ impl Distribution for Masked {
         &self.batch
     }
     fn log_prob(&self, value: &Tensor) -> Result<Tensor> {
-        self.apply(&self.base.log_prob(&self.fill_masked(value)?)?)
+        let value = discrete_value_as_float(self, value)?;
+        self.apply(&self.base.log_prob(&self.fill_masked(&value)?)?)
     }
     fn validate(&self, value: &Tensor) -> Result<Vec<usize>> {
         value_kind(self, value)?;
         let out = value_batch_shape(self, value)?;
-        self.base.validate(&self.fill_masked(value)?)?;
+        let value = discrete_value_as_float(self, value)?;
+        self.base.validate(&self.fill_masked(&value)?)?;
         Ok(out)
     }
     fn expand(&self, batch_shape: &[usize]) -> Result<Box<dyn Distribution>> {

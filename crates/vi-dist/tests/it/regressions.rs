@@ -198,3 +198,93 @@ fn masked_out_values_do_not_matter(device: &Device, dtype: DType) -> Res {
     Ok(())
 }
 test_device!(masked_out_values_do_not_matter);
+
+/// Integer values of the discrete families (counts, indices, 0/1 outcomes: what torch and
+/// Pyro take as integer tensors) pass validation and score as the same values in the
+/// distribution's float dtype; an integer outside the support is still a support error, and a
+/// continuous family still refuses an integer value.
+fn integer_values_of_discrete_families(device: &Device, dtype: DType) -> Res {
+    let close = |a: &Tensor, b: &Tensor| -> Res {
+        let (a, b) = (
+            a.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+            b.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+        );
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-6, "{a:?} against {b:?}");
+        }
+        Ok(())
+    };
+    vi_dist::with_validation(true, || -> Res {
+        let logits =
+            Tensor::new(&[[0.1f64, -0.4, 0.9], [1.2, 0.0, -2.0]], device)?.to_dtype(dtype)?;
+        let cat = vi_dist::Categorical::from_logits(&logits)?;
+        let float = cat.log_prob(&Tensor::new(&[0f64, 2.0], device)?.to_dtype(dtype)?)?;
+        for ints in [
+            Tensor::new(&[0u32, 2], device)?,
+            Tensor::new(&[0i64, 2], device)?,
+            Tensor::new(&[0u8, 2], device)?,
+        ] {
+            cat.validate(&ints)?;
+            close(&cat.log_prob(&ints)?, &float)?;
+        }
+        let r = cat.log_prob(&Tensor::new(&[0u32, 3], device)?);
+        assert!(
+            matches!(
+                r.as_ref().map_err(|e| e.kind()),
+                Err(DistError::ValueSupport { .. })
+            ),
+            "{r:?}"
+        );
+
+        let probs = Tensor::new(&[0.3f64, 0.8], device)?.to_dtype(dtype)?;
+        let bern = vi_dist::Bernoulli::from_probs(&probs)?;
+        let float = bern.log_prob(&Tensor::new(&[1f64, 0.0], device)?.to_dtype(dtype)?)?;
+        close(&bern.log_prob(&Tensor::new(&[1u8, 0], device)?)?, &float)?;
+        // Through `to_event` and `Masked`, the wrappers' own checks.
+        let event = bern.clone().to_event(1)?;
+        let f = event.log_prob(&Tensor::new(&[1f64, 0.0], device)?.to_dtype(dtype)?)?;
+        let i = event.log_prob(&Tensor::new(&[1i64, 0], device)?)?;
+        assert!(
+            (f.to_dtype(DType::F64)?.to_scalar::<f64>()?
+                - i.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+            .abs()
+                < 1e-6
+        );
+        let mask = Tensor::new(&[1u8, 0], device)?;
+        let masked = vi_dist::Masked::new(Box::new(bern.clone()), &mask)?;
+        masked.validate(&Tensor::new(&[1u32, 7], device)?)?;
+        close(
+            &masked.log_prob(&Tensor::new(&[1u32, 7], device)?)?,
+            &masked.log_prob(&Tensor::new(&[1f64, 0.0], device)?.to_dtype(dtype)?)?,
+        )?;
+        let r = bern.log_prob(&Tensor::new(&[2u8, 0], device)?);
+        assert!(
+            matches!(
+                r.as_ref().map_err(|e| e.kind()),
+                Err(DistError::ValueSupport { .. })
+            ),
+            "{r:?}"
+        );
+
+        let rate = Tensor::new(&[2.5f64], device)?.to_dtype(dtype)?;
+        let pois = vi_dist::Poisson::new(&rate)?;
+        close(
+            &pois.log_prob(&Tensor::new(&[3i64], device)?)?,
+            &pois.log_prob(&Tensor::new(&[3f64], device)?.to_dtype(dtype)?)?,
+        )?;
+
+        let loc = Tensor::zeros(2, dtype, device)?;
+        let normal = Normal::new(&loc, &loc.ones_like()?)?;
+        let r = normal.log_prob(&Tensor::new(&[1u32, 0], device)?);
+        assert!(
+            matches!(
+                r.as_ref().map_err(|e| e.kind()),
+                Err(DistError::ValueKind { dist: "Normal", .. })
+            ),
+            "{r:?}"
+        );
+        Ok(())
+    })
+}
+test_device!(integer_values_of_discrete_families);

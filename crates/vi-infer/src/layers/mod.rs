@@ -230,8 +230,8 @@ impl From<Linear> for candle_nn::Linear {
 }
 
 /// A [`Linear`] layer with a bias, its variables `weight` `[out, in]` and `bias` `[out]`
-/// fetched or created through `vb` with [`candle_nn::linear`]'s initialisation (Kaiming
-/// normal weight, bias uniform in `±1/√in`): a drop-in for [`candle_nn::linear`].
+/// fetched or created through `vb` with [`candle_nn::linear()`]'s initialisation (Kaiming
+/// normal weight, bias uniform in `±1/√in`): a drop-in for [`candle_nn::linear()`].
 ///
 /// ```
 /// use candle_core::{DType, Device, Tensor};

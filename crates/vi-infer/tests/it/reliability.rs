@@ -942,3 +942,49 @@ fn guide_sites_out_of_model_order_take_the_monte_carlo_term() -> Res {
     assert!(out.sites.iter().all(|t| t.kind == TermKind::KlAnalytic));
     Ok(())
 }
+
+/// Observed indices and counts as integer tensors (as Pyro's models pass them: `obs=
+/// torch.tensor([0, 2])`) pass the default validation and give the loss of the same values
+/// in floats; an index outside the support is still a support error naming the site.
+#[test]
+fn integer_observations_of_discrete_sites() -> Res {
+    let logits = t(&[0.3, -1.0, 0.5]);
+    let run = |obs: Tensor| -> vi_infer::Result<f64> {
+        let logits = logits.clone();
+        let model = move |ctx: &mut Ctx| -> vi_infer::Result<()> {
+            ctx.plate("data", 4, |ctx| {
+                ctx.observe("y", vi_dist::Categorical::from_logits(&logits)?, &obs)
+            })?;
+            let rate = t(&[2.0]);
+            ctx.observe(
+                "n",
+                Poisson::new(&rate)?,
+                &Tensor::new(&[3i64], &Device::Cpu)?,
+            )?;
+            Ok(())
+        };
+        let out = elbo_output(&TraceElbo::new(), &Device::Cpu, DType::F64, 0, model, empty)?;
+        Ok(out.loss.to_scalar::<f64>()?)
+    };
+    let float = run(t(&[0.0, 2.0, 1.0, 2.0]))?;
+    for ints in [
+        Tensor::new(&[0u32, 2, 1, 2], &Device::Cpu)?,
+        Tensor::new(&[0i64, 2, 1, 2], &Device::Cpu)?,
+        Tensor::new(&[0u8, 2, 1, 2], &Device::Cpu)?,
+    ] {
+        let loss = run(ints)?;
+        assert!((loss - float).abs() < 1e-12, "{loss} against {float}");
+    }
+    // By hand: −Σ log softmax(logits)[y] − log Poisson(3; 2).
+    let lse = [0.3f64, -1.0, 0.5]
+        .iter()
+        .map(|x| x.exp())
+        .sum::<f64>()
+        .ln();
+    let lp_y: f64 = [0.3, 0.5, -1.0, 0.5].iter().map(|l| l - lse).sum();
+    let lp_n = 3.0 * 2f64.ln() - 2.0 - 6f64.ln();
+    assert!((float + lp_y + lp_n).abs() < 1e-12, "{float}");
+    let e = run(Tensor::new(&[0u32, 3, 1, 2], &Device::Cpu)?).unwrap_err();
+    assert_mentions(&e, &["y", "Categorical"]);
+    Ok(())
+}
