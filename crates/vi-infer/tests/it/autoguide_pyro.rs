@@ -36,7 +36,9 @@
 //!   `AutoGaussian` (and its funsor backend), the `Auto*Messenger` guides: their rows of every
 //!   case, and `test_nested_autoguide` (an `AutoIAFNormal` inside a nested list),
 //!   `test_subsample_model_amortized` (messenger guides' `amortized_plates`),
-//!   `test_discrete_parallel` (`AutoDiscreteParallel`, a guide that enumerates);
+//!   `test_discrete_parallel` (`AutoDiscreteParallel`, a guide that enumerates: its model
+//!   runs here with the assignment enumerated in the model instead, under `TraceEnumElbo`,
+//!   `test_discrete_parallel_model_enumeration`);
 //! - `test_callable_return_dict`: vi's guides return no values (read them from the trace);
 //! - `test_unpack_latent`: no `LKJCholesky` in vi;
 //! - `test_sphere_helpful_error`, `test_sphere_reparam_ok`, `test_sphere_raw_ok`: no
@@ -1633,6 +1635,107 @@ fn test_replay_plates() -> Res {
             assert_eq!(got[2].dims(), bc.as_slice(), "{what} c");
             assert_eq!(got[3].dims(), d.as_slice(), "{what} d");
         }
+    }
+    Ok(())
+}
+
+/// `test_discrete_parallel`'s model with the assignment enumerated in the model instead of by
+/// Pyro's `AutoDiscreteParallel` (a guide vi does not have): a mixture of two Normals
+/// (`weights ~ Dirichlet(½, ½)`, `locs ~ N(0, 10)` over 2, `scale ~ LogNormal(0, 1)`) and 5
+/// points whose `assignment ~ Categorical(weights)` is summed out by `TraceEnumElbo`
+/// (`max_plate_nesting` 1), each continuous guide over the rest (`Block::hide`). The loss is
+/// finite with finite gradients, as Pyro's check, and equals, for the guide's draws,
+/// `log q − log p(weights, locs, scale) − Σ_n log Σ_k w_k N(x_n; loc_k, scale)` computed by
+/// hand (1e-9).
+#[test]
+fn test_discrete_parallel_model_enumeration() -> Res {
+    let dev = Device::Cpu;
+    let data = [0.0f64, 1.0, 10.0, 11.0, 12.0];
+    let x = Tensor::new(&data, &dev)?;
+    let halves = Tensor::new(&[0.5f64, 0.5], &dev)?;
+    let (zeros2, tens2) = (
+        Tensor::zeros(2, DType::F64, &dev)?,
+        Tensor::new(&[10.0f64, 10.0], &dev)?,
+    );
+    let (zero, one) = scalars()?;
+    let model = |ctx: &mut Ctx| {
+        let weights = ctx.sample("weights", Dirichlet::new(&halves)?)?;
+        let locs = ctx.sample("locs", Normal::new(&zeros2, &tens2)?.to_event(1)?)?;
+        let scale = ctx.sample("scale", LogNormal::new(&zero, &one)?)?;
+        ctx.plate("data", data.len(), |ctx| {
+            let a = ctx.sample_enum(
+                "assignment",
+                vi_infer::dist::Categorical::from_probs(&weights)?,
+            )?;
+            let loc = vi_infer::vindex(&locs, &[&a])?;
+            ctx.observe("obs", Normal::new(&loc, &scale)?, &x)
+        })?;
+        Ok(())
+    };
+    let hide = || Block::hide(["assignment"]);
+    let guides: Vec<(&str, Box<dyn AutoGuide>)> = vec![
+        ("AutoDelta", Box::new(AutoDelta::new(model).block(hide()))),
+        ("AutoNormal", Box::new(AutoNormal::new(model).block(hide()))),
+        (
+            "AutoDiagonalNormal",
+            Box::new(AutoDiagonalNormal::new(model).block(hide())),
+        ),
+        (
+            "AutoMultivariateNormal",
+            Box::new(AutoMultivariateNormal::new(model).block(hide())),
+        ),
+        (
+            "AutoLowRankMultivariateNormal",
+            Box::new(AutoLowRankMultivariateNormal::new(model).block(hide())),
+        ),
+    ];
+    let log_normal_pdf = |v: f64, m: f64, s: f64| {
+        -0.5 * ((v - m) / s).powi(2) - s.ln() - 0.5 * (2.0 * std::f64::consts::PI).ln()
+    };
+    for (name, guide) in guides {
+        let mut store = ParamStore::new(&dev, DType::F64);
+        let mut rng = ChaCha8Rng::seed_from_u64(0);
+        let out = TraceEnumElbo::new().max_plate_nesting(1).compute(
+            &mut { model },
+            &mut |ctx: &mut Ctx| guide.call(ctx),
+            &mut store,
+            &mut rng,
+        )?;
+        let loss = out.loss.to_scalar::<f64>()?;
+        assert!(loss.is_finite(), "{name}: {loss}");
+        let grads = out.surrogate.backward()?;
+        for p in store.param_names() {
+            let var = store.unconstrained(&p).unwrap();
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient for {p}"));
+            assert!(host(g).iter().all(|v| v.is_finite()), "{name}: {p}");
+        }
+        // The same loss by hand, at the guide's draws.
+        let value = |s: &str| host(&out.guide_trace.get(s).unwrap().value);
+        let (w, locs, scale) = (value("weights"), value("locs"), value("scale")[0]);
+        let log_prior = -std::f64::consts::PI.ln() - 0.5 * (w[0] * w[1]).ln()
+            + locs
+                .iter()
+                .map(|l| log_normal_pdf(*l, 0.0, 10.0))
+                .sum::<f64>()
+            + log_normal_pdf(scale.ln(), 0.0, 1.0)
+            - scale.ln();
+        let mixture: f64 = data
+            .iter()
+            .map(|v| {
+                (0..2)
+                    .map(|k| w[k] * log_normal_pdf(*v, locs[k], scale).exp())
+                    .sum::<f64>()
+                    .ln()
+            })
+            .sum();
+        let log_q = out.guide_trace.log_prob_sum()?.to_scalar::<f64>()?;
+        let want = log_q - log_prior - mixture;
+        assert!(
+            (loss - want).abs() < 1e-9 * want.abs().max(1.0),
+            "{name}: loss {loss}, by hand {want}"
+        );
     }
     Ok(())
 }
