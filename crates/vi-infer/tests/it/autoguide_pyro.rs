@@ -26,11 +26,6 @@
 //! - the non-jit row of `test_serialization` is `checkpoint_round_trip` in `autoguide.rs` (a
 //!   saved and loaded store gives a fresh guide the same medians and the same next step).
 //!
-//! Ported and ignored, where vi disagrees with Pyro: `test_subsample_guide_2` (a model whose
-//! only site is observed, in two subsampled plates): vi's `AutoDelta` and `AutoNormal` refuse
-//! a model without latent sites ("the model has no latent site to guide"); Pyro's give an
-//! empty guide and the steps run.
-//!
 //! Not ported, and why:
 //! - guides vi does not have: `AutoIAFNormal`, `AutoLaplaceApproximation`, `AutoStructured`,
 //!   `AutoGaussian` (and its funsor backend), the `Auto*Messenger` guides: their rows of every
@@ -662,13 +657,114 @@ fn test_guide_list_and_callable() -> Res {
     Ok(())
 }
 
-/// `test_empty_model_error`: a model without latent sites is an error.
+/// `test_empty_model_error`: a model without latent sites is an error for the joint guides
+/// (Pyro's `AutoContinuous`), also when it has observed sites.
 #[test]
 fn test_empty_model_error() -> Res {
-    let model = |_: &mut Ctx| Ok(());
-    let guide = AutoDiagonalNormal::new(model);
-    let e = run(&Device::Cpu, DType::F64, 0, |ctx| guide.call(ctx)).unwrap_err();
-    assert!(e.to_string().contains("no latent site"), "{e}");
+    let (zero, one) = scalars()?;
+    let empty = |_: &mut Ctx| Ok(());
+    let observed = |ctx: &mut Ctx| {
+        ctx.observe("x", Normal::new(&zero, &one)?, &one)
+            .map(|_| ())
+    };
+    for model in [
+        Box::new(empty) as Box<dyn Fn(&mut Ctx) -> vi_infer::Result<()>>,
+        Box::new(observed),
+    ] {
+        let model = &model;
+        let joint: [(&str, Box<dyn AutoGuide>); 3] = [
+            (
+                "AutoDiagonalNormal",
+                Box::new(AutoDiagonalNormal::new(model)),
+            ),
+            (
+                "AutoMultivariateNormal",
+                Box::new(AutoMultivariateNormal::new(model)),
+            ),
+            (
+                "AutoLowRankMultivariateNormal",
+                Box::new(AutoLowRankMultivariateNormal::new(model)),
+            ),
+        ];
+        for (name, guide) in joint {
+            let e = run(&Device::Cpu, DType::F64, 0, |ctx| guide.call(ctx)).unwrap_err();
+            assert!(e.to_string().contains("no latent site"), "{name}: {e}");
+            assert!(e.to_string().contains(name), "{name}: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// The plain empty model (two observed scalars, no latent, no plate): Pyro's `AutoDelta` and
+/// `AutoNormal` give an empty guide. Here too, and in an `AutoGuideList` of both: the guide
+/// samples nothing and makes no parameter, the loss of each step is exactly −log p(x, y) under
+/// every ELBO, and `median`, `quantiles` and `sample_posterior` are empty.
+#[test]
+fn empty_model_empty_guide() -> Res {
+    let dev = Device::Cpu;
+    let s = |v: f64| Tensor::new(v, &dev);
+    let (mx, sx, x) = (s(0.5)?, s(2.0)?, s(0.3)?);
+    let (my, sy, y) = (s(-1.0)?, s(0.5)?, s(2.0)?);
+    let model = |ctx: &mut Ctx| {
+        ctx.observe("x", Normal::new(&mx, &sx)?, &x)?;
+        ctx.observe("y", Normal::new(&my, &sy)?, &y)?;
+        Ok(())
+    };
+    let nll = |v: f64, m: f64, sd: f64| {
+        0.5 * ((v - m) / sd).powi(2) + sd.ln() + 0.5 * (2.0 * std::f64::consts::PI).ln()
+    };
+    let exact = nll(0.3, 0.5, 2.0) + nll(2.0, -1.0, 0.5);
+    for which in ["AutoDelta", "AutoNormal", "AutoGuideList"] {
+        for elbo in ["TraceElbo", "TraceMeanFieldElbo", "TraceGraphElbo"] {
+            let guide: Box<dyn AutoGuide> = match which {
+                "AutoDelta" => Box::new(AutoDelta::new(model)),
+                "AutoNormal" => Box::new(AutoNormal::new(model)),
+                _ => Box::new(
+                    AutoGuideList::new()
+                        .push(AutoDelta::new(model))
+                        .push(AutoNormal::new(model)),
+                ),
+            };
+            let elbo: Box<dyn Elbo> = match elbo {
+                "TraceElbo" => Box::new(TraceElbo::new()),
+                "TraceMeanFieldElbo" => Box::new(TraceMeanFieldElbo::new()),
+                _ => Box::new(TraceGraphElbo::new()),
+            };
+            let mut svi = Svi::new(
+                model,
+                |ctx: &mut Ctx| guide.call(ctx),
+                adam(0.01),
+                DynElbo(elbo),
+            )
+            .seed(0);
+            for _ in 0..2 {
+                let report = svi.step()?;
+                assert!(
+                    (report.loss - exact).abs() < 1e-9,
+                    "{which}: {} against {exact}",
+                    report.loss
+                );
+                assert_eq!(report.guide_trace.sites().count(), 0, "{which}");
+            }
+            let store = svi.store();
+            assert!(store.param_names().is_empty(), "{which}");
+            assert!(guide.latent_sites().is_empty(), "{which}");
+            assert!(guide.median(store)?.is_empty(), "{which}");
+            assert!(guide.quantiles(store, &[0.25, 0.5])?.is_empty(), "{which}");
+            let mut rng = ChaCha8Rng::seed_from_u64(1);
+            assert!(
+                guide.sample_posterior(store, 4, &mut rng)?.is_empty(),
+                "{which}"
+            );
+        }
+    }
+    // The sites the guide has none of are still errors.
+    let guide = AutoNormal::new(model);
+    let mut store = ParamStore::new(&dev, DType::F64);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    Ctx::new(&mut store, &mut rng).trace(guide.as_fn())?;
+    assert!(guide.get_posterior(&store, "x").is_err());
+    assert!(AutoDelta::new(model).get_posterior(&store, "x").is_err());
     Ok(())
 }
 
@@ -1397,9 +1493,10 @@ fn test_subsample_model() -> Res {
 /// two plates, `origin` at dim −2 and `destin` at dim −1, each subsampled to 5, either
 /// independently or `destin` at `origin`'s indices; the model has no latent site. Two steps
 /// of `AutoDelta` and `AutoNormal` (Adam, lr 0.01) run, and the batch is square. Pyro's
-/// guide learns the plates from `create_plates`; vi's reads the model's own.
+/// guide is empty there (it has no site to put in the plates); vi's too: the guide samples
+/// nothing, the model draws its own indices, and the loss is exactly the observations'
+/// −log p at them, scaled by (10/5)·(10/5).
 #[test]
-#[ignore = "vi's AutoDelta and AutoNormal refuse a model without latent sites (\"the model has no latent site to guide\"), where Pyro's run with an empty guide"]
 fn test_subsample_guide_2() -> Res {
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -1435,13 +1532,43 @@ fn test_subsample_guide_2() -> Res {
                 TraceElbo::new(),
             )
             .seed(0);
+            let mut seen = Vec::new();
             for _ in 0..2 {
-                let loss = svi.step()?.loss;
+                let report = svi.step()?;
+                let tag = format!("{which} independent={independent}");
+                assert_eq!(report.guide_trace.sites().count(), 0, "{tag}");
+                let indices = |name: &str| -> Res<Vec<u32>> {
+                    let site = report.model_trace.get(name).ok_or("no subsample site")?;
+                    Ok(site.value.to_dtype(DType::U32)?.to_vec1::<u32>()?)
+                };
+                let (oi, di) = (indices("origin")?, indices("destin")?);
+                assert_eq!((oi.len(), di.len()), (5, 5), "{tag}");
+                if !independent {
+                    assert_eq!(oi, di, "{tag}");
+                }
+                // −log p by hand, at the model's indices, times 10/5 per plate.
+                let rows = host(&data);
+                let mut nll = 0.0;
+                for &i in &oi {
+                    for &j in &di {
+                        let v = rows[i as usize * 10 + j as usize];
+                        nll += 0.5 * v * v + 0.5 * (2.0 * std::f64::consts::PI).ln();
+                    }
+                }
+                let exact = 4.0 * nll;
                 assert!(
-                    loss.is_finite(),
-                    "{which} independent={independent}: {loss}"
+                    (report.loss - exact).abs() < 1e-9,
+                    "{tag}: {} against {exact}",
+                    report.loss
                 );
+                seen.push((oi, di));
             }
+            assert_ne!(
+                seen[0], seen[1],
+                "{which}: the model draws fresh indices each step"
+            );
+            assert!(svi.store().param_names().is_empty(), "{which}");
+            assert!(guide.median(svi.store())?.is_empty(), "{which}");
         }
     }
     Ok(())
