@@ -1,5 +1,6 @@
 //! The joint Normal guides (Pyro's `AutoContinuous`): one latent vector over every latent
-//! site, in the unconstrained space, unpacked per site.
+//! site, in the unconstrained space, unpacked per site. A model without latent sites is an
+//! error at the first call, as Pyro's (there is no vector to hold).
 
 use std::ops::Range;
 use std::rc::Rc;

@@ -14,7 +14,8 @@ use crate::param_store::ParamStore;
 /// parameter `AutoDelta.{site}` kept in the site's support (stored unconstrained through
 /// `biject_to(support)`), initialised by the [`Init`](super::Init) strategy; the guide samples
 /// `Delta(value)` with the site's event dims. MAP is in the constrained space, as Pyro's: the
-/// mode of the posterior density of the site itself.
+/// mode of the posterior density of the site itself. A model without latent sites gives an
+/// empty guide (no site, no parameter), as Pyro's.
 ///
 /// ```
 /// use vi_infer::autoguide::{AutoDelta, AutoGuide};
@@ -50,7 +51,7 @@ builder_methods!(AutoDelta);
 impl<'m> AutoDelta<'m> {
     fn from_core(core: Core<'m>) -> Self {
         Self {
-            core: Rc::new(core),
+            core: Rc::new(core.empty_ok()),
         }
     }
 

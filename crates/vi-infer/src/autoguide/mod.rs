@@ -63,6 +63,13 @@
 //! ([`AutoDiagonalNormal`] and kin) hold one vector over all latents and refuse a local latent
 //! in a subsampled plate, as NumPyro's do.
 //!
+//! **A model without latent sites.** [`AutoDelta`] and [`AutoNormal`] (and an
+//! [`AutoGuideList`] of such parts) give an empty guide there, as Pyro's: it samples nothing
+//! and creates no parameter, `median`, `quantiles` and `sample_posterior` return empty maps,
+//! and a step's loss is the model's negative log-likelihood (its subsampled plates draw their
+//! own indices, and scale it as usual). The joint guides need at least one latent: such a
+//! model is an error at their first call, as Pyro's `AutoContinuous`.
+//!
 //! **What a step reports.** The guide's sites carry the model's names: the step's report has
 //! each latent site's KL term under its name, as for a guide written by hand. A joint guide
 //! draws one auxiliary latent vector (`_AutoMultivariateNormal_latent`, …) and gives each

@@ -29,6 +29,8 @@ use crate::param_store::ParamStore;
 /// Pyro's `AutoNormal` starts at `init_to_feasible`; this one, as every guide here, at the
 /// prior's median ([`Init::median`](super::Init::median)), as Pyro's other automatic guides.
 ///
+/// A model without latent sites gives an empty guide (no site, no parameter), as Pyro's.
+///
 /// ```
 /// use vi_infer::autoguide::{AutoGuide, AutoNormal};
 /// use vi_infer::candle::{Device, Tensor};
@@ -65,7 +67,7 @@ builder_methods!(AutoNormal);
 impl<'m> AutoNormal<'m> {
     fn from_core(core: Core<'m>) -> Self {
         Self {
-            core: Rc::new(core),
+            core: Rc::new(core.empty_ok()),
             names: Rc::new(OnceCell::new()),
         }
     }

@@ -30,6 +30,9 @@ pub(crate) struct Core<'m> {
     model: RefCell<Model<'m>>,
     settings: RefCell<Settings>,
     proto: RefCell<Option<Rc<Prototype>>>,
+    /// Whether a model without latent sites gives an empty guide (`AutoDelta`, `AutoNormal`,
+    /// as Pyro's) rather than an error (the joint guides, as Pyro's `AutoContinuous`).
+    empty_ok: bool,
 }
 
 /// What the builder methods set (read when the prototype is built).
@@ -60,7 +63,16 @@ impl<'m> Core<'m> {
                 rank: None,
             }),
             proto: RefCell::new(None),
+            empty_ok: false,
         }
+    }
+
+    /// Lets a model without latent sites give an empty guide (one that samples nothing), as
+    /// Pyro's `AutoDelta` and `AutoNormal` do; without it such a model is an error at the
+    /// first call (Pyro's `AutoContinuous`: a joint guide needs at least one latent).
+    pub(crate) fn empty_ok(mut self) -> Self {
+        self.empty_ok = true;
+        self
     }
 
     pub(crate) fn kind(&self) -> &'static str {
@@ -118,7 +130,8 @@ impl<'m> Core<'m> {
     }
 
     /// Runs the model once with every latent site at its initial value and records what the
-    /// guide needs of each: Pyro's `_setup_prototype`.
+    /// guide needs of each: Pyro's `_setup_prototype`. A model without latent sites gives an
+    /// empty prototype where the guide allows it ([`Core::empty_ok`]), else an error.
     fn build(&self, ctx: &mut Ctx<'_>) -> Result<Prototype> {
         let settings = self.settings();
         let init = InitMessenger::new(settings.init.clone(), self.kind, settings.seed);
@@ -186,13 +199,13 @@ impl<'m> Core<'m> {
                 unc_event_dim,
             });
         }
-        if sites.is_empty() {
+        if sites.is_empty() && !self.empty_ok {
             return Err(InferError::Invalid(format!(
                 "{}: the model has no latent site to guide",
                 self.kind
             )));
         }
-        let (dtype, device) = (sites[0].value.dtype(), sites[0].value.device().clone());
+        let (dtype, device) = proto_kind(&sites, &trace, ctx.store());
         Ok(Prototype {
             sites,
             subsampled,
@@ -244,6 +257,30 @@ impl<'m> Core<'m> {
             out.insert(p.name.clone(), setting);
         }
         Ok(out)
+    }
+}
+
+/// The dtype and device of the prototype: its first latent site's value; for a model without
+/// latent sites (an empty guide), its first observed sample site with a floating-point value,
+/// else the store's, else `f64` on the CPU. Only `AutoNormal::quantiles` reads them then (to
+/// check the levels).
+fn proto_kind(
+    sites: &[ProtoSite],
+    trace: &crate::Trace,
+    store: &crate::ParamStore,
+) -> (DType, Device) {
+    if let Some(s) = sites.first() {
+        return (s.value.dtype(), s.value.device().clone());
+    }
+    let observed = trace
+        .sites()
+        .find(|s| s.is_observed && s.kind == SiteKind::Sample && s.value.dtype().is_float());
+    if let Some(s) = observed {
+        return (s.value.dtype(), s.value.device().clone());
+    }
+    match (store.dtype(), store.device()) {
+        (Some(dtype), Some(device)) => (dtype, device.clone()),
+        _ => (DType::F64, Device::Cpu),
     }
 }
 
