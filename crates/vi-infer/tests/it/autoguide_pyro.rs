@@ -1707,9 +1707,8 @@ fn test_replay_plates() -> Res {
     let zeros3 = Tensor::zeros(3, DType::F64, &dev)?;
     let ones3 = Tensor::ones(3, DType::F64, &dev)?;
     let eye3 = Tensor::eye(3, DType::F64, &dev)?;
-    // Class indices as floats holding integers (what `sample` returns): `ctx.observe` with
-    // validation on refuses a `u32` tensor here, which `Categorical::log_prob` takes.
-    let obs = Tensor::new(&[0.0f64, 0.0], &dev)?;
+    // Class indices as an integer tensor, as Pyro's `torch.tensor([0, 0])`.
+    let obs = Tensor::new(&[0u32, 0], &dev)?;
     let sites = |ctx: &mut Ctx| -> vi_infer::Result<Vec<Tensor>> {
         let a = ctx.sample("a", Normal::new(&zero, &one)?)?;
         let a1 = a.unsqueeze(a.rank())?;
