@@ -11,7 +11,7 @@
 //! as in Pyro's rows (which most of these tests have), and must give a finite loss (ok cases)
 //! or an error of the same kind (error cases); the enumeration tests (below) are its own.
 //! The row of `test_iplate_iplate_ok` and `_swap_ok` (nine enumerated sites) is
-//! `iplate_iplate_trace_enum`, ignored: see the enumeration paragraph.
+//! `iplate_iplate_trace_enum`, a typed error in vi: see the enumeration paragraph.
 //! Pyro's `TraceTMC_ELBO` and `EnergyDistance` rows are not repeated (vi has no such
 //! objectives). Pyro's `expand_by(sizes)` prepends `sizes` to the batch shape; here
 //! [`expand_by`] does the same with `expand`. Where an `ok` case has an exact loss, the
@@ -93,11 +93,13 @@
 //! `test_markov_history` (vi's error for a window too short: `Enumeration`, the site's
 //! distribution varies along its own dim; Pyro's: "Enumeration dim conflict").
 //!
-//! Where vi disagrees with Pyro, the port is `#[ignore]`d with the reason: values of rank
-//! above 8 (enumeration dims and plate dims together) make candle's CPU kernels panic
-//! (`NdIter`'s `MAX_DIMS` = 8, a debug assertion, so in the dev profile), where Pyro (torch)
-//! runs: `iplate_iplate_trace_enum` (nine enumerated sites), `enum_recycling_dbn_without_markov`
-//! (22), `enum_recycling_plate` and `enum_recycling_reentrant` (rank 9).
+//! Where vi disagrees with Pyro, the test asserts vi's behaviour and says so: tensors of rank
+//! above 8 (enumeration, plate and event dims together), which candle's CPU kernels do not take
+//! (`NdIter`'s `MAX_DIMS` = 8), where Pyro (torch) runs. vi stops with a typed `Enumeration`
+//! error naming the site (or, from `vindex`, wrapped in `InProgram` with the last site)
+//! instead of a panic inside candle: `iplate_iplate_trace_enum` (nine enumerated sites),
+//! `enum_recycling_dbn_without_markov` (22), `enum_recycling_plate` and
+//! `enum_recycling_reentrant` (Pyro's tree; a shallower one runs).
 //!
 //! Not applicable (no vi counterpart):
 //! - of the enumeration tests (see above): `test_enum_sequential_in_model_error` (no
@@ -543,10 +545,10 @@ fn iplate_iplate_swap_ok() {
 }
 
 /// The `TraceEnum_ELBO` row of `test_iplate_iplate_ok` (and `_swap_ok`): nine sites enumerated
-/// in the guide, nine enumeration dims. vi disagrees with Pyro here: candle's CPU kernels stop
-/// at rank 8 (`NdIter`'s `MAX_DIMS`, a debug assertion: a panic in the dev profile).
+/// in the guide, nine enumeration dims. Pyro runs it (torch takes 25 dims); vi stops with a
+/// typed error instead: candle's CPU kernels take at most 8 dims (`NdIter`'s `MAX_DIMS`), so
+/// the ninth site, `x_2_2` (dim -9), is an `Enumeration` error naming it.
 #[test]
-#[ignore = "vi's enumeration panics past rank 8 (candle's NdIter MAX_DIMS); Pyro runs it"]
 fn iplate_iplate_trace_enum() {
     let model = |ctx: &mut Ctx| -> R {
         for i in 0..3 {
@@ -565,8 +567,9 @@ fn iplate_iplate_trace_enum() {
         }
         Ok(())
     };
-    let r = assert_ok(model, enumerated(&guide), TraceEnumElbo::new());
-    assert_close(r.loss, 0.0, 1e-12);
+    let e = step_error(model, enumerated(&guide), adam(1e-6), TraceEnumElbo::new());
+    assert_eq!(enum_sites(&e), ["x_2_2"]);
+    assert_mentions(&e, &["dim -9", "rank 9", "at most 8 dims", "`markov`"]);
 }
 
 #[test]
@@ -2488,14 +2491,25 @@ fn enum_recycling_dbn() {
     assert_close(r.loss, 100.0 * 4f64.ln(), 1e-10);
 }
 
-/// vi disagrees with Pyro here: without `markov` the 22 sites take 22 enumeration dims, and
-/// candle's CPU kernels stop at rank 8 (`NdIter`'s `MAX_DIMS`: a debug assertion, so a panic
-/// in the dev profile), where torch (Pyro) goes to 25.
+/// vi disagrees with Pyro here: without `markov` the 22 sites take 22 enumeration dims, which
+/// torch (Pyro) runs (it goes to 25), but candle's CPU kernels take at most 8 (`NdIter`'s
+/// `MAX_DIMS`). vi stops with a typed error instead: `y_3` takes dim -8, and `vindex` of the
+/// table of `z_3` on `x_3` and `y_3` would be of rank 9 (8 dims and the table's last), an
+/// `Enumeration` error in the model after `y_3`. (With `markov`: `enum_recycling_dbn`.)
 #[test]
-#[ignore = "vi's enumeration panics past rank 8 (candle's NdIter MAX_DIMS); Pyro runs it"]
 fn enum_recycling_dbn_without_markov() {
-    let r = assert_ok(dbn(false), empty, TraceEnumElbo::new().max_plate_nesting(0));
-    assert_close(r.loss, 11.0 * 4f64.ln(), 1e-10);
+    let e = step_error(
+        dbn(false),
+        empty,
+        adam(1e-6),
+        TraceEnumElbo::new().max_plate_nesting(0),
+    );
+    assert!(
+        matches!(&e, InferError::InProgram { program: "model", last_site: Some(s), .. } if s == "y_3"),
+        "{e}"
+    );
+    assert!(enum_sites(&e).is_empty(), "{e}");
+    assert_mentions(&e, &["vindex", "rank 9", "at most 8 dims", "`markov`"]);
 }
 
 #[test]
@@ -2540,8 +2554,13 @@ enum Tree {
 impl Tree {
     /// `(True, False)`, then five times `(data, data, False)`.
     fn pyro_data() -> Tree {
+        Tree::nested(5)
+    }
+
+    /// `(True, False)`, then `k` times `(data, data, False)`.
+    fn nested(k: usize) -> Tree {
         let mut data = Tree::Node(vec![Tree::Leaf(true), Tree::Leaf(false)]);
-        for _ in 0..5 {
+        for _ in 0..k {
             data = Tree::Node(vec![data.clone(), data, Tree::Leaf(false)]);
         }
         data
@@ -2591,15 +2610,24 @@ fn reentrant(ctx: &mut Ctx, data: &Tree, state: &Tensor, address: &str, leaf_p: 
 /// vi disagrees with Pyro here: Pyro's `@pyro.markov` function re-enters one context, whose
 /// history 1 lets a branch see its parent only; vi's `markov_context` opens a context per call
 /// (Pyro's `with pyro.markov():`), and a site sees every enclosing one, so the dims grow with
-/// the depth of the tree, and past rank 8 candle's CPU kernels panic (`NdIter`'s `MAX_DIMS`).
+/// the depth of the tree. On Pyro's tree they pass the 8 dims candle's CPU kernels take
+/// (`NdIter`'s `MAX_DIMS`), where Pyro (torch) runs: vi stops with a typed error instead, an
+/// `Enumeration` error naming the first branch site past the limit. A shallower tree runs.
 #[test]
-#[ignore = "vi's enumeration panics past rank 8 (candle's NdIter MAX_DIMS); Pyro runs it"]
 fn enum_recycling_reentrant() {
     // Also `test_enum_recycling_mutual_recursion` (two `pyro.markov` functions calling each
     // other: in vi the same recursion, each call in a `markov_context`) and the history-1 row
     // of `test_enum_recycling_reentrant_history`. 157 enumerated branch sites.
-    let data = Tree::pyro_data();
     let elbo = || TraceEnumElbo::new().max_plate_nesting(0);
+    let data = Tree::pyro_data();
+    for leaf_p in [1.0, 0.5] {
+        let model = |ctx: &mut Ctx| -> R { reentrant(ctx, &data, &s(0.0), "", leaf_p) };
+        let e = step_error(model, empty, adam(1e-6), elbo());
+        assert_eq!(enum_sites(&e), ["branch_aaabbb"], "{e}");
+        assert_mentions(&e, &["dim -9", "rank 9", "at most 8 dims", "`markov`"]);
+    }
+    // The same structure, shallower (3 wraps instead of 5).
+    let data = Tree::nested(3);
     // Pyro's leaf probabilities are ones: a false leaf has probability 0. Pyro's Bernoulli
     // clamps it (a finite log-probability); vi's is −∞ (vi-dist's exact `ln 0`), so vi's step
     // is `NonFinite`.
@@ -2612,16 +2640,16 @@ fn enum_recycling_reentrant() {
     let r = assert_ok(model, empty, elbo());
     let (trues, falses) = data.leaves();
     assert_close(r.loss, (trues + falses) as f64 * 2f64.ln(), 1e-10);
-    // Recycled: a handful of dims for 157 enumerated sites.
     let widest = r.model_trace.sites().map(|s| s.value.rank()).max().unwrap();
     assert!(widest <= 8, "a value of rank {widest}");
 }
 
-/// vi disagrees with Pyro here: the global sites and the chains' recycled dims reach values of
-/// rank 9 (seven enumeration dims left of the two plate dims), and candle's CPU kernels stop at
-/// rank 8 (`NdIter`'s `MAX_DIMS`, a debug assertion: a panic in the dev profile).
+/// vi disagrees with Pyro here: the global sites and the chains' recycled dims reach dim -8
+/// (six enumeration dims left of the two plate dims) at `x_1`, and the `vindex` of the
+/// transition table on it for `x_2` would be of rank 9, which Pyro (torch) runs but candle's CPU
+/// kernels do not (at most 8 dims, `NdIter`'s `MAX_DIMS`). vi stops with a typed error instead:
+/// an `Enumeration` error in the model after `x_1`.
 #[test]
-#[ignore = "vi's enumeration panics past rank 8 (candle's NdIter MAX_DIMS); Pyro runs it"]
 fn enum_recycling_plate() {
     // Chains in plates and outside, the plates' sites depending on the global `a` and (in
     // `plate_x` × `plate_z`) on `b`. Nothing observed: the marginal is 1.
@@ -2670,8 +2698,18 @@ fn enum_recycling_plate() {
             Ok(())
         })
     };
-    let r = assert_ok(model, empty, TraceEnumElbo::new().max_plate_nesting(2));
-    assert_close(r.loss, 0.0, 1e-10);
+    let e = step_error(
+        model,
+        empty,
+        adam(1e-6),
+        TraceEnumElbo::new().max_plate_nesting(2),
+    );
+    assert!(
+        matches!(&e, InferError::InProgram { program: "model", last_site: Some(s), .. } if s == "x_1"),
+        "{e}"
+    );
+    assert!(enum_sites(&e).is_empty(), "{e}");
+    assert_mentions(&e, &["vindex", "rank 9", "at most 8 dims", "`markov`"]);
 }
 
 #[test]
