@@ -197,10 +197,24 @@ impl Categorical {
                 Form::Logits => self.param.clone(),
                 Form::Probs => exact_log_probs(&self.param)?,
             };
-            for _ in b..rank {
+            // The class dim moved to `pos` by views that never exceed rank `rank` (candle's
+            // CPU kernels take at most 8 dims, and the backward pass visits every view).
+            if pos >= rank - b {
+                // Into the batch's size-1 dim at `pos`, which is dropped.
+                let q = pos - (rank - b);
+                lp = lp.transpose(q, b)?.squeeze(b)?;
+            } else {
+                // Left of the batch: `[k, batch..]`, then size-1 dims between and before.
+                let perm: Vec<usize> = std::iter::once(b).chain(0..b).collect();
+                lp = lp.permute(perm)?;
+                for _ in pos + 1..rank - b {
+                    lp = lp.unsqueeze(1)?;
+                }
+            }
+            while lp.rank() < rank {
                 lp = lp.unsqueeze(0)?;
             }
-            Ok(lp.transpose(pos, rank)?.squeeze(rank)?)
+            Ok(lp)
         })())
     }
 

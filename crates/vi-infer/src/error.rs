@@ -192,9 +192,12 @@ pub enum InferError {
     /// enumerated site outside that site's plates, factors of different scales, model
     /// enumeration more global than guide enumeration (the sites are named; Pyro raises
     /// `ValueError`/`NotImplementedError` for the same).
-    #[error("enumeration at site(s) {}: {msg}", site_names(sites))]
+    /// Also a tensor enumeration would make wider than candle's CPU kernels take (8 dims: an
+    /// enumerated value, or [`vindex`](crate::vindex) on enumerated values, which names no site
+    /// and comes wrapped in [`InferError::InProgram`] with the last site recorded).
+    #[error("enumeration{}: {msg}", at_sites(sites))]
     Enumeration {
-        /// The sites involved.
+        /// The sites involved (none where the program's own op failed: see `InProgram`).
         sites: Vec<String>,
         /// What is wrong, in words.
         msg: String,
@@ -365,7 +368,7 @@ impl InferError {
                 | InferError::Candle(_)
                 | InferError::Invalid(_)
                 | InferError::Optim(_)
-        )
+        ) || matches!(self, InferError::Enumeration { sites, .. } if sites.is_empty())
     }
 
     /// Adds the program (`model` or `guide`) and its last recorded site to an error that
@@ -424,6 +427,15 @@ fn in_plates(plates: &[String]) -> String {
 }
 
 /// `` `a`, `b` ``.
+/// ` at site(s) `a`, `b`` / nothing.
+fn at_sites(sites: &[String]) -> String {
+    if sites.is_empty() {
+        String::new()
+    } else {
+        format!(" at site(s) {}", site_names(sites))
+    }
+}
+
 fn site_names(sites: &[String]) -> String {
     sites
         .iter()

@@ -10,7 +10,7 @@ use super::{Program, SiteTerm, TermKind};
 use crate::checks;
 use crate::ctx::Ctx;
 use crate::enumerate::contract::{
-    Contraction, Factor, Ordinal, Plates, Semiring, Sym, pack, product, total, unpack,
+    Contraction, Factor, Ordinal, Plates, Semiring, Sym, pack, total, unpack,
 };
 use crate::enumerate::vectorized::Chain;
 use crate::enumerate::{EnumMessenger, apply_mask};
@@ -456,7 +456,7 @@ fn expectation(
         .filter(|v| !keep.contains(&Sym::Var(*v)))
         .collect();
     let p = c.sumproduct(upstream, &elim)?;
-    let joint = product(vec![
+    let joint = c.product(vec![
         p.clone(),
         Factor {
             t: cost.f.t.zeros_like()?,

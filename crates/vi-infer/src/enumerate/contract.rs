@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 
 use candle_core::{D, DType, Tensor};
 
+use super::{MAX_RANK, rank_error};
 use crate::error::{InferError, Result};
 use crate::message::PlateFrame;
 use crate::trace::Site;
@@ -202,8 +203,9 @@ fn union<'a>(fs: impl Iterator<Item = &'a Factor>) -> Vec<Sym> {
     set.into_iter().collect()
 }
 
-/// The product of factors (their sum, in log space), over the union of their dims.
-pub(crate) fn product(mut fs: Vec<Factor>) -> Result<Factor> {
+/// The product of factors (their sum, in log space), over the union of their dims; unchecked
+/// (see [`Contraction::product`]).
+fn product(mut fs: Vec<Factor>) -> Result<Factor> {
     if fs.len() <= 1 {
         return fs
             .pop()
@@ -338,7 +340,7 @@ impl Contraction<'_> {
                     parts.push(f);
                 }
             }
-            let combined = product(parts)?;
+            let combined = self.product(parts)?;
             if let Some(steps) = &mut self.steps {
                 steps.push(Step {
                     var: v,
@@ -359,7 +361,47 @@ impl Contraction<'_> {
                 heap.push(Reverse((c, u)));
             }
         }
-        product(slots.into_iter().flatten().collect())
+        self.product(slots.into_iter().flatten().collect())
+    }
+
+    /// The product of factors (their sum, in log space), over the union of their dims, or an
+    /// error naming the sites of the variables when that union has more dims than candle's
+    /// CPU kernels take ([`MAX_RANK`]): with `markov` recycling dims, the number of distinct
+    /// variables is unbounded, so a product in the elimination can be wider than any site.
+    pub(crate) fn product(&self, fs: Vec<Factor>) -> Result<Factor> {
+        let syms = union(fs.iter());
+        self.check_rank(
+            &syms,
+            "summing out the enumerated variables multiplies factors into one",
+        )?;
+        product(fs)
+    }
+
+    /// `Ok` when a packed tensor over `syms` (one dim each) fits candle's CPU kernels.
+    pub(crate) fn check_rank(&self, syms: &[Sym], doing: &str) -> Result<()> {
+        if syms.len() <= MAX_RANK {
+            return Ok(());
+        }
+        let mut sites = Vec::new();
+        let mut plates = Vec::new();
+        for s in syms {
+            match s {
+                Sym::Var(v) => sites.push(self.name(*v)),
+                Sym::Plate(p) => plates.push(self.plates.frame(*p).name.clone()),
+            }
+        }
+        let what = format!(
+            "{doing} over {} enumerated variable(s) (these sites) and {} \
+             plate(s) ({}), one dim each: it",
+            sites.len(),
+            plates.len(),
+            if plates.is_empty() {
+                "none".into()
+            } else {
+                quoted(&plates)
+            }
+        );
+        Err(rank_error(sites, syms.len(), &what))
     }
 
     /// [`plate_product`](Self::plate_product) for the vectorized chains.
@@ -512,7 +554,7 @@ impl Contraction<'_> {
                 self.plates.names(other)
             )));
         }
-        Ok((o, product(fs)?))
+        Ok((o, self.product(fs)?))
     }
 }
 
@@ -613,3 +655,45 @@ pub(crate) fn unpack(f: &Factor, plates: &Plates) -> Result<Tensor> {
 
 /// The index of the last dim, for `argmax`/`gather` on a factor moved there.
 pub(crate) const LAST: D = D::Minus1;
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    /// Nine one-variable factors multiplied into one would be a tensor of 9 dims, past
+    /// candle's CPU kernels: a typed error naming the nine sites, where eight multiply.
+    #[test]
+    fn a_product_wider_than_candle_takes_is_an_error() -> Result<()> {
+        let plates = Plates::default();
+        let c = Contraction {
+            semiring: Semiring::LogSum,
+            plates: &plates,
+            steps: None,
+            kept: HashMap::new(),
+            names: (0..9).map(|v| (v, format!("z_{v}"))).collect(),
+            homes: HashMap::new(),
+        };
+        let fs = (0..9)
+            .map(|v| {
+                Ok(Factor {
+                    t: Tensor::zeros(2, DType::F64, &Device::Cpu)?,
+                    syms: vec![Sym::Var(v)],
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        match c.product(fs.clone()) {
+            Err(InferError::Enumeration { sites, msg }) => {
+                assert_eq!(sites.len(), 9);
+                assert!(
+                    msg.contains("rank 9") && msg.contains("at most 8 dims"),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected an enumeration error, got {other:?}"),
+        }
+        assert_eq!(c.product(fs[..8].to_vec())?.t.rank(), 8);
+        Ok(())
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use super::{MAX_RANK, rank_error};
 use crate::error::{InferError, Result, at_site};
 use crate::message::{Message, SiteKind};
 use crate::messenger::Messenger;
@@ -46,6 +47,8 @@ use crate::messenger::Messenger;
 /// ```
 #[derive(Debug)]
 pub struct EnumMessenger {
+    /// The plate dims right of the enumeration dims (`-1 - first_available_dim`).
+    plate_dims: usize,
     /// The next dim a site outside `markov` gets (dims are handed out leftwards).
     next_dim: isize,
     next_id: usize,
@@ -76,6 +79,7 @@ impl EnumMessenger {
             )));
         }
         Ok(Self {
+            plate_dims: first_available_dim.unsigned_abs() - 1,
             next_dim: first_available_dim,
             next_id: 0,
             global: Vec::new(),
@@ -112,6 +116,48 @@ impl EnumMessenger {
     }
 }
 
+impl EnumMessenger {
+    /// Stops a site whose distribution or value already has more than [`MAX_RANK`] dims
+    /// (built from enumerated values upstream) before its log-density is computed.
+    fn check_rank(&self, msg: &Message) -> Result<()> {
+        let Some(dist) = &msg.dist else {
+            return Ok(());
+        };
+        let (batch, event) = (dist.batch_shape(), dist.event_shape());
+        let value = msg.value.as_ref().map(|v| v.dims());
+        let rank = (batch.len() + event.len()).max(value.map_or(0, <[usize]>::len));
+        if rank <= MAX_RANK {
+            return Ok(());
+        }
+        let enumerated = self.global.len() + self.local.len();
+        Err(rank_error(
+            vec![msg.name.clone()],
+            rank,
+            &format!(
+                "its distribution (batch shape {batch:?}, event shape {event:?}){} with {} \
+                 enumeration dim(s) handed out so far left of the {} plate dim(s) of \
+                 `max_plate_nesting` (its plates: {})",
+                value.map_or(String::new(), |v| format!(" and its value (shape {v:?})")),
+                enumerated,
+                self.plate_dims,
+                plate_names(msg)
+            ),
+        ))
+    }
+}
+
+/// `` `a` (dim -1, size 3), .. `` or `none`, for errors.
+fn plate_names(msg: &Message) -> String {
+    if msg.plates.is_empty() {
+        return "none".into();
+    }
+    msg.plates
+        .iter()
+        .map(|p| format!("`{}` (dim {}, size {})", p.name, p.dim, p.subsample_size))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Adds `(dim, id)` pairs from `more` whose dim `into` does not name yet.
 fn merge(into: &mut Vec<(isize, usize)>, more: &[(isize, usize)]) {
     for &(d, i) in more {
@@ -141,11 +187,32 @@ impl Messenger for EnumMessenger {
                 .insert(msg.name.clone(), msg.infer.markov_depth);
         }
         let enumerate = msg.infer.enumerate && !msg.is_observed && msg.value.is_none();
+        self.check_rank(msg)?;
         if enumerate && let Some(dist) = &msg.dist {
             let at = |e| at_site(&msg.name, &msg.plates, false, e);
             let support = dist.enumerate_support(false).map_err(at)?;
             let scoped = msg.infer.markov_scope.is_some();
             let (dim, id) = self.allocate(scoped.then_some(visible.as_slice()));
+            let n = support.dims().first().copied().unwrap_or(1);
+            let event = dist.event_shape();
+            let rank = dim.unsigned_abs().max(dist.batch_shape().len()) + event.len();
+            if rank > MAX_RANK {
+                let k = dim.unsigned_abs() - self.plate_dims;
+                return Err(rank_error(
+                    vec![msg.name.clone()],
+                    rank,
+                    &format!(
+                        "enumerating its {} values (event shape {event:?}) along dim {dim} \
+                         ({k} enumeration dim(s) in use left of the {} plate dim(s) of \
+                         `max_plate_nesting`; its plates: {}; its distribution's batch shape \
+                         {:?})",
+                        n,
+                        self.plate_dims,
+                        plate_names(msg),
+                        dist.batch_shape()
+                    ),
+                ));
+            }
             // The distribution must not vary along the dim its values take: it would read
             // another variable's values there (one outside the markov window, whose dim was
             // recycled) element by element against its own.
@@ -163,7 +230,6 @@ impl Messenger for EnumMessenger {
                     ),
                 });
             }
-            let n = support.dims().first().copied().unwrap_or(1);
             let shape: Vec<usize> = std::iter::once(n)
                 .chain(std::iter::repeat_n(1, dim.unsigned_abs() - 1))
                 .chain(dist.event_shape().iter().copied())

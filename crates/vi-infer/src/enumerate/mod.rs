@@ -16,6 +16,33 @@ pub use discrete::{InferDiscrete, Temperature};
 pub use markov::MarkovMessenger;
 pub use messenger::{ConfigEnumerate, EnumMessenger};
 
+/// The most dims a tensor of an enumerated run may have: 8, candle's `MAX_DIMS`. candle-core
+/// 0.11's CPU kernels walk strided operands (binary ops, `where_cond`) with `NdIter`, which
+/// takes at most `candle_core::nditer::MAX_DIMS` = 8 dims (`candle-core/src/nditer.rs`; past
+/// it a `debug_assert!` panics in debug builds, and release builds may index out of bounds or
+/// compute on merged dims). Enumeration checks every rank it is about to create against it (an
+/// enumerated value, a site's distribution, [`vindex`]'s result, a product in the contraction)
+/// and stops with [`InferError::Enumeration`](crate::InferError::Enumeration) instead. The one
+/// place the limit is written down in vi-infer.
+pub(crate) const MAX_RANK: usize = candle_core::nditer::MAX_DIMS;
+
+/// The error for a tensor of rank `rank` (above [`MAX_RANK`]) that enumeration would need at
+/// `sites`: `what` says which tensor and where its dims come from; the message adds the limit
+/// and what to do about it.
+pub(crate) fn rank_error(sites: Vec<String>, rank: usize, what: &str) -> crate::InferError {
+    crate::InferError::Enumeration {
+        sites,
+        msg: format!(
+            "{what} would need a tensor of rank {rank}, but candle's CPU kernels support at most \
+             {MAX_RANK} dims (enumeration, plate and event dims together): recycle enumeration \
+             dims along chains with `markov`/`markov_history` (or `vectorized_markov`), \
+             enumerate fewer variables in parallel (mark fewer sites with \
+             `sample_enum`/`config_enumerate`: the others are drawn), or lower \
+             `max_plate_nesting` to the plate dims the model uses"
+        ),
+    }
+}
+
 /// A site's inference settings and the bookkeeping enumeration adds to it (Pyro's
 /// `msg["infer"]`): whether it is marked for enumeration, and once enumerated, the dim its
 /// values lie along and what each enumeration dim of its log-density stands for.
@@ -119,6 +146,10 @@ pub fn config_enumerate<T>(
 /// `table`. What Pyro writes `Vindex(table)[a, b]`: with `a` an enumerated value of shape
 /// `[K, 1, 1]`, the rows come out along the same enumeration dim.
 ///
+/// A result of more than 8 dims (the indices' broadcast shape and the table's trailing dims:
+/// more than candle's CPU kernels take) is [`InferError::Enumeration`](crate::InferError::Enumeration),
+/// naming no site (the ELBO adds the program and its last site).
+///
 /// ```
 /// use candle_core::{Device, Tensor};
 /// let locs = Tensor::new(&[[0.0f64, 0.5], [1.0, 1.5], [2.0, 2.5]], &Device::Cpu)?;
@@ -151,6 +182,19 @@ pub fn vindex(
         crate::InferError::Invalid(format!("vindex: index shapes {shapes:?} do not broadcast"))
     })?;
     let lead = &table.dims()[..k];
+    let rank = shape.len() + table.rank() - k;
+    if rank > MAX_RANK {
+        return Err(rank_error(
+            Vec::new(),
+            rank,
+            &format!(
+                "vindex: indices of shapes {shapes:?} (enumerated values, each along its \
+                 enumeration dim) broadcast to {shape:?}, and with the table's trailing dims \
+                 {:?} the result",
+                &table.dims()[k..]
+            ),
+        ));
+    }
     // The flat row index Σ_i index_i · stride_i, in u32.
     let mut flat: Option<candle_core::Tensor> = None;
     let mut stride = 1usize;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{D, DType, Tensor};
 
-use super::contract::{Contraction, Factor, Ordinal, Sym, product};
+use super::contract::{Contraction, Factor, Ordinal, Sym};
 use crate::error::{InferError, Result};
 use crate::message::{Message, SiteKind};
 use crate::messenger::Messenger;
@@ -196,7 +196,7 @@ impl Contraction<'_> {
                 parts.push(self.plate_product_of(f.clone(), o & !base)?);
                 held.extend(members[i].iter().copied());
             }
-            let f = product(parts)?;
+            let f = self.product(parts)?;
             // The layout [batch plates.., T, prevs.., currs..], each dim at its full size.
             let batch: Vec<Sym> = (0..Ordinal::BITS as usize)
                 .filter(|p| base & !tau & (1 << p) != 0)
@@ -213,6 +213,10 @@ impl Contraction<'_> {
                 .collect();
             let mut sorted = layout.clone();
             sorted.sort();
+            self.check_rank(
+                &sorted,
+                "the product over the steps of a vectorized markov chain lays out one factor",
+            )?;
             let size = |s: &Sym| -> Result<usize> {
                 match s {
                     Sym::Plate(p) => Ok(self.plates.size(*p)),

@@ -1,5 +1,7 @@
 //! Pyro's `tests/infer/test_gradient.py` (pyro-ppl/pyro at ff6ae1c, 2024-10), ported for
-//! the ELBOs vi has: `TraceElbo` (`Trace_ELBO`), `TraceGraphElbo` (`TraceGraph_ELBO`) and
+//! the ELBOs vi has: `TraceElbo` (`Trace_ELBO`), `TraceGraphElbo` (`TraceGraph_ELBO`),
+//! `TraceEnumElbo` (`TraceEnum_ELBO`: nothing is discrete here, so it draws every site and
+//! differentiates Dice's surrogate) and
 //! `TraceMeanFieldElbo` (`TraceMeanField_ELBO`, reparameterised rows only: vi's refuses a
 //! guide without `rsample`, where Pyro's falls back to the analytic KL of the fake
 //! non-reparameterised Normal). Pyro's `fakes.NonreparameterizedNormal` is
@@ -11,7 +13,9 @@
 //! - `test_particle_gradient`: one particle, the gradient from the draw equals the
 //!   pathwise or score-function formula of the same draw (Pyro's 1e-4; 1e-10 here, in f64).
 //!   Pyro runs `Trace_ELBO` and `TraceEnum_ELBO`; `TraceGraphElbo` runs too (one latent per
-//!   plate element: the same formula).
+//!   plate element: the same formula). The score-function formula of `TraceEnumElbo` has
+//!   the extra term of `−log q`'s own gradient (Dice keeps it; its mean is 0), as Pyro's
+//!   `TraceEnum_ELBO` row.
 //! - `test_subsample_gradient`: 50 000 vectorised particles, the full plate or two
 //!   subsamples of one point, scale 1 or 2 (`poutine.scale`): the exact gradient times the
 //!   scale, within Pyro's `0.06 · scale`. With scale 2 this is what caught `TraceElbo`'s
@@ -25,15 +29,20 @@
 //!   after another per step; the mean gradient over 400 steps (Pyro: 500) within 4
 //!   standard errors (Pyro's fixed 0.333 is 1.7 of them for the score-function rows).
 //!
+//! Pyro's `TraceEnum_ELBO` rows (without `local_samples`) run as `TraceEnumElbo`, in
+//! `particle_gradient` and in tests of their own (`*_trace_enum_*`).
+//!
 //! Not ported: `DiffTrace_ELBO` (`differentiable_loss`: vi's surrogate is that already),
-//! the `Jit*` rows, `TraceEnum_ELBO` (no enumeration), `local_samples`
-//! (`config_enumerate(num_samples=..)`), `test_collapse_beta_binomial` (funsor).
+//! the `Jit*` rows, `TraceEnum_ELBO` with `local_samples` (`config_enumerate(num_samples=..)`:
+//! Monte Carlo enumeration, which vi does not have), `test_collapse_beta_binomial` (funsor).
 
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vi_dist::{Constraint, Distribution, Normal};
-use vi_infer::{Ctx, Elbo, ParamStore, Plate, TraceElbo, TraceGraphElbo, TraceMeanFieldElbo};
+use vi_infer::{
+    Ctx, Elbo, ParamStore, Plate, TraceElbo, TraceEnumElbo, TraceGraphElbo, TraceMeanFieldElbo,
+};
 
 use crate::common::{BoxedProgram, Res, host, normal_lp, s, t};
 
@@ -51,11 +60,17 @@ fn normal(loc: &Tensor, scale: &Tensor, reparam: bool) -> vi_infer::Result<Box<d
     })
 }
 
-/// The ELBOs of a row: (name, ELBO); `TraceMeanFieldElbo` only when reparameterised.
+/// The ELBOs of a row: (name, ELBO); `TraceMeanFieldElbo` only when reparameterised. With
+/// `enum_rows`, only `TraceEnumElbo` (Pyro's `TraceEnum_ELBO` rows, tests of their own to keep
+/// each test short).
 fn elbos(
+    enum_rows: bool,
     reparam: bool,
     make: impl Fn(Which) -> Box<dyn Elbo>,
 ) -> Vec<(&'static str, Box<dyn Elbo>)> {
+    if enum_rows {
+        return vec![("TraceEnumElbo", make(Which::Enum))];
+    }
     let mut v = vec![
         ("TraceElbo", make(Which::Trace)),
         ("TraceGraphElbo", make(Which::Graph)),
@@ -70,6 +85,7 @@ fn elbos(
 enum Which {
     Trace,
     Graph,
+    Enum,
     MeanField,
 }
 
@@ -84,6 +100,12 @@ fn elbo(which: Which, n: usize, vectorize: bool, nest: usize) -> Box<dyn Elbo> {
         ),
         Which::Graph => Box::new(
             TraceGraphElbo::new()
+                .num_particles(n)
+                .vectorize_particles(vectorize)
+                .max_plate_nesting(nest),
+        ),
+        Which::Enum => Box::new(
+            TraceEnumElbo::new()
                 .num_particles(n)
                 .vectorize_particles(vectorize)
                 .max_plate_nesting(nest),
@@ -186,10 +208,10 @@ fn programs(reparam: bool, sub: Sub, scale: f64) -> (BoxedProgram<'static>, Boxe
 
 #[test]
 fn particle_gradient() -> Res {
-    for reparam in [true, false] {
-        for (name, e) in elbos(reparam, |w| elbo(w, 1, false, 1)) {
+    for (reparam, enum_rows) in [(true, false), (false, false), (true, true), (false, true)] {
+        for (name, e) in elbos(enum_rows, reparam, |w| elbo(w, 1, false, 1)) {
             if matches!(name, "TraceMeanFieldElbo") {
-                continue; // Pyro's rows: Trace_ELBO (and TraceEnum_ELBO).
+                continue; // Pyro's rows: Trace_ELBO and TraceEnum_ELBO.
             }
             let (mut model, mut guide) = programs(reparam, Sub::Full, 1.0);
             let mut store = ParamStore::new(&Device::Cpu, DType::F64);
@@ -218,9 +240,11 @@ fn particle_gradient() -> Res {
                     let dscale: Vec<f64> = (0..2)
                         .map(|i| (z[i] - loc[i]).powi(2) / scale.powi(3) - 1.0 / scale)
                         .collect();
+                    // Dice (`TraceEnumElbo`) keeps −log q's own gradient, whose mean is 0.
+                    let own = if name == "TraceEnumElbo" { 1.0 } else { 0.0 };
                     (
-                        (0..2).map(|i| -dloc[i] * elbo_i[i]).collect(),
-                        -(0..2).map(|i| dscale[i] * elbo_i[i]).sum::<f64>(),
+                        (0..2).map(|i| -dloc[i] * (elbo_i[i] - own)).collect(),
+                        -(0..2).map(|i| dscale[i] * (elbo_i[i] - own)).sum::<f64>(),
                     )
                 };
                 assert_within(
@@ -243,13 +267,34 @@ fn particle_gradient() -> Res {
 
 #[test]
 fn subsample_gradient() -> Res {
+    subsample_gradient_rows(false, &[true, false], &[1.0, 2.0])
+}
+
+#[test]
+fn subsample_gradient_trace_enum_reparam_unscaled() -> Res {
+    subsample_gradient_rows(true, &[true], &[1.0])
+}
+
+#[test]
+fn subsample_gradient_trace_enum_reparam_scaled() -> Res {
+    subsample_gradient_rows(true, &[true], &[2.0])
+}
+
+#[test]
+fn subsample_gradient_trace_enum_score_function() -> Res {
+    subsample_gradient_rows(true, &[false], &[1.0, 2.0])
+}
+
+/// `test_subsample_gradient`'s rows: `TraceEnumElbo`'s (`enum_rows`) or the others, for the
+/// given `reparams` and `scales`.
+fn subsample_gradient_rows(enum_rows: bool, reparams: &[bool], scales: &[f64]) -> Res {
     // Pyro: 50 000 particles, where the score-function rows' standard error on `scale` is
     // about 0.03 against the tolerance 0.06; 200 000 here.
     let particles = 200_000;
-    for scale in [1.0, 2.0] {
-        for reparam in [true, false] {
+    for &scale in scales {
+        for &reparam in reparams {
             for subsample in [false, true] {
-                for (name, e) in elbos(reparam, |w| elbo(w, particles, true, 1)) {
+                for (name, e) in elbos(enum_rows, reparam, |w| elbo(w, particles, true, 1)) {
                     let what =
                         format!("{name}, scale {scale}, reparam {reparam}, subsample {subsample}");
                     let batches: Vec<Vec<u32>> = if subsample {
@@ -297,8 +342,24 @@ fn subsample_gradient() -> Res {
 /// `test_plate_elbo_vectorized_particles` (the ELBO's vectorised particles instead).
 #[test]
 fn plate_with_nuisance_sites() -> Res {
+    plate_with_nuisance_sites_rows(false, &[true, false])
+}
+
+#[test]
+fn plate_with_nuisance_sites_trace_enum_own_plate() -> Res {
+    plate_with_nuisance_sites_rows(true, &[true])
+}
+
+#[test]
+fn plate_with_nuisance_sites_trace_enum_vectorized() -> Res {
+    plate_with_nuisance_sites_rows(true, &[false])
+}
+
+/// The rows of `test_plate` (`own_plate`) and `test_plate_elbo_vectorized_particles`:
+/// `TraceEnumElbo`'s (`enum_rows`) or the others.
+fn plate_with_nuisance_sites_rows(enum_rows: bool, own_plates: &[bool]) -> Res {
     let n = 25_000;
-    for own_plate in [true, false] {
+    for &own_plate in own_plates {
         for reparam in [true, false] {
             let model = move |ctx: &mut Ctx| -> vi_infer::Result<()> {
                 ctx.sample_boxed("nuisance_a", normal(&s(0.0), &s(1.0), reparam)?)?;
@@ -342,11 +403,11 @@ fn plate_with_nuisance_sites() -> Res {
                 Ok(())
             };
             let (particles, divide) = if own_plate { (1, n as f64) } else { (n, 1.0) };
-            for (name, e) in elbos(reparam, |w| {
+            for (name, e) in elbos(enum_rows, reparam, |w| {
                 elbo(w, particles, !own_plate, if own_plate { 2 } else { 1 })
             }) {
                 if matches!(name, "TraceMeanFieldElbo") {
-                    continue; // Pyro's rows: Trace_ELBO, TraceGraph_ELBO (and TraceEnum_ELBO).
+                    continue; // Pyro's rows: Trace_ELBO, TraceGraph_ELBO and TraceEnum_ELBO.
                 }
                 let (mut m, mut g): (BoxedProgram<'_>, BoxedProgram<'_>) =
                     (Box::new(model), Box::new(guide));
@@ -374,15 +435,31 @@ fn plate_with_nuisance_sites() -> Res {
 
 #[test]
 fn subsample_gradient_sequential() -> Res {
+    subsample_gradient_sequential_rows(false, &[true, false])
+}
+
+#[test]
+fn subsample_gradient_sequential_trace_enum_reparam() -> Res {
+    subsample_gradient_sequential_rows(true, &[true])
+}
+
+#[test]
+fn subsample_gradient_sequential_trace_enum_score_function() -> Res {
+    subsample_gradient_sequential_rows(true, &[false])
+}
+
+/// `test_subsample_gradient_sequential`'s rows: `TraceEnumElbo`'s (`enum_rows`) or the others,
+/// for the given `reparams`.
+fn subsample_gradient_sequential_rows(enum_rows: bool, reparams: &[bool]) -> Res {
     // Pyro: 500 steps of 10 particles, the mean gradient within 0.333 of the exact one, which
     // is 1.7 standard errors on `scale` for the score-function rows with a subsample of one
     // point (whose draws are heavy-tailed: (z² − 1)(x − z)²): at some seeds it fails. Here
     // 400 steps, the mean within 4 standard errors.
     let iters = 400;
-    for reparam in [true, false] {
+    for &reparam in reparams {
         for subsample in [false, true] {
             let size = if subsample { 1 } else { 2 };
-            for (name, e) in elbos(reparam, |w| elbo(w, 10, false, 1)) {
+            for (name, e) in elbos(enum_rows, reparam, |w| elbo(w, 10, false, 1)) {
                 let (mut model, mut guide) = programs(reparam, Sub::Size(size), 1.0);
                 let mut store = ParamStore::new(&Device::Cpu, DType::F64);
                 let mut rng = ChaCha8Rng::seed_from_u64(3);

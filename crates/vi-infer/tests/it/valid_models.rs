@@ -6,8 +6,14 @@
 //! Pyro also runs `TraceMeanField_ELBO`, or where the case is a structural check that both
 //! ELBOs share, both run. Pyro's `TraceGraph_ELBO` rows are `TraceGraphElbo`: every case run
 //! with a default `TraceElbo` runs under it too, and must give the same loss (ok cases) or
-//! the same error (error cases). Pyro's `TraceEnum_ELBO` / `TraceTMC_ELBO` /
-//! `EnergyDistance` rows of the same tests are not repeated (vi has no such objectives). Pyro's `expand_by(sizes)` prepends `sizes` to the batch shape; here
+//! the same error (error cases). Pyro's `TraceEnum_ELBO` rows are `TraceEnumElbo`: every
+//! case run with a default `TraceElbo` runs under it too, the guide under `config_enumerate`
+//! as in Pyro's rows (which most of these tests have), and must give a finite loss (ok cases)
+//! or an error of the same kind (error cases); the enumeration tests (below) are its own.
+//! The row of `test_iplate_iplate_ok` and `_swap_ok` (nine enumerated sites) is
+//! `iplate_iplate_trace_enum`, a typed error in vi: see the enumeration paragraph.
+//! Pyro's `TraceTMC_ELBO` and `EnergyDistance` rows are not repeated (vi has no such
+//! objectives). Pyro's `expand_by(sizes)` prepends `sizes` to the batch shape; here
 //! [`expand_by`] does the same with `expand`. Where an `ok` case has an exact loss, the
 //! loss is checked too. Also here: `SafetyTests` of `tests/infer/test_inference.py`.
 //!
@@ -44,30 +50,65 @@
 //!   under `TraceElbo`;
 //! - `test_no_plate_enum_discrete_batch_error`: Pyro runs it under `TraceEnum_ELBO`; the
 //!   error (a batch dim outside any plate) is `check_site_shape`'s, which `Trace_ELBO`
-//!   shares, so it runs under `TraceElbo` without enumeration;
+//!   shares, so it runs under `TraceElbo` without enumeration too (`no_plate_batch_error`);
 //! - `test_reparam_mask_*` / `test_reparam_scale_*` / `test_obs_mask_*`: a Python `bool`
 //!   mask and a 0-d `torch.tensor(bool)` are the same 0-d `u8` tensor here; random
 //!   Dirichlet data (`torch.randn(2, 3).exp()`, normalised) is fixed data here.
 //!
+//! Enumeration (`TraceEnum_ELBO`, `config_enumerate`, `infer={"enumerate": "parallel"}`,
+//! `pyro.markov`): vi's `TraceEnumElbo`, `ctx.config_enumerate` / `sample_enum`, `ctx.markov`,
+//! `markov_history` and `markov_context`. Only parallel enumeration exists in vi: the rows of
+//! `enumerate="sequential"`, `expand=True` and `num_samples` (Monte Carlo enumeration) are not
+//! ported, the rows `None` and `"parallel"` are. Pyro's `assert_warning` has no counterpart
+//! (vi has no warnings): where Pyro warns only to advise (`strict_enumeration_warning`; a
+//! mark under an ELBO that does not enumerate; a site after an enumerated site of a plate it
+//! is outside of, by site order), vi runs and the test asserts the run; where the dependence
+//! is real and visible in the enumeration dims vi errs instead
+//! (`enum_discrete_plate_dependency_warning`). Pyro's shape assertions inside the model are
+//! checked on the traces, and a loss that has a closed form is checked (q = p gives 0).
+//! Ported: `test_enum_discrete_misuse_warning`, `test_enum_discrete_single_ok`,
+//! `test_enum_discrete_missing_config_warning`, `test_enum_discrete_single_single_ok`,
+//! `test_enum_discrete_iplate_single_ok` (five sites scaled by 2 for Pyro's sequential plate
+//! of 10 subsampled to 5), `test_plate_enum_discrete_batch_ok`,
+//! `test_plate_enum_discrete_no_discrete_vars_warning` (equal to `TraceElbo`'s loss),
+//! `test_no_plate_enum_discrete_batch_error` (vi's `SiteShape`, Pyro's invalid log_prob
+//! shape),
+//! `test_enum_discrete_parallel_ok`, `test_enum_discrete_parallel_nested_ok`,
+//! `test_enumerate_parallel_plate_ok`, `test_enum_discrete_plate_dependency_warning`,
+//! `test_enum_discrete_iplate_plate_dependency_ok`,
+//! `test_enum_discrete_iplates_plate_dependency_warning`,
+//! `test_enum_discrete_plates_dependency_ok`, `test_enum_discrete_non_enumerated_plate_ok`,
+//! `test_enum_discrete_plate_shape_broadcasting_ok`, `test_enum_in_model_ok`,
+//! `test_enum_in_model_plate_ok`, `test_enum_in_model_plate_reuse_ok` (exact loss),
+//! `test_enum_in_model_multi_scale_error`, `test_enum_in_model_diamond_error` (Pyro's
+//! `use_vindex` rows are one: vi indexes with `vindex`),
+//! `test_enum_discrete_vectorized_num_particles`, `test_enum_recycling_chain`,
+//! `test_enum_recycling_dbn` (exact loss; the `use_vindex` rows are one),
+//! `test_enum_recycling_nested`, `test_enum_recycling_reentrant` (with
+//! `test_enum_recycling_mutual_recursion` and the history-1 row of
+//! `test_enum_recycling_reentrant_history`: in vi each recursive call is a `markov_context`;
+//! Pyro's leaf probabilities of 1 make a false leaf impossible, which vi scores `−∞` where
+//! Pyro's clamped Bernoulli stays finite, so that row is a `NonFinite` step here and the
+//! structure runs with leaf probabilities 1/2), `test_enum_recycling_plate`,
+//! `test_markov_history` (vi's error for a window too short: `Enumeration`, the site's
+//! distribution varies along its own dim; Pyro's: "Enumeration dim conflict").
+//!
+//! Where vi disagrees with Pyro, the test asserts vi's behaviour and says so: tensors of rank
+//! above 8 (enumeration, plate and event dims together), which candle's CPU kernels do not take
+//! (`NdIter`'s `MAX_DIMS` = 8), where Pyro (torch) runs. vi stops with a typed `Enumeration`
+//! error naming the site (or, from `vindex`, wrapped in `InProgram` with the last site)
+//! instead of a panic inside candle: `iplate_iplate_trace_enum` (nine enumerated sites),
+//! `enum_recycling_dbn_without_markov` (22), `enum_recycling_plate` and
+//! `enum_recycling_reentrant` (Pyro's tree; a shallower one runs).
+//!
 //! Not applicable (no vi counterpart):
-//! - enumeration (`TraceEnum_ELBO`, `config_enumerate`, `infer={"enumerate": ..}`,
-//!   `pyro.markov`): `test_enum_discrete_misuse_warning`, `test_enum_discrete_single_ok`,
-//!   `test_enum_discrete_missing_config_warning`, `test_enum_discrete_single_single_ok`,
-//!   `test_enum_discrete_iplate_single_ok`, `test_plate_enum_discrete_batch_ok`,
-//!   `test_plate_enum_discrete_no_discrete_vars_warning`, `test_enum_discrete_parallel_ok`,
-//!   `test_enum_discrete_parallel_nested_ok`, `test_enumerate_parallel_plate_ok`,
-//!   `test_enum_discrete_plate_dependency_warning`,
-//!   `test_enum_discrete_iplate_plate_dependency_ok`,
-//!   `test_enum_discrete_iplates_plate_dependency_warning`,
-//!   `test_enum_discrete_plates_dependency_ok`, `test_enum_discrete_non_enumerated_plate_ok`,
-//!   `test_enum_discrete_plate_shape_broadcasting_ok`, `test_enum_in_model_ok`,
-//!   `test_enum_in_model_plate_ok`, `test_enum_sequential_in_model_error`,
-//!   `test_enum_in_model_plate_reuse_ok`, `test_enum_in_model_multi_scale_error`,
-//!   `test_enum_in_model_diamond_error`, `test_enum_discrete_vectorized_num_particles`,
-//!   `test_enum_recycling_chain`, `test_enum_recycling_dbn`, `test_enum_recycling_nested`,
-//!   `test_enum_recycling_grid`, `test_enum_recycling_reentrant`,
-//!   `test_enum_recycling_reentrant_history`, `test_enum_recycling_mutual_recursion`,
-//!   `test_enum_recycling_interleave`, `test_enum_recycling_plate`, `test_markov_history`;
+//! - of the enumeration tests (see above): `test_enum_sequential_in_model_error` (no
+//!   sequential enumeration), `test_enum_recycling_grid` (`pyro.markov(keep=True)`, a chain
+//!   whose steps stay visible when it is re-entered for the next row: vi's `markov` has no
+//!   `keep`),
+//!   `test_enum_recycling_interleave` (re-entering a `pyro.markov()` context object: vi's
+//!   contexts are closures, not objects), the history-2 row of
+//!   `test_enum_recycling_reentrant_history` (vi's `markov_context` has no history);
 //! - `pyro.param(.., event_dim=..)` shape checks: `test_plate_param_size_mismatch_error`;
 //! - `pyro.subsample`: `test_plate_subsample_primitive_ok` (the same indexing as
 //!   `plate_subsample_param_ok` here);
@@ -86,14 +127,15 @@
 
 use candle_core::{DType, Device, Tensor};
 use vi_dist::{
-    Bernoulli, Beta, Constraint, Dirichlet, Distribution, LogNormal, MultivariateNormal, Normal,
+    Bernoulli, Beta, Categorical, Constraint, Dirichlet, Distribution, LogNormal,
+    MultivariateNormal, Normal, OneHotCategorical,
 };
 use vi_infer::{
-    Ctx, Elbo, InferError, Plate, StepReport, Svi, TermKind, TraceElbo, TraceGraphElbo,
-    TraceMeanFieldElbo,
+    Ctx, Elbo, InferError, Plate, StepReport, Svi, TermKind, TraceElbo, TraceEnumElbo,
+    TraceGraphElbo, TraceMeanFieldElbo, vindex,
 };
 
-use crate::common::{Res, adam, empty, host, normal_lp, s, step_error, t};
+use crate::common::{Res, adam, assert_mentions, empty, host, normal_lp, s, step_error, t};
 
 type R = vi_infer::Result<()>;
 
@@ -127,11 +169,23 @@ fn param_p(ctx: &mut Ctx) -> vi_infer::Result<Tensor> {
 
 /// Pyro's `assert_ok`: one SVI step (Adam at lr 1e-6) succeeds with a finite loss. Given a
 /// `TraceElbo` with its default settings, the same step under `TraceGraphElbo` (Pyro's
-/// `TraceGraph_ELBO` row) succeeds too, with the same loss from the same draws.
+/// `TraceGraph_ELBO` row) succeeds too, with the same loss from the same draws, and under
+/// `TraceEnumElbo` with the guide under `config_enumerate` (Pyro's `TraceEnum_ELBO` row), with
+/// a finite loss.
 fn assert_ok<TM, TG, E: Elbo + std::fmt::Debug>(
     model: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TM> + Clone,
     guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TG> + Clone,
     elbo: E,
+) -> StepReport {
+    assert_ok_rows(model, guide, elbo, true)
+}
+
+/// [`assert_ok`], the `TraceEnumElbo` row left out unless `enum_row`.
+fn assert_ok_rows<TM, TG, E: Elbo + std::fmt::Debug>(
+    model: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TM> + Clone,
+    guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TG> + Clone,
+    elbo: E,
+    enum_row: bool,
 ) -> StepReport {
     let graph = is_default_trace_elbo(&elbo);
     let mut svi = Svi::new(model.clone(), guide.clone(), adam(1e-6), elbo).seed(0);
@@ -143,13 +197,29 @@ fn assert_ok<TM, TG, E: Elbo + std::fmt::Debug>(
         Err(e) => panic!("the step should succeed, got: {e}"),
     };
     if graph {
-        let mut svi = Svi::new(model, guide, adam(1e-6), TraceGraphElbo::new()).seed(0);
+        let enum_guide = enumerated_mut(guide.clone());
+        let mut svi = Svi::new(model.clone(), guide, adam(1e-6), TraceGraphElbo::new()).seed(0);
         match svi.step() {
             Ok(g) => assert_eq!(g.loss, r.loss, "TraceGraphElbo's loss"),
             Err(e) => panic!("the TraceGraphElbo step should succeed, got: {e}"),
         }
+        if !enum_row {
+            return r;
+        }
+        let mut svi = Svi::new(model, enum_guide, adam(1e-6), TraceEnumElbo::new()).seed(0);
+        match svi.step() {
+            Ok(g) => assert!(g.loss.is_finite(), "TraceEnumElbo's loss {}", g.loss),
+            Err(e) => panic!("the TraceEnumElbo step should succeed, got: {e}"),
+        }
     }
     r
+}
+
+/// `guide` under `config_enumerate` (Pyro's `TraceEnum_ELBO` rows of the structural tests).
+fn enumerated_mut<T>(
+    mut guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<T>,
+) -> impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<T> {
+    move |ctx: &mut Ctx<'_>| ctx.config_enumerate(|ctx| guide(ctx))
 }
 
 /// Whether `elbo` is `TraceElbo::new()` (by its settings, as `Debug` shows them).
@@ -158,7 +228,8 @@ fn is_default_trace_elbo(elbo: &impl std::fmt::Debug) -> bool {
 }
 
 /// Pyro's `assert_error`: the SVI step fails; returns the error. Given a default `TraceElbo`,
-/// `TraceGraphElbo` fails with the same message.
+/// `TraceGraphElbo` fails with the same message, and `TraceEnumElbo` (the guide under
+/// `config_enumerate`) with an error of the same kind.
 fn assert_error<TM, TG, E: Elbo + std::fmt::Debug>(
     model: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TM> + Clone,
     guide: impl FnMut(&mut Ctx<'_>) -> vi_infer::Result<TG> + Clone,
@@ -167,8 +238,15 @@ fn assert_error<TM, TG, E: Elbo + std::fmt::Debug>(
     let graph = is_default_trace_elbo(&elbo);
     let e = step_error(model.clone(), guide.clone(), adam(1e-6), elbo);
     if graph {
-        let g = step_error(model, guide, adam(1e-6), TraceGraphElbo::new());
+        let enum_guide = enumerated_mut(guide.clone());
+        let g = step_error(model.clone(), guide, adam(1e-6), TraceGraphElbo::new());
         assert_eq!(g.to_string(), e.to_string(), "TraceGraphElbo's error");
+        let g = step_error(model, enum_guide, adam(1e-6), TraceEnumElbo::new());
+        assert_eq!(
+            std::mem::discriminant(g.root()),
+            std::mem::discriminant(e.root()),
+            "TraceEnumElbo's error: {g} (TraceElbo's: {e})"
+        );
     }
     e
 }
@@ -436,7 +514,8 @@ fn iplate_iplate_ok() {
         }
         Ok(())
     };
-    assert_ok(model, guide, TraceElbo::new());
+    // The `TraceEnum_ELBO` row: `iplate_iplate_trace_enum`.
+    assert_ok_rows(model, guide, TraceElbo::new(), false);
     assert_ok(model, guide, TraceElbo::new().max_plate_nesting(0));
 }
 
@@ -460,8 +539,37 @@ fn iplate_iplate_swap_ok() {
         }
         Ok(())
     };
-    assert_ok(model, guide, TraceElbo::new());
+    // The `TraceEnum_ELBO` row: `iplate_iplate_trace_enum`.
+    assert_ok_rows(model, guide, TraceElbo::new(), false);
     assert_ok(model, guide, TraceElbo::new().max_plate_nesting(0));
+}
+
+/// The `TraceEnum_ELBO` row of `test_iplate_iplate_ok` (and `_swap_ok`): nine sites enumerated
+/// in the guide, nine enumeration dims. Pyro runs it (torch takes 25 dims); vi stops with a
+/// typed error instead: candle's CPU kernels take at most 8 dims (`NdIter`'s `MAX_DIMS`), so
+/// the ninth site, `x_2_2` (dim -9), is an `Enumeration` error naming it.
+#[test]
+fn iplate_iplate_trace_enum() {
+    let model = |ctx: &mut Ctx| -> R {
+        for i in 0..3 {
+            for j in 0..3 {
+                ctx.sample(&format!("x_{i}_{j}"), Bernoulli::from_probs(&s(0.5))?)?;
+            }
+        }
+        Ok(())
+    };
+    let guide = |ctx: &mut Ctx| -> R {
+        let p = param_p(ctx)?;
+        for i in 0..3 {
+            for j in 0..3 {
+                ctx.sample(&format!("x_{i}_{j}"), Bernoulli::from_probs(&p)?)?;
+            }
+        }
+        Ok(())
+    };
+    let e = step_error(model, enumerated(&guide), adam(1e-6), TraceEnumElbo::new());
+    assert_eq!(enum_sites(&e), ["x_2_2"]);
+    assert_mentions(&e, &["dim -9", "rank 9", "at most 8 dims", "`markov`"]);
 }
 
 #[test]
@@ -1116,7 +1224,15 @@ fn vectorized_num_particles() {
         .num_particles(10)
         .vectorize_particles(true)
         .max_plate_nesting(2);
-    assert_ok(model, guide, elbo);
+    let r = assert_ok(model, guide, elbo);
+    // Pyro's `TraceEnum_ELBO` row (the guide under `config_enumerate`, nothing discrete to
+    // enumerate): `TraceElbo`'s loss from the same draws.
+    let elbo = TraceEnumElbo::new()
+        .num_particles(10)
+        .vectorize_particles(true)
+        .max_plate_nesting(2);
+    let e = assert_ok(model, enumerated(&guide), elbo);
+    assert_close(e.loss, r.loss, 1e-12);
 }
 
 // factor ----------------------------------------------------------------------------------
@@ -1597,4 +1713,1041 @@ fn duplicate_obs_name() {
         matches!(e.root(), InferError::DuplicateSite { site } if site == "loc_q"),
         "{e:?}"
     );
+}
+
+// Enumeration (`TraceEnumElbo`) ---------------------------------------------------------------
+
+/// `program` with every discrete latent site marked for parallel enumeration (Pyro's
+/// `config_enumerate(program)`), as a closure that can be copied.
+fn enumerated<T>(
+    program: &impl Fn(&mut Ctx<'_>) -> vi_infer::Result<T>,
+) -> impl Fn(&mut Ctx<'_>) -> vi_infer::Result<T> + Copy + '_ {
+    move |ctx: &mut Ctx<'_>| ctx.config_enumerate(|ctx| program(ctx))
+}
+
+/// `sample_boxed`, marked for enumeration when `mark` (Pyro's `infer={"enumerate":
+/// "parallel"}` against `None`).
+fn sample_marked(
+    ctx: &mut Ctx,
+    name: &str,
+    d: Box<dyn Distribution>,
+    mark: bool,
+) -> vi_infer::Result<Tensor> {
+    if mark {
+        ctx.config_enumerate(|ctx| ctx.sample_boxed(name, d))
+    } else {
+        ctx.sample_boxed(name, d)
+    }
+}
+
+/// The shape of `site`'s value in `tr`.
+fn dims(tr: &vi_infer::Trace, site: &str) -> Vec<usize> {
+    tr.get(site)
+        .unwrap_or_else(|| panic!("no site {site}"))
+        .value
+        .dims()
+        .to_vec()
+}
+
+/// `TraceEnumElbo` with `max_plate_nesting` when given (Pyro's `float("inf")`: left to vi's
+/// probing run).
+fn enum_elbo(nesting: Option<usize>) -> TraceEnumElbo {
+    match nesting {
+        Some(n) => TraceEnumElbo::new().max_plate_nesting(n),
+        None => TraceEnumElbo::new(),
+    }
+}
+
+/// The sites an `InferError::Enumeration` names (a panic for another error).
+fn enum_sites(e: &InferError) -> Vec<String> {
+    match e.root() {
+        InferError::Enumeration { sites, .. } => sites.clone(),
+        other => panic!("expected an enumeration error, got {other:?}"),
+    }
+}
+
+/// `x ~ Bernoulli(0.5)` in the model, `Bernoulli(p)` in the guide (p = 0.5): q = p, so every
+/// term `log q − log p` is 0, drawn or enumerated.
+fn bern_pair() -> (impl Fn(&mut Ctx) -> R + Copy, impl Fn(&mut Ctx) -> R + Copy) {
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.sample("x", Bernoulli::from_probs(&s(0.5))?)?;
+        Ok(())
+    };
+    let guide = |ctx: &mut Ctx| -> R {
+        let p = param_p(ctx)?;
+        ctx.sample("x", Bernoulli::from_probs(&p)?)?;
+        Ok(())
+    };
+    (model, guide)
+}
+
+#[test]
+fn enum_discrete_misuse_warning() {
+    // Pyro warns when the guide marks `x` for enumeration under an ELBO that does not
+    // enumerate, and when nothing is marked under `TraceEnum_ELBO`. vi has no warnings: the
+    // mark is ignored outside an enumerating ELBO (x drawn), and an unmarked site is drawn
+    // under `TraceEnumElbo` (a score-function term); both are valid, and run. The
+    // "sequential" rows have no vi counterpart.
+    let model = bern_pair().0;
+    for mark in [false, true] {
+        let guide = move |ctx: &mut Ctx| -> R {
+            let q = Box::new(Bernoulli::from_probs(&param_p(ctx)?)?);
+            sample_marked(ctx, "x", q, mark)?;
+            Ok(())
+        };
+        let runs = [
+            assert_ok(model, guide, TraceElbo::new().max_plate_nesting(0)),
+            assert_ok(model, guide, TraceGraphElbo::new().max_plate_nesting(0)),
+            assert_ok(model, guide, TraceEnumElbo::new().max_plate_nesting(0)),
+        ];
+        for (i, r) in runs.iter().enumerate() {
+            assert_close(r.loss, 0.0, 1e-12);
+            let want: &[usize] = if mark && i == 2 { &[2] } else { &[] };
+            assert_eq!(dims(&r.guide_trace, "x"), want, "mark {mark}, ELBO {i}");
+        }
+    }
+}
+
+#[test]
+fn enum_discrete_single_ok() {
+    let (model, guide) = bern_pair();
+    let r = assert_ok(model, enumerated(&guide), TraceEnumElbo::new());
+    assert_eq!(dims(&r.guide_trace, "x"), [2]);
+    assert_eq!(dims(&r.model_trace, "x"), [2]);
+    assert_close(r.loss, 0.0, 1e-12);
+}
+
+#[test]
+fn enum_discrete_missing_config_warning() {
+    // The guide not marked: Pyro warns when `strict_enumeration_warning` (vi has no such
+    // warning) and runs otherwise; vi runs it, x drawn.
+    let (model, guide) = bern_pair();
+    let r = assert_ok(model, guide, TraceEnumElbo::new());
+    assert_eq!(dims(&r.guide_trace, "x"), [] as [usize; 0]);
+    assert_close(r.loss, 0.0, 1e-12);
+}
+
+#[test]
+fn enum_discrete_single_single_ok() {
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.sample("x", Bernoulli::from_probs(&s(0.5))?)?;
+        ctx.sample("y", Bernoulli::from_probs(&s(0.5))?)?;
+        Ok(())
+    };
+    let guide = |ctx: &mut Ctx| -> R {
+        let p = param_p(ctx)?;
+        ctx.sample("x", Bernoulli::from_probs(&p)?)?;
+        ctx.sample("y", Bernoulli::from_probs(&p)?)?;
+        Ok(())
+    };
+    let r = assert_ok(model, enumerated(&guide), TraceEnumElbo::new());
+    // Each enumerated site on a dim of its own.
+    assert_eq!(dims(&r.guide_trace, "x"), [2]);
+    assert_eq!(dims(&r.guide_trace, "y"), [2, 1]);
+    assert_close(r.loss, 0.0, 1e-12);
+}
+
+#[test]
+fn enum_discrete_iplate_single_ok() {
+    // Pyro's sequential plate of 10 subsampled to 5: five sites, each scaled by 10 / 5, in both
+    // programs (the five indices, part of the site names, are fixed here: see the module doc).
+    let program = |learn: bool| {
+        move |ctx: &mut Ctx| -> R {
+            let p = if learn { param_p(ctx)? } else { s(0.5) };
+            ctx.scale(2.0, |ctx| {
+                for i in 0..5 {
+                    ctx.sample(&format!("x_{i}"), Bernoulli::from_probs(&p)?)?;
+                }
+                Ok(())
+            })
+        }
+    };
+    let guide = program(true);
+    let r = assert_ok(program(false), enumerated(&guide), TraceEnumElbo::new());
+    assert_eq!(dims(&r.guide_trace, "x_4"), [2, 1, 1, 1, 1]);
+    assert_eq!(r.guide_trace.get("x_4").unwrap().scale, 2.0);
+    assert_close(r.loss, 0.0, 1e-12);
+}
+
+#[test]
+fn plate_enum_discrete_batch_ok() {
+    let program = |learn: bool| {
+        move |ctx: &mut Ctx| -> R {
+            let p = if learn { param_p(ctx)? } else { s(0.5) };
+            ctx.plate_with(plate("plate", 10, Some(5)), |ctx, ind| {
+                ctx.sample_boxed("x", bern_by(&p, &[ind.dims()[0]])?)
+            })?;
+            Ok(())
+        }
+    };
+    let guide = program(true);
+    let r = assert_ok(program(false), enumerated(&guide), TraceEnumElbo::new());
+    assert_eq!(dims(&r.guide_trace, "x"), [2, 1]);
+    assert_close(r.loss, 0.0, 1e-12);
+}
+
+#[test]
+fn plate_enum_discrete_no_discrete_vars_warning() {
+    // Nothing to enumerate (Normal sites; Pyro's guide is marked "sequential", which has no
+    // effect on them): Pyro warns when strict, vi runs, and with nothing enumerated
+    // `TraceEnumElbo` is `TraceElbo`: the same loss from the same draws.
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.plate_with(plate("plate", 10, Some(5)), |ctx, ind| {
+            let d = Normal::new(&s(0.0), &s(1.0))?;
+            ctx.sample_boxed("x", expand_by(&d, &[ind.dims()[0]])?)
+        })?;
+        Ok(())
+    };
+    let guide = |ctx: &mut Ctx| -> R {
+        let loc = ctx.param("loc", &s(1.0), Constraint::Real)?;
+        let scale = ctx.param("scale", &s(2.0), Constraint::Positive)?;
+        ctx.plate_with(plate("plate", 10, Some(5)), |ctx, ind| {
+            let d = Normal::new(&loc, &scale)?;
+            ctx.sample_boxed("x", expand_by(&d, &[ind.dims()[0]])?)
+        })?;
+        Ok(())
+    };
+    let r = assert_ok(model, enumerated(&guide), TraceEnumElbo::new());
+    let want = assert_ok(model, guide, TraceElbo::new());
+    assert_close(r.loss, want.loss, 1e-12);
+}
+
+#[test]
+fn no_plate_enum_discrete_batch_error() {
+    // Batch [5] outside any plate, the guide enumerated (Pyro: "invalid log_prob shape"): vi's
+    // shape check, as under `TraceElbo` (`no_plate_batch_error`).
+    let program = |learn: bool| {
+        move |ctx: &mut Ctx| -> R {
+            let p = if learn { param_p(ctx)? } else { s(0.5) };
+            ctx.sample_boxed("x", bern_by(&p, &[5])?)?;
+            Ok(())
+        }
+    };
+    let guide = program(true);
+    let e = assert_error(program(false), enumerated(&guide), TraceEnumElbo::new());
+    assert!(
+        matches!(e.root(), InferError::SiteShape { site, dim: -1, size: 5, .. } if site == "x"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn enum_discrete_parallel_ok() {
+    let (model, guide) = bern_pair();
+    for nesting in [Some(0), Some(1), Some(2), None] {
+        let r = assert_ok(model, enumerated(&guide), enum_elbo(nesting));
+        // [2] and a 1 per plate dim (none found by vi's probing run for `None`).
+        let mut want = vec![2];
+        want.extend(std::iter::repeat_n(1, nesting.unwrap_or(0)));
+        assert_eq!(dims(&r.guide_trace, "x"), want, "{nesting:?}");
+        assert_eq!(dims(&r.model_trace, "x"), want, "{nesting:?}");
+        assert_close(r.loss, 0.0, 1e-12);
+    }
+}
+
+#[test]
+fn enum_discrete_parallel_nested_ok() {
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.sample("x2", OneHotCategorical::from_probs(&t(&[0.5; 2]))?)?;
+        ctx.sample("x3", OneHotCategorical::from_probs(&t(&[1.0 / 3.0; 3]))?)?;
+        Ok(())
+    };
+    for nesting in [Some(0), Some(1), Some(2), None] {
+        let r = assert_ok(model, enumerated(&model), enum_elbo(nesting));
+        let ones = std::iter::repeat_n(1, nesting.unwrap_or(0));
+        let x2: Vec<usize> = [2].into_iter().chain(ones.clone()).chain([2]).collect();
+        let x3: Vec<usize> = [3, 1].into_iter().chain(ones).chain([3]).collect();
+        assert_eq!(dims(&r.model_trace, "x2"), x2, "{nesting:?}");
+        assert_eq!(dims(&r.model_trace, "x3"), x3, "{nesting:?}");
+        assert_close(r.loss, 0.0, 1e-12);
+    }
+}
+
+#[test]
+fn enumerate_parallel_plate_ok() {
+    // Rows (None, no expand) and ("parallel", no expand); the "sequential", `expand=True` and
+    // `num_samples` rows have no vi counterpart.
+    let model = |ctx: &mut Ctx| -> R {
+        let cpu = Device::Cpu;
+        let p2 = t(&[0.5; 2]);
+        let p34 = Tensor::full(0.25f64, (3, 4), &cpu)?;
+        let p536 = Tensor::full(1.0f64 / 6.0, (5, 3, 6), &cpu)?;
+        ctx.sample("x2", Categorical::from_probs(&p2)?)?;
+        ctx.plate("outer", 3, |ctx| {
+            ctx.sample("x34", Categorical::from_probs(&p34)?)?;
+            ctx.plate("inner", 5, |ctx| {
+                ctx.sample("x536", Categorical::from_probs(&p536)?)
+            })
+        })?;
+        Ok(())
+    };
+    let elbo = || TraceEnumElbo::new().max_plate_nesting(2);
+    let check = |r: &StepReport, want: [&[usize]; 3]| {
+        for (site, w) in ["x2", "x34", "x536"].into_iter().zip(want) {
+            assert_eq!(dims(&r.model_trace, site), w, "{site}");
+        }
+        assert_close(r.loss, 0.0, 1e-12);
+    };
+    // Drawn: every dim a plate dim.
+    check(&assert_ok(model, model, elbo()), [&[], &[3], &[5, 3]]);
+    // Enumerated: enumeration dims left of the plates' placeholders.
+    check(
+        &assert_ok(model, enumerated(&model), elbo()),
+        [&[2, 1, 1], &[4, 1, 1, 1], &[6, 1, 1, 1, 1]],
+    );
+}
+
+#[test]
+fn enum_discrete_plate_dependency_warning() {
+    // `y` outside the plate reads `x` (enumerated inside it) through `x.mean()`, which loses
+    // the enumeration dim. Pyro warns with validation on (its check is by site order) and
+    // runs otherwise; vi finds dependencies through the enumeration dims only, so this one
+    // runs in every row (rows: x marked or not, validation on or off, max_plate_nesting 1 or
+    // inf; "sequential" has no vi counterpart). Where the dependency keeps the dim (below),
+    // vi's error replaces Pyro's warning.
+    for mark in [false, true] {
+        for validate in [true, false] {
+            for nesting in [Some(1), None] {
+                let model = move |ctx: &mut Ctx| -> R {
+                    ctx.sample_enum("w", Bernoulli::from_probs(&s(0.5))?)?;
+                    let x = ctx.plate_with(plate("plate", 10, Some(5)), |ctx, _| {
+                        let d = Box::new(Bernoulli::from_probs(&t(&[0.5; 5]))?);
+                        sample_marked(ctx, "x", d, mark)
+                    })?;
+                    ctx.sample("y", Bernoulli::from_probs(&x.mean_all()?)?)?;
+                    Ok(())
+                };
+                let r = vi_dist::with_validation(validate, || {
+                    assert_ok(model, model, enum_elbo(nesting))
+                });
+                let want: &[usize] = if mark { &[2, 1, 1] } else { &[5] };
+                assert_eq!(dims(&r.guide_trace, "x"), want);
+                assert_close(r.loss, 0.0, 1e-12);
+            }
+        }
+    }
+    // vi's stricter case: y reads x's mean over the plate only, keeping x's enumeration dim.
+    let model = |ctx: &mut Ctx| -> R {
+        let x = ctx.plate_with(plate("plate", 10, Some(5)), |ctx, _| {
+            ctx.sample_enum("x", Bernoulli::from_probs(&t(&[0.5; 5]))?)
+        })?;
+        ctx.sample("y", Bernoulli::from_probs(&x.mean_keepdim(1)?)?)?;
+        Ok(())
+    };
+    let e = assert_error(model, model, TraceEnumElbo::new().max_plate_nesting(1));
+    assert_eq!(enum_sites(&e), ["y", "x"]);
+    assert_mentions(&e, &["outside its plates", "plate"]);
+}
+
+/// The model of `test_enum_discrete_iplate_plate_dependency_ok`: `w` enumerated; three
+/// iterations of a sequential plate, each with a global `y_i` and an `x_i` in a plate of 10
+/// subsampled to 5 (the same subsample each time), marked when `mark`.
+fn iplate_plate_model(mark: bool) -> impl Fn(&mut Ctx) -> R + Copy {
+    move |ctx: &mut Ctx| -> R {
+        ctx.sample_enum("w", Bernoulli::from_probs(&s(0.5))?)?;
+        for i in 0..3 {
+            ctx.sample(&format!("y_{i}"), Bernoulli::from_probs(&s(0.5))?)?;
+            ctx.plate_with(plate("plate", 10, Some(5)), |ctx, _| {
+                let d = Box::new(Bernoulli::from_probs(&t(&[0.5; 5]))?);
+                sample_marked(ctx, &format!("x_{i}"), d, mark)
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn enum_discrete_iplate_plate_dependency_ok() {
+    // Rows: x_i marked or not, max_plate_nesting 1 or inf ("sequential": no vi counterpart).
+    for mark in [false, true] {
+        for nesting in [Some(1), None] {
+            let model = iplate_plate_model(mark);
+            let r = assert_ok(model, model, enum_elbo(nesting));
+            assert_close(r.loss, 0.0, 1e-12);
+        }
+    }
+}
+
+#[test]
+fn enum_discrete_iplates_plate_dependency_warning() {
+    // Two sequential plates: `x_i` in the vectorised plate (marked or not), then global `y_i`
+    // that depend on nothing. Pyro warns with validation on and a mark (by site order);
+    // vi runs every row.
+    for mark in [false, true] {
+        for validate in [true, false] {
+            for nesting in [Some(1), None] {
+                let model = move |ctx: &mut Ctx| -> R {
+                    ctx.sample_enum("w", Bernoulli::from_probs(&s(0.5))?)?;
+                    for i in 0..2 {
+                        ctx.plate_with(plate("plate", 10, Some(5)), |ctx, _| {
+                            let d = Box::new(Bernoulli::from_probs(&t(&[0.5; 5]))?);
+                            sample_marked(ctx, &format!("x_{i}"), d, mark)
+                        })?;
+                    }
+                    for i in 0..2 {
+                        ctx.sample(&format!("y_{i}"), Bernoulli::from_probs(&s(0.5))?)?;
+                    }
+                    Ok(())
+                };
+                let r = vi_dist::with_validation(validate, || {
+                    assert_ok(model, model, enum_elbo(nesting))
+                });
+                assert_close(r.loss, 0.0, 1e-12);
+            }
+        }
+    }
+}
+
+#[test]
+fn enum_discrete_plates_dependency_ok() {
+    // Pyro's `enumerate_` parameter is not used by its model (only `w` is marked): one run.
+    let model = |ctx: &mut Ctx| -> R {
+        let half = || Bernoulli::from_probs(&s(0.5));
+        let x_plate = || plate("x_plate", 10, Some(5)).dim(-1);
+        let y_plate = || plate("y_plate", 11, Some(6)).dim(-2);
+        ctx.sample_enum("w", half()?)?;
+        ctx.sample("a", half()?)?;
+        ctx.plate_with(x_plate(), |ctx, _| {
+            ctx.sample("b", Bernoulli::from_probs(&t(&[0.5; 5]))?)
+        })?;
+        ctx.plate_with(y_plate(), |ctx, _| {
+            let p = Tensor::full(0.5f64, (6, 1), &Device::Cpu)?;
+            ctx.sample("c", Bernoulli::from_probs(&p)?)
+        })?;
+        ctx.plate_with(x_plate(), |ctx, _| {
+            ctx.plate_with(y_plate(), |ctx, _| {
+                let p = Tensor::full(0.5f64, (6, 5), &Device::Cpu)?;
+                ctx.sample("d", Bernoulli::from_probs(&p)?)
+            })
+        })?;
+        Ok(())
+    };
+    let r = assert_ok(model, model, TraceEnumElbo::new().max_plate_nesting(2));
+    assert_eq!(dims(&r.guide_trace, "w"), [2, 1, 1]);
+    assert_eq!(dims(&r.guide_trace, "d"), [6, 5]);
+    assert_close(r.loss, 0.0, 1e-12);
+}
+
+#[test]
+fn enum_discrete_non_enumerated_plate_ok() {
+    // `b` (marked or not) depends on `a`, drawn in another plate and never enumerated.
+    for mark in [false, true] {
+        let model = move |ctx: &mut Ctx| -> R {
+            ctx.sample_enum("w", Bernoulli::from_probs(&s(0.5))?)?;
+            let a = ctx.plate("non_enum", 2, |ctx| {
+                ctx.sample("a", Bernoulli::from_probs(&t(&[0.5; 2]))?)
+            })?;
+            let p = a.sum_all()?.affine(0.25, 0.25)?; // (1 + Σa) / (2 + 2)
+            ctx.plate("enum_1", 3, |ctx| {
+                sample_marked(ctx, "b", bern_by(&p, &[3])?, mark)
+            })?;
+            Ok(())
+        };
+        let r = vi_dist::with_validation(true, || {
+            assert_ok(model, model, TraceEnumElbo::new().max_plate_nesting(1))
+        });
+        let want: &[usize] = if mark { &[2, 1, 1] } else { &[3] };
+        assert_eq!(dims(&r.guide_trace, "b"), want);
+        assert_close(r.loss, 0.0, 1e-12);
+    }
+}
+
+/// The model of `test_enum_discrete_plate_shape_broadcasting_ok` and
+/// `test_enum_discrete_vectorized_num_particles`: `b ~ Beta(1.1, 1.1)` in `x_plate` (10,
+/// subsampled 5, dim −1), `c ~ Bernoulli(0.5)` in `y_plate` (11, subsampled 6, dim −2), `d ~
+/// Bernoulli(b)` in both; inside a plate of 50 particles at dim −3 when `particles`.
+fn broadcasting_model(particles: bool) -> impl Fn(&mut Ctx) -> R + Copy {
+    move |ctx: &mut Ctx| -> R {
+        let body = |ctx: &mut Ctx| -> R {
+            let x_plate = || plate("x_plate", 10, Some(5)).dim(-1);
+            let y_plate = || plate("y_plate", 11, Some(6)).dim(-2);
+            let b = ctx.plate_with(x_plate(), |ctx, _| {
+                ctx.sample("b", Beta::new(&s(1.1), &s(1.1))?)
+            })?;
+            ctx.plate_with(y_plate(), |ctx, _| {
+                ctx.sample("c", Bernoulli::from_probs(&s(0.5))?)
+            })?;
+            ctx.plate_with(x_plate(), |ctx, _| {
+                ctx.plate_with(y_plate(), |ctx, _| {
+                    ctx.sample("d", Bernoulli::from_probs(&b)?)
+                })
+            })?;
+            Ok(())
+        };
+        if particles {
+            ctx.plate_dim("num_particles", 50, -3, body)
+        } else {
+            body(ctx)
+        }
+    }
+}
+
+/// `b`, `c` and `d`'s shapes in the model's trace.
+fn bcd_dims(r: &StepReport) -> [Vec<usize>; 3] {
+    ["b", "c", "d"].map(|site| dims(&r.model_trace, site))
+}
+
+#[test]
+fn enum_discrete_plate_shape_broadcasting_ok() {
+    // Rows (None, expand) and ("parallel", no expand); the "sequential", `expand=True` and
+    // `num_samples` rows have no vi counterpart.
+    let model = broadcasting_model(true);
+    let elbo = || TraceEnumElbo::new().max_plate_nesting(3);
+    let r = assert_ok(model, model, elbo());
+    let want: [Vec<usize>; 3] = [vec![50, 1, 5], vec![50, 6, 1], vec![50, 6, 5]];
+    assert_eq!(bcd_dims(&r), want);
+    assert_close(r.loss, 0.0, 1e-12);
+    let r = assert_ok(model, enumerated(&model), elbo());
+    let want: [Vec<usize>; 3] = [vec![50, 1, 5], vec![2, 1, 1, 1], vec![2, 1, 1, 1, 1]];
+    assert_eq!(bcd_dims(&r), want);
+    assert_close(r.loss, 0.0, 1e-12);
+}
+
+#[test]
+fn enum_discrete_vectorized_num_particles() {
+    // Rows (None) and ("parallel", no expand), each with 1 and 50 vectorised particles; the
+    // model marked, used as its own guide. The other rows have no vi counterpart.
+    let model = broadcasting_model(false);
+    let marked = enumerated(&model);
+    for n in [1, 50] {
+        let elbo = || {
+            TraceEnumElbo::new()
+                .max_plate_nesting(2)
+                .num_particles(n)
+                .vectorize_particles(true)
+        };
+        let r = assert_ok(model, model, elbo());
+        let want: [Vec<usize>; 3] = if n > 1 {
+            [vec![n, 1, 5], vec![n, 6, 1], vec![n, 6, 5]]
+        } else {
+            [vec![5], vec![6, 1], vec![6, 5]]
+        };
+        assert_eq!(bcd_dims(&r), want, "None, {n} particles");
+        assert_close(r.loss, 0.0, 1e-12);
+        let r = assert_ok(marked, marked, elbo());
+        let want: [Vec<usize>; 3] = if n > 1 {
+            [vec![n, 1, 5], vec![2, 1, 1, 1], vec![2, 1, 1, 1, 1]]
+        } else {
+            [vec![5], vec![2, 1, 1], vec![2, 1, 1, 1]]
+        };
+        assert_eq!(bcd_dims(&r), want, "parallel, {n} particles");
+        assert_close(r.loss, 0.0, 1e-12);
+    }
+}
+
+/// `p + v / 2` (the probabilities of `test_enum_in_model_*`).
+fn p_plus_half(p: &Tensor, v: &Tensor) -> vi_infer::Result<Tensor> {
+    Ok(v.affine(0.5, 0.0)?.broadcast_add(p)?)
+}
+
+#[test]
+fn enum_in_model_ok() {
+    // The chain a → b → … → g: b and e enumerated in the guide, c and f in the model, a and d
+    // drawn, g observed.
+    let model = |ctx: &mut Ctx| -> R {
+        let p = ctx.param("p", &s(0.25), Constraint::Real)?;
+        let bern = |v: &Tensor| -> vi_infer::Result<Bernoulli> {
+            Ok(Bernoulli::from_probs(&p_plus_half(&p, v)?)?)
+        };
+        let a = ctx.sample("a", Bernoulli::from_probs(&p)?)?;
+        let b = ctx.sample("b", bern(&a)?)?;
+        let c = ctx.sample_enum("c", bern(&b)?)?;
+        let d = ctx.sample("d", bern(&c)?)?;
+        let e = ctx.sample("e", bern(&d)?)?;
+        let f = ctx.sample_enum("f", bern(&e)?)?;
+        ctx.observe("g", bern(&f)?, &s(0.0))?;
+        Ok(())
+    };
+    let guide = |ctx: &mut Ctx| -> R {
+        let p = ctx.param("p", &s(0.25), Constraint::Real)?;
+        let bern = |v: &Tensor| -> vi_infer::Result<Bernoulli> {
+            Ok(Bernoulli::from_probs(&p_plus_half(&p, v)?)?)
+        };
+        let a = ctx.sample("a", Bernoulli::from_probs(&p)?)?;
+        let b = ctx.sample_enum("b", bern(&a)?)?;
+        let d = ctx.sample("d", bern(&b)?)?;
+        ctx.sample_enum("e", bern(&d)?)?;
+        Ok(())
+    };
+    let r = assert_ok(model, guide, TraceEnumElbo::new().max_plate_nesting(0));
+    let want: [&[usize]; 7] = [&[], &[2], &[2, 1, 1], &[2], &[2, 1], &[2, 1, 1, 1], &[]];
+    for (site, w) in ["a", "b", "c", "d", "e", "f", "g"].into_iter().zip(want) {
+        assert_eq!(dims(&r.model_trace, site), w, "{site}");
+    }
+}
+
+#[test]
+fn enum_in_model_plate_ok() {
+    // As `enum_in_model_ok`, c to g in a plate of 3.
+    let model = |ctx: &mut Ctx| -> R {
+        let p = ctx.param("p", &s(0.25), Constraint::Real)?;
+        let bern = |v: &Tensor| -> vi_infer::Result<Bernoulli> {
+            Ok(Bernoulli::from_probs(&p_plus_half(&p, v)?)?)
+        };
+        let a = ctx.sample("a", Bernoulli::from_probs(&p)?)?;
+        let b = ctx.sample("b", bern(&a)?)?;
+        ctx.plate("data", 3, |ctx| {
+            let c = ctx.sample_enum("c", bern(&b)?)?;
+            let d = ctx.sample("d", bern(&c)?)?;
+            let e = ctx.sample("e", bern(&d)?)?;
+            let f = ctx.sample_enum("f", bern(&e)?)?;
+            ctx.observe("g", bern(&f)?, &t(&[0.0; 3]))
+        })?;
+        Ok(())
+    };
+    let guide = |ctx: &mut Ctx| -> R {
+        let p = ctx.param("p", &s(0.25), Constraint::Real)?;
+        let bern = |v: &Tensor| -> vi_infer::Result<Bernoulli> {
+            Ok(Bernoulli::from_probs(&p_plus_half(&p, v)?)?)
+        };
+        let a = ctx.sample("a", Bernoulli::from_probs(&p)?)?;
+        let b = ctx.sample_enum("b", bern(&a)?)?;
+        ctx.plate("data", 3, |ctx| {
+            let d = ctx.sample("d", bern(&b)?)?;
+            ctx.sample_enum("e", bern(&d)?)
+        })?;
+        Ok(())
+    };
+    let r = assert_ok(model, guide, TraceEnumElbo::new().max_plate_nesting(1));
+    let want: [&[usize]; 7] = [
+        &[],
+        &[2, 1],
+        &[2, 1, 1, 1],
+        &[2, 3],
+        &[2, 1, 1],
+        &[2, 1, 1, 1, 1],
+        &[3],
+    ];
+    for (site, w) in ["a", "b", "c", "d", "e", "f", "g"].into_iter().zip(want) {
+        assert_eq!(dims(&r.model_trace, site), w, "{site}");
+    }
+}
+
+#[test]
+fn enum_in_model_plate_reuse_ok() {
+    // Two global sites enumerated in the model, each with data in a plate at dim −1 (the plate
+    // dim reused): −log Σ_a p(a) Π p(b | a) − log Σ_c p(c) Π p(d | c).
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.config_enumerate(|ctx| {
+            let p = ctx.param("p", &t(&[0.2, 0.8]), Constraint::Real)?;
+            let a = ctx.sample("a", Bernoulli::from_probs(&s(0.3))?)?;
+            ctx.plate("b_axis", 2, |ctx| {
+                let d = Bernoulli::from_probs(&vindex(&p, &[&a])?)?;
+                ctx.observe("b", d, &t(&[0.0, 1.0]))
+            })?;
+            let c = ctx.sample("c", Bernoulli::from_probs(&s(0.3))?)?;
+            ctx.plate("c_axis", 2, |ctx| {
+                let d = Bernoulli::from_probs(&vindex(&p, &[&c])?)?;
+                ctx.observe("d", d, &t(&[0.0, 0.0]))
+            })?;
+            Ok(())
+        })
+    };
+    let r = assert_ok(model, empty, TraceEnumElbo::new().max_plate_nesting(1));
+    let (p, prior) = ([0.2, 0.8], [0.7, 0.3]);
+    let marginal = |data: [f64; 2]| -> f64 {
+        (0..2)
+            .map(|k| {
+                let lik: f64 = data
+                    .iter()
+                    .map(|&y| if y == 1.0 { p[k] } else { 1.0 - p[k] })
+                    .product();
+                prior[k] * lik
+            })
+            .sum()
+    };
+    let want = -(marginal([0.0, 1.0]).ln() + marginal([0.0, 0.0]).ln());
+    assert_close(r.loss, want, 1e-12);
+}
+
+#[test]
+fn enum_in_model_multi_scale_error() {
+    // Pyro: "Expected all enumerated sample sites to share a common poutine.scale".
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.config_enumerate(|ctx| {
+            let p = ctx.param("p", &t(&[0.2, 0.8]), Constraint::Real)?;
+            let x = ctx.sample("x", Bernoulli::from_probs(&s(0.3))?)?;
+            ctx.scale(2.0, |ctx| {
+                let d = Bernoulli::from_probs(&vindex(&p, &[&x])?)?;
+                ctx.observe("y", d, &s(0.0))
+            })?;
+            Ok(())
+        })
+    };
+    let e = assert_error(model, empty, TraceEnumElbo::new().max_plate_nesting(0));
+    assert_eq!(enum_sites(&e), ["x", "y"]);
+    assert_mentions(&e, &["different scales"]);
+}
+
+#[test]
+fn enum_in_model_diamond_error() {
+    // `d` in two independent plates depends on `b` and `c`, enumerated one in each (Pyro:
+    // "Expected tree-structured plate nesting"). Pyro's rows index with `Vindex` or by hand;
+    // vi has one spelling, `vindex`.
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.config_enumerate(|ctx| {
+            let cpu = Device::Cpu;
+            let pa = ctx.param("probs_a", &t(&[0.45, 0.55]), Constraint::Simplex)?;
+            let b0 = Tensor::new(&[[0.6f64, 0.4], [0.4, 0.6]], &cpu)?;
+            let pb = ctx.param("probs_b", &b0, Constraint::Simplex)?;
+            let c0 = Tensor::new(&[[0.75f64, 0.25], [0.55, 0.45]], &cpu)?;
+            let pc = ctx.param("probs_c", &c0, Constraint::Simplex)?;
+            let d0 = Tensor::new(
+                &[[[0.4f64, 0.6], [0.3, 0.7]], [[0.3, 0.7], [0.2, 0.8]]],
+                &cpu,
+            )?;
+            let pd = ctx.param("probs_d", &d0, Constraint::Simplex)?;
+            let data = Tensor::new(&[[0.0f64, 1.0], [0.0, 0.0]], &cpu)?;
+            let b_axis = || plate("b_axis", 2, None).dim(-1);
+            let c_axis = || plate("c_axis", 2, None).dim(-2);
+            let a = ctx.sample("a", Categorical::from_probs(&pa)?)?;
+            let b = ctx.plate_with(b_axis(), |ctx, _| {
+                ctx.sample("b", Categorical::from_probs(&vindex(&pb, &[&a])?)?)
+            })?;
+            let c = ctx.plate_with(c_axis(), |ctx, _| {
+                ctx.sample("c", Categorical::from_probs(&vindex(&pc, &[&a])?)?)
+            })?;
+            ctx.plate_with(b_axis(), |ctx, _| {
+                ctx.plate_with(c_axis(), |ctx, _| {
+                    let probs = vindex(&pd, &[&b, &c])?;
+                    ctx.observe("d", Categorical::from_probs(&probs)?, &data)
+                })
+            })?;
+            Ok(())
+        })
+    };
+    let e = assert_error(model, empty, TraceEnumElbo::new().max_plate_nesting(2));
+    let sites = enum_sites(&e);
+    assert!(
+        sites.iter().any(|s| s == "b") && sites.iter().any(|s| s == "c"),
+        "{e}"
+    );
+    assert_mentions(&e, &["tree-structured"]);
+}
+
+#[test]
+fn enum_recycling_chain() {
+    // 100 steps in `markov`: two dims for the whole chain. Nothing observed: the marginal is 1.
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.config_enumerate(|ctx| {
+            let p0 = Tensor::new(&[[0.2f64, 0.8], [0.1, 0.9]], &Device::Cpu)?;
+            let p = ctx.param("p", &p0, Constraint::Real)?;
+            let mut x = s(0.0);
+            ctx.markov(0..100, |ctx, t| {
+                x = ctx.sample(
+                    &format!("x_{t}"),
+                    Categorical::from_probs(&vindex(&p, &[&x])?)?,
+                )?;
+                assert!(x.rank() <= 2, "x_{t}: {:?}", x.dims());
+                Ok(())
+            })?;
+            Ok(())
+        })
+    };
+    let r = assert_ok(model, empty, TraceEnumElbo::new().max_plate_nesting(0));
+    assert_close(r.loss, 0.0, 1e-10);
+}
+
+/// The model of `test_enum_recycling_dbn`: x_t → x_{t+1} (3 states), y_t (2 values), z_t |
+/// x_t, y_t observed; every table uniform (Pyro's unnormalised ones), so p(z_t = 0) = 1/4 and
+/// the loss is T log 4. With `markov` (100 steps) or without (11 steps, a dim per site).
+/// Pyro's rows with and without `Vindex` are one here.
+fn dbn(markov: bool) -> impl Fn(&mut Ctx) -> R + Copy {
+    move |ctx: &mut Ctx| -> R {
+        ctx.config_enumerate(|ctx| {
+            let cpu = Device::Cpu;
+            let p = ctx.param(
+                "p",
+                &Tensor::ones((3, 3), DType::F64, &cpu)?,
+                Constraint::Real,
+            )?;
+            let q = ctx.param("q", &Tensor::ones(2, DType::F64, &cpu)?, Constraint::Real)?;
+            let r0 = Tensor::ones((3, 2, 4), DType::F64, &cpu)?;
+            let r = ctx.param("r", &r0, Constraint::Real)?;
+            let mut x = s(0.0);
+            let mut step = |ctx: &mut Ctx, t: usize| -> R {
+                let d = Categorical::from_probs(&vindex(&p, &[&x])?)?;
+                x = ctx.sample(&format!("x_{t}"), d)?;
+                let y = ctx.sample(&format!("y_{t}"), Categorical::from_probs(&q)?)?;
+                let probs = vindex(&r, &[&x, &y])?;
+                ctx.observe(&format!("z_{t}"), Categorical::from_probs(&probs)?, &s(0.0))?;
+                Ok(())
+            };
+            if markov {
+                ctx.markov(0..100, step)?;
+            } else {
+                for t in 0..11 {
+                    step(ctx, t)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+#[test]
+fn enum_recycling_dbn() {
+    let r = assert_ok(dbn(true), empty, TraceEnumElbo::new().max_plate_nesting(0));
+    assert_close(r.loss, 100.0 * 4f64.ln(), 1e-10);
+}
+
+/// vi disagrees with Pyro here: without `markov` the 22 sites take 22 enumeration dims, which
+/// torch (Pyro) runs (it goes to 25), but candle's CPU kernels take at most 8 (`NdIter`'s
+/// `MAX_DIMS`). vi stops with a typed error instead: `y_3` takes dim -8, and `vindex` of the
+/// table of `z_3` on `x_3` and `y_3` would be of rank 9 (8 dims and the table's last), an
+/// `Enumeration` error in the model after `y_3`. (With `markov`: `enum_recycling_dbn`.)
+#[test]
+fn enum_recycling_dbn_without_markov() {
+    let e = step_error(
+        dbn(false),
+        empty,
+        adam(1e-6),
+        TraceEnumElbo::new().max_plate_nesting(0),
+    );
+    assert!(
+        matches!(&e, InferError::InProgram { program: "model", last_site: Some(s), .. } if s == "y_3"),
+        "{e}"
+    );
+    assert!(enum_sites(&e).is_empty(), "{e}");
+    assert_mentions(&e, &["vindex", "rank 9", "at most 8 dims", "`markov`"]);
+}
+
+#[test]
+fn enum_recycling_nested() {
+    // x, then a chain y_0..y_9, each y_i starting a chain z_i0..z_i9: nested `markov`.
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.config_enumerate(|ctx| {
+            let ones = Tensor::ones((3, 3), DType::F64, &Device::Cpu)?;
+            let p = ctx.param("p", &ones, Constraint::Real)?;
+            let x = ctx.sample("x", Categorical::from_probs(&p.get(0)?)?)?;
+            let mut y = x;
+            ctx.markov(0..10, |ctx, i| {
+                y = ctx.sample(
+                    &format!("y_{i}"),
+                    Categorical::from_probs(&vindex(&p, &[&y])?)?,
+                )?;
+                let mut z = y.clone();
+                ctx.markov(0..10, |ctx, j| {
+                    let d = Categorical::from_probs(&vindex(&p, &[&z])?)?;
+                    z = ctx.sample(&format!("z_{i}_{j}"), d)?;
+                    Ok(())
+                })?;
+                Ok(())
+            })?;
+            Ok(())
+        })
+    };
+    let r = assert_ok(model, empty, TraceEnumElbo::new().max_plate_nesting(0));
+    assert_close(r.loss, 0.0, 1e-10);
+    // Recycled: at most five dims among the 111 sites (z_1_1 sees x, y_0, y_1 and z_1_0).
+    let widest = r.model_trace.sites().map(|s| s.value.rank()).max().unwrap();
+    assert!(widest <= 5, "a value of rank {widest}");
+}
+
+/// The data of `test_enum_recycling_reentrant`: a tree of booleans.
+#[derive(Clone)]
+enum Tree {
+    Leaf(bool),
+    Node(Vec<Tree>),
+}
+
+impl Tree {
+    /// `(True, False)`, then five times `(data, data, False)`.
+    fn pyro_data() -> Tree {
+        Tree::nested(5)
+    }
+
+    /// `(True, False)`, then `k` times `(data, data, False)`.
+    fn nested(k: usize) -> Tree {
+        let mut data = Tree::Node(vec![Tree::Leaf(true), Tree::Leaf(false)]);
+        for _ in 0..k {
+            data = Tree::Node(vec![data.clone(), data, Tree::Leaf(false)]);
+        }
+        data
+    }
+
+    /// The numbers of leaves that are true and false.
+    fn leaves(&self) -> (usize, usize) {
+        match self {
+            Tree::Leaf(true) => (1, 0),
+            Tree::Leaf(false) => (0, 1),
+            Tree::Node(children) => children.iter().fold((0, 0), |(t, f), c| {
+                let (a, b) = c.leaves();
+                (t + a, f + b)
+            }),
+        }
+    }
+}
+
+/// The recursive model of `test_enum_recycling_reentrant`: each call in a `markov_context`
+/// of its own (Pyro's `@pyro.markov` function); a branch's children each get an enumerated
+/// state (10 values) given the parent's, a leaf is observed given its parent's state, with
+/// probability `leaf_p` whatever the state.
+fn reentrant(ctx: &mut Ctx, data: &Tree, state: &Tensor, address: &str, leaf_p: f64) -> R {
+    ctx.markov_context(|ctx| match data {
+        Tree::Leaf(v) => {
+            let p0 = Tensor::full(leaf_p, 10, &Device::Cpu)?;
+            let p = ctx.param("p_leaf", &p0, Constraint::Real)?;
+            let obs = s(if *v { 1.0 } else { 0.0 });
+            let d = Bernoulli::from_probs(&vindex(&p, &[state])?)?;
+            ctx.observe(&format!("leaf_{address}"), d, &obs)?;
+            Ok(())
+        }
+        Tree::Node(children) => {
+            let ones = Tensor::ones((10, 10), DType::F64, &Device::Cpu)?;
+            let p = ctx.param("p_branch", &ones, Constraint::Real)?;
+            for (branch, letter) in children.iter().zip('a'..='g') {
+                let address = format!("{address}{letter}");
+                let d = Categorical::from_probs(&vindex(&p, &[state])?)?;
+                let next = ctx.sample_enum(&format!("branch_{address}"), d)?;
+                reentrant(ctx, branch, &next, &address, leaf_p)?;
+            }
+            Ok(())
+        }
+    })
+}
+
+/// vi disagrees with Pyro here: Pyro's `@pyro.markov` function re-enters one context, whose
+/// history 1 lets a branch see its parent only; vi's `markov_context` opens a context per call
+/// (Pyro's `with pyro.markov():`), and a site sees every enclosing one, so the dims grow with
+/// the depth of the tree. On Pyro's tree they pass the 8 dims candle's CPU kernels take
+/// (`NdIter`'s `MAX_DIMS`), where Pyro (torch) runs: vi stops with a typed error instead, an
+/// `Enumeration` error naming the first branch site past the limit. A shallower tree runs.
+#[test]
+fn enum_recycling_reentrant() {
+    // Also `test_enum_recycling_mutual_recursion` (two `pyro.markov` functions calling each
+    // other: in vi the same recursion, each call in a `markov_context`) and the history-1 row
+    // of `test_enum_recycling_reentrant_history`. 157 enumerated branch sites.
+    let elbo = || TraceEnumElbo::new().max_plate_nesting(0);
+    let data = Tree::pyro_data();
+    for leaf_p in [1.0, 0.5] {
+        let model = |ctx: &mut Ctx| -> R { reentrant(ctx, &data, &s(0.0), "", leaf_p) };
+        let e = step_error(model, empty, adam(1e-6), elbo());
+        assert_eq!(enum_sites(&e), ["branch_aaabbb"], "{e}");
+        assert_mentions(&e, &["dim -9", "rank 9", "at most 8 dims", "`markov`"]);
+    }
+    // The same structure, shallower (3 wraps instead of 5).
+    let data = Tree::nested(3);
+    // Pyro's leaf probabilities are ones: a false leaf has probability 0. Pyro's Bernoulli
+    // clamps it (a finite log-probability); vi's is −∞ (vi-dist's exact `ln 0`), so vi's step
+    // is `NonFinite`.
+    let model = |ctx: &mut Ctx| -> R { reentrant(ctx, &data, &s(0.0), "", 1.0) };
+    let e = step_error(model, empty, adam(1e-6), elbo());
+    assert!(matches!(e.root(), InferError::NonFinite { .. }), "{e}");
+    // With leaf probabilities 1/2 it runs; the branches sum to 1, so the loss is
+    // (number of leaves) · log 2.
+    let model = |ctx: &mut Ctx| -> R { reentrant(ctx, &data, &s(0.0), "", 0.5) };
+    let r = assert_ok(model, empty, elbo());
+    let (trues, falses) = data.leaves();
+    assert_close(r.loss, (trues + falses) as f64 * 2f64.ln(), 1e-10);
+    let widest = r.model_trace.sites().map(|s| s.value.rank()).max().unwrap();
+    assert!(widest <= 8, "a value of rank {widest}");
+}
+
+/// vi disagrees with Pyro here: the global sites and the chains' recycled dims reach dim -8
+/// (six enumeration dims left of the two plate dims) at `x_1`, and the `vindex` of the
+/// transition table on it for `x_2` would be of rank 9, which Pyro (torch) runs but candle's CPU
+/// kernels do not (at most 8 dims, `NdIter`'s `MAX_DIMS`). vi stops with a typed error instead:
+/// an `Enumeration` error in the model after `x_1`.
+#[test]
+fn enum_recycling_plate() {
+    // Chains in plates and outside, the plates' sites depending on the global `a` and (in
+    // `plate_x` × `plate_z`) on `b`. Nothing observed: the marginal is 1.
+    let model = |ctx: &mut Ctx| -> R {
+        ctx.config_enumerate(|ctx| {
+            let cpu = Device::Cpu;
+            let p = ctx.param(
+                "p",
+                &Tensor::ones((3, 3), DType::F64, &cpu)?,
+                Constraint::Real,
+            )?;
+            let q = ctx.param("q", &t(&[0.5, 0.5]), Constraint::Real)?;
+            let plate_x = || plate("plate_x", 2, None).dim(-1);
+            let plate_y = || plate("plate_y", 3, None).dim(-1);
+            let plate_z = || plate("plate_z", 4, None).dim(-2);
+            let chain = |ctx: &mut Ctx, name: &str, n: usize| -> R {
+                let mut v = s(0.0);
+                ctx.markov(0..n, |ctx, i| {
+                    let d = Categorical::from_probs(&vindex(&p, &[&v])?)?;
+                    v = ctx.sample(&format!("{name}_{i}"), d)?;
+                    Ok(())
+                })?;
+                Ok(())
+            };
+            let a = ctx.sample("a", Bernoulli::from_probs(&q.get(0)?)?)?;
+            chain(ctx, "w", 5)?;
+            let b = ctx.plate_with(plate_x(), |ctx, _| {
+                let b = ctx.sample("b", Bernoulli::from_probs(&vindex(&q, &[&a])?)?)?;
+                chain(ctx, "x", 6)?;
+                Ok(b)
+            })?;
+            ctx.plate_with(plate_y(), |ctx, _| {
+                ctx.sample("c", Bernoulli::from_probs(&vindex(&q, &[&a])?)?)?;
+                chain(ctx, "y", 7)
+            })?;
+            ctx.plate_with(plate_z(), |ctx, _| {
+                ctx.sample("d", Bernoulli::from_probs(&vindex(&q, &[&a])?)?)?;
+                chain(ctx, "z", 8)
+            })?;
+            ctx.plate_with(plate_x(), |ctx, _| {
+                ctx.plate_with(plate_z(), |ctx, _| {
+                    ctx.sample("e", Bernoulli::from_probs(&vindex(&q, &[&b])?)?)?;
+                    chain(ctx, "xz", 9)
+                })
+            })?;
+            Ok(())
+        })
+    };
+    let e = step_error(
+        model,
+        empty,
+        adam(1e-6),
+        TraceEnumElbo::new().max_plate_nesting(2),
+    );
+    assert!(
+        matches!(&e, InferError::InProgram { program: "model", last_site: Some(s), .. } if s == "x_1"),
+        "{e}"
+    );
+    assert!(enum_sites(&e).is_empty(), "{e}");
+    assert_mentions(&e, &["vindex", "rank 9", "at most 8 dims", "`markov`"]);
+}
+
+#[test]
+fn markov_history() {
+    // x_t | x_{t−2}, x_{t−1}: a window of history 2 or more runs (the loss: every y_t = 0 has
+    // probability 3/4), a shorter one is an error at the first site that reads outside it
+    // (Pyro: "Enumeration dim conflict"; vi: the distribution varies along the dim that site
+    // gets).
+    for history in 0..4 {
+        let model = move |ctx: &mut Ctx| -> R {
+            ctx.config_enumerate(|ctx| {
+                let cpu = Device::Cpu;
+                let p = ctx.param("p", &Tensor::full(0.25f64, (2, 2), &cpu)?, Constraint::Real)?;
+                let q = ctx.param("q", &Tensor::full(0.25f64, 2, &cpu)?, Constraint::Real)?;
+                let (mut prev, mut curr) = (s(0.0), s(0.0));
+                ctx.markov_history(history, 0..10, |ctx, t| {
+                    let probs = vindex(&p, &[&prev, &curr])?;
+                    let x = ctx.sample(&format!("x_{t}"), Bernoulli::from_probs(&probs)?)?;
+                    prev = std::mem::replace(&mut curr, x);
+                    let y = Bernoulli::from_probs(&vindex(&q, &[&curr])?)?;
+                    ctx.observe(&format!("y_{t}"), y, &s(0.0))?;
+                    Ok(())
+                })?;
+                Ok(())
+            })
+        };
+        let elbo = TraceEnumElbo::new().max_plate_nesting(0);
+        if history < 2 {
+            let e = assert_error(model, empty, elbo);
+            assert_eq!(
+                enum_sites(&e),
+                [format!("x_{}", history + 1)],
+                "history {history}"
+            );
+            assert_mentions(&e, &["varies along dim"]);
+        } else {
+            let r = assert_ok(model, empty, elbo);
+            assert_close(r.loss, -10.0 * 0.75f64.ln(), 1e-10);
+        }
+    }
 }

@@ -102,3 +102,42 @@ fn infinite_supports_are_not_enumerable() -> Res {
     }
     Ok(())
 }
+
+/// `log_prob_enumerated` of a `Categorical` equals `log_prob` of the same values, with the
+/// values' dim left of the batch or on a size-1 dim of it, and reaches rank 8 (candle's CPU
+/// kernels' limit) without a wider view: the backward pass through it runs.
+#[test]
+fn categorical_log_prob_enumerated() -> Res {
+    let dev = Device::Cpu;
+    let logits = Tensor::new(&[0.3f64, -1.0, 0.5], &dev)?;
+    // (batch shape, dim of the values)
+    for (batch, dim) in [
+        (vec![], -1isize),
+        (vec![2], -2),
+        (vec![1, 2], -2),
+        (vec![2, 1], -1),
+        (vec![1, 1, 2], -3),
+    ] {
+        let shape: Vec<usize> = batch.iter().copied().chain([3]).collect();
+        let d = Categorical::from_logits(&logits.broadcast_as(shape.as_slice())?.contiguous()?)?;
+        let values = Tensor::new(&[0.0f64, 1.0, 2.0], &dev)?.reshape(
+            std::iter::once(3)
+                .chain(std::iter::repeat_n(1, dim.unsigned_abs() - 1))
+                .collect::<Vec<_>>(),
+        )?;
+        let fast = d.log_prob_enumerated(&values, dim).expect("a fast path")?;
+        let slow = d.log_prob(&values)?;
+        assert_eq!(fast.dims(), slow.dims(), "{batch:?} at {dim}");
+        assert_eq!(host(&fast), host(&slow), "{batch:?} at {dim}");
+    }
+    // Batch of rank 7, values along dim -8: every view stays at rank 8.
+    let var = candle_core::Var::from_tensor(&logits)?;
+    let probs = var.as_tensor().reshape(vec![1, 1, 1, 1, 1, 1, 1, 3])?;
+    let d = Categorical::from_logits(&probs)?;
+    let values = Tensor::new(&[0.0f64, 1.0, 2.0], &dev)?.reshape(vec![3, 1, 1, 1, 1, 1, 1, 1])?;
+    let lp = d.log_prob_enumerated(&values, -8).expect("a fast path")?;
+    assert_eq!(lp.dims(), &[3, 1, 1, 1, 1, 1, 1, 1]);
+    let g = lp.sum_all()?.backward()?;
+    assert!(g.get(var.as_tensor()).is_some());
+    Ok(())
+}

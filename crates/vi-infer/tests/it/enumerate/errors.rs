@@ -1,7 +1,7 @@
 //! What enumeration cannot do is a typed error naming the sites (and plates) involved.
 
 use candle_core::{DType, Device, Tensor};
-use vi_dist::{Bernoulli, Categorical, DistError, Normal};
+use vi_dist::{Bernoulli, Categorical, Constraint, DistError, Normal};
 use vi_infer::{Ctx, InferError, Plate, TraceEnumElbo, vindex};
 
 use crate::common::{assert_mentions, elbo_error, empty};
@@ -158,4 +158,67 @@ fn max_plate_nesting_too_small() {
         "{e}"
     );
     assert_mentions(&e, &["`y`", "max_plate_nesting = 1"]);
+}
+
+/// `n` independent enumerated Bernoulli sites `z_i` (no plates) and `y ~ Normal(Σ z_i, 1)`
+/// observed: the `i`-th site takes enumeration dim `-(i + 1)`, `y`'s log-density carries all
+/// `n` dims.
+fn many_sites(n: usize) -> impl FnMut(&mut Ctx) -> vi_infer::Result<()> {
+    move |ctx: &mut Ctx| {
+        let mut sum = s(0.0)?;
+        for (i, &p0) in PS.iter().enumerate().take(n) {
+            let p = ctx.param(&format!("p_{i}"), &s(p0)?, Constraint::UnitInterval)?;
+            let z = ctx.sample_enum(&format!("z_{i}"), Bernoulli::from_probs(&p)?)?;
+            sum = sum.broadcast_add(&z)?;
+        }
+        ctx.observe("y", Normal::new(&sum, &s(1.0)?)?, &s(Y)?)?;
+        Ok(())
+    }
+}
+
+const PS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+const Y: f64 = 2.5;
+
+/// candle's CPU kernels take at most 8 dims: the 9th enumerated site (dim -9) is a typed error
+/// naming it, with the dims in use and what to do, not a panic inside candle. With 7 (and 8,
+/// the limit) sites the model runs, and the loss is the brute-force −log p(y) over every joint
+/// assignment.
+#[test]
+fn more_enumeration_dims_than_candle_takes() {
+    let e = enum_error(TraceEnumElbo::new().max_plate_nesting(0), many_sites(9));
+    assert_eq!(sites_of(&e), ["z_8"]);
+    assert_mentions(
+        &e,
+        &[
+            "dim -9",
+            "9 enumeration dim(s) in use",
+            "0 plate dim(s) of `max_plate_nesting`",
+            "rank 9",
+            "at most 8 dims",
+            "`markov`",
+        ],
+    );
+    for n in [7, 8] {
+        // The loss and its gradient (the backward pass goes through the same ranks).
+        let elbo = TraceEnumElbo::new().max_plate_nesting(0);
+        let got = super::loss_and_grads(&elbo, 0, many_sites(n), empty)
+            .unwrap_or_else(|e| panic!("{n} sites: {e}"));
+        assert_eq!(got.grads.len(), n);
+        let terms: Vec<f64> = super::assignments(&vec![2; n])
+            .iter()
+            .map(|z| {
+                let prior: f64 = z
+                    .iter()
+                    .zip(PS)
+                    .map(|(&v, p)| if v == 1 { p.ln() } else { (1.0 - p).ln() })
+                    .sum();
+                let loc: f64 = z.iter().map(|&v| v as f64).sum();
+                let lik = -0.5 * (Y - loc).powi(2) - 0.5 * (2.0 * std::f64::consts::PI).ln();
+                prior + lik
+            })
+            .collect();
+        let m = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let want = -(m + terms.iter().map(|t| (t - m).exp()).sum::<f64>().ln());
+        crate::common::assert_close_tol(&[got.loss], &[want], 1e-10, &format!("{n} sites: loss"));
+    }
 }

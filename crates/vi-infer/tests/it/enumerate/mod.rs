@@ -8,6 +8,7 @@ mod discrete;
 mod errors;
 mod hmm;
 mod pyro;
+mod pyro_kl;
 mod vectorized;
 
 use std::collections::BTreeMap;
