@@ -18,8 +18,9 @@
 //! exact loss where the guide enumerates).
 //! Ported in `pyro_kl.rs`: `test_elbo_bern`, `test_elbo_bern_bern`, `test_elbo_berns`,
 //! `test_elbo_categoricals`, `test_elbo_normals` (the row that draws every site),
-//! `test_elbo_plate`, `test_elbo_iplate`, `test_non_mean_field_bern_bern_elbo_gradient`,
-//! `test_avoid_nan`.
+//! `test_elbo_plate`, `test_elbo_iplate`, `test_elbo_plate_plate`, `test_elbo_plate_iplate`,
+//! `test_elbo_iplate_plate`, `test_elbo_iplate_iplate` (Pyro's `for i in pyro.plate(..)` as
+//! `ctx.plate_seq`), `test_non_mean_field_bern_bern_elbo_gradient`, `test_avoid_nan`.
 //!
 //! Not applicable:
 //! - sequential enumeration, which vi does not have: `test_iter_discrete_traces_order`,
@@ -45,9 +46,7 @@
 //!   `discrete.rs`);
 //! - `test_vectorized_importance` (`vectorized_importance_weights`).
 //!
-//! Not ported yet (they apply): `test_elbo_plate_plate`,
-//! `test_elbo_plate_iplate`, `test_elbo_iplate_plate`, `test_elbo_iplate_iplate`,
-//! `test_non_mean_field_bern_normal_elbo_gradient`,
+//! Not ported yet (they apply): `test_non_mean_field_bern_normal_elbo_gradient`,
 //! `test_non_mean_field_normal_bern_elbo_gradient`, `test_elbo_enumerate_plates_8`,
 //! `test_bernoulli_pyramid_elbo_gradient`, `test_bernoulli_non_tree_elbo_gradient` (their
 //! "parallel" rows without `expand`), `test_multi_dependence_enumeration`.
