@@ -20,7 +20,9 @@
 //! `test_elbo_categoricals`, `test_elbo_normals` (the row that draws every site),
 //! `test_elbo_plate`, `test_elbo_iplate`, `test_elbo_plate_plate`, `test_elbo_plate_iplate`,
 //! `test_elbo_iplate_plate`, `test_elbo_iplate_iplate` (Pyro's `for i in pyro.plate(..)` as
-//! `ctx.plate_seq`), `test_non_mean_field_bern_bern_elbo_gradient`, `test_avoid_nan`.
+//! `ctx.plate_seq`), `test_non_mean_field_bern_bern_elbo_gradient`, `test_avoid_nan`,
+//! `test_bernoulli_pyramid_elbo_gradient`, `test_bernoulli_non_tree_elbo_gradient` (their
+//! "parallel" rows without `expand`).
 //!
 //! Not applicable:
 //! - sequential enumeration, which vi does not have: `test_iter_discrete_traces_order`,
@@ -48,8 +50,7 @@
 //!
 //! Not ported yet (they apply): `test_non_mean_field_bern_normal_elbo_gradient`,
 //! `test_non_mean_field_normal_bern_elbo_gradient`, `test_elbo_enumerate_plates_8`,
-//! `test_bernoulli_pyramid_elbo_gradient`, `test_bernoulli_non_tree_elbo_gradient` (their
-//! "parallel" rows without `expand`), `test_multi_dependence_enumeration`.
+//! `test_multi_dependence_enumeration`.
 
 use candle_core::{Device, Tensor};
 use vi_dist::{Categorical, Constraint, Normal};
