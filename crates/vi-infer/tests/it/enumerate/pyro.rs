@@ -11,7 +11,8 @@
 //! `test_elbo_enumerate_plate_1` to `_4` (single, batch, masked; scale 1 and 10),
 //! `test_elbo_enumerate_plate_5` (the error), `_6` (parallel), `_7`,
 //! `test_elbo_enumerate_plates_1` to `_7` (`_6`: a loop and a plate crossed, either way, and
-//! the error for two crossed plates; `_7`: any of them vectorised), `test_elbo_scale`, `test_elbo_hmm_in_model` and
+//! the error for two crossed plates; `_7`: any of them vectorised), `_8` (the outer axis
+//! sequential, and the error where it is a plate), `test_elbo_scale`, `test_elbo_hmm_in_model` and
 //! `test_elbo_hmm_in_guide` (golden gradients, converted from Pyro's softmax logits: see
 //! [`per_raw`]), `test_hmm_enumerate_model` and `test_hmm_enumerate_model_and_guide` (Pyro only
 //! runs them; here the losses equal the forward algorithm's), `test_svi_step_smoke` (with the
@@ -49,7 +50,7 @@
 //! - `test_vectorized_importance` (`vectorized_importance_weights`).
 //!
 //! Not ported yet (they apply): `test_non_mean_field_bern_normal_elbo_gradient`,
-//! `test_non_mean_field_normal_bern_elbo_gradient`, `test_elbo_enumerate_plates_8`,
+//! `test_non_mean_field_normal_bern_elbo_gradient`,
 //! `test_multi_dependence_enumeration`.
 
 use candle_core::{Device, Tensor};
@@ -1344,6 +1345,125 @@ fn svi_step_smoke() -> Res {
                 crate::common::assert_close_tol(&[r.loss], &[want], 1e-10, &what);
             }
         }
+    }
+    Ok(())
+}
+
+/// The model of `test_elbo_enumerate_plates_8`: `a` enumerated, then `b` over an outer axis of
+/// 2 (the guide's), and `c` observed given both over an inner axis of 2 nested in it; each
+/// axis a sequential plate (`ctx.plate_seq`, `seq`) or a vectorised one.
+fn plates_8_model<'a>(outer_seq: bool, inner_seq: bool) -> Program<'a> {
+    // data[j][i]: inner index j, outer index i.
+    let data = [[0.0, 1.0], [0.0, 2.0]];
+    Box::new(move |ctx: &mut Ctx| {
+        ctx.config_enumerate(|ctx| {
+            let pa = simplex(ctx, "model_probs_a", &t(&[0.45, 0.55])?)?;
+            let pb = simplex(ctx, "model_probs_b", &t(&[0.6, 0.4])?)?;
+            let c0 = Tensor::new(
+                &[
+                    [[0.4f64, 0.5, 0.1], [0.3, 0.5, 0.2]],
+                    [[0.3, 0.4, 0.3], [0.4, 0.4, 0.2]],
+                ],
+                &Device::Cpu,
+            )?;
+            let pc = simplex(ctx, "model_probs_c", &c0)?;
+            let a = ctx.sample("a", cat(&pa)?)?;
+            match (outer_seq, inner_seq) {
+                (true, true) => {
+                    ctx.plate_seq("outer", 2, |ctx, i| {
+                        let b = ctx.sample(&format!("b_{i}"), cat(&pb)?)?;
+                        ctx.plate_seq("inner", 2, |ctx, j| {
+                            let d = cat(&vindex(&pc, &[&a, &b])?)?;
+                            ctx.observe(&format!("c_{i}_{j}"), d, &s(data[j][i])?)
+                        })
+                    })?;
+                }
+                (true, false) => {
+                    ctx.plate_seq("outer", 2, |ctx, i| {
+                        let b = ctx.sample(&format!("b_{i}"), cat(&pb)?)?;
+                        let obs = t(&[data[0][i], data[1][i]])?;
+                        ctx.plate("inner", 2, |ctx| {
+                            let d = cat(&vindex(&pc, &[&a, &b])?)?;
+                            ctx.observe(&format!("c_{i}"), d, &obs)
+                        })
+                    })?;
+                }
+                (false, true) => {
+                    ctx.plate("outer", 2, |ctx| {
+                        let b = ctx.sample("b", cat(&pb)?)?;
+                        ctx.plate_seq("inner", 2, |ctx, j| {
+                            let d = cat(&vindex(&pc, &[&a, &b])?)?;
+                            ctx.observe(&format!("c_{j}"), d, &t(&data[j])?)
+                        })
+                    })?;
+                }
+                (false, false) => {
+                    ctx.plate("outer", 2, |ctx| {
+                        let b = ctx.sample("b", cat(&pb)?)?;
+                        ctx.plate("inner", 2, |ctx| {
+                            let d = cat(&vindex(&pc, &[&a, &b])?)?;
+                            ctx.observe("c", d, &Tensor::new(&data, &Device::Cpu)?)
+                        })
+                    })?;
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
+/// The guide of `test_elbo_enumerate_plates_8`: `b` enumerated over the outer axis.
+fn plates_8_guide<'a>(outer_seq: bool) -> Program<'a> {
+    Box::new(move |ctx: &mut Ctx| {
+        let q = simplex(ctx, "guide_probs_b", &t(&[0.8, 0.2])?)?;
+        if outer_seq {
+            ctx.plate_seq("outer", 2, |ctx, i| {
+                ctx.sample_enum(&format!("b_{i}"), cat(&q)?)
+            })?;
+        } else {
+            ctx.plate("outer", 2, |ctx| ctx.sample_enum("b", cat(&q)?))?;
+        }
+        Ok(())
+    })
+}
+
+/// `test_elbo_enumerate_plates_8` (scales 1, Pyro's): with the outer axis sequential and the
+/// inner one a plate, the loss and gradients equal those with both sequential; with the outer
+/// axis a plate (the inner one either), `a` is enumerated in the model outside the plate in
+/// which the guide enumerates `b`, the typed error naming `b` (Pyro: "Expected model
+/// enumeration to be no more global than guide").
+#[test]
+fn elbo_enumerate_plates_8() -> Res {
+    check_same(
+        (
+            TraceEnumElbo::new().max_plate_nesting(0),
+            plates_8_model(true, true),
+            plates_8_guide(true),
+        ),
+        (
+            TraceEnumElbo::new().max_plate_nesting(1),
+            plates_8_model(true, false),
+            plates_8_guide(true),
+        ),
+        "plates_8 iplate-plate",
+    )?;
+    for (inner_seq, nesting) in [(true, 1), (false, 2)] {
+        let mut model = plates_8_model(false, inner_seq);
+        let mut guide = plates_8_guide(false);
+        let elbo = TraceEnumElbo::new().max_plate_nesting(nesting);
+        let what = format!(
+            "plates_8 plate-{}",
+            if inner_seq { "iplate" } else { "plate" }
+        );
+        let err = match loss_and_grads(&elbo, 0, |c| model(c), |c| guide(c)) {
+            Ok(_) => panic!("{what}: model enumeration more global than the guide's must fail"),
+            Err(e) => e.downcast::<InferError>().expect("an InferError"),
+        };
+        assert!(
+            matches!(&*err, InferError::Enumeration { sites, .. } if sites == &["b"]),
+            "{what}: {err}"
+        );
+        crate::common::assert_mentions(&err, &["no more global than guide enumeration", "outer"]);
     }
     Ok(())
 }
