@@ -21,7 +21,9 @@
 //! `test_elbo_categoricals`, `test_elbo_normals` (the row that draws every site),
 //! `test_elbo_plate`, `test_elbo_iplate`, `test_elbo_plate_plate`, `test_elbo_plate_iplate`,
 //! `test_elbo_iplate_plate`, `test_elbo_iplate_iplate` (Pyro's `for i in pyro.plate(..)` as
-//! `ctx.plate_seq`), `test_non_mean_field_bern_bern_elbo_gradient`, `test_avoid_nan`,
+//! `ctx.plate_seq`), `test_non_mean_field_bern_bern_elbo_gradient`,
+//! `test_non_mean_field_bern_normal_elbo_gradient` (rows without `num_samples`),
+//! `test_non_mean_field_normal_bern_elbo_gradient`, `test_avoid_nan`,
 //! `test_bernoulli_pyramid_elbo_gradient`, `test_bernoulli_non_tree_elbo_gradient` (their
 //! "parallel" rows without `expand`).
 //!
@@ -49,9 +51,7 @@
 //!   `discrete.rs`);
 //! - `test_vectorized_importance` (`vectorized_importance_weights`).
 //!
-//! Not ported yet (they apply): `test_non_mean_field_bern_normal_elbo_gradient`,
-//! `test_non_mean_field_normal_bern_elbo_gradient`,
-//! `test_multi_dependence_enumeration`.
+//! Not ported yet (it applies): `test_multi_dependence_enumeration`.
 
 use candle_core::{Device, Tensor};
 use vi_dist::{Categorical, Constraint, Normal};
