@@ -16,7 +16,7 @@
 //! `test_elbo_hmm_in_guide` (golden gradients, converted from Pyro's softmax logits: see
 //! [`per_raw`]), `test_hmm_enumerate_model` and `test_hmm_enumerate_model_and_guide` (Pyro only
 //! runs them; here the losses equal the forward algorithm's), `test_svi_step_smoke` (with the
-//! exact loss where the guide enumerates).
+//! exact loss where the guide enumerates), `test_multi_dependence_enumeration`.
 //! Ported in `pyro_kl.rs`: `test_elbo_bern`, `test_elbo_bern_bern`, `test_elbo_berns`,
 //! `test_elbo_categoricals`, `test_elbo_normals` (the row that draws every site),
 //! `test_elbo_plate`, `test_elbo_iplate`, `test_elbo_plate_plate`, `test_elbo_plate_iplate`,
@@ -50,11 +50,9 @@
 //!   `_restrictions` (`sample_posterior`): not in vi (its `infer_discrete` is tested in
 //!   `discrete.rs`);
 //! - `test_vectorized_importance` (`vectorized_importance_weights`).
-//!
-//! Not ported yet (it applies): `test_multi_dependence_enumeration`.
 
 use candle_core::{Device, Tensor};
-use vi_dist::{Categorical, Constraint, Normal};
+use vi_dist::{Categorical, Constraint, Distribution, Normal};
 use vi_infer::{Ctx, InferError, Plate, TraceEnumElbo, vindex};
 
 use super::{assert_grads, loss_and_grads};
@@ -1465,5 +1463,56 @@ fn elbo_enumerate_plates_8() -> Res {
         );
         crate::common::assert_mentions(&err, &["no more global than guide enumeration", "outer"]);
     }
+    Ok(())
+}
+
+/// `test_multi_dependence_enumeration` (Pyro's issue 2223): a mixture of `K = 5` components
+/// whose means `mu` (`[K, 2]`, one event) are drawn per row of a plate of `N = 2` at dim −2;
+/// per element of a plate of 3 observations at dim −1, the component `s` enumerated and two
+/// sites, `x` (observed) and `y` (latent), both `Normal(mu[s], 0.1)`; the guide `AutoDelta` of
+/// the model with `s` hidden. Pyro asserts the mixing weights get a gradient; here it is also
+/// finite and not zero. Pyro's `x` is a draw of the model; fixed here.
+#[test]
+fn multi_dependence_enumeration() -> Res {
+    const K: usize = 5;
+    let (n, n_obs, d) = (2usize, 3usize, 2usize);
+    let x = Tensor::new(
+        &[
+            [[0.3f64, -1.2], [1.1, 0.4], [0.3, -1.1]],
+            [[-0.7, 0.9], [-0.6, 1.0], [1.5, -0.2]],
+        ],
+        &Device::Cpu,
+    )?;
+    let model = move |ctx: &mut Ctx| -> vi_infer::Result<()> {
+        ctx.plate_dim("data_plate", n, -2, |ctx| {
+            let pi0 = Tensor::full(1.0 / K as f64, K, &Device::Cpu)?;
+            let pi = simplex(ctx, "pi", &pi0)?;
+            let zeros = Tensor::zeros((K, d), candle_core::DType::F64, &Device::Cpu)?;
+            let ones = zeros.ones_like()?;
+            let mu = ctx.sample("mu", Normal::new(&zeros, &ones)?.to_event(2)?)?;
+            // `mu[..., s, :]`: `mu` is `[N, 1, K, d]`, its batch dims indexed by position.
+            let rows = Tensor::arange(0u32, n as u32, &Device::Cpu)?.reshape((n, 1))?;
+            let col = Tensor::zeros(1, candle_core::DType::U32, &Device::Cpu)?;
+            ctx.plate_dim("observations", n_obs, -1, |ctx| {
+                let s = ctx.sample_enum("s", cat(&pi)?)?;
+                let loc = vindex(&mu, &[&rows, &col, &s])?;
+                let scale = loc.ones_like()?.affine(0.1, 0.0)?;
+                ctx.sample("x", Normal::new(&loc, &scale)?.to_event(1)?)?;
+                ctx.sample("y", Normal::new(&loc, &scale)?.to_event(1)?)
+            })
+        })?;
+        Ok(())
+    };
+    let conditioned = move |ctx: &mut Ctx| -> vi_infer::Result<()> {
+        ctx.condition([("x".to_string(), x.clone())], model)
+    };
+    let guide = vi_infer::autoguide::AutoDelta::new(conditioned.clone())
+        .block(vi_infer::handlers::Block::hide(["s"]));
+    let elbo = TraceEnumElbo::new().max_plate_nesting(2);
+    let got = loss_and_grads(&elbo, 0, conditioned, guide.as_fn())?;
+    assert!(got.loss.is_finite(), "loss {}", got.loss);
+    let g = &got.grads["pi"];
+    assert!(g.iter().all(|v| v.is_finite()), "∂/∂pi {g:?}");
+    assert!(g.iter().any(|v| *v != 0.0), "∂/∂pi {g:?}");
     Ok(())
 }
