@@ -575,8 +575,8 @@ fn elbo_plate_plate() -> Res {
 /// nested plate of 3, `y` and, in a sequential plate of 2 (`ctx.plate_seq`), `z_i`, each drawn
 /// or enumerated; the loss `(1 + 3 · 3) · 0.5`. Drawn, Pyro's 100 000 particles give a
 /// gradient's standard error of up to 0.052 against its 0.1 (one particle's standard
-/// deviation up to 16.4, estimated; vi's Dice weights the costs of a particle's plate element by
-/// the scores of all its sequential iterations); [`particles_for`]: 242 000 here.
+/// deviation up to 16.4, estimated; `TraceEnumElbo` reads a sequential plate as a loop, see
+/// `Ctx::plate_seq`); [`particles_for`]: 242 000 here.
 #[test]
 fn elbo_plate_iplate() -> Res {
     let (outer, inner) = (3usize, 2usize);
@@ -981,7 +981,8 @@ fn non_mean_field_bern_normal_elbo_gradient() -> Res {
 /// Bernoulli(q1 · σ(z))` in the guide; the gradients per particle with `y` enumerated against
 /// those with `y` drawn, within Pyro's 0.03. Pyro's 20 000 and 30 000 particles give the
 /// difference a standard error of up to 0.013 (one particle's standard deviations, squared and
-/// summed, up to 3.5, estimated as in [`particles_for`]); 1.7 times as many here (34 000 and 51 000), for at most 0.01.
+/// summed, up to 3.5, estimated as in [`particles_for`]); 1.7 times as many here (34 000 and
+/// 51 000), for at most 0.01.
 #[test]
 fn non_mean_field_normal_bern_elbo_gradient() -> Res {
     for pi1 in [0.33, 0.41] {
