@@ -12,8 +12,8 @@
 //! `test_elbo_enumerate_plate_5` (the error), `_6` (parallel), `_7`,
 //! `test_elbo_enumerate_plates_1` to `_7` (`_6`: a loop and a plate crossed, either way, and
 //! the error for two crossed plates; `_7`: any of them vectorised), `_8` (the outer axis
-//! sequential, and the error where it is a plate), `test_elbo_scale`, `test_elbo_hmm_in_model` and
-//! `test_elbo_hmm_in_guide` (golden gradients, converted from Pyro's softmax logits: see
+//! sequential, and the error where it is a plate), `test_elbo_scale`,
+//! `test_elbo_hmm_in_model` and `test_elbo_hmm_in_guide` (golden gradients, converted from Pyro's softmax logits: see
 //! [`per_raw`]), `test_hmm_enumerate_model` and `test_hmm_enumerate_model_and_guide` (Pyro only
 //! runs them; here the losses equal the forward algorithm's), `test_svi_step_smoke` (with the
 //! exact loss where the guide enumerates), `test_multi_dependence_enumeration`.
