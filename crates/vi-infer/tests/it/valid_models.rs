@@ -494,26 +494,33 @@ fn iplate_variable_clash_error() {
     }
 }
 
+/// `x_i_j` for a 3 × 3 grid of loops (Pyro's two nested `pyro.plate` iterations), each
+/// `Bernoulli(0.5)`: the model of `test_iplate_iplate_ok` and its rows.
+fn grid_model(ctx: &mut Ctx) -> R {
+    for i in 0..3 {
+        for j in 0..3 {
+            ctx.sample(&format!("x_{i}_{j}"), Bernoulli::from_probs(&s(0.5))?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The guide of [`grid_model`]: the same sites, row by row, `Bernoulli(p)`.
+fn grid_guide(ctx: &mut Ctx) -> R {
+    let p = param_p(ctx)?;
+    for i in 0..3 {
+        for j in 0..3 {
+            ctx.sample(&format!("x_{i}_{j}"), Bernoulli::from_probs(&p)?)?;
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn iplate_iplate_ok() {
     // Pyro: max_plate_nesting 0 and inf (here: given as 0, and left to vi).
-    let model = |ctx: &mut Ctx| -> R {
-        for i in 0..3 {
-            for j in 0..3 {
-                ctx.sample(&format!("x_{i}_{j}"), Bernoulli::from_probs(&s(0.5))?)?;
-            }
-        }
-        Ok(())
-    };
-    let guide = |ctx: &mut Ctx| -> R {
-        let p = param_p(ctx)?;
-        for i in 0..3 {
-            for j in 0..3 {
-                ctx.sample(&format!("x_{i}_{j}"), Bernoulli::from_probs(&p)?)?;
-            }
-        }
-        Ok(())
-    };
+    let model = grid_model;
+    let guide = grid_guide;
     // The `TraceEnum_ELBO` row: `iplate_iplate_trace_enum`.
     assert_ok_rows(model, guide, TraceElbo::new(), false);
     assert_ok(model, guide, TraceElbo::new().max_plate_nesting(0));
@@ -522,14 +529,7 @@ fn iplate_iplate_ok() {
 #[test]
 fn iplate_iplate_swap_ok() {
     // The guide runs the loops the other way round: the site order differs, nothing else.
-    let model = |ctx: &mut Ctx| -> R {
-        for i in 0..3 {
-            for j in 0..3 {
-                ctx.sample(&format!("x_{i}_{j}"), Bernoulli::from_probs(&s(0.5))?)?;
-            }
-        }
-        Ok(())
-    };
+    let model = grid_model;
     let guide = |ctx: &mut Ctx| -> R {
         let p = param_p(ctx)?;
         for j in 0..3 {
@@ -550,23 +550,8 @@ fn iplate_iplate_swap_ok() {
 /// the ninth site, `x_2_2` (dim -9), is an `Enumeration` error naming it.
 #[test]
 fn iplate_iplate_trace_enum() {
-    let model = |ctx: &mut Ctx| -> R {
-        for i in 0..3 {
-            for j in 0..3 {
-                ctx.sample(&format!("x_{i}_{j}"), Bernoulli::from_probs(&s(0.5))?)?;
-            }
-        }
-        Ok(())
-    };
-    let guide = |ctx: &mut Ctx| -> R {
-        let p = param_p(ctx)?;
-        for i in 0..3 {
-            for j in 0..3 {
-                ctx.sample(&format!("x_{i}_{j}"), Bernoulli::from_probs(&p)?)?;
-            }
-        }
-        Ok(())
-    };
+    let model = grid_model;
+    let guide = grid_guide;
     let e = step_error(model, enumerated(&guide), adam(1e-6), TraceEnumElbo::new());
     assert_eq!(enum_sites(&e), ["x_2_2"]);
     assert_mentions(&e, &["dim -9", "rank 9", "at most 8 dims", "`markov`"]);
